@@ -1,0 +1,3 @@
+from gictools.cli import app
+
+app()

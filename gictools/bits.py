@@ -1,0 +1,66 @@
+"""Bit layouts declared once as (name, hi, lo) rows, in the Arm spec's notation.
+
+Decoders, encoders and the fast-path shift/mask constants all derive from these
+rows, so a layout is reviewed against the spec line by line and nowhere else.
+"""
+
+from typing import NamedTuple
+
+
+class Field(NamedTuple):
+    name: str
+    hi: int
+    lo: int
+
+    @property
+    def shift(self) -> int:
+        return self.lo
+
+    @property
+    def width(self) -> int:
+        return self.hi - self.lo + 1
+
+    @property
+    def mask(self) -> int:
+        """Mask of the field's value (not shifted)."""
+        return (1 << self.width) - 1
+
+    def get(self, word: int) -> int:
+        return (word >> self.lo) & self.mask
+
+    def put(self, word: int, value: int) -> int:
+        """Deposit value into word; raises ValueError if value does not fit."""
+        if value < 0 or value > self.mask:
+            raise ValueError(f"{self.name}: {value:#x} does not fit bits [{self.hi}:{self.lo}]")
+        return (word & ~(self.mask << self.lo)) | (value << self.lo)
+
+
+class Layout:
+    """A named 64-bit (or narrower) word made of Fields."""
+
+    def __init__(self, name: str, fields, width: int = 64):
+        self.name = name
+        self.width = width
+        self.fields = {f.name: f for f in (Field(*f) for f in fields)}
+        for f in self.fields.values():
+            if not (0 <= f.lo <= f.hi < width):
+                raise ValueError(f"{name}.{f.name}: bad bits [{f.hi}:{f.lo}]")
+
+    def __getitem__(self, name: str) -> Field:
+        return self.fields[name]
+
+    def decode(self, word: int) -> dict:
+        return {n: f.get(word) for n, f in self.fields.items()}
+
+    def encode(self, **values) -> int:
+        word = 0
+        for n, v in values.items():
+            try:
+                f = self.fields[n]
+            except KeyError:
+                raise ValueError(f"{self.name} has no field {n!r}") from None
+            word = f.put(word, v)
+        return word
+
+    def describe(self, word: int) -> str:
+        return " ".join(f"{n}={v:#x}" for n, v in self.decode(word).items())

@@ -1,0 +1,494 @@
+"""One virtual ITS: registers (its_registers[]), command queue, devices, ITTs, collections.
+
+Mirrors arch/arm64/kvm/vgic/vgic-its.c. Register rows are a table, commands a
+dict of handlers (gictools.model.commands), table lookups check_id /
+check_event_id as the kernel does. Nothing here raises for guest input.
+"""
+
+from gictools import regs as R
+from gictools.model.memory import GuestFault
+
+COLLECTION_NOT_MAPPED = 0xFFFF_FFFF
+BASER_INITIAL = {
+    0: R.GITS_BASER_LAYOUT.encode(InnerCache=R.GIC_BASER_CACHE_RaWb, Type=R.GITS_BASER_TYPE_DEVICE,
+                                  Entry_Size=7, Shareability=R.GIC_BASER_InnerShareable,
+                                  Page_Size=R.GITS_BASER_PAGE_SIZE_64K),
+    1: R.GITS_BASER_LAYOUT.encode(InnerCache=R.GIC_BASER_CACHE_RaWb,
+                                  Type=R.GITS_BASER_TYPE_COLLECTION, Entry_Size=7,
+                                  Shareability=R.GIC_BASER_InnerShareable,
+                                  Page_Size=R.GITS_BASER_PAGE_SIZE_64K),
+}
+# ID registers (vgic_mmio_read_its_idregs)
+ID_REGS = {0xFFD0: 0x40, 0xFFE0: 0x92, 0xFFE4: 0xB4, 0xFFE8: 0x3B,
+           0xFFF0: 0x0D, 0xFFF4: 0xF0, 0xFFF8: 0x05, 0xFFFC: 0xB1}
+
+_B = R.GITS_BASER_LAYOUT
+_BASER_VALID = 1 << _B["Valid"].lo
+_BASER_INDIRECT = 1 << _B["Indirect"].lo
+SZ_64K = 0x10000
+
+
+class Device:
+    __slots__ = ("device_id", "itt_addr", "num_eventid_bits", "ites")
+
+    def __init__(self, device_id, itt_addr, num_eventid_bits):
+        self.device_id = device_id
+        self.itt_addr = itt_addr
+        self.num_eventid_bits = num_eventid_bits
+        self.ites = {}           # EventID -> ITE
+
+    def __repr__(self):
+        return f"Device({self.device_id}, itt={self.itt_addr:#x}, bits={self.num_eventid_bits})"
+
+
+class Collection:
+    __slots__ = ("icid", "target")
+
+    def __init__(self, icid, target):
+        self.icid, self.target = icid, target   # target: raw RDbase, or COLLECTION_NOT_MAPPED
+
+    @property
+    def mapped(self):
+        return self.target != COLLECTION_NOT_MAPPED
+
+    def __repr__(self):
+        t = "unmapped" if self.target == COLLECTION_NOT_MAPPED else self.target
+        return f"Collection({self.icid}, target={t})"
+
+
+class ITE:
+    __slots__ = ("event_id", "collection", "lpi")
+
+    def __init__(self, event_id, collection, lpi):
+        self.event_id, self.collection, self.lpi = event_id, collection, lpi
+
+
+# --- register sanitisation (vgic_sanitise_its_baser / _cbaser, vgic-mmio-v3.c) --------------
+
+def sanitise_shareability(value, field):
+    # OuterShareable -> InnerShareable (vgic_sanitise_shareability)
+    if field.get(value) == R.GIC_BASER_OuterShareable:
+        value = field.put(value, R.GIC_BASER_InnerShareable)
+    return value
+
+
+def sanitise_inner_cache(value, field):
+    if field.get(value) in (R.GIC_BASER_CACHE_nCnB, R.GIC_BASER_CACHE_nC):
+        value = field.put(value, R.GIC_BASER_CACHE_RaWb)
+    return value
+
+
+def sanitise_outer_cache(value, field):
+    if field.get(value) not in (R.GIC_BASER_CACHE_SameAsInner, R.GIC_BASER_CACHE_nC):
+        value = field.put(value, R.GIC_BASER_CACHE_SameAsInner)
+    return value
+
+
+def _sanitise_cbaser(v):
+    L = R.GITS_CBASER_LAYOUT
+    v = sanitise_shareability(v, L["Shareability"])
+    v = sanitise_inner_cache(v, L["InnerCache"])
+    v = sanitise_outer_cache(v, L["OuterCache"])
+    return v & ~(0xF << 12)                     # the queue is 64 KiB aligned
+
+
+def _sanitise_baser(v):
+    v = sanitise_shareability(v, _B["Shareability"])
+    v = sanitise_inner_cache(v, _B["InnerCache"])
+    v = sanitise_outer_cache(v, _B["OuterCache"])
+    return _B["Page_Size"].put(v, R.GITS_BASER_PAGE_SIZE_64K)
+
+
+def _merge(old, value, offset, size):
+    """update_64bit_reg: a 32-bit access writes the half the offset names."""
+    if size == 8:
+        return value & 0xFFFF_FFFF_FFFF_FFFF
+    if offset & 4:
+        return (old & 0xFFFF_FFFF) | ((value & 0xFFFF_FFFF) << 32)
+    return (old & ~0xFFFF_FFFF) | (value & 0xFFFF_FFFF)
+
+
+def _extract(value, offset, size):
+    if size == 8:
+        return value
+    return (value >> 32) & 0xFFFF_FFFF if offset & 4 else value & 0xFFFF_FFFF
+
+
+class ITS:
+    """A vITS at `base`; `cache` is its translation-cache policy object (maybe VM-shared)."""
+
+    def __init__(self, vm, index, base, cache):
+        self.vm = vm
+        self.index = index
+        self.base = base
+        self.doorbell = base + R.GITS_TRANSLATER
+        self.cache = cache
+        self.enabled = False
+        self.abi_rev = 0
+        self.cbaser = 0
+        self.creadr = 0
+        self.cwriter = 0
+        self.baser = [0] * R.GITS_BASER_NR_REGS
+        self.baser[0], self.baser[1] = BASER_INITIAL[0], BASER_INITIAL[1]
+        self.devices = {}        # DeviceID -> Device
+        self.collections = {}    # ICID -> Collection, in creation order
+        self.command_hook = None  # callable(raw32, error) after each queued command
+        self.last_error = 0
+
+    def __repr__(self):
+        return f"ITS({self.index}, base={self.base:#x}, enabled={self.enabled})"
+
+    # --- cache invalidation at this ITS's call sites (scope is the policy's) --------------
+    def invalidate_cache(self):
+        self.cache.invalidate()
+
+    # --- table geometry (vgic_its_check_id) ---------------------------------------------------
+    def check_id(self, baser_index, id_):
+        """GPA of the entry for id_ in BASER<n>'s table, or None (vgic_its_check_id)."""
+        baser = self.baser[baser_index]
+        btype = _B["Type"].get(baser)
+        if btype == R.GITS_BASER_TYPE_DEVICE:
+            if id_ > R.VITS_MAX_DEVID:
+                return None
+        elif btype == R.GITS_BASER_TYPE_COLLECTION:
+            if id_ >= 1 << 16:
+                return None
+        else:
+            return None
+        esz = _B["Entry_Size"].get(baser) + 1
+        table_size = (_B["Size"].get(baser) + 1) * SZ_64K
+        base = baser_table_base(baser)
+        mem = self.vm.memory
+        if not baser & _BASER_INDIRECT:
+            if id_ >= table_size // esz:
+                return None
+            gpa = base + id_ * esz
+        else:
+            l2_entries = SZ_64K // esz
+            index = id_ // l2_entries
+            if index >= table_size // 8:
+                return None
+            try:
+                l1 = mem.read_u64(base + index * 8)
+            except GuestFault:
+                return None
+            if not l1 >> 63:
+                return None
+            gpa = (l1 & ((1 << 52) - 1) & ~0xFFFF) + (id_ % l2_entries) * esz
+        if not mem.is_ram(gpa & ~0xFFF, 1):          # kvm_is_visible_gfn
+            return None
+        return gpa
+
+    def check_event_id(self, device, event_id):
+        """vgic_its_check_event_id: in the device's EventID range and its ITE in RAM."""
+        if event_id >= 1 << device.num_eventid_bits:
+            return False
+        gpa = device.itt_addr + event_id * R.VITS_ITE_SIZE
+        return self.vm.memory.is_ram(gpa & ~0xFFF, 1)
+
+    # --- lookups -----------------------------------------------------------------------
+    def find_ite(self, device_id, event_id):
+        dev = self.devices.get(device_id)
+        return None if dev is None else dev.ites.get(event_id)
+
+    def collection_vcpu(self, coll):
+        """collection_to_vcpu: the vCPU index a mapped collection targets, or None."""
+        if coll is None or coll.target == COLLECTION_NOT_MAPPED:
+            return None
+        return self.vm.vcpu_from_rdbase(coll.target)
+
+    # --- object lifetime ------------------------------------------------------------------
+    def free_ite(self, device, ite):
+        del device.ites[ite.event_id]
+        self.vm.put_lpi(ite.lpi)
+
+    def free_device(self, device):
+        """vgic_its_free_device: drop every ITE, invalidate, forget the device."""
+        for ite in list(device.ites.values()):
+            self.free_ite(device, ite)
+        self.invalidate_cache()
+        self.devices.pop(device.device_id, None)
+
+    def free_devices(self):
+        for dev in list(self.devices.values()):
+            self.free_device(dev)
+
+    def free_collection(self, icid):
+        """vgic_its_free_collection: ITEs of this ITS lose their collection."""
+        coll = self.collections.pop(icid, None)
+        if coll is None:
+            return
+        for dev in self.devices.values():
+            for ite in dev.ites.values():
+                if ite.collection is coll:
+                    ite.collection = None
+
+    def free_collections(self):
+        for icid in list(self.collections):
+            self.free_collection(icid)
+
+    # --- MSI slow path (vgic_its_resolve_lpi + vgic_its_trigger_msi) ---------------------------
+    def resolve_lpi(self, device_id, event_id):
+        """(error, lpi): the translation without side effects (vgic_its_resolve_lpi, no fill)."""
+        if not self.enabled:
+            return -R.EBUSY, None
+        dev = self.devices.get(device_id)
+        ite = None if dev is None else dev.ites.get(event_id)
+        if ite is None or ite.collection is None or ite.collection.target == COLLECTION_NOT_MAPPED:
+            return R.E_ITS_INT_UNMAPPED_INTERRUPT, None
+        vcpu = self.vm.vcpu_from_rdbase(ite.collection.target)
+        if vcpu is None:
+            return R.E_ITS_INT_UNMAPPED_INTERRUPT, None
+        if not self.vm.redists[vcpu].lpis_enabled:
+            return -R.EBUSY, None
+        return 0, ite.lpi
+
+    def trigger_msi(self, device_id, event_id):
+        """vgic_its_trigger_msi: translate, fill the cache, latch pending. Returns (err, lpi, outcome)."""
+        err, lpi = self.resolve_lpi(device_id, event_id)
+        if err:
+            return err, None, None
+        outcome = self.cache.fill(self.doorbell, device_id, event_id, lpi)
+        lpi.pending = True
+        return 0, lpi, outcome
+
+    # --- command queue (vgic_its_process_commands) ------------------------------------------------
+    def queue_size(self):
+        return (R.GITS_CBASER_LAYOUT["Size"].get(self.cbaser) + 1) * 4096
+
+    def queue_base(self):
+        return self.cbaser & (((1 << 52) - 1) & ~0xFFFF)
+
+    def process_commands(self):
+        if not self.enabled or not self.cbaser >> 63:
+            return
+        size = self.queue_size()
+        base = self.queue_base()
+        mem = self.vm.memory
+        hook = self.command_hook
+        # CREADR and CWRITER are < size and 32-byte aligned, so this ends within size/32 steps.
+        while self.creadr != self.cwriter:
+            try:
+                raw = mem.read(base + self.creadr, 32)
+            except GuestFault:
+                raw = None                   # unreadable slot: skipped silently
+            if raw is not None:
+                err = self.process_command(raw)
+                if hook is not None:
+                    hook(raw, err)
+            self.creadr += 32
+            if self.creadr >= size:
+                self.creadr = 0
+
+    def process_command(self, raw: bytes) -> int:
+        """Execute one 32-byte command (vgic_its_handle_command); returns its KVM result."""
+        from gictools.model.commands import HANDLERS
+        dw0 = int.from_bytes(raw[0:8], "little")
+        handler = HANDLERS.get(dw0 & 0xFF)
+        if handler is None:
+            err = -R.ENODEV                      # unknown and GICv4 commands: ignored
+        else:
+            err = handler(self, dw0, int.from_bytes(raw[8:16], "little"),
+                          int.from_bytes(raw[16:24], "little"), int.from_bytes(raw[24:32], "little"))
+        self.last_error = err
+        return err
+
+    # --- registers (its_registers[]) ---------------------------------------------------------
+    def _read_ctlr(self, off, size):
+        v = R.GITS_CTLR_QUIESCENT if self.creadr == self.cwriter else 0
+        return v | (R.GITS_CTLR_ENABLE if self.enabled else 0)
+
+    def _write_ctlr(self, off, size, value):
+        # vgic_mmio_write_its_ctlr
+        if not self.enabled and value & R.GITS_CTLR_ENABLE and (
+                not self.baser[0] >> 63 or not self.baser[1] >> 63 or not self.cbaser >> 63):
+            return 0
+        self.enabled = bool(value & R.GITS_CTLR_ENABLE)
+        if not self.enabled:
+            self.invalidate_cache()
+        self.process_commands()
+        return 0
+
+    def iidr(self):
+        return R.GITS_IIDR_LAYOUT.encode(Implementer=R.IMPLEMENTER_ARM, Revision=self.abi_rev,
+                                         ProductID=R.PRODUCT_ID_KVM)
+
+    def _read_iidr(self, off, size):
+        return self.iidr()
+
+    def _uaccess_write_iidr(self, off, size, value):
+        # vgic_mmio_uaccess_write_its_iidr
+        from gictools.abi import ABIS
+        rev = R.GITS_IIDR_LAYOUT["Revision"].get(value)
+        if rev >= len(ABIS):
+            return -R.EINVAL
+        self.abi_rev = rev
+        ABIS[rev].commit(self)
+        return 0
+
+    def _read_typer(self, off, size):
+        return _extract(R.KVM_GITS_TYPER, off, size)
+
+    def _read_cbaser(self, off, size):
+        return _extract(self.cbaser, off, size)
+
+    def _write_cbaser(self, off, size, value):
+        if self.enabled:
+            return 0
+        self.cbaser = _sanitise_cbaser(_merge(self.cbaser, value, off, size))
+        self.creadr = 0
+        self.cwriter = 0
+        return 0
+
+    def _read_cwriter(self, off, size):
+        return _extract(self.cwriter, off, size)
+
+    def _write_cwriter(self, off, size, value):
+        reg = _merge(self.cwriter, value, off, size) & 0xFFFE0
+        if reg >= self.queue_size():
+            return 0
+        self.cwriter = reg
+        self.process_commands()
+        return 0
+
+    def _read_creadr(self, off, size):
+        return _extract(self.creadr, off, size)
+
+    def _uaccess_write_creadr(self, off, size, value):
+        if self.enabled:
+            return -R.EBUSY
+        reg = _merge(self.creadr, value, off, size) & 0xFFFE0
+        if reg >= self.queue_size():
+            return -R.EINVAL
+        self.creadr = reg
+        return 0
+
+    def _read_baser(self, off, size):
+        n = ((off - R.GITS_BASER) >> 3) & 7
+        return _extract(self.baser[n] if n < 2 else 0, off, size)
+
+    def _write_baser(self, off, size, value):
+        # vgic_mmio_write_its_baser
+        n = ((off - R.GITS_BASER) >> 3) & 7
+        if self.enabled or n >= 2:
+            return 0
+        from gictools.abi import ABIS
+        abi = ABIS[self.abi_rev]
+        if n == 0:
+            btype, esz, indirect_mask = R.GITS_BASER_TYPE_DEVICE, abi.dte_esz, _BASER_INDIRECT
+        else:
+            btype, esz, indirect_mask = R.GITS_BASER_TYPE_COLLECTION, abi.cte_esz, 0
+        reg = _merge(self.baser[n], value, off, size)
+        reg = _B["Entry_Size"].put(reg, esz - 1)
+        reg = _B["Type"].put(reg, btype)
+        reg &= ~_BASER_INDIRECT | indirect_mask
+        reg = _sanitise_baser(reg)
+        self.baser[n] = reg
+        if not reg >> 63:
+            if n == 0:
+                self.free_devices()
+            else:
+                self.free_collections()
+        return 0
+
+    def _read_idreg(self, off, size):
+        return ID_REGS.get(off, 0)
+
+    def _ignore(self, off, size, value):
+        return 0
+
+    # (offset, length, name, access sizes, read, guest write, userspace write or None)
+    REGISTERS = (
+        (R.GITS_CTLR, 4, "GITS_CTLR", (4,), _read_ctlr, _write_ctlr, None),
+        (R.GITS_IIDR, 4, "GITS_IIDR", (4,), _read_iidr, _ignore, _uaccess_write_iidr),
+        (R.GITS_TYPER, 8, "GITS_TYPER", (4, 8), _read_typer, _ignore, None),
+        (R.GITS_CBASER, 8, "GITS_CBASER", (4, 8), _read_cbaser, _write_cbaser, None),
+        (R.GITS_CWRITER, 8, "GITS_CWRITER", (4, 8), _read_cwriter, _write_cwriter, None),
+        (R.GITS_CREADR, 8, "GITS_CREADR", (4, 8), _read_creadr, _ignore, _uaccess_write_creadr),
+        (R.GITS_BASER, 0x40, "GITS_BASER", (4, 8), _read_baser, _write_baser, None),
+        (R.GITS_IDREGS_BASE, 0x30, "GITS_IDREGS", (4,), _read_idreg, _ignore, None),
+    )
+
+    @classmethod
+    def find_register(cls, offset):
+        for row in cls.REGISTERS:
+            if row[0] <= offset < row[0] + row[1]:
+                return row
+        return None
+
+    # --- guest MMIO (dispatch_mmio_read/write: RAZ/WI where no region or size matches) ---------
+    def mmio_read(self, offset: int, size: int) -> int:
+        row = self.find_register(offset)
+        if row is None or size not in row[3] or offset & (size - 1):
+            return 0
+        return row[4](self, offset, size)
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        row = self.find_register(offset)
+        if row is None or size not in row[3] or offset & (size - 1):
+            return
+        row[5](self, offset, size, value & ((1 << (8 * size)) - 1))
+
+    # --- userspace register access (KVM_DEV_ARM_VGIC_GRP_ITS_REGS, vgic_its_attr_regs_access) --
+    @staticmethod
+    def register_offset(reg) -> int:
+        if isinstance(reg, int):
+            return reg
+        name = reg.upper()
+        if name.startswith("GITS_BASER") and name[10:].isdigit():
+            return R.GITS_BASER + 8 * int(name[10:])
+        off = getattr(R, name, None)
+        if not isinstance(off, int) or not name.startswith("GITS_"):
+            raise ValueError(f"unknown ITS register {reg!r}")
+        return off
+
+    def _uaccess_row(self, offset):
+        align = 4 if offset < 8 or offset >= R.GITS_IDREGS_BASE else 8
+        if offset & (align - 1):
+            return None, -R.EINVAL
+        row = self.find_register(offset)
+        if row is None:
+            return None, -R.ENXIO
+        return row, 0
+
+    def read_reg(self, reg) -> int:
+        """Userspace read of a register by name or offset; the whole register."""
+        off = self.register_offset(reg)
+        row, err = self._uaccess_row(off)
+        if row is None:
+            raise ValueError(f"ITS register offset {off:#x}: errno {-err}")
+        return row[4](self, off, 4 if 4 in row[3] and 8 not in row[3] else 8)
+
+    def write_reg(self, reg, value: int) -> int:
+        """Userspace write (restore path): 0 or -errno, as the KVM device attribute."""
+        off = self.register_offset(reg)
+        row, err = self._uaccess_row(off)
+        if row is None:
+            return err
+        size = 4 if 8 not in row[3] else 8
+        fn = row[6] or row[5]
+        return fn(self, off, size, value & ((1 << (8 * size)) - 1))
+
+    # --- device control (KVM_DEV_ARM_VGIC_GRP_CTRL) ---------------------------------------------
+    def reset(self):
+        """KVM_DEV_ARM_ITS_CTRL_RESET (vgic_its_reset)."""
+        self.baser[0] &= ~_BASER_VALID
+        self.baser[1] &= ~_BASER_VALID
+        self.cbaser = self.creadr = self.cwriter = 0
+        self.enabled = False
+        self.free_devices()
+        self.free_collections()
+        return 0
+
+    def save_tables(self) -> int:
+        from gictools.abi import ABIS
+        return ABIS[self.abi_rev].save(self)
+
+    def restore_tables(self) -> int:
+        from gictools.abi import ABIS
+        return ABIS[self.abi_rev].restore(self)
+
+
+def baser_table_base(baser: int) -> int:
+    """GITS_BASER address: PA[47:16] plus PA[51:48] from bits [15:12] (GITS_BASER_ADDR_48_to_52)."""
+    return (baser & 0x0000_FFFF_FFFF_0000) | (((baser >> 12) & 0xF) << 48)

@@ -1,0 +1,121 @@
+"""Sparse, page-granular, little-endian guest memory with KVM's memslot rule.
+
+Accesses outside every RAM slot fail as KVM's guest accesses do (-EFAULT),
+here by raising GuestFault, which the model's handlers turn into -EFAULT.
+Memory costs one 4 KiB bytearray per page written, never per address named.
+"""
+
+from gictools.errors import GictoolsError
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_MASK = PAGE_SIZE - 1
+_ZERO_PAGE = bytes(PAGE_SIZE)
+
+DEFAULT_RAM = ((0x4000_0000, 0x1_0000_0000),)   # QEMU virt's RAM base, 4 GiB
+
+
+class GuestFault(GictoolsError):
+    """A guest-physical access outside guest RAM (KVM: -EFAULT)."""
+
+    def __init__(self, gpa, size):
+        self.gpa, self.size = gpa, size
+        super().__init__(f"guest-physical access at {gpa:#x} (+{size}) is outside guest RAM")
+
+
+class GuestMemory:
+    def __init__(self, slots=DEFAULT_RAM):
+        norm = []
+        for base, size in slots:
+            if base < 0 or size <= 0 or base & PAGE_MASK or size & PAGE_MASK or base + size > 1 << 52:
+                raise ValueError(f"bad RAM slot base={base:#x} size={size:#x} (page aligned, < 2^52)")
+            norm.append((int(base), int(size)))
+        norm.sort()
+        for (b0, s0), (b1, _) in zip(norm, norm[1:]):
+            if b0 + s0 > b1:
+                raise ValueError(f"RAM slots overlap at {b1:#x}")
+        self.slots = tuple(norm)
+        self.pages = {}          # page frame number -> bytearray(PAGE_SIZE)
+
+    # -- memslot rule (kvm_is_visible_gfn) -------------------------------------------
+    def is_ram(self, gpa: int, size: int = 1) -> bool:
+        if gpa < 0 or size < 0:
+            return False
+        end = gpa + size
+        for base, sz in self.slots:
+            if base <= gpa and end <= base + sz:
+                return True
+        return False
+
+    def _check(self, gpa, size):
+        if not self.is_ram(gpa, size):
+            raise GuestFault(gpa, size)
+
+    # -- byte access ------------------------------------------------------------------
+    def read(self, gpa: int, size: int) -> bytes:
+        self._check(gpa, size)
+        out = bytearray()
+        pages = self.pages
+        while size > 0:
+            pfn, off = gpa >> PAGE_SHIFT, gpa & PAGE_MASK
+            n = min(size, PAGE_SIZE - off)
+            page = pages.get(pfn)
+            out += (page if page is not None else _ZERO_PAGE)[off:off + n]
+            gpa += n
+            size -= n
+        return bytes(out)
+
+    def write(self, gpa: int, data) -> None:
+        data = memoryview(bytes(data))
+        self._check(gpa, len(data))
+        pages = self.pages
+        pos = 0
+        while pos < len(data):
+            pfn, off = gpa >> PAGE_SHIFT, gpa & PAGE_MASK
+            n = min(len(data) - pos, PAGE_SIZE - off)
+            page = pages.get(pfn)
+            if page is None:
+                chunk = data[pos:pos + n]
+                if not any(chunk):
+                    gpa += n
+                    pos += n
+                    continue            # zeros into an untouched page: nothing to store
+                page = pages[pfn] = bytearray(PAGE_SIZE)
+            page[off:off + n] = data[pos:pos + n]
+            gpa += n
+            pos += n
+
+    def read_u64(self, gpa: int) -> int:
+        page = self.pages.get(gpa >> PAGE_SHIFT)
+        off = gpa & PAGE_MASK
+        if off <= PAGE_SIZE - 8 and self.is_ram(gpa, 8):
+            return 0 if page is None else int.from_bytes(page[off:off + 8], "little")
+        return int.from_bytes(self.read(gpa, 8), "little")
+
+    def write_u64(self, gpa: int, value: int) -> None:
+        self.write(gpa, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))
+
+    def read_u8(self, gpa: int) -> int:
+        self._check(gpa, 1)
+        page = self.pages.get(gpa >> PAGE_SHIFT)
+        return 0 if page is None else page[gpa & PAGE_MASK]
+
+    def write_u8(self, gpa: int, value: int) -> None:
+        self.write(gpa, bytes((value & 0xFF,)))
+
+    # -- whole-memory views, for images and comparisons ---------------------------------
+    def nonzero_pages(self):
+        """(gpa, bytes) of every page holding a non-zero byte, ascending."""
+        for pfn in sorted(self.pages):
+            page = self.pages[pfn]
+            if any(page):
+                yield pfn << PAGE_SHIFT, bytes(page)
+
+    def copy(self) -> "GuestMemory":
+        m = GuestMemory(self.slots)
+        m.pages = {pfn: bytearray(p) for pfn, p in self.pages.items()}
+        return m
+
+    def snapshot(self) -> dict:
+        """A comparable view: {pfn: bytes} of non-zero pages."""
+        return {gpa >> PAGE_SHIFT: data for gpa, data in self.nonzero_pages()}

@@ -101,6 +101,7 @@ class VM:
         else:
             policy = cls(self.nr_vcpus)
         its = ITS(self, len(self.itses), base, policy)
+        policy.doorbells[its.doorbell] = its.index
         self.itses.append(its)
         self.propbaser = R.GICR_PROPBASER_RESET
         return its

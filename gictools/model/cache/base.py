@@ -31,6 +31,21 @@ class CachePolicy:
     def __init__(self, nr_vcpus: int):
         self.nr_vcpus = nr_vcpus
         self.last_victim = None      # (DeviceID, EventID) evicted by the last fill
+        self.doorbells = {}          # GITS_TRANSLATER address -> ITS index (VM-scoped keys)
+
+    def key(self, db: int, device_id: int, event_id: int):
+        """One int per (doorbell, DeviceID, EventID); None for a doorbell no ITS has (never hits)."""
+        idx = self.doorbells.get(db)
+        if idx is None:
+            return None
+        return idx << 64 | device_id << 32 | event_id
+
+    def decode_key(self, key: int):
+        its_index = key >> 64
+        for db, idx in self.doorbells.items():
+            if idx == its_index:
+                return db, (key >> 32) & 0xFFFF_FFFF, key & 0xFFFF_FFFF
+        return None, (key >> 32) & 0xFFFF_FFFF, key & 0xFFFF_FFFF
 
     def lookup(self, db: int, device_id: int, event_id: int):
         raise NotImplementedError
@@ -45,5 +60,5 @@ class CachePolicy:
         raise NotImplementedError
 
     def entries(self):
-        """(doorbell, DeviceID, EventID, INTID) of each valid entry, head first."""
+        """(doorbell, DeviceID, EventID, INTID) of each valid entry: list order, head first, or key order."""
         raise NotImplementedError

@@ -21,10 +21,11 @@ class LruV68(CachePolicy):
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
         self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
-        self.map = OrderedDict()     # (db, devid, evid) -> LPI; last = head (MRU)
+        self.map = OrderedDict()     # key(db, devid, evid) -> LPI; last = head (MRU)
 
     def lookup(self, db, device_id, event_id):
-        key = (db, device_id, event_id)
+        # vgic_its_check_cache: only the exact GITS_TRANSLATER doorbell can match
+        key = self.key(db, device_id, event_id)
         lpi = self.map.get(key)
         if lpi is not None:
             self.map.move_to_end(key)
@@ -32,7 +33,7 @@ class LruV68(CachePolicy):
 
     def fill(self, db, device_id, event_id, lpi):
         # vgic_its_cache_translation: the doorbell stored is always GITS_TRANSLATER.
-        key = (db, device_id, event_id)
+        key = self.key(db, device_id, event_id)
         m = self.map
         self.last_victim = None
         if key in m:
@@ -42,8 +43,8 @@ class LruV68(CachePolicy):
         if len(m) >= self.capacity:
             if self.capacity == 0:
                 return MISS
-            (_, vdev, vev), _ = m.popitem(last=False)
-            self.last_victim = (vdev, vev)
+            vkey, _ = m.popitem(last=False)
+            self.last_victim = ((vkey >> 32) & 0xFFFF_FFFF, vkey & 0xFFFF_FFFF)
             outcome = EVICT
         m[key] = lpi
         return outcome
@@ -55,4 +56,4 @@ class LruV68(CachePolicy):
         return len(self.map)
 
     def entries(self):
-        return [(k[0], k[1], k[2], lpi.intid) for k, lpi in reversed(self.map.items())]
+        return [(*self.decode_key(k), lpi.intid) for k, lpi in reversed(self.map.items())]

@@ -37,4 +37,4 @@ class PerItsV610(CachePolicy):
         return len(self.map)
 
     def entries(self):
-        return [(None, k >> 16, k & 0xFFFF, lpi.intid) for k, lpi in self.map.items()]
+        return [(None, k >> 16, k & 0xFFFF, lpi.intid) for k, lpi in sorted(self.map.items())]

@@ -32,14 +32,14 @@ class UsageV2(CachePolicy):
         self.map = {}        # key -> _Entry (valid entries only)
 
     def lookup(self, db, device_id, event_id):
-        e = self.map.get((db, device_id, event_id))
+        e = self.map.get(self.key(db, device_id, event_id))
         if e is None:
             return None
         e.usage += 1
         return e.lpi
 
     def fill(self, db, device_id, event_id, lpi):
-        key = (db, device_id, event_id)
+        key = self.key(db, device_id, event_id)
         self.last_victim = None
         if key in self.map:
             return MISS
@@ -65,7 +65,7 @@ class UsageV2(CachePolicy):
                 outcome = RECYCLE
             else:
                 del self.map[victim.key]
-                self.last_victim = victim.key[1:]
+                self.last_victim = ((victim.key >> 32) & 0xFFFF_FFFF, victim.key & 0xFFFF_FFFF)
                 outcome = EVICT
         e = _Entry(key, lpi, usage)
         order.append(e)
@@ -82,5 +82,5 @@ class UsageV2(CachePolicy):
         return len(self.map)
 
     def entries(self):
-        return [(e.key[0], e.key[1], e.key[2], e.lpi.intid) for e in reversed(self.order)
+        return [(*self.decode_key(e.key), e.lpi.intid) for e in reversed(self.order)
                 if e.lpi is not None]

@@ -1,0 +1,337 @@
+"""ITS table save/restore, ABI revision 0 (vgic_its_save_tables_v0 / vgic_its_restore_tables_v0).
+
+Save (kvm-its.md §9.4): device tables and ITTs, then the collection table; no roll-back,
+entries written before an error stay written. Restore (§9.6): collection table, then the
+device table (flat or two-level) and each device's ITT, with KVM's checks and errnos.
+
+Model choices where KVM gives no usable answer (one comment form: "MODEL CHOICE"):
+* An ITE whose collection was freed by MAPC V=0 (collection None): mainline
+  vgic_its_save_ite dereferences NULL (a host crash). The model fails the save with
+  -EINVAL at that ITE; ITEs and DTEs written before it stay written, as for any save error.
+* Restore is all-or-nothing, stricter than KVM. KVM's roll-back frees every device and
+  collection of the ITS (including ones that existed before the call) and leaves consumed
+  pending bits and released LPIs as they are. Here a failing restore leaves the VM exactly
+  as it was before the call: devices, collections, the LPI set (objects, refcounts, order)
+  and every guest-memory byte restore wrote (consumed pending bits) are put back. The
+  translation cache is never touched by a restore, so it needs no undo.
+* A restored DTE whose DeviceID is already mapped (KVM: a second, shadowing list entry):
+  the new device replaces the old one, whose ITEs drop their LPI references.
+"""
+
+from gictools import regs as R
+from gictools.abi import entries as E
+from gictools.abi.walk import TableReader, scan_its_table
+from gictools.model.its import COLLECTION_NOT_MAPPED, ITE, SZ_64K, Collection, Device, baser_table_base
+from gictools.model.memory import PAGE_SHIFT, GuestFault
+
+_B = R.GITS_BASER_LAYOUT
+_VALID = 1 << 63
+_INDIRECT = 1 << _B["Indirect"].lo
+_SIZE = _B["Size"]
+_ESZ = 8
+
+
+def _table_bytes(baser: int) -> int:
+    return (_SIZE.get(baser) + 1) * SZ_64K
+
+
+# --- save ------------------------------------------------------------------------------------
+
+class _Writer:
+    """Buffers consecutive 8-byte entries into one memory write; on a fault, falls back to
+    one write per entry so that exactly the entries before the faulting one are written."""
+
+    __slots__ = ("mem", "start", "buf")
+
+    def __init__(self, mem):
+        self.mem, self.start, self.buf = mem, None, bytearray()
+
+    def put(self, gpa: int, word: int) -> int:
+        if self.start is not None and gpa == self.start + len(self.buf):
+            self.buf += word.to_bytes(8, "little")
+            return 0
+        err = self.flush()
+        self.start = gpa
+        self.buf = bytearray(word.to_bytes(8, "little"))
+        return err
+
+    def flush(self) -> int:
+        if self.start is None:
+            return 0
+        start, buf = self.start, self.buf
+        self.start, self.buf = None, bytearray()
+        try:
+            self.mem.write(start, buf)
+            return 0
+        except GuestFault:
+            pass
+        for i in range(0, len(buf), 8):
+            try:
+                self.mem.write(start + i, buf[i:i + 8])
+            except GuestFault:
+                return -R.EFAULT
+        return 0
+
+
+def _save_itt(its, dev, w: _Writer) -> int:
+    """vgic_its_save_itt: ITEs by ascending EventID, next = EventID distance (0 for the last)."""
+    ites = dev.ites
+    eids = sorted(ites)
+    base = dev.itt_addr
+    pack = E.pack_ite
+    n = len(eids)
+    for i, eid in enumerate(eids):
+        ite = ites[eid]
+        coll = ite.collection
+        if coll is None:
+            # MODEL CHOICE (mainline: NULL dereference in vgic_its_save_ite): -EINVAL.
+            err = w.flush()
+            return err or -R.EINVAL
+        nxt = eids[i + 1] - eid if i + 1 < n else 0
+        err = w.put(base + eid * _ESZ, pack(nxt, ite.lpi.intid, coll.icid))
+        if err:
+            return err
+    return 0
+
+
+def _save_device_tables(its) -> int:
+    """vgic_its_save_device_tables."""
+    baser = its.baser[0]
+    if not baser & _VALID:
+        return 0
+    w = _Writer(its.vm.memory)
+    ids = sorted(its.devices)
+    n = len(ids)
+    for i, device_id in enumerate(ids):
+        dev = its.devices[device_id]
+        err = w.flush()
+        if err:
+            return err
+        gpa = its.check_id(0, device_id)
+        if gpa is None:
+            return -R.EINVAL
+        err = _save_itt(its, dev, w) or w.flush()
+        if err:
+            return err
+        nxt = min(ids[i + 1] - device_id, E.DTE_NEXT_MAX) if i + 1 < n else 0
+        err = w.put(gpa, E.pack_dte(nxt, dev.itt_addr, dev.num_eventid_bits - 1))
+        if err:
+            return err
+    # list_sort leaves the kernel's device list sorted: keep the dict in that order too.
+    if list(its.devices) != ids:
+        its.devices = {d: its.devices[d] for d in ids}
+    return w.flush()
+
+
+def _save_collection_table(its) -> int:
+    """vgic_its_save_collection_table: CTEs packed in list order + one zero terminator."""
+    baser = its.baser[1]
+    if not baser & _VALID:
+        return 0
+    gpa = baser_table_base(baser)
+    max_size = _table_bytes(baser)
+    filled = 0
+    w = _Writer(its.vm.memory)
+    for coll in its.collections.values():
+        err = w.put(gpa, E.pack_cte(coll.target & 0xFFFF_FFFF, coll.icid))
+        if err:
+            return err
+        gpa += _ESZ
+        filled += _ESZ
+    if filled != max_size:
+        err = w.put(gpa, 0)
+        if err:
+            return err
+    return w.flush()
+
+
+def save_tables_v0(its) -> int:
+    """KVM_DEV_ARM_ITS_SAVE_TABLES, ABI rev 0: 0 or -errno (-EINVAL, -EFAULT)."""
+    err = _save_device_tables(its)
+    if err:
+        return err
+    return _save_collection_table(its)
+
+
+# --- restore -----------------------------------------------------------------------------------
+
+class _Undo:
+    """What a restore may change, so that a failing one can put it back (see module doc)."""
+
+    def __init__(self, its):
+        vm = its.vm
+        self.its, self.vm, self.mem = its, vm, vm.memory
+        self.devices = dict(its.devices)
+        self.collections = dict(its.collections)
+        self.lpis = dict(vm.lpis)
+        self.refs = [(lpi, lpi.refs) for lpi in vm.lpis.values()]
+        self.writes = []           # (gpa, old bytes, pages that did not exist)
+        mem = self.mem
+        orig_write = mem.write
+
+        def journaled_write(gpa, data, _orig=orig_write, _mem=mem, _log=self.writes):
+            data = bytes(data)
+            n = len(data)
+            if n and _mem.is_ram(gpa, n):
+                new_pages = [p for p in range(gpa >> PAGE_SHIFT, ((gpa + n - 1) >> PAGE_SHIFT) + 1)
+                             if p not in _mem.pages]
+                _log.append((gpa, _mem.read(gpa, n), new_pages))
+            return _orig(gpa, data)
+
+        mem.write = journaled_write
+
+    def close(self):
+        """Stop journaling (always called)."""
+        try:
+            del self.mem.write
+        except AttributeError:
+            pass
+
+    def rollback(self):
+        self.close()
+        its, vm, mem = self.its, self.vm, self.mem
+        its.devices.clear()
+        its.devices.update(self.devices)
+        its.collections.clear()
+        its.collections.update(self.collections)
+        vm.lpis.clear()
+        vm.lpis.update(self.lpis)
+        for lpi, refs in self.refs:
+            lpi.refs = refs
+        for gpa, old, new_pages in reversed(self.writes):
+            mem.write(gpa, old)
+            for p in new_pages:
+                page = mem.pages.get(p)
+                if page is not None and not any(page):
+                    del mem.pages[p]
+
+
+def _restore_collection_table(its, reader) -> int:
+    """vgic_its_restore_collection_table + vgic_its_restore_cte."""
+    baser = its.baser[1]
+    if not baser & _VALID:
+        return 0
+    vm = its.vm
+    gpa = baser_table_base(baser)
+    max_size = _table_bytes(baser)
+    read = 0
+    while read < max_size:
+        word = reader.read_entry(gpa, _ESZ)
+        if word is None:
+            return -R.EFAULT
+        valid, target, icid = E.unpack_cte(word)
+        if not valid:
+            return 0                                  # the terminator
+        if target != COLLECTION_NOT_MAPPED and vm.vcpu_from_rdbase(target) is None:
+            return -R.EINVAL
+        if icid in its.collections:
+            return -R.EEXIST
+        if its.check_id(1, icid) is None:
+            return -R.EINVAL
+        its.collections[icid] = Collection(icid, target)
+        gpa += _ESZ
+        read += _ESZ
+    return 0
+
+
+def _restore_itt(its, dev, reader) -> int:
+    """vgic_its_restore_itt + vgic_its_restore_ite."""
+    vm = its.vm
+    collections = its.collections
+    nbits = dev.num_eventid_bits
+    limit = 1 << nbits
+    ites = dev.ites
+    unpack = E.unpack_ite
+    add_lpi = vm.add_lpi
+
+    def restore_ite(event_id, word):
+        nxt, intid, icid = unpack(word)
+        if not intid:
+            return 1                                   # invalid entry: step one
+        if intid < R.LPI_BASE_INTID:
+            return -R.EINVAL
+        if event_id + nxt >= limit:
+            return -R.EINVAL
+        coll = collections.get(icid)
+        if coll is None:
+            return -R.EINVAL
+        if not its.check_event_id(dev, event_id):
+            return -R.EINVAL
+        err, lpi = add_lpi(intid, its.collection_vcpu(coll))
+        if err:
+            return err
+        ites[event_id] = ITE(event_id, coll, lpi)
+        return nxt
+
+    ret = scan_its_table(reader, dev.itt_addr, limit * _ESZ, _ESZ, 0, restore_ite)
+    return 0 if ret > 0 else ret
+
+
+def _restore_device_tables(its, reader) -> int:
+    """vgic_its_restore_device_tables (+ handle_l1_dte, vgic_its_restore_dte)."""
+    baser = its.baser[0]
+    if not baser & _VALID:
+        return 0
+    vm = its.vm
+    check_size = vm.kernel.restore_checks_dte_size
+
+    def restore_dte(device_id, word):
+        valid, nxt, itt_addr, nbits = E.unpack_dte(word)
+        if not valid:
+            return 1
+        if check_size and nbits > R.VITS_TYPER_IDBITS:
+            return -R.EINVAL                           # 2026 upstream: Size + 1 > 16
+        if its.check_id(0, device_id) is None:
+            return -R.EINVAL
+        old = its.devices.get(device_id)
+        if old is not None:
+            # MODEL CHOICE (KVM keeps a shadowed duplicate on its list): replace it.
+            del its.devices[device_id]
+            for ite in old.ites.values():
+                vm.put_lpi(ite.lpi)
+        dev = Device(device_id, itt_addr, nbits)
+        its.devices[device_id] = dev
+        err = _restore_itt(its, dev, reader)
+        if err:
+            return err                                 # the caller rolls everything back
+        return nxt
+
+    base = baser_table_base(baser)
+    size = _table_bytes(baser)
+    if baser & _INDIRECT:
+        l2_entries = SZ_64K // _ESZ
+
+        def handle_l1_dte(index, word):
+            valid, l2 = E.unpack_l1e(word)
+            if not valid:
+                return 1
+            return scan_its_table(reader, l2, SZ_64K, _ESZ, index * l2_entries, restore_dte)
+
+        ret = scan_its_table(reader, base, size, _ESZ, 0, handle_l1_dte)
+    else:
+        ret = scan_its_table(reader, base, size, _ESZ, 0, restore_dte)
+    return 0 if ret > 0 else ret
+
+
+def restore_tables_v0(its) -> int:
+    """KVM_DEV_ARM_ITS_RESTORE_TABLES, ABI rev 0: 0 or -errno (-EINVAL, -EEXIST, -EFAULT).
+
+    All-or-nothing: on failure the VM is left exactly as before the call (see module doc).
+    """
+    undo = _Undo(its)
+    try:
+        reader = TableReader(its.vm.memory)
+        ret = _restore_collection_table(its, reader)
+        if not ret:
+            ret = _restore_device_tables(its, reader)
+    except BaseException:
+        undo.rollback()
+        raise
+    if ret:
+        undo.rollback()
+    else:
+        undo.close()
+    return ret
+
+
+__all__ = ["save_tables_v0", "restore_tables_v0"]

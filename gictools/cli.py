@@ -1,0 +1,208 @@
+"""The gictools command line: parse, call the library, print. No model logic here."""
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gictools import __version__
+from gictools.errors import GictoolsError
+
+app = typer.Typer(rich_markup_mode="rich", no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
+                  help="Model, record, replay and save/restore KVM's virtual GICv3 ITS.")
+gen_app = typer.Typer(no_args_is_help=True, help="Generate workload traces.")
+import_app = typer.Typer(no_args_is_help=True, help="Import traces recorded by other tools.")
+app.add_typer(gen_app, name="gen")
+app.add_typer(import_app, name="import")
+
+EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def _fail(e: Exception):
+    typer.echo(f"gictools: error: {e}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _progress(total: int, quiet: bool, label: str):
+    """A rich progress bar on a terminal; None (quiet) when piped or --quiet."""
+    if quiet or not sys.stdout.isatty() or total <= 0:
+        return None, None
+    from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+    prog = Progress("[progress.description]{task.description}", BarColumn(),
+                    "[progress.percentage]{task.percentage:>3.0f}%", TransferSpeedColumn(),
+                    TimeRemainingColumn(), transient=True)
+    task = prog.add_task(label, total=total)
+    return prog, lambda done: prog.update(task, completed=done)
+
+
+@app.command()
+def version():
+    """Print the version and run a one-line self-check of the model."""
+    from gictools import VM
+    from gictools.guest import Guest
+    vm = VM(1)
+    its = vm.add_its()
+    g = Guest(vm, its)
+    g.enable_lpis()
+    ok = (g.mapc(0, 0), g.mapd(0, 4), g.mapti(0, 1, 8192, 0)) == (0, 0, 0)
+    ok = ok and vm.signal_msi(its, 0, 1).ret == 1 and vm.pending_lpis(0) == [8192]
+    typer.echo(f"gictools {__version__}: self-check {'ok' if ok else 'FAILED'}")
+    raise typer.Exit(0 if ok else EXIT_CHECK_FAILED)
+
+
+@app.command()
+def replay(
+    trace: Annotated[Path, typer.Argument(help="trace file (msgpack, v1)")],
+    cache: Annotated[Optional[list[str]], typer.Option(
+        "--cache", "-c", help="cache policy (repeat for several): none, lru-v6.8, usage-v2, "
+        "per-its-v6.10; default: the trace kernel's own")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="KVM version to model, e.g. 6.8, 7.0")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="latency preset (v6.8-rc1, series-v2, v6.10)")] = None,
+    preset_file: Annotated[Optional[Path], typer.Option(help="latency preset file (TOML)")] = None,
+    host_cpus: Annotated[Optional[int], typer.Option(help="host CPUs for the contention model")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="write per-event Parquet here")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+):
+    """Replay a trace through the model, one pass per cache policy; print a summary."""
+    from gictools.replay import Replayer
+    from gictools.report import summary_table
+    try:
+        p = None
+        if preset or preset_file:
+            from gictools.latency.presets import load_preset
+            p = load_preset(preset, preset_file)
+        r = Replayer(trace, cache or ["default"], kernel, out, p, host_cpus)
+        prog, update = _progress(os.path.getsize(trace), quiet or json_out, "replay")
+        if prog is not None:
+            with prog:
+                reports = r.run(update)
+        else:
+            reports = r.run()
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    if json_out:
+        typer.echo(json.dumps([rep.as_dict() for rep in reports], indent=2))
+    else:
+        typer.echo(summary_table(reports))
+        if out:
+            typer.echo(f"wrote {out}")
+    failed = False
+    for rep in reports:
+        for rec, msg in rep.failures:
+            typer.echo(f"FAILED [{rep.policy}] record {rec}: {msg}", err=True)
+        if rep.failure_count > len(rep.failures):
+            typer.echo(f"FAILED [{rep.policy}] ... {rep.failure_count - len(rep.failures)} more",
+                       err=True)
+        failed |= rep.failure_count > 0
+    raise typer.Exit(EXIT_CHECK_FAILED if failed else 0)
+
+
+@app.command()
+def info(trace: Annotated[Path, typer.Argument(help="trace file")]):
+    """Header, counts by record kind, span of IDs and duration of a trace."""
+    from gictools.report import TraceInfo
+    from gictools.trace.reader import TraceReader
+    try:
+        rd = TraceReader(trace)
+        inf = TraceInfo()
+        for rec in rd:
+            inf.add(rec)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo(inf.text(rd.header))
+
+
+@app.command()
+def dump(trace: Annotated[Path, typer.Argument(help="trace file")],
+         limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="stop after N records")] = None):
+    """List a trace's records, commands disassembled."""
+    from gictools.report import describe_record
+    from gictools.trace.reader import TraceReader
+    try:
+        rd = TraceReader(trace)
+        for rec in rd:
+            if limit is not None and rd.record_index >= limit:
+                break
+            typer.echo(f"{rd.record_index:>8} @{rd.offset:<10} {describe_record(rec)}")
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    except BrokenPipeError:
+        raise typer.Exit(0) from None
+
+
+@gen_app.command("lpi-stress")
+def gen_lpi_stress(
+    vcpus: Annotated[int, typer.Option("-v", help="vCPUs")] = 1,
+    devices: Annotated[int, typer.Option("-d", help="devices (one injector each)")] = 1,
+    events: Annotated[int, typer.Option("-e", help="events per device")] = 16,
+    iterations: Annotated[int, typer.Option("-i", help="iterations")] = 1000,
+    routing: Annotated[str, typer.Option(help="as-measured (all to vCPU 0, pre-Oct-2025 selftest) "
+                                         "or fixed")] = "as-measured",
+    out: Annotated[Path, typer.Option("-o", "--out", help="output trace")] = Path("lpi-stress.msgpack"),
+):
+    """The kernel selftest vgic_lpi_stress's workload as a trace (same flags and defaults)."""
+    from gictools.trace.gen_lpi_stress import generate
+    try:
+        n = generate(out, vcpus, devices, events, iterations, routing)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo(f"wrote {out}: {n:,} MSIs")
+
+
+@app.command()
+def save(trace: Annotated[Path, typer.Argument(help="trace file")],
+         out: Annotated[Path, typer.Option("-o", "--out", help="image file to write")],
+         at_saves: Annotated[bool, typer.Option("--at-saves", help="also write OUT-<k> at each "
+                                                "save_tables record")] = False):
+    """Replay a trace, then save a guest-memory image (KVM ITS ABI rev 0) of the end state."""
+    from gictools.saverestore import save_trace
+    try:
+        lines = save_trace(trace, out, at_saves=at_saves)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def restore(image: Annotated[Path, typer.Argument(help="image file")]):
+    """Restore an image into a fresh VM (KVM's order); print its devices, ITEs, collections
+    and pending LPIs per vCPU."""
+    from gictools.saverestore import restore_image
+    try:
+        lines = restore_image(image)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def roundtrip(source: Annotated[Path, typer.Argument(help="trace or image file")]):
+    """save -> restore into a fresh VM -> save: report byte and model-state differences."""
+    from gictools.saverestore import roundtrip as _roundtrip
+    try:
+        ok, lines = _roundtrip(source)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo("\n".join(lines))
+    raise typer.Exit(0 if ok else EXIT_CHECK_FAILED)
+
+
+@app.command()
+def inspect(image: Annotated[Path, typer.Argument(help="image file")]):
+    """Decode every ITS table entry of an image; flag malformed ones with their address."""
+    from gictools.saverestore import inspect_image
+    try:
+        ok, lines = inspect_image(image)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo("\n".join(lines))
+    raise typer.Exit(0 if ok else EXIT_CHECK_FAILED)
+
+
+def main():
+    app()

@@ -1,0 +1,1 @@
+"""Per-event statistics: the Parquet contract (schema.py), writer (parquet.py), summaries."""

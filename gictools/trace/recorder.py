@@ -1,0 +1,142 @@
+"""Recorder: a stand-in for a VM that writes everything a script does to it into a trace.
+
+Pass the Recorder (and its .itses) wherever a VM (and its ITSes) would go,
+Guest included. Only the script's own actions are recorded (guest memory
+writes, register accesses, commands, MSIs, device controls, acknowledges);
+what the model does in response is not, so the trace replays to the same state.
+"""
+
+import time
+
+from gictools import regs as R
+from gictools.trace.writer import TraceWriter
+
+
+class _Memory:
+    def __init__(self, rec, mem):
+        self._rec, self._mem = rec, mem
+
+    def __getattr__(self, name):          # read, read_u64, is_ram, slots, pages ...
+        return getattr(self._mem, name)
+
+    def write(self, gpa, data):
+        data = bytes(data)
+        self._rec._w.mem(gpa, data, t_ns=self._rec._now())
+        self._mem.write(gpa, data)
+
+    def write_u64(self, gpa, value):
+        self.write(gpa, (value & (2 ** 64 - 1)).to_bytes(8, "little"))
+
+    def write_u8(self, gpa, value):
+        self.write(gpa, bytes((value & 0xFF,)))
+
+
+class _ITS:
+    def __init__(self, rec, its):
+        object.__setattr__(self, "_rec", rec)
+        object.__setattr__(self, "_its", its)
+
+    def __getattr__(self, name):
+        return getattr(self._its, name)
+
+    def __setattr__(self, name, value):   # e.g. Guest resetting last_error
+        setattr(self._its, name, value)
+
+    def mmio_write(self, offset, size, value):
+        self._rec._w.reg("its", self._its.index, offset, size, value, True, t_ns=self._rec._now())
+        self._its.mmio_write(offset, size, value)
+
+    def mmio_read(self, offset, size):
+        v = self._its.mmio_read(offset, size)
+        self._rec._w.reg("its", self._its.index, offset, size, v, False, t_ns=self._rec._now())
+        return v
+
+    def write_reg(self, reg, value):
+        off = self._its.register_offset(reg)
+        ret = self._its.write_reg(off, value)
+        size = 4 if off < 8 or off >= R.GITS_IDREGS_BASE else 8
+        self._rec._w.reg("its-user", self._its.index, off, size, value, True,
+                         t_ns=self._rec._now())
+        return ret
+
+    def process_command(self, raw):
+        self._rec._w.command(self._its.index, bytes(raw), t_ns=self._rec._now())
+        return self._its.process_command(raw)
+
+    def _ctrl(self, op):
+        ret = getattr(self._its, op)()
+        self._rec._w.ctrl(op, self._its.index, ret, t_ns=self._rec._now())
+        return ret
+
+    def save_tables(self):
+        return self._ctrl("save_tables")
+
+    def restore_tables(self):
+        return self._ctrl("restore_tables")
+
+    def reset(self):
+        return self._ctrl("reset")
+
+
+class Recorder:
+    """Record a fresh VM's workload: `with Recorder(vm, "t.msgpack") as rec: Guest(rec, rec.itses[0])`."""
+
+    def __init__(self, vm, path, *, source="gictools.trace.Recorder", metadata=None, clock=None):
+        if vm.lpis or vm.memory.pages or any(its.devices or its.collections or its.enabled
+                                             for its in vm.itses):
+            raise ValueError("Recorder needs a fresh VM (no memory written, no ITS state)")
+        self.vm_ = vm
+        self._clock = clock or time.monotonic_ns
+        self._t0 = self._clock()
+        header_vm = {"vcpus": vm.nr_vcpus, "vcpu_ids": list(vm.vcpu_ids), "kernel": vm.kernel.name,
+                     "memory": [list(s) for s in vm.memory.slots],
+                     "itses": [{"base": its.base} for its in vm.itses]}
+        self._w = TraceWriter(path, vm=header_vm, source=source, metadata=metadata or {})
+        self.memory = _Memory(self, vm.memory)
+        self.itses = [_ITS(self, its) for its in vm.itses]
+
+    def _now(self):
+        return self._clock() - self._t0
+
+    def __getattr__(self, name):          # nr_vcpus, rdbase_of, lpis, pending_lpis, ...
+        return getattr(self.vm_, name)
+
+    def __enter__(self):
+        self._w.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._w.__exit__(*exc)
+
+    def close(self):
+        self._w.close()
+
+    def _its(self, its):
+        if isinstance(its, _ITS):
+            return its._its
+        return self.vm_._its(its)
+
+    def write_redist_reg(self, vcpu, reg, value, size=8):
+        off = self.vm_._redist_offset(reg)
+        self._w.reg("redist", vcpu, off, size, value, True, t_ns=self._now())
+        return self.vm_.write_redist_reg(vcpu, off, value, size)
+
+    def signal_msi(self, its, device_id, event_id, **kw):
+        if kw:
+            raise ValueError("Recorder records MSIs at the ITS doorbell with KVM_MSI_VALID_DEVID")
+        real = self._its(its)
+        self._w.msi(real.index, device_id, event_id, t_ns=self._now())
+        return self.vm_.signal_msi(real, device_id, event_id)
+
+    def save_pending_tables(self):
+        ret = self.vm_.save_pending_tables()
+        self._w.ctrl("save_pending_tables", None, ret, t_ns=self._now())
+        return ret
+
+    def ack(self, vcpu, intid):
+        self._w.ack(vcpu, intid, t_ns=self._now())
+        return self.vm_.ack(vcpu, intid)
+
+    def expect(self, kind, **args):
+        """Add an expectation record (checked by replay)."""
+        self._w.expect(kind, args, t_ns=self._now())

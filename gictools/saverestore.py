@@ -7,7 +7,7 @@ import os
 
 from gictools import regs as R
 from gictools.abi import entries as E
-from gictools.errors import ImageError, TraceFormatError
+from gictools.errors import ImageError
 from gictools.image import (build_vm, dump_image, is_image, load_image_bytes, parse_image,
                             save_image)
 from gictools.model.its import COLLECTION_NOT_MAPPED, SZ_64K, baser_table_base
@@ -308,5 +308,4 @@ def inspect_image(path) -> tuple:
     return bad == 0 and restore_ok, lines
 
 
-__all__ = ["save_trace", "restore_image", "roundtrip", "inspect_image", "describe_vm",
-           "TraceFormatError"]
+__all__ = ["save_trace", "restore_image", "roundtrip", "inspect_image", "describe_vm"]

@@ -17,7 +17,7 @@ def make_vm():
     g = Guest(vm, its)
     g.enable_lpis()
     assert [g.mapc(0, 0), g.mapc(1, 1), g.mapd(3, 4), g.mapti(3, 1, 8192, 0),
-            g.mapti(3, 2, 8193, 1), g.mapi(3, 9000 - 8192 + 8192, 1) if False else 0] == [0] * 6
+            g.mapti(3, 2, 8193, 1)] == [0] * 5
     g.set_lpi_config(8193, 0x80, True)
     assert g.inv(3, 2) == 0
     assert vm.signal_msi(its, 3, 2).ret == 1
@@ -89,16 +89,13 @@ def test_failing_restore_step_raises_with_errno(tmp_path):
 
 def test_iidr_step_error():
     vm, its, g = make_vm()
-    data = bytearray(dump_image(vm))
-    import msgpack
-    # rebuild with a bad IIDR revision through a fake ITS read
+    # an image whose GITS_IIDR names ABI revision 1 (through a fake register read)
     orig = its.read_reg
     its.read_reg = lambda r: 0x4B00143B if r == "GITS_IIDR" else orig(r)
     bad = dump_image(vm, flush=False)
     with pytest.raises(ImageError) as ei:
         load_image_bytes(bad)
     assert (ei.value.step, ei.value.errno) == ("its0.GITS_IIDR", -22)
-    assert msgpack and data
 
 
 def test_raw_dump_roundtrip(tmp_path):

@@ -22,7 +22,7 @@ from gictools import regs as R
 from gictools.abi import entries as E
 from gictools.abi.walk import TableReader, scan_its_table
 from gictools.model.its import COLLECTION_NOT_MAPPED, ITE, SZ_64K, Collection, Device, baser_table_base
-from gictools.model.memory import PAGE_SHIFT, GuestFault
+from gictools.model.memory import GuestFault
 
 _B = R.GITS_BASER_LAYOUT
 _VALID = 1 << 63
@@ -165,31 +165,15 @@ class _Undo:
         self.collections = dict(its.collections)
         self.lpis = dict(vm.lpis)
         self.refs = [(lpi, lpi.refs) for lpi in vm.lpis.values()]
-        self.writes = []           # (gpa, old bytes, pages that did not exist)
-        mem = self.mem
-        orig_write = mem.write
-
-        def journaled_write(gpa, data, _orig=orig_write, _mem=mem, _log=self.writes):
-            data = bytes(data)
-            n = len(data)
-            if n and _mem.is_ram(gpa, n):
-                new_pages = [p for p in range(gpa >> PAGE_SHIFT, ((gpa + n - 1) >> PAGE_SHIFT) + 1)
-                             if p not in _mem.pages]
-                _log.append((gpa, _mem.read(gpa, n), new_pages))
-            return _orig(gpa, data)
-
-        mem.write = journaled_write
+        self.mem.begin_journal()
 
     def close(self):
-        """Stop journaling (always called)."""
-        try:
-            del self.mem.write
-        except AttributeError:
-            pass
+        """Stop journaling; the journal of writes made so far."""
+        return self.mem.end_journal()
 
     def rollback(self):
-        self.close()
-        its, vm, mem = self.its, self.vm, self.mem
+        journal = self.close()
+        its, vm = self.its, self.vm
         its.devices.clear()
         its.devices.update(self.devices)
         its.collections.clear()
@@ -198,12 +182,7 @@ class _Undo:
         vm.lpis.update(self.lpis)
         for lpi, refs in self.refs:
             lpi.refs = refs
-        for gpa, old, new_pages in reversed(self.writes):
-            mem.write(gpa, old)
-            for p in new_pages:
-                page = mem.pages.get(p)
-                if page is not None and not any(page):
-                    del mem.pages[p]
+        self.mem.undo(journal)
 
 
 def _restore_collection_table(its, reader) -> int:

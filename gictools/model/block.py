@@ -135,8 +135,7 @@ def _run_usage(policy, its, keys64, inverse, first, lpis, n):
     if off:
         keys = [k | off for k in keys]
     get = policy.map.get
-    fill = policy.fill
-    db = its.doorbell
+    fill = policy.fill_key
     out = bytearray(n)
     vidx, vkey = [], []
     for i, k in enumerate(keys):
@@ -148,7 +147,7 @@ def _run_usage(policy, its, keys64, inverse, first, lpis, n):
         if lpi is None:
             out[i] = MISS_NOFILL
             continue
-        o = fill(db, (k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, lpi)
+        o = fill(k, lpi)
         out[i] = o
         if o == EVICT:
             vd, ve = policy.last_victim

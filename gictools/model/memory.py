@@ -36,6 +36,24 @@ class GuestMemory:
                 raise ValueError(f"RAM slots overlap at {b1:#x}")
         self.slots = tuple(norm)
         self.pages = {}          # page frame number -> bytearray(PAGE_SIZE)
+        self.journal = None      # list of (gpa, old bytes, new pfns) while journaling
+
+    # -- undo journal (all-or-nothing operations such as a restore) ---------------------
+    def begin_journal(self):
+        self.journal = []
+
+    def end_journal(self):
+        journal, self.journal = self.journal, None
+        return journal or []
+
+    def undo(self, journal):
+        """Put back every byte a journal recorded, newest first; drop pages it created."""
+        for gpa, old, new_pfns in reversed(journal):
+            self.write(gpa, old)
+            for pfn in new_pfns:
+                page = self.pages.get(pfn)
+                if page is not None and not any(page):
+                    del self.pages[pfn]
 
     # -- memslot rule (kvm_is_visible_gfn) -------------------------------------------
     def is_ram(self, gpa: int, size: int = 1) -> bool:
@@ -69,6 +87,10 @@ class GuestMemory:
         data = memoryview(bytes(data))
         self._check(gpa, len(data))
         pages = self.pages
+        if self.journal is not None and len(data):
+            last = (gpa + len(data) - 1) >> PAGE_SHIFT
+            self.journal.append((gpa, self.read(gpa, len(data)),
+                                 [p for p in range(gpa >> PAGE_SHIFT, last + 1) if p not in pages]))
         pos = 0
         while pos < len(data):
             pfn, off = gpa >> PAGE_SHIFT, gpa & PAGE_MASK

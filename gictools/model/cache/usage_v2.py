@@ -9,6 +9,8 @@ waits for synchronize_rcu() (the cost the latency model charges). Invalidation
 empties entries but keeps them linked, so the count does not drop.
 """
 
+from operator import attrgetter
+
 from gictools.model.cache.base import EVICT, MISS, RECYCLE, CachePolicy
 from gictools.model.cache.lru_v6_8 import LPI_DEFAULT_PCPU_CACHE_SIZE
 
@@ -18,6 +20,9 @@ class _Entry:
 
     def __init__(self, key, lpi, usage):
         self.key, self.lpi, self.usage = key, lpi, usage
+
+
+_usage = attrgetter("usage")
 
 
 class UsageV2(CachePolicy):
@@ -30,6 +35,7 @@ class UsageV2(CachePolicy):
         self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
         self.order = []      # tail first, head last
         self.map = {}        # key -> _Entry (valid entries only)
+        self.empties = 0     # invalidated entries still linked
 
     def lookup(self, db, device_id, event_id):
         e = self.map.get(self.key(db, device_id, event_id))
@@ -39,7 +45,10 @@ class UsageV2(CachePolicy):
         return e.lpi
 
     def fill(self, db, device_id, event_id, lpi):
-        key = self.key(db, device_id, event_id)
+        return self.fill_key(self.key(db, device_id, event_id), lpi)
+
+    def fill_key(self, key, lpi):
+        """fill() for a packed key (the block path's form)."""
         self.last_victim = None
         if key in self.map:
             return MISS
@@ -49,19 +58,16 @@ class UsageV2(CachePolicy):
         if len(order) >= self.capacity:
             if self.capacity == 0:
                 return MISS
-            victim = None
-            vi = -1
-            for i in range(len(order) - 1, -1, -1):       # scan from the head
-                e = order[i]
-                if e.lpi is None:                        # an empty entry wins at once
-                    victim, vi = e, i
-                    break
-                if e.usage > usage:
-                    usage = e.usage
-                if victim is None or e.usage <= victim.usage:
-                    victim, vi = e, i
-            del order[vi]
+            if self.empties:
+                victim, usage = self._scan_from_head()
+            else:
+                # no empty entry: the scan sees every entry; min() returns the first
+                # smallest from the tail, which is the "ties to the tail" rule
+                victim = min(order, key=_usage)
+                usage = max(order, key=_usage).usage
+            order.remove(victim)
             if victim.lpi is None:
+                self.empties -= 1
                 outcome = RECYCLE
             else:
                 del self.map[victim.key]
@@ -72,10 +78,24 @@ class UsageV2(CachePolicy):
         self.map[key] = e
         return outcome
 
+    def _scan_from_head(self):
+        """The kernel's scan: the first empty entry wins at once, else the least used."""
+        usage = 0
+        victim = None
+        for e in reversed(self.order):
+            if e.lpi is None:
+                return e, usage
+            if e.usage > usage:
+                usage = e.usage
+            if victim is None or e.usage <= victim.usage:
+                victim = e
+        return victim, usage
+
     def invalidate(self):
         for e in self.order:
             e.lpi = None
             e.key = None
+        self.empties = len(self.order)
         self.map.clear()
 
     def __len__(self):

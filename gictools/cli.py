@@ -180,28 +180,28 @@ def restore(image: Annotated[Path, typer.Argument(help="image file")]):
     typer.echo("\n".join(lines))
 
 
-@app.command()
-def roundtrip(source: Annotated[Path, typer.Argument(help="trace or image file")]):
-    """save -> restore into a fresh VM -> save: report byte and model-state differences."""
-    from gictools.saverestore import roundtrip as _roundtrip
+def _check(fn, arg):
+    """Run a library check returning (ok, lines); print; exit 0 / 1 / 2."""
     try:
-        ok, lines = _roundtrip(source)
+        ok, lines = fn(arg)
     except (GictoolsError, OSError) as e:
         _fail(e)
     typer.echo("\n".join(lines))
     raise typer.Exit(0 if ok else EXIT_CHECK_FAILED)
+
+
+@app.command()
+def roundtrip(source: Annotated[Path, typer.Argument(help="trace or image file")]):
+    """save -> restore into a fresh VM -> save: report byte and model-state differences."""
+    from gictools.saverestore import roundtrip as _roundtrip
+    _check(_roundtrip, source)
 
 
 @app.command()
 def inspect(image: Annotated[Path, typer.Argument(help="image file")]):
     """Decode every ITS table entry of an image; flag malformed ones with their address."""
     from gictools.saverestore import inspect_image
-    try:
-        ok, lines = inspect_image(image)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo("\n".join(lines))
-    raise typer.Exit(0 if ok else EXIT_CHECK_FAILED)
+    _check(inspect_image, image)
 
 
 def main():

@@ -91,13 +91,19 @@ def _run_per_its(policy, its, keys64, inverse, first, lpis, n):
     return out, [], []
 
 
-def _run_lru(policy, its, keys64, inverse, first, lpis, n):
-    # vgic_its_check_cache / vgic_its_cache_translation, one event at a time
+def _event_keys(its, keys64, inverse, lpis):
+    """Per-event VM-cache keys (ITS index above the packed IDs) and key -> resolved LPI."""
     off = its.index << 64
     resolved = {k | off: lpi for k, lpi in zip(keys64, lpis)}
     keys = (np.asarray(keys64, dtype=np.uint64)[inverse]).tolist()
     if off:
         keys = [k | off for k in keys]
+    return keys, resolved
+
+
+def _run_lru(policy, its, keys64, inverse, first, lpis, n):
+    # vgic_its_check_cache / vgic_its_cache_translation, one event at a time
+    keys, resolved = _event_keys(its, keys64, inverse, lpis)
     od = policy.map
     get, move, popitem = od.get, od.move_to_end, od.popitem
     cap = policy.capacity
@@ -128,12 +134,8 @@ def _run_lru(policy, its, keys64, inverse, first, lpis, n):
 
 
 def _run_usage(policy, its, keys64, inverse, first, lpis, n):
-    # hits bump a counter; fills go through UsageV2.fill (victim scan), rare once warm
-    off = its.index << 64
-    resolved = {k | off: lpi for k, lpi in zip(keys64, lpis)}
-    keys = (np.asarray(keys64, dtype=np.uint64)[inverse]).tolist()
-    if off:
-        keys = [k | off for k in keys]
+    # hits bump a counter; fills go through UsageV2.fill_key (victim scan)
+    keys, resolved = _event_keys(its, keys64, inverse, lpis)
     get = policy.map.get
     fill = policy.fill_key
     out = bytearray(n)

@@ -204,5 +204,57 @@ def inspect(image: Annotated[Path, typer.Argument(help="image file")]):
     _check(inspect_image, image)
 
 
+predict_app = typer.Typer(no_args_is_help=True, help="Predict a workload's LPIs/s with a "
+                          "latency preset (closed-loop contention model).")
+app.add_typer(predict_app, name="predict")
+
+
+@predict_app.command("lpi-stress")
+def predict_lpi_stress(
+    vcpus: Annotated[int, typer.Option("-v", help="vCPUs")] = 1,
+    devices: Annotated[int, typer.Option("-d", help="devices (one injector each)")] = 1,
+    events: Annotated[int, typer.Option("-e", help="events per device")] = 16,
+    iterations: Annotated[int, typer.Option("-i", help="iterations")] = 1000,
+    preset: Annotated[Optional[str], typer.Option(help="v6.8-rc1, series-v2, v6.10")] = None,
+    preset_file: Annotated[Optional[Path], typer.Option(help="latency preset file (TOML)")] = None,
+    routing: Annotated[str, typer.Option(help="as-measured (all to vCPU 0) or fixed")] = "as-measured",
+    host_cpus: Annotated[Optional[int], typer.Option(help="host CPUs (default: the preset's)")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
+):
+    """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
+    from gictools.latency.predict import format_prediction, predict_lpi_stress as _predict
+    from gictools.latency.presets import load_preset
+    try:
+        r = _predict(vcpus, devices, events, iterations, load_preset(preset, preset_file),
+                     routing=routing, host_cpus=host_cpus)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo(json.dumps(r, indent=2) if json_out else format_prediction(r))
+
+
+@app.command()
+def compare(
+    trace: Annotated[Path, typer.Argument(help="trace file")],
+    preset: Annotated[Optional[list[str]], typer.Option(help="latency preset (repeat)")] = None,
+    preset_file: Annotated[Optional[list[Path]], typer.Option(help="preset file (repeat)")] = None,
+    host_cpus: Annotated[Optional[int], typer.Option(help="host CPUs for the contention model")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="write PNG plots into this directory")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+):
+    """Side-by-side latency presets over one trace: LPIs/s, hit rate, evictions, p50/p99/max."""
+    from gictools.latency.compare import as_json, compare_trace, format_table, plot as _plot
+    from gictools.latency.presets import load_preset
+    try:
+        presets = [load_preset(p) for p in preset or []]
+        presets += [load_preset(path=f) for f in preset_file or []]
+        results = compare_trace(trace, presets, host_cpus)
+        files = _plot(results, plot) if plot else []
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo(json.dumps(as_json(results), indent=2) if json_out else format_table(results))
+    for f in files:
+        typer.echo(f"wrote {f}", err=json_out)
+
+
 def main():
     app()

@@ -26,6 +26,7 @@ from gictools.latency.presets import load_preset
 from gictools.model.cache import EVICT, HIT, POLICIES, RECYCLE
 
 DEFAULT_MAX_EVENTS = 200_000
+MIN_SIM_ITERATIONS = 64          # the closed loop needs tens of iterations to settle
 ROUTINGS = ("as-measured", "fixed")
 
 # DESIGN.md "Latency": (v, d, e, i) -> LPIs/s, per preset
@@ -71,7 +72,7 @@ def predict_lpi_stress(vcpus, devices, events, iterations, preset, *, routing="a
     per_iter = devices * events
     total = per_iter * iterations
     sim_iters = iterations if max_events is None else \
-        min(iterations, max(4, math.ceil(max_events / per_iter)))
+        min(iterations, max(MIN_SIM_ITERATIONS, math.ceil(max_events / per_iter)))
     per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, sim_iters, routing)
     policy = POLICIES[preset.cache](vcpus)
     policy.doorbells[0x0801_0040] = 0

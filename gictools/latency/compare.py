@@ -1,0 +1,227 @@
+"""Compare latency presets over one trace: throughput, hit rate, evictions, latency.
+
+For each preset the trace is replayed through the model with the preset's cache
+policy (gictools.replay.Replayer, per-event rows to a temporary Parquet file);
+the MSI rows, in trace order, with their injector, target vCPU, ITS and cache
+outcome, then go through one closed-loop simulation over the whole trace
+(gictools.latency.contention.simulate_events): cache outcomes as the recorded
+order decided them, time closed loop. `compare_events` does the same for an
+iterable of MSI events without a trace file, with the cache policy consulted
+in closed loop (as predict does). matplotlib is imported only for plots.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from gictools.errors import ConfigError
+from gictools.latency.contention import Simulation, simulate_events
+from gictools.latency.presets import load_preset
+from gictools.model.cache import BYPASS, EVICT, HIT, MISS, POLICIES, RECYCLE
+
+_COLUMN_OUTCOME = {"hit": HIT, "miss": MISS, "miss-evict": EVICT, "bypass": BYPASS}
+
+
+def _as_preset(p):
+    return load_preset(p) if isinstance(p, str) else p
+
+
+def _result(preset, lat, wait, outcome, summary, t_done=None):
+    n = len(lat)
+    lookups = int((outcome != BYPASS).sum())
+    hits = int((outcome == HIT).sum())
+    elapsed = summary.get("elapsed_ns") or 0.0
+    return {
+        "preset": preset.name, "cache": preset.cache, "msis": n,
+        "lpis_per_sec": n / elapsed * 1e9 if elapsed else None,
+        "elapsed_s": elapsed / 1e9,
+        "hit_rate": hits / lookups if lookups else None,
+        "hits": hits,
+        "evictions": int(((outcome == EVICT) | (outcome == RECYCLE)).sum()),
+        "latency_p50_ns": float(np.percentile(lat, 50)) if n else None,
+        "latency_p99_ns": float(np.percentile(lat, 99)) if n else None,
+        "latency_max_ns": float(lat.max()) if n else None,
+        "mean_wait_ns": float(wait.mean()) if n else None,
+        "time_share": summary.get("time_share", {}),
+        # kept for plots, dropped by as_json
+        "_latency": lat, "_outcome": outcome,
+    }
+
+
+def msi_outcomes_from_trace(trace, policy, kernel=None):
+    """(injector, outcome, vcpu, its, keys) arrays for the trace's MSIs in order, as the
+    replay's model decides them for this cache policy."""
+    import pyarrow.parquet as pq
+
+    from gictools.replay import Replayer
+    fd, tmp = tempfile.mkstemp(suffix=".parquet", prefix="gictools-compare-")
+    os.close(fd)
+    try:
+        Replayer(trace, [policy], kernel, tmp).run()
+        t = pq.read_table(tmp, columns=["op", "cache", "injector", "vcpu", "its", "device_id",
+                                        "event_id", "error"])
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    op = t.column("op").to_pylist()
+    sel = np.array([o == "msi" for o in op], dtype=bool)
+    cache = [c for c, s in zip(t.column("cache").to_pylist(), sel) if s]
+    err = np.array(t.column("error").to_pylist(), dtype=object)[sel]
+    outcome = np.array([_COLUMN_OUTCOME.get(c, MISS) for c in cache], dtype=np.int8)
+    # a failed slow path caches nothing
+    outcome[(outcome == MISS) & np.array([e not in (0, None) for e in err], dtype=bool)] = 4
+
+    def col(name, default=0):
+        a = t.column(name).to_numpy(zero_copy_only=False)[sel]
+        return np.array([default if v is None or v != v else v for v in a], dtype=np.int64)
+
+    inj = col("injector")
+    dev = col("device_id")
+    ev = col("event_id")
+    return inj, outcome, col("vcpu"), col("its"), (col("its") << 48 | dev << 32 | ev)
+
+
+def compare_trace(trace, presets, host_cpus=None, kernel=None):
+    """One result dict per preset (see _result) for the trace's MSIs."""
+    if not presets:
+        raise ConfigError("give at least one --preset")
+    out = []
+    cached = {}
+    for p in map(_as_preset, presets):
+        if p.cache not in cached:
+            cached[p.cache] = msi_outcomes_from_trace(trace, p.cache, kernel)
+        inj, outcome, vcpu, its, keys = cached[p.cache]
+        if len(inj) == 0:
+            raise ConfigError(f"{trace}: no MSI injections to compare")
+        lat, wait, summ = simulate_events(p, inj, outcome, host_cpus, vcpus=vcpu, its=its,
+                                          keys=keys)
+        out.append(_result(p, lat, wait, outcome, summ))
+    return out
+
+
+def compare_events(events, presets, nr_vcpus, host_cpus=None):
+    """Compare presets over an iterable of MSI events (its, device_id, event_id, injector
+    [, vcpu]) with each preset's cache policy consulted in closed loop, as predict does.
+    The plumbing for traces without the replay engine; the ITS index must be 0.."""
+    rows = [tuple(e) for e in events]
+    if not rows:
+        raise ConfigError("no MSI events to compare")
+    its = np.array([r[0] for r in rows], dtype=np.int64)
+    dev = np.array([r[1] for r in rows], dtype=np.int64)
+    ev = np.array([r[2] for r in rows], dtype=np.int64)
+    inj = np.array([r[3] for r in rows], dtype=np.int64)
+    vcpu = np.array([r[4] if len(r) > 4 else 0 for r in rows], dtype=np.int64)
+    uniq, inv = np.unique(inj, return_inverse=True)
+    per_inj = [np.flatnonzero(inv == j).tolist() for j in range(len(uniq))]
+    keys = (its << 48 | dev << 32 | ev).tolist()
+    out = []
+    for p in map(_as_preset, presets):
+        if its.max() > 0 and POLICIES[p.cache].scope == "its":
+            raise ConfigError("compare_events models one ITS per-ITS cache; give ITS 0 only")
+        policy = POLICIES[p.cache](nr_vcpus)
+        policy.doorbells[0x0801_0040] = 0
+        sim = Simulation(p, per_inj, dev=dev, ev=ev, its=its, vcpu=vcpu, policy=policy,
+                         keys=keys, host_cpus=host_cpus).run()
+        lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
+        out.append(_result(p, lat, sim.wait, sim.out.astype(np.int8), sim.summary()))
+    return out
+
+
+def as_json(results):
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+
+
+def format_table(results) -> str:
+    head = ("preset", "cache", "LPIs/s", "hit rate", "evictions", "p50 ns", "p99 ns", "max ns")
+    rows = []
+    for r in results:
+        rows.append((r["preset"], r["cache"],
+                     f"{r['lpis_per_sec']:,.0f}" if r["lpis_per_sec"] else "-",
+                     f"{r['hit_rate']:.2%}" if r["hit_rate"] is not None else "-",
+                     f"{r['evictions']:,}", f"{r['latency_p50_ns']:,.0f}",
+                     f"{r['latency_p99_ns']:,.0f}", f"{r['latency_max_ns']:,.0f}"))
+    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*head)] + [fmt.format(*x) for x in rows])
+
+
+def plot(results, outdir) -> list:
+    """PNG plots into outdir: latency CDF per preset, hit rate over the trace, time share
+    per step. Needs matplotlib (the 'plot' extra); returns the files written."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib: pip install 'gictools[plot]'") from None
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        lat = np.sort(r["_latency"])
+        ax.plot(lat, np.arange(1, len(lat) + 1) / len(lat), label=r["preset"])
+    ax.set_xscale("log")
+    ax.set_xlabel("modelled latency per MSI (ns)")
+    ax.set_ylabel("fraction of MSIs")
+    ax.set_title("Latency CDF")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    files.append(out / "latency_cdf.png")
+    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        o = r["_outcome"]
+        hit = (o == HIT).astype(np.float64)
+        w = max(1, min(len(hit) // 50, 10_000))
+        roll = np.convolve(hit, np.ones(w) / w, mode="valid")
+        ax.plot(np.arange(len(roll)) + w, roll, label=r["preset"])
+    ax.set_xlabel("MSI number in the trace")
+    ax.set_ylabel("hit rate (moving window)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Translation-cache hit rate over the trace")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    files.append(out / "hit_rate.png")
+    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    labels = []
+    for r in results:
+        ts = r["time_share"]
+        for k in ts.get("steps", {}):
+            if f"step {k}" not in labels:
+                labels.append(f"step {k}")
+        for k in ts.get("locks", {}):
+            if f"wait {k}" not in labels:
+                labels.append(f"wait {k}")
+    if any(r["time_share"].get("cpu_wait") for r in results):
+        labels.append("wait host CPU")
+    names = [r["preset"] for r in results]
+    bottom = np.zeros(len(results))
+    for lab in labels:
+        kind, key = lab.split(" ", 1)
+        vals = []
+        for r in results:
+            ts = r["time_share"]
+            if lab == "wait host CPU":
+                vals.append(ts.get("cpu_wait", 0.0))
+            else:
+                vals.append(ts.get("steps" if kind == "step" else "locks", {}).get(key, 0.0))
+        ax.bar(names, vals, bottom=bottom, label=lab)
+        bottom += np.array(vals)
+    ax.set_ylabel("share of injector time")
+    ax.set_title("Where the time went")
+    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    files.append(out / "time_share.png")
+    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return [str(f) for f in files]

@@ -262,7 +262,7 @@ class Replayer:
                     if k:
                         rep.latency[int(FIXED_COST_NS[code])] += k
             else:
-                lat, wait = self._preset_latency(inj, r.outcome, n)
+                lat, wait = self._preset_latency(inj, r, its_i, dev, ev, n)
                 vals, cnt = np.unique(lat, return_counts=True)
                 for v, k in zip(vals.tolist(), cnt.tolist()):
                     rep.latency[v] += k
@@ -300,10 +300,18 @@ class Replayer:
                           None if inj is None else int(inj[i]), int(seq[i]))
         self._flush_rows()
 
-    def _preset_latency(self, inj, outcome, n):
+    def _preset_latency(self, inj, r, its_i, dev, ev, n):
+        """Closed-loop latency of one block (gictools.latency.contention.simulate_events).
+
+        Limitation: each block is simulated on its own, so every injector starts the block
+        at once; the transient touches the first events of each injector in each block.
+        """
         from gictools.latency.contention import simulate_events
         injectors = inj if inj is not None else np.zeros(n, dtype=np.uint32)
-        lat, wait, _ = simulate_events(self.preset, injectors, outcome, host_cpus=self.host_cpus)
+        keys = (dev.astype(np.uint64) << np.uint64(32)) | ev.astype(np.uint64)
+        lat, wait, _ = simulate_events(self.preset, injectors, r.outcome,
+                                       host_cpus=self.host_cpus, vcpus=np.maximum(r.vcpu, 0),
+                                       its=np.full(n, its_i), keys=keys)
         return np.asarray(lat, dtype=np.int64), np.asarray(wait, dtype=np.int64)
 
     def _command(self, rec, ri):

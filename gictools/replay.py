@@ -29,6 +29,7 @@ from gictools.trace.reader import TraceReader
 # path translation + fill / eviction). A placeholder scale, not a calibrated model.
 FIXED_COST_NS = np.array([250, 750, 900, 600, 650, 750], dtype=np.int64)  # by outcome code
 FIXED_COMMAND_NS = 1000
+PRESET_WINDOW = 1 << 20          # MSIs simulated as one closed loop with --preset
 _CACHE_COL = {name: i for i, name in enumerate(CACHE_VALUES)}
 _OUTCOME_OF = {"hit": HIT, "miss": MISS, "miss-evict": EVICT, "bypass": BYPASS}
 
@@ -44,7 +45,7 @@ class PolicyReport:
     msi_errors: Counter = field(default_factory=Counter)
     command_errors: Counter = field(default_factory=Counter)
     command_counts: Counter = field(default_factory=Counter)
-    latency: Counter = field(default_factory=Counter)
+    latency: Counter = field(default_factory=Counter)     # MSI latency_ns -> count
     failures: list = field(default_factory=list)
     failure_count: int = 0
 
@@ -160,7 +161,16 @@ class Replayer:
                 raise ConfigError(f"unknown cache policy {p!r} (known: {', '.join(POLICIES)})")
         self.reader = TraceReader(self.trace)
         self.header = self.reader.header
-        self.runs = [_PolicyRun(self.header, p, kernel, i) for i, p in enumerate(policies)]
+        try:
+            self.runs = [_PolicyRun(self.header, p, kernel, i) for i, p in enumerate(policies)]
+        except ConfigError as e:
+            if kernel is not None and "kernel" in str(e):
+                raise                             # the user's --kernel, not the file
+            raise TraceFormatError(f"header describes a VM the model cannot build: {e}",
+                                   record=0, offset=0, field="vm", path=self.trace) from None
+        except ValueError as e:                   # RAM slots, ITS frames
+            raise TraceFormatError(f"header describes a VM the model cannot build: {e}",
+                                   record=0, offset=0, field="vm", path=self.trace) from None
         names = [r.policy for r in self.runs]
         if len(set(names)) != len(names):
             raise ConfigError(f"cache policy given twice: {names}")
@@ -170,6 +180,7 @@ class Replayer:
         self.out = out
         self.writer = None
         self.rows = _Rows()
+        self.pending, self.pending_msis = [], 0
         self.seq = 0
         self.records = 0
         self.meta = {
@@ -192,8 +203,47 @@ class Replayer:
 
     def _flush_rows(self):
         d = self.rows.drain()
-        if d is not None and self.writer is not None:
-            self.writer.add(*d)
+        if d is not None:
+            self._emit(*d)
+
+    def _emit(self, cols, masks, n, run=None, sim=None):
+        """Rows to the output in trace order. With a latency preset, MSI blocks wait in a
+        window (<= PRESET_WINDOW MSIs) so that the closed loop is simulated over the whole
+        window at once, not restarted per block; the rows follow them in order."""
+        if self.preset is None:
+            if self.writer is not None:
+                self.writer.add(cols, masks, n)
+            return
+        self.pending.append((cols, masks, n, run, sim))
+        if sim is not None:
+            self.pending_msis += n
+            if self.pending_msis >= PRESET_WINDOW:
+                self._settle()
+
+    def _settle(self):
+        """Simulate each policy's pending MSIs as one closed loop; write the window."""
+        from gictools.latency.contention import simulate_events
+        for run in self.runs:
+            items = [it for it in self.pending if it[3] is run]
+            if not items:
+                continue
+            cat = [np.concatenate([it[4][k] for it in items]) for k in range(5)]
+            lat, wait, _ = simulate_events(self.preset, cat[0], cat[1], host_cpus=self.host_cpus,
+                                           vcpus=cat[2], its=cat[3], keys=cat[4])
+            lat = np.asarray(lat, dtype=np.int64)
+            wait = np.asarray(wait, dtype=np.int64)
+            vals, cnt = np.unique(lat, return_counts=True)
+            for v, k in zip(vals.tolist(), cnt.tolist()):
+                run.report.latency[v] += k
+            pos = 0
+            for cols, _, n, _, _ in items:
+                cols["latency_ns"] = lat[pos:pos + n]
+                cols["wait_ns"] = wait[pos:pos + n]
+                pos += n
+        if self.writer is not None:
+            for cols, masks, n, _, _ in self.pending:
+                self.writer.add(cols, masks, n)
+        self.pending, self.pending_msis = [], 0
 
     def _fail(self, run, record, msg):
         rep = run.report
@@ -257,40 +307,41 @@ class Replayer:
                     rep.msi_errors[c] += k
             if self.preset is None:
                 lat = FIXED_COST_NS[r.outcome]
-                wait = None
                 for code, k in enumerate(counts[:6].tolist()):
                     if k:
                         rep.latency[int(FIXED_COST_NS[code])] += k
             else:
-                lat, wait = self._preset_latency(inj, r, its_i, dev, ev, n)
-                vals, cnt = np.unique(lat, return_counts=True)
-                for v, k in zip(vals.tolist(), cnt.tolist()):
-                    rep.latency[v] += k
+                lat = None                       # filled in by _settle()
             last = n - 1
             e = int(r.error[last])
             run.last_msi = (_ret_of(e), e, None if r.intid[last] < 0 else int(r.intid[last]),
                             None if r.vcpu[last] < 0 else int(r.vcpu[last]))
-            if self.writer is not None:
-                vmask = np.ones(n, dtype=bool)
-                vmask[r.victim_index] = False
-                vdev = np.zeros(n, dtype=np.uint32)
-                vev = np.zeros(n, dtype=np.uint32)
-                vdev[r.victim_index] = r.victim_device
-                vev[r.victim_index] = r.victim_event
-                cols = {"seq": seq, "t_ns": t_ns, "op": np.zeros(n, np.int8),
-                        "its": np.full(n, its_i, np.int16), "device_id": dev, "event_id": ev,
-                        "intid": np.maximum(r.intid, 0), "vcpu": np.maximum(r.vcpu, 0),
-                        "error": r.error, "cache": OUTCOME_TO_COLUMN[r.outcome],
-                        "victim_device_id": vdev, "victim_event_id": vev,
-                        "cache_entries": r.entries, "latency_ns": lat,
-                        "cache_policy": np.full(n, run.index, np.int8)}
-                masks = {"intid": r.intid < 0, "vcpu": r.vcpu < 0,
-                         "victim_device_id": vmask, "victim_event_id": vmask}
-                if wait is not None:
-                    cols["wait_ns"] = wait
-                if inj is not None:
-                    cols["injector"] = inj
-                self.writer.add(cols, masks, n)
+            if self.writer is None and self.preset is None:
+                continue
+            vmask = np.ones(n, dtype=bool)
+            vmask[r.victim_index] = False
+            vdev = np.zeros(n, dtype=np.uint32)
+            vev = np.zeros(n, dtype=np.uint32)
+            vdev[r.victim_index] = r.victim_device
+            vev[r.victim_index] = r.victim_event
+            cols = {"seq": seq, "t_ns": t_ns, "op": np.zeros(n, np.int8),
+                    "its": np.full(n, its_i, np.int16), "device_id": dev, "event_id": ev,
+                    "intid": np.maximum(r.intid, 0), "vcpu": np.maximum(r.vcpu, 0),
+                    "error": r.error, "cache": OUTCOME_TO_COLUMN[r.outcome],
+                    "victim_device_id": vdev, "victim_event_id": vev,
+                    "cache_entries": r.entries, "latency_ns": lat,
+                    "cache_policy": np.full(n, run.index, np.int8)}
+            masks = {"intid": r.intid < 0, "vcpu": r.vcpu < 0,
+                     "victim_device_id": vmask, "victim_event_id": vmask}
+            if inj is not None:
+                cols["injector"] = inj
+            sim = None
+            if self.preset is not None:
+                injectors = inj if inj is not None else np.zeros(n, dtype=np.uint32)
+                keys = (dev.astype(np.uint64) << np.uint64(32)) | ev.astype(np.uint64)
+                sim = (injectors, r.outcome, np.maximum(r.vcpu, 0),
+                       np.full(n, its_i, np.int64), keys)
+            self._emit(cols, masks, n, run, sim)
         self.seq += n
 
     def _msi_block_slow(self, run, its, its_i, seq, t_ns, dev, ev, inj):
@@ -299,20 +350,6 @@ class Replayer:
             self._msi_run(run, its, its_i, int(t_ns[i]), int(dev[i]), int(ev[i]),
                           None if inj is None else int(inj[i]), int(seq[i]))
         self._flush_rows()
-
-    def _preset_latency(self, inj, r, its_i, dev, ev, n):
-        """Closed-loop latency of one block (gictools.latency.contention.simulate_events).
-
-        Limitation: each block is simulated on its own, so every injector starts the block
-        at once; the transient touches the first events of each injector in each block.
-        """
-        from gictools.latency.contention import simulate_events
-        injectors = inj if inj is not None else np.zeros(n, dtype=np.uint32)
-        keys = (dev.astype(np.uint64) << np.uint64(32)) | ev.astype(np.uint64)
-        lat, wait, _ = simulate_events(self.preset, injectors, r.outcome,
-                                       host_cpus=self.host_cpus, vcpus=np.maximum(r.vcpu, 0),
-                                       its=np.full(n, its_i), keys=keys)
-        return np.asarray(lat, dtype=np.int64), np.asarray(wait, dtype=np.int64)
 
     def _command(self, rec, ri):
         _, t, inj, its_i, raw = rec
@@ -329,7 +366,6 @@ class Replayer:
             if err:
                 rep.command_errors[err] += 1
             run.last_cmd_error = err
-            rep.latency[FIXED_COMMAND_NS] += 1
             intid = vcpu = None
             if dev is not None and ev is not None:
                 ite = its.find_ite(dev, ev)
@@ -442,6 +478,8 @@ class Replayer:
                 if progress is not None:
                     progress(reader.offset)
             self._flush_rows()
+            if self.preset is not None:
+                self._settle()
             if self.writer is not None:
                 self.writer.close()
         except BaseException:

@@ -176,3 +176,26 @@ def test_block_and_single_msi_records_agree(tmp_path):
         fa = where(ta, "cache_policy", pol).select(cols).to_pylist()
         fb = where(tb, "cache_policy", pol).select(cols).to_pylist()
         assert fa == fb, pol
+
+
+def test_preset_latency_is_one_closed_loop_across_blocks(tmp_path):
+    """Blocks are not simulated apart: the rows equal one simulation over every MSI."""
+    from gictools.latency.contention import simulate_events
+    from gictools.latency.presets import load_preset
+    p = tmp_path / "two-blocks.msgpack"
+    generate(p, vcpus=2, devices=4, events=3, iterations=6000)      # 72,000 MSIs: 2 blocks
+    out = tmp_path / "o.parquet"
+    preset = load_preset("v6.8-rc1")
+    (rep,) = replay(p, ["lru-v6.8"], out=out, preset=preset)
+    msi = where(pq.read_table(out), "op", "msi")
+    assert msi.num_rows == 72000 and msi["latency_ns"].null_count == 0
+    inj = np.array(msi["injector"].to_pylist(), dtype=np.uint32)
+    outcome = np.array([{"hit": 0, "miss": 1, "miss-evict": 2}[c]
+                        for c in msi["cache"].to_pylist()], dtype=np.int8)
+    keys = (np.array(msi["device_id"].to_pylist(), np.uint64) << np.uint64(32)) | \
+        np.array(msi["event_id"].to_pylist(), np.uint64)
+    lat, wait, _ = simulate_events(preset, inj, outcome, vcpus=np.array(msi["vcpu"].to_pylist()),
+                                   its=np.zeros(72000, np.int64), keys=keys)
+    assert msi["latency_ns"].to_pylist() == lat.tolist()
+    assert msi["wait_ns"].to_pylist() == wait.tolist()
+    assert rep.msis == 72000 and sum(rep.latency.values()) == 72000

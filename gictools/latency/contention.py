@@ -255,6 +255,20 @@ class Simulation:
             else:
                 r.holder = -1
 
+        def free_cpu(t):
+            """The injector gives up its CPU: the longest-waiting runnable one takes it."""
+            nonlocal cpu_free, seq
+            cpu_free += 1
+            if cpu_q:
+                w = cpu_q.popleft()
+                cpu_free -= 1
+                has_cpu[w] = True
+                wt = t - t_block[w]
+                self.cpu_wait += wt
+                wacc[w] += wt
+                seq += 1
+                push(heap, (t, seq, w))
+
         def walk_cost(inj, pos):
             nonlocal gwalk
             lw = last_walk[inj]
@@ -320,16 +334,7 @@ class Simulation:
                     t_done[e] = t
                     waitv[e] = wacc[inj]
                     has_cpu[inj] = False
-                    cpu_free += 1
-                    if cpu_q:
-                        w = cpu_q.popleft()
-                        cpu_free -= 1
-                        has_cpu[w] = True
-                        wt = t - t_block[w]
-                        self.cpu_wait += wt
-                        wacc[w] += wt
-                        seq += 1
-                        push(heap, (t, seq, w))
+                    free_cpu(t)
                     if not start(inj, t):
                         break
                     continue
@@ -422,18 +427,9 @@ class Simulation:
                 si[inj] = i + 1
                 if sleeps:
                     has_cpu[inj] = False
-                    cpu_free += 1
                     self.sleep_time += cost
                     wacc[inj] += cost
-                    if cpu_q:
-                        w = cpu_q.popleft()
-                        cpu_free -= 1
-                        has_cpu[w] = True
-                        wt = t - t_block[w]
-                        self.cpu_wait += wt
-                        wacc[w] += wt
-                        seq += 1
-                        push(heap, (t, seq, w))
+                    free_cpu(t)
                 seq += 1
                 push(heap, (t + cost, seq, inj))
                 break

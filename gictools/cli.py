@@ -15,9 +15,7 @@ app = typer.Typer(rich_markup_mode="rich", no_args_is_help=True, pretty_exceptio
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Model, record, replay and save/restore KVM's virtual GICv3 ITS.")
 gen_app = typer.Typer(no_args_is_help=True, help="Generate workload traces.")
-import_app = typer.Typer(no_args_is_help=True, help="Import traces recorded by other tools.")
 app.add_typer(gen_app, name="gen")
-app.add_typer(import_app, name="import")
 
 EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 1, 2
 

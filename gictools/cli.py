@@ -152,6 +152,27 @@ def gen_lpi_stress(
     typer.echo(f"wrote {out}: {n:,} MSIs")
 
 
+import_app = typer.Typer(no_args_is_help=True, help="Import traces recorded by other tools.")
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("qemu")
+def import_qemu(
+    log: Annotated[Path, typer.Argument(help="QEMU `log`-backend trace (plain or .gz)")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="trace file to write")],
+    cmdq: Annotated[Optional[Path], typer.Option(help="raw command queue dump (NAME.cmdq.txt)")] = None,
+    lpiprop: Annotated[Optional[Path], typer.Option(help="LPI config table dump (NAME.lpiprop.txt)")] = None,
+    cmdline: Annotated[Optional[Path], typer.Option(help="QEMU command line (NAME.cmdline.txt): -m, -smp")] = None,
+):
+    """Convert a QEMU GICv3 ITS trace into a trace v1 file (docs/import-qemu.md)."""
+    from gictools.trace.import_qemu import import_qemu as _import
+    try:
+        s = _import(log, out, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo(s.text())
+
+
 @app.command()
 def save(trace: Annotated[Path, typer.Argument(help="trace file")],
          out: Annotated[Path, typer.Option("-o", "--out", help="image file to write")],

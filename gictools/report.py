@@ -126,7 +126,7 @@ class TraceInfo:
         vm = header["vm"]
         out = [f"format     {header['format']} {header['version'][0]}.{header['version'][1]}",
                f"source     {header.get('source', '')}",
-               f"vm         {vm['vcpus']} vCPUs, kernel {vm.get('kernel', '-')}, "
+               f"vm         {vm['vcpus']} vCPUs, kernel {vm.get('kernel') or '-'}, "
                f"{len(vm.get('itses', []))} ITS at "
                + ", ".join(f"{i['base']:#x}" for i in vm.get("itses", [])),
                f"metadata   {header.get('metadata', {})}",

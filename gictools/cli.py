@@ -19,6 +19,12 @@ app.add_typer(gen_app, name="gen")
 
 EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 1, 2
 
+# vgic_lpi_stress's flags, shared by `gen lpi-stress` and `predict lpi-stress`
+VcpusOpt = Annotated[int, typer.Option("-v", help="vCPUs")]
+DevicesOpt = Annotated[int, typer.Option("-d", help="devices (one injector each)")]
+EventsOpt = Annotated[int, typer.Option("-e", help="events per device")]
+IterationsOpt = Annotated[int, typer.Option("-i", help="iterations")]
+
 
 def _fail(e: Exception):
     typer.echo(f"gictools: error: {e}", err=True)
@@ -135,10 +141,10 @@ def dump(trace: Annotated[Path, typer.Argument(help="trace file")],
 
 @gen_app.command("lpi-stress")
 def gen_lpi_stress(
-    vcpus: Annotated[int, typer.Option("-v", help="vCPUs")] = 1,
-    devices: Annotated[int, typer.Option("-d", help="devices (one injector each)")] = 1,
-    events: Annotated[int, typer.Option("-e", help="events per device")] = 16,
-    iterations: Annotated[int, typer.Option("-i", help="iterations")] = 1000,
+    vcpus: VcpusOpt = 1,
+    devices: DevicesOpt = 1,
+    events: EventsOpt = 16,
+    iterations: IterationsOpt = 1000,
     routing: Annotated[str, typer.Option(help="as-measured (all to vCPU 0, pre-Oct-2025 selftest) "
                                          "or fixed")] = "as-measured",
     out: Annotated[Path, typer.Option("-o", "--out", help="output trace")] = Path("lpi-stress.msgpack"),
@@ -230,10 +236,10 @@ app.add_typer(predict_app, name="predict")
 
 @predict_app.command("lpi-stress")
 def predict_lpi_stress(
-    vcpus: Annotated[int, typer.Option("-v", help="vCPUs")] = 1,
-    devices: Annotated[int, typer.Option("-d", help="devices (one injector each)")] = 1,
-    events: Annotated[int, typer.Option("-e", help="events per device")] = 16,
-    iterations: Annotated[int, typer.Option("-i", help="iterations")] = 1000,
+    vcpus: VcpusOpt = 1,
+    devices: DevicesOpt = 1,
+    events: EventsOpt = 16,
+    iterations: IterationsOpt = 1000,
     preset: Annotated[Optional[str], typer.Option(help="v6.8-rc1, series-v2, v6.10")] = None,
     preset_file: Annotated[Optional[Path], typer.Option(help="latency preset file (TOML)")] = None,
     routing: Annotated[str, typer.Option(help="as-measured (all to vCPU 0) or fixed")] = "as-measured",

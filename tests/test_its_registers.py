@@ -115,7 +115,6 @@ def test_userspace_access_errors(its):
 
 
 def test_translater_guest_write_does_nothing():
-    from gictools.model.commands import encode_command  # noqa: F401
     vm = VM(1)
     its = vm.add_its()
     g = Guest(vm, its)

@@ -25,7 +25,7 @@ def main():
     t0 = time.perf_counter()
     vm = VM(4, memory=((0x4000_0000, 0x2_0000_0000),))
     its = vm.add_its()
-    g = Guest(vm, its, device_table_pages=8)        # flat: 8 x 64 KiB = 65536 DTEs
+    g = Guest(vm, its, device_table_pages=8)  # flat: 8 x 64 KiB = 65536 DTEs
     g.enable_lpis()
     for c in range(4):
         its.collections[c] = Collection(c, vm.rdbase_of(c))
@@ -51,7 +51,7 @@ def main():
 
     vm2 = VM(4, memory=((0x4000_0000, 0x2_0000_0000),))
     its2 = vm2.add_its()
-    vm2.memory.pages = vm.memory.pages               # share: restore writes only pending bits
+    vm2.memory.pages = vm.memory.pages  # share: restore writes only pending bits
     for v in range(4):
         for r in ("GICR_PROPBASER", "GICR_PENDBASER", "GICR_CTLR"):
             vm2.write_redist_reg(v, r, vm.read_redist_reg(v, r))

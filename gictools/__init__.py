@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from gictools.model.vm import VM  # noqa: E402
+from gictools.model.vm import VM
 
 __all__ = ["VM", "__version__"]

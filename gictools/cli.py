@@ -4,16 +4,20 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from gictools import __version__
 from gictools.errors import GictoolsError
 
-app = typer.Typer(rich_markup_mode="rich", no_args_is_help=True, pretty_exceptions_enable=False,
-                  context_settings={"help_option_names": ["-h", "--help"]},
-                  help="Model, record, replay and save/restore KVM's virtual GICv3 ITS.")
+app = typer.Typer(
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Model, record, replay and save/restore KVM's virtual GICv3 ITS.",
+)
 gen_app = typer.Typer(no_args_is_help=True, help="Generate workload traces.")
 app.add_typer(gen_app, name="gen")
 
@@ -36,9 +40,15 @@ def _progress(total: int, quiet: bool, label: str):
     if quiet or not sys.stdout.isatty() or total <= 0:
         return None, None
     from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-    prog = Progress("[progress.description]{task.description}", BarColumn(),
-                    "[progress.percentage]{task.percentage:>3.0f}%", TransferSpeedColumn(),
-                    TimeRemainingColumn(), transient=True)
+
+    prog = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "[progress.percentage]{task.percentage:>3.0f}%",
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
     task = prog.add_task(label, total=total)
     return prog, lambda done: prog.update(task, completed=done)
 
@@ -48,6 +58,7 @@ def version():
     """Print the version and run a one-line self-check of the model."""
     from gictools import VM
     from gictools.guest import Guest
+
     vm = VM(1)
     its = vm.add_its()
     g = Guest(vm, its)
@@ -61,24 +72,38 @@ def version():
 @app.command()
 def replay(
     trace: Annotated[Path, typer.Argument(help="trace file (msgpack, v1)")],
-    cache: Annotated[Optional[list[str]], typer.Option(
-        "--cache", "-c", help="cache policy (repeat for several): none, lru-v6.8, usage-v2, "
-        "per-its-v6.10; default: the trace kernel's own")] = None,
-    kernel: Annotated[Optional[str], typer.Option(help="KVM version to model, e.g. 6.8, 7.0")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="latency preset (v6.8-rc1, series-v2, v6.10)")] = None,
-    preset_file: Annotated[Optional[Path], typer.Option(help="latency preset file (TOML)")] = None,
-    host_cpus: Annotated[Optional[int], typer.Option(help="host CPUs for the contention model")] = None,
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="write per-event Parquet here")] = None,
+    cache: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cache",
+            "-c",
+            help="cache policy (repeat for several): none, lru-v6.8, usage-v2, "
+            "per-its-v6.10; default: the trace kernel's own",
+        ),
+    ] = None,
+    kernel: Annotated[str | None, typer.Option(help="KVM version to model, e.g. 6.8, 7.0")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="latency preset (v6.8-rc1, series-v2, v6.10)")
+    ] = None,
+    preset_file: Annotated[Path | None, typer.Option(help="latency preset file (TOML)")] = None,
+    host_cpus: Annotated[
+        int | None, typer.Option(help="host CPUs for the contention model")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="write per-event Parquet here")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ):
     """Replay a trace through the model, one pass per cache policy; print a summary."""
     from gictools.replay import Replayer
     from gictools.report import summary_table
+
     try:
         p = None
         if preset or preset_file:
             from gictools.latency.presets import load_preset
+
             p = load_preset(preset, preset_file)
         r = Replayer(trace, cache or ["default"], kernel, out, p, host_cpus)
         prog, update = _progress(os.path.getsize(trace), quiet or json_out, "replay")
@@ -100,8 +125,9 @@ def replay(
         for rec, msg in rep.failures:
             typer.echo(f"FAILED [{rep.policy}] record {rec}: {msg}", err=True)
         if rep.failure_count > len(rep.failures):
-            typer.echo(f"FAILED [{rep.policy}] ... {rep.failure_count - len(rep.failures)} more",
-                       err=True)
+            typer.echo(
+                f"FAILED [{rep.policy}] ... {rep.failure_count - len(rep.failures)} more", err=True
+            )
         failed |= rep.failure_count > 0
     raise typer.Exit(EXIT_CHECK_FAILED if failed else 0)
 
@@ -111,6 +137,7 @@ def info(trace: Annotated[Path, typer.Argument(help="trace file")]):
     """Header, counts by record kind, span of IDs and duration of a trace."""
     from gictools.report import TraceInfo
     from gictools.trace.reader import TraceReader
+
     try:
         rd = TraceReader(trace)
         inf = TraceInfo()
@@ -122,11 +149,14 @@ def info(trace: Annotated[Path, typer.Argument(help="trace file")]):
 
 
 @app.command()
-def dump(trace: Annotated[Path, typer.Argument(help="trace file")],
-         limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="stop after N records")] = None):
+def dump(
+    trace: Annotated[Path, typer.Argument(help="trace file")],
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="stop after N records")] = None,
+):
     """List a trace's records, commands disassembled."""
     from gictools.report import describe_record
     from gictools.trace.reader import TraceReader
+
     try:
         rd = TraceReader(trace)
         for rec in rd:
@@ -145,12 +175,16 @@ def gen_lpi_stress(
     devices: DevicesOpt = 1,
     events: EventsOpt = 16,
     iterations: IterationsOpt = 1000,
-    routing: Annotated[str, typer.Option(help="as-measured (all to vCPU 0, pre-Oct-2025 selftest) "
-                                         "or fixed")] = "as-measured",
-    out: Annotated[Path, typer.Option("-o", "--out", help="output trace")] = Path("lpi-stress.msgpack"),
+    routing: Annotated[
+        str, typer.Option(help="as-measured (all to vCPU 0, pre-Oct-2025 selftest) or fixed")
+    ] = "as-measured",
+    out: Annotated[Path, typer.Option("-o", "--out", help="output trace")] = Path(
+        "lpi-stress.msgpack"
+    ),
 ):
     """The kernel selftest vgic_lpi_stress's workload as a trace (same flags and defaults)."""
     from gictools.trace.gen_lpi_stress import generate
+
     try:
         n = generate(out, vcpus, devices, events, iterations, routing)
     except (GictoolsError, OSError) as e:
@@ -166,12 +200,19 @@ app.add_typer(import_app, name="import")
 def import_qemu(
     log: Annotated[Path, typer.Argument(help="QEMU `log`-backend trace (plain or .gz)")],
     out: Annotated[Path, typer.Option("-o", "--out", help="trace file to write")],
-    cmdq: Annotated[Optional[Path], typer.Option(help="raw command queue dump (NAME.cmdq.txt)")] = None,
-    lpiprop: Annotated[Optional[Path], typer.Option(help="LPI config table dump (NAME.lpiprop.txt)")] = None,
-    cmdline: Annotated[Optional[Path], typer.Option(help="QEMU command line (NAME.cmdline.txt): -m, -smp")] = None,
+    cmdq: Annotated[
+        Path | None, typer.Option(help="raw command queue dump (NAME.cmdq.txt)")
+    ] = None,
+    lpiprop: Annotated[
+        Path | None, typer.Option(help="LPI config table dump (NAME.lpiprop.txt)")
+    ] = None,
+    cmdline: Annotated[
+        Path | None, typer.Option(help="QEMU command line (NAME.cmdline.txt): -m, -smp")
+    ] = None,
 ):
     """Convert a QEMU GICv3 ITS trace into a trace v1 file (docs/import-qemu.md)."""
     from gictools.trace.import_qemu import import_qemu as _import
+
     try:
         s = _import(log, out, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline)
     except (GictoolsError, OSError) as e:
@@ -180,12 +221,16 @@ def import_qemu(
 
 
 @app.command()
-def save(trace: Annotated[Path, typer.Argument(help="trace file")],
-         out: Annotated[Path, typer.Option("-o", "--out", help="image file to write")],
-         at_saves: Annotated[bool, typer.Option("--at-saves", help="also write OUT-<k> at each "
-                                                "save_tables record")] = False):
+def save(
+    trace: Annotated[Path, typer.Argument(help="trace file")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="image file to write")],
+    at_saves: Annotated[
+        bool, typer.Option("--at-saves", help="also write OUT-<k> at each save_tables record")
+    ] = False,
+):
     """Replay a trace, then save a guest-memory image (KVM ITS ABI rev 0) of the end state."""
     from gictools.saverestore import save_trace
+
     try:
         lines = save_trace(trace, out, at_saves=at_saves)
     except (GictoolsError, OSError) as e:
@@ -198,6 +243,7 @@ def restore(image: Annotated[Path, typer.Argument(help="image file")]):
     """Restore an image into a fresh VM (KVM's order); print its devices, ITEs, collections
     and pending LPIs per vCPU."""
     from gictools.saverestore import restore_image
+
     try:
         lines = restore_image(image)
     except (GictoolsError, OSError) as e:
@@ -219,6 +265,7 @@ def _check(fn, arg):
 def roundtrip(source: Annotated[Path, typer.Argument(help="trace or image file")]):
     """save -> restore into a fresh VM -> save: report byte and model-state differences."""
     from gictools.saverestore import roundtrip as _roundtrip
+
     _check(_roundtrip, source)
 
 
@@ -226,11 +273,14 @@ def roundtrip(source: Annotated[Path, typer.Argument(help="trace or image file")
 def inspect(image: Annotated[Path, typer.Argument(help="image file")]):
     """Decode every ITS table entry of an image; flag malformed ones with their address."""
     from gictools.saverestore import inspect_image
+
     _check(inspect_image, image)
 
 
-predict_app = typer.Typer(no_args_is_help=True, help="Predict a workload's LPIs/s with a "
-                          "latency preset (closed-loop contention model).")
+predict_app = typer.Typer(
+    no_args_is_help=True,
+    help="Predict a workload's LPIs/s with a latency preset (closed-loop contention model).",
+)
 app.add_typer(predict_app, name="predict")
 
 
@@ -240,18 +290,29 @@ def predict_lpi_stress(
     devices: DevicesOpt = 1,
     events: EventsOpt = 16,
     iterations: IterationsOpt = 1000,
-    preset: Annotated[Optional[str], typer.Option(help="v6.8-rc1, series-v2, v6.10")] = None,
-    preset_file: Annotated[Optional[Path], typer.Option(help="latency preset file (TOML)")] = None,
-    routing: Annotated[str, typer.Option(help="as-measured (all to vCPU 0) or fixed")] = "as-measured",
-    host_cpus: Annotated[Optional[int], typer.Option(help="host CPUs (default: the preset's)")] = None,
+    preset: Annotated[str | None, typer.Option(help="v6.8-rc1, series-v2, v6.10")] = None,
+    preset_file: Annotated[Path | None, typer.Option(help="latency preset file (TOML)")] = None,
+    routing: Annotated[
+        str, typer.Option(help="as-measured (all to vCPU 0) or fixed")
+    ] = "as-measured",
+    host_cpus: Annotated[int | None, typer.Option(help="host CPUs (default: the preset's)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
-    from gictools.latency.predict import format_prediction, predict_lpi_stress as _predict
+    from gictools.latency.predict import format_prediction
+    from gictools.latency.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
+
     try:
-        r = _predict(vcpus, devices, events, iterations, load_preset(preset, preset_file),
-                     routing=routing, host_cpus=host_cpus)
+        r = _predict(
+            vcpus,
+            devices,
+            events,
+            iterations,
+            load_preset(preset, preset_file),
+            routing=routing,
+            host_cpus=host_cpus,
+        )
     except (GictoolsError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(r, indent=2) if json_out else format_prediction(r))
@@ -260,15 +321,19 @@ def predict_lpi_stress(
 @app.command()
 def compare(
     trace: Annotated[Path, typer.Argument(help="trace file")],
-    preset: Annotated[Optional[list[str]], typer.Option(help="latency preset (repeat)")] = None,
-    preset_file: Annotated[Optional[list[Path]], typer.Option(help="preset file (repeat)")] = None,
-    host_cpus: Annotated[Optional[int], typer.Option(help="host CPUs for the contention model")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="write PNG plots into this directory")] = None,
+    preset: Annotated[list[str] | None, typer.Option(help="latency preset (repeat)")] = None,
+    preset_file: Annotated[list[Path] | None, typer.Option(help="preset file (repeat)")] = None,
+    host_cpus: Annotated[
+        int | None, typer.Option(help="host CPUs for the contention model")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
 ):
     """Side-by-side latency presets over one trace: LPIs/s, hit rate, evictions, p50/p99/max."""
-    from gictools.latency.compare import as_json, compare_trace, format_table, plot as _plot
+    from gictools.latency.compare import as_json, compare_trace, format_table
+    from gictools.latency.compare import plot as _plot
     from gictools.latency.presets import load_preset
+
     try:
         presets = [load_preset(p) for p in preset or []]
         presets += [load_preset(path=f) for f in preset_file or []]

@@ -13,7 +13,13 @@ class TraceFormatError(GictoolsError):
     """A trace file is malformed; says which record, where, and what."""
 
     def __init__(self, what, *, record=None, offset=None, field=None, path=None):
-        self.what, self.record, self.offset, self.field, self.path = what, record, offset, field, path
+        self.what, self.record, self.offset, self.field, self.path = (
+            what,
+            record,
+            offset,
+            field,
+            path,
+        )
         where = []
         if path is not None:
             where.append(str(path))

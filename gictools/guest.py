@@ -11,13 +11,22 @@ from gictools import regs as R
 from gictools.model.commands import encode_command
 
 SZ_64K = 0x10000
-PROP_DEFAULT = 0xA0 | R.LPI_PROP_GROUP1 | R.LPI_PROP_ENABLE      # 0xA3, as the selftests
+PROP_DEFAULT = 0xA0 | R.LPI_PROP_GROUP1 | R.LPI_PROP_ENABLE  # 0xA3, as the selftests
 
 
 class Guest:
-    def __init__(self, vm, its, *, alloc_base: int | None = None, idbits: int = 16,
-                 device_table_pages: int = 1, indirect: bool = False,
-                 collection_table_pages: int = 1, queue_pages: int = 16):
+    def __init__(
+        self,
+        vm,
+        its,
+        *,
+        alloc_base: int | None = None,
+        idbits: int = 16,
+        device_table_pages: int = 1,
+        indirect: bool = False,
+        collection_table_pages: int = 1,
+        queue_pages: int = 16,
+    ):
         self.vm, self.its = vm, its
         base = alloc_base if alloc_base is not None else vm.memory.slots[0][0] + 0x0100_0000
         self._next = (base + SZ_64K - 1) & ~(SZ_64K - 1)
@@ -32,17 +41,32 @@ class Guest:
         self.l2_tables = {}
         self.itts = {}
         B = R.GITS_BASER_LAYOUT
-        dev = B.encode(Valid=1, Indirect=int(indirect), PA=self.device_table >> 16,
-                       Size=device_table_pages - 1, Shareability=R.GIC_BASER_InnerShareable,
-                       InnerCache=R.GIC_BASER_CACHE_RaWb, Page_Size=R.GITS_BASER_PAGE_SIZE_64K)
-        coll = B.encode(Valid=1, PA=self.collection_table >> 16, Size=collection_table_pages - 1,
-                        Shareability=R.GIC_BASER_InnerShareable,
-                        InnerCache=R.GIC_BASER_CACHE_RaWb, Page_Size=R.GITS_BASER_PAGE_SIZE_64K)
+        dev = B.encode(
+            Valid=1,
+            Indirect=int(indirect),
+            PA=self.device_table >> 16,
+            Size=device_table_pages - 1,
+            Shareability=R.GIC_BASER_InnerShareable,
+            InnerCache=R.GIC_BASER_CACHE_RaWb,
+            Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
+        )
+        coll = B.encode(
+            Valid=1,
+            PA=self.collection_table >> 16,
+            Size=collection_table_pages - 1,
+            Shareability=R.GIC_BASER_InnerShareable,
+            InnerCache=R.GIC_BASER_CACHE_RaWb,
+            Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
+        )
         its.mmio_write(R.GITS_BASER, 8, dev)
         its.mmio_write(R.GITS_BASER + 8, 8, coll)
-        cbaser = R.GITS_CBASER_LAYOUT.encode(Valid=1, PA=self.queue >> 12, Size=queue_pages - 1,
-                                             Shareability=R.GIC_BASER_InnerShareable,
-                                             InnerCache=R.GIC_BASER_CACHE_RaWb)
+        cbaser = R.GITS_CBASER_LAYOUT.encode(
+            Valid=1,
+            PA=self.queue >> 12,
+            Size=queue_pages - 1,
+            Shareability=R.GIC_BASER_InnerShareable,
+            InnerCache=R.GIC_BASER_CACHE_RaWb,
+        )
         its.mmio_write(R.GITS_CBASER, 8, cbaser)
         its.mmio_write(R.GITS_CWRITER, 8, 0)
 
@@ -59,13 +83,18 @@ class Guest:
         """PROPBASER/PENDBASER + EnableLPIs on vcpu (all vCPUs if None), then enable the ITS."""
         vcpus = range(self.vm.nr_vcpus) if vcpu is None else [vcpu]
         prop = R.GICR_PROPBASER_LAYOUT.encode(
-            IDbits=self.idbits - 1, PA=self.prop_table >> 12,
-            Shareability=R.GIC_BASER_InnerShareable, InnerCache=R.GIC_BASER_CACHE_RaWb)
+            IDbits=self.idbits - 1,
+            PA=self.prop_table >> 12,
+            Shareability=R.GIC_BASER_InnerShareable,
+            InnerCache=R.GIC_BASER_CACHE_RaWb,
+        )
         for v in vcpus:
             self.vm.write_redist_reg(v, "GICR_PROPBASER", prop)
             pend = R.GICR_PENDBASER_LAYOUT.encode(
-                PA=self.pend_tables[v] >> 16, Shareability=R.GIC_BASER_InnerShareable,
-                InnerCache=R.GIC_BASER_CACHE_RaWb)
+                PA=self.pend_tables[v] >> 16,
+                Shareability=R.GIC_BASER_InnerShareable,
+                InnerCache=R.GIC_BASER_CACHE_RaWb,
+            )
             self.vm.write_redist_reg(v, "GICR_PENDBASER", pend)
             self.vm.write_redist_reg(v, "GICR_CTLR", R.GICR_CTLR_ENABLE_LPIS)
         if enable_its:
@@ -103,8 +132,9 @@ class Guest:
         if l1_index not in self.l2_tables:
             l2 = self.alloc(SZ_64K)
             self.l2_tables[l1_index] = l2
-            self.vm.memory.write(self.device_table + 8 * l1_index,
-                                 ((1 << 63) | l2).to_bytes(8, "little"))
+            self.vm.memory.write(
+                self.device_table + 8 * l1_index, ((1 << 63) | l2).to_bytes(8, "little")
+            )
 
     def mapd(self, device_id: int, itt_bits: int, valid: bool = True, itt_addr: int | None = None):
         if valid and itt_addr is None:
@@ -112,17 +142,25 @@ class Guest:
             self.itts[(device_id, itt_bits)] = itt_addr
         if self.indirect and valid and device_id < (SZ_64K // 8) * (SZ_64K // 8):
             self._ensure_l2(device_id)
-        return self.command(encode_command(
-            "MAPD", DeviceID=device_id, Size=(itt_bits - 1) & 0x1F,
-            ITT_addr=(itt_addr or 0) >> 8, V=int(valid)))
+        return self.command(
+            encode_command(
+                "MAPD",
+                DeviceID=device_id,
+                Size=(itt_bits - 1) & 0x1F,
+                ITT_addr=(itt_addr or 0) >> 8,
+                V=int(valid),
+            )
+        )
 
     def mapc(self, icid: int, vcpu: int, valid: bool = True):
-        return self.command(encode_command("MAPC", ICID=icid, RDbase=self.vm.rdbase_of(vcpu),
-                                           V=int(valid)))
+        return self.command(
+            encode_command("MAPC", ICID=icid, RDbase=self.vm.rdbase_of(vcpu), V=int(valid))
+        )
 
     def mapti(self, device_id, event_id, intid, icid):
-        return self.command(encode_command("MAPTI", DeviceID=device_id, EventID=event_id,
-                                           pINTID=intid, ICID=icid))
+        return self.command(
+            encode_command("MAPTI", DeviceID=device_id, EventID=event_id, pINTID=intid, ICID=icid)
+        )
 
     def mapi(self, device_id, event_id, icid):
         return self.command(encode_command("MAPI", DeviceID=device_id, EventID=event_id, ICID=icid))
@@ -146,8 +184,11 @@ class Guest:
         return self.command(encode_command("INVALL", ICID=icid))
 
     def movall(self, from_vcpu, to_vcpu):
-        return self.command(encode_command("MOVALL", RDbase=self.vm.rdbase_of(from_vcpu),
-                                           RDbase2=self.vm.rdbase_of(to_vcpu)))
+        return self.command(
+            encode_command(
+                "MOVALL", RDbase=self.vm.rdbase_of(from_vcpu), RDbase2=self.vm.rdbase_of(to_vcpu)
+            )
+        )
 
     def sync(self, vcpu):
         return self.command(encode_command("SYNC", RDbase=self.vm.rdbase_of(vcpu)))

@@ -45,27 +45,32 @@ from gictools.model.memory import PAGE_SIZE
 MAGIC = b"GICTIMG\0"
 VERSION = (1, 0)
 _HEADER = struct.Struct("<8sHHIQ")
-HEADER_SIZE = _HEADER.size                      # 24
+HEADER_SIZE = _HEADER.size  # 24
 DIGEST_SIZE = 32
-MAX_RUN = 16 << 20                              # bytes per "mem" record
+MAX_RUN = 16 << 20  # bytes per "mem" record
 ITS_REGS = ("GITS_CTLR", "GITS_IIDR", "GITS_CBASER", "GITS_CREADR", "GITS_CWRITER")
 REDIST_REGS = ("GICR_CTLR", "GICR_PROPBASER", "GICR_PENDBASER")
 
 
 # --- writing -----------------------------------------------------------------------------------
 
+
 def flush_tables(vm):
     """What userspace runs before migrating RAM: SAVE_PENDING_TABLES, then each ITS's
     SAVE_TABLES. A failure raises ImageError(step=..., errno=...)."""
     err = vm.save_pending_tables()
     if err:
-        raise ImageError("KVM_DEV_ARM_VGIC_SAVE_PENDING_TABLES failed", step="save_pending_tables",
-                         errno=err)
+        raise ImageError(
+            "KVM_DEV_ARM_VGIC_SAVE_PENDING_TABLES failed", step="save_pending_tables", errno=err
+        )
     for its in vm.itses:
         err = its.save_tables()
         if err:
-            raise ImageError(f"KVM_DEV_ARM_ITS_SAVE_TABLES failed on ITS {its.index}",
-                             step=f"its{its.index}.save_tables", errno=err)
+            raise ImageError(
+                f"KVM_DEV_ARM_ITS_SAVE_TABLES failed on ITS {its.index}",
+                step=f"its{its.index}.save_tables",
+                errno=err,
+            )
 
 
 def _memory_runs(mem):
@@ -95,13 +100,26 @@ def dump_image(vm, *, flush: bool = True) -> bytes:
         body.write(pk.pack(obj))
         n += 1
 
-    rec(["vm", {"vcpus": vm.nr_vcpus, "vcpu_ids": list(vm.vcpu_ids), "kernel": vm.kernel.name,
-                "memory": [[b, s] for b, s in vm.memory.slots], "cache": vm.cache_policy}])
+    rec(
+        [
+            "vm",
+            {
+                "vcpus": vm.nr_vcpus,
+                "vcpu_ids": list(vm.vcpu_ids),
+                "kernel": vm.kernel.name,
+                "memory": [[b, s] for b, s in vm.memory.slots],
+                "cache": vm.cache_policy,
+            },
+        ]
+    )
     for v in range(vm.nr_vcpus):
         rec(["redist", v] + [vm.read_redist_reg(v, r) for r in REDIST_REGS])
     for its in vm.itses:
-        rec(["its", its.index, its.base] + [its.read_reg(r) for r in ITS_REGS]
-            + [[its.read_reg(f"GITS_BASER{i}") for i in range(R.GITS_BASER_NR_REGS)]])
+        rec(
+            ["its", its.index, its.base]
+            + [its.read_reg(r) for r in ITS_REGS]
+            + [[its.read_reg(f"GITS_BASER{i}") for i in range(R.GITS_BASER_NR_REGS)]]
+        )
     for gpa, data in _memory_runs(vm.memory):
         rec(["mem", gpa, data])
     rec(["end", n])
@@ -140,6 +158,7 @@ def save_image(vm, path, *, flush: bool = True) -> int:
 
 # --- reading ---------------------------------------------------------------------------------
 
+
 class _Image:
     """A parsed, validated image: config, registers, memory runs (no VM built yet)."""
 
@@ -147,13 +166,14 @@ class _Image:
         self.vm = None
         self.redists = {}
         self.itses = []
-        self.mem = []               # (gpa, data, file offset)
+        self.mem = []  # (gpa, data, file offset)
 
 
 def _int(v, what, off, path, lo=0, hi=(1 << 64) - 1):
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ImageError(f"{what}: expected an integer in [{lo:#x}, {hi:#x}], got {v!r}",
-                         offset=off, path=path)
+        raise ImageError(
+            f"{what}: expected an integer in [{lo:#x}, {hi:#x}], got {v!r}", offset=off, path=path
+        )
     return v
 
 
@@ -165,17 +185,27 @@ def parse_image(data: bytes, path=None) -> _Image:
     if magic != MAGIC:
         raise ImageError("not a gictools image (bad magic)", offset=0, path=path)
     if major != VERSION[0]:
-        raise ImageError(f"image version {major}.{minor} not supported (this reads {VERSION[0]}.x)",
-                         offset=8, path=path)
+        raise ImageError(
+            f"image version {major}.{minor} not supported (this reads {VERSION[0]}.x)",
+            offset=8,
+            path=path,
+        )
     if HEADER_SIZE + n + DIGEST_SIZE != len(data):
-        raise ImageError(f"body length {n} does not match the file size {len(data)}",
-                         offset=16, path=path)
+        raise ImageError(
+            f"body length {n} does not match the file size {len(data)}", offset=16, path=path
+        )
     end = HEADER_SIZE + n
     if hashlib.sha256(data[:end]).digest() != data[end:]:
         raise ImageError("checksum mismatch (file corrupt or truncated)", offset=end, path=path)
     img = _Image()
-    up = msgpack.Unpacker(raw=False, max_bin_len=MAX_RUN, max_str_len=1 << 16,
-                          max_array_len=1 << 16, max_map_len=64, strict_map_key=True)
+    up = msgpack.Unpacker(
+        raw=False,
+        max_bin_len=MAX_RUN,
+        max_str_len=1 << 16,
+        max_array_len=1 << 16,
+        max_map_len=64,
+        strict_map_key=True,
+    )
     up.feed(data[HEADER_SIZE:end])
     count = 0
     last_gpa = -1
@@ -202,15 +232,25 @@ def parse_image(data: bytes, path=None) -> _Image:
             try:
                 vcpus = _int(c["vcpus"], "vm.vcpus", off, path, 1, 4096)
                 ids = [_int(i, "vm.vcpu_ids", off, path, 0, 0xFFFF_FFFF) for i in c["vcpu_ids"]]
-                slots = [(_int(s[0], "vm.memory base", off, path),
-                          _int(s[1], "vm.memory size", off, path)) for s in c["memory"]]
+                slots = [
+                    (
+                        _int(s[0], "vm.memory base", off, path),
+                        _int(s[1], "vm.memory size", off, path),
+                    )
+                    for s in c["memory"]
+                ]
                 kernel, cache = c["kernel"], c["cache"]
                 if not isinstance(kernel, str) or not isinstance(cache, str):
                     raise TypeError("kernel and cache must be strings")
             except (KeyError, TypeError, IndexError) as e:
                 raise ImageError(f"bad 'vm' record: {e!r}", offset=off, path=path) from None
-            img.vm = {"vcpus": vcpus, "vcpu_ids": ids, "memory": slots, "kernel": kernel,
-                      "cache": cache}
+            img.vm = {
+                "vcpus": vcpus,
+                "vcpu_ids": ids,
+                "memory": slots,
+                "kernel": kernel,
+                "cache": cache,
+            }
         elif tag == "redist":
             if len(rec) != 5:
                 raise ImageError("bad 'redist' record", offset=off, path=path)
@@ -231,14 +271,18 @@ def parse_image(data: bytes, path=None) -> _Image:
                 raise ImageError("bad 'mem' record", offset=off, path=path)
             gpa = _int(rec[1], "mem gpa", off, path)
             if gpa % PAGE_SIZE or gpa <= last_gpa:
-                raise ImageError(f"memory run at {gpa:#x} is unaligned or out of order",
-                                 offset=off, path=path)
+                raise ImageError(
+                    f"memory run at {gpa:#x} is unaligned or out of order", offset=off, path=path
+                )
             last_gpa = gpa + len(rec[2]) - 1
             img.mem.append((gpa, rec[2], off))
         elif tag == "end":
             if len(rec) != 2 or rec[1] != count:
-                raise ImageError(f"end record counts {rec[1:]!r}, the image has {count} records",
-                                 offset=off, path=path)
+                raise ImageError(
+                    f"end record counts {rec[1:]!r}, the image has {count} records",
+                    offset=off,
+                    path=path,
+                )
             ended = True
         else:
             raise ImageError(f"unknown record tag {tag!r}", offset=off, path=path)
@@ -246,8 +290,9 @@ def parse_image(data: bytes, path=None) -> _Image:
     if not ended:
         raise ImageError("no end record (truncated body)", offset=end, path=path)
     if sorted(img.redists) != list(range(img.vm["vcpus"])):
-        raise ImageError("image lacks a redistributor record for some vCPU", offset=HEADER_SIZE,
-                         path=path)
+        raise ImageError(
+            "image lacks a redistributor record for some vCPU", offset=HEADER_SIZE, path=path
+        )
     return img
 
 
@@ -257,20 +302,31 @@ def build_vm(img: _Image, path=None, *, restore: bool = True):
     With restore=False only the VM, its ITSes and guest memory are set up (for inspection).
     """
     from gictools.model.vm import VM
+
     c = img.vm
     try:
-        vm = VM(c["vcpus"], vcpu_ids=c["vcpu_ids"], kernel=c["kernel"], memory=c["memory"],
-                cache=c["cache"])
-        for idx, base, _regs, off in img.itses:
+        vm = VM(
+            c["vcpus"],
+            vcpu_ids=c["vcpu_ids"],
+            kernel=c["kernel"],
+            memory=c["memory"],
+            cache=c["cache"],
+        )
+        for _idx, base, _regs, _off in img.itses:
             vm.add_its(base)
     except (ConfigError, ValueError) as e:
-        raise ImageError(f"cannot create the VM: {e}", step="create", offset=HEADER_SIZE,
-                         path=path) from None
+        raise ImageError(
+            f"cannot create the VM: {e}", step="create", offset=HEADER_SIZE, path=path
+        ) from None
     # 1. guest memory
     for gpa, data, off in img.mem:
         if not vm.memory.is_ram(gpa, len(data)):
-            raise ImageError(f"memory run {gpa:#x}+{len(data):#x} is outside guest RAM",
-                             step="memory", offset=off, path=path)
+            raise ImageError(
+                f"memory run {gpa:#x}+{len(data):#x} is outside guest RAM",
+                step="memory",
+                offset=off,
+                path=path,
+            )
         vm.memory.write(gpa, data)
     if not restore:
         return vm
@@ -282,23 +338,38 @@ def build_vm(img: _Image, path=None, *, restore: bool = True):
     for v in range(vm.nr_vcpus):
         vm.write_redist_reg(v, "GICR_CTLR", img.redists[v][0])
     # 3..7 per ITS: CBASER first, IIDR, BASERs, CREADR, CWRITER, RESTORE_TABLES, CTLR last
-    for (idx, base, regs, off), its in zip(img.itses, vm.itses):
+    for (idx, _base, regs, off), its in zip(img.itses, vm.itses):
         steps = [("GITS_CBASER", regs["GITS_CBASER"]), ("GITS_IIDR", regs["GITS_IIDR"])]
         steps += [(f"GITS_BASER{i}", v) for i, v in enumerate(regs["GITS_BASER"])]
         steps += [("GITS_CREADR", regs["GITS_CREADR"]), ("GITS_CWRITER", regs["GITS_CWRITER"])]
         for name, value in steps:
             err = its.write_reg(name, value)
             if err:
-                raise ImageError(f"ITS {idx}: writing {name} = {value:#x} failed",
-                                 step=f"its{idx}.{name}", errno=err, offset=off, path=path)
+                raise ImageError(
+                    f"ITS {idx}: writing {name} = {value:#x} failed",
+                    step=f"its{idx}.{name}",
+                    errno=err,
+                    offset=off,
+                    path=path,
+                )
         err = its.restore_tables()
         if err:
-            raise ImageError(f"ITS {idx}: KVM_DEV_ARM_ITS_RESTORE_TABLES failed ({R.error_name(err)})",
-                             step=f"its{idx}.restore_tables", errno=err, offset=off, path=path)
+            raise ImageError(
+                f"ITS {idx}: KVM_DEV_ARM_ITS_RESTORE_TABLES failed ({R.error_name(err)})",
+                step=f"its{idx}.restore_tables",
+                errno=err,
+                offset=off,
+                path=path,
+            )
         err = its.write_reg("GITS_CTLR", regs["GITS_CTLR"])
         if err:
-            raise ImageError(f"ITS {idx}: writing GITS_CTLR failed", step=f"its{idx}.GITS_CTLR",
-                             errno=err, offset=off, path=path)
+            raise ImageError(
+                f"ITS {idx}: writing GITS_CTLR failed",
+                step=f"its{idx}.GITS_CTLR",
+                errno=err,
+                offset=off,
+                path=path,
+            )
     return vm
 
 
@@ -361,8 +432,7 @@ def load_raw(vm, path, base: int) -> int:
                 lo = mid + 1
             else:
                 hi = mid
-        raise ImageError(f"{size} bytes at {base:#x} do not fit in guest RAM", offset=lo,
-                         path=path)
+        raise ImageError(f"{size} bytes at {base:#x} do not fit in guest RAM", offset=lo, path=path)
     with open(path, "rb") as f:
         pos = 0
         while True:

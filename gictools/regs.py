@@ -12,9 +12,17 @@ EBUSY, EEXIST, ENODEV, EINVAL = 16, 17, 19, 22
 EWOULDBLOCK = EAGAIN
 
 ERRNO_NAMES = {
-    EPERM: "EPERM", ENXIO: "ENXIO", E2BIG: "E2BIG", EAGAIN: "EAGAIN", ENOMEM: "ENOMEM",
-    EACCES: "EACCES", EFAULT: "EFAULT", EBUSY: "EBUSY", EEXIST: "EEXIST",
-    ENODEV: "ENODEV", EINVAL: "EINVAL",
+    EPERM: "EPERM",
+    ENXIO: "ENXIO",
+    E2BIG: "E2BIG",
+    EAGAIN: "EAGAIN",
+    ENOMEM: "ENOMEM",
+    EACCES: "EACCES",
+    EFAULT: "EFAULT",
+    EBUSY: "EBUSY",
+    EEXIST: "EEXIST",
+    ENODEV: "ENODEV",
+    EINVAL: "EINVAL",
 }
 
 # --- ITS command opcodes ---------------------------------------------------------
@@ -32,11 +40,29 @@ GITS_CMD_MOVALL = 0x0E
 GITS_CMD_DISCARD = 0x0F
 
 COMMAND_NAMES = {
-    0x01: "MOVI", 0x03: "INT", 0x04: "CLEAR", 0x05: "SYNC", 0x08: "MAPD", 0x09: "MAPC",
-    0x0A: "MAPTI", 0x0B: "MAPI", 0x0C: "INV", 0x0D: "INVALL", 0x0E: "MOVALL", 0x0F: "DISCARD",
+    0x01: "MOVI",
+    0x03: "INT",
+    0x04: "CLEAR",
+    0x05: "SYNC",
+    0x08: "MAPD",
+    0x09: "MAPC",
+    0x0A: "MAPTI",
+    0x0B: "MAPI",
+    0x0C: "INV",
+    0x0D: "INVALL",
+    0x0E: "MOVALL",
+    0x0F: "DISCARD",
     # GICv4 commands: decoded for display, ignored by KVM's vITS
-    0x21: "VMOVI", 0x22: "VMOVP", 0x23: "VSGI", 0x25: "VSYNC", 0x29: "VMAPP",
-    0x2A: "VMAPTI", 0x2B: "VMAPI", 0x2C: "VINVALL", 0x2D: "VINVALL", 0x2E: "INVDB",
+    0x21: "VMOVI",
+    0x22: "VMOVP",
+    0x23: "VSGI",
+    0x25: "VSYNC",
+    0x29: "VMAPP",
+    0x2A: "VMAPTI",
+    0x2B: "VMAPI",
+    0x2C: "VINVALL",
+    0x2D: "VINVALL",
+    0x2E: "INVDB",
 }
 COMMAND_OPCODES = {n: op for op, n in COMMAND_NAMES.items() if op < 0x20}
 
@@ -75,8 +101,9 @@ CMD_DW0 = Layout("CMD_DW0", [("Command", 7, 0), ("DeviceID", 63, 32)])
 # DW1: | pINTID 63:32 | EventID 31:0 |   (MAPD: Size 4:0)
 CMD_DW1 = Layout("CMD_DW1", [("EventID", 31, 0), ("pINTID", 63, 32), ("Size", 4, 0)])
 # DW2: | V 63 | ITT_addr 51:8 | ... ; RDbase 47:16 (KVM reads 32 bits) | ICID 15:0 |
-CMD_DW2 = Layout("CMD_DW2", [("ICID", 15, 0), ("ITT_addr", 51, 8), ("RDbase", 47, 16),
-                             ("V", 63, 63)])
+CMD_DW2 = Layout(
+    "CMD_DW2", [("ICID", 15, 0), ("ITT_addr", 51, 8), ("RDbase", 47, 16), ("V", 63, 63)]
+)
 # DW3: RDbase2 47:16 (MOVALL)
 CMD_DW3 = Layout("CMD_DW3", [("RDbase2", 47, 16)])
 
@@ -110,43 +137,80 @@ VALID_SHIFT = CMD_DW2["V"].shift
 # --- ITS registers ------------------------------------------------------------------
 GITS_CTLR, GITS_IIDR, GITS_TYPER = 0x0000, 0x0004, 0x0008
 GITS_CBASER, GITS_CWRITER, GITS_CREADR = 0x0080, 0x0088, 0x0090
-GITS_BASER = 0x0100          # GITS_BASER<n> at 0x100 + 8n
+GITS_BASER = 0x0100  # GITS_BASER<n> at 0x100 + 8n
 GITS_IDREGS_BASE = 0xFFD0
 GITS_PIDR2 = 0xFFE8
 GITS_TRANSLATER = 0x10040
-ITS_FRAME_SIZE = 0x20000     # KVM_VGIC_V3_ITS_SIZE: two 64 KiB pages
+ITS_FRAME_SIZE = 0x20000  # KVM_VGIC_V3_ITS_SIZE: two 64 KiB pages
 
 GITS_CTLR_ENABLE = 1 << 0
 GITS_CTLR_QUIESCENT = 1 << 31
 
-GITS_TYPER_LAYOUT = Layout("GITS_TYPER", [
-    ("Physical", 0, 0), ("Virtual", 1, 1), ("ITT_entry_size", 7, 4), ("IDbits", 12, 8),
-    ("Devbits", 17, 13), ("SEIS", 18, 18), ("PTA", 19, 19), ("HCC", 31, 24),
-    ("CIDbits", 35, 32), ("CIL", 36, 36)])
+GITS_TYPER_LAYOUT = Layout(
+    "GITS_TYPER",
+    [
+        ("Physical", 0, 0),
+        ("Virtual", 1, 1),
+        ("ITT_entry_size", 7, 4),
+        ("IDbits", 12, 8),
+        ("Devbits", 17, 13),
+        ("SEIS", 18, 18),
+        ("PTA", 19, 19),
+        ("HCC", 31, 24),
+        ("CIDbits", 35, 32),
+        ("CIL", 36, 36),
+    ],
+)
 VITS_TYPER_IDBITS = 16
 VITS_TYPER_DEVBITS = 16
 VITS_MAX_EVENTID = (1 << VITS_TYPER_IDBITS) - 1
 VITS_MAX_DEVID = (1 << VITS_TYPER_DEVBITS) - 1
 VITS_ITE_SIZE = 8
 KVM_GITS_TYPER = GITS_TYPER_LAYOUT.encode(
-    Physical=1, ITT_entry_size=VITS_ITE_SIZE - 1, IDbits=VITS_TYPER_IDBITS - 1,
-    Devbits=VITS_TYPER_DEVBITS - 1)            # = 0x1EF71
+    Physical=1,
+    ITT_entry_size=VITS_ITE_SIZE - 1,
+    IDbits=VITS_TYPER_IDBITS - 1,
+    Devbits=VITS_TYPER_DEVBITS - 1,
+)  # = 0x1EF71
 
-GITS_IIDR_LAYOUT = Layout("GITS_IIDR", [("Implementer", 11, 0), ("Revision", 15, 12),
-                                        ("Variant", 19, 16), ("ProductID", 31, 24)], width=32)
+GITS_IIDR_LAYOUT = Layout(
+    "GITS_IIDR",
+    [("Implementer", 11, 0), ("Revision", 15, 12), ("Variant", 19, 16), ("ProductID", 31, 24)],
+    width=32,
+)
 IMPLEMENTER_ARM = 0x43B
 PRODUCT_ID_KVM = 0x4B
 
 # GITS_CBASER: | Valid 63 | InnerCache 61:59 | OuterCache 55:53 | PA 51:12 | Shareability 11:10 | Size 7:0 |
-GITS_CBASER_LAYOUT = Layout("GITS_CBASER", [
-    ("Size", 7, 0), ("Shareability", 11, 10), ("PA", 51, 12), ("OuterCache", 55, 53),
-    ("InnerCache", 61, 59), ("Valid", 63, 63)])
+GITS_CBASER_LAYOUT = Layout(
+    "GITS_CBASER",
+    [
+        ("Size", 7, 0),
+        ("Shareability", 11, 10),
+        ("PA", 51, 12),
+        ("OuterCache", 55, 53),
+        ("InnerCache", 61, 59),
+        ("Valid", 63, 63),
+    ],
+)
 # GITS_BASER<n>: | Valid 63 | Indirect 62 | InnerCache 61:59 | Type 58:56 | OuterCache 55:53 |
 #                | Entry_Size 52:48 | PA 47:12 | Shareability 11:10 | Page_Size 9:8 | Size 7:0 |
-GITS_BASER_LAYOUT = Layout("GITS_BASER", [
-    ("Size", 7, 0), ("Page_Size", 9, 8), ("Shareability", 11, 10), ("PA_51_48", 15, 12),
-    ("PA", 47, 16), ("Entry_Size", 52, 48), ("OuterCache", 55, 53), ("Type", 58, 56),
-    ("InnerCache", 61, 59), ("Indirect", 62, 62), ("Valid", 63, 63)])
+GITS_BASER_LAYOUT = Layout(
+    "GITS_BASER",
+    [
+        ("Size", 7, 0),
+        ("Page_Size", 9, 8),
+        ("Shareability", 11, 10),
+        ("PA_51_48", 15, 12),
+        ("PA", 47, 16),
+        ("Entry_Size", 52, 48),
+        ("OuterCache", 55, 53),
+        ("Type", 58, 56),
+        ("InnerCache", 61, 59),
+        ("Indirect", 62, 62),
+        ("Valid", 63, 63),
+    ],
+)
 GITS_BASER_TYPE_DEVICE = 1
 GITS_BASER_TYPE_COLLECTION = 4
 GITS_BASER_PAGE_SIZE_64K = 2
@@ -165,14 +229,28 @@ GICR_CTLR_ENABLE_LPIS = 1 << 0
 GICR_CTLR_RWP = 1 << 3
 
 # GICR_PROPBASER: | OuterCache 58:56 | PA 51:12 | Shareability 11:10 | InnerCache 9:7 | IDbits 4:0 |
-GICR_PROPBASER_LAYOUT = Layout("GICR_PROPBASER", [
-    ("IDbits", 4, 0), ("InnerCache", 9, 7), ("Shareability", 11, 10), ("PA", 51, 12),
-    ("OuterCache", 58, 56)])
+GICR_PROPBASER_LAYOUT = Layout(
+    "GICR_PROPBASER",
+    [
+        ("IDbits", 4, 0),
+        ("InnerCache", 9, 7),
+        ("Shareability", 11, 10),
+        ("PA", 51, 12),
+        ("OuterCache", 58, 56),
+    ],
+)
 # GICR_PENDBASER: | PTZ 62 | OuterCache 58:56 | PA 51:16 | Shareability 11:10 | InnerCache 9:7 |
-GICR_PENDBASER_LAYOUT = Layout("GICR_PENDBASER", [
-    ("InnerCache", 9, 7), ("Shareability", 11, 10), ("PA", 51, 16), ("OuterCache", 58, 56),
-    ("PTZ", 62, 62)])
-GICR_PROPBASER_RESET = 0x580   # KVM's initial PROPBASER/PENDBASER (RaWb, inner shareable)
+GICR_PENDBASER_LAYOUT = Layout(
+    "GICR_PENDBASER",
+    [
+        ("InnerCache", 9, 7),
+        ("Shareability", 11, 10),
+        ("PA", 51, 16),
+        ("OuterCache", 58, 56),
+        ("PTZ", 62, 62),
+    ],
+)
+GICR_PROPBASER_RESET = 0x580  # KVM's initial PROPBASER/PENDBASER (RaWb, inner shareable)
 GICR_PENDBASER_RESET = 0x580
 
 LPI_PROP_ENABLE = 1 << 0

@@ -17,7 +17,7 @@ from gictools import __version__
 from gictools import regs as R
 from gictools.errors import ConfigError, TraceFormatError
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
-from gictools.model.cache import BYPASS, EVICT, HIT, MISS, MISS_NOFILL, POLICIES, RECYCLE
+from gictools.model.cache import BYPASS, EVICT, HIT, MISS, MISS_NOFILL, POLICIES
 from gictools.model.commands import decode_command
 from gictools.model.memory import DEFAULT_RAM, GuestFault
 from gictools.model.vm import VM
@@ -29,7 +29,7 @@ from gictools.trace.reader import TraceReader
 # path translation + fill / eviction). A placeholder scale, not a calibrated model.
 FIXED_COST_NS = np.array([250, 750, 900, 600, 650, 750], dtype=np.int64)  # by outcome code
 FIXED_COMMAND_NS = 1000
-PRESET_WINDOW = 1 << 20          # MSIs simulated as one closed loop with --preset
+PRESET_WINDOW = 1 << 20  # MSIs simulated as one closed loop with --preset
 _CACHE_COL = {name: i for i, name in enumerate(CACHE_VALUES)}
 _OUTCOME_OF = {"hit": HIT, "miss": MISS, "miss-evict": EVICT, "bypass": BYPASS}
 
@@ -45,7 +45,7 @@ class PolicyReport:
     msi_errors: Counter = field(default_factory=Counter)
     command_errors: Counter = field(default_factory=Counter)
     command_counts: Counter = field(default_factory=Counter)
-    latency: Counter = field(default_factory=Counter)     # MSI latency_ns -> count
+    latency: Counter = field(default_factory=Counter)  # MSI latency_ns -> count
     failures: list = field(default_factory=list)
     failure_count: int = 0
 
@@ -77,22 +77,48 @@ class PolicyReport:
         return int(vals[int(np.searchsorted(counts, q * counts[-1], side="left"))])
 
     def as_dict(self):
-        return {"policy": self.policy, "events": self.events, "msis": self.msis,
-                "delivered": self.delivered, "commands": self.commands, "hits": self.hits,
-                "misses": self.misses, "evictions": self.evictions, "hit_rate": self.hit_rate,
-                "msi_errors": {R.error_name(k): v for k, v in self.msi_errors.items()},
-                "command_errors": {R.error_name(k): v for k, v in self.command_errors.items()},
-                "latency_p50_ns": self.percentile(0.5), "latency_p99_ns": self.percentile(0.99),
-                "latency_max_ns": max(self.latency) if self.latency else None,
-                "failed_expectations": self.failure_count}
+        return {
+            "policy": self.policy,
+            "events": self.events,
+            "msis": self.msis,
+            "delivered": self.delivered,
+            "commands": self.commands,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "hit_rate": self.hit_rate,
+            "msi_errors": {R.error_name(k): v for k, v in self.msi_errors.items()},
+            "command_errors": {R.error_name(k): v for k, v in self.command_errors.items()},
+            "latency_p50_ns": self.percentile(0.5),
+            "latency_p99_ns": self.percentile(0.99),
+            "latency_max_ns": max(self.latency) if self.latency else None,
+            "failed_expectations": self.failure_count,
+        }
 
 
 class _Rows:
     """Row-wise buffer for the (few) non-MSI-block events, flushed before each block."""
 
-    NAMES = ("seq", "t_ns", "op", "its", "device_id", "event_id", "intid", "vcpu", "command",
-             "error", "cache", "victim_device_id", "victim_event_id", "cache_entries",
-             "latency_ns", "wait_ns", "injector", "cache_policy")
+    NAMES = (
+        "seq",
+        "t_ns",
+        "op",
+        "its",
+        "device_id",
+        "event_id",
+        "intid",
+        "vcpu",
+        "command",
+        "error",
+        "cache",
+        "victim_device_id",
+        "victim_event_id",
+        "cache_entries",
+        "latency_ns",
+        "wait_ns",
+        "injector",
+        "cache_policy",
+    )
 
     def __init__(self):
         self.rows = []
@@ -123,18 +149,20 @@ class _PolicyRun:
     def __init__(self, header, policy, kernel, index):
         vmh = header["vm"]
         self.kernel = kernel or vmh.get("kernel") or None
-        kw = {"vcpu_ids": vmh.get("vcpu_ids"),
-              "memory": [tuple(s) for s in vmh["memory"]] if vmh.get("memory") else DEFAULT_RAM}
+        kw = {
+            "vcpu_ids": vmh.get("vcpu_ids"),
+            "memory": [tuple(s) for s in vmh["memory"]] if vmh.get("memory") else DEFAULT_RAM,
+        }
         if self.kernel:
             kw["kernel"] = self.kernel
         self.vm = VM(vmh["vcpus"], cache=None if policy == "default" else policy, **kw)
         for its in vmh.get("itses", []):
             self.vm.add_its(its["base"])
         self.policy = self.vm.cache_policy
-        self.index = index                     # cache_policy dictionary index
+        self.index = index  # cache_policy dictionary index
         self.report = PolicyReport(self.policy)
         self.last_cmd_error = None
-        self.last_msi = None                   # (ret, error, intid, vcpu)
+        self.last_msi = None  # (ret, error, intid, vcpu)
         self.last_ctrl = None
 
 
@@ -153,8 +181,16 @@ def _ret_of(error):
 class Replayer:
     """Replays one trace for several policies; see replay() for the one-call form."""
 
-    def __init__(self, trace, policies=("default",), kernel=None, out=None, preset=None,
-                 host_cpus=None, max_failures=20):
+    def __init__(
+        self,
+        trace,
+        policies=("default",),
+        kernel=None,
+        out=None,
+        preset=None,
+        host_cpus=None,
+        max_failures=20,
+    ):
         self.trace = os.fspath(trace)
         for p in policies:
             if p != "default" and p not in POLICIES:
@@ -165,12 +201,22 @@ class Replayer:
             self.runs = [_PolicyRun(self.header, p, kernel, i) for i, p in enumerate(policies)]
         except ConfigError as e:
             if kernel is not None and "kernel" in str(e):
-                raise                             # the user's --kernel, not the file
-            raise TraceFormatError(f"header describes a VM the model cannot build: {e}",
-                                   record=0, offset=0, field="vm", path=self.trace) from None
-        except ValueError as e:                   # RAM slots, ITS frames
-            raise TraceFormatError(f"header describes a VM the model cannot build: {e}",
-                                   record=0, offset=0, field="vm", path=self.trace) from None
+                raise  # the user's --kernel, not the file
+            raise TraceFormatError(
+                f"header describes a VM the model cannot build: {e}",
+                record=0,
+                offset=0,
+                field="vm",
+                path=self.trace,
+            ) from None
+        except ValueError as e:  # RAM slots, ITS frames
+            raise TraceFormatError(
+                f"header describes a VM the model cannot build: {e}",
+                record=0,
+                offset=0,
+                field="vm",
+                path=self.trace,
+            ) from None
         names = [r.policy for r in self.runs]
         if len(set(names)) != len(names):
             raise ConfigError(f"cache policy given twice: {names}")
@@ -189,9 +235,11 @@ class Replayer:
             "cache_policy": json.dumps(names),
             "kernel": json.dumps([r.vm.kernel.name for r in self.runs]),
             "latency_preset": json.dumps(preset.name if preset else "fixed-v0"),
-            "latency_parameters": json.dumps(preset.as_dict() if preset else
-                                             {"cost_ns_by_outcome": FIXED_COST_NS.tolist(),
-                                              "command_ns": FIXED_COMMAND_NS}),
+            "latency_parameters": json.dumps(
+                preset.as_dict()
+                if preset
+                else {"cost_ns_by_outcome": FIXED_COST_NS.tolist(), "command_ns": FIXED_COMMAND_NS}
+            ),
             "vm": json.dumps(self.header["vm"]),
         }
 
@@ -199,6 +247,7 @@ class Replayer:
     def _open(self):
         if self.out is not None:
             from gictools.stats.parquet import EventWriter
+
             self.writer = EventWriter(self.out, self.meta, [r.policy for r in self.runs])
 
     def _flush_rows(self):
@@ -223,13 +272,21 @@ class Replayer:
     def _settle(self):
         """Simulate each policy's pending MSIs as one closed loop; write the window."""
         from gictools.latency.contention import simulate_events
+
         for run in self.runs:
             items = [it for it in self.pending if it[3] is run]
             if not items:
                 continue
             cat = [np.concatenate([it[4][k] for it in items]) for k in range(5)]
-            lat, wait, _ = simulate_events(self.preset, cat[0], cat[1], host_cpus=self.host_cpus,
-                                           vcpus=cat[2], its=cat[3], keys=cat[4])
+            lat, wait, _ = simulate_events(
+                self.preset,
+                cat[0],
+                cat[1],
+                host_cpus=self.host_cpus,
+                vcpus=cat[2],
+                its=cat[3],
+                keys=cat[4],
+            )
             lat = np.asarray(lat, dtype=np.int64)
             wait = np.asarray(wait, dtype=np.int64)
             vals, cnt = np.unique(lat, return_counts=True)
@@ -237,8 +294,8 @@ class Replayer:
                 run.report.latency[v] += k
             pos = 0
             for cols, _, n, _, _ in items:
-                cols["latency_ns"] = lat[pos:pos + n]
-                cols["wait_ns"] = wait[pos:pos + n]
+                cols["latency_ns"] = lat[pos : pos + n]
+                cols["wait_ns"] = wait[pos : pos + n]
                 pos += n
         if self.writer is not None:
             for cols, masks, n, _, _ in self.pending:
@@ -279,9 +336,26 @@ class Replayer:
         rep.latency[lat] += 1
         run.last_msi = (res.ret, res.error, res.intid, res.vcpu)
         vd, ve = res.victim if res.victim else (None, None)
-        self.rows.add(seq, t, OP_INDEX["msi"], its_i, dev, ev, res.intid, res.vcpu,
-                      None, res.error, _CACHE_COL[res.cache], vd, ve, len(its.cache), lat,
-                      None if self.preset is None else 0, inj, run.index)
+        self.rows.add(
+            seq,
+            t,
+            OP_INDEX["msi"],
+            its_i,
+            dev,
+            ev,
+            res.intid,
+            res.vcpu,
+            None,
+            res.error,
+            _CACHE_COL[res.cache],
+            vd,
+            ve,
+            len(its.cache),
+            lat,
+            None if self.preset is None else 0,
+            inj,
+            run.index,
+        )
 
     def _msi_block(self, rec, ri):
         _, n, its_i, ts, dev, ev, inj = rec
@@ -311,11 +385,15 @@ class Replayer:
                     if k:
                         rep.latency[int(FIXED_COST_NS[code])] += k
             else:
-                lat = None                       # filled in by _settle()
+                lat = None  # filled in by _settle()
             last = n - 1
             e = int(r.error[last])
-            run.last_msi = (_ret_of(e), e, None if r.intid[last] < 0 else int(r.intid[last]),
-                            None if r.vcpu[last] < 0 else int(r.vcpu[last]))
+            run.last_msi = (
+                _ret_of(e),
+                e,
+                None if r.intid[last] < 0 else int(r.intid[last]),
+                None if r.vcpu[last] < 0 else int(r.vcpu[last]),
+            )
             if self.writer is None and self.preset is None:
                 continue
             vmask = np.ones(n, dtype=bool)
@@ -324,31 +402,58 @@ class Replayer:
             vev = np.zeros(n, dtype=np.uint32)
             vdev[r.victim_index] = r.victim_device
             vev[r.victim_index] = r.victim_event
-            cols = {"seq": seq, "t_ns": t_ns, "op": np.zeros(n, np.int8),
-                    "its": np.full(n, its_i, np.int16), "device_id": dev, "event_id": ev,
-                    "intid": np.maximum(r.intid, 0), "vcpu": np.maximum(r.vcpu, 0),
-                    "error": r.error, "cache": OUTCOME_TO_COLUMN[r.outcome],
-                    "victim_device_id": vdev, "victim_event_id": vev,
-                    "cache_entries": r.entries, "latency_ns": lat,
-                    "cache_policy": np.full(n, run.index, np.int8)}
-            masks = {"intid": r.intid < 0, "vcpu": r.vcpu < 0,
-                     "victim_device_id": vmask, "victim_event_id": vmask}
+            cols = {
+                "seq": seq,
+                "t_ns": t_ns,
+                "op": np.zeros(n, np.int8),
+                "its": np.full(n, its_i, np.int16),
+                "device_id": dev,
+                "event_id": ev,
+                "intid": np.maximum(r.intid, 0),
+                "vcpu": np.maximum(r.vcpu, 0),
+                "error": r.error,
+                "cache": OUTCOME_TO_COLUMN[r.outcome],
+                "victim_device_id": vdev,
+                "victim_event_id": vev,
+                "cache_entries": r.entries,
+                "latency_ns": lat,
+                "cache_policy": np.full(n, run.index, np.int8),
+            }
+            masks = {
+                "intid": r.intid < 0,
+                "vcpu": r.vcpu < 0,
+                "victim_device_id": vmask,
+                "victim_event_id": vmask,
+            }
             if inj is not None:
                 cols["injector"] = inj
             sim = None
             if self.preset is not None:
                 injectors = inj if inj is not None else np.zeros(n, dtype=np.uint32)
                 keys = (dev.astype(np.uint64) << np.uint64(32)) | ev.astype(np.uint64)
-                sim = (injectors, r.outcome, np.maximum(r.vcpu, 0),
-                       np.full(n, its_i, np.int64), keys)
+                sim = (
+                    injectors,
+                    r.outcome,
+                    np.maximum(r.vcpu, 0),
+                    np.full(n, its_i, np.int64),
+                    keys,
+                )
             self._emit(cols, masks, n, run, sim)
         self.seq += n
 
     def _msi_block_slow(self, run, its, its_i, seq, t_ns, dev, ev, inj):
         """Per-event fallback for a block (a cache entry the slow path disagrees with)."""
         for i in range(len(dev)):
-            self._msi_run(run, its, its_i, int(t_ns[i]), int(dev[i]), int(ev[i]),
-                          None if inj is None else int(inj[i]), int(seq[i]))
+            self._msi_run(
+                run,
+                its,
+                its_i,
+                int(t_ns[i]),
+                int(dev[i]),
+                int(ev[i]),
+                None if inj is None else int(inj[i]),
+                int(seq[i]),
+            )
         self._flush_rows()
 
     def _command(self, rec, ri):
@@ -371,39 +476,74 @@ class Replayer:
                 ite = its.find_ite(dev, ev)
                 if ite is not None:
                     intid, vcpu = ite.lpi.intid, ite.lpi.target
-            self.rows.add(self.seq, t, OP_INDEX["command"], its_i, dev, ev, intid, vcpu,
-                          cmd_index, err, None, None, None, len(its.cache), FIXED_COMMAND_NS,
-                          None, inj, run.index)
+            self.rows.add(
+                self.seq,
+                t,
+                OP_INDEX["command"],
+                its_i,
+                dev,
+                ev,
+                intid,
+                vcpu,
+                cmd_index,
+                err,
+                None,
+                None,
+                None,
+                len(its.cache),
+                FIXED_COMMAND_NS,
+                None,
+                inj,
+                run.index,
+            )
         self.seq += 1
 
     def _reg(self, rec, ri):
         _, t, inj, frame, index, offset, size, value, is_write = rec
         for run in self.runs:
             vm = run.vm
-            if frame == "its":                   # a guest MMIO access
+            if frame == "its":  # a guest MMIO access
                 its = self._its(run, index, ri)
                 if is_write:
                     its.mmio_write(offset, size, value)
                 else:
                     its.mmio_read(offset, size)
                 entries = len(its.cache)
-            elif frame == "its-user":            # KVM_DEV_ARM_VGIC_GRP_ITS_REGS (userspace)
+            elif frame == "its-user":  # KVM_DEV_ARM_VGIC_GRP_ITS_REGS (userspace)
                 its = self._its(run, index, ri)
                 if is_write:
                     its.write_reg(offset, value)
                 entries = len(its.cache)
             else:
                 if not isinstance(index, int) or not 0 <= index < vm.nr_vcpus:
-                    raise TraceFormatError(f"vCPU index {index!r} out of range", record=ri,
-                                           field="index")
+                    raise TraceFormatError(
+                        f"vCPU index {index!r} out of range", record=ri, field="index"
+                    )
                 if is_write:
                     vm.write_redist_reg(index, offset, value, size)
                 entries = None
             run.report.events += 1
             is_its = frame != "redist"
-            self.rows.add(self.seq, t, OP_INDEX["reg"], index if is_its else None, None,
-                          None, None, None if is_its else index, None, 0, None, None,
-                          None, entries, None, None, inj, run.index)
+            self.rows.add(
+                self.seq,
+                t,
+                OP_INDEX["reg"],
+                index if is_its else None,
+                None,
+                None,
+                None,
+                None if is_its else index,
+                None,
+                0,
+                None,
+                None,
+                None,
+                entries,
+                None,
+                None,
+                inj,
+                run.index,
+            )
         self.seq += 1
 
     def _mem(self, rec, ri):
@@ -415,8 +555,26 @@ class Replayer:
             except GuestFault:
                 err = -R.EFAULT
             run.report.events += 1
-            self.rows.add(self.seq, t, OP_INDEX["mem"], None, None, None, None, None, None, err,
-                          None, None, None, None, None, None, inj, run.index)
+            self.rows.add(
+                self.seq,
+                t,
+                OP_INDEX["mem"],
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                err,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                inj,
+                run.index,
+            )
         self.seq += 1
 
     def _ctrl(self, rec, ri):
@@ -426,30 +584,73 @@ class Replayer:
                 got = run.vm.save_pending_tables()
             else:
                 its = self._its(run, its_i, ri)
-                got = {"save_tables": its.save_tables, "restore_tables": its.restore_tables,
-                       "reset": its.reset}[op]()
+                got = {
+                    "save_tables": its.save_tables,
+                    "restore_tables": its.restore_tables,
+                    "reset": its.reset,
+                }[op]()
             run.last_ctrl = got
             if ret is not None and got != ret:
-                self._fail(run, ri, f"{op} returned {R.error_name(got)}, recorded "
-                                    f"{R.error_name(ret)}")
+                self._fail(
+                    run, ri, f"{op} returned {R.error_name(got)}, recorded {R.error_name(ret)}"
+                )
             run.report.events += 1
-            self.rows.add(self.seq, t, OP_INDEX["ctrl"], its_i, None, None, None, None, None, got,
-                          None, None, None, None, None, None, inj, run.index)
+            self.rows.add(
+                self.seq,
+                t,
+                OP_INDEX["ctrl"],
+                its_i,
+                None,
+                None,
+                None,
+                None,
+                None,
+                got,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                inj,
+                run.index,
+            )
         self.seq += 1
 
     def _ack(self, rec, ri):
         _, t, inj, vcpu, intid = rec
         for run in self.runs:
             if not isinstance(vcpu, int) or not 0 <= vcpu < run.vm.nr_vcpus:
-                raise TraceFormatError(f"vCPU index {vcpu!r} out of range", record=ri,
-                                       field="vcpu")
+                raise TraceFormatError(f"vCPU index {vcpu!r} out of range", record=ri, field="vcpu")
             if not run.vm.ack(vcpu, intid):
                 lpi = run.vm.lpis.get(intid)
-                self._fail(run, ri, f"vCPU {vcpu} acknowledged INTID {intid}, which the model "
-                                    f"does not have pending and enabled there ({lpi!r})")
+                self._fail(
+                    run,
+                    ri,
+                    f"vCPU {vcpu} acknowledged INTID {intid}, which the model "
+                    f"does not have pending and enabled there ({lpi!r})",
+                )
             run.report.events += 1
-            self.rows.add(self.seq, t, OP_INDEX["ack"], None, None, None, intid, vcpu, None, 0,
-                          None, None, None, None, None, None, inj, run.index)
+            self.rows.add(
+                self.seq,
+                t,
+                OP_INDEX["ack"],
+                None,
+                None,
+                None,
+                intid,
+                vcpu,
+                None,
+                0,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                inj,
+                run.index,
+            )
         self.seq += 1
 
     def _expect(self, rec, ri):
@@ -459,12 +660,38 @@ class Replayer:
             if msg:
                 self._fail(run, ri, msg)
             run.report.events += 1
-            self.rows.add(self.seq, t, OP_INDEX["expect"], None, None, None, None, None, None,
-                          1 if msg else 0, None, None, None, None, None, None, inj, run.index)
+            self.rows.add(
+                self.seq,
+                t,
+                OP_INDEX["expect"],
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                1 if msg else 0,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                inj,
+                run.index,
+            )
         self.seq += 1
 
-    HANDLERS = {F.MSI: _msi, F.MSI_BLOCK: _msi_block, F.COMMAND: _command, F.REG: _reg,
-                F.MEM: _mem, F.CTRL: _ctrl, F.EXPECT: _expect, F.ACK: _ack}
+    HANDLERS = {
+        F.MSI: _msi,
+        F.MSI_BLOCK: _msi_block,
+        F.COMMAND: _command,
+        F.REG: _reg,
+        F.MEM: _mem,
+        F.CTRL: _ctrl,
+        F.EXPECT: _expect,
+        F.ACK: _ack,
+    }
 
     def run(self, progress=None):
         """Replay to the end; progress(offset) is called after each record if given."""
@@ -499,12 +726,16 @@ def check_expectation(run, kind, args):
             lpi = vm.lpis.get(intid)
             got = lpi is not None and lpi.pending and lpi.target == vcpu
             if got != want:
-                return (f"expected INTID {intid} {'' if want else 'not '}pending on vCPU {vcpu}; "
-                        f"model: {lpi!r}")
+                return (
+                    f"expected INTID {intid} {'' if want else 'not '}pending on vCPU {vcpu}; "
+                    f"model: {lpi!r}"
+                )
         elif kind == "cmd_error":
             if run.last_cmd_error != a["error"]:
-                return (f"expected the last command to return {R.error_name(a['error'])}, "
-                        f"got {R.error_name(run.last_cmd_error or 0)}")
+                return (
+                    f"expected the last command to return {R.error_name(a['error'])}, "
+                    f"got {R.error_name(run.last_cmd_error or 0)}"
+                )
         elif kind == "msi":
             if run.last_msi is None:
                 return "expectation on the last MSI, but no MSI came before"
@@ -519,14 +750,20 @@ def check_expectation(run, kind, args):
             lpi = vm.lpis.get(a["intid"])
             if "exists" in a and bool(a["exists"]) != (lpi is not None):
                 return f"expected INTID {a['intid']} {'to exist' if a['exists'] else 'absent'}"
-            for key, attr in (("vcpu", "target"), ("priority", "priority"),
-                              ("enabled", "enabled"), ("pending", "pending")):
+            for key, attr in (
+                ("vcpu", "target"),
+                ("priority", "priority"),
+                ("enabled", "enabled"),
+                ("pending", "pending"),
+            ):
                 if key in a:
                     if lpi is None:
                         return f"expected INTID {a['intid']} with {key}={a[key]!r}: no such LPI"
                     if getattr(lpi, attr) != a[key]:
-                        return (f"expected INTID {a['intid']} {key} = {a[key]!r}, "
-                                f"model has {getattr(lpi, attr)!r}")
+                        return (
+                            f"expected INTID {a['intid']} {key} = {a[key]!r}, "
+                            f"model has {getattr(lpi, attr)!r}"
+                        )
         else:
             return f"unknown expectation kind {kind!r}"
     except (KeyError, TypeError) as e:
@@ -534,7 +771,8 @@ def check_expectation(run, kind, args):
     return None
 
 
-def replay(trace, policies=("default",), kernel=None, out=None, preset=None, host_cpus=None,
-           progress=None):
+def replay(
+    trace, policies=("default",), kernel=None, out=None, preset=None, host_cpus=None, progress=None
+):
     """Replay trace once per policy; returns the PolicyReports (failures inside)."""
     return Replayer(trace, policies, kernel, out, preset, host_cpus).run(progress)

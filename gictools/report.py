@@ -41,12 +41,18 @@ def summary_table(reports) -> str:
     head = ["policy"] + [r.policy for r in reports]
     body = [[name] + [f(r) for r in reports] for name, f in rows]
     widths = [max(len(x[i]) for x in [head] + body) for i in range(len(head))]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in
-                       enumerate(zip(head, widths)))]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths))
+        )
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for b in body:
-        lines.append("  ".join(x.ljust(w) if i == 0 else x.rjust(w)
-                               for i, (x, w) in enumerate(zip(b, widths))))
+        lines.append(
+            "  ".join(
+                x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(b, widths))
+            )
+        )
     return "\n".join(lines)
 
 
@@ -56,8 +62,10 @@ def describe_record(rec) -> str:
     name = F.TAG_NAMES.get(tag, str(tag))
     if tag == F.MSI_BLOCK:
         _, n, its, ts, dev, ev, inj = rec
-        return (f"{name:<9} its={its} n={n} t={int(ts[0])}..{int(ts[-1])} "
-                f"dev={int(dev.min())}..{int(dev.max())} ev={int(ev.min())}..{int(ev.max())}")
+        return (
+            f"{name:<9} its={its} n={n} t={int(ts[0])}..{int(ts[-1])} "
+            f"dev={int(dev.min())}..{int(dev.max())} ev={int(ev.min())}..{int(ev.max())}"
+        )
     t, inj = rec[1], rec[2]
     pre = f"{name:<9} t={t}" + (f" inj={inj}" if inj is not None else "")
     if tag == F.MSI:
@@ -124,20 +132,26 @@ class TraceInfo:
 
     def text(self, header) -> str:
         vm = header["vm"]
-        out = [f"format     {header['format']} {header['version'][0]}.{header['version'][1]}",
-               f"source     {header.get('source', '')}",
-               f"vm         {vm['vcpus']} vCPUs, kernel {vm.get('kernel') or '-'}, "
-               f"{len(vm.get('itses', []))} ITS at "
-               + ", ".join(f"{i['base']:#x}" for i in vm.get("itses", [])),
-               f"metadata   {header.get('metadata', {})}",
-               "records    " + ", ".join(f"{k} {v:,}" for k, v in self.counts.items()),
-               f"MSIs       {self.msis:,}",
-               "commands   " + (", ".join(f"{k} {v}" for k, v in sorted(self.commands.items()))
-                                or "-")]
+        out = [
+            f"format     {header['format']} {header['version'][0]}.{header['version'][1]}",
+            f"source     {header.get('source', '')}",
+            f"vm         {vm['vcpus']} vCPUs, kernel {vm.get('kernel') or '-'}, "
+            f"{len(vm.get('itses', []))} ITS at "
+            + ", ".join(f"{i['base']:#x}" for i in vm.get("itses", [])),
+            f"metadata   {header.get('metadata', {})}",
+            "records    " + ", ".join(f"{k} {v:,}" for k, v in self.counts.items()),
+            f"MSIs       {self.msis:,}",
+            "commands   "
+            + (", ".join(f"{k} {v}" for k, v in sorted(self.commands.items())) or "-"),
+        ]
         if self.dev[0] is not None:
-            out.append(f"DeviceIDs  {self.dev[0]:#x}..{self.dev[1]:#x}   "
-                       f"EventIDs {self.ev[0]:#x}..{self.ev[1]:#x}")
+            out.append(
+                f"DeviceIDs  {self.dev[0]:#x}..{self.dev[1]:#x}   "
+                f"EventIDs {self.ev[0]:#x}..{self.ev[1]:#x}"
+            )
         if self.t_first is not None:
-            out.append(f"duration   {(self.t_last - self.t_first) / 1e9:.6f} s "
-                       f"({self.t_first}..{self.t_last} ns)")
+            out.append(
+                f"duration   {(self.t_last - self.t_first) / 1e9:.6f} s "
+                f"({self.t_first}..{self.t_last} ns)"
+            )
         return "\n".join(out)

@@ -8,16 +8,16 @@ import os
 from gictools import regs as R
 from gictools.abi import entries as E
 from gictools.errors import ImageError
-from gictools.image import (build_vm, dump_image, is_image, load_image_bytes, parse_image,
-                            save_image)
+from gictools.image import build_vm, dump_image, is_image, load_image_bytes, parse_image, save_image
 from gictools.model.its import COLLECTION_NOT_MAPPED, SZ_64K, baser_table_base
 from gictools.model.memory import PAGE_SHIFT, PAGE_SIZE
 
-
 # --- save TRACE -----------------------------------------------------------------------------
+
 
 def _replayer(trace):
     from gictools.replay import Replayer
+
     return Replayer(trace, ["default"])
 
 
@@ -31,6 +31,7 @@ def save_trace(trace, out, *, at_saves: bool = False) -> list:
     first). With at_saves, also write OUT-<k>.EXT right after the k-th save_tables record
     (memory as the trace's own save left it). Returns one line per image written."""
     from gictools.trace import format as F
+
     rp = _replayer(trace)
     run = rp.runs[0]
     lines = []
@@ -50,33 +51,47 @@ def save_trace(trace, out, *, at_saves: bool = False) -> list:
 
 # --- restore IMAGE ---------------------------------------------------------------------------
 
+
 def describe_vm(vm) -> list:
     """Devices, ITEs, collections and pending LPIs per vCPU, one item per line."""
-    out = [f"VM: {vm.nr_vcpus} vCPU(s) (ids {vm.vcpu_ids}), kernel {vm.kernel.name}, "
-           f"cache {vm.cache_policy}, {len(vm.lpis)} LPI(s)"]
+    out = [
+        f"VM: {vm.nr_vcpus} vCPU(s) (ids {vm.vcpu_ids}), kernel {vm.kernel.name}, "
+        f"cache {vm.cache_policy}, {len(vm.lpis)} LPI(s)"
+    ]
     for its in vm.itses:
         nites = sum(len(d.ites) for d in its.devices.values())
-        out.append(f"ITS {its.index} @ {its.base:#x}: {'enabled' if its.enabled else 'disabled'}, "
-                   f"{len(its.devices)} device(s), {nites} ITE(s), "
-                   f"{len(its.collections)} collection(s)")
+        out.append(
+            f"ITS {its.index} @ {its.base:#x}: {'enabled' if its.enabled else 'disabled'}, "
+            f"{len(its.devices)} device(s), {nites} ITE(s), "
+            f"{len(its.collections)} collection(s)"
+        )
         for c in its.collections.values():
-            tgt = "unmapped" if c.target == COLLECTION_NOT_MAPPED else \
-                f"RDbase {c.target} (vCPU {vm.vcpu_from_rdbase(c.target)})"
+            tgt = (
+                "unmapped"
+                if c.target == COLLECTION_NOT_MAPPED
+                else f"RDbase {c.target} (vCPU {vm.vcpu_from_rdbase(c.target)})"
+            )
             out.append(f"  collection {c.icid}: {tgt}")
         for d in sorted(its.devices.values(), key=lambda d: d.device_id):
-            out.append(f"  device {d.device_id}: ITT {d.itt_addr:#x}, {d.num_eventid_bits} "
-                       f"EventID bits, {len(d.ites)} ITE(s)")
+            out.append(
+                f"  device {d.device_id}: ITT {d.itt_addr:#x}, {d.num_eventid_bits} "
+                f"EventID bits, {len(d.ites)} ITE(s)"
+            )
             for eid in sorted(d.ites):
                 ite = d.ites[eid]
                 icid = "-" if ite.collection is None else ite.collection.icid
                 lpi = ite.lpi
-                out.append(f"    event {eid} -> INTID {lpi.intid}, ICID {icid}, vCPU {lpi.target}, "
-                           f"prio {lpi.priority:#x}, {'en' if lpi.enabled else 'dis'}abled"
-                           f"{', pending' if lpi.pending else ''}")
+                out.append(
+                    f"    event {eid} -> INTID {lpi.intid}, ICID {icid}, vCPU {lpi.target}, "
+                    f"prio {lpi.priority:#x}, {'en' if lpi.enabled else 'dis'}abled"
+                    f"{', pending' if lpi.pending else ''}"
+                )
     for v in range(vm.nr_vcpus):
         p = vm.pending_lpis(v)
-        out.append(f"vCPU {v}: LPIs {'enabled' if vm.redists[v].lpis_enabled else 'disabled'}, "
-                   f"pending {p if p else 'none'}")
+        out.append(
+            f"vCPU {v}: LPIs {'enabled' if vm.redists[v].lpis_enabled else 'disabled'}, "
+            f"pending {p if p else 'none'}"
+        )
     return out
 
 
@@ -87,6 +102,7 @@ def restore_image(path) -> list:
 
 
 # --- roundtrip TRACE|IMAGE -------------------------------------------------------------------
+
 
 def _diff_state(a, b, path="state", out=None, limit=40):
     out = [] if out is None else out
@@ -100,8 +116,12 @@ def _diff_state(a, b, path="state", out=None, limit=40):
                 out.append(f"{path}[{k!r}]: lost by save/restore: {a[k]!r}")
             else:
                 _diff_state(a[k], b[k], f"{path}[{k!r}]", out, limit)
-    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) \
-            and any(isinstance(x, (dict, list, tuple)) for x in a):
+    elif (
+        isinstance(a, (list, tuple))
+        and isinstance(b, (list, tuple))
+        and len(a) == len(b)
+        and any(isinstance(x, (dict, list, tuple)) for x in a)
+    ):
         for i, (x, y) in enumerate(zip(a, b)):
             _diff_state(x, y, f"{path}[{i}]", out, limit)
     elif a != b:
@@ -122,15 +142,17 @@ def _diff_images(x: bytes, y: bytes, limit=20) -> list:
     for ia, ib in zip(a.itses, b.itses):
         if ia[:3] != ib[:3]:
             out.append(f"ITS {ia[0]} registers: {ia[2]} vs {ib[2]}")
-    ma = {g + i: d[i:i + PAGE_SIZE] for g, d, _ in a.mem for i in range(0, len(d), PAGE_SIZE)}
-    mb = {g + i: d[i:i + PAGE_SIZE] for g, d, _ in b.mem for i in range(0, len(d), PAGE_SIZE)}
+    ma = {g + i: d[i : i + PAGE_SIZE] for g, d, _ in a.mem for i in range(0, len(d), PAGE_SIZE)}
+    mb = {g + i: d[i : i + PAGE_SIZE] for g, d, _ in b.mem for i in range(0, len(d), PAGE_SIZE)}
     zero = bytes(PAGE_SIZE)
     for gpa in sorted(set(ma) | set(mb)):
         pa, pb = ma.get(gpa, zero), mb.get(gpa, zero)
         if pa != pb:
             diffs = [i for i in range(PAGE_SIZE) if pa[i] != pb[i]]
-            out.append(f"memory page {gpa:#x}: {len(diffs)} byte(s) differ, first at "
-                       f"{gpa + diffs[0]:#x} ({pa[diffs[0]]:#04x} vs {pb[diffs[0]]:#04x})")
+            out.append(
+                f"memory page {gpa:#x}: {len(diffs)} byte(s) differ, first at "
+                f"{gpa + diffs[0]:#x} ({pa[diffs[0]]:#04x} vs {pb[diffs[0]]:#04x})"
+            )
             if len(out) >= limit:
                 break
     return out or ["images differ (encoding only)"]
@@ -157,12 +179,16 @@ def roundtrip(path) -> tuple:
     lines += [f"BYTES: {d}" for d in byte_diffs]
     lines += [f"STATE: {d}" for d in state_diffs]
     ok = not byte_diffs and not state_diffs
-    lines.append("round trip: identical bytes and equal model state" if ok else
-                 f"round trip FAILED: {len(byte_diffs)} byte and {len(state_diffs)} state difference(s)")
+    lines.append(
+        "round trip: identical bytes and equal model state"
+        if ok
+        else f"round trip FAILED: {len(byte_diffs)} byte and {len(state_diffs)} state difference(s)"
+    )
     return ok, lines
 
 
 # --- inspect IMAGE ---------------------------------------------------------------------------
+
 
 def _nonzero_entries(mem, base, length):
     """(gpa, word) of every non-zero 8-byte entry in [base, base+length), present pages only."""
@@ -176,7 +202,7 @@ def _nonzero_entries(mem, base, length):
         hi = min(end, pbase + PAGE_SIZE) - pbase
         lo += (-(pbase + lo - base)) % 8
         for off in range(lo, hi - 7, 8):
-            w = int.from_bytes(page[off:off + 8], "little")
+            w = int.from_bytes(page[off : off + 8], "little")
             if w:
                 yield pbase + off, w
 
@@ -188,8 +214,10 @@ def inspect_image(path) -> tuple:
     img = parse_image(data, path)
     vm = build_vm(img, path, restore=False)
     mem = vm.memory
-    lines = [f"image {path}: version ok, checksum ok, {vm.nr_vcpus} vCPU(s), kernel "
-             f"{vm.kernel.name}, {len(img.mem)} memory run(s)"]
+    lines = [
+        f"image {path}: version ok, checksum ok, {vm.nr_vcpus} vCPU(s), kernel "
+        f"{vm.kernel.name}, {len(img.mem)} memory run(s)"
+    ]
     bad = 0
 
     def flag(gpa, what):
@@ -198,9 +226,11 @@ def inspect_image(path) -> tuple:
         lines.append(f"    MALFORMED at {gpa:#x}: {what}")
 
     for (idx, base, regs, _off), its in zip(img.itses, vm.itses):
-        lines.append(f"ITS {idx} @ {base:#x}: " + ", ".join(
-            f"{k}={v:#x}" for k, v in regs.items() if k != "GITS_BASER")
-            + f", BASER0={regs['GITS_BASER'][0]:#x}, BASER1={regs['GITS_BASER'][1]:#x}")
+        lines.append(
+            f"ITS {idx} @ {base:#x}: "
+            + ", ".join(f"{k}={v:#x}" for k, v in regs.items() if k != "GITS_BASER")
+            + f", BASER0={regs['GITS_BASER'][0]:#x}, BASER1={regs['GITS_BASER'][1]:#x}"
+        )
         rev = R.GITS_IIDR_LAYOUT["Revision"].get(regs["GITS_IIDR"])
         if rev != 0:
             flag(0, f"GITS_IIDR revision {rev} (only ABI revision 0 exists)")
@@ -243,8 +273,10 @@ def inspect_image(path) -> tuple:
                 icids[e.icid] = e
         if db >> 63:
             dbase, dsize = baser_table_base(db), (R.GITS_BASER_LAYOUT["Size"].get(db) + 1) * SZ_64K
-            lines.append(f"  device table {dbase:#x} (+{dsize:#x}), "
-                         f"{'two-level' if db & (1 << 62) else 'flat'}")
+            lines.append(
+                f"  device table {dbase:#x} (+{dsize:#x}), "
+                f"{'two-level' if db & (1 << 62) else 'flat'}"
+            )
             pages = []
             if db & (1 << 62):
                 if not mem.is_ram(dbase, dsize):
@@ -252,8 +284,10 @@ def inspect_image(path) -> tuple:
                 for gpa, w in _nonzero_entries(mem, dbase, dsize):
                     e = E.decode_l1e(w)
                     index = (gpa - dbase) // 8
-                    lines.append(f"    {gpa:#x} L1[{index}] {'valid' if e.valid else 'invalid'} "
-                                 f"-> L2 {e.l2_addr:#x}")
+                    lines.append(
+                        f"    {gpa:#x} L1[{index}] {'valid' if e.valid else 'invalid'} "
+                        f"-> L2 {e.l2_addr:#x}"
+                    )
                     if e.valid:
                         if not mem.is_ram(e.l2_addr, SZ_64K):
                             flag(gpa, f"L2 page {e.l2_addr:#x} outside guest RAM (-EFAULT)")
@@ -270,8 +304,10 @@ def inspect_image(path) -> tuple:
                     if not e.valid:
                         lines.append(f"    {gpa:#x} DTE {device_id} invalid, non-zero {w:#018x}")
                         continue
-                    lines.append(f"    {gpa:#x} DTE {device_id}: ITT {e.itt_addr:#x}, "
-                                 f"{e.num_eventid_bits} bits, next {e.next}")
+                    lines.append(
+                        f"    {gpa:#x} DTE {device_id}: ITT {e.itt_addr:#x}, "
+                        f"{e.num_eventid_bits} bits, next {e.next}"
+                    )
                     if e.num_eventid_bits > R.VITS_TYPER_IDBITS:
                         flag(gpa, f"DTE Size {e.size}: {e.num_eventid_bits} EventID bits > 16")
                     if its.check_id(0, device_id) is None:
@@ -287,22 +323,28 @@ def inspect_image(path) -> tuple:
                         if not ie.valid:
                             lines.append(f"      {igpa:#x} ITE {eid} invalid, non-zero {iw:#018x}")
                             continue
-                        lines.append(f"      {igpa:#x} ITE {eid}: INTID {ie.pintid}, "
-                                     f"ICID {ie.icid}, next {ie.next}")
+                        lines.append(
+                            f"      {igpa:#x} ITE {eid}: INTID {ie.pintid}, "
+                            f"ICID {ie.icid}, next {ie.next}"
+                        )
                         if ie.pintid < R.LPI_BASE_INTID:
                             flag(igpa, f"ITE pINTID {ie.pintid} < 8192 (-EINVAL)")
                         if eid + ie.next >= 1 << e.num_eventid_bits:
                             flag(igpa, f"ITE next {ie.next} points past the ITT (-EINVAL)")
                         if ie.icid not in icids:
-                            flag(igpa, f"ITE ICID {ie.icid} is not in the collection table (-EINVAL)")
+                            flag(
+                                igpa, f"ITE ICID {ie.icid} is not in the collection table (-EINVAL)"
+                            )
     # what KVM's restore would say
     try:
         build_vm(img, path)
         lines.append("restore: ok")
         restore_ok = True
     except ImageError as e:
-        lines.append(f"restore: FAILS at step {e.step}: {e.what} "
-                     f"({R.error_name(e.errno) if e.errno else ''})")
+        lines.append(
+            f"restore: FAILS at step {e.step}: {e.what} "
+            f"({R.error_name(e.errno) if e.errno else ''})"
+        )
         restore_ok = False
     lines.append(f"{bad} malformed entr{'y' if bad == 1 else 'ies'}")
     return bad == 0 and restore_ok, lines

@@ -11,8 +11,10 @@ class Setup:
         self.vm = VM(vcpus, kernel=kernel, cache=cache, vcpu_ids=vcpu_ids)
         self.itses = [self.vm.add_its() for _ in range(itses)]
         self.its = self.itses[0]
-        self.guests = [Guest(self.vm, its, alloc_base=0x4100_0000 + 0x0100_0000 * i, **guest_kw)
-                       for i, its in enumerate(self.itses)]
+        self.guests = [
+            Guest(self.vm, its, alloc_base=0x4100_0000 + 0x0100_0000 * i, **guest_kw)
+            for i, its in enumerate(self.itses)
+        ]
         self.g = self.guests[0]
         for g in self.guests:
             g.enable_lpis()

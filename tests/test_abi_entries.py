@@ -4,9 +4,9 @@ import random
 
 import pytest
 
+from gictools import VM
 from gictools.abi import entries as E
 from gictools.abi.pending import save_pending_tables
-from gictools import VM
 
 
 def test_dte_known_answer():
@@ -28,7 +28,7 @@ def test_ite_known_answer():
     e = E.decode_ite(word)
     assert e == E.InterruptTranslationEntry(0xFFFF, 0x2345, 0xBEEF) and e.valid
     assert E.encode_ite(e) == word == E.pack_ite(0xFFFF, 0x2345, 0xBEEF)
-    assert not E.decode_ite(0xFFFF).valid                       # pINTID 0: invalid
+    assert not E.decode_ite(0xFFFF).valid  # pINTID 0: invalid
     assert E.to_bytes(E.pack_ite(1, 8192, 3)) == bytes.fromhex("0300002000000100")
 
 
@@ -78,8 +78,10 @@ def test_fast_helpers_match_generic():
 
 # --- pending tables (vgic_v3_save_pending_tables, kvm-its.md §5.3) ----------------------------
 
+
 def _vm_with_lpis():
     from gictools.guest import Guest
+
     vm = VM(2)
     its = vm.add_its()
     g = Guest(vm, its)
@@ -117,5 +119,5 @@ def test_save_pending_tables_skips_untargeted_and_faults():
     assert save_pending_tables(vm) == 0
     assert vm.memory.read(g.pend_tables[1] + 1024, 1) == b"\x00"
     vm.lpis[8192].pending = True
-    vm.redists[0].pendbaser = 0x580                     # table at GPA 0: outside RAM
+    vm.redists[0].pendbaser = 0x580  # table at GPA 0: outside RAM
     assert save_pending_tables(vm) == -14

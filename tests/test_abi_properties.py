@@ -9,8 +9,11 @@ from gictools.errors import ImageError
 from gictools.guest import Guest
 from gictools.image import dump_image, load_image_bytes, parse_image
 
-SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 KVM_ERRNOS = {-22, -14, -17, -12}
 
 
@@ -19,8 +22,11 @@ def its_states(draw):
     vcpus = draw(st.integers(1, 3))
     indirect = draw(st.booleans())
     ncoll = draw(st.integers(1, 4))
-    devs = draw(st.lists(st.integers(0, (1 << 16) - 1 if indirect else 8191),
-                         min_size=0, max_size=5, unique=True))
+    devs = draw(
+        st.lists(
+            st.integers(0, (1 << 16) - 1 if indirect else 8191), min_size=0, max_size=5, unique=True
+        )
+    )
     plan = []
     for d in devs:
         bits = draw(st.integers(1, 16))
@@ -79,8 +85,9 @@ def test_corruptions_rejected_cleanly(spec, data):
     if kind == "flip":
         word ^= 1 << data.draw(st.integers(0, 63))
     elif kind == "next":
-        word = (word & ~(0x3FFF << 49 if gpa < targets[1] else 0xFFFF << 48)) | \
-            (data.draw(st.integers(1, 0x3FFF)) << (49 if gpa < targets[1] else 48))
+        word = (word & ~(0x3FFF << 49 if gpa < targets[1] else 0xFFFF << 48)) | (
+            data.draw(st.integers(1, 0x3FFF)) << (49 if gpa < targets[1] else 48)
+        )
     elif kind == "id":
         word = (word & ~0xFFFF) | data.draw(st.integers(0, 0xFFFF))
     elif kind == "outside":
@@ -95,6 +102,7 @@ def test_corruptions_rejected_cleanly(spec, data):
         vm.memory.write_u64(gpa, word)
         img = parse_image(dump_image(vm, flush=False))
     from gictools.image import build_vm
+
     try:
         vm2 = build_vm(img)
     except ImageError as e:
@@ -114,7 +122,7 @@ def test_failed_restore_leaves_vm_unchanged(spec, bit, slot):
     gpa = (its.baser[1] & 0xFFFF_FFFF_0000) + 8 * slot
     vm.memory.write_u64(gpa, vm.memory.read_u64(gpa) ^ (1 << bit))
     before, mem = vm.state(), vm.memory.snapshot()
-    ret = its.restore_tables()                # restore onto the live ITS
+    ret = its.restore_tables()  # restore onto the live ITS
     if ret:
         assert ret in KVM_ERRNOS
         assert vm.state() == before and vm.memory.snapshot() == mem

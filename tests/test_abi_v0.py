@@ -25,7 +25,14 @@ def fresh_like(vm, its, kernel=None):
     for v in range(vm.nr_vcpus):
         for r in ("GICR_PROPBASER", "GICR_PENDBASER", "GICR_CTLR"):
             vm2.write_redist_reg(v, r, vm.read_redist_reg(v, r))
-    for r in ("GITS_CBASER", "GITS_IIDR", "GITS_BASER0", "GITS_BASER1", "GITS_CREADR", "GITS_CWRITER"):
+    for r in (
+        "GITS_CBASER",
+        "GITS_IIDR",
+        "GITS_BASER0",
+        "GITS_BASER1",
+        "GITS_CREADR",
+        "GITS_CWRITER",
+    ):
         assert its2.write_reg(r, its.read_reg(r)) == 0
     return vm2, its2
 
@@ -62,7 +69,7 @@ def test_dte_next_capped():
     assert E.decode_dte(u64(vm, its.check_id(0, 0))).next == 16383
     vm2, its2 = fresh_like(vm, its)
     assert its2.restore_tables() == 0
-    assert sorted(its2.devices) == [0, 20000]     # found through the second L1 entry
+    assert sorted(its2.devices) == [0, 20000]  # found through the second L1 entry
 
 
 def test_restore_hand_built_image():
@@ -84,7 +91,7 @@ def test_restore_hand_built_image():
     assert (dev.itt_addr, dev.num_eventid_bits, sorted(dev.ites)) == (itt, 4, [2, 5])
     lpi = vm.lpis[9000]
     assert (lpi.target, lpi.priority, lpi.enabled, lpi.pending) == (1, 0x40, True, True)
-    assert vm.memory.read(g.pend_tables[1] + 9000 // 8, 1) == b"\x00"   # bit consumed
+    assert vm.memory.read(g.pend_tables[1] + 9000 // 8, 1) == b"\x00"  # bit consumed
     assert vm.lpis[9001].target is None
 
 
@@ -101,7 +108,7 @@ def _corrupt_case(kind):
     elif kind == "cte_dup":
         m.write_u64(g.collection_table + 8, E.pack_cte(0, 0))
     elif kind == "cte_oor":
-        m.write_u64(g.collection_table, E.pack_cte(0, 9000))   # table holds 8192 entries
+        m.write_u64(g.collection_table, E.pack_cte(0, 9000))  # table holds 8192 entries
     elif kind == "ite_low_intid":
         m.write_u64(itt + 8, E.pack_ite(2, 100, 0))
     elif kind == "ite_next_oor":
@@ -117,10 +124,20 @@ def _corrupt_case(kind):
     return vm2, its2
 
 
-@pytest.mark.parametrize("kind,err", [
-    ("cte_target", EINVAL), ("cte_dup", EEXIST), ("cte_oor", EINVAL), ("ite_low_intid", EINVAL),
-    ("ite_next_oor", EINVAL), ("ite_bad_icid", EINVAL), ("dte_itt_outside", EFAULT),
-    ("dte_size", EINVAL), ("prop_outside", EFAULT)])
+@pytest.mark.parametrize(
+    "kind,err",
+    [
+        ("cte_target", EINVAL),
+        ("cte_dup", EEXIST),
+        ("cte_oor", EINVAL),
+        ("ite_low_intid", EINVAL),
+        ("ite_next_oor", EINVAL),
+        ("ite_bad_icid", EINVAL),
+        ("dte_itt_outside", EFAULT),
+        ("dte_size", EINVAL),
+        ("prop_outside", EFAULT),
+    ],
+)
 def test_restore_errors_leave_vm_unchanged(kind, err):
     vm2, its2 = _corrupt_case(kind)
     before, mem_before = vm2.state(), vm2.memory.snapshot()
@@ -149,7 +166,7 @@ def test_rollback_restores_consumed_pending_bits():
     vm.lpis[8192].pending = True
     assert vm.save_pending_tables() == 0 and its.save_tables() == 0
     vm2, its2 = fresh_like(vm, its)
-    vm2.memory.write_u64(its.devices[2].itt_addr + 24, E.pack_ite(0, 8193, 4))   # bad ICID
+    vm2.memory.write_u64(its.devices[2].itt_addr + 24, E.pack_ite(0, 8193, 4))  # bad ICID
     pend = vm2.memory.read(g.pend_tables[0] + 1024, 1)
     assert pend == b"\x01"
     assert its2.restore_tables() == EINVAL
@@ -169,7 +186,9 @@ def test_rollback_keeps_existing_state():
 
 def test_orphaned_ite_save_is_einval():
     vm, its, g = build()
-    assert [g.mapc(0, 0), g.mapd(2, 4), g.mapti(2, 1, 8192, 0), g.mapc(0, 0, valid=False)] == [0] * 4
+    assert [g.mapc(0, 0), g.mapd(2, 4), g.mapti(2, 1, 8192, 0), g.mapc(0, 0, valid=False)] == [
+        0
+    ] * 4
     assert its.devices[2].ites[1].collection is None
     assert its.save_tables() == EINVAL
 
@@ -177,7 +196,7 @@ def test_orphaned_ite_save_is_einval():
 def test_save_check_id_failure_and_invalid_baser():
     vm, its, g = build(indirect=True)
     assert g.mapd(5, 2) == 0
-    vm.memory.write_u64(g.device_table, 0)          # L1 entry gone: check_id fails
+    vm.memory.write_u64(g.device_table, 0)  # L1 entry gone: check_id fails
     assert its.save_tables() == EINVAL
     its.baser[0] &= ~(1 << 63)
     assert its.save_tables() == 0 and its.restore_tables() == 0

@@ -17,8 +17,9 @@ cmd = st.one_of(
     st.tuples(st.just("discard"), st.integers(0, 2), st.integers(0, 5)),
     st.tuples(st.just("movi"), st.integers(0, 2), st.integers(0, 5), st.integers(0, 2)),
     st.tuples(st.just("mapd"), st.integers(0, 2)),
-    st.tuples(st.just("mapti"), st.integers(0, 2), st.integers(0, 5), st.integers(0, 7),
-              st.integers(0, 2)),
+    st.tuples(
+        st.just("mapti"), st.integers(0, 2), st.integers(0, 5), st.integers(0, 7), st.integers(0, 2)
+    ),
     st.tuples(st.just("mapc0"), st.integers(0, 2)),
     st.tuples(st.just("disable_lpis"), st.integers(0, 1)),
     st.tuples(st.just("enable_lpis"), st.integers(0, 1)),
@@ -80,7 +81,7 @@ def test_block_equals_per_event(policy, prog):
         ev = np.array([m[1] for m in msis], dtype=np.uint32)
         r = inject_block(vm1, its1, dev, ev)
         per = [vm2.signal_msi(its2, int(d), int(e)) for d, e in zip(dev, ev)]
-        if r is None:        # the block declined (cache/slow-path disagreement): replay per event
+        if r is None:  # the block declined (cache/slow-path disagreement): replay per event
             for d, e in zip(dev, ev):
                 vm1.signal_msi(its1, int(d), int(e))
             continue
@@ -91,8 +92,10 @@ def test_block_equals_per_event(policy, prog):
             assert (None if r.vcpu[i] < 0 else int(r.vcpu[i])) == p.vcpu
             assert int(r.entries[i]) >= 0
         assert int(r.entries[-1]) == len(its2.cache)
-        victims = {int(i): (int(d), int(e)) for i, d, e in
-                   zip(r.victim_index, r.victim_device, r.victim_event)}
+        victims = {
+            int(i): (int(d), int(e))
+            for i, d, e in zip(r.victim_index, r.victim_device, r.victim_event)
+        }
         assert victims == {i: p.victim for i, p in enumerate(per) if p.cache == "miss-evict"}
         assert vm1.state() == vm2.state()
         assert its1.cache.entries() == its2.cache.entries()

@@ -14,7 +14,7 @@ CACHED = ["lru-v6.8", "usage-v2", "per-its-v6.10"]
 
 
 def warm(s):
-    for i, its in enumerate(s.itses):
+    for _i, its in enumerate(s.itses):
         for e in range(2):
             assert s.vm.signal_msi(its, 1, e).ret == 1
     return [len(its.cache) for its in s.itses]
@@ -85,7 +85,7 @@ def test_trigger(two, name):
 def test_enable_lpis_off_empties_every_its(two):
     s = two
     warm(s)
-    s.guests[0].disable_lpis(1)                # any vCPU, even one the entries don't target
+    s.guests[0].disable_lpis(1)  # any vCPU, even one the entries don't target
     expect(s, True, all_itses=True)
 
 
@@ -114,7 +114,7 @@ def test_enable_refused_does_not_invalidate(two):
     s = two
     its0 = s.itses[0]
     its0.mmio_write(R.GITS_CTLR, 4, 0)
-    its0.mmio_write(R.GITS_CBASER, 8, 0)                  # CBASER invalid: enable refused
+    its0.mmio_write(R.GITS_CBASER, 8, 0)  # CBASER invalid: enable refused
     for e in range(2):
         s.vm.signal_msi(s.itses[1], 1, e)
     n = len(s.itses[1].cache)
@@ -125,12 +125,12 @@ def test_enable_refused_does_not_invalidate(two):
 def test_device_baser_invalid_invalidates_collection_baser_does_not(two):
     s = two
     its0 = s.itses[0]
-    its0.mmio_write(R.GITS_CTLR, 4, 0)                    # (this alone invalidates ITS 0)
+    its0.mmio_write(R.GITS_CTLR, 4, 0)  # (this alone invalidates ITS 0)
     for e in range(2):
         s.vm.signal_msi(s.itses[1], 1, e)
-    its0.mmio_write(R.GITS_BASER + 8, 8, 0)               # collections freed: no invalidation
+    its0.mmio_write(R.GITS_BASER + 8, 8, 0)  # collections freed: no invalidation
     assert len(s.itses[1].cache) == 2
-    its0.mmio_write(R.GITS_BASER, 8, 0)                   # devices freed: invalidation
+    its0.mmio_write(R.GITS_BASER, 8, 0)  # devices freed: invalidation
     assert len(s.itses[1].cache) == (2 if s.policy == "per-its-v6.10" else 0)
 
 
@@ -140,7 +140,7 @@ def test_collection_baser_quirk_cache_still_delivers(make):
         s = make(vcpus=1, cache=policy)
         s.mapped(dev=1, events=1)
         s.vm.signal_msi(s.its, 1, 0)
-        s.its.enabled = False                 # BASER writes need a disabled ITS; no CTLR write
+        s.its.enabled = False  # BASER writes need a disabled ITS; no CTLR write
         s.its.mmio_write(R.GITS_BASER + 8, 8, 0)
         s.its.enabled = True
         assert s.its.collections == {}
@@ -157,8 +157,9 @@ def test_none_policy_never_caches(make):
     assert len(s.its.cache) == 0 and s.g.int_(1, 1) == 0 and len(s.its.cache) == 0
 
 
-@pytest.mark.parametrize("policy, hits", [("lru-v6.8", 0), ("usage-v2", 0),
-                                          ("per-its-v6.10", 17 * 4)])
+@pytest.mark.parametrize(
+    "policy, hits", [("lru-v6.8", 0), ("usage-v2", 0), ("per-its-v6.10", 17 * 4)]
+)
 def test_seventeen_events_overflow_sixteen_entries(make, policy, hits):
     s = make(vcpus=1, cache=policy)
     s.mapped(dev=0, events=17, bits=5)
@@ -183,14 +184,14 @@ def test_usage_v2_victim_is_least_used_then_oldest(make):
     for e in range(16):
         sig(e)
     for e in range(1, 16):
-        sig(e)                                   # every entry but event 0 used once more
+        sig(e)  # every entry but event 0 used once more
     r = sig(16)
-    assert r.cache == "miss-evict" and r.victim == (0, 0)      # least used
-    r = sig(17)                                  # all used once now (16 starts at max = 1)
-    assert r.victim == (0, 1)                    # tie: the oldest, nearest the tail
-    s.g.discard(0, 5)                            # invalidation empties entries, keeps them
+    assert r.cache == "miss-evict" and r.victim == (0, 0)  # least used
+    r = sig(17)  # all used once now (16 starts at max = 1)
+    assert r.victim == (0, 1)  # tie: the oldest, nearest the tail
+    s.g.discard(0, 5)  # invalidation empties entries, keeps them
     assert len(s.its.cache) == 0 and len(s.its.cache.order) == 16
-    assert sig(6).cache == "miss"                # an emptied entry is recycled, no victim
+    assert sig(6).cache == "miss"  # an emptied entry is recycled, no victim
 
 
 def test_lru_move_to_head_on_hit(make):
@@ -198,7 +199,7 @@ def test_lru_move_to_head_on_hit(make):
     s.mapped(dev=0, events=17, bits=5)
     for e in range(16):
         s.vm.signal_msi(s.its, 0, e)
-    s.vm.signal_msi(s.its, 0, 0)                 # event 0 becomes most recent
+    s.vm.signal_msi(s.its, 0, 0)  # event 0 becomes most recent
     assert s.vm.signal_msi(s.its, 0, 16).victim == (0, 1)
 
 
@@ -209,7 +210,7 @@ def test_int_command_fills_cache_regardless_of_enable(make):
     s.g.inv(1, 0)
     assert s.g.int_(1, 0) == 0 and len(s.its.cache) == 1
     assert s.vm.signal_msi(s.its, 1, 0).cache == "hit"
-    assert not s.vm.deliverable(0, 8192)           # pending but disabled: not taken
+    assert not s.vm.deliverable(0, 8192)  # pending but disabled: not taken
 
 
 def test_mapti_never_fills(make):

@@ -15,13 +15,15 @@ def test_version_selfcheck():
 
 def test_gen_replay_info_dump(tmp_path):
     t = tmp_path / "s.msgpack"
-    r = runner.invoke(app, ["gen", "lpi-stress", "-v", "2", "-d", "2", "-e", "3", "-i", "5",
-                            "-o", str(t)])
+    r = runner.invoke(
+        app, ["gen", "lpi-stress", "-v", "2", "-d", "2", "-e", "3", "-i", "5", "-o", str(t)]
+    )
     assert r.exit_code == 0, r.output
     assert "30 MSIs" in r.output
     out = tmp_path / "o.parquet"
-    r = runner.invoke(app, ["replay", str(t), "--cache", "lru-v6.8", "--cache", "none",
-                            "-o", str(out)])
+    r = runner.invoke(
+        app, ["replay", str(t), "--cache", "lru-v6.8", "--cache", "none", "-o", str(out)]
+    )
     assert r.exit_code == 0, r.output
     assert "hit rate" in r.output and "lru-v6.8" in r.output
     assert pq.read_metadata(out).num_rows > 60
@@ -48,6 +50,7 @@ def test_bad_inputs_exit_2(tmp_path):
 
 def test_failed_expectation_exit_1(tmp_path):
     from gictools.trace.writer import TraceWriter
+
     p = tmp_path / "x.msgpack"
     with TraceWriter(p, vm={"vcpus": 1, "itses": [{"base": 0x0800_0000}]}) as w:
         w.expect("pending", {"intid": 8192, "vcpu": 0, "pending": True})

@@ -7,8 +7,15 @@ from gictools import VM
 from gictools.cli import app
 from gictools.errors import ImageError
 from gictools.guest import Guest
-from gictools.image import (HEADER_SIZE, dump_image, load_image, load_image_bytes, load_raw,
-                            save_image, save_raw)
+from gictools.image import (
+    HEADER_SIZE,
+    dump_image,
+    load_image,
+    load_image_bytes,
+    load_raw,
+    save_image,
+    save_raw,
+)
 
 
 def make_vm():
@@ -16,8 +23,13 @@ def make_vm():
     its = vm.add_its()
     g = Guest(vm, its)
     g.enable_lpis()
-    assert [g.mapc(0, 0), g.mapc(1, 1), g.mapd(3, 4), g.mapti(3, 1, 8192, 0),
-            g.mapti(3, 2, 8193, 1)] == [0] * 5
+    assert [
+        g.mapc(0, 0),
+        g.mapc(1, 1),
+        g.mapd(3, 4),
+        g.mapti(3, 1, 8192, 0),
+        g.mapti(3, 2, 8193, 1),
+    ] == [0] * 5
     g.set_lpi_config(8193, 0x80, True)
     assert g.inv(3, 2) == 0
     assert vm.signal_msi(its, 3, 2).ret == 1
@@ -42,13 +54,16 @@ def test_restore_order_pending_imported_by_restore(tmp_path):
     assert vm2.memory.read(g.pend_tables[1] + 8193 // 8, 1) == b"\x00"
 
 
-@pytest.mark.parametrize("mutate,offset", [
-    (lambda b: b"XXXXXXXX" + b[8:], 0),
-    (lambda b: b[:8] + b"\x02\x00" + b[10:], 8),
-    (lambda b: b[:-1], 16),
-    (lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], None),
-    (lambda b: b[:10], 0),
-])
+@pytest.mark.parametrize(
+    "mutate,offset",
+    [
+        (lambda b: b"XXXXXXXX" + b[8:], 0),
+        (lambda b: b[:8] + b"\x02\x00" + b[10:], 8),
+        (lambda b: b[:-1], 16),
+        (lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:], None),
+        (lambda b: b[:10], 0),
+    ],
+)
 def test_malformed_files(tmp_path, mutate, offset):
     vm, its, g = make_vm()
     data = mutate(dump_image(vm))
@@ -57,7 +72,7 @@ def test_malformed_files(tmp_path, mutate, offset):
     if offset is not None:
         assert ei.value.offset == offset
     else:
-        assert ei.value.offset == len(data) - 32          # checksum
+        assert ei.value.offset == len(data) - 32  # checksum
 
 
 def test_body_errors_carry_offsets():
@@ -65,8 +80,19 @@ def test_body_errors_carry_offsets():
     import struct
 
     import msgpack
-    body = msgpack.packb(["vm", {"vcpus": 1, "vcpu_ids": [0], "kernel": "7.0",
-                                 "memory": [[0x4000_0000, 0x1000_0000]], "cache": "none"}])
+
+    body = msgpack.packb(
+        [
+            "vm",
+            {
+                "vcpus": 1,
+                "vcpu_ids": [0],
+                "kernel": "7.0",
+                "memory": [[0x4000_0000, 0x1000_0000]],
+                "cache": "none",
+            },
+        ]
+    )
     bad = msgpack.packb(["bogus", 1])
     b = body + bad
     head = struct.pack("<8sHHIQ", b"GICTIMG\0", 1, 0, 0, len(b))

@@ -23,8 +23,11 @@ runner = CliRunner()
 
 
 def inputs(name):
-    return dict(cmdq=FIX / f"{name}.cmdq.txt", lpiprop=FIX / f"{name}.lpiprop.txt",
-                cmdline=FIX / f"{name}.cmdline.txt")
+    return dict(
+        cmdq=FIX / f"{name}.cmdq.txt",
+        lpiprop=FIX / f"{name}.lpiprop.txt",
+        cmdline=FIX / f"{name}.cmdline.txt",
+    )
 
 
 def log_lines(name):
@@ -42,6 +45,7 @@ def imported(request, tmp_path_factory):
 
 # --- the captures ------------------------------------------------------------------------
 
+
 def test_captures_replay_clean_for_every_policy(imported):
     name, out, s = imported
     reports = replay(out, policies=POLICIES)
@@ -57,8 +61,11 @@ def test_captures_replay_clean_for_every_policy(imported):
 def test_capture_counts_match_the_capture(imported):
     """README's tables: commands, translations, and acks == translations (exactly)."""
     name, out, s = imported
-    want = {"smp2-traffic-affinity": (61, 2186), "smp4-hotplug": (325, 12674),
-            "smp2-rebind": (87, 3277)}[name]
+    want = {
+        "smp2-traffic-affinity": (61, 2186),
+        "smp4-hotplug": (325, 12674),
+        "smp2-rebind": (87, 3277),
+    }[name]
     m = s["metadata"]
     e = m["emitted"]
     assert (e["commands"], s["msis"]) == want
@@ -98,9 +105,9 @@ def test_cwriter_suppressed_other_registers_kept(imported):
     name, out, s = imported
     writes = _reg_writes(out)
     assert not [w for w in writes if w[0] == "its" and w[2] & ~7 == 0x88]
-    assert ("its", 0, 0x0, 0x8000_0001) in writes                      # GITS_CTLR enable
+    assert ("its", 0, 0x0, 0x8000_0001) in writes  # GITS_CTLR enable
     for v in range(s["vm"]["vcpus"]):
-        assert any(w[:3] == ("redist", v, 0x0) and w[3] & 1 for w in writes)   # EnableLPIs
+        assert any(w[:3] == ("redist", v, 0x0) and w[3] & 1 for w in writes)  # EnableLPIs
     assert s["metadata"]["emitted"]["cwriter_writes_suppressed"] > 0
 
 
@@ -108,6 +115,7 @@ def test_reconstruction_is_what_delivery_needs(imported, tmp_path):
     """Without the reconstructed config bytes the vCPUs would take disabled LPIs."""
     name, out, s = imported
     import msgpack
+
     stripped = tmp_path / "stripped.msgpack"
     with open(out, "rb") as f, open(stripped, "wb") as g:
         for obj in msgpack.Unpacker(f, raw=False, strict_map_key=False):
@@ -127,8 +135,11 @@ def test_inference_without_dumps_agrees_with_dumps(tmp_path):
         _, meta, bare = convert(log, cmdline=FIX / f"{name}.cmdline.txt")
 
         def pick(recs):
-            return ([r[3:] for r in recs if r[0] == "mem" and len(r[4]) == 1],
-                    [r[4] for r in recs if r[0] == "command"])
+            return (
+                [r[3:] for r in recs if r[0] == "mem" and len(r[4]) == 1],
+                [r[4] for r in recs if r[0] == "command"],
+            )
+
         assert pick(bare) == pick(full), name
         assert meta["emitted"]["sync_rdbase_inferred"] > 0
         out = tmp_path / f"{name}.msgpack"
@@ -164,11 +175,12 @@ def test_cli_import_then_replay(tmp_path):
 
 def test_large_capture_imports_fast(tmp_path):
     t0 = time.perf_counter()
-    import_qemu(FIX / "smp4-hotplug.trace.log.gz", tmp_path / "h.msgpack")   # 9.3 MB of text
+    import_qemu(FIX / "smp4-hotplug.trace.log.gz", tmp_path / "h.msgpack")  # 9.3 MB of text
     assert time.perf_counter() - t0 < 10
 
 
 # --- the parsers -------------------------------------------------------------------------
+
 
 def _example(fmt):
     """A line for fmt with the values 1, 2, 3 ...; and those values."""
@@ -177,6 +189,7 @@ def _example(fmt):
     def sub(m):
         vals.append(len(vals) + 1)
         return f"{vals[-1]:x}" if m.group(1) in ("x", "lx") else str(vals[-1])
+
     return re.sub(r"%(lx|x|d|u)", sub, fmt), tuple(vals)
 
 
@@ -187,11 +200,12 @@ def test_one_parser_per_event_in_declaration_order():
         assert PARSERS[name].parse(text) == vals, name
         assert PARSERS[name].parse(text + " extra") is None, name
     assert PARSERS["gicv3_its_cmd_mapd"].parse(
-        "GICv3 ITS: command MAPD DeviceID 0x300 Size 0x4 ITT_addr 0x4371e4 V 1") == (
-        0x300, 4, 0x4371E4, 1)
+        "GICv3 ITS: command MAPD DeviceID 0x300 Size 0x4 ITT_addr 0x4371e4 V 1"
+    ) == (0x300, 4, 0x4371E4, 1)
 
 
 # --- synthetic logs ----------------------------------------------------------------------
+
 
 def _log(*events, tid=7):
     """Prefixed lines from (event, text) pairs, 1 µs apart."""
@@ -199,9 +213,13 @@ def _log(*events, tid=7):
 
 
 def _cmd(slot, opcode, ev, text):
-    return [("gicv3_its_process_command",
-             f"GICv3 ITS: processing command at offset {slot:#x}: {opcode:#x}"),
-            (ev, "GICv3 ITS: command " + text)]
+    return [
+        (
+            "gicv3_its_process_command",
+            f"GICv3 ITS: processing command at offset {slot:#x}: {opcode:#x}",
+        ),
+        (ev, "GICv3 ITS: command " + text),
+    ]
 
 
 BOOT = [
@@ -209,8 +227,14 @@ BOOT = [
     ("gicv3_its_write", "GICv3 ITS write: offset 0x108 data 0xbc070000425a0600 size 8"),
     ("gicv3_its_write", "GICv3 ITS write: offset 0x80 data 0xb80000004258040f size 8"),
     ("gicv3_its_write", "GICv3 ITS write: offset 0x0 data 0x80000001 size 4"),
-    ("gicv3_redist_write", "GICv3 redistributor 0x0 write: offset 0x70 data 0x425b078f size 8 secure 0"),
-    ("gicv3_redist_write", "GICv3 redistributor 0x0 write: offset 0x78 data 0x425c0780 size 8 secure 0"),
+    (
+        "gicv3_redist_write",
+        "GICv3 redistributor 0x0 write: offset 0x70 data 0x425b078f size 8 secure 0",
+    ),
+    (
+        "gicv3_redist_write",
+        "GICv3 redistributor 0x0 write: offset 0x78 data 0x425c0780 size 8 secure 0",
+    ),
     ("gicv3_redist_write", "GICv3 redistributor 0x0 write: offset 0x0 data 0x3 size 4 secure 0"),
     *_cmd(0, 9, "gicv3_its_cmd_mapc", "MAPC ICID 0x0 RDbase 0x0 V 1"),
     *_cmd(1, 8, "gicv3_its_cmd_mapd", "MAPD DeviceID 0x10 Size 0x1 ITT_addr 0x427990 V 1"),
@@ -226,29 +250,51 @@ def _feed(lines):
 
 
 def test_qemu_only_semantics_are_flagged():
-    _, meta, _ = _feed(_log(
-        *BOOT,
-        *_cmd(3, 0xA, "gicv3_its_cmd_mapti", "MAPTI DeviceID 0x10 EventID 0x0 ICID 0x0 pINTID 0x2001"),
-        *_cmd(4, 8, "gicv3_its_cmd_mapd", "MAPD DeviceID 0x10 Size 0x1 ITT_addr 0x427990 V 1"),
-        *_cmd(5, 9, "gicv3_its_cmd_mapc", "MAPC ICID 0x0 RDbase 0x0 V 0"),
-        *_cmd(6, 0xE, "gicv3_its_cmd_movall", "MOVALL RDbase1 0x0 RDbase2 0x0")))
+    _, meta, _ = _feed(
+        _log(
+            *BOOT,
+            *_cmd(
+                3,
+                0xA,
+                "gicv3_its_cmd_mapti",
+                "MAPTI DeviceID 0x10 EventID 0x0 ICID 0x0 pINTID 0x2001",
+            ),
+            *_cmd(4, 8, "gicv3_its_cmd_mapd", "MAPD DeviceID 0x10 Size 0x1 ITT_addr 0x427990 V 1"),
+            *_cmd(5, 9, "gicv3_its_cmd_mapc", "MAPC ICID 0x0 RDbase 0x0 V 0"),
+            *_cmd(6, 0xE, "gicv3_its_cmd_movall", "MOVALL RDbase1 0x0 RDbase2 0x0"),
+        )
+    )
     q = meta["qemu_only_semantics_and_anomalies"]
     assert q["mapti_over_existing_ite"] == 1 and q["mapd_remap_with_ites"] == 1
     assert q["mapc_unmap"] == 1 and q["movall"] == 1
 
 
 def test_msi_expectation_from_qemu_lookups(tmp_path):
-    vm, meta, recs = _feed(_log(
-        *BOOT,
-        ("gicv3_its_translation_write",
-         "GICv3 ITS TRANSLATER write: offset 0x40 data 0x0 size 4 requester_id 0x10"),
-        ("gicv3_its_dte_read", "GICv3 ITS: Device Table read for DeviceID 0x10: valid 1 size 0x1 "
-                               "ITTaddr 0x42799000"),
-        ("gicv3_its_ite_read", "GICv3 ITS: Interrupt Table read for ITTaddr 0x42799000 EventID 0x0: "
-                               "valid 1 inttype 1 intid 0x2000 ICID 0x0 vPEID 0x0 doorbell 0x3ff"),
-        ("gicv3_its_cte_read", "GICv3 ITS: Collection Table read for ICID 0x0: valid 1 RDBase 0x0"),
-        ("gicv3_icc_iar1_read", "GICv3 ICC_IAR1 read cpu 0x0 value 0x2000"),
-        ("gicv3_icc_iar1_read", "GICv3 ICC_IAR1 read cpu 0x0 value 0x1b")))
+    vm, meta, recs = _feed(
+        _log(
+            *BOOT,
+            (
+                "gicv3_its_translation_write",
+                "GICv3 ITS TRANSLATER write: offset 0x40 data 0x0 size 4 requester_id 0x10",
+            ),
+            (
+                "gicv3_its_dte_read",
+                "GICv3 ITS: Device Table read for DeviceID 0x10: valid 1 size 0x1 "
+                "ITTaddr 0x42799000",
+            ),
+            (
+                "gicv3_its_ite_read",
+                "GICv3 ITS: Interrupt Table read for ITTaddr 0x42799000 EventID 0x0: "
+                "valid 1 inttype 1 intid 0x2000 ICID 0x0 vPEID 0x0 doorbell 0x3ff",
+            ),
+            (
+                "gicv3_its_cte_read",
+                "GICv3 ITS: Collection Table read for ICID 0x0: valid 1 RDBase 0x0",
+            ),
+            ("gicv3_icc_iar1_read", "GICv3 ICC_IAR1 read cpu 0x0 value 0x2000"),
+            ("gicv3_icc_iar1_read", "GICv3 ICC_IAR1 read cpu 0x0 value 0x1b"),
+        )
+    )
     kinds = [r[0] for r in recs]
     i = kinds.index("msi")
     assert recs[i][3:] == [0, 0x10, 0]
@@ -257,6 +303,7 @@ def test_msi_expectation_from_qemu_lookups(tmp_path):
     # the LPI was delivered, so the byte Linux wrote before enabling it must be "enabled"
     assert ["mem", 0x425B0000, b"\xa3"] in [[r[0], r[3], r[4]] for r in recs]
     from gictools.trace.import_qemu import write_trace
+
     out = tmp_path / "s.msgpack"
     write_trace(out, vm, meta, recs, "synthetic")
     (r,) = replay(out, policies=["lru-v6.8"])
@@ -264,6 +311,7 @@ def test_msi_expectation_from_qemu_lookups(tmp_path):
 
 
 # --- bad input: a line number, exit code 2, no output ----------------------------------------
+
 
 def _bad_inputs(tmp_path):
     lines = log_lines("smp2-rebind")

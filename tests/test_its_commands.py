@@ -13,20 +13,23 @@ def raw(hexstr):
 
 # --- encoding: the 32 bytes, written out ---------------------------------------------------
 
+
 def test_mapti_bytes():
     b = encode_command("MAPTI", DeviceID=2, EventID=20, pINTID=8195, ICID=3)
     assert b == raw("0a00000002000000 1400000003200000 0300000000000000 0000000000000000")
-    assert decode_command(b) == ("MAPTI", {"DeviceID": 2, "EventID": 20, "pINTID": 8195,
-                                           "ICID": 3})
+    assert decode_command(b) == ("MAPTI", {"DeviceID": 2, "EventID": 20, "pINTID": 8195, "ICID": 3})
 
 
 def test_mapd_mapc_movall_bytes():
     assert encode_command("MAPD", DeviceID=7, Size=7, ITT_addr=0x40120000 >> 8, V=1) == raw(
-        "0800000007000000 0700000000000000 0000124000000080 0000000000000000")
+        "0800000007000000 0700000000000000 0000124000000080 0000000000000000"
+    )
     assert encode_command("MAPC", ICID=2, RDbase=2, V=1) == raw(
-        "0900000000000000 0000000000000000 0200020000000080 0000000000000000")
+        "0900000000000000 0000000000000000 0200020000000080 0000000000000000"
+    )
     assert encode_command("MOVALL", RDbase=1, RDbase2=3) == raw(
-        "0e00000000000000 0000000000000000 0000010000000000 0000030000000000")
+        "0e00000000000000 0000000000000000 0000010000000000 0000030000000000"
+    )
     with pytest.raises(ValueError):
         encode_command("MAPD", Size=32)
 
@@ -36,16 +39,18 @@ def test_raw_mapti_through_queue(make):
     assert s.g.mapc(3, 1) == 0
     assert s.g.mapd(2, 8) == 0
     s.g.set_lpi_config(8195)
-    assert s.g.command(raw("0a00000002000000 1400000003200000 0300000000000000 "
-                           "0000000000000000")) == 0
+    assert (
+        s.g.command(raw("0a00000002000000 1400000003200000 0300000000000000 0000000000000000")) == 0
+    )
     ite = s.its.devices[2].ites[20]
     assert (ite.lpi.intid, ite.collection.icid, ite.lpi.target) == (8195, 3, 1)
 
 
 # --- MAPD -------------------------------------------------------------------------------------
 
+
 def test_mapd_device_oor_checked_for_v0_too(make):
-    s = make()                      # one 64 KiB flat device table: DeviceIDs 0..8191
+    s = make()  # one 64 KiB flat device table: DeviceIDs 0..8191
     assert s.g.mapd(8191, 4) == 0
     assert s.g.mapd(8192, 4) == R.E_ITS_MAPD_DEVICE_OOR
     assert s.g.mapd(8192, 4, valid=False) == R.E_ITS_MAPD_DEVICE_OOR
@@ -64,11 +69,11 @@ def test_mapd_remap_drops_ites(make):
     s = make()
     s.mapped(dev=1, events=2)
     itt = s.its.devices[1].itt_addr
-    assert s.g.mapd(1, 4, itt_addr=itt) == 0          # identical parameters
+    assert s.g.mapd(1, 4, itt_addr=itt) == 0  # identical parameters
     assert s.its.devices[1].ites == {} and s.vm.lpis == {}
     r = s.vm.signal_msi(s.its, 1, 0)
     assert (r.ret, r.error) == (0, R.E_ITS_INT_UNMAPPED_INTERRUPT)
-    assert s.g.mapd(300, 4, valid=False) == 0          # never mapped: not an error
+    assert s.g.mapd(300, 4, valid=False) == 0  # never mapped: not an error
 
 
 @pytest.mark.parametrize("kernel, zeroed", [("6.10", False), ("6.13", True), ("7.0", True)])
@@ -84,10 +89,11 @@ def test_mapd_v0_zeroes_dte_from_v6_13(make, kernel, zeroed):
 
 # --- MAPC -------------------------------------------------------------------------------------
 
+
 def test_mapc_errors(make):
     s = make()
     assert s.g.command(encode_command("MAPC", ICID=0, RDbase=5, V=1)) == R.E_ITS_MAPC_PROCNUM_OOR
-    assert s.g.mapc(8192, 0) == R.E_ITS_MAPC_COLLECTION_OOR   # 64 KiB table: 8192 entries
+    assert s.g.mapc(8192, 0) == R.E_ITS_MAPC_COLLECTION_OOR  # 64 KiB table: 8192 entries
     assert s.g.mapc(8191, 1) == 0
 
 
@@ -118,7 +124,7 @@ def test_mapc_v0_orphans_ites_for_good(make):
     assert s.g.mapc(0, 0, valid=False) == 0
     assert s.its.devices[1].ites[0].collection is None
     assert s.g.int_(1, 0) == R.E_ITS_INT_UNMAPPED_INTERRUPT
-    assert s.g.mapc(0, 1) == 0                       # a new collection; not reattached
+    assert s.g.mapc(0, 1) == 0  # a new collection; not reattached
     assert s.its.devices[1].ites[0].collection is None
     assert s.vm.signal_msi(s.its, 1, 0).ret == 0
     assert s.g.movi(1, 0, 0) == R.E_ITS_MOVI_UNMAPPED_COLLECTION
@@ -128,12 +134,13 @@ def test_mapc_v0_orphans_ites_for_good(make):
 
 # --- MAPTI / MAPI ---------------------------------------------------------------------------------
 
+
 def test_mapti_errors_in_order(make):
     s = make()
     assert s.g.mapc(0, 0) == 0
     assert s.g.mapti(9, 0, 8192, 0) == R.E_ITS_MAPTI_UNMAPPED_DEVICE
     assert s.g.mapd(1, 4) == 0
-    assert s.g.mapti(1, 16, 8192, 0) == R.E_ITS_MAPTI_ID_OOR          # 4 bits: 0..15
+    assert s.g.mapti(1, 16, 8192, 0) == R.E_ITS_MAPTI_ID_OOR  # 4 bits: 0..15
     assert s.g.mapti(1, 0, 8191, 0) == R.E_ITS_MAPTI_PHYSICALID_OOR
     assert s.g.mapti(1, 0, 65536, 0) == R.E_ITS_MAPTI_PHYSICALID_OOR
     assert s.g.mapti(1, 0, 8192, 8192) == R.E_ITS_MAPC_COLLECTION_OOR  # a MAPC code from MAPTI
@@ -143,12 +150,12 @@ def test_mapti_errors_in_order(make):
 def test_mapti_itt_outside_ram_is_id_oor(make):
     s = make()
     assert s.g.mapc(0, 0) == 0
-    assert s.g.mapd(1, 4, itt_addr=0x2000_0000) == 0   # below RAM: MAPD does not check
+    assert s.g.mapd(1, 4, itt_addr=0x2000_0000) == 0  # below RAM: MAPD does not check
     assert s.g.mapti(1, 0, 8192, 0) == R.E_ITS_MAPTI_ID_OOR
 
 
 def test_mapti_limit_follows_propbaser_idbits(make):
-    s = make(idbits=14)                               # PROPBASER IDbits 13: INTIDs < 16384
+    s = make(idbits=14)  # PROPBASER IDbits 13: INTIDs < 16384
     s.mapped(dev=1, events=0)
     assert s.g.mapti(1, 0, 16384, 0) == R.E_ITS_MAPTI_PHYSICALID_OOR
     assert s.g.mapti(1, 0, 16383, 0) == 0
@@ -157,10 +164,11 @@ def test_mapti_limit_follows_propbaser_idbits(make):
 def test_reset_propbaser_allows_no_lpi(make):
     from gictools import VM
     from gictools.guest import Guest
+
     vm = VM(1)
     its = vm.add_its()
     g = Guest(vm, its)
-    its.mmio_write(R.GITS_CTLR, 4, 1)                 # ITS on, PROPBASER never written
+    its.mmio_write(R.GITS_CTLR, 4, 1)  # ITS on, PROPBASER never written
     assert g.mapc(0, 0) == 0 and g.mapd(0, 4) == 0
     assert g.mapti(0, 0, 8192, 0) == R.E_ITS_MAPTI_PHYSICALID_OOR
 
@@ -182,7 +190,7 @@ def test_mapti_creates_unmapped_collection(make):
     assert s.vm.lpis[8300].target is None
     r = s.vm.signal_msi(s.its, 1, 0)
     assert (r.ret, r.error) == (0, R.E_ITS_INT_UNMAPPED_INTERRUPT)
-    assert s.g.mapc(7, 1) == 0                        # mapping it now retargets the LPI
+    assert s.g.mapc(7, 1) == 0  # mapping it now retargets the LPI
     assert s.vm.lpis[8300].target == 1 and s.vm.signal_msi(s.its, 1, 0).ret == 1
 
 
@@ -198,7 +206,7 @@ def test_shared_lpi_keeps_first_target_and_lives_until_last_ite(make):
     s = make()
     s.mapped(dev=1, events=1, icid=0, vcpu=0)
     assert s.g.mapc(1, 1) == 0 and s.g.mapd(2, 4) == 0
-    assert s.g.mapti(2, 3, 8192, 1) == 0               # same INTID, collection on vCPU 1
+    assert s.g.mapti(2, 3, 8192, 1) == 0  # same INTID, collection on vCPU 1
     lpi = s.vm.lpis[8192]
     assert lpi.target == 0 and lpi.refs == 2
     assert s.its.devices[2].ites[3].lpi is lpi
@@ -214,16 +222,17 @@ def test_lpi_creation_reads_config_and_consumes_pending_bit(make):
     assert s.g.mapti(1, 1, 8193, 0) == 0
     lpi = s.vm.lpis[8193]
     assert (lpi.priority, lpi.enabled, lpi.pending) == (0x40, False, True)
-    assert s.vm.memory.read(s.g.pend_tables[0] + 8193 // 8, 1)[0] == 0   # consumed
+    assert s.vm.memory.read(s.g.pend_tables[0] + 8193 // 8, 1)[0] == 0  # consumed
 
 
 # --- MOVI, DISCARD, CLEAR, INT, INV, INVALL, MOVALL, SYNC ----------------------------------
+
 
 def test_movi(make):
     s = make()
     s.mapped(dev=1, events=1, icid=0, vcpu=0)
     assert s.g.movi(1, 5, 0) == R.E_ITS_MOVI_UNMAPPED_INTERRUPT
-    assert s.g.movi(1, 0, 9) == R.E_ITS_MOVI_UNMAPPED_COLLECTION    # target does not exist
+    assert s.g.movi(1, 0, 9) == R.E_ITS_MOVI_UNMAPPED_COLLECTION  # target does not exist
     s.vm.signal_msi(s.its, 1, 0)
     assert s.g.mapc(1, 1) == 0 and s.g.movi(1, 0, 1) == 0
     assert s.vm.pending_lpis(1) == [8192] and s.vm.pending_lpis(0) == []
@@ -262,7 +271,7 @@ def test_int(make):
     s.mapped(dev=1, events=1, icid=0, vcpu=0)
     assert s.g.int_(1, 1) == R.E_ITS_INT_UNMAPPED_INTERRUPT
     assert s.g.int_(1, 0) == 0 and s.vm.pending_lpis(0) == [8192]
-    assert len(s.its.cache) == 1                                     # INT fills the cache
+    assert len(s.its.cache) == 1  # INT fills the cache
     s.g.disable_lpis(0)
     assert s.g.int_(1, 0) == -R.EBUSY
 
@@ -272,7 +281,7 @@ def test_inv_rereads_config(make):
     s.mapped(dev=1, events=1)
     assert s.g.inv(1, 4) == R.E_ITS_INV_UNMAPPED_INTERRUPT
     s.g.set_lpi_config(8192, priority=0x10, enabled=False)
-    assert s.vm.lpis[8192].enabled is True                           # cached until INV
+    assert s.vm.lpis[8192].enabled is True  # cached until INV
     assert s.g.inv(1, 0) == 0
     assert (s.vm.lpis[8192].priority, s.vm.lpis[8192].enabled) == (0x10, False)
     # PROPBASER moved outside RAM (allowed while LPIs are off on that RD): -EFAULT
@@ -290,23 +299,23 @@ def test_invall_only_touches_the_collections_vcpu(make):
     s.g.set_lpi_config(8300, enabled=False)
     assert s.g.invall(1) == 0
     assert s.vm.lpis[8192].enabled is True and s.vm.lpis[8300].enabled is False
-    assert s.g.mapti(2, 1, 8301, 7) == 0                              # unmapped collection
+    assert s.g.mapti(2, 1, 8301, 7) == 0  # unmapped collection
     assert s.g.invall(7) == R.E_ITS_INVALL_UNMAPPED_COLLECTION
 
 
-@pytest.mark.parametrize("kernel, moved", [("6.9", {8192: 1, 8300: 1, 8400: 2}),
-                                           ("7.0", {8192: 1, 8300: 1, 8400: 1})])
+@pytest.mark.parametrize(
+    "kernel, moved", [("6.9", {8192: 1, 8300: 1, 8400: 2}), ("7.0", {8192: 1, 8300: 1, 8400: 1})]
+)
 def test_movall_scope_by_kernel(make, kernel, moved):
     s = make(vcpus=3, kernel=kernel)
     s.mapped(dev=1, events=1, icid=0, vcpu=0)
     s.mapped(dev=2, events=1, icid=1, vcpu=1, intid0=8300)
     s.mapped(dev=3, events=1, icid=2, vcpu=2, intid0=8400)
-    assert s.g.command(encode_command("MOVALL", RDbase=0, RDbase2=7)) == \
-        R.E_ITS_MOVALL_PROCNUM_OOR
+    assert s.g.command(encode_command("MOVALL", RDbase=0, RDbase2=7)) == R.E_ITS_MOVALL_PROCNUM_OOR
     assert s.g.movall(1, 1) == 0
     assert s.g.movall(0, 1) == 0
     assert {i: s.vm.lpis[i].target for i in moved} == moved
-    assert s.its.devices[1].ites[0].collection.icid == 0        # ITE links unchanged
+    assert s.its.devices[1].ites[0].collection.icid == 0  # ITE links unchanged
 
 
 def test_sync_and_unknown_commands(make):
@@ -319,8 +328,9 @@ def test_sync_and_unknown_commands(make):
 
 # --- the queue ---------------------------------------------------------------------------------
 
+
 def test_queue_wraps_around(make):
-    s = make(queue_pages=1)                                   # 128 slots
+    s = make(queue_pages=1)  # 128 slots
     s.mapped(dev=1, events=1)
     start = s.its.creadr
     for _ in range(300):
@@ -332,14 +342,15 @@ def test_queue_wraps_around(make):
 def test_queued_commands_wait_for_enable_and_unreadable_slots_are_skipped(make):
     from gictools import VM
     from gictools.guest import Guest
+
     vm = VM(1)
     its = vm.add_its()
     g = Guest(vm, its)
     g.enable_lpis(enable_its=False)
     vm.memory.write(g.queue, encode_command("MAPC", ICID=0, RDbase=0, V=1))
     its.mmio_write(R.GITS_CWRITER, 8, 32)
-    assert its.creadr == 0 and its.mmio_read(R.GITS_CTLR, 4) == 0    # not quiescent
-    its.mmio_write(R.GITS_CTLR, 4, 1)                                  # enabling runs them
+    assert its.creadr == 0 and its.mmio_read(R.GITS_CTLR, 4) == 0  # not quiescent
+    its.mmio_write(R.GITS_CTLR, 4, 1)  # enabling runs them
     assert its.creadr == 32 and 0 in its.collections
     # a queue outside guest RAM: slots are skipped, CREADR still advances
     its.mmio_write(R.GITS_CTLR, 4, 0)

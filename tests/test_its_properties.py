@@ -18,25 +18,41 @@ from gictools.model.commands import encode_command
 from gictools.model.its import COLLECTION_NOT_MAPPED
 
 POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
-live_dev, live_ev = st.integers(0, 1), st.integers(0, 1)       # mapped by build()
-dev = st.one_of(live_dev, live_dev, live_dev,
-                st.sampled_from([3, 8191, 8192, 0xFFFF, 0x10000, 0xFFFF_FFFF]))
+live_dev, live_ev = st.integers(0, 1), st.integers(0, 1)  # mapped by build()
+dev = st.one_of(
+    live_dev, live_dev, live_dev, st.sampled_from([3, 8191, 8192, 0xFFFF, 0x10000, 0xFFFF_FFFF])
+)
 ev = st.one_of(live_ev, live_ev, live_ev, st.sampled_from([5, 15, 16, 0xFFFF, 0x10000]))
 icid = st.integers(0, 3) | st.sampled_from([8191, 8192, 0xFFFF])
 intid = st.integers(8190, 8200) | st.sampled_from([0, 16383, 65535, 65536, 0xFFFF_FFFF])
 rdbase = st.integers(0, 3) | st.sampled_from([0xFFFF_FFFF])
 
 command = st.one_of(
-    st.builds(lambda d, b, v: encode_command("MAPD", DeviceID=d, Size=b, ITT_addr=0x410000 + d % 8,
-                                             V=v), dev, st.integers(0, 31), st.integers(0, 1)),
-    st.builds(lambda c, r, v: encode_command("MAPC", ICID=c, RDbase=r, V=v), icid, rdbase,
-              st.integers(0, 1)),
-    st.builds(lambda d, e, i, c: encode_command("MAPTI", DeviceID=d, EventID=e, pINTID=i, ICID=c),
-              dev, ev, intid, icid),
+    st.builds(
+        lambda d, b, v: encode_command("MAPD", DeviceID=d, Size=b, ITT_addr=0x410000 + d % 8, V=v),
+        dev,
+        st.integers(0, 31),
+        st.integers(0, 1),
+    ),
+    st.builds(
+        lambda c, r, v: encode_command("MAPC", ICID=c, RDbase=r, V=v),
+        icid,
+        rdbase,
+        st.integers(0, 1),
+    ),
+    st.builds(
+        lambda d, e, i, c: encode_command("MAPTI", DeviceID=d, EventID=e, pINTID=i, ICID=c),
+        dev,
+        ev,
+        intid,
+        icid,
+    ),
     st.builds(lambda d, e, c: encode_command("MAPI", DeviceID=d, EventID=e, ICID=c), dev, ev, icid),
     st.builds(lambda d, e, c: encode_command("MOVI", DeviceID=d, EventID=e, ICID=c), dev, ev, icid),
-    *[st.builds(lambda d, e, n=n: encode_command(n, DeviceID=d, EventID=e), dev, ev)
-      for n in ("DISCARD", "CLEAR", "INT", "INV")],
+    *[
+        st.builds(lambda d, e, n=n: encode_command(n, DeviceID=d, EventID=e), dev, ev)
+        for n in ("DISCARD", "CLEAR", "INT", "INV")
+    ],
     st.builds(lambda c: encode_command("INVALL", ICID=c), icid),
     st.builds(lambda a, b: encode_command("MOVALL", RDbase=a, RDbase2=b), rdbase, rdbase),
     st.just(encode_command("SYNC")),
@@ -56,7 +72,9 @@ def weighted(*pairs):
 # mostly MSIs and commands on live state; the state-wrecking ops (ITS off, device table
 # invalidated, LPIs off) rare, so that streams reach "cache, change, inject again"
 op = weighted(
-    (30, live_msi), (5, msi_op), (40, cmd_op),
+    (30, live_msi),
+    (5, msi_op),
+    (40, cmd_op),
     (8, st.tuples(st.just("config"), st.integers(8190, 8200), st.integers(0, 255))),
     (5, st.tuples(st.just("lpis"), st.integers(0, 2), st.booleans())),
     (5, st.tuples(st.just("ctlr"), st.integers(0, 1), st.booleans())),
@@ -72,7 +90,7 @@ def build(policy, kernel):
         guests.append(Guest(vm, its, alloc_base=0x4100_0000 + i * 0x100_0000))
     for g in guests:
         g.enable_lpis()
-    for n, g in enumerate(guests):         # live state for the random stream to work on
+    for n, g in enumerate(guests):  # live state for the random stream to work on
         for c in range(3):
             g.mapc(c, c)
         for d in range(3):
@@ -96,7 +114,7 @@ def step(vm, guests, o):
         vm.write_redist_reg(o[1], "GICR_CTLR", int(o[2]))
     elif kind == "ctlr":
         guests[o[1]].its.mmio_write(R.GITS_CTLR, 4, int(o[2]))
-    elif kind == "baser0":                   # device table invalidated then made valid again
+    elif kind == "baser0":  # device table invalidated then made valid again
         its = guests[o[1]].its
         if not its.enabled:
             v = its.baser[0]
@@ -117,17 +135,24 @@ def check_cache_matches_slow_path(vm):
             cached = {k: lpi for k, lpi in its.cache.map.items()}
             keys = [(k >> 16, k & 0xFFFF, lpi) for k, lpi in cached.items()]
         elif its.cache.name == "lru-v6.8":
-            keys = [((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, lpi)
-                    for k, lpi in its.cache.map.items() if k >> 64 == its.index]
+            keys = [
+                ((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, lpi)
+                for k, lpi in its.cache.map.items()
+                if k >> 64 == its.index
+            ]
         elif its.cache.name == "usage-v2":
-            keys = [((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, e.lpi)
-                    for k, e in its.cache.map.items() if k >> 64 == its.index]
+            keys = [
+                ((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, e.lpi)
+                for k, e in its.cache.map.items()
+                if k >> 64 == its.index
+            ]
         else:
             keys = []
         for d, e, lpi in keys:
             err, slow = its.resolve_lpi(d, e)
-            assert slow is lpi or (err == -R.EBUSY and retarget_quirk(vm, lpi)), \
+            assert slow is lpi or (err == -R.EBUSY and retarget_quirk(vm, lpi)), (
                 f"ITS {its.index} caches ({d}, {e}) -> {lpi!r}; slow path: {err} {slow!r}"
+            )
 
 
 def check_invariants(vm):
@@ -150,7 +175,9 @@ def check_invariants(vm):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=st.lists(op, min_size=20, max_size=80), kernel=st.sampled_from(["6.6", "6.8", "6.9", "7.0"]))
+@given(
+    ops=st.lists(op, min_size=20, max_size=80), kernel=st.sampled_from(["6.6", "6.8", "6.9", "7.0"])
+)
 def test_policies_agree_and_state_stays_consistent(ops, kernel):
     runs = [build(p, kernel) for p in POLICIES]
     quirk = False
@@ -159,12 +186,16 @@ def test_policies_agree_and_state_stays_consistent(ops, kernel):
         for (vm, _), r in zip(runs[1:], results[1:]):
             if r != results[0]:
                 # only a hit on a retargeted LPI whose vCPU has LPIs off may differ
-                assert r[0] == "msi" and r[1] == 1 and results[0][2] == -R.EBUSY and \
-                    not vm.redists[r[4]].lpis_enabled, (o, results)
+                assert (
+                    r[0] == "msi"
+                    and r[1] == 1
+                    and results[0][2] == -R.EBUSY
+                    and not vm.redists[r[4]].lpis_enabled
+                ), (o, results)
                 quirk = True
         for vm, _ in runs:
             check_invariants(vm)
             check_cache_matches_slow_path(vm)
-    if not quirk:                # pending latches set by such hits differ legitimately
+    if not quirk:  # pending latches set by such hits differ legitimately
         states = [vm.state() for vm, _ in runs]
         assert all(s == states[0] for s in states)

@@ -22,10 +22,11 @@ def test_reset_values(its):
     assert its.read_reg("GITS_BASER1") == 0x1C07_0000_0000_0600
     assert [its.read_reg(f"GITS_BASER{n}") for n in range(2, 8)] == [0] * 6
     assert its.read_reg("GITS_CTLR") == 0x8000_0000
-    assert [its.mmio_read(o, 4) for o in (0xFFD0, 0xFFE0, 0xFFE4, 0xFFE8, 0xFFF0, 0xFFF4,
-                                          0xFFF8, 0xFFFC, 0xFFD4)] == \
-        [0x40, 0x92, 0xB4, 0x3B, 0x0D, 0xF0, 0x05, 0xB1, 0]
-    assert its.mmio_read(0x18, 8) == 0                      # GITS_MPIDR: RAZ
+    assert [
+        its.mmio_read(o, 4)
+        for o in (0xFFD0, 0xFFE0, 0xFFE4, 0xFFE8, 0xFFF0, 0xFFF4, 0xFFF8, 0xFFFC, 0xFFD4)
+    ] == [0x40, 0x92, 0xB4, 0x3B, 0x0D, 0xF0, 0x05, 0xB1, 0]
+    assert its.mmio_read(0x18, 8) == 0  # GITS_MPIDR: RAZ
 
 
 def test_typer_iidr_idregs_read_only(its):
@@ -61,7 +62,7 @@ def test_baser_fixed_fields(its):
     assert (b["Type"], b["Entry_Size"], b["Page_Size"], b["Indirect"]) == (1, 7, 2, 1)
     its.mmio_write(R.GITS_BASER + 8, 8, (1 << 63) | (1 << 62) | (7 << 56) | 0x4100_0000)
     b = R.GITS_BASER_LAYOUT.decode(its.read_reg("GITS_BASER1"))
-    assert (b["Type"], b["Indirect"]) == (4, 0)             # collection Indirect is RAZ/WI
+    assert (b["Type"], b["Indirect"]) == (4, 0)  # collection Indirect is RAZ/WI
     its.mmio_write(R.GITS_BASER + 16, 8, 0xFFFF)
     assert its.read_reg("GITS_BASER2") == 0
 
@@ -84,32 +85,32 @@ def test_enable_refused_without_valid_tables():
     its.mmio_write(R.GITS_BASER, 8, 1 << 63)
     its.mmio_write(R.GITS_BASER + 8, 8, 1 << 63)
     its.mmio_write(R.GITS_CTLR, 4, 1)
-    assert not its.enabled                                   # CBASER still invalid
+    assert not its.enabled  # CBASER still invalid
     its.mmio_write(R.GITS_CBASER, 8, (1 << 63) | 0x4000_0000)
     its.mmio_write(R.GITS_CTLR, 4, 1)
     assert its.enabled
 
 
 def test_cwriter_rules(its):
-    its.mmio_write(R.GITS_CBASER, 8, (1 << 63) | 0x4000_0000)      # Size 0: 4 KiB queue
-    its.mmio_write(R.GITS_CWRITER, 8, 0x1000)                      # past the queue: ignored
+    its.mmio_write(R.GITS_CBASER, 8, (1 << 63) | 0x4000_0000)  # Size 0: 4 KiB queue
+    its.mmio_write(R.GITS_CWRITER, 8, 0x1000)  # past the queue: ignored
     assert its.cwriter == 0
-    its.mmio_write(R.GITS_CWRITER, 8, 0x47 | (1 << 40))            # Retry and high bits dropped
+    its.mmio_write(R.GITS_CWRITER, 8, 0x47 | (1 << 40))  # Retry and high bits dropped
     assert its.cwriter == 0x40
 
 
 def test_creadr_userspace_and_guest(its):
     its.mmio_write(R.GITS_CBASER, 8, (1 << 63) | 0x4000_0000)
-    its.mmio_write(R.GITS_CREADR, 8, 0x20)                         # guest write ignored
+    its.mmio_write(R.GITS_CREADR, 8, 0x20)  # guest write ignored
     assert its.creadr == 0
     assert its.write_reg("GITS_CREADR", 0x2000) == -R.EINVAL
     assert its.write_reg("GITS_CREADR", 0x61) == 0 and its.creadr == 0x60
-    assert its.mmio_read(R.GITS_CREADR, 8) & 1 == 0                # never Stalled
+    assert its.mmio_read(R.GITS_CREADR, 8) & 1 == 0  # never Stalled
 
 
 def test_userspace_access_errors(its):
-    assert its.write_reg(0x82, 0) == -R.EINVAL              # 64-bit register, misaligned
-    assert its.write_reg(0x18, 0) == -R.ENXIO               # no register there
+    assert its.write_reg(0x82, 0) == -R.EINVAL  # 64-bit register, misaligned
+    assert its.write_reg(0x18, 0) == -R.ENXIO  # no register there
     assert its.write_reg("GITS_IIDR", 1 << 12) == -R.EINVAL  # only ABI revision 0 exists
     assert its.write_reg("GITS_IIDR", 0) == 0
 
@@ -131,7 +132,7 @@ def test_baser_valid_clear_frees_devices_and_collections(make):
     s = make()
     s.mapped(dev=1, events=2)
     s.its.mmio_write(R.GITS_CTLR, 4, 0)
-    s.its.mmio_write(R.GITS_BASER + 4, 4, 0)                 # high half: Valid = 0
+    s.its.mmio_write(R.GITS_BASER + 4, 4, 0)  # high half: Valid = 0
     assert s.its.devices == {} and s.vm.lpis == {}
     s.its.mmio_write(R.GITS_BASER + 8, 8, 0)
     assert s.its.collections == {}
@@ -144,11 +145,11 @@ def test_msi_return_contract(make):
     assert vm.signal_msi(its, 1, 0).ret == 1
     assert vm.signal_msi(its, 1, 7).ret == 0
     assert vm.signal_msi(its, 1, 0, flags=3).ret == -R.EINVAL
-    assert vm.signal_msi(its, 1, 5, flags=0).ret == -R.EINVAL          # miss, no DEVID flag
-    assert vm.signal_msi(its, 1, 0, flags=0).ret == 1                   # cache hit first
+    assert vm.signal_msi(its, 1, 5, flags=0).ret == -R.EINVAL  # miss, no DEVID flag
+    assert vm.signal_msi(its, 1, 0, flags=0).ret == 1  # cache hit first
     assert vm.signal_msi(its, 1, 0, address=0x1234_0000).ret == -R.EINVAL
-    r = vm.signal_msi(its, 1, 0, address=its.base + 0x100)              # anywhere in the frame
-    assert r.ret == 1 and r.cache == "hit"     # v6.10: any address in the frame finds the ITS
+    r = vm.signal_msi(its, 1, 0, address=its.base + 0x100)  # anywhere in the frame
+    assert r.ret == 1 and r.cache == "hit"  # v6.10: any address in the frame finds the ITS
     s.g.disable_lpis(0)
     assert vm.signal_msi(its, 1, 0).ret == -R.EBUSY
     assert VM(1).signal_msi(None, 1, 0, address=0x0801_0040).ret == -R.ENODEV
@@ -164,17 +165,18 @@ def test_lru_cache_only_hits_exact_doorbell(make):
 
 # --- redistributors ---------------------------------------------------------------------------
 
+
 def test_propbaser_pendbaser_sanitising_and_lock():
     vm = VM(2)
     vm.add_its()
     vm.write_redist_reg(0, "GICR_PROPBASER", 0xFFFF_FFFF_FFFF_FFFF)
-    p = vm.read_redist_reg(1, "GICR_PROPBASER")              # one value for every RD
+    p = vm.read_redist_reg(1, "GICR_PROPBASER")  # one value for every RD
     assert p & ((0x1F << 59) | (0xF << 52) | (3 << 5)) == 0
     vm.write_redist_reg(0, "GICR_PENDBASER", (1 << 62) | 0x4001_0000)
-    assert vm.read_redist_reg(0, "GICR_PENDBASER") & (1 << 62) == 0   # PTZ reads 0
+    assert vm.read_redist_reg(0, "GICR_PENDBASER") & (1 << 62) == 0  # PTZ reads 0
     vm.write_redist_reg(0, "GICR_CTLR", 1)
     vm.write_redist_reg(0, "GICR_PROPBASER", 0x4000_0000 | 15)
-    assert vm.read_redist_reg(0, "GICR_PROPBASER") == p       # ignored while LPIs on
+    assert vm.read_redist_reg(0, "GICR_PROPBASER") == p  # ignored while LPIs on
 
 
 def test_gicr_ctlr_needs_an_its():
@@ -188,10 +190,10 @@ def test_enable_lpis_imports_and_can_clear_latch(make):
     s.mapped(dev=1, events=2)
     s.vm.signal_msi(s.its, 1, 0)
     s.g.disable_lpis(0)
-    assert s.vm.lpis[8192].pending                            # flush keeps the latch
+    assert s.vm.lpis[8192].pending  # flush keeps the latch
     s.g.set_pending_bit(0, 8193)
     s.vm.write_redist_reg(0, "GICR_CTLR", 1)
-    assert s.vm.lpis[8192].pending is False                   # overwritten from the table
+    assert s.vm.lpis[8192].pending is False  # overwritten from the table
     assert s.vm.lpis[8193].pending is True
     assert s.vm.memory.read(s.g.pend_tables[0] + 8193 // 8, 1)[0] == 1 << (8193 % 8)
 
@@ -227,8 +229,9 @@ def test_config_not_reread_on_propbaser_or_enable(make):
     assert s.vm.lpis[8192].enabled
 
 
-@pytest.mark.parametrize("kernel, order", [("6.8", [8300, 8192, 8250]),
-                                           ("6.9", [8192, 8250, 8300])])
+@pytest.mark.parametrize(
+    "kernel, order", [("6.8", [8300, 8192, 8250]), ("6.9", [8192, 8250, 8300])]
+)
 def test_copy_lpi_list_order_and_filter(make, kernel, order):
     s = make(kernel=kernel)
     assert s.g.mapc(0, 0) == 0 and s.g.mapc(1, 1) == 0 and s.g.mapd(1, 4) == 0
@@ -241,12 +244,13 @@ def test_copy_lpi_list_order_and_filter(make, kernel, order):
 
 # --- guest memory --------------------------------------------------------------------------------
 
+
 def test_memory_sparse_zero_and_faults():
     vm = VM(1, memory=[(0x4000_0000, 0x1000_0000)])
     m = vm.memory
     assert m.read(0x4800_0000, 16) == bytes(16) and m.pages == {}
-    m.write(0x4000_0ffe, b"\x01\x02\x03\x04")                 # crosses a page
-    assert m.read_u64(0x4000_0ffc) == 0x0403_0201_0000 and len(m.pages) == 2
+    m.write(0x4000_0FFE, b"\x01\x02\x03\x04")  # crosses a page
+    assert m.read_u64(0x4000_0FFC) == 0x0403_0201_0000 and len(m.pages) == 2
     for gpa in (0x3FFF_FFFF, 0x5000_0000, 0x4FFF_FFFC):
         with pytest.raises(GuestFault):
             m.read(gpa, 8)
@@ -263,19 +267,21 @@ def test_hostile_guest_values_allocate_nothing(make):
     s.mapped(dev=1, events=1)
     pages = len(s.vm.memory.pages)
     from gictools.model.commands import encode_command
+
     tracemalloc.start()
-    for b in (encode_command("MAPD", DeviceID=0xFFFF_FFFF, Size=31, ITT_addr=(1 << 44) - 1, V=1),
-              encode_command("MAPTI", DeviceID=1, EventID=0xFFFF_FFFF, pINTID=0xFFFF_FFFF,
-                             ICID=0xFFFF),
-              encode_command("MAPC", ICID=0xFFFF, RDbase=0xFFFF_FFFF, V=1),
-              encode_command("MOVALL", RDbase=0xFFFF_FFFF, RDbase2=0xFFFF_FFFF),
-              encode_command("INVALL", ICID=0xFFFF)):
+    for b in (
+        encode_command("MAPD", DeviceID=0xFFFF_FFFF, Size=31, ITT_addr=(1 << 44) - 1, V=1),
+        encode_command("MAPTI", DeviceID=1, EventID=0xFFFF_FFFF, pINTID=0xFFFF_FFFF, ICID=0xFFFF),
+        encode_command("MAPC", ICID=0xFFFF, RDbase=0xFFFF_FFFF, V=1),
+        encode_command("MOVALL", RDbase=0xFFFF_FFFF, RDbase2=0xFFFF_FFFF),
+        encode_command("INVALL", ICID=0xFFFF),
+    ):
         assert s.its.process_command(b) > 0
     s.its.mmio_write(R.GITS_CTLR, 4, 0)
     s.its.mmio_write(R.GITS_CBASER, 8, (1 << 63) | (0xF_FFFF_FFFF << 12) | 0xFF)
     s.its.mmio_write(R.GITS_BASER, 8, (1 << 63) | (1 << 62) | (0xFFFF_FFFF << 16) | 0xFF)
     s.its.mmio_write(R.GITS_CTLR, 4, 1)
-    s.its.mmio_write(R.GITS_CWRITER, 8, 0xFFFE0)              # 32768 unreadable slots
+    s.its.mmio_write(R.GITS_CWRITER, 8, 0xFFFE0)  # 32768 unreadable slots
     assert s.its.creadr == 0xFFFE0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -17,8 +17,9 @@ from gictools.model.cache import EVICT, HIT, MISS
 runner = CliRunner()
 
 
-def _preset(hit_locks=(), lookup_lock=None, cache="per-its-v6.10", rcu_ns=None, walk=None,
-            host_cpus=1024):
+def _preset(
+    hit_locks=(), lookup_lock=None, cache="per-its-v6.10", rcu_ns=None, walk=None, host_cpus=1024
+):
     """A small synthetic preset: entry 100, lookup 50, queue 100, slow path 300."""
     steps = {
         "entry": {"ns": 100},
@@ -27,17 +28,26 @@ def _preset(hit_locks=(), lookup_lock=None, cache="per-its-v6.10", rcu_ns=None, 
         "fill": {"ns": 50, "lock": ["its_lock"], "action": "fill"},
         "queue": {"ns": 100, **({"lock": list(hit_locks)} if hit_locks else {})},
     }
-    paths = {"hit": ["entry", "lookup", "queue"],
-             "miss": ["entry", "lookup", "translate", "fill", "queue"]}
+    paths = {
+        "hit": ["entry", "lookup", "queue"],
+        "miss": ["entry", "lookup", "translate", "fill", "queue"],
+    }
     if rcu_ns is not None:
         steps["rcu_wait"] = {"ns": rcu_ns, "lock": "its_lock", "sleeps": True}
         paths["evict"] = ["entry", "lookup", "translate", "fill", "rcu_wait", "queue"]
         paths["recycle"] = paths["evict"]
-    d = {"name": "synthetic", "cache": cache, "host_cpus": host_cpus,
-         "locks": {"vm_lock": {"scope": "vm", "handoff_ns": 0},
-                   "its_lock": {"scope": "its", "handoff_ns": 0},
-                   "vcpu": {"scope": "vcpu", "handoff_ns": 0}},
-         "steps": steps, "paths": paths}
+    d = {
+        "name": "synthetic",
+        "cache": cache,
+        "host_cpus": host_cpus,
+        "locks": {
+            "vm_lock": {"scope": "vm", "handoff_ns": 0},
+            "its_lock": {"scope": "its", "handoff_ns": 0},
+            "vcpu": {"scope": "vcpu", "handoff_ns": 0},
+        },
+        "steps": steps,
+        "paths": paths,
+    }
     if walk:
         d["walk"] = walk
     return parse_preset(d, "test")
@@ -53,7 +63,7 @@ def test_bundled_presets_load(name):
 
 def test_preset_file_copy_and_edit(tmp_path):
     text = bundled_path("v6.10").read_text().replace('name = "v6.10"', 'name = "mine"')
-    text = text.replace("ns = 250.0", "ns = 2500.0")     # a slower lookup
+    text = text.replace("ns = 250.0", "ns = 2500.0")  # a slower lookup
     f = tmp_path / "mine.toml"
     f.write_text(text)
     mine = load_preset(path=f)
@@ -63,22 +73,34 @@ def test_preset_file_copy_and_edit(tmp_path):
     assert slow < fast
 
 
-@pytest.mark.parametrize("mutate, msg", [
-    (lambda d: d["steps"]["queue"].update(lock="nosuch"), "not a lock"),
-    (lambda d: d["paths"].update(miss=["entry", "translate", "fill", "queue"]), "start like"),
-    (lambda d: d["steps"]["entry"].update(ns=-1), "below"),
-    (lambda d: d.update(cache="lru-v9"), "not a policy"),
-    (lambda d: d["locks"]["vm_lock"].update(scope="cpu"), "scope"),
-    (lambda d: d.update(colour="red"), "unknown key"),
-])
+@pytest.mark.parametrize(
+    "mutate, msg",
+    [
+        (lambda d: d["steps"]["queue"].update(lock="nosuch"), "not a lock"),
+        (lambda d: d["paths"].update(miss=["entry", "translate", "fill", "queue"]), "start like"),
+        (lambda d: d["steps"]["entry"].update(ns=-1), "below"),
+        (lambda d: d.update(cache="lru-v9"), "not a policy"),
+        (lambda d: d["locks"]["vm_lock"].update(scope="cpu"), "scope"),
+        (lambda d: d.update(colour="red"), "unknown key"),
+    ],
+)
 def test_preset_validation_names_the_key(mutate, msg):
-    d = {"name": "x", "cache": "per-its-v6.10",
-         "locks": {"vm_lock": {"scope": "vm", "handoff_ns": 0}},
-         "steps": {"entry": {"ns": 1}, "lookup": {"ns": 1, "action": "lookup"},
-                   "translate": {"ns": 1}, "fill": {"ns": 1, "action": "fill"},
-                   "queue": {"ns": 1}},
-         "paths": {"hit": ["entry", "lookup", "queue"],
-                   "miss": ["entry", "lookup", "translate", "fill", "queue"]}}
+    d = {
+        "name": "x",
+        "cache": "per-its-v6.10",
+        "locks": {"vm_lock": {"scope": "vm", "handoff_ns": 0}},
+        "steps": {
+            "entry": {"ns": 1},
+            "lookup": {"ns": 1, "action": "lookup"},
+            "translate": {"ns": 1},
+            "fill": {"ns": 1, "action": "fill"},
+            "queue": {"ns": 1},
+        },
+        "paths": {
+            "hit": ["entry", "lookup", "queue"],
+            "miss": ["entry", "lookup", "translate", "fill", "queue"],
+        },
+    }
     parse_preset(json.loads(json.dumps(d)))
     mutate(d)
     with pytest.raises(ConfigError, match=msg):
@@ -92,27 +114,36 @@ def test_unknown_preset_name():
 
 # --- mechanisms -------------------------------------------------------------------------------
 def _rate(preset, d, **kw):
-    return predict_lpi_stress(64, d, 1, 2000, preset, routing="fixed", max_events=None,
-                              vcpu_threads_busy=False, **kw)["lpis_per_sec"]
+    return predict_lpi_stress(
+        64, d, 1, 2000, preset, routing="fixed", max_events=None, vcpu_threads_busy=False, **kw
+    )["lpis_per_sec"]
 
 
 def test_fully_serialized_path_cannot_scale():
     # every step of the hit path under one VM-wide lock: throughput is 1 / (sum of steps)
-    p = parse_preset({**_preset().as_dict(), "name": "ser", "locks": {
-        "vm_lock": {"scope": "vm", "handoff_ns": 0}, "its_lock": {"scope": "its"}},
-        "steps": {"entry": {"ns": 100, "lock": "vm_lock"},
-                  "lookup": {"ns": 50, "lock": "vm_lock", "action": "lookup"},
-                  "translate": {"ns": 300, "lock": "its_lock"},
-                  "fill": {"ns": 50, "lock": "its_lock", "action": "fill"},
-                  "queue": {"ns": 100, "lock": "vm_lock"}},
-        "walk": {}}, "t")
+    p = parse_preset(
+        {
+            **_preset().as_dict(),
+            "name": "ser",
+            "locks": {"vm_lock": {"scope": "vm", "handoff_ns": 0}, "its_lock": {"scope": "its"}},
+            "steps": {
+                "entry": {"ns": 100, "lock": "vm_lock"},
+                "lookup": {"ns": 50, "lock": "vm_lock", "action": "lookup"},
+                "translate": {"ns": 300, "lock": "its_lock"},
+                "fill": {"ns": 50, "lock": "its_lock", "action": "fill"},
+                "queue": {"ns": 100, "lock": "vm_lock"},
+            },
+            "walk": {},
+        },
+        "t",
+    )
     r1, r8, r32 = _rate(p, 1), _rate(p, 8), _rate(p, 32)
     assert r8 == pytest.approx(r1, rel=0.02) and r32 == pytest.approx(r1, rel=0.02)
     assert r32 <= 1e9 / 250 * 1.001
 
 
 def test_lock_free_hit_path_scales_until_cpus_run_out():
-    p = _preset()                       # no lock on the hit path; per-vCPU queue not locked
+    p = _preset()  # no lock on the hit path; per-vCPU queue not locked
     r1 = _rate(p, 1)
     r8 = _rate(p, 8)
     assert r8 == pytest.approx(8 * r1, rel=0.03)
@@ -132,7 +163,7 @@ def test_shared_target_vcpu_section_caps_lock_free_injection():
 
 
 def test_one_rcu_wait_per_eviction_bounds_throughput_by_grace_period():
-    gp = 1_000_000                      # 1 ms
+    gp = 1_000_000  # 1 ms
     p = _preset(cache="usage-v2", rcu_ns=gp)
     # 17 events through 16 slots: every injection misses and evicts
     r = predict_lpi_stress(1, 1, 17, 20, p, max_events=None)
@@ -162,9 +193,16 @@ def test_closed_loop_is_deterministic():
     assert np.array_equal(l1, l2) and np.array_equal(w1, w2)
 
 
-@pytest.mark.parametrize("preset, cfg", [
-    ("v6.8-rc1", (16, 16, 16, 200)), ("series-v2", (16, 16, 16, 200)),
-    ("v6.8-rc1", (8, 32, 1, 600)), ("v6.10", (4, 8, 4, 400)), ("series-v2", (2, 3, 17, 200))])
+@pytest.mark.parametrize(
+    "preset, cfg",
+    [
+        ("v6.8-rc1", (16, 16, 16, 200)),
+        ("series-v2", (16, 16, 16, 200)),
+        ("v6.8-rc1", (8, 32, 1, 600)),
+        ("v6.10", (4, 8, 4, 400)),
+        ("series-v2", (2, 3, 17, 200)),
+    ],
+)
 def test_steady_state_extrapolation_matches_full_simulation(preset, cfg):
     full = predict_lpi_stress(*cfg, preset, max_events=None)
     part = predict_lpi_stress(*cfg, preset, max_events=cfg[1] * cfg[2] * 64)
@@ -182,9 +220,9 @@ def test_simulate_events_latency_includes_waits():
     lat, wait, summ = simulate_events(p, inj, out)
     assert lat.dtype == np.int64 and lat.shape == wait.shape == (n,)
     assert (wait >= 0).all() and (wait <= lat).all()
-    assert wait[n // 2:].mean() > 0                      # 8 injectors queue on lpi_list_lock
+    assert wait[n // 2 :].mean() > 0  # 8 injectors queue on lpi_list_lock
     one, w1, _ = simulate_events(p, np.zeros(50), np.full(50, HIT))
-    assert (w1 == 0).all() and len(set(one.tolist())) == 1   # alone: no waiting
+    assert (w1 == 0).all() and len(set(one.tolist())) == 1  # alone: no waiting
 
 
 def test_v68_lock_is_the_bottleneck_and_series_moves_it():
@@ -205,6 +243,7 @@ def test_calibration_rows_reproduced():
 @pytest.fixture(scope="module")
 def stress_trace(tmp_path_factory):
     from gictools.trace.gen_lpi_stress import generate
+
     t = tmp_path_factory.mktemp("lat") / "s.msgpack"
     generate(t, 2, 4, 17, 20)
     return t
@@ -215,8 +254,11 @@ def test_compare_trace_side_by_side(stress_trace):
     by = {r["preset"]: r for r in res}
     assert by["v6.10"]["hit_rate"] > 0.9 and by["v6.8-rc1"]["hit_rate"] == 0.0
     assert by["series-v2"]["evictions"] > 0
-    assert by["series-v2"]["lpis_per_sec"] < by["v6.8-rc1"]["lpis_per_sec"] \
+    assert (
+        by["series-v2"]["lpis_per_sec"]
+        < by["v6.8-rc1"]["lpis_per_sec"]
         < by["v6.10"]["lpis_per_sec"]
+    )
     assert "LPIs/s" in format_table(res)
     ev = [(0, d, e, d) for _ in range(20) for e in range(17) for d in range(4)]
     res2 = compare_events(ev, ["v6.10"], 2)
@@ -224,27 +266,59 @@ def test_compare_trace_side_by_side(stress_trace):
 
 
 def test_cli_predict_json():
-    r = runner.invoke(app, ["predict", "lpi-stress", "-v", "2", "-d", "2", "-e", "2", "-i", "50",
-                            "--preset", "v6.8-rc1", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "predict",
+            "lpi-stress",
+            "-v",
+            "2",
+            "-d",
+            "2",
+            "-e",
+            "2",
+            "-i",
+            "50",
+            "--preset",
+            "v6.8-rc1",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
-    assert d["lpis_per_sec"] > 0 and 0 <= d["hit_rate"] <= 1 and "lpi_list_lock" in \
-        d["time_share"]["locks"] | d["time_share"]["steps"] | {"lpi_list_lock": 0}
+    assert (
+        d["lpis_per_sec"] > 0
+        and 0 <= d["hit_rate"] <= 1
+        and "lpi_list_lock"
+        in d["time_share"]["locks"] | d["time_share"]["steps"] | {"lpi_list_lock": 0}
+    )
     r = runner.invoke(app, ["predict", "lpi-stress", "--preset", "nope"])
     assert r.exit_code == 2 and "unknown latency preset" in r.output
 
 
 def test_cli_compare(stress_trace, tmp_path):
-    r = runner.invoke(app, ["compare", str(stress_trace), "--preset", "v6.8-rc1",
-                            "--preset", "v6.10"])
+    r = runner.invoke(
+        app, ["compare", str(stress_trace), "--preset", "v6.8-rc1", "--preset", "v6.10"]
+    )
     assert r.exit_code == 0, r.output
     assert "v6.8-rc1" in r.output and "p99" in r.output
 
 
 def test_cli_compare_plots(stress_trace, tmp_path):
     pytest.importorskip("matplotlib")
-    r = runner.invoke(app, ["compare", str(stress_trace), "--preset", "v6.8-rc1",
-                            "--preset", "v6.10", "--plot", str(tmp_path / "plots")])
+    r = runner.invoke(
+        app,
+        [
+            "compare",
+            str(stress_trace),
+            "--preset",
+            "v6.8-rc1",
+            "--preset",
+            "v6.10",
+            "--plot",
+            str(tmp_path / "plots"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     for f in ("latency_cdf.png", "hit_rate.png", "time_share.png"):
         assert (tmp_path / "plots" / f).stat().st_size > 1000

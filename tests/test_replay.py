@@ -38,7 +38,7 @@ def test_stress_e17_cache_outcomes(thrash, tmp_path):
     n = 17 * 10
     for r in reps.values():
         assert r.msis == n and r.delivered == n and r.failure_count == 0
-        assert r.commands == 1 + 1 + 17 + 1           # MAPC, MAPD, 17 MAPTI, INVALL
+        assert r.commands == 1 + 1 + 17 + 1  # MAPC, MAPD, 17 MAPTI, INVALL
         assert not r.command_errors and not r.msi_errors
     assert reps["none"].lookups == 0
     # 16-entry LRU / usage caches: every lookup misses, every miss after the first 16 evicts
@@ -66,7 +66,7 @@ def test_stress_e17_cache_outcomes(thrash, tmp_path):
 
 
 def test_default_policy_follows_kernel(thrash):
-    (r,) = replay(thrash)                      # generated traces say kernel 6.8
+    (r,) = replay(thrash)  # generated traces say kernel 6.8
     assert r.policy == "lru-v6.8"
     (r,) = replay(thrash, kernel="6.10")
     assert r.policy == "per-its-v6.10"
@@ -80,20 +80,21 @@ def test_fixed_routing_spreads_lpis(tmp_path):
     t = pq.read_table(out)
     msi = where(t, "op", "msi")
     # ICID(dev, ev) = (dev*e + ev) mod v, MAPC ICID c -> vCPU c
-    want = [((d * 8 + e) % 4) for d, e in zip(msi["device_id"].to_pylist(),
-                                               msi["event_id"].to_pylist())]
+    want = [
+        ((d * 8 + e) % 4) for d, e in zip(msi["device_id"].to_pylist(), msi["event_id"].to_pylist())
+    ]
     assert msi["vcpu"].to_pylist() == want
 
 
 def test_failed_expectation_reported_with_record_index(tmp_path):
     p = tmp_path / "x.msgpack"
     with TraceWriter(p, vm={"vcpus": 1, "itses": [{"base": 0x0800_0000}]}) as w:
-        w.msi(0, 1, 2)                                   # ITS not enabled: -EBUSY
+        w.msi(0, 1, 2)  # ITS not enabled: -EBUSY
         w.expect("msi", {"ret": 1})
         w.expect("msi", {"ret": -16, "error": -16})
     (r,) = replay(p)
     assert r.failure_count == 1
-    assert r.failures[0][0] == 2                         # record 0 is the header; the MSI is 1
+    assert r.failures[0][0] == 2  # record 0 is the header; the MSI is 1
     assert "ret" in r.failures[0][1]
 
 
@@ -131,6 +132,7 @@ def test_recorder_trace_replays_to_same_state(tmp_path):
     assert r.failure_count == 0, r.failures
     # replay the trace into a model and compare with the recorded VM's state
     from gictools.replay import Replayer
+
     rp = Replayer(p, ["per-its-v6.10"])
     rp.run()
     assert rp.runs[0].vm.state() == vm.state()
@@ -142,8 +144,9 @@ def test_block_and_single_msi_records_agree(tmp_path):
     a, b = tmp_path / "a.msgpack", tmp_path / "b.msgpack"
     evs = [int(x) for x in np.random.default_rng(3).integers(0, 20, 300)]
     for path, blocked in ((a, True), (b, False)):
-        generate(path, 1, 1, 17, 0)                      # set-up only
+        generate(path, 1, 1, 17, 0)  # set-up only
         from gictools.trace.reader import TraceReader
+
         recs = list(TraceReader(path))
         hdr = TraceReader(path).header
         with TraceWriter(path, vm=hdr["vm"]) as w:
@@ -155,8 +158,12 @@ def test_block_and_single_msi_records_agree(tmp_path):
                 elif rec[0] == 4:
                     w.mem(rec[3], rec[4], t_ns=rec[1])
             if blocked:
-                w.msi_block(0, np.arange(300, dtype=np.uint64), np.zeros(300, np.uint32),
-                            np.array(evs, np.uint32))
+                w.msi_block(
+                    0,
+                    np.arange(300, dtype=np.uint64),
+                    np.zeros(300, np.uint32),
+                    np.array(evs, np.uint32),
+                )
             else:
                 for i, e in enumerate(evs):
                     w.msi(0, 0, e, t_ns=i)
@@ -168,8 +175,18 @@ def test_block_and_single_msi_records_agree(tmp_path):
     assert [r.failures for r in ra] == [[]] * 4
     ta, tb = pq.read_table(oa), pq.read_table(ob)
     tb = where(tb, "op", "expect", pc.not_equal)
-    cols = ["op", "device_id", "event_id", "intid", "vcpu", "error", "cache", "victim_event_id",
-            "cache_entries", "cache_policy"]
+    cols = [
+        "op",
+        "device_id",
+        "event_id",
+        "intid",
+        "vcpu",
+        "error",
+        "cache",
+        "victim_event_id",
+        "cache_entries",
+        "cache_policy",
+    ]
     key = lambda t: sorted(zip(*[t[c].to_pylist() for c in ["cache_policy", "seq"]]))  # noqa: E731
     assert len(key(ta)) == len(key(tb))
     for pol in POLICIES:
@@ -182,20 +199,29 @@ def test_preset_latency_is_one_closed_loop_across_blocks(tmp_path):
     """Blocks are not simulated apart: the rows equal one simulation over every MSI."""
     from gictools.latency.contention import simulate_events
     from gictools.latency.presets import load_preset
+
     p = tmp_path / "two-blocks.msgpack"
-    generate(p, vcpus=2, devices=4, events=3, iterations=6000)      # 72,000 MSIs: 2 blocks
+    generate(p, vcpus=2, devices=4, events=3, iterations=6000)  # 72,000 MSIs: 2 blocks
     out = tmp_path / "o.parquet"
     preset = load_preset("v6.8-rc1")
     (rep,) = replay(p, ["lru-v6.8"], out=out, preset=preset)
     msi = where(pq.read_table(out), "op", "msi")
     assert msi.num_rows == 72000 and msi["latency_ns"].null_count == 0
     inj = np.array(msi["injector"].to_pylist(), dtype=np.uint32)
-    outcome = np.array([{"hit": 0, "miss": 1, "miss-evict": 2}[c]
-                        for c in msi["cache"].to_pylist()], dtype=np.int8)
-    keys = (np.array(msi["device_id"].to_pylist(), np.uint64) << np.uint64(32)) | \
-        np.array(msi["event_id"].to_pylist(), np.uint64)
-    lat, wait, _ = simulate_events(preset, inj, outcome, vcpus=np.array(msi["vcpu"].to_pylist()),
-                                   its=np.zeros(72000, np.int64), keys=keys)
+    outcome = np.array(
+        [{"hit": 0, "miss": 1, "miss-evict": 2}[c] for c in msi["cache"].to_pylist()], dtype=np.int8
+    )
+    keys = (np.array(msi["device_id"].to_pylist(), np.uint64) << np.uint64(32)) | np.array(
+        msi["event_id"].to_pylist(), np.uint64
+    )
+    lat, wait, _ = simulate_events(
+        preset,
+        inj,
+        outcome,
+        vcpus=np.array(msi["vcpu"].to_pylist()),
+        its=np.zeros(72000, np.int64),
+        keys=keys,
+    )
     assert msi["latency_ns"].to_pylist() == lat.tolist()
     assert msi["wait_ns"].to_pylist() == wait.tolist()
     assert rep.msis == 72000 and sum(rep.latency.values()) == 72000

@@ -13,15 +13,35 @@ POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
 u32 = st.integers(0, 2**32 - 1)
 u64 = st.integers(0, 2**64 - 1)
 small = st.integers(0, 40)
-offsets = st.sampled_from([0, 4, 8, 0x80, 0x84, 0x88, 0x90, 0x100, 0x108, 0x138, 0xFFD0,
-                           0xFFE8, 0x10040, 0x70, 0x78, 0xA0, 0xB0, 0x1FFFC])
+offsets = st.sampled_from(
+    [
+        0,
+        4,
+        8,
+        0x80,
+        0x84,
+        0x88,
+        0x90,
+        0x100,
+        0x108,
+        0x138,
+        0xFFD0,
+        0xFFE8,
+        0x10040,
+        0x70,
+        0x78,
+        0xA0,
+        0xB0,
+        0x1FFFC,
+    ]
+)
 opcodes = st.sampled_from([1, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 0x22, 0x2A, 0xFF])
 
 
 @st.composite
 def command(draw):
     dws = [draw(u64) for _ in range(4)]
-    if draw(st.booleans()):      # keep IDs small so commands hit mapped state
+    if draw(st.booleans()):  # keep IDs small so commands hit mapped state
         dws[0] = draw(opcodes) | draw(small) << 32
         dws[1] = draw(small) | draw(st.sampled_from([0, 8192, 8200, 65535, 2**32 - 1])) << 32
         dws[2] = (dws[2] & ~0xFFFF & ((1 << 63) | (0xFFFFFFFFFF << 8))) | draw(small)
@@ -34,21 +54,36 @@ record = st.one_of(
     st.tuples(st.just("msi"), st.integers(0, 1), u32 | small, u32 | small),
     st.tuples(st.just("block"), st.integers(0, 1), st.lists(small, min_size=1, max_size=30)),
     st.tuples(st.just("command"), st.integers(0, 1), command()),
-    st.tuples(st.just("reg"), st.sampled_from(["its", "its-user", "redist"]), st.integers(0, 1),
-              offsets, st.sampled_from([4, 8]), u64, st.booleans()),
-    st.tuples(st.just("mem"), st.sampled_from([0, 0x4000_0000, 0x4100_0000, 2**63, 0x0800_0000]),
-              st.binary(max_size=64)),
-    st.tuples(st.just("ctrl"), st.sampled_from(["save_tables", "restore_tables", "reset",
-                                                "save_pending_tables"]), st.integers(0, 1)),
-    st.tuples(st.just("expect"), st.sampled_from(["pending", "msi", "cmd_error", "ctrl", "lpi",
-                                                  "bogus"])),
+    st.tuples(
+        st.just("reg"),
+        st.sampled_from(["its", "its-user", "redist"]),
+        st.integers(0, 1),
+        offsets,
+        st.sampled_from([4, 8]),
+        u64,
+        st.booleans(),
+    ),
+    st.tuples(
+        st.just("mem"),
+        st.sampled_from([0, 0x4000_0000, 0x4100_0000, 2**63, 0x0800_0000]),
+        st.binary(max_size=64),
+    ),
+    st.tuples(
+        st.just("ctrl"),
+        st.sampled_from(["save_tables", "restore_tables", "reset", "save_pending_tables"]),
+        st.integers(0, 1),
+    ),
+    st.tuples(
+        st.just("expect"), st.sampled_from(["pending", "msi", "cmd_error", "ctrl", "lpi", "bogus"])
+    ),
     st.tuples(st.just("ack"), st.integers(0, 1), st.integers(8192, 8230)),
 )
 
 
 def write(path, base, recs):
-    with TraceWriter(path, vm={"vcpus": 2, "itses": [{"base": 0x0800_0000},
-                                                     {"base": 0x0802_0000}]}) as w:
+    with TraceWriter(
+        path, vm={"vcpus": 2, "itses": [{"base": 0x0800_0000}, {"base": 0x0802_0000}]}
+    ) as w:
         for kind, args in base:
             getattr(w, kind)(*args)
         for r in recs:
@@ -67,9 +102,14 @@ def write(path, base, recs):
             elif k == "ctrl":
                 w.ctrl(r[1], None if r[1] == "save_pending_tables" else r[2])
             elif k == "expect":
-                args = {"pending": {"intid": 8192, "vcpu": 0, "pending": True},
-                        "msi": {"ret": 1}, "cmd_error": {"error": 0}, "ctrl": {"ret": 0},
-                        "lpi": {"intid": 8193, "enabled": True}, "bogus": {"x": 1}}[r[1]]
+                args = {
+                    "pending": {"intid": 8192, "vcpu": 0, "pending": True},
+                    "msi": {"ret": 1},
+                    "cmd_error": {"error": 0},
+                    "ctrl": {"ret": 0},
+                    "lpi": {"intid": 8193, "enabled": True},
+                    "bogus": {"x": 1},
+                }[r[1]]
                 w.expect(r[1], args)
             else:
                 w.ack(r[1], r[2])
@@ -78,8 +118,8 @@ def write(path, base, recs):
 def setup_base():
     """A working ITS set-up first, so that random records land on live state."""
     from gictools.trace.gen_lpi_stress import setup_records
-    return [(k, (0, a) if k == "command" else a)
-            for k, a in setup_records(2, 2, 4, "fixed")]
+
+    return [(k, (0, a) if k == "command" else a) for k, a in setup_records(2, 2, 4, "fixed")]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -91,8 +131,11 @@ def test_random_records_never_raise(tmp_path_factory, recs, with_setup):
     # Cache contents never change what is delivered, so all policies agree, except after
     # the two ways KVM itself leaves a cached translation the slow path no longer gives:
     # freeing collections through GITS_BASER1.Valid = 0, and restoring over live state.
-    quirk = any((r[0] == "reg" and r[1] != "redist" and r[3] in (0x108, 0x10C) and r[6])
-                or (r[0] == "ctrl" and r[1] == "restore_tables") for r in recs)
+    quirk = any(
+        (r[0] == "reg" and r[1] != "redist" and r[3] in (0x108, 0x10C) and r[6])
+        or (r[0] == "ctrl" and r[1] == "restore_tables")
+        for r in recs
+    )
     if not quirk:
         assert len({r.delivered for r in reports}) == 1
         assert len({r.failure_count for r in reports}) == 1

@@ -15,8 +15,12 @@ from gictools.trace import format as F
 from gictools.trace.reader import TraceReader, count_records, read_header
 from gictools.trace.writer import TraceWriter
 
-VM = {"vcpus": 4, "kernel": "6.8", "memory": [[0x4000_0000, 0x1000_0000]],
-      "itses": [{"base": 0x0808_0000}, {"base": 0x0809_0000}]}
+VM = {
+    "vcpus": 4,
+    "kernel": "6.8",
+    "memory": [[0x4000_0000, 0x1000_0000]],
+    "itses": [{"base": 0x0808_0000}, {"base": 0x0809_0000}],
+}
 RAW = bytes(range(32))
 
 
@@ -32,8 +36,10 @@ def events(recs):
         if r[0] == F.MSI_BLOCK:
             _, n, its, ts, dev, ev, inj = r
             injl = inj.tolist() if inj is not None else [None] * n
-            out += [("msi", t, its, d, e, i) for t, d, e, i in
-                    zip(ts.tolist(), dev.tolist(), ev.tolist(), injl)]
+            out += [
+                ("msi", t, its, d, e, i)
+                for t, d, e, i in zip(ts.tolist(), dev.tolist(), ev.tolist(), injl)
+            ]
         elif r[0] == F.MSI:
             _, t, inj, its, d, e = r
             out.append(("msi", t, its, d, e, inj))
@@ -83,8 +89,13 @@ def test_round_trip_every_kind(tmp_path):
         (F.EXPECT, 50, None, "cmd_error", {"error": 0x010A04}),
         (F.EXPECT, 50, None, "msi", {"ret": 1, "intid": 8193, "vcpu": 0}),
         (F.EXPECT, 50, None, "ctrl", {"ret": 0}),
-        (F.EXPECT, 50, None, "lpi", {"intid": 8192, "priority": 0xA0, "enabled": True,
-                                     "exists": True}),
+        (
+            F.EXPECT,
+            50,
+            None,
+            "lpi",
+            {"intid": 8192, "priority": 0xA0, "enabled": True, "exists": True},
+        ),
         (F.EXPECT, 50, None, "future-kind", {"anything": (1, {"x": "y"})}),
         (F.ACK, 60, 0, 3, 8192),
     ]
@@ -104,29 +115,50 @@ def test_record_index_and_offset(tmp_path):
     seen = []
     for rec in rd:
         seen.append((rd.record_index, rd.offset))
-        assert msgpack.unpackb(data[rd.offset:rd.offset + 39], use_list=False)[1] == rec[1]
-    assert [i for i, _ in seen] == list(range(1, 6))          # the header is record 0
-    assert seen[0][1] == len(msgpack.packb(w.header))        # record 0 follows the header
+        assert msgpack.unpackb(data[rd.offset : rd.offset + 39], use_list=False)[1] == rec[1]
+    assert [i for i, _ in seen] == list(range(1, 6))  # the header is record 0
+    assert seen[0][1] == len(msgpack.packb(w.header))  # record 0 follows the header
 
 
 def test_single_msi_records_read(tmp_path):
     """Tag 0 (one MSI per record) is read even though TraceWriter batches into blocks."""
     p = tmp_path / "t.msgpack"
-    hdr = {"format": F.FORMAT_NAME, "version": [1, 0], "vm": {"vcpus": 1, "itses": [{"base": 0}]},
-           "source": "", "metadata": {}}
-    p.write_bytes(msgpack.packb(hdr) + msgpack.packb([0, 5, None, 0, 0xFFFF_FFFF, 3])
-                  + msgpack.packb([0, 6, 2, 0, 1, 2, "a later minor's extra field"]))
+    hdr = {
+        "format": F.FORMAT_NAME,
+        "version": [1, 0],
+        "vm": {"vcpus": 1, "itses": [{"base": 0}]},
+        "source": "",
+        "metadata": {},
+    }
+    p.write_bytes(
+        msgpack.packb(hdr)
+        + msgpack.packb([0, 5, None, 0, 0xFFFF_FFFF, 3])
+        + msgpack.packb([0, 6, 2, 0, 1, 2, "a later minor's extra field"])
+    )
     _, recs = read_all(p)
     assert recs == [(0, 5, None, 0, 0xFFFF_FFFF, 3), (0, 6, 2, 0, 1, 2)]
 
 
 def test_minor_version_and_extra_keys_accepted(tmp_path):
     p = tmp_path / "t.msgpack"
-    hdr = {"format": F.FORMAT_NAME, "version": [1, 7, "x"], "new": 1,
-           "vm": {"vcpus": 2, "vcpu_ids": [5, 9], "itses": [{"base": 0, "gits_typer": 1}],
-                  "future": {"a": 1}}, "source": "s", "metadata": {}}
-    p.write_bytes(msgpack.packb(hdr) + msgpack.packb([7, 1, None, 1, 8192, "extra"])
-                  + msgpack.packb([2, 1, None, 0, RAW, 1, 2, 3]))
+    hdr = {
+        "format": F.FORMAT_NAME,
+        "version": [1, 7, "x"],
+        "new": 1,
+        "vm": {
+            "vcpus": 2,
+            "vcpu_ids": [5, 9],
+            "itses": [{"base": 0, "gits_typer": 1}],
+            "future": {"a": 1},
+        },
+        "source": "s",
+        "metadata": {},
+    }
+    p.write_bytes(
+        msgpack.packb(hdr)
+        + msgpack.packb([7, 1, None, 1, 8192, "extra"])
+        + msgpack.packb([2, 1, None, 0, RAW, 1, 2, 3])
+    )
     h, recs = read_all(p)
     assert h["version"] == [1, 7] and h["vm"]["vcpu_ids"] == [5, 9]
     assert recs == [(F.ACK, 1, None, 1, 8192), (F.COMMAND, 1, None, 0, RAW)]
@@ -140,7 +172,7 @@ def test_msi_order_preserved_across_blocks(tmp_path):
     expected = []
     t = 0
     with TraceWriter(p, vm=VM) as w:
-        for step in range(200):
+        for _step in range(200):
             kind = rng.integers(0, 10)
             if kind == 0:
                 t += 1
@@ -157,7 +189,7 @@ def test_msi_order_preserved_across_blocks(tmp_path):
                     d, e = int(rng.integers(0, 2**32)), int(rng.integers(0, 100))
                     w.msi(its, d, e, t_ns=t, injector=inj)
                     expected.append(("msi", t, its, d, e, inj))
-        for i in range(F.MAX_BLOCK + 10):       # one long run: split at MAX_BLOCK
+        for i in range(F.MAX_BLOCK + 10):  # one long run: split at MAX_BLOCK
             w.msi(0, i, i & 7, injector=1)
             expected.append(("msi", t, 0, i, i & 7, 1))
     _, recs = read_all(p)
@@ -170,21 +202,21 @@ def test_msi_order_preserved_across_blocks(tmp_path):
     assert got == expected
     blocks = [r for r in recs if r[0] == F.MSI_BLOCK]
     assert max(r[1] for r in blocks) == F.MAX_BLOCK
-    for r in blocks:                               # injector presence is uniform per block
+    for r in blocks:  # injector presence is uniform per block
         assert r[6] is None or len(r[6]) == r[1]
 
 
 def test_msi_block_splits_and_accepts_sequences(tmp_path):
     n = 2 * F.MAX_BLOCK + 5
     ts = np.arange(n, dtype=np.uint64) * 3
-    dev = (np.arange(n) % 1000).astype(np.int64)            # converted to u32
+    dev = (np.arange(n) % 1000).astype(np.int64)  # converted to u32
     ev = np.arange(n, dtype=np.uint32)
     p = tmp_path / "t.msgpack"
     with TraceWriter(p, vm=VM) as w:
         w.msi_block(1, ts, dev, ev)
         w.msi_block(0, [1, 2], [3, 4], [5, 6], inj=[7, 8])
-        w.msi_block(0, [], [], [])                          # nothing written
-        w.command(0, RAW)                                   # t_ns defaults to last ts
+        w.msi_block(0, [], [], [])  # nothing written
+        w.command(0, RAW)  # t_ns defaults to last ts
     _, recs = read_all(p)
     assert [r[1] for r in recs[:3]] == [F.MAX_BLOCK, F.MAX_BLOCK, 5]
     assert np.array_equal(np.concatenate([r[3] for r in recs[:3]]), ts)
@@ -199,9 +231,18 @@ def test_msi_block_splits_and_accepts_sequences(tmp_path):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
-                          st.integers(0, 2**63 - 1), st.none() | st.integers(0, 2**32 - 1)),
-                max_size=60))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1),
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 2**32 - 1),
+            st.integers(0, 2**63 - 1),
+            st.none() | st.integers(0, 2**32 - 1),
+        ),
+        max_size=60,
+    )
+)
 def test_msi_property(tmp_path_factory, msis):
     p = tmp_path_factory.mktemp("h") / "t.msgpack"
     with TraceWriter(p, vm=VM) as w:
@@ -213,20 +254,18 @@ def test_msi_property(tmp_path_factory, msis):
 
 def test_atomic_write(tmp_path):
     p = tmp_path / "t.msgpack"
-    with pytest.raises(RuntimeError, match="boom"):
-        with TraceWriter(p, vm=VM) as w:
-            w.msi(0, 1, 2)
-            w.command(0, RAW)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), TraceWriter(p, vm=VM) as w:
+        w.msi(0, 1, 2)
+        w.command(0, RAW)
+        raise RuntimeError("boom")
     assert os.listdir(tmp_path) == []
-    p.write_bytes(b"old")                       # an existing file survives a failed write
-    with pytest.raises(ValueError):
-        with TraceWriter(p, vm=VM) as w:
-            w.command(0, RAW[:31])
+    p.write_bytes(b"old")  # an existing file survives a failed write
+    with pytest.raises(ValueError), TraceWriter(p, vm=VM) as w:
+        w.command(0, RAW[:31])
     assert p.read_bytes() == b"old" and os.listdir(tmp_path) == ["t.msgpack"]
     w = TraceWriter(p, vm=VM)
     w.ack(0, 8192)
-    assert p.read_bytes() == b"old"             # nothing at path before close()
+    assert p.read_bytes() == b"old"  # nothing at path before close()
     w.close()
     w.close()
     assert read_all(p)[1] == [(F.ACK, 0, None, 0, 8192)]
@@ -243,7 +282,7 @@ def test_gzip(tmp_path):
     h1, r1 = read_all(p)
     h2, r2 = read_all(gz)
     assert h1 == h2 and events(r1) == events(r2)
-    rd = TraceReader(io.BytesIO(gzip.compress(raw)))          # file objects too
+    rd = TraceReader(io.BytesIO(gzip.compress(raw)))  # file objects too
     assert events(list(rd)) == events(r1)
     bad = tmp_path / "cut.gz"
     bad.write_bytes(gzip.compress(raw)[:-20])
@@ -251,45 +290,50 @@ def test_gzip(tmp_path):
         read_all(bad)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda w: w.command(0, RAW[:31]), "31 bytes"),
-    (lambda w: w.command(2, RAW), "ITS index 2"),
-    (lambda w: w.msi(5, 1, 1), "ITS index 5"),
-    (lambda w: w.msi(0, -1, 1), "device_id"),
-    (lambda w: w.msi(0, 1, 2**32), "event_id"),
-    (lambda w: w.msi(0, 1, 1, t_ns=-1), "t_ns"),
-    (lambda w: w.msi_block(0, [1], [1, 2], [1]), "lengths"),
-    (lambda w: w.msi_block(0, [2**63], [1], [1]), "ts"),
-    (lambda w: w.msi_block(0, [1], [-1], [1]), "dev"),
-    (lambda w: w.reg("gicd", 0, 0, 4, 0, True), "frame"),
-    (lambda w: w.reg("redist", 4, 0, 4, 0, True), "vCPU index 4"),
-    (lambda w: w.reg("its", 0, 0, 2, 0, True), "size"),
-    (lambda w: w.reg("its", 0, 0, 4, 2**32, True), "value"),
-    (lambda w: w.reg("its", 0, 0, 4, None, True), "value"),
-    (lambda w: w.mem(-1, b""), "gpa"),
-    (lambda w: w.mem(0, "str"), "data"),
-    (lambda w: w.ctrl("explode", 0), "unknown operation"),
-    (lambda w: w.ctrl("reset"), "needs an ITS"),
-    (lambda w: w.expect("pending", {"intid": 8192, "vcpu": 0}), "pending"),
-    (lambda w: w.expect("pending", {"intid": 8192, "vcpu": 9, "pending": True}), "vcpu"),
-    (lambda w: w.ack(4, 8192), "vCPU index 4"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda w: w.command(0, RAW[:31]), "31 bytes"),
+        (lambda w: w.command(2, RAW), "ITS index 2"),
+        (lambda w: w.msi(5, 1, 1), "ITS index 5"),
+        (lambda w: w.msi(0, -1, 1), "device_id"),
+        (lambda w: w.msi(0, 1, 2**32), "event_id"),
+        (lambda w: w.msi(0, 1, 1, t_ns=-1), "t_ns"),
+        (lambda w: w.msi_block(0, [1], [1, 2], [1]), "lengths"),
+        (lambda w: w.msi_block(0, [2**63], [1], [1]), "ts"),
+        (lambda w: w.msi_block(0, [1], [-1], [1]), "dev"),
+        (lambda w: w.reg("gicd", 0, 0, 4, 0, True), "frame"),
+        (lambda w: w.reg("redist", 4, 0, 4, 0, True), "vCPU index 4"),
+        (lambda w: w.reg("its", 0, 0, 2, 0, True), "size"),
+        (lambda w: w.reg("its", 0, 0, 4, 2**32, True), "value"),
+        (lambda w: w.reg("its", 0, 0, 4, None, True), "value"),
+        (lambda w: w.mem(-1, b""), "gpa"),
+        (lambda w: w.mem(0, "str"), "data"),
+        (lambda w: w.ctrl("explode", 0), "unknown operation"),
+        (lambda w: w.ctrl("reset"), "needs an ITS"),
+        (lambda w: w.expect("pending", {"intid": 8192, "vcpu": 0}), "pending"),
+        (lambda w: w.expect("pending", {"intid": 8192, "vcpu": 9, "pending": True}), "vcpu"),
+        (lambda w: w.ack(4, 8192), "vCPU index 4"),
+    ],
+)
 def test_writer_rejects_bad_arguments(tmp_path, call, match):
-    with TraceWriter(tmp_path / "t", vm=VM) as w:
-        with pytest.raises(ValueError, match=match):
-            call(w)
+    with TraceWriter(tmp_path / "t", vm=VM) as w, pytest.raises(ValueError, match=match):
+        call(w)
 
 
-@pytest.mark.parametrize("vm, match", [
-    ({"itses": []}, "vm.vcpus"),
-    ({"vcpus": 0}, "vm.vcpus"),
-    ({"vcpus": 5000}, "vm.vcpus"),
-    ({"vcpus": 2, "vcpu_ids": [1]}, "vcpu_ids"),
-    ({"vcpus": 2, "vcpu_ids": [1, 1]}, "duplicate"),
-    ({"vcpus": 1, "itses": [{}]}, "base"),
-    ({"vcpus": 1, "memory": [[0]]}, "memory"),
-    ("nope", "vm"),
-])
+@pytest.mark.parametrize(
+    "vm, match",
+    [
+        ({"itses": []}, "vm.vcpus"),
+        ({"vcpus": 0}, "vm.vcpus"),
+        ({"vcpus": 5000}, "vm.vcpus"),
+        ({"vcpus": 2, "vcpu_ids": [1]}, "vcpu_ids"),
+        ({"vcpus": 2, "vcpu_ids": [1, 1]}, "duplicate"),
+        ({"vcpus": 1, "itses": [{}]}, "base"),
+        ({"vcpus": 1, "memory": [[0]]}, "memory"),
+        ("nope", "vm"),
+    ],
+)
 def test_writer_rejects_bad_vm(tmp_path, vm, match):
     with pytest.raises(ValueError, match=match):
         TraceWriter(tmp_path / "t", vm=vm)

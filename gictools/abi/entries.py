@@ -20,8 +20,10 @@ DTE_LAYOUT = Layout("DTE", [("Size", 4, 0), ("ITT_addr", 48, 5), ("next", 62, 49
 ITE_LAYOUT = Layout("ITE", [("ICID", 15, 0), ("pINTID", 47, 16), ("next", 63, 48)])
 # Collection Table Entry (packed from entry 0, not indexed):
 # | V 63 | RES0 62:52 | RDBase 51:16 (KVM writes and reads [47:16], a u32) | ICID 15:0 |
-CTE_LAYOUT = Layout("CTE", [("ICID", 15, 0), ("RDBase", 47, 16), ("RDBase_hi", 51, 48),
-                            ("RES0", 62, 52), ("V", 63, 63)])
+CTE_LAYOUT = Layout(
+    "CTE",
+    [("ICID", 15, 0), ("RDBase", 47, 16), ("RDBase_hi", 51, 48), ("RES0", 62, 52), ("V", 63, 63)],
+)
 # Level-1 device-table entry (two-level tables; written by the guest, never by KVM):
 # | V 63 | ... | L2 page address 51:16 | ... |
 L1E_LAYOUT = Layout("L1E", [("L2_addr", 51, 16), ("V", 63, 63)])
@@ -33,7 +35,7 @@ DTE_VALID_SHIFT = DTE_LAYOUT["V"].shift
 DTE_NEXT_SHIFT, DTE_NEXT_MASK = DTE_LAYOUT["next"].shift, DTE_LAYOUT["next"].mask
 DTE_ITTADDR_SHIFT, DTE_ITTADDR_MASK = DTE_LAYOUT["ITT_addr"].shift, DTE_LAYOUT["ITT_addr"].mask
 DTE_SIZE_MASK = DTE_LAYOUT["Size"].mask
-DTE_NEXT_MAX = DTE_NEXT_MASK                    # 16383: save caps the DeviceID distance
+DTE_NEXT_MAX = DTE_NEXT_MASK  # 16383: save caps the DeviceID distance
 ITE_NEXT_SHIFT, ITE_NEXT_MASK = ITE_LAYOUT["next"].shift, ITE_LAYOUT["next"].mask
 ITE_PINTID_SHIFT, ITE_PINTID_MASK = ITE_LAYOUT["pINTID"].shift, ITE_LAYOUT["pINTID"].mask
 ITE_ICID_MASK = ITE_LAYOUT["ICID"].mask
@@ -41,18 +43,19 @@ ITE_NEXT_MAX = ITE_NEXT_MASK
 CTE_VALID_SHIFT = CTE_LAYOUT["V"].shift
 CTE_RDBASE_SHIFT, CTE_RDBASE_MASK = CTE_LAYOUT["RDBase"].shift, CTE_LAYOUT["RDBase"].mask
 CTE_ICID_MASK = CTE_LAYOUT["ICID"].mask
-CTE_IGNORED_MASK = ((CTE_LAYOUT["RDBase_hi"].mask << CTE_LAYOUT["RDBase_hi"].shift)
-                    | (CTE_LAYOUT["RES0"].mask << CTE_LAYOUT["RES0"].shift))
+CTE_IGNORED_MASK = (CTE_LAYOUT["RDBase_hi"].mask << CTE_LAYOUT["RDBase_hi"].shift) | (
+    CTE_LAYOUT["RES0"].mask << CTE_LAYOUT["RES0"].shift
+)
 L1E_VALID_SHIFT = L1E_LAYOUT["V"].shift
 L1E_ADDR_MASK = L1E_LAYOUT["L2_addr"].mask << L1E_LAYOUT["L2_addr"].shift
-ITT_ADDR_GRANULE = 256                          # the DTE holds ITT address bits [51:8]
+ITT_ADDR_GRANULE = 256  # the DTE holds ITT address bits [51:8]
 
 
 class DeviceTableEntry(NamedTuple):
     valid: bool
-    next: int           # DeviceID distance to the next valid DTE; 0 = last
-    itt_addr: int       # byte address (256-byte aligned)
-    size: int           # the raw field: EventID bits - 1
+    next: int  # DeviceID distance to the next valid DTE; 0 = last
+    itt_addr: int  # byte address (256-byte aligned)
+    size: int  # the raw field: EventID bits - 1
 
     @property
     def num_eventid_bits(self) -> int:
@@ -60,8 +63,8 @@ class DeviceTableEntry(NamedTuple):
 
 
 class InterruptTranslationEntry(NamedTuple):
-    next: int           # EventID distance to the next ITE; 0 = last
-    pintid: int         # 0 = invalid entry
+    next: int  # EventID distance to the next ITE; 0 = last
+    pintid: int  # 0 = invalid entry
     icid: int
 
     @property
@@ -71,16 +74,17 @@ class InterruptTranslationEntry(NamedTuple):
 
 class CollectionTableEntry(NamedTuple):
     valid: bool
-    rdbase: int         # the collection's target (u32; 0xFFFFFFFF = created by MAPTI, unmapped)
+    rdbase: int  # the collection's target (u32; 0xFFFFFFFF = created by MAPTI, unmapped)
     icid: int
 
 
 class L1Entry(NamedTuple):
     valid: bool
-    l2_addr: int        # 64 KiB-aligned L2 page address
+    l2_addr: int  # 64 KiB-aligned L2 page address
 
 
 # --- generic (layout-driven) decoders and encoders -------------------------------------------
+
 
 def decode_dte(word: int) -> DeviceTableEntry:
     f = DTE_LAYOUT.decode(word)
@@ -129,10 +133,15 @@ ENCODERS = {"DTE": encode_dte, "ITE": encode_ite, "CTE": encode_cte, "L1E": enco
 
 # --- fast helpers for the save/restore loops (same bits, no dicts) ---------------------------
 
+
 def pack_dte(next_: int, itt_addr: int, size: int) -> int:
     """A valid DTE (vgic_its_save_dte); the caller keeps next_ <= DTE_NEXT_MAX."""
-    return ((1 << DTE_VALID_SHIFT) | (next_ << DTE_NEXT_SHIFT)
-            | ((itt_addr >> 8) << DTE_ITTADDR_SHIFT) | size)
+    return (
+        (1 << DTE_VALID_SHIFT)
+        | (next_ << DTE_NEXT_SHIFT)
+        | ((itt_addr >> 8) << DTE_ITTADDR_SHIFT)
+        | size
+    )
 
 
 def pack_ite(next_: int, pintid: int, icid: int) -> int:
@@ -147,19 +156,30 @@ def pack_cte(rdbase: int, icid: int) -> int:
 
 def unpack_dte(word: int):
     """(valid, next, itt_addr, num_eventid_bits) as vgic_its_restore_dte reads them."""
-    return (word >> DTE_VALID_SHIFT, (word >> DTE_NEXT_SHIFT) & DTE_NEXT_MASK,
-            ((word >> DTE_ITTADDR_SHIFT) & DTE_ITTADDR_MASK) << 8, (word & DTE_SIZE_MASK) + 1)
+    return (
+        word >> DTE_VALID_SHIFT,
+        (word >> DTE_NEXT_SHIFT) & DTE_NEXT_MASK,
+        ((word >> DTE_ITTADDR_SHIFT) & DTE_ITTADDR_MASK) << 8,
+        (word & DTE_SIZE_MASK) + 1,
+    )
 
 
 def unpack_ite(word: int):
     """(next, pintid, icid) as vgic_its_restore_ite reads them."""
-    return ((word >> ITE_NEXT_SHIFT) & ITE_NEXT_MASK, (word >> ITE_PINTID_SHIFT) & ITE_PINTID_MASK,
-            word & ITE_ICID_MASK)
+    return (
+        (word >> ITE_NEXT_SHIFT) & ITE_NEXT_MASK,
+        (word >> ITE_PINTID_SHIFT) & ITE_PINTID_MASK,
+        word & ITE_ICID_MASK,
+    )
 
 
 def unpack_cte(word: int):
     """(valid, target, icid) as vgic_its_restore_cte reads them."""
-    return word >> CTE_VALID_SHIFT, (word >> CTE_RDBASE_SHIFT) & CTE_RDBASE_MASK, word & CTE_ICID_MASK
+    return (
+        word >> CTE_VALID_SHIFT,
+        (word >> CTE_RDBASE_SHIFT) & CTE_RDBASE_MASK,
+        word & CTE_ICID_MASK,
+    )
 
 
 def unpack_l1e(word: int):

@@ -21,7 +21,14 @@ Model choices where KVM gives no usable answer (one comment form: "MODEL CHOICE"
 from gictools import regs as R
 from gictools.abi import entries as E
 from gictools.abi.walk import TableReader, scan_its_table
-from gictools.model.its import COLLECTION_NOT_MAPPED, ITE, SZ_64K, Collection, Device, baser_table_base
+from gictools.model.its import (
+    COLLECTION_NOT_MAPPED,
+    ITE,
+    SZ_64K,
+    Collection,
+    Device,
+    baser_table_base,
+)
 from gictools.model.memory import GuestFault
 
 _B = R.GITS_BASER_LAYOUT
@@ -36,6 +43,7 @@ def _table_bytes(baser: int) -> int:
 
 
 # --- save ------------------------------------------------------------------------------------
+
 
 class _Writer:
     """Buffers consecutive 8-byte entries into one memory write; on a fault, falls back to
@@ -67,7 +75,7 @@ class _Writer:
             pass
         for i in range(0, len(buf), 8):
             try:
-                self.mem.write(start + i, buf[i:i + 8])
+                self.mem.write(start + i, buf[i : i + 8])
             except GuestFault:
                 return -R.EFAULT
         return 0
@@ -155,6 +163,7 @@ def save_tables_v0(its) -> int:
 
 # --- restore -----------------------------------------------------------------------------------
 
+
 class _Undo:
     """What a restore may change, so that a failing one can put it back (see module doc)."""
 
@@ -200,7 +209,7 @@ def _restore_collection_table(its, reader) -> int:
             return -R.EFAULT
         valid, target, icid = E.unpack_cte(word)
         if not valid:
-            return 0                                  # the terminator
+            return 0  # the terminator
         if target != COLLECTION_NOT_MAPPED and vm.vcpu_from_rdbase(target) is None:
             return -R.EINVAL
         if icid in its.collections:
@@ -226,7 +235,7 @@ def _restore_itt(its, dev, reader) -> int:
     def restore_ite(event_id, word):
         nxt, intid, icid = unpack(word)
         if not intid:
-            return 1                                   # invalid entry: step one
+            return 1  # invalid entry: step one
         if intid < R.LPI_BASE_INTID:
             return -R.EINVAL
         if event_id + nxt >= limit:
@@ -259,7 +268,7 @@ def _restore_device_tables(its, reader) -> int:
         if not valid:
             return 1
         if check_size and nbits > R.VITS_TYPER_IDBITS:
-            return -R.EINVAL                           # 2026 upstream: Size + 1 > 16
+            return -R.EINVAL  # 2026 upstream: Size + 1 > 16
         if its.check_id(0, device_id) is None:
             return -R.EINVAL
         old = its.devices.get(device_id)
@@ -272,7 +281,7 @@ def _restore_device_tables(its, reader) -> int:
         its.devices[device_id] = dev
         err = _restore_itt(its, dev, reader)
         if err:
-            return err                                 # the caller rolls everything back
+            return err  # the caller rolls everything back
         return nxt
 
     base = baser_table_base(baser)

@@ -47,7 +47,7 @@ class TableReader:
 
     def read_entry(self, gpa: int, esz: int = 8):
         """The entry as an int, or None if the read fails (KVM: -EFAULT)."""
-        if esz != 8:                              # vgic_its_read_entry_lock refuses others
+        if esz != 8:  # vgic_its_read_entry_lock refuses others
             return None
         mem = self.mem
         if not mem.is_ram(gpa, esz):
@@ -55,7 +55,7 @@ class TableReader:
         off = gpa & PAGE_MASK
         if off <= PAGE_SIZE - esz:
             page = mem.pages.get(gpa >> PAGE_SHIFT)
-            return 0 if page is None else int.from_bytes(page[off:off + esz], "little")
+            return 0 if page is None else int.from_bytes(page[off : off + esz], "little")
         return int.from_bytes(mem.read(gpa, esz), "little")
 
     def zero_run(self, gpa: int) -> int:
@@ -81,8 +81,15 @@ class TableReader:
         return end - gpa
 
 
-def scan_its_table(reader: TableReader, base: int, size: int, esz: int, start_id: int, fn,
-                   zero_is_invalid: bool = True) -> int:
+def scan_its_table(
+    reader: TableReader,
+    base: int,
+    size: int,
+    esz: int,
+    start_id: int,
+    fn,
+    zero_is_invalid: bool = True,
+) -> int:
     """<0 (error), 0 (a last element was found) or 1 (ran off the end of the table)."""
     length = kvm_table_len(size)
     gpa, id_ = base, start_id
@@ -114,4 +121,4 @@ def scan_its_table(reader: TableReader, base: int, size: int, esz: int, start_id
         id_ += r
         gpa += step
         length -= step
-    return 1                                      # unreachable: each step shrinks length
+    return 1  # unreachable: each step shrinks length

@@ -34,7 +34,9 @@ def _result(preset, lat, wait, outcome, summary, t_done=None):
     hits = int((outcome == HIT).sum())
     elapsed = summary.get("elapsed_ns") or 0.0
     return {
-        "preset": preset.name, "cache": preset.cache, "msis": n,
+        "preset": preset.name,
+        "cache": preset.cache,
+        "msis": n,
         "lpis_per_sec": n / elapsed * 1e9 if elapsed else None,
         "elapsed_s": elapsed / 1e9,
         "hit_rate": hits / lookups if lookups else None,
@@ -46,7 +48,8 @@ def _result(preset, lat, wait, outcome, summary, t_done=None):
         "mean_wait_ns": float(wait.mean()) if n else None,
         "time_share": summary.get("time_share", {}),
         # kept for plots, dropped by as_json
-        "_latency": lat, "_outcome": outcome,
+        "_latency": lat,
+        "_outcome": outcome,
     }
 
 
@@ -56,12 +59,15 @@ def msi_outcomes_from_trace(trace, policy, kernel=None):
     import pyarrow.parquet as pq
 
     from gictools.replay import Replayer
+
     fd, tmp = tempfile.mkstemp(suffix=".parquet", prefix="gictools-compare-")
     os.close(fd)
     try:
         Replayer(trace, [policy], kernel, tmp).run()
-        t = pq.read_table(tmp, columns=["op", "cache", "injector", "vcpu", "its", "device_id",
-                                        "event_id", "error"])
+        t = pq.read_table(
+            tmp,
+            columns=["op", "cache", "injector", "vcpu", "its", "device_id", "event_id", "error"],
+        )
     finally:
         try:
             os.unlink(tmp)
@@ -97,8 +103,9 @@ def compare_trace(trace, presets, host_cpus=None, kernel=None):
         inj, outcome, vcpu, its, keys = cached[p.cache]
         if len(inj) == 0:
             raise ConfigError(f"{trace}: no MSI injections to compare")
-        lat, wait, summ = simulate_events(p, inj, outcome, host_cpus, vcpus=vcpu, its=its,
-                                          keys=keys)
+        lat, wait, summ = simulate_events(
+            p, inj, outcome, host_cpus, vcpus=vcpu, its=its, keys=keys
+        )
         out.append(_result(p, lat, wait, outcome, summ))
     return out
 
@@ -124,8 +131,17 @@ def compare_events(events, presets, nr_vcpus, host_cpus=None):
             raise ConfigError("compare_events models one ITS per-ITS cache; give ITS 0 only")
         policy = POLICIES[p.cache](nr_vcpus)
         policy.doorbells[0x0801_0040] = 0
-        sim = Simulation(p, per_inj, dev=dev, ev=ev, its=its, vcpu=vcpu, policy=policy,
-                         keys=keys, host_cpus=host_cpus).run()
+        sim = Simulation(
+            p,
+            per_inj,
+            dev=dev,
+            ev=ev,
+            its=its,
+            vcpu=vcpu,
+            policy=policy,
+            keys=keys,
+            host_cpus=host_cpus,
+        ).run()
         lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
         out.append(_result(p, lat, sim.wait, sim.out.astype(np.int8), sim.summary()))
     return out
@@ -139,11 +155,18 @@ def format_table(results) -> str:
     head = ("preset", "cache", "LPIs/s", "hit rate", "evictions", "p50 ns", "p99 ns", "max ns")
     rows = []
     for r in results:
-        rows.append((r["preset"], r["cache"],
-                     f"{r['lpis_per_sec']:,.0f}" if r["lpis_per_sec"] else "-",
-                     f"{r['hit_rate']:.2%}" if r["hit_rate"] is not None else "-",
-                     f"{r['evictions']:,}", f"{r['latency_p50_ns']:,.0f}",
-                     f"{r['latency_p99_ns']:,.0f}", f"{r['latency_max_ns']:,.0f}"))
+        rows.append(
+            (
+                r["preset"],
+                r["cache"],
+                f"{r['lpis_per_sec']:,.0f}" if r["lpis_per_sec"] else "-",
+                f"{r['hit_rate']:.2%}" if r["hit_rate"] is not None else "-",
+                f"{r['evictions']:,}",
+                f"{r['latency_p50_ns']:,.0f}",
+                f"{r['latency_p99_ns']:,.0f}",
+                f"{r['latency_max_ns']:,.0f}",
+            )
+        )
     widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
     return "\n".join([fmt.format(*head)] + [fmt.format(*x) for x in rows])
@@ -154,6 +177,7 @@ def plot(results, outdir) -> list:
     per step. Needs matplotlib (the 'plot' extra); returns the files written."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:

@@ -30,9 +30,15 @@ import numpy as np
 from gictools.errors import ConfigError
 from gictools.model.cache import BYPASS, EVICT, HIT, MISS, MISS_NOFILL, RECYCLE
 
-DOORBELL = 0x0801_0040                 # the selftest's GITS_TRANSLATER (any value works)
-OUTCOME_PATH = {HIT: "hit", MISS: "miss", EVICT: "evict", BYPASS: "bypass",
-                MISS_NOFILL: "nofill", RECYCLE: "recycle"}
+DOORBELL = 0x0801_0040  # the selftest's GITS_TRANSLATER (any value works)
+OUTCOME_PATH = {
+    HIT: "hit",
+    MISS: "miss",
+    EVICT: "evict",
+    BYPASS: "bypass",
+    MISS_NOFILL: "nofill",
+    RECYCLE: "recycle",
+}
 _NONE, _LOOKUP, _FILL = 0, 1, 2
 _SCOPE_INDEX = {"vm": 0, "its": 1, "vcpu": 2}
 
@@ -91,7 +97,7 @@ class _ListModel:
             self._add(s, -1)
             self.present[s] = 0
             self.count -= 1
-        if self.next > self.n:                 # out of stamps: renumber in order
+        if self.next > self.n:  # out of stamps: renumber in order
             self._renumber()
         s = self.next
         self.next += 1
@@ -140,8 +146,21 @@ class Simulation:
     `policy` decides); keys: per event cache key for the walk model (None: no walk model).
     """
 
-    def __init__(self, preset, per_injector, *, dev, ev, its, vcpu, outcome=None, policy=None,
-                 keys=None, host_cpus=None, vcpus_busy=0):
+    def __init__(
+        self,
+        preset,
+        per_injector,
+        *,
+        dev,
+        ev,
+        its,
+        vcpu,
+        outcome=None,
+        policy=None,
+        keys=None,
+        host_cpus=None,
+        vcpus_busy=0,
+    ):
         self.p = preset
         self.per_inj = per_injector
         self.dev, self.ev, self.its, self.vcpu = dev, ev, its, vcpu
@@ -168,9 +187,14 @@ class Simulation:
         comp = {}
         for name, s in preset.steps.items():
             act = {"lookup": _LOOKUP, "fill": _FILL}.get(s.action, _NONE)
-            comp[name] = (sidx[name], s.ns, tuple(
-                (lidx[lk], _SCOPE_INDEX[preset.locks[lk].scope]) for lk in s.locks),
-                s.walk, act, s.sleeps)
+            comp[name] = (
+                sidx[name],
+                s.ns,
+                tuple((lidx[lk], _SCOPE_INDEX[preset.locks[lk].scope]) for lk in s.locks),
+                s.walk,
+                act,
+                s.sleeps,
+            )
         self.paths = {o: tuple(comp[s] for s in seq) for o, seq in preset.paths.items()}
         self.handoff = [preset.locks[x].handoff_ns for x in self.lock_names]
         self.walk_s = preset.walk_per_entry_ns
@@ -212,7 +236,7 @@ class Simulation:
         lpi_of = self._lpi_of
         outcome_path = {c: paths.get(o) for c, o in OUTCOME_PATH.items()}
 
-        res = {}                                 # (lock index, instance) -> _Res
+        res = {}  # (lock index, instance) -> _Res
 
         def resource(lk, scope, e):
             inst = 0 if scope == 0 else (int(its[e]) if scope == 1 else int(vcpu[e]))
@@ -224,8 +248,8 @@ class Simulation:
         path = [hit_path] * ninj
         si = [0] * ninj
         held = [[] for _ in range(ninj)]
-        cur = [-1] * ninj                        # current event index
-        nxt = [0] * ninj                         # position in per_inj list
+        cur = [-1] * ninj  # current event index
+        nxt = [0] * ninj  # position in per_inj list
         t_block = [0.0] * ninj
         wacc = [0.0] * ninj
         has_cpu = [False] * ninj
@@ -402,8 +426,10 @@ class Simulation:
                         outv[e] = o
                         pth2 = outcome_path.get(o)
                         if pth2 is None:
-                            raise ConfigError(f"preset {p.name!r} has no path for cache outcome "
-                                              f"{OUTCOME_PATH[o]!r} (policy {policy.name})")
+                            raise ConfigError(
+                                f"preset {p.name!r} has no path for cache outcome "
+                                f"{OUTCOME_PATH[o]!r} (policy {policy.name})"
+                            )
                         path[inj] = pth2
                         if lm is not None:
                             vic = policy.last_victim
@@ -483,8 +509,9 @@ def shares(total, steps, locks, cpu_wait):
     return {"steps": st, "locks": lk, "cpu_wait": cpu_wait / total}
 
 
-def simulate_events(preset, injectors, outcomes, host_cpus=None, *, vcpus=None, its=None,
-                    keys=None):
+def simulate_events(
+    preset, injectors, outcomes, host_cpus=None, *, vcpus=None, its=None, keys=None
+):
     """Per-event modelled latency for replay with --preset.
 
     injectors, outcomes: per event (in trace order) the injector id and the cache outcome
@@ -513,13 +540,22 @@ def simulate_events(preset, injectors, outcomes, host_cpus=None, *, vcpus=None, 
     uniq, inv = np.unique(inj, return_inverse=True)
     order = np.argsort(inv, kind="stable")
     bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-    per_inj = [order[bounds[j]:bounds[j + 1]].tolist() for j in range(len(uniq))]
+    per_inj = [order[bounds[j] : bounds[j + 1]].tolist() for j in range(len(uniq))]
     zeros = np.zeros(n, dtype=np.int64)
     vc = zeros if vcpus is None else np.asarray(vcpus)
     it = zeros if its is None else np.asarray(its)
     kk = None if keys is None else np.asarray(keys).tolist()
-    sim = Simulation(preset, per_inj, dev=zeros, ev=zeros, its=it, vcpu=vc,
-                     outcome=outc, keys=kk, host_cpus=host_cpus).run()
+    sim = Simulation(
+        preset,
+        per_inj,
+        dev=zeros,
+        ev=zeros,
+        its=it,
+        vcpu=vc,
+        outcome=outc,
+        keys=kk,
+        host_cpus=host_cpus,
+    ).run()
     lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
     wait = np.minimum(np.rint(sim.wait).astype(np.int64), lat)
     return lat, wait, sim.summary()

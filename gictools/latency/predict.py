@@ -26,7 +26,7 @@ from gictools.latency.presets import load_preset
 from gictools.model.cache import EVICT, HIT, POLICIES, RECYCLE
 
 DEFAULT_MAX_EVENTS = 200_000
-MIN_SIM_ITERATIONS = 64          # the closed loop needs tens of iterations to settle
+MIN_SIM_ITERATIONS = 64  # the closed loop needs tens of iterations to settle
 ROUTINGS = ("as-measured", "fixed")
 
 # DESIGN.md "Latency": (v, d, e, i) -> LPIs/s, per preset
@@ -50,8 +50,18 @@ def _workload(v, d, e, iters, routing):
     return per_inj, dev, evs, vcpu, keys
 
 
-def predict_lpi_stress(vcpus, devices, events, iterations, preset, *, routing="as-measured",
-                       host_cpus=None, max_events=DEFAULT_MAX_EVENTS, vcpu_threads_busy=True):
+def predict_lpi_stress(
+    vcpus,
+    devices,
+    events,
+    iterations,
+    preset,
+    *,
+    routing="as-measured",
+    host_cpus=None,
+    max_events=DEFAULT_MAX_EVENTS,
+    vcpu_threads_busy=True,
+):
     """Predicted selftest result; preset is a Preset or a bundled preset name.
 
     host_cpus: the host's CPU count (default: the preset's). The selftest's vCPU threads
@@ -63,22 +73,38 @@ def predict_lpi_stress(vcpus, devices, events, iterations, preset, *, routing="a
     """
     if isinstance(preset, str):
         preset = load_preset(preset)
-    for flag, val, lo in (("-v", vcpus, 1), ("-d", devices, 1), ("-e", events, 1),
-                          ("-i", iterations, 1)):
+    for flag, val, lo in (
+        ("-v", vcpus, 1),
+        ("-d", devices, 1),
+        ("-e", events, 1),
+        ("-i", iterations, 1),
+    ):
         if not isinstance(val, int) or val < lo:
             raise ConfigError(f"{flag} {val!r}: must be an integer >= {lo}")
     if routing not in ROUTINGS:
         raise ConfigError(f"--routing {routing!r}: one of {', '.join(ROUTINGS)}")
     per_iter = devices * events
     total = per_iter * iterations
-    sim_iters = iterations if max_events is None else \
-        min(iterations, max(MIN_SIM_ITERATIONS, math.ceil(max_events / per_iter)))
+    sim_iters = (
+        iterations
+        if max_events is None
+        else min(iterations, max(MIN_SIM_ITERATIONS, math.ceil(max_events / per_iter)))
+    )
     per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, sim_iters, routing)
     policy = POLICIES[preset.cache](vcpus)
     policy.doorbells[0x0801_0040] = 0
-    sim = Simulation(preset, per_inj, dev=dev, ev=evs, its=np.zeros(len(dev), np.int64),
-                     vcpu=vcpu, policy=policy, keys=keys, host_cpus=host_cpus,
-                     vcpus_busy=vcpus if vcpu_threads_busy else 0).run()
+    sim = Simulation(
+        preset,
+        per_inj,
+        dev=dev,
+        ev=evs,
+        its=np.zeros(len(dev), np.int64),
+        vcpu=vcpu,
+        policy=policy,
+        keys=keys,
+        host_cpus=host_cpus,
+        vcpus_busy=vcpus if vcpu_threads_busy else 0,
+    ).run()
     n_sim = sim.n
     done = sim.t_done
     hits_mask = sim.out == HIT
@@ -98,7 +124,7 @@ def predict_lpi_stress(vcpus, devices, events, iterations, preset, *, routing="a
         n_win = int(win.sum())
         if n_win == 0 or t_end <= t_start:
             raise ConfigError("steady-state window is empty; raise max_events")
-        rate = n_win / (t_end - t_start)                 # events per ns
+        rate = n_win / (t_end - t_start)  # events per ns
         n_before = int((done <= t_end).sum())
         elapsed = t_end + (total - n_before) / rate
         hit_frac = float(hits_mask[win].mean())
@@ -108,8 +134,13 @@ def predict_lpi_stress(vcpus, devices, events, iterations, preset, *, routing="a
     lat = done - sim.t_issue
     tot, steps, locks = sim.breakdown()
     return {
-        "config": {"vcpus": vcpus, "devices": devices, "events": events,
-                   "iterations": iterations, "routing": routing},
+        "config": {
+            "vcpus": vcpus,
+            "devices": devices,
+            "events": events,
+            "iterations": iterations,
+            "routing": routing,
+        },
         "preset": preset.name,
         "cache": preset.cache,
         "host_cpus": preset.host_cpus if host_cpus is None else host_cpus,
@@ -134,15 +165,17 @@ def predict_lpi_stress(vcpus, devices, events, iterations, preset, *, routing="a
 def format_prediction(r) -> str:
     """A human-readable report of predict_lpi_stress's dict."""
     c = r["config"]
-    lines = [f"lpi-stress -v {c['vcpus']} -d {c['devices']} -e {c['events']} "
-             f"-i {c['iterations']} ({c['routing']} routing), preset {r['preset']} "
-             f"(cache {r['cache']}), {r['host_cpus']} host CPUs",
-             f"  predicted      {r['lpis_per_sec']:,.0f} LPIs/s   ({r['injections']:,} injections "
-             f"in {r['elapsed_s']:.4g} s)",
-             f"  hit rate       {r['hit_rate']:.2%}   evictions {r['evictions']:,}",
-             f"  latency        p50 {r['latency_p50_ns']:,.0f} ns   p99 "
-             f"{r['latency_p99_ns']:,.0f} ns   max {r['latency_max_ns']:,.0f} ns",
-             "  where the time went (share of all injector time):"]
+    lines = [
+        f"lpi-stress -v {c['vcpus']} -d {c['devices']} -e {c['events']} "
+        f"-i {c['iterations']} ({c['routing']} routing), preset {r['preset']} "
+        f"(cache {r['cache']}), {r['host_cpus']} host CPUs",
+        f"  predicted      {r['lpis_per_sec']:,.0f} LPIs/s   ({r['injections']:,} injections "
+        f"in {r['elapsed_s']:.4g} s)",
+        f"  hit rate       {r['hit_rate']:.2%}   evictions {r['evictions']:,}",
+        f"  latency        p50 {r['latency_p50_ns']:,.0f} ns   p99 "
+        f"{r['latency_p99_ns']:,.0f} ns   max {r['latency_max_ns']:,.0f} ns",
+        "  where the time went (share of all injector time):",
+    ]
     ts = r["time_share"]
     for k, v in sorted(ts["steps"].items(), key=lambda kv: -kv[1]):
         lines.append(f"    step {k:<14} {v:7.1%}")
@@ -151,8 +184,9 @@ def format_prediction(r) -> str:
     if ts["cpu_wait"]:
         lines.append(f"    wait {'host CPU':<14} {ts['cpu_wait']:7.1%}")
     if r["extrapolated"]:
-        lines.append(f"  (steady state from {r['simulated_events']:,} simulated injections, "
-                     "extrapolated)")
+        lines.append(
+            f"  (steady state from {r['simulated_events']:,} simulated injections, extrapolated)"
+        )
     return "\n".join(lines)
 
 
@@ -164,8 +198,11 @@ def calibration_residuals(presets=None, host_cpus=None, max_events=DEFAULT_MAX_E
         for name, m in meas.items():
             if presets is not None and name not in presets:
                 continue
-            p = presets[name] if isinstance(presets, dict) else cache.setdefault(
-                name, load_preset(name))
+            p = (
+                presets[name]
+                if isinstance(presets, dict)
+                else cache.setdefault(name, load_preset(name))
+            )
             r = predict_lpi_stress(*cfg, p, host_cpus=host_cpus, max_events=max_events)
             rows.append((cfg, name, m, r["lpis_per_sec"], r["lpis_per_sec"] / m - 1))
     return rows
@@ -188,10 +225,10 @@ def _apply(base, x):
     out = {}
     for name, p in base.items():
         ch = {}
-        for (pname, targets, key), val in zip(FIT_PARAMETERS, x):
+        for (_pname, targets, key), val in zip(FIT_PARAMETERS, x):
             if name in targets:
                 ch[key] = float(val)
-        if "lock__lpi_list_lock" in ch:           # one handoff cost for every lock of the host
+        if "lock__lpi_list_lock" in ch:  # one handoff cost for every lock of the host
             for lk in p.locks:
                 if p.locks[lk].scope != "vcpu":
                     ch[f"lock__{lk}"] = ch["lock__lpi_list_lock"]
@@ -207,9 +244,17 @@ def fit_presets(max_events=30_000, iterations=8, verbose=False):
     base = {n: load_preset(n) for n in ("v6.8-rc1", "series-v2")}
     p0 = base["v6.8-rc1"]
     s0 = base["series-v2"]
-    x = np.array([p0.steps["queue"].ns, p0.walk_remote_line_ns, p0.steps["lookup"].ns,
-                  p0.locks["lpi_list_lock"].handoff_ns, s0.steps["lookup"].ns,
-                  s0.walk_per_entry_ns], dtype=float)
+    x = np.array(
+        [
+            p0.steps["queue"].ns,
+            p0.walk_remote_line_ns,
+            p0.steps["lookup"].ns,
+            p0.locks["lpi_list_lock"].handoff_ns,
+            s0.steps["lookup"].ns,
+            s0.walk_per_entry_ns,
+        ],
+        dtype=float,
+    )
 
     def resid(xv):
         rows = calibration_residuals(_apply(base, xv), max_events=max_events)

@@ -25,50 +25,62 @@ OUTCOMES = ("hit", "miss", "evict", "bypass", "nofill", "recycle")
 @dataclass(frozen=True)
 class Step:
     name: str
-    ns: float                 # fixed cost of the step
-    locks: tuple              # serialized sections held while it runs, outer first
-    walk: bool = False        # + the list-walk cost of the cache (list policies)
+    ns: float  # fixed cost of the step
+    locks: tuple  # serialized sections held while it runs, outer first
+    walk: bool = False  # + the list-walk cost of the cache (list policies)
     action: str | None = None  # "lookup" / "fill": where the cache policy is consulted
-    sleeps: bool = False      # the injector sleeps (gives up its CPU): synchronize_rcu()
+    sleeps: bool = False  # the injector sleeps (gives up its CPU): synchronize_rcu()
     doc: str = ""
 
 
 @dataclass(frozen=True)
 class Lock:
     name: str
-    scope: str                # vm | its | vcpu: one instance per VM, per ITS, per target vCPU
-    handoff_ns: float         # added when the section passes to a waiter on another CPU
+    scope: str  # vm | its | vcpu: one instance per VM, per ITS, per target vCPU
+    handoff_ns: float  # added when the section passes to a waiter on another CPU
     doc: str = ""
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    cache: str                # cache policy name (gictools.model.cache.POLICIES)
+    cache: str  # cache policy name (gictools.model.cache.POLICIES)
     kernel: str
     description: str
-    host_cpus: int            # default host CPU count for the contention model
-    steps: dict               # name -> Step
-    locks: dict               # name -> Lock
-    paths: dict               # outcome name -> tuple of step names
+    host_cpus: int  # default host CPU count for the contention model
+    steps: dict  # name -> Step
+    locks: dict  # name -> Lock
+    paths: dict  # outcome name -> tuple of step names
     walk_per_entry_ns: float  # list walk: each entry passed
     walk_remote_line_ns: float  # list walk: each entry passed that another CPU modified
-    walk_moves_on_hit: bool   # LRU (hit dirties the head) vs in-place usage counter
-    source: str = ""          # file it came from
+    walk_moves_on_hit: bool  # LRU (hit dirties the head) vs in-place usage counter
+    source: str = ""  # file it came from
 
     def as_dict(self):
         """JSON-able parameters (Parquet metadata, --json output)."""
         return {
-            "name": self.name, "cache": self.cache, "kernel": self.kernel,
+            "name": self.name,
+            "cache": self.cache,
+            "kernel": self.kernel,
             "host_cpus": self.host_cpus,
-            "walk": {"per_entry_ns": self.walk_per_entry_ns,
-                     "remote_line_ns": self.walk_remote_line_ns,
-                     "moves_on_hit": self.walk_moves_on_hit},
-            "locks": {k: {"scope": v.scope, "handoff_ns": v.handoff_ns}
-                      for k, v in self.locks.items()},
-            "steps": {k: {"ns": v.ns, "lock": list(v.locks), "walk": v.walk,
-                          "action": v.action, "sleeps": v.sleeps}
-                      for k, v in self.steps.items()},
+            "walk": {
+                "per_entry_ns": self.walk_per_entry_ns,
+                "remote_line_ns": self.walk_remote_line_ns,
+                "moves_on_hit": self.walk_moves_on_hit,
+            },
+            "locks": {
+                k: {"scope": v.scope, "handoff_ns": v.handoff_ns} for k, v in self.locks.items()
+            },
+            "steps": {
+                k: {
+                    "ns": v.ns,
+                    "lock": list(v.locks),
+                    "walk": v.walk,
+                    "action": v.action,
+                    "sleeps": v.sleeps,
+                }
+                for k, v in self.steps.items()
+            },
             "paths": {k: list(v) for k, v in self.paths.items()},
         }
 
@@ -104,8 +116,10 @@ def load_preset(name: str | None = None, path=None) -> Preset:
         src = str(p)
     elif name is not None:
         if name not in BUNDLED:
-            raise ConfigError(f"unknown latency preset {name!r} (known: {', '.join(BUNDLED)}; "
-                              "or give --preset-file)")
+            raise ConfigError(
+                f"unknown latency preset {name!r} (known: {', '.join(BUNDLED)}; "
+                "or give --preset-file)"
+            )
         text = bundled_path(name).read_text(encoding="utf-8")
         src = f"bundled:{name}"
     else:
@@ -139,14 +153,18 @@ def _known(where, d, allowed):
         raise ConfigError(f"{where}: expected a table, got {type(d).__name__}")
     extra = set(d) - set(allowed)
     if extra:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))} "
-                          f"(allowed: {', '.join(allowed)})")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(extra))} (allowed: {', '.join(allowed)})"
+        )
 
 
 def parse_preset(data: dict, src: str = "<preset>") -> Preset:
     """Validate a decoded preset table; every error names the key."""
-    _known(src, data, ("name", "kernel", "cache", "description", "host_cpus", "walk", "locks",
-                       "steps", "paths"))
+    _known(
+        src,
+        data,
+        ("name", "kernel", "cache", "description", "host_cpus", "walk", "locks", "steps", "paths"),
+    )
     for key in ("name", "cache", "locks", "steps", "paths"):
         if key not in data:
             raise ConfigError(f"{src}: missing key {key!r}")
@@ -171,8 +189,9 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         scope = ld.get("scope")
         if scope not in LOCK_SCOPES:
             raise ConfigError(f"{w}.scope: {scope!r} is not one of {', '.join(LOCK_SCOPES)}")
-        locks[lname] = Lock(lname, scope, _num(f"{w}.handoff_ns", ld.get("handoff_ns", 0)),
-                            str(ld.get("doc", "")))
+        locks[lname] = Lock(
+            lname, scope, _num(f"{w}.handoff_ns", ld.get("handoff_ns", 0)), str(ld.get("doc", ""))
+        )
 
     steps = {}
     for sname, sd in data["steps"].items():
@@ -186,8 +205,10 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
             raise ConfigError(f"{w}.lock: a lock name or a list of names, outer first")
         for x in lk:
             if x not in locks:
-                raise ConfigError(f"{w}.lock: {x!r} is not a lock of this preset "
-                                  f"({', '.join(locks) or 'none defined'})")
+                raise ConfigError(
+                    f"{w}.lock: {x!r} is not a lock of this preset "
+                    f"({', '.join(locks) or 'none defined'})"
+                )
         if len(set(lk)) != len(lk):
             raise ConfigError(f"{w}.lock: a lock listed twice")
         action = sd.get("action")
@@ -199,8 +220,15 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         if sd.get("sleeps") and lk and any(locks[x].scope != "its" for x in lk):
             # a sleeping step may hold a mutex (its_lock) but not a spinlock
             raise ConfigError(f"{w}: a sleeping step can only hold mutexes (scope 'its')")
-        steps[sname] = Step(sname, _num(f"{w}.ns", sd["ns"]), tuple(lk), sd.get("walk", False),
-                            action, sd.get("sleeps", False), str(sd.get("doc", "")))
+        steps[sname] = Step(
+            sname,
+            _num(f"{w}.ns", sd["ns"]),
+            tuple(lk),
+            sd.get("walk", False),
+            action,
+            sd.get("sleeps", False),
+            str(sd.get("doc", "")),
+        )
 
     paths = {}
     _known(f"{src}: paths", data["paths"], OUTCOMES)
@@ -216,13 +244,20 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         if need not in paths:
             raise ConfigError(f"{src}: paths.{need} is required")
     _check_prefixes(src, paths, steps)
-    return Preset(name=name, cache=cache, kernel=str(data.get("kernel", "")),
-                  description=str(data.get("description", "")).strip(), host_cpus=host_cpus,
-                  steps=steps, locks=locks, paths=paths,
-                  walk_per_entry_ns=_num(f"{src}: walk.per_entry_ns", walk.get("per_entry_ns", 0)),
-                  walk_remote_line_ns=_num(f"{src}: walk.remote_line_ns",
-                                           walk.get("remote_line_ns", 0)),
-                  walk_moves_on_hit=moves, source=src)
+    return Preset(
+        name=name,
+        cache=cache,
+        kernel=str(data.get("kernel", "")),
+        description=str(data.get("description", "")).strip(),
+        host_cpus=host_cpus,
+        steps=steps,
+        locks=locks,
+        paths=paths,
+        walk_per_entry_ns=_num(f"{src}: walk.per_entry_ns", walk.get("per_entry_ns", 0)),
+        walk_remote_line_ns=_num(f"{src}: walk.remote_line_ns", walk.get("remote_line_ns", 0)),
+        walk_moves_on_hit=moves,
+        source=src,
+    )
 
 
 def _action_index(path, steps, action):
@@ -237,17 +272,21 @@ def _check_prefixes(src, paths, steps):
     miss kind at the fill step. So paths must agree up to those steps."""
     li = _action_index(paths["hit"], steps, "lookup")
     if li is None:
-        raise ConfigError(f"{src}: paths.hit has no step with action = \"lookup\"")
+        raise ConfigError(f'{src}: paths.hit has no step with action = "lookup"')
     for o in ("miss", "evict", "recycle", "nofill"):
-        if o in paths and paths[o][:li + 1] != paths["hit"][:li + 1]:
-            raise ConfigError(f"{src}: paths.{o} must start like paths.hit up to its lookup "
-                              f"step ({', '.join(paths['hit'][:li + 1])})")
+        if o in paths and paths[o][: li + 1] != paths["hit"][: li + 1]:
+            raise ConfigError(
+                f"{src}: paths.{o} must start like paths.hit up to its lookup "
+                f"step ({', '.join(paths['hit'][: li + 1])})"
+            )
     fi = _action_index(paths["miss"], steps, "fill")
     if fi is None:
-        raise ConfigError(f"{src}: paths.miss has no step with action = \"fill\"")
+        raise ConfigError(f'{src}: paths.miss has no step with action = "fill"')
     for o in ("evict", "recycle"):
-        if o in paths and paths[o][:fi + 1] != paths["miss"][:fi + 1]:
-            raise ConfigError(f"{src}: paths.{o} must start like paths.miss up to its fill "
-                              f"step ({', '.join(paths['miss'][:fi + 1])})")
-    if "nofill" in paths and paths["nofill"][:li + 1] != paths["miss"][:li + 1]:
+        if o in paths and paths[o][: fi + 1] != paths["miss"][: fi + 1]:
+            raise ConfigError(
+                f"{src}: paths.{o} must start like paths.miss up to its fill "
+                f"step ({', '.join(paths['miss'][: fi + 1])})"
+            )
+    if "nofill" in paths and paths["nofill"][: li + 1] != paths["miss"][: li + 1]:
         raise ConfigError(f"{src}: paths.nofill must start like paths.miss")

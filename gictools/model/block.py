@@ -19,8 +19,16 @@ OUTCOME_TO_COLUMN = np.array([0, 1, 2, 3, 1, 1], dtype=np.int8)
 
 
 class BlockResult:
-    __slots__ = ("outcome", "intid", "vcpu", "error", "entries", "victim_index",
-                 "victim_device", "victim_event")
+    __slots__ = (
+        "outcome",
+        "intid",
+        "vcpu",
+        "error",
+        "entries",
+        "victim_index",
+        "victim_device",
+        "victim_event",
+    )
 
 
 def _resolve_uniques(its, uniq):
@@ -52,17 +60,20 @@ def _cache_consistent(its, policy):
     if policy.scope == "its":
         items = ((k >> 16, k & 0xFFFF, lpi) for k, lpi in policy.map.items())
     elif policy.name == "lru-v6.8":
-        items = (((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, lpi)
-                 for k, lpi in policy.map.items() if k >> 64 == idx)
+        items = (
+            ((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, lpi)
+            for k, lpi in policy.map.items()
+            if k >> 64 == idx
+        )
     elif policy.name == "usage-v2":
-        items = (((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, e.lpi)
-                 for k, e in policy.map.items() if k >> 64 == idx)
+        items = (
+            ((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, e.lpi)
+            for k, e in policy.map.items()
+            if k >> 64 == idx
+        )
     else:
         return True
-    for d, e, lpi in items:
-        if its.resolve_lpi(d, e)[1] is not lpi:
-            return False
-    return True
+    return all(its.resolve_lpi(d, e)[1] is lpi for d, e, lpi in items)
 
 
 def _run_none(policy, its, keys64, inverse, first, lpis, n):
@@ -85,7 +96,7 @@ def _run_per_its(policy, its, keys64, inverse, first, lpis, n):
         else:
             uniq_out[j] = HIT
             first_miss[j] = True
-            m[ck] = lpi                       # vgic_its_cache_translation
+            m[ck] = lpi  # vgic_its_cache_translation
     out = uniq_out[inverse]
     out[first[first_miss]] = MISS
     return out, [], []
@@ -107,7 +118,7 @@ def _run_lru(policy, its, keys64, inverse, first, lpis, n):
     od = policy.map
     get, move, popitem = od.get, od.move_to_end, od.popitem
     cap = policy.capacity
-    out = bytearray(n)                        # HIT == 0
+    out = bytearray(n)  # HIT == 0
     vidx, vkey = [], []
     size = len(od)
     for i, k in enumerate(keys):
@@ -158,8 +169,12 @@ def _run_usage(policy, its, keys64, inverse, first, lpis, n):
     return np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey
 
 
-RUNNERS = {"none": _run_none, "per-its-v6.10": _run_per_its, "lru-v6.8": _run_lru,
-           "usage-v2": _run_usage}
+RUNNERS = {
+    "none": _run_none,
+    "per-its-v6.10": _run_per_its,
+    "lru-v6.8": _run_lru,
+    "usage-v2": _run_usage,
+}
 
 
 def inject_block(vm, its, dev, ev):
@@ -176,7 +191,7 @@ def inject_block(vm, its, dev, ev):
     lpis, u_intid, u_vcpu, u_error = _resolve_uniques(its, uniq)
     start_entries = len(policy)
     outcome, vidx, vkey = runner(policy, its, keys64, inverse, first, lpis, n)
-    for lpi in lpis:                          # the latch every delivered event set
+    for lpi in lpis:  # the latch every delivered event set
         if lpi is not None:
             lpi.pending = True
     r = BlockResult()

@@ -6,7 +6,7 @@ decides the code, and nothing is changed before it (unless noted).
 """
 
 from gictools import regs as R
-from gictools.model.its import COLLECTION_NOT_MAPPED, Collection, Device, ITE
+from gictools.model.its import COLLECTION_NOT_MAPPED, ITE, Collection, Device
 from gictools.model.memory import GuestFault
 
 _DEVID_SHIFT, _DEVID_MASK = R.DEVICEID_SHIFT, R.DEVICEID_MASK
@@ -32,7 +32,7 @@ def cmd_mapd(its, dw0, dw1, dw2, dw3):
     num_eventid_bits = (dw1 & R.SIZE_MASK) + 1
     itt_addr = ((dw2 >> R.ITT_ADDR_SHIFT) & R.ITT_ADDR_MASK) << 8
     gpa = its.check_id(0, device_id)
-    if gpa is None:                                   # checked for V=0 too
+    if gpa is None:  # checked for V=0 too
         return R.E_ITS_MAPD_DEVICE_OOR
     if valid and num_eventid_bits > R.VITS_TYPER_IDBITS:
         return R.E_ITS_MAPD_ITTSIZE_OOR
@@ -52,7 +52,7 @@ def cmd_mapc(its, dw0, dw1, dw2, dw3):
     target = (dw2 >> R.RDBASE_SHIFT) & R.RDBASE_MASK
     valid = dw2 >> R.VALID_SHIFT & 1
     if not vm.kernel.rdbase_is_vcpu_id and target >= vm.nr_vcpus:
-        return R.E_ITS_MAPC_PROCNUM_OOR              # <= v6.6: checked for V=0 too
+        return R.E_ITS_MAPC_PROCNUM_OOR  # <= v6.6: checked for V=0 too
     if not valid:
         its.free_collection(icid)
         its.invalidate_cache()
@@ -87,7 +87,7 @@ def _mapti(its, dw0, dw1, dw2, intid):
     if not R.LPI_BASE_INTID <= intid < vm.max_lpis_propbaser():
         return R.E_ITS_MAPTI_PHYSICALID_OOR
     if event_id in dev.ites:
-        return 0                                     # existing (DeviceID, EventID): no change
+        return 0  # existing (DeviceID, EventID): no change
     coll = its.collections.get(icid)
     new_coll = None
     if coll is None:
@@ -189,14 +189,22 @@ def cmd_movall(its, dw0, dw1, dw2, dw3):
 
 
 def cmd_sync(its, dw0, dw1, dw2, dw3):
-    return 0                 # "we are in sync all of the time"
+    return 0  # "we are in sync all of the time"
 
 
 HANDLERS = {
-    R.GITS_CMD_MOVI: cmd_movi, R.GITS_CMD_INT: cmd_int, R.GITS_CMD_CLEAR: cmd_clear,
-    R.GITS_CMD_SYNC: cmd_sync, R.GITS_CMD_MAPD: cmd_mapd, R.GITS_CMD_MAPC: cmd_mapc,
-    R.GITS_CMD_MAPTI: cmd_mapti, R.GITS_CMD_MAPI: cmd_mapi, R.GITS_CMD_INV: cmd_inv,
-    R.GITS_CMD_INVALL: cmd_invall, R.GITS_CMD_MOVALL: cmd_movall, R.GITS_CMD_DISCARD: cmd_discard,
+    R.GITS_CMD_MOVI: cmd_movi,
+    R.GITS_CMD_INT: cmd_int,
+    R.GITS_CMD_CLEAR: cmd_clear,
+    R.GITS_CMD_SYNC: cmd_sync,
+    R.GITS_CMD_MAPD: cmd_mapd,
+    R.GITS_CMD_MAPC: cmd_mapc,
+    R.GITS_CMD_MAPTI: cmd_mapti,
+    R.GITS_CMD_MAPI: cmd_mapi,
+    R.GITS_CMD_INV: cmd_inv,
+    R.GITS_CMD_INVALL: cmd_invall,
+    R.GITS_CMD_MOVALL: cmd_movall,
+    R.GITS_CMD_DISCARD: cmd_discard,
 }
 
 
@@ -215,7 +223,7 @@ def encode_command(name: str, **fields) -> bytes:
 
 def decode_command(raw: bytes):
     """(mnemonic, {field: value}) for display; unknown opcodes give their hex number."""
-    dws = [int.from_bytes(raw[i:i + 8], "little") for i in range(0, 32, 8)]
+    dws = [int.from_bytes(raw[i : i + 8], "little") for i in range(0, 32, 8)]
     op = dws[0] & 0xFF
     name = R.COMMAND_NAMES.get(op, f"CMD_{op:#04x}")
     fields = {f: R.CMD_DWORDS[d][f].get(dws[d]) for d, f in R.COMMAND_FIELDS.get(name, ())}

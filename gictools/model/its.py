@@ -10,17 +10,32 @@ from gictools.model.memory import GuestFault
 
 COLLECTION_NOT_MAPPED = 0xFFFF_FFFF
 BASER_INITIAL = {
-    0: R.GITS_BASER_LAYOUT.encode(InnerCache=R.GIC_BASER_CACHE_RaWb, Type=R.GITS_BASER_TYPE_DEVICE,
-                                  Entry_Size=7, Shareability=R.GIC_BASER_InnerShareable,
-                                  Page_Size=R.GITS_BASER_PAGE_SIZE_64K),
-    1: R.GITS_BASER_LAYOUT.encode(InnerCache=R.GIC_BASER_CACHE_RaWb,
-                                  Type=R.GITS_BASER_TYPE_COLLECTION, Entry_Size=7,
-                                  Shareability=R.GIC_BASER_InnerShareable,
-                                  Page_Size=R.GITS_BASER_PAGE_SIZE_64K),
+    0: R.GITS_BASER_LAYOUT.encode(
+        InnerCache=R.GIC_BASER_CACHE_RaWb,
+        Type=R.GITS_BASER_TYPE_DEVICE,
+        Entry_Size=7,
+        Shareability=R.GIC_BASER_InnerShareable,
+        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
+    ),
+    1: R.GITS_BASER_LAYOUT.encode(
+        InnerCache=R.GIC_BASER_CACHE_RaWb,
+        Type=R.GITS_BASER_TYPE_COLLECTION,
+        Entry_Size=7,
+        Shareability=R.GIC_BASER_InnerShareable,
+        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
+    ),
 }
 # ID registers (vgic_mmio_read_its_idregs)
-ID_REGS = {0xFFD0: 0x40, 0xFFE0: 0x92, 0xFFE4: 0xB4, 0xFFE8: 0x3B,
-           0xFFF0: 0x0D, 0xFFF4: 0xF0, 0xFFF8: 0x05, 0xFFFC: 0xB1}
+ID_REGS = {
+    0xFFD0: 0x40,
+    0xFFE0: 0x92,
+    0xFFE4: 0xB4,
+    0xFFE8: 0x3B,
+    0xFFF0: 0x0D,
+    0xFFF4: 0xF0,
+    0xFFF8: 0x05,
+    0xFFFC: 0xB1,
+}
 
 _B = R.GITS_BASER_LAYOUT
 _BASER_VALID = 1 << _B["Valid"].lo
@@ -35,7 +50,7 @@ class Device:
         self.device_id = device_id
         self.itt_addr = itt_addr
         self.num_eventid_bits = num_eventid_bits
-        self.ites = {}           # EventID -> ITE
+        self.ites = {}  # EventID -> ITE
 
     def __repr__(self):
         return f"Device({self.device_id}, itt={self.itt_addr:#x}, bits={self.num_eventid_bits})"
@@ -45,7 +60,7 @@ class Collection:
     __slots__ = ("icid", "target")
 
     def __init__(self, icid, target):
-        self.icid, self.target = icid, target   # target: raw RDbase, or COLLECTION_NOT_MAPPED
+        self.icid, self.target = icid, target  # target: raw RDbase, or COLLECTION_NOT_MAPPED
 
     @property
     def mapped(self):
@@ -64,6 +79,7 @@ class ITE:
 
 
 # --- register sanitisation (vgic_sanitise_its_baser / _cbaser, vgic-mmio-v3.c) --------------
+
 
 def sanitise_shareability(value, field):
     # OuterShareable -> InnerShareable (vgic_sanitise_shareability)
@@ -89,7 +105,7 @@ def _sanitise_cbaser(v):
     v = sanitise_shareability(v, L["Shareability"])
     v = sanitise_inner_cache(v, L["InnerCache"])
     v = sanitise_outer_cache(v, L["OuterCache"])
-    return v & ~(0xF << 12)                     # the queue is 64 KiB aligned
+    return v & ~(0xF << 12)  # the queue is 64 KiB aligned
 
 
 def _sanitise_baser(v):
@@ -130,8 +146,8 @@ class ITS:
         self.cwriter = 0
         self.baser = [0] * R.GITS_BASER_NR_REGS
         self.baser[0], self.baser[1] = BASER_INITIAL[0], BASER_INITIAL[1]
-        self.devices = {}        # DeviceID -> Device
-        self.collections = {}    # ICID -> Collection, in creation order
+        self.devices = {}  # DeviceID -> Device
+        self.collections = {}  # ICID -> Collection, in creation order
         self.command_hook = None  # callable(raw32, error) after each queued command
         self.last_error = 0
 
@@ -175,7 +191,7 @@ class ITS:
             if not l1 >> 63:
                 return None
             gpa = (l1 & ((1 << 52) - 1) & ~0xFFFF) + (id_ % l2_entries) * esz
-        if not mem.is_ram(gpa & ~0xFFF, 1):          # kvm_is_visible_gfn
+        if not mem.is_ram(gpa & ~0xFFF, 1):  # kvm_is_visible_gfn
             return None
         return gpa
 
@@ -271,7 +287,7 @@ class ITS:
             try:
                 raw = mem.read(base + self.creadr, 32)
             except GuestFault:
-                raw = None                   # unreadable slot: skipped silently
+                raw = None  # unreadable slot: skipped silently
             if raw is not None:
                 err = self.process_command(raw)
                 if hook is not None:
@@ -283,13 +299,19 @@ class ITS:
     def process_command(self, raw: bytes) -> int:
         """Execute one 32-byte command (vgic_its_handle_command); returns its KVM result."""
         from gictools.model.commands import HANDLERS
+
         dw0 = int.from_bytes(raw[0:8], "little")
         handler = HANDLERS.get(dw0 & 0xFF)
         if handler is None:
-            err = -R.ENODEV                      # unknown and GICv4 commands: ignored
+            err = -R.ENODEV  # unknown and GICv4 commands: ignored
         else:
-            err = handler(self, dw0, int.from_bytes(raw[8:16], "little"),
-                          int.from_bytes(raw[16:24], "little"), int.from_bytes(raw[24:32], "little"))
+            err = handler(
+                self,
+                dw0,
+                int.from_bytes(raw[8:16], "little"),
+                int.from_bytes(raw[16:24], "little"),
+                int.from_bytes(raw[24:32], "little"),
+            )
         self.last_error = err
         return err
 
@@ -300,8 +322,11 @@ class ITS:
 
     def _write_ctlr(self, off, size, value):
         # vgic_mmio_write_its_ctlr
-        if not self.enabled and value & R.GITS_CTLR_ENABLE and (
-                not self.baser[0] >> 63 or not self.baser[1] >> 63 or not self.cbaser >> 63):
+        if (
+            not self.enabled
+            and value & R.GITS_CTLR_ENABLE
+            and (not self.baser[0] >> 63 or not self.baser[1] >> 63 or not self.cbaser >> 63)
+        ):
             return 0
         self.enabled = bool(value & R.GITS_CTLR_ENABLE)
         if not self.enabled:
@@ -310,8 +335,9 @@ class ITS:
         return 0
 
     def iidr(self):
-        return R.GITS_IIDR_LAYOUT.encode(Implementer=R.IMPLEMENTER_ARM, Revision=self.abi_rev,
-                                         ProductID=R.PRODUCT_ID_KVM)
+        return R.GITS_IIDR_LAYOUT.encode(
+            Implementer=R.IMPLEMENTER_ARM, Revision=self.abi_rev, ProductID=R.PRODUCT_ID_KVM
+        )
 
     def _read_iidr(self, off, size):
         return self.iidr()
@@ -319,6 +345,7 @@ class ITS:
     def _uaccess_write_iidr(self, off, size, value):
         # vgic_mmio_uaccess_write_its_iidr
         from gictools.abi import ABIS
+
         rev = R.GITS_IIDR_LAYOUT["Revision"].get(value)
         if rev >= len(ABIS):
             return -R.EINVAL
@@ -373,6 +400,7 @@ class ITS:
         if self.enabled or n >= 2:
             return 0
         from gictools.abi import ABIS
+
         abi = ABIS[self.abi_rev]
         if n == 0:
             btype, esz, indirect_mask = R.GITS_BASER_TYPE_DEVICE, abi.dte_esz, _BASER_INDIRECT
@@ -482,10 +510,12 @@ class ITS:
 
     def save_tables(self) -> int:
         from gictools.abi import ABIS
+
         return ABIS[self.abi_rev].save(self)
 
     def restore_tables(self) -> int:
         from gictools.abi import ABIS
+
         return ABIS[self.abi_rev].restore(self)
 
 

@@ -9,12 +9,14 @@ class LPI:
         self.priority = 0
         self.enabled = False
         self.pending = False
-        self.target = target     # vCPU index, or None (collection unmapped)
-        self.refs = 0            # ITEs mapping this INTID; the object dies at 0
+        self.target = target  # vCPU index, or None (collection unmapped)
+        self.refs = 0  # ITEs mapping this INTID; the object dies at 0
 
     def __repr__(self):
-        return (f"LPI({self.intid}, prio={self.priority:#x}, en={self.enabled}, "
-                f"pend={self.pending}, target={self.target})")
+        return (
+            f"LPI({self.intid}, prio={self.priority:#x}, en={self.enabled}, "
+            f"pend={self.pending}, target={self.target})"
+        )
 
     def state(self):
         return (self.intid, self.priority, self.enabled, self.pending, self.target, self.refs)

@@ -12,7 +12,7 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 PAGE_MASK = PAGE_SIZE - 1
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
-DEFAULT_RAM = ((0x4000_0000, 0x1_0000_0000),)   # QEMU virt's RAM base, 4 GiB
+DEFAULT_RAM = ((0x4000_0000, 0x1_0000_0000),)  # QEMU virt's RAM base, 4 GiB
 
 
 class GuestFault(GictoolsError):
@@ -27,16 +27,24 @@ class GuestMemory:
     def __init__(self, slots=DEFAULT_RAM):
         norm = []
         for base, size in slots:
-            if base < 0 or size <= 0 or base & PAGE_MASK or size & PAGE_MASK or base + size > 1 << 52:
-                raise ValueError(f"bad RAM slot base={base:#x} size={size:#x} (page aligned, < 2^52)")
+            if (
+                base < 0
+                or size <= 0
+                or base & PAGE_MASK
+                or size & PAGE_MASK
+                or base + size > 1 << 52
+            ):
+                raise ValueError(
+                    f"bad RAM slot base={base:#x} size={size:#x} (page aligned, < 2^52)"
+                )
             norm.append((int(base), int(size)))
         norm.sort()
         for (b0, s0), (b1, _) in zip(norm, norm[1:]):
             if b0 + s0 > b1:
                 raise ValueError(f"RAM slots overlap at {b1:#x}")
         self.slots = tuple(norm)
-        self.pages = {}          # page frame number -> bytearray(PAGE_SIZE)
-        self.journal = None      # list of (gpa, old bytes, new pfns) while journaling
+        self.pages = {}  # page frame number -> bytearray(PAGE_SIZE)
+        self.journal = None  # list of (gpa, old bytes, new pfns) while journaling
 
     # -- undo journal (all-or-nothing operations such as a restore) ---------------------
     def begin_journal(self):
@@ -60,10 +68,7 @@ class GuestMemory:
         if gpa < 0 or size < 0:
             return False
         end = gpa + size
-        for base, sz in self.slots:
-            if base <= gpa and end <= base + sz:
-                return True
-        return False
+        return any(base <= gpa and end <= base + sz for base, sz in self.slots)
 
     def _check(self, gpa, size):
         if not self.is_ram(gpa, size):
@@ -78,7 +83,7 @@ class GuestMemory:
             pfn, off = gpa >> PAGE_SHIFT, gpa & PAGE_MASK
             n = min(size, PAGE_SIZE - off)
             page = pages.get(pfn)
-            out += (page if page is not None else _ZERO_PAGE)[off:off + n]
+            out += (page if page is not None else _ZERO_PAGE)[off : off + n]
             gpa += n
             size -= n
         return bytes(out)
@@ -89,21 +94,26 @@ class GuestMemory:
         pages = self.pages
         if self.journal is not None and len(data):
             last = (gpa + len(data) - 1) >> PAGE_SHIFT
-            self.journal.append((gpa, self.read(gpa, len(data)),
-                                 [p for p in range(gpa >> PAGE_SHIFT, last + 1) if p not in pages]))
+            self.journal.append(
+                (
+                    gpa,
+                    self.read(gpa, len(data)),
+                    [p for p in range(gpa >> PAGE_SHIFT, last + 1) if p not in pages],
+                )
+            )
         pos = 0
         while pos < len(data):
             pfn, off = gpa >> PAGE_SHIFT, gpa & PAGE_MASK
             n = min(len(data) - pos, PAGE_SIZE - off)
             page = pages.get(pfn)
             if page is None:
-                chunk = data[pos:pos + n]
+                chunk = data[pos : pos + n]
                 if not any(chunk):
                     gpa += n
                     pos += n
-                    continue            # zeros into an untouched page: nothing to store
+                    continue  # zeros into an untouched page: nothing to store
                 page = pages[pfn] = bytearray(PAGE_SIZE)
-            page[off:off + n] = data[pos:pos + n]
+            page[off : off + n] = data[pos : pos + n]
             gpa += n
             pos += n
 
@@ -111,7 +121,7 @@ class GuestMemory:
         page = self.pages.get(gpa >> PAGE_SHIFT)
         off = gpa & PAGE_MASK
         if off <= PAGE_SIZE - 8 and self.is_ram(gpa, 8):
-            return 0 if page is None else int.from_bytes(page[off:off + 8], "little")
+            return 0 if page is None else int.from_bytes(page[off : off + 8], "little")
         return int.from_bytes(self.read(gpa, 8), "little")
 
     def write_u64(self, gpa: int, value: int) -> None:

@@ -5,12 +5,12 @@ from typing import NamedTuple
 from gictools import regs as R
 from gictools.errors import ConfigError
 from gictools.model import kernel as K
-from gictools.model.cache import BYPASS, HIT, MISS_NOFILL, OUTCOME_NAMES, policy_class
+from gictools.model.cache import MISS_NOFILL, OUTCOME_NAMES, policy_class
 from gictools.model.its import ITS
 from gictools.model.lpi import LPI
 from gictools.model.memory import DEFAULT_RAM, GuestFault, GuestMemory
 
-DEFAULT_ITS_BASE = 0x0800_0000           # QEMU virt and the selftests' GITS base
+DEFAULT_ITS_BASE = 0x0800_0000  # QEMU virt and the selftests' GITS base
 _PROP = R.GICR_PROPBASER_LAYOUT
 _PEND = R.GICR_PENDBASER_LAYOUT
 _PROPBASER_RES0 = (0x1F << 59) | (0xF << 52) | (0x3 << 5)
@@ -20,11 +20,11 @@ _PA_MASK_52 = (1 << 52) - 1
 
 
 class MsiResult(NamedTuple):
-    ret: int            # what KVM_SIGNAL_MSI returns: 1 delivered, 0 blocked, -errno
-    error: int          # 0, the E_ITS_* code, or -errno
+    ret: int  # what KVM_SIGNAL_MSI returns: 1 delivered, 0 blocked, -errno
+    error: int  # 0, the E_ITS_* code, or -errno
     intid: int | None
     vcpu: int | None
-    cache: str          # hit / miss / miss-evict / bypass
+    cache: str  # hit / miss / miss-evict / bypass
     victim: tuple | None = None
 
 
@@ -33,8 +33,8 @@ class Redistributor:
 
     def __init__(self, vcpu, vcpu_id):
         self.vcpu, self.vcpu_id = vcpu, vcpu_id
-        self.lpis_enabled = False                  # GICR_CTLR.EnableLPIs (no RWP window modelled)
-        self.pendbaser = R.GICR_PENDBASER_RESET    # PTZ kept as written, read as 0
+        self.lpis_enabled = False  # GICR_CTLR.EnableLPIs (no RWP window modelled)
+        self.pendbaser = R.GICR_PENDBASER_RESET  # PTZ kept as written, read as 0
 
     def pending_table(self):
         return self.pendbaser & _PA_MASK_52 & ~0xFFFF
@@ -43,8 +43,15 @@ class Redistributor:
 class VM:
     """A VM with a vGICv3 and any number of ITSes; `kernel` picks version-specific behaviour."""
 
-    def __init__(self, vcpus: int = 1, *, vcpu_ids=None, kernel: str = K.DEFAULT_KERNEL,
-                 memory=DEFAULT_RAM, cache: str | None = None):
+    def __init__(
+        self,
+        vcpus: int = 1,
+        *,
+        vcpu_ids=None,
+        kernel: str = K.DEFAULT_KERNEL,
+        memory=DEFAULT_RAM,
+        cache: str | None = None,
+    ):
         if not isinstance(vcpus, int) or not 1 <= vcpus <= 4096:
             raise ConfigError(f"vcpus must be 1..4096, not {vcpus!r}")
         ids = list(range(vcpus)) if vcpu_ids is None else [int(i) for i in vcpu_ids]
@@ -57,7 +64,7 @@ class VM:
         self.memory = GuestMemory(memory)
         self.redists = [Redistributor(i, vid) for i, vid in enumerate(ids)]
         self.propbaser = R.GICR_PROPBASER_RESET
-        self.lpis = {}                 # INTID -> LPI, in creation order
+        self.lpis = {}  # INTID -> LPI, in creation order
         self.itses = []
         self.cache_policy = cache or self.kernel.default_cache
         policy_class(self.cache_policy)
@@ -67,7 +74,7 @@ class VM:
     def vcpu_from_rdbase(self, target: int):
         """collection_to_vcpu: the vCPU index a processor number names, or None."""
         if self.kernel.rdbase_is_vcpu_id:
-            return self._index_of_id.get(target)          # kvm_get_vcpu_by_id (v6.7+)
+            return self._index_of_id.get(target)  # kvm_get_vcpu_by_id (v6.7+)
         return target if 0 <= target < self.nr_vcpus else None
 
     def rdbase_of(self, vcpu: int) -> int:
@@ -132,8 +139,15 @@ class VM:
             c.invalidate()
 
     # --- MSI injection (KVM_SIGNAL_MSI -> kvm_send_userspace_msi -> vgic_its_inject_msi) ----------
-    def signal_msi(self, its, device_id: int, event_id: int, *, address: int | None = None,
-                   flags: int = R.KVM_MSI_VALID_DEVID) -> MsiResult:
+    def signal_msi(
+        self,
+        its,
+        device_id: int,
+        event_id: int,
+        *,
+        address: int | None = None,
+        flags: int = R.KVM_MSI_VALID_DEVID,
+    ) -> MsiResult:
         if not self.itses:
             return MsiResult(-R.ENODEV, -R.ENODEV, None, None, "bypass")
         if flags & ~R.KVM_MSI_VALID_DEVID:
@@ -155,14 +169,20 @@ class VM:
                 return MsiResult(1, 0, lpi.intid, lpi.target, "hit")
         target_its = self.its_at(address)
         if not flags & R.KVM_MSI_VALID_DEVID or target_its is None:
-            return MsiResult(-R.EINVAL, -R.EINVAL, None, None,
-                             "bypass" if cache is None or cache.name == "none" else "miss")
+            return MsiResult(
+                -R.EINVAL,
+                -R.EINVAL,
+                None,
+                None,
+                "bypass" if cache is None or cache.name == "none" else "miss",
+            )
         err, lpi, outcome = target_its.trigger_msi(device_id, event_id)
         if err:
             name = "bypass" if target_its.cache.name == "none" else OUTCOME_NAMES[MISS_NOFILL]
             return MsiResult(err if err < 0 else 0, err, None, None, name)
-        return MsiResult(1, 0, lpi.intid, lpi.target, OUTCOME_NAMES[outcome],
-                         target_its.cache.last_victim)
+        return MsiResult(
+            1, 0, lpi.intid, lpi.target, OUTCOME_NAMES[outcome], target_its.cache.last_victim
+        )
 
     # --- LPIs (vgic_add_lpi, update_lpi_config, vgic_v3_lpi_sync_pending_status) --------------
     def max_lpis_propbaser(self) -> int:
@@ -231,8 +251,11 @@ class VM:
         what is returned for those kernels.
         """
         top = self.kernel.copy_lpi_list_max
-        return [lpi.intid for lpi in self._lpi_walk()
-                if (vcpu is None or lpi.target == vcpu) and lpi.intid <= top]
+        return [
+            lpi.intid
+            for lpi in self._lpi_walk()
+            if (vcpu is None or lpi.target == vcpu) and lpi.intid <= top
+        ]
 
     def invall(self, vcpu: int):
         """vgic_its_invall: re-read the config of every LPI targeting vcpu; errors ignored."""
@@ -240,7 +263,7 @@ class VM:
             for intid in self.copy_lpi_list(vcpu):
                 self.update_lpi_config(self.lpis[intid], vcpu)
         else:
-            for lpi in self._lpi_walk():        # reads every LPI's byte, applies to vcpu's
+            for lpi in self._lpi_walk():  # reads every LPI's byte, applies to vcpu's
                 self.update_lpi_config(lpi, vcpu)
 
     def _sync_pending_table(self, vcpu: int):
@@ -257,16 +280,21 @@ class VM:
                 try:
                     byte = self.memory.read_u8(gpa)
                 except GuestFault:
-                    return -R.EFAULT               # first error aborts; the caller drops it
+                    return -R.EFAULT  # first error aborts; the caller drops it
                 last_gpa = gpa
             if lpi.target == vcpu:
                 lpi.pending = bool(byte & (1 << (lpi.intid % 8)))
         return 0
 
     # --- redistributor registers (vgic-mmio-v3.c) -------------------------------------------
-    REDIST_REGS = {"GICR_CTLR": R.GICR_CTLR, "GICR_TYPER": R.GICR_TYPER,
-                   "GICR_PROPBASER": R.GICR_PROPBASER, "GICR_PENDBASER": R.GICR_PENDBASER,
-                   "GICR_INVLPIR": R.GICR_INVLPIR, "GICR_INVALLR": R.GICR_INVALLR}
+    REDIST_REGS = {
+        "GICR_CTLR": R.GICR_CTLR,
+        "GICR_TYPER": R.GICR_TYPER,
+        "GICR_PROPBASER": R.GICR_PROPBASER,
+        "GICR_PENDBASER": R.GICR_PENDBASER,
+        "GICR_INVLPIR": R.GICR_INVLPIR,
+        "GICR_INVALLR": R.GICR_INVALLR,
+    }
 
     def _redist_offset(self, reg):
         if isinstance(reg, int):
@@ -305,7 +333,7 @@ class VM:
         if off == R.GICR_CTLR:
             self._write_gicr_ctlr(rd, value)
         elif off & ~7 == R.GICR_PROPBASER:
-            if rd.lpis_enabled:                  # ignored while this RD has LPIs enabled
+            if rd.lpis_enabled:  # ignored while this RD has LPIs enabled
                 return
             v = _merge(self.propbaser, value, off, size)
             v = _sanitise_table_base(v, _PROP)
@@ -324,11 +352,11 @@ class VM:
             self.invall(vcpu)
 
     def _write_gicr_ctlr(self, rd, value):
-        if not self.itses:                      # vgic_mmio_write_v3r_ctlr: needs an ITS
+        if not self.itses:  # vgic_mmio_write_v3r_ctlr: needs an ITS
             return
         enable = bool(value & R.GICR_CTLR_ENABLE_LPIS)
         if rd.lpis_enabled and not enable:
-            rd.lpis_enabled = False             # vgic_flush_pending_lpis keeps the latches
+            rd.lpis_enabled = False  # vgic_flush_pending_lpis keeps the latches
             self.invalidate_all_caches()
         elif not rd.lpis_enabled and enable:
             rd.lpis_enabled = True
@@ -344,8 +372,13 @@ class VM:
     def deliverable(self, vcpu: int, intid: int) -> bool:
         """Would vcpu take this LPI now: pending, enabled, targeted there, LPIs enabled."""
         lpi = self.lpis.get(intid)
-        return (lpi is not None and lpi.pending and lpi.enabled and lpi.target == vcpu
-                and self.redists[vcpu].lpis_enabled)
+        return (
+            lpi is not None
+            and lpi.pending
+            and lpi.enabled
+            and lpi.target == vcpu
+            and self.redists[vcpu].lpis_enabled
+        )
 
     def ack(self, vcpu: int, intid: int) -> bool:
         """The vCPU acknowledges (takes) the LPI: pending cleared. Returns deliverable-before."""
@@ -358,6 +391,7 @@ class VM:
     def save_pending_tables(self) -> int:
         """KVM_DEV_ARM_VGIC_SAVE_PENDING_TABLES (vgic_v3_save_pending_tables)."""
         from gictools.abi.pending import save_pending_tables
+
         return save_pending_tables(self)
 
     def state(self) -> dict:
@@ -365,17 +399,34 @@ class VM:
         return {
             "propbaser": self.propbaser,
             "redists": [(rd.lpis_enabled, rd.pendbaser) for rd in self.redists],
-            "lpis": {i: l.state() for i, l in sorted(self.lpis.items())},
-            "itses": [{
-                "base": its.base, "enabled": its.enabled, "cbaser": its.cbaser,
-                "creadr": its.creadr, "cwriter": its.cwriter, "baser": list(its.baser[:2]),
-                "abi_rev": its.abi_rev,
-                "collections": {c.icid: c.target for c in its.collections.values()},
-                "devices": {d.device_id: (d.itt_addr, d.num_eventid_bits, {
-                    e.event_id: (e.lpi.intid, None if e.collection is None else e.collection.icid)
-                    for e in sorted(d.ites.values(), key=lambda e: e.event_id)})
-                    for d in sorted(its.devices.values(), key=lambda d: d.device_id)},
-            } for its in self.itses],
+            "lpis": {i: lpi.state() for i, lpi in sorted(self.lpis.items())},
+            "itses": [
+                {
+                    "base": its.base,
+                    "enabled": its.enabled,
+                    "cbaser": its.cbaser,
+                    "creadr": its.creadr,
+                    "cwriter": its.cwriter,
+                    "baser": list(its.baser[:2]),
+                    "abi_rev": its.abi_rev,
+                    "collections": {c.icid: c.target for c in its.collections.values()},
+                    "devices": {
+                        d.device_id: (
+                            d.itt_addr,
+                            d.num_eventid_bits,
+                            {
+                                e.event_id: (
+                                    e.lpi.intid,
+                                    None if e.collection is None else e.collection.icid,
+                                )
+                                for e in sorted(d.ites.values(), key=lambda e: e.event_id)
+                            },
+                        )
+                        for d in sorted(its.devices.values(), key=lambda d: d.device_id)
+                    },
+                }
+                for its in self.itses
+            ],
         }
 
 
@@ -389,6 +440,7 @@ def _merge(old, value, off, size):
 
 def _sanitise_table_base(v, layout):
     from gictools.model.its import sanitise_inner_cache, sanitise_outer_cache, sanitise_shareability
+
     v = sanitise_shareability(v, layout["Shareability"])
     v = sanitise_inner_cache(v, layout["InnerCache"])
     return sanitise_outer_cache(v, layout["OuterCache"])

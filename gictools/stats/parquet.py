@@ -10,10 +10,22 @@ from gictools.stats.schema import COLUMNS, DICTIONARIES, SCHEMA
 
 ROW_GROUP = 1 << 20
 _TYPES = dict(COLUMNS)
-_NP = {"seq": np.int64, "t_ns": np.int64, "its": np.int16, "device_id": np.uint32,
-       "event_id": np.uint32, "intid": np.uint32, "vcpu": np.uint16, "error": np.int32,
-       "victim_device_id": np.uint32, "victim_event_id": np.uint32, "cache_entries": np.int32,
-       "latency_ns": np.int64, "wait_ns": np.int64, "injector": np.uint32}
+_NP = {
+    "seq": np.int64,
+    "t_ns": np.int64,
+    "its": np.int16,
+    "device_id": np.uint32,
+    "event_id": np.uint32,
+    "intid": np.uint32,
+    "vcpu": np.uint16,
+    "error": np.int32,
+    "victim_device_id": np.uint32,
+    "victim_event_id": np.uint32,
+    "cache_entries": np.int32,
+    "latency_ns": np.int64,
+    "wait_ns": np.int64,
+    "injector": np.uint32,
+}
 
 
 def _column(name, values, mask, dictionary):
@@ -34,10 +46,13 @@ class EventWriter:
         self.dicts["cache_policy"] = pa.array(list(policies), pa.string())
         schema = SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()})
         self.writer = pq.ParquetWriter(
-            self.tmp, schema, compression="zstd",
+            self.tmp,
+            schema,
+            compression="zstd",
             use_dictionary=["op", "command", "cache", "cache_policy"],
             column_encoding={"seq": "DELTA_BINARY_PACKED", "t_ns": "DELTA_BINARY_PACKED"},
-            write_statistics=True)
+            write_statistics=True,
+        )
         self.batches = []
         self.pending = 0
         self.rows = 0
@@ -59,8 +74,9 @@ class EventWriter:
 
     def flush(self):
         if self.batches:
-            self.writer.write_table(pa.Table.from_batches(self.batches, schema=SCHEMA),
-                                    row_group_size=ROW_GROUP)
+            self.writer.write_table(
+                pa.Table.from_batches(self.batches, schema=SCHEMA), row_group_size=ROW_GROUP
+            )
             self.batches, self.pending = [], 0
 
     def close(self):
@@ -71,7 +87,7 @@ class EventWriter:
     def abort(self):
         try:
             self.writer.close()
-        except Exception:       # noqa: BLE001 - best effort on the error path
+        except Exception:
             pass
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)

@@ -17,7 +17,7 @@ COMMAND_INDEX = {name: i for i, name in enumerate(COMMANDS)}
 _dict8 = pa.dictionary(pa.int8(), pa.string())
 
 COLUMNS = (
-    ("seq", pa.int64()),            # event number in the trace (MSI blocks: one per MSI)
+    ("seq", pa.int64()),  # event number in the trace (MSI blocks: one per MSI)
     ("t_ns", pa.int64()),
     ("op", _dict8),
     ("its", pa.int16()),
@@ -26,7 +26,7 @@ COLUMNS = (
     ("intid", pa.uint32()),
     ("vcpu", pa.uint16()),
     ("command", _dict8),
-    ("error", pa.int32()),          # KVM's code: 0, E_ITS_* or -errno
+    ("error", pa.int32()),  # KVM's code: 0, E_ITS_* or -errno
     ("cache", _dict8),
     ("victim_device_id", pa.uint32()),
     ("victim_event_id", pa.uint32()),

@@ -17,11 +17,19 @@ Record layouts (element 0 is the tag; "t, inj" = t_ns, injector):
 """
 
 FORMAT_NAME = "gictools-trace"
-VERSION = (1, 0)                 # (major, minor); minor bumps only append
+VERSION = (1, 0)  # (major, minor); minor bumps only append
 
 MSI, MSI_BLOCK, COMMAND, REG, MEM, CTRL, EXPECT, ACK = range(8)
-TAG_NAMES = {MSI: "MSI", MSI_BLOCK: "MSI_BLOCK", COMMAND: "COMMAND", REG: "REG", MEM: "MEM",
-             CTRL: "CTRL", EXPECT: "EXPECT", ACK: "ACK"}
+TAG_NAMES = {
+    MSI: "MSI",
+    MSI_BLOCK: "MSI_BLOCK",
+    COMMAND: "COMMAND",
+    REG: "REG",
+    MEM: "MEM",
+    CTRL: "CTRL",
+    EXPECT: "EXPECT",
+    ACK: "ACK",
+}
 
 # Field names per tag, in element order (element 0, the tag, excluded); error
 # messages name fields with these.
@@ -36,21 +44,21 @@ FIELDS = {
     ACK: ("t_ns", "injector", "vcpu", "intid"),
 }
 
-MAX_BLOCK = 65536                # events per MSI_BLOCK
-COMMAND_SIZE = 32                # bytes of one ITS command
-MAX_MEM = 16 << 20               # bytes of one MEM record's data
+MAX_BLOCK = 65536  # events per MSI_BLOCK
+COMMAND_SIZE = 32  # bytes of one ITS command
+MAX_MEM = 16 << 20  # bytes of one MEM record's data
 MAX_VCPUS = 4096
 U32_MAX = 0xFFFF_FFFF
 U64_MAX = 0xFFFF_FFFF_FFFF_FFFF
-T_MAX = (1 << 63) - 1            # timestamps are u64 below 2^63 (fit int64 columns)
+T_MAX = (1 << 63) - 1  # timestamps are u64 below 2^63 (fit int64 columns)
 
-FRAMES = ("its", "its-user", "redist")   # REG frame: ITS index (guest MMIO or userspace) or vCPU
+FRAMES = ("its", "its-user", "redist")  # REG frame: ITS index (guest MMIO or userspace) or vCPU
 REG_SIZES = (4, 8)
 
 CTRL_SAVE_TABLES = "save_tables"
 CTRL_RESTORE_TABLES = "restore_tables"
 CTRL_RESET = "reset"
-CTRL_SAVE_PENDING_TABLES = "save_pending_tables"      # a VGIC (not ITS) attribute: its = nil
+CTRL_SAVE_PENDING_TABLES = "save_pending_tables"  # a VGIC (not ITS) attribute: its = nil
 CTRL_OPS = (CTRL_SAVE_TABLES, CTRL_RESTORE_TABLES, CTRL_RESET, CTRL_SAVE_PENDING_TABLES)
 
 # EXPECT kinds -> (required args, optional args); unknown kinds parse and pass through.
@@ -62,8 +70,16 @@ EXPECT_KINDS = {
     "lpi": (("intid",), ("vcpu", "priority", "enabled", "pending", "exists")),
 }
 # arg name -> kind of value: "int" (any int), "u32", "vcpu" (vCPU index), "bool", "u8"
-EXPECT_ARG_TYPES = {"intid": "u32", "vcpu": "vcpu", "pending": "bool", "error": "int",
-                    "ret": "int", "priority": "u8", "enabled": "bool", "exists": "bool"}
+EXPECT_ARG_TYPES = {
+    "intid": "u32",
+    "vcpu": "vcpu",
+    "pending": "bool",
+    "error": "int",
+    "ret": "int",
+    "priority": "u8",
+    "enabled": "bool",
+    "exists": "bool",
+}
 
 # Reader limits: nothing in a file makes the reader allocate beyond these.
 MAX_BIN_LEN = MAX_MEM
@@ -119,7 +135,7 @@ def _plain(v):
     if type(v) not in (tuple, list, dict):
         return v
     top = [None]
-    todo = [(top, 0, v)]                  # (container to fill, key, value to convert)
+    todo = [(top, 0, v)]  # (container to fill, key, value to convert)
     while todo:
         dst, key, x = todo.pop()
         if type(x) is dict:
@@ -144,8 +160,11 @@ def check_version(version):
     major = _int(version[0], "version[0]", 0, U32_MAX)
     minor = _int(version[1], "version[1]", 0, U32_MAX)
     if major != VERSION[0]:
-        raise FieldError(f"trace format version {major}.x is not supported by this gictools "
-                         f"(reads {VERSION[0]}.x)", "version")
+        raise FieldError(
+            f"trace format version {major}.x is not supported by this gictools "
+            f"(reads {VERSION[0]}.x)",
+            "version",
+        )
     return major, minor
 
 
@@ -209,8 +228,10 @@ def validate_header(obj) -> dict:
         raise FieldError(f"the header must be a map, got {type(obj).__name__}", "header")
     _map(obj, "header")
     if obj.get("format") != FORMAT_NAME:
-        raise FieldError(f"not a gictools trace (format {obj.get('format')!r}, "
-                         f"expected {FORMAT_NAME!r})", "format")
+        raise FieldError(
+            f"not a gictools trace (format {obj.get('format')!r}, expected {FORMAT_NAME!r})",
+            "format",
+        )
     if "version" not in obj:
         raise FieldError("missing", "version")
     major, minor = check_version(obj["version"])

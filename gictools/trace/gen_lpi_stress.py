@@ -15,7 +15,7 @@ from gictools.errors import ConfigError
 from gictools.model.commands import encode_command
 from gictools.trace.writer import TraceWriter
 
-ITS_BASE = 0x0800_0000            # selftest gic.h GITS base; doorbell 0x0801_0040
+ITS_BASE = 0x0800_0000  # selftest gic.h GITS base; doorbell 0x0801_0040
 SZ_64K = 0x10000
 RAM = (0x4000_0000, 0x1_0000_0000)
 ROUTINGS = ("as-measured", "fixed")
@@ -25,8 +25,12 @@ BLOCK = 65536
 def layout(vcpus, devices):
     """Guest-physical carve-out in the selftest's order (peers.md §1.3)."""
     base = RAM[0]
-    lay = {"device_table": base, "collection_table": base + SZ_64K, "cmdq": base + 2 * SZ_64K,
-           "itt_base": base + 3 * SZ_64K}
+    lay = {
+        "device_table": base,
+        "collection_table": base + SZ_64K,
+        "cmdq": base + 2 * SZ_64K,
+        "itt_base": base + 3 * SZ_64K,
+    }
     lay["prop_table"] = lay["itt_base"] + devices * SZ_64K
     lay["pend_base"] = lay["prop_table"] + SZ_64K
     return lay
@@ -36,12 +40,16 @@ def check_args(vcpus, devices, events, iterations, routing):
     if not 1 <= vcpus <= 512:
         raise ConfigError(f"-v {vcpus}: the selftest's guest GIC library takes 1..512 vCPUs")
     if not 1 <= devices <= 8192:
-        raise ConfigError(f"-d {devices}: DeviceIDs must fit the 64 KiB flat device table (1..8192)")
+        raise ConfigError(
+            f"-d {devices}: DeviceIDs must fit the 64 KiB flat device table (1..8192)"
+        )
     if not 1 <= events <= 65536:
         raise ConfigError(f"-e {events}: EventIDs must be below 2^16 (1..65536)")
     if devices * events > (1 << 16) - R.LPI_BASE_INTID:
-        raise ConfigError(f"-d {devices} x -e {events} = {devices * events} LPIs; at most 57344 "
-                          "(INTIDs 8192..65535)")
+        raise ConfigError(
+            f"-d {devices} x -e {events} = {devices * events} LPIs; at most 57344 "
+            "(INTIDs 8192..65535)"
+        )
     if iterations < 0:
         raise ConfigError(f"-i {iterations}: iterations must be >= 0")
     if routing not in ROUTINGS:
@@ -52,24 +60,37 @@ def setup_records(vcpus, devices, events, routing):
     """(kind, args) of the set-up, as the selftest's guest and host perform it."""
     lay = layout(vcpus, devices)
     recs = []
-    prop = R.GICR_PROPBASER_LAYOUT.encode(IDbits=15, PA=lay["prop_table"] >> 12,
-                                          Shareability=R.GIC_BASER_InnerShareable,
-                                          InnerCache=7)
+    prop = R.GICR_PROPBASER_LAYOUT.encode(
+        IDbits=15, PA=lay["prop_table"] >> 12, Shareability=R.GIC_BASER_InnerShareable, InnerCache=7
+    )
     recs.append(("mem", (lay["prop_table"], bytes([0xA3]) * (devices * events))))
     for c in range(vcpus):
-        pend = R.GICR_PENDBASER_LAYOUT.encode(PA=(lay["pend_base"] + c * SZ_64K) >> 16,
-                                              Shareability=R.GIC_BASER_InnerShareable,
-                                              InnerCache=7)
+        pend = R.GICR_PENDBASER_LAYOUT.encode(
+            PA=(lay["pend_base"] + c * SZ_64K) >> 16,
+            Shareability=R.GIC_BASER_InnerShareable,
+            InnerCache=7,
+        )
         recs.append(("reg", ("redist", c, R.GICR_PROPBASER, 8, prop, True)))
         recs.append(("reg", ("redist", c, R.GICR_PENDBASER, 8, pend, True)))
         recs.append(("reg", ("redist", c, R.GICR_CTLR, 4, R.GICR_CTLR_ENABLE_LPIS, True)))
     B = R.GITS_BASER_LAYOUT
-    coll = B.encode(Valid=1, PA=lay["collection_table"] >> 16, Shareability=1, InnerCache=7,
-                    Page_Size=R.GITS_BASER_PAGE_SIZE_64K)
-    dev = B.encode(Valid=1, PA=lay["device_table"] >> 16, Shareability=1, InnerCache=7,
-                   Page_Size=R.GITS_BASER_PAGE_SIZE_64K)
-    cbaser = R.GITS_CBASER_LAYOUT.encode(Valid=1, PA=lay["cmdq"] >> 12, Size=15,
-                                         Shareability=1, InnerCache=7)
+    coll = B.encode(
+        Valid=1,
+        PA=lay["collection_table"] >> 16,
+        Shareability=1,
+        InnerCache=7,
+        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
+    )
+    dev = B.encode(
+        Valid=1,
+        PA=lay["device_table"] >> 16,
+        Shareability=1,
+        InnerCache=7,
+        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
+    )
+    cbaser = R.GITS_CBASER_LAYOUT.encode(
+        Valid=1, PA=lay["cmdq"] >> 12, Size=15, Shareability=1, InnerCache=7
+    )
     recs.append(("reg", ("its", 0, R.GITS_BASER + 8, 8, coll, True)))
     recs.append(("reg", ("its", 0, R.GITS_BASER, 8, dev, True)))
     recs.append(("reg", ("its", 0, R.GITS_CBASER, 8, cbaser, True)))
@@ -79,12 +100,24 @@ def setup_records(vcpus, devices, events, routing):
         rdbase = c if routing == "fixed" else 0
         recs.append(("command", encode_command("MAPC", ICID=c, RDbase=rdbase, V=1)))
     for d in range(devices):
-        recs.append(("command", encode_command(
-            "MAPD", DeviceID=d, Size=15, ITT_addr=(lay["itt_base"] + d * SZ_64K) >> 8, V=1)))
+        recs.append(
+            (
+                "command",
+                encode_command(
+                    "MAPD", DeviceID=d, Size=15, ITT_addr=(lay["itt_base"] + d * SZ_64K) >> 8, V=1
+                ),
+            )
+        )
         for e in range(events):
             n = d * events + e
-            recs.append(("command", encode_command(
-                "MAPTI", DeviceID=d, EventID=e, pINTID=R.LPI_BASE_INTID + n, ICID=n % vcpus)))
+            recs.append(
+                (
+                    "command",
+                    encode_command(
+                        "MAPTI", DeviceID=d, EventID=e, pINTID=R.LPI_BASE_INTID + n, ICID=n % vcpus
+                    ),
+                )
+            )
     for c in range(vcpus):
         recs.append(("command", encode_command("INVALL", ICID=c)))
     return recs
@@ -101,14 +134,22 @@ def msi_blocks(devices, events, iterations, t0=0, period_ns=1000):
         yield ts, dev, ev, dev.copy()
 
 
-def generate(path, vcpus=1, devices=1, events=16, iterations=1000, routing="as-measured",
-             period_ns=1000):
+def generate(
+    path, vcpus=1, devices=1, events=16, iterations=1000, routing="as-measured", period_ns=1000
+):
     """Write the workload to path; returns the number of MSIs."""
     check_args(vcpus, devices, events, iterations, routing)
     vm = {"vcpus": vcpus, "kernel": "6.8", "memory": [list(RAM)], "itses": [{"base": ITS_BASE}]}
-    meta = {"generator": "lpi-stress", "vcpus": vcpus, "devices": devices, "events": events,
-            "iterations": iterations, "routing": routing, "period_ns": period_ns,
-            "interleave": "round-robin"}
+    meta = {
+        "generator": "lpi-stress",
+        "vcpus": vcpus,
+        "devices": devices,
+        "events": events,
+        "iterations": iterations,
+        "routing": routing,
+        "period_ns": period_ns,
+        "interleave": "round-robin",
+    }
     with TraceWriter(path, vm=vm, source="gictools gen lpi-stress", metadata=meta) as w:
         for kind, args in setup_records(vcpus, devices, events, routing):
             getattr(w, kind)(*args) if kind != "command" else w.command(0, args)

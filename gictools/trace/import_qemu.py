@@ -27,14 +27,14 @@ from gictools import regs as R
 from gictools.errors import ImportFormatError
 from gictools.model.commands import decode_command, encode_command
 
-QEMU_VIRT_ITS_BASE = 0x0808_0000         # hw/arm/virt.c VIRT_GIC_ITS
-QEMU_VIRT_RAM_BASE = 0x4000_0000         # hw/arm/virt.c VIRT_MEM
-QEMU_ITT_ENTRY_SIZE = 12                 # QEMU's GITS_TYPER.ITT_entry_size + 1
+QEMU_VIRT_ITS_BASE = 0x0808_0000  # hw/arm/virt.c VIRT_GIC_ITS
+QEMU_VIRT_RAM_BASE = 0x4000_0000  # hw/arm/virt.c VIRT_MEM
+QEMU_ITT_ENTRY_SIZE = 12  # QEMU's GITS_TYPER.ITT_entry_size + 1
 LPI_BASE = R.LPI_BASE_INTID
 SZ_64K = 0x10000
-DEFAULT_PROP = 0xA2                      # Linux: LPI_PROP_DEFAULT_PRIO | LPI_PROP_GROUP1
+DEFAULT_PROP = 0xA2  # Linux: LPI_PROP_DEFAULT_PRIO | LPI_PROP_GROUP1
 GITS_CWRITER = 0x88
-GITS_TRANSLATER_OFFSET = 0x40            # within the translation frame (ITS base + 0x10000)
+GITS_TRANSLATER_OFFSET = 0x40  # within the translation frame (ITS base + 0x10000)
 GICR_PROPBASER, GICR_PENDBASER, GICR_CTLR = R.GICR_PROPBASER, R.GICR_PENDBASER, R.GICR_CTLR
 
 # --- the QEMU 7.2 trace events (hw/intc/trace-events), argument order as declared ------------
@@ -43,8 +43,7 @@ EVENTS = {
     "gicv3_its_badread": "GICv3 ITS read: offset 0x%lx size %u: error",
     "gicv3_its_write": "GICv3 ITS write: offset 0x%lx data 0x%lx size %u",
     "gicv3_its_badwrite": "GICv3 ITS write: offset 0x%lx data 0x%lx size %u: error",
-    "gicv3_its_translation_write":
-        "GICv3 ITS TRANSLATER write: offset 0x%lx data 0x%lx size %u requester_id 0x%x",
+    "gicv3_its_translation_write": "GICv3 ITS TRANSLATER write: offset 0x%lx data 0x%lx size %u requester_id 0x%x",
     "gicv3_its_process_command": "GICv3 ITS: processing command at offset 0x%x: 0x%x",
     "gicv3_its_cmd_int": "GICv3 ITS: command INT DeviceID 0x%x EventID 0x%x",
     "gicv3_its_cmd_clear": "GICv3 ITS: command CLEAR DeviceID 0x%x EventID 0x%x",
@@ -53,57 +52,61 @@ EVENTS = {
     "gicv3_its_cmd_mapd": "GICv3 ITS: command MAPD DeviceID 0x%x Size 0x%x ITT_addr 0x%lx V %d",
     "gicv3_its_cmd_mapc": "GICv3 ITS: command MAPC ICID 0x%x RDbase 0x%lx V %d",
     "gicv3_its_cmd_mapi": "GICv3 ITS: command MAPI DeviceID 0x%x EventID 0x%x ICID 0x%x",
-    "gicv3_its_cmd_mapti":
-        "GICv3 ITS: command MAPTI DeviceID 0x%x EventID 0x%x ICID 0x%x pINTID 0x%x",
+    "gicv3_its_cmd_mapti": "GICv3 ITS: command MAPTI DeviceID 0x%x EventID 0x%x ICID 0x%x pINTID 0x%x",
     "gicv3_its_cmd_inv": "GICv3 ITS: command INV DeviceID 0x%x EventID 0x%x",
     "gicv3_its_cmd_invall": "GICv3 ITS: command INVALL",
     "gicv3_its_cmd_movall": "GICv3 ITS: command MOVALL RDbase1 0x%lx RDbase2 0x%lx",
     "gicv3_its_cmd_movi": "GICv3 ITS: command MOVI DeviceID 0x%x EventID 0x%x ICID 0x%x",
-    "gicv3_its_cmd_vmapi":
-        "GICv3 ITS: command VMAPI DeviceID 0x%x EventID 0x%x vPEID 0x%x Dbell_pINTID 0x%x",
+    "gicv3_its_cmd_vmapi": "GICv3 ITS: command VMAPI DeviceID 0x%x EventID 0x%x vPEID 0x%x Dbell_pINTID 0x%x",
     # sic: QEMU 7.2 labels VMAPTI "VMAPI"; the event name is what tells them apart
     "gicv3_its_cmd_vmapti": "GICv3 ITS: command VMAPI DeviceID 0x%x EventID 0x%x vPEID 0x%x "
-                            "vINTID 0x%x Dbell_pINTID 0x%x",
-    "gicv3_its_cmd_vmapp":
-        "GICv3 ITS: command VMAPP vPEID 0x%x RDbase 0x%lx V %d VPT_addr 0x%lx VPT_size 0x%x",
+    "vINTID 0x%x Dbell_pINTID 0x%x",
+    "gicv3_its_cmd_vmapp": "GICv3 ITS: command VMAPP vPEID 0x%x RDbase 0x%lx V %d VPT_addr 0x%lx VPT_size 0x%x",
     "gicv3_its_cmd_vmovp": "GICv3 ITS: command VMOVP vPEID 0x%x RDbase 0x%lx",
     "gicv3_its_cmd_vsync": "GICv3 ITS: command VSYNC",
-    "gicv3_its_cmd_vmovi":
-        "GICv3 ITS: command VMOVI DeviceID 0x%x EventID 0x%x vPEID 0x%x D %d Dbell_pINTID 0x%x",
+    "gicv3_its_cmd_vmovi": "GICv3 ITS: command VMOVI DeviceID 0x%x EventID 0x%x vPEID 0x%x D %d Dbell_pINTID 0x%x",
     "gicv3_its_cmd_vinvall": "GICv3 ITS: command VINVALL vPEID 0x%x",
     "gicv3_its_cmd_unknown": "GICv3 ITS: unknown command 0x%x",
     "gicv3_its_cte_read": "GICv3 ITS: Collection Table read for ICID 0x%x: valid %d RDBase 0x%x",
     "gicv3_its_cte_write": "GICv3 ITS: Collection Table write for ICID 0x%x: valid %d RDBase 0x%x",
     "gicv3_its_cte_read_fault": "GICv3 ITS: Collection Table read for ICID 0x%x: faulted",
     "gicv3_its_ite_read": "GICv3 ITS: Interrupt Table read for ITTaddr 0x%lx EventID 0x%x: "
-                          "valid %d inttype %d intid 0x%x ICID 0x%x vPEID 0x%x doorbell 0x%x",
-    "gicv3_its_ite_read_fault":
-        "GICv3 ITS: Interrupt Table read for ITTaddr 0x%lx EventID 0x%x: faulted",
+    "valid %d inttype %d intid 0x%x ICID 0x%x vPEID 0x%x doorbell 0x%x",
+    "gicv3_its_ite_read_fault": "GICv3 ITS: Interrupt Table read for ITTaddr 0x%lx EventID 0x%x: faulted",
     "gicv3_its_ite_write": "GICv3 ITS: Interrupt Table write for ITTaddr 0x%lx EventID 0x%x: "
-                           "valid %d inttype %d intid 0x%x ICID 0x%x vPEID 0x%x doorbell 0x%x",
-    "gicv3_its_dte_read":
-        "GICv3 ITS: Device Table read for DeviceID 0x%x: valid %d size 0x%x ITTaddr 0x%lx",
-    "gicv3_its_dte_write":
-        "GICv3 ITS: Device Table write for DeviceID 0x%x: valid %d size 0x%x ITTaddr 0x%lx",
+    "valid %d inttype %d intid 0x%x ICID 0x%x vPEID 0x%x doorbell 0x%x",
+    "gicv3_its_dte_read": "GICv3 ITS: Device Table read for DeviceID 0x%x: valid %d size 0x%x ITTaddr 0x%lx",
+    "gicv3_its_dte_write": "GICv3 ITS: Device Table write for DeviceID 0x%x: valid %d size 0x%x ITTaddr 0x%lx",
     "gicv3_its_dte_read_fault": "GICv3 ITS: Device Table read for DeviceID 0x%x: faulted",
     "gicv3_its_vte_read": "GICv3 ITS: vPE Table read for vPEID 0x%x: valid %d VPTsize 0x%x "
-                          "VPTaddr 0x%lx RDbase 0x%x",
+    "VPTaddr 0x%lx RDbase 0x%x",
     "gicv3_its_vte_read_fault": "GICv3 ITS: vPE Table read for vPEID 0x%x: faulted",
     "gicv3_its_vte_write": "GICv3 ITS: vPE Table write for vPEID 0x%x: valid %d VPTsize 0x%x "
-                           "VPTaddr 0x%lx RDbase 0x%x",
+    "VPTaddr 0x%lx RDbase 0x%x",
     # outside the ITS, the two the capture enabled
-    "gicv3_redist_write":
-        "GICv3 redistributor 0x%x write: offset 0x%lx data 0x%lx size %u secure %d",
+    "gicv3_redist_write": "GICv3 redistributor 0x%x write: offset 0x%lx data 0x%lx size %u secure %d",
     "gicv3_icc_iar1_read": "GICv3 ICC_IAR1 read cpu 0x%x value 0x%lx",
 }
 # The decoded-command event of each opcode (process_command's second argument).
 CMD_EVENTS = {
-    0x01: "gicv3_its_cmd_movi", 0x03: "gicv3_its_cmd_int", 0x04: "gicv3_its_cmd_clear",
-    0x05: "gicv3_its_cmd_sync", 0x08: "gicv3_its_cmd_mapd", 0x09: "gicv3_its_cmd_mapc",
-    0x0A: "gicv3_its_cmd_mapti", 0x0B: "gicv3_its_cmd_mapi", 0x0C: "gicv3_its_cmd_inv",
-    0x0D: "gicv3_its_cmd_invall", 0x0E: "gicv3_its_cmd_movall", 0x0F: "gicv3_its_cmd_discard",
-    0x21: "gicv3_its_cmd_vmovi", 0x22: "gicv3_its_cmd_vmovp", 0x25: "gicv3_its_cmd_vsync",
-    0x29: "gicv3_its_cmd_vmapp", 0x2A: "gicv3_its_cmd_vmapti", 0x2B: "gicv3_its_cmd_vmapi",
+    0x01: "gicv3_its_cmd_movi",
+    0x03: "gicv3_its_cmd_int",
+    0x04: "gicv3_its_cmd_clear",
+    0x05: "gicv3_its_cmd_sync",
+    0x08: "gicv3_its_cmd_mapd",
+    0x09: "gicv3_its_cmd_mapc",
+    0x0A: "gicv3_its_cmd_mapti",
+    0x0B: "gicv3_its_cmd_mapi",
+    0x0C: "gicv3_its_cmd_inv",
+    0x0D: "gicv3_its_cmd_invall",
+    0x0E: "gicv3_its_cmd_movall",
+    0x0F: "gicv3_its_cmd_discard",
+    0x21: "gicv3_its_cmd_vmovi",
+    0x22: "gicv3_its_cmd_vmovp",
+    0x25: "gicv3_its_cmd_vsync",
+    0x29: "gicv3_its_cmd_vmapp",
+    0x2A: "gicv3_its_cmd_vmapti",
+    0x2B: "gicv3_its_cmd_vmapi",
     0x2D: "gicv3_its_cmd_vinvall",
 }
 _CONV = {"x": 16, "lx": 16, "d": 10, "u": 10}
@@ -140,6 +143,7 @@ _LINE = re.compile(r"(?:([0-9]+)@([0-9]+)\.([0-9]+):)?(\S+)(?: (.*))?").fullmatc
 
 # --- auxiliary inputs ----------------------------------------------------------------------
 
+
 def read_cmdq(path):
     """{slot: 32 raw bytes} from a NAME.cmdq.txt dump (all-zero slots are omitted there)."""
     slots = {}
@@ -156,8 +160,9 @@ def read_cmdq(path):
                 if any(not 0 <= w < 1 << 64 for w in words) or slot < 0:
                     raise ValueError
             except ValueError:
-                raise ImportFormatError("expected 'SLOT DW0 DW1 DW2 DW3' in hex",
-                                        line=n, path=path) from None
+                raise ImportFormatError(
+                    "expected 'SLOT DW0 DW1 DW2 DW3' in hex", line=n, path=path
+                ) from None
             slots[slot] = b"".join(w.to_bytes(8, "little") for w in words)
     return slots
 
@@ -182,8 +187,9 @@ def read_lpiprop(path):
                 if intid < LPI_BASE or not 0 <= byte <= 0xFF:
                     raise ValueError
             except ValueError:
-                raise ImportFormatError("expected 'INTID CONFIG-BYTE' in hex (INTID >= 0x2000)",
-                                        line=n, path=path) from None
+                raise ImportFormatError(
+                    "expected 'INTID CONFIG-BYTE' in hex (INTID >= 0x2000)", line=n, path=path
+                ) from None
             entries[intid] = byte
     if not 0 <= default <= 0xFF:
         raise ImportFormatError(f"default config byte {default:#x} out of range", path=path)
@@ -214,13 +220,14 @@ def _open_text(path):
 
 # --- the importer ----------------------------------------------------------------------------
 
+
 class _MsiCtx:
     __slots__ = ("line", "dev", "ev", "exp_index", "intid", "icid", "stage")
 
     def __init__(self, line, dev, ev, exp_index):
         self.line, self.dev, self.ev, self.exp_index = line, dev, ev, exp_index
         self.intid = self.icid = None
-        self.stage = 0                    # 0 translation, 1 dte, 2 ite, 3 done
+        self.stage = 0  # 0 translation, 1 dte, 2 ite, 3 done
 
 
 class _CmdCtx:
@@ -237,8 +244,9 @@ class Importer:
     reg, mem, expect, ack), then t_ns, injector and the method's positional args.
     """
 
-    def __init__(self, *, cmdq=None, lpiprop=None, cmdline=None, its_base=QEMU_VIRT_ITS_BASE,
-                 path=None):
+    def __init__(
+        self, *, cmdq=None, lpiprop=None, cmdline=None, its_base=QEMU_VIRT_ITS_BASE, path=None
+    ):
         self.path = path
         self.cmdq = cmdq or {}
         self.cmdq_last = max(self.cmdq) if self.cmdq else None
@@ -248,30 +256,30 @@ class Importer:
         self.records = []
         self.lineno = 0
         self.unterminated = False
-        self.ctx = {}                      # TID -> _MsiCtx / _CmdCtx
-        self.counts = Counter()            # events handled
-        self.skipped = Counter()           # lines of other events
-        self.flags = Counter()             # QEMU-only semantics and unresolved things seen
-        self.stats = Counter()             # what was emitted / reconstructed and why
+        self.ctx = {}  # TID -> _MsiCtx / _CmdCtx
+        self.counts = Counter()  # events handled
+        self.skipped = Counter()  # lines of other events
+        self.flags = Counter()  # QEMU-only semantics and unresolved things seen
+        self.stats = Counter()  # what was emitted / reconstructed and why
         self.max_cpu = -1
         self.t0 = None
-        self.its_regs = {}                 # offset -> last value (written, or read for RO)
+        self.its_regs = {}  # offset -> last value (written, or read for RO)
         self.baser0 = 0
-        self.regions = []                  # (gpa, size) guest memory known to be in use
+        self.regions = []  # (gpa, size) guest memory known to be in use
         self.propbaser = None
-        self.prop_table = None             # (gpa, size) of the initial table write
+        self.prop_table = None  # (gpa, size) of the initial table write
         self.l1_done = set()
         # shadow of the ITS state with KVM's semantics (DeviceID -> {EventID: [intid, icid]})
         self.devices = {}
-        self.itt = {}                      # DeviceID -> (itt_addr, size field)
-        self.collections = {}              # ICID -> RDbase
-        self.qemu_pending = Counter()      # INTID -> translations not yet acknowledged
-        self.lpi_events = {}               # INTID -> [(kind, record index)]
-        self.last_target = 0               # RDbase of the last command's collection (SYNC)
+        self.itt = {}  # DeviceID -> (itt_addr, size field)
+        self.collections = {}  # ICID -> RDbase
+        self.qemu_pending = Counter()  # INTID -> translations not yet acknowledged
+        self.lpi_events = {}  # INTID -> [(kind, record index)]
+        self.last_target = 0  # RDbase of the last command's collection (SYNC)
         self.last_mapc_icid = 0
         self.slots_seen = set()
         self.cmdq_usable = bool(self.cmdq)
-        self.dump_index = None             # record index where the lpiprop dump was taken
+        self.dump_index = None  # record index where the lpiprop dump was taken
         self.dump_lpis = None
 
     # -- errors -------------------------------------------------------------------------
@@ -281,7 +289,7 @@ class Importer:
     # -- input ----------------------------------------------------------------------------
     def feed(self, line):
         self.lineno += 1
-        self.unterminated = not line.endswith("\n")     # QEMU ends every line; a cut does not
+        self.unterminated = not line.endswith("\n")  # QEMU ends every line; a cut does not
         line = line.rstrip("\r\n")
         m = _LINE(line)
         if m is None:
@@ -291,15 +299,19 @@ class Importer:
         handler = self.HANDLERS.get(name)
         if handler is None:
             if name.startswith("gicv3_its_"):
-                raise self.error(f"unknown ITS trace event {name!r} (not one of QEMU 7.2's "
-                                 f"{len(EVENTS) - 2} gicv3_its_* events): a different QEMU "
-                                 f"version?")
+                raise self.error(
+                    f"unknown ITS trace event {name!r} (not one of QEMU 7.2's "
+                    f"{len(EVENTS) - 2} gicv3_its_* events): a different QEMU "
+                    f"version?"
+                )
             self._skip(name.rstrip(":"))
             return
         args = PARSERS[name].parse(text or "")
         if args is None:
-            raise self.error(f"{name}: {text!r} does not match QEMU 7.2's format "
-                             f"{EVENTS[name]!r} (a different QEMU version, or a cut line?)")
+            raise self.error(
+                f"{name}: {text!r} does not match QEMU 7.2's format "
+                f"{EVENTS[name]!r} (a different QEMU version, or a cut line?)"
+            )
         if sec is not None:
             if len(usec) != 6:
                 raise self.error(f"timestamp {sec}.{usec}: expected 6 microsecond digits")
@@ -324,8 +336,9 @@ class Importer:
         return len(self.records) - 1
 
     def _lpi_event(self, intid, kind, index=None):
-        self.lpi_events.setdefault(intid, []).append((kind, len(self.records) if index is None
-                                                      else index))
+        self.lpi_events.setdefault(intid, []).append(
+            (kind, len(self.records) if index is None else index)
+        )
 
     def _close(self, tid, *, eof=False):
         """End the open translation/command of thread tid."""
@@ -337,9 +350,11 @@ class Importer:
                 raise self.error(
                     f"{'the capture ends inside a command: ' if eof else ''}process_command "
                     f"(slot {c.slot:#x}, opcode {c.opcode:#x}) has no decoded command line "
-                    f"after it", line=c.line)
+                    f"after it",
+                    line=c.line,
+                )
         elif c.stage < 3:
-            self.flags["msi_unresolved"] += 1      # no expectation: QEMU did not deliver it
+            self.flags["msi_unresolved"] += 1  # no expectation: QEMU did not deliver it
 
     # -- MMIO -------------------------------------------------------------------------------
     def on_its_read(self, t, tid, args):
@@ -420,17 +435,19 @@ class Importer:
             return
         event_id = data & (0xFFFF if size == 2 else 0xFFFF_FFFF)
         self._emit("msi", t, tid, 0, requester_id, event_id)
-        exp = self._emit("expect", t, tid, "msi", None)      # filled in when QEMU resolves it
+        exp = self._emit("expect", t, tid, "msi", None)  # filled in when QEMU resolves it
         self.ctx[tid] = _MsiCtx(self.lineno, requester_id, event_id, exp)
 
     def on_dte_read(self, t, tid, args):
         c = self.ctx.get(tid)
         if not isinstance(c, _MsiCtx) or c.stage != 0:
-            return                                    # a command's own lookup
+            return  # a command's own lookup
         devid, valid, size, itt = args
         if devid != c.dev:
-            raise self.error(f"Device Table read for DeviceID {devid:#x} inside the translation "
-                             f"of DeviceID {c.dev:#x} (line {c.line})")
+            raise self.error(
+                f"Device Table read for DeviceID {devid:#x} inside the translation "
+                f"of DeviceID {c.dev:#x} (line {c.line})"
+            )
         if not valid:
             self._close(tid)
             return
@@ -442,8 +459,10 @@ class Importer:
             return
         itt, eventid, valid, inttype, intid, icid, vpeid, doorbell = args
         if eventid != c.ev:
-            raise self.error(f"Interrupt Table read for EventID {eventid:#x} inside the "
-                             f"translation of EventID {c.ev:#x} (line {c.line})")
+            raise self.error(
+                f"Interrupt Table read for EventID {eventid:#x} inside the "
+                f"translation of EventID {c.ev:#x} (line {c.line})"
+            )
         if not valid or inttype != 1:
             if valid:
                 self.flags["msi_virtual_ite"] += 1
@@ -457,8 +476,10 @@ class Importer:
             return
         icid, valid, rdbase = args
         if icid != c.icid:
-            raise self.error(f"Collection Table read for ICID {icid:#x} inside the translation "
-                             f"of ICID {c.icid:#x} (line {c.line})")
+            raise self.error(
+                f"Collection Table read for ICID {icid:#x} inside the translation "
+                f"of ICID {c.icid:#x} (line {c.line})"
+            )
         if not valid:
             self._close(tid)
             return
@@ -478,7 +499,7 @@ class Importer:
             self._close(tid)
 
     def on_table_write(self, t, tid, args):
-        pass                                          # QEMU's side of a command we already have
+        pass  # QEMU's side of a command we already have
 
     def on_iar1_read(self, t, tid, args):
         cpu, value = args
@@ -510,18 +531,22 @@ class Importer:
         if self.cmdq_last is not None and c.slot > self.cmdq_last and self.dump_index is None:
             self._dump_here(t)
         if c.slot in self.slots_seen:
-            self.cmdq_usable = False                  # the queue wrapped: the dump is newer
+            self.cmdq_usable = False  # the queue wrapped: the dump is newer
         self.slots_seen.add(c.slot)
         raw = self.cmdq.get(c.slot) if self.cmdq_usable else None
         if raw is not None:
             got, gfields = decode_command(raw)
             want = dict(fields)
-            if name == "MAPC":                        # QEMU keeps a 16-bit processor number
-                want.pop("RDbase") if not fields["V"] else want.update(RDbase=fields["RDbase"] & 0xFFFF)
+            if name == "MAPC":  # QEMU keeps a 16-bit processor number
+                want.pop("RDbase") if not fields["V"] else want.update(
+                    RDbase=fields["RDbase"] & 0xFFFF
+                )
                 gfields = dict(gfields, RDbase=gfields["RDbase"] & 0xFFFF)
             if got != name or any(gfields.get(k) != v for k, v in want.items()):
-                raise self.error(f"the command queue dump has {got} {gfields} in slot "
-                                 f"{c.slot:#x}, the trace {name} {fields}: not the same capture?")
+                raise self.error(
+                    f"the command queue dump has {got} {gfields} in slot "
+                    f"{c.slot:#x}, the trace {name} {fields}: not the same capture?"
+                )
             self.stats["commands_from_cmdq"] += 1
         return c, raw
 
@@ -564,7 +589,7 @@ class Importer:
             return
         self.l1_done.add((b, index))
         l1 = (b & ((1 << 48) - 1) & ~0xFFF) + 8 * index
-        self._emit("l1", t, tid, l1, page)            # finish() places the level-2 page
+        self._emit("l1", t, tid, l1, page)  # finish() places the level-2 page
 
     def on_cmd_mapc(self, t, tid, args):
         icid, rdbase, valid = args
@@ -572,8 +597,11 @@ class Importer:
         if valid:
             self.max_cpu = max(self.max_cpu, rdbase)
             old = self.collections.get(icid)
-            if old is not None and old != rdbase and any(
-                    e[1] == icid for d in self.devices.values() for e in d.values()):
+            if (
+                old is not None
+                and old != rdbase
+                and any(e[1] == icid for d in self.devices.values() for e in d.values())
+            ):
                 self.flags["mapc_retarget_live_collection"] += 1
             self.collections[icid] = rdbase
             self.last_target = rdbase
@@ -592,7 +620,7 @@ class Importer:
         if ites is None:
             self.flags["mapti_unmapped_device"] += 1
         elif ev in ites:
-            self.flags["mapti_over_existing_ite"] += 1        # QEMU overwrites, KVM ignores
+            self.flags["mapti_over_existing_ite"] += 1  # QEMU overwrites, KVM ignores
         else:
             ites[ev] = [intid, icid]
             self._lpi_event(intid, "map")
@@ -650,7 +678,7 @@ class Importer:
     def on_cmd_invall(self, t, tid, args):
         c, raw = self._command(t, tid, "INVALL")
         if raw is None:
-            icid = self.last_mapc_icid            # Linux: MAPC, SYNC, INVALL of one collection
+            icid = self.last_mapc_icid  # Linux: MAPC, SYNC, INVALL of one collection
             self.stats["invall_icid_inferred"] += 1
         else:
             icid = decode_command(raw)[1]["ICID"]
@@ -673,11 +701,11 @@ class Importer:
     def on_cmd_movall(self, t, tid, args):
         rd1, rd2 = args
         c, raw = self._command(t, tid, "MOVALL", RDbase=rd1, RDbase2=rd2)
-        self.flags["movall"] += 1                 # QEMU moves pending bits; KVM retargets LPIs
+        self.flags["movall"] += 1  # QEMU moves pending bits; KVM retargets LPIs
         self.last_target = rd2
         self._cmd_record(t, tid, "MOVALL", raw, RDbase=rd1, RDbase2=rd2)
 
-    def _devev(name):                             # noqa: N805 (a factory, used below)
+    def _devev(name):
         def handler(self, t, tid, args):
             dev, ev = args
             c, raw = self._command(t, tid, name, DeviceID=dev, EventID=ev)
@@ -688,6 +716,7 @@ class Importer:
                 if name == "INT":
                     self.qemu_pending[ite[0]] += 1
             self._cmd_record(t, tid, name, raw, DeviceID=dev, EventID=ev)
+
         return handler
 
     def on_cmd_virtual(self, t, tid, args):
@@ -696,7 +725,7 @@ class Importer:
             raise self.error("a GICv4 command line without a preceding process_command")
         opcode = c.opcode
         c.decoded = True
-        self.flags["gicv4_commands"] += 1         # KVM's vITS ignores every V* command
+        self.flags["gicv4_commands"] += 1  # KVM's vITS ignores every V* command
         raw = self.cmdq.get(c.slot) if self.cmdq_usable else None
         if raw is None or raw[0] != opcode:
             raw = bytes([opcode]) + bytes(31)
@@ -718,8 +747,9 @@ class Importer:
     def _dump_here(self, t):
         """The pmemsave dumps (cmdq, lpiprop) were taken here: after the last command they hold."""
         self.dump_index = self._emit("dump", t, None)
-        self.dump_lpis = {intid: (dev, ev) for dev, d in self.devices.items()
-                          for ev, (intid, _) in d.items()}
+        self.dump_lpis = {
+            intid: (dev, ev) for dev, d in self.devices.items() for ev, (intid, _) in d.items()
+        }
 
     HANDLERS = {
         "gicv3_its_read": on_its_read,
@@ -773,8 +803,10 @@ class Importer:
         for tid in list(self.ctx):
             self._close(tid, eof=True)
         if self.max_cpu < 0 or not self.counts:
-            raise self.error("no GICv3 ITS, redistributor or ICC_IAR1 events: not a QEMU "
-                             "GICv3 ITS trace (or none of its events were enabled)")
+            raise self.error(
+                "no GICv3 ITS, redistributor or ICC_IAR1 events: not a QEMU "
+                "GICv3 ITS trace (or none of its events were enabled)"
+            )
         if self.dump_index is None:
             self._dump_here(self.records[-1][1] if self.records else None)
         vcpus = self.max_cpu + 1
@@ -783,8 +815,11 @@ class Importer:
         self._lpi_config()
         memory = self._place_l2_and_ram()
         records = self._final_records()
-        vm = {"vcpus": vcpus, "memory": [[QEMU_VIRT_RAM_BASE, memory]],
-              "itses": [{"base": self.its_base}]}
+        vm = {
+            "vcpus": vcpus,
+            "memory": [[QEMU_VIRT_RAM_BASE, memory]],
+            "itses": [{"base": self.its_base}],
+        }
         return vm, self._metadata(vcpus, memory), records
 
     def _lpi_config(self):
@@ -805,13 +840,14 @@ class Importer:
             for n, i in enumerate(loads):
                 kind, idx = evs[i]
                 end = loads[n + 1] if n + 1 < len(loads) else len(evs)
-                window = evs[i + 1:end]
+                window = evs[i + 1 : end]
                 acked = any(k == "ack" for k, _ in window)
-                cfg = idx                              # the placeholder emitted with the load
+                cfg = idx  # the placeholder emitted with the load
                 assert recs[cfg][0] == "cfg" and recs[cfg][3] == intid
                 if kind == "inv":
-                    last_before_dump = (idx < dump and (n + 1 == len(loads)
-                                                        or evs[loads[n + 1]][1] > dump))
+                    last_before_dump = idx < dump and (
+                        n + 1 == len(loads) or evs[loads[n + 1]][1] > dump
+                    )
                     if acked:
                         val, reason = on, "delivered_after"
                     elif last_before_dump and intid in final:
@@ -826,7 +862,7 @@ class Importer:
                     why[reason] += 1
                     cur = val
                 elif acked and not cur & 1:
-                    recs[cfg][4] = on                  # delivered though no INV enabled it
+                    recs[cfg][4] = on  # delivered though no INV enabled it
                     why[f"delivered_after_{kind}"] += 1
                     cur = on
         self.stats["lpi_config_writes"] = sum(why.values())
@@ -844,8 +880,11 @@ class Importer:
                 lpi_at_dump = dict(state)
         self.flags["acks_of_disabled_lpi"] += bad
         if self.prop_final is not None:
-            mism = [i for i in self.dump_lpis
-                    if lpi_at_dump.get(i, self.prop_default) != final.get(i, self.prop_default)]
+            mism = [
+                i
+                for i in self.dump_lpis
+                if lpi_at_dump.get(i, self.prop_default) != final.get(i, self.prop_default)
+            ]
             self.flags["final_table_mismatch"] += len(mism)
         for k in [k for k, v in self.flags.items() if not v]:
             del self.flags[k]
@@ -872,9 +911,11 @@ class Importer:
             self.ram_source = "inferred from the addresses the trace names"
         else:
             if ram < need:
-                raise self.error(f"the command line's -m ({ram >> 20} MiB) is smaller than the "
-                                 f"guest addresses the trace uses ({need >> 20} MiB above "
-                                 f"{QEMU_VIRT_RAM_BASE:#x})")
+                raise self.error(
+                    f"the command line's -m ({ram >> 20} MiB) is smaller than the "
+                    f"guest addresses the trace uses ({need >> 20} MiB above "
+                    f"{QEMU_VIRT_RAM_BASE:#x})"
+                )
             self.ram_source = "command line -m"
         return ram
 
@@ -897,17 +938,35 @@ class Importer:
                     final = self.prop_final
                     for intid in sorted(self.dump_lpis):
                         b = final.get(intid, self.prop_default)
-                        out.append(["expect", r[1], None, "lpi",
-                                    {"intid": intid, "exists": True, "priority": b & 0xFC,
-                                     "enabled": bool(b & 1)}])
+                        out.append(
+                            [
+                                "expect",
+                                r[1],
+                                None,
+                                "lpi",
+                                {
+                                    "intid": intid,
+                                    "exists": True,
+                                    "priority": b & 0xFC,
+                                    "enabled": bool(b & 1),
+                                },
+                            ]
+                        )
                         self.stats["expect_lpi"] += 1
             else:
                 out.append(r)
         return out
 
     def _metadata(self, vcpus, ram):
-        names = {0x0: "GITS_CTLR", 0x4: "GITS_IIDR", 0x8: "GITS_TYPER", 0xC: "GITS_TYPER_hi",
-                 0x80: "GITS_CBASER", 0x88: "GITS_CWRITER", 0xFFE8: "GITS_PIDR2"}
+        names = {
+            0x0: "GITS_CTLR",
+            0x4: "GITS_IIDR",
+            0x8: "GITS_TYPER",
+            0xC: "GITS_TYPER_hi",
+            0x80: "GITS_CBASER",
+            0x88: "GITS_CWRITER",
+            0xFFE8: "GITS_PIDR2",
+        }
         regs = {}
         for off, v in sorted(self.its_regs.items()):
             if R.GITS_BASER <= off < R.GITS_BASER + 0x40:
@@ -919,24 +978,30 @@ class Importer:
             "importer": "gictools.trace.import_qemu",
             "qemu_trace_backend": "log",
             "qemu_version_format": "7.2",
-            "clock": ("t_ns = the trace's TID@SEC.USEC stamp (host gettimeofday, CLOCK_REALTIME) "
-                      "in ns since the Unix epoch; injector = the host thread id"
-                      if self.t0 is not None else "the trace has no timestamps"),
+            "clock": (
+                "t_ns = the trace's TID@SEC.USEC stamp (host gettimeofday, CLOCK_REALTIME) "
+                "in ns since the Unix epoch; injector = the host thread id"
+                if self.t0 is not None
+                else "the trace has no timestamps"
+            ),
             "t0_ns": self.t0,
             "lines": self.lineno,
             "events": dict(sorted(self.counts.items())),
             "skipped_lines": dict(sorted(self.skipped.items())),
             "vcpus_from": "highest redistributor / CPU / RDbase number seen + 1"
-                          + (", raised to the command line's -smp" if self.cmdline.get("vcpus")
-                             else ""),
+            + (", raised to the command line's -smp" if self.cmdline.get("vcpus") else ""),
             "ram": {"base": QEMU_VIRT_RAM_BASE, "size": ram, "source": self.ram_source},
             "its_registers": regs,
             "emitted": dict(sorted(self.stats.items())),
             "reconstructed": {
                 "device_table_level2": self.l2_pages,
-                "lpi_config_table": None if self.prop_table is None else
-                {"gpa": self.prop_table[0], "size": self.prop_table[1],
-                 "initial_byte": self.prop_default},
+                "lpi_config_table": None
+                if self.prop_table is None
+                else {
+                    "gpa": self.prop_table[0],
+                    "size": self.prop_table[1],
+                    "initial_byte": self.prop_default,
+                },
                 "lpi_config_bytes_by_reason": dict(sorted(self.config_reasons.items())),
                 "final_table_from": "lpiprop dump" if self.prop_final is not None else None,
             },
@@ -947,31 +1012,44 @@ class Importer:
 
 # --- the one-call form ------------------------------------------------------------------------
 
+
 def convert(log, *, cmdq=None, lpiprop=None, cmdline=None, its_base=QEMU_VIRT_ITS_BASE):
     """Parse a QEMU trace log (and the optional dumps); (vm, metadata, records)."""
     log = os.fspath(log)
-    imp = Importer(cmdq=read_cmdq(cmdq) if cmdq else None,
-                   lpiprop=read_lpiprop(lpiprop) if lpiprop else None,
-                   cmdline=read_cmdline(cmdline) if cmdline else None,
-                   its_base=its_base, path=log)
+    imp = Importer(
+        cmdq=read_cmdq(cmdq) if cmdq else None,
+        lpiprop=read_lpiprop(lpiprop) if lpiprop else None,
+        cmdline=read_cmdline(cmdline) if cmdline else None,
+        its_base=its_base,
+        path=log,
+    )
     try:
         with _open_text(log) as f:
             feed = imp.feed
             for line in f:
                 feed(line)
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise ImportFormatError(f"damaged gzip stream after {imp.lineno} complete lines "
-                                f"({e or type(e).__name__})", line=imp.lineno + 1,
-                                path=log) from None
+        raise ImportFormatError(
+            f"damaged gzip stream after {imp.lineno} complete lines ({e or type(e).__name__})",
+            line=imp.lineno + 1,
+            path=log,
+        ) from None
     return imp.finish()
 
 
 def write_trace(out, vm, metadata, records, source):
     """Write converted records with a TraceWriter (atomic)."""
     from gictools.trace.writer import TraceWriter
+
     with TraceWriter(out, vm=vm, source=source, metadata=metadata) as w:
-        methods = {"msi": w.msi, "command": w.command, "reg": w.reg, "mem": w.mem,
-                   "expect": w.expect, "ack": w.ack}
+        methods = {
+            "msi": w.msi,
+            "command": w.command,
+            "reg": w.reg,
+            "mem": w.mem,
+            "expect": w.expect,
+            "ack": w.ack,
+        }
         for r in records:
             methods[r[0]](*r[3:], t_ns=r[1], injector=r[2])
         return w.records, w.events
@@ -981,17 +1059,19 @@ class ImportSummary(dict):
     def text(self):
         m = self["metadata"]
         e = m["emitted"]
-        lines = [f"wrote {self['out']}: {self['records']:,} records from {m['lines']:,} lines "
-                 f"in {self['seconds']:.2f} s",
-                 f"  vCPUs {self['vm']['vcpus']}, RAM {self['vm']['memory'][0][1] >> 20} MiB "
-                 f"({m['ram']['source']}), ITS at {self['vm']['itses'][0]['base']:#x}",
-                 f"  MSIs {self['msis']:,}, commands {e.get('commands', 0):,} "
-                 f"({e.get('commands_from_cmdq', 0):,} completed from the queue dump), "
-                 f"acks {e.get('acks', 0):,}",
-                 f"  expectations: msi {e.get('expect_msi', 0):,}, lpi {e.get('expect_lpi', 0):,}",
-                 f"  reconstructed: {len(m['reconstructed']['device_table_level2'])} device-table "
-                 f"level-2 page(s), {e.get('lpi_config_writes', 0)} LPI config bytes "
-                 f"{m['reconstructed']['lpi_config_bytes_by_reason']}"]
+        lines = [
+            f"wrote {self['out']}: {self['records']:,} records from {m['lines']:,} lines "
+            f"in {self['seconds']:.2f} s",
+            f"  vCPUs {self['vm']['vcpus']}, RAM {self['vm']['memory'][0][1] >> 20} MiB "
+            f"({m['ram']['source']}), ITS at {self['vm']['itses'][0]['base']:#x}",
+            f"  MSIs {self['msis']:,}, commands {e.get('commands', 0):,} "
+            f"({e.get('commands_from_cmdq', 0):,} completed from the queue dump), "
+            f"acks {e.get('acks', 0):,}",
+            f"  expectations: msi {e.get('expect_msi', 0):,}, lpi {e.get('expect_lpi', 0):,}",
+            f"  reconstructed: {len(m['reconstructed']['device_table_level2'])} device-table "
+            f"level-2 page(s), {e.get('lpi_config_writes', 0)} LPI config bytes "
+            f"{m['reconstructed']['lpi_config_bytes_by_reason']}",
+        ]
         sk = sum(m["skipped_lines"].values())
         if sk:
             lines.append(f"  skipped {sk} lines of other events: {m['skipped_lines']}")
@@ -1000,18 +1080,24 @@ class ImportSummary(dict):
         return "\n".join(lines)
 
 
-def import_qemu(log, out, *, cmdq=None, lpiprop=None, cmdline=None,
-                its_base=QEMU_VIRT_ITS_BASE) -> ImportSummary:
+def import_qemu(
+    log, out, *, cmdq=None, lpiprop=None, cmdline=None, its_base=QEMU_VIRT_ITS_BASE
+) -> ImportSummary:
     """Convert a QEMU trace log into trace file `out`; raises ImportFormatError on bad input
     (and then writes nothing)."""
     t0 = time.perf_counter()
-    vm, meta, records = convert(log, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline,
-                                its_base=its_base)
+    vm, meta, records = convert(log, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline, its_base=its_base)
     inputs = {"log": os.path.basename(os.fspath(log))}
     for k, v in (("cmdq", cmdq), ("lpiprop", lpiprop), ("cmdline", cmdline)):
         if v:
             inputs[k] = os.path.basename(os.fspath(v))
     meta["inputs"] = inputs
     nrec, msis = write_trace(out, vm, meta, records, source=f"qemu import of {inputs['log']}")
-    return ImportSummary(out=os.fspath(out), vm=vm, metadata=meta, records=nrec, msis=msis,
-                         seconds=time.perf_counter() - t0)
+    return ImportSummary(
+        out=os.fspath(out),
+        vm=vm,
+        metadata=meta,
+        records=nrec,
+        msis=msis,
+        seconds=time.perf_counter() - t0,
+    )

@@ -58,7 +58,13 @@ class _Gunzip:
     __slots__ = ("f", "d", "tail", "error", "done")
 
     def __init__(self, f):
-        self.f, self.d, self.tail, self.error, self.done = f, zlib.decompressobj(31), b"", None, False
+        self.f, self.d, self.tail, self.error, self.done = (
+            f,
+            zlib.decompressobj(31),
+            b"",
+            None,
+            False,
+        )
 
     def read(self, size):
         out = []
@@ -80,7 +86,7 @@ class _Gunzip:
                 rest = self.d.unused_data + self.d.unconsumed_tail
                 self.d = zlib.decompressobj(31)
                 self.tail = rest
-                if not rest.strip(b"\0"):         # trailing padding after the last member
+                if not rest.strip(b"\0"):  # trailing padding after the last member
                     self.tail = b""
                     rest = self.f.read(1 << 20)
                     if rest:
@@ -121,17 +127,24 @@ class TraceReader:
     """Iterates a trace's records after validating its header (see module doc)."""
 
     def __init__(self, path_or_fileobj):
-        self.record_index = 0       # index of the record last yielded (0: the header)
-        self.offset = 0             # byte offset of the record last yielded
+        self.record_index = 0  # index of the record last yielded (0: the header)
+        self.offset = 0  # byte offset of the record last yielded
         self._iterated = False
         self._src, self.path, self._file, self._owned = _open(path_or_fileobj)
         try:
             self._up = msgpack.Unpacker(
-                self._src, use_list=False, raw=False, strict_map_key=True,
-                read_size=F.READ_SIZE, max_buffer_size=F.MAX_BUFFER_SIZE,
-                max_bin_len=F.MAX_BIN_LEN, max_str_len=F.MAX_STR_LEN,
-                max_array_len=F.MAX_ARRAY_LEN, max_map_len=F.MAX_MAP_LEN,
-                max_ext_len=0)
+                self._src,
+                use_list=False,
+                raw=False,
+                strict_map_key=True,
+                read_size=F.READ_SIZE,
+                max_buffer_size=F.MAX_BUFFER_SIZE,
+                max_bin_len=F.MAX_BIN_LEN,
+                max_str_len=F.MAX_STR_LEN,
+                max_array_len=F.MAX_ARRAY_LEN,
+                max_map_len=F.MAX_MAP_LEN,
+                max_ext_len=0,
+            )
             self.header = self._read_header()
         except BaseException:
             self.close()
@@ -151,10 +164,12 @@ class TraceReader:
         except msgpack.OutOfData:
             gz = _gzip_error(self._src)
             if self._src.n == 0:
-                raise self._error(gz or "empty file: no header (not a gictools trace)",
-                                  0, 0) from None
-            raise self._error("truncated in the header" + (f" ({gz})" if gz else ""),
-                              0, 0) from None
+                raise self._error(
+                    gz or "empty file: no header (not a gictools trace)", 0, 0
+                ) from None
+            raise self._error(
+                "truncated in the header" + (f" ({gz})" if gz else ""), 0, 0
+            ) from None
         except Exception as e:  # the one choke point for the header
             raise self._error(f"header: undecodable ({_describe(e)})", 0, 0) from None
         try:
@@ -192,8 +207,14 @@ class TraceReader:
         up, src = self._up, self._src
         tell = up.tell
         n_its, vcpus = self.n_itses, self.vcpus
-        small = {F.COMMAND: self._command, F.REG: self._reg, F.MEM: self._mem,
-                 F.CTRL: self._ctrl, F.EXPECT: self._expect, F.ACK: self._ack}
+        small = {
+            F.COMMAND: self._command,
+            F.REG: self._reg,
+            F.MEM: self._mem,
+            F.CTRL: self._ctrl,
+            F.EXPECT: self._expect,
+            F.ACK: self._ack,
+        }
         frombuffer = np.frombuffer
         i = 0
         end = self._end
@@ -204,10 +225,11 @@ class TraceReader:
                 start, end = end, tell()
                 self.record_index, self.offset = i, start
                 if type(obj) is not tuple or not obj:
-                    raise FieldError(f"a record must be a non-empty array, got "
-                                     f"{type(obj).__name__}")
+                    raise FieldError(
+                        f"a record must be a non-empty array, got {type(obj).__name__}"
+                    )
                 tag = obj[0]
-                if tag == 0 and type(tag) is int:                    # MSI
+                if tag == 0 and type(tag) is int:  # MSI
                     if len(obj) != 6:
                         obj = _trim(obj, 6)
                     _, t, inj, its, dev, ev = obj
@@ -222,7 +244,7 @@ class TraceReader:
                     if not (type(ev) is int and 0 <= ev <= _U32):
                         _bad_u32(ev, "event_id")
                     yield obj
-                elif tag == 1 and type(tag) is int:                  # MSI_BLOCK
+                elif tag == 1 and type(tag) is int:  # MSI_BLOCK
                     if len(obj) != 7:
                         obj = _trim(obj, 7)
                     _, n, its, ts, dev, ev, inj = obj
@@ -253,7 +275,7 @@ class TraceReader:
             raise self._error(e.what, i, start, e.field) from None
         except msgpack.OutOfData:
             raise self._error(_truncated(src, end), i + 1, end) from None
-        except Exception as e:  # noqa: BLE001 -- the choke point: nothing else escapes
+        except Exception as e:
             # an error while unpacking: the record being read starts at `end`
             raise self._error(_describe(e), i + 1, end) from None
         finally:
@@ -342,8 +364,9 @@ def _trim(obj, n):
     if len(obj) < n:
         tag = obj[0]
         names = _FIELDS[tag]
-        raise FieldError(f"{F.TAG_NAMES[tag]} record has {len(obj)} elements, expected {n}",
-                         names[len(obj) - 1])
+        raise FieldError(
+            f"{F.TAG_NAMES[tag]} record has {len(obj)} elements, expected {n}", names[len(obj) - 1]
+        )
     return obj[:n]
 
 
@@ -370,8 +393,10 @@ def _bad_u32(v, field):
 def _bad_its(v, n_its, field="its"):
     if type(v) is not int:
         raise FieldError(f"expected int, got {type(v).__name__}", field)
-    raise FieldError(f"ITS index {v} out of range (the header declares {n_its} ITS"
-                     f"{'es' if n_its != 1 else ''})", field)
+    raise FieldError(
+        f"ITS index {v} out of range (the header declares {n_its} ITS{'es' if n_its != 1 else ''})",
+        field,
+    )
 
 
 def _bad_vcpu(v, vcpus, field):
@@ -393,8 +418,9 @@ def _gzip_error(src):
 
 def _truncated(src, end):
     gz = _gzip_error(src)
-    return (f"truncated: the file ends inside this record ({src.n - end} of its bytes present)"
-            + (f" ({gz})" if gz else ""))
+    return f"truncated: the file ends inside this record ({src.n - end} of its bytes present)" + (
+        f" ({gz})" if gz else ""
+    )
 
 
 def _describe(e):
@@ -403,8 +429,11 @@ def _describe(e):
     if isinstance(e, msgpack.ExtraData):
         return "malformed msgpack"
     msg = str(e)
-    return f"malformed msgpack ({type(e).__name__}: {msg})" if msg else \
-        f"malformed msgpack ({type(e).__name__})"
+    return (
+        f"malformed msgpack ({type(e).__name__}: {msg})"
+        if msg
+        else f"malformed msgpack ({type(e).__name__})"
+    )
 
 
 def read_header(path_or_fileobj) -> dict:

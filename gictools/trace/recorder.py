@@ -16,7 +16,7 @@ class _Memory:
     def __init__(self, rec, mem):
         self._rec, self._mem = rec, mem
 
-    def __getattr__(self, name):          # read, read_u64, is_ram, slots, pages ...
+    def __getattr__(self, name):  # read, read_u64, is_ram, slots, pages ...
         return getattr(self._mem, name)
 
     def write(self, gpa, data):
@@ -25,7 +25,7 @@ class _Memory:
         self._mem.write(gpa, data)
 
     def write_u64(self, gpa, value):
-        self.write(gpa, (value & (2 ** 64 - 1)).to_bytes(8, "little"))
+        self.write(gpa, (value & (2**64 - 1)).to_bytes(8, "little"))
 
     def write_u8(self, gpa, value):
         self.write(gpa, bytes((value & 0xFF,)))
@@ -39,7 +39,7 @@ class _ITS:
     def __getattr__(self, name):
         return getattr(self._its, name)
 
-    def __setattr__(self, name, value):   # e.g. Guest resetting last_error
+    def __setattr__(self, name, value):  # e.g. Guest resetting last_error
         setattr(self._its, name, value)
 
     def mmio_write(self, offset, size, value):
@@ -55,8 +55,7 @@ class _ITS:
         off = self._its.register_offset(reg)
         ret = self._its.write_reg(off, value)
         size = 4 if off < 8 or off >= R.GITS_IDREGS_BASE else 8
-        self._rec._w.reg("its-user", self._its.index, off, size, value, True,
-                         t_ns=self._rec._now())
+        self._rec._w.reg("its-user", self._its.index, off, size, value, True, t_ns=self._rec._now())
         return ret
 
     def process_command(self, raw):
@@ -82,15 +81,22 @@ class Recorder:
     """Record a fresh VM's workload: `with Recorder(vm, "t.msgpack") as rec: Guest(rec, rec.itses[0])`."""
 
     def __init__(self, vm, path, *, source="gictools.trace.Recorder", metadata=None, clock=None):
-        if vm.lpis or vm.memory.pages or any(its.devices or its.collections or its.enabled
-                                             for its in vm.itses):
+        if (
+            vm.lpis
+            or vm.memory.pages
+            or any(its.devices or its.collections or its.enabled for its in vm.itses)
+        ):
             raise ValueError("Recorder needs a fresh VM (no memory written, no ITS state)")
         self.vm_ = vm
         self._clock = clock or time.monotonic_ns
         self._t0 = self._clock()
-        header_vm = {"vcpus": vm.nr_vcpus, "vcpu_ids": list(vm.vcpu_ids), "kernel": vm.kernel.name,
-                     "memory": [list(s) for s in vm.memory.slots],
-                     "itses": [{"base": its.base} for its in vm.itses]}
+        header_vm = {
+            "vcpus": vm.nr_vcpus,
+            "vcpu_ids": list(vm.vcpu_ids),
+            "kernel": vm.kernel.name,
+            "memory": [list(s) for s in vm.memory.slots],
+            "itses": [{"base": its.base} for its in vm.itses],
+        }
         self._w = TraceWriter(path, vm=header_vm, source=source, metadata=metadata or {})
         self.memory = _Memory(self, vm.memory)
         self.itses = [_ITS(self, its) for its in vm.itses]
@@ -98,7 +104,7 @@ class Recorder:
     def _now(self):
         return self._clock() - self._t0
 
-    def __getattr__(self, name):          # nr_vcpus, rdbase_of, lpis, pending_lpis, ...
+    def __getattr__(self, name):  # nr_vcpus, rdbase_of, lpis, pending_lpis, ...
         return getattr(self.vm_, name)
 
     def __enter__(self):

@@ -32,21 +32,26 @@ class TraceWriter:
 
     def __init__(self, path, vm, source="", metadata=None):
         self.path = os.fspath(path)
-        header = {"format": F.FORMAT_NAME, "version": list(F.VERSION), "vm": vm,
-                  "source": source, "metadata": {} if metadata is None else metadata}
-        h = F.validate_header(header)             # FieldError is a ValueError
+        header = {
+            "format": F.FORMAT_NAME,
+            "version": list(F.VERSION),
+            "vm": vm,
+            "source": source,
+            "metadata": {} if metadata is None else metadata,
+        }
+        h = F.validate_header(header)  # FieldError is a ValueError
         vmh = {k: v for k, v in h["vm"].items() if v is not None}
         if vm.get("vcpu_ids") is None:
-            vmh.pop("vcpu_ids")                   # the default, implied
+            vmh.pop("vcpu_ids")  # the default, implied
         h["vm"] = vmh
         self.header = h
         self.vcpus = vmh["vcpus"]
         self.n_itses = len(vmh["itses"])
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
         self._t = 0
-        self.records = 0          # records written, MSI_BLOCKs counted once each
-        self.events = 0           # MSIs written
-        self._b_its = None        # the pending block's ITS, None when no block pending
+        self.records = 0  # records written, MSI_BLOCKs counted once each
+        self.events = 0  # MSIs written
+        self._b_its = None  # the pending block's ITS, None when no block pending
         self._b_inj = False
         self._new_columns()
         self._tmp = f"{self.path}.tmp-{os.getpid()}"
@@ -128,7 +133,7 @@ class TraceWriter:
 
     def _start_block(self, its, has_inj):
         if its == self._b_its and has_inj == self._b_inj and type(its) is int:
-            self._b_its = its            # same ITS as an equal int object: same block
+            self._b_its = its  # same ITS as an equal int object: same block
             return
         self._flush_msis()
         self._check_its(its)
@@ -143,9 +148,19 @@ class TraceWriter:
                 c.byteswap()
         n = len(self._ts)
         if n:
-            self._f.write(self._packer.pack(
-                [F.MSI_BLOCK, n, self._b_its, self._ts.tobytes(), self._dev.tobytes(),
-                 self._ev.tobytes(), self._inj.tobytes() if self._b_inj else None]))
+            self._f.write(
+                self._packer.pack(
+                    [
+                        F.MSI_BLOCK,
+                        n,
+                        self._b_its,
+                        self._ts.tobytes(),
+                        self._dev.tobytes(),
+                        self._ev.tobytes(),
+                        self._inj.tobytes() if self._b_inj else None,
+                    ]
+                )
+            )
             self.records += 1
             self.events += n
         self._b_its = None
@@ -162,13 +177,26 @@ class TraceWriter:
         inj = None if inj is None else _column(inj, "<u4", _U32, "inj")
         n = len(ts)
         if len(dev) != n or len(ev) != n or (inj is not None and len(inj) != n):
-            raise ValueError(f"column lengths differ: ts {n}, dev {len(dev)}, ev {len(ev)}"
-                             + ("" if inj is None else f", inj {len(inj)}"))
+            raise ValueError(
+                f"column lengths differ: ts {n}, dev {len(dev)}, ev {len(ev)}"
+                + ("" if inj is None else f", inj {len(inj)}")
+            )
         pack, write = self._packer.pack, self._f.write
         for s in range(0, n, F.MAX_BLOCK):
             e = min(s + F.MAX_BLOCK, n)
-            write(pack([F.MSI_BLOCK, e - s, its, ts[s:e].tobytes(), dev[s:e].tobytes(),
-                        ev[s:e].tobytes(), None if inj is None else inj[s:e].tobytes()]))
+            write(
+                pack(
+                    [
+                        F.MSI_BLOCK,
+                        e - s,
+                        its,
+                        ts[s:e].tobytes(),
+                        dev[s:e].tobytes(),
+                        ev[s:e].tobytes(),
+                        None if inj is None else inj[s:e].tobytes(),
+                    ]
+                )
+            )
             self.records += 1
         self.events += n
         if n:
@@ -189,13 +217,15 @@ class TraceWriter:
 
     def _check_its(self, its):
         if not (type(its) is int and 0 <= its < self.n_itses):
-            raise ValueError(f"ITS index {its!r} out of range (the header declares "
-                             f"{self.n_itses} ITSes)")
+            raise ValueError(
+                f"ITS index {its!r} out of range (the header declares {self.n_itses} ITSes)"
+            )
 
     def _check_vcpu(self, vcpu, what="vcpu"):
         if not (type(vcpu) is int and 0 <= vcpu < self.vcpus):
-            raise ValueError(f"{what}: vCPU index {vcpu!r} out of range (the header declares "
-                             f"{self.vcpus} vCPUs)")
+            raise ValueError(
+                f"{what}: vCPU index {vcpu!r} out of range (the header declares {self.vcpus} vCPUs)"
+            )
 
     def _write(self, rec):
         self._f.write(self._packer.pack(rec))

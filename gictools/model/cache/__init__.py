@@ -2,7 +2,16 @@
 
 from gictools.errors import ConfigError
 from gictools.model.cache.base import (  # noqa: F401
-    BYPASS, CACHE_COLUMN_VALUES, EVICT, HIT, MISS, MISS_NOFILL, OUTCOME_NAMES, RECYCLE, CachePolicy)
+    BYPASS,
+    CACHE_COLUMN_VALUES,
+    EVICT,
+    HIT,
+    MISS,
+    MISS_NOFILL,
+    OUTCOME_NAMES,
+    RECYCLE,
+    CachePolicy,
+)
 from gictools.model.cache.lru_v6_8 import LruV68
 from gictools.model.cache.none import NoCache
 from gictools.model.cache.per_its_v6_10 import PerItsV610

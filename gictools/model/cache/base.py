@@ -7,18 +7,24 @@ modelled latency.
 """
 
 # Outcome of one injection's cache interaction (per-event `cache` column).
-HIT = 0          # lookup hit
-MISS = 1         # miss; translation filled into free capacity (or already present)
-EVICT = 2        # miss; a valid entry was evicted to make room
-BYPASS = 3       # the policy has no cache (none)
+HIT = 0  # lookup hit
+MISS = 1  # miss; translation filled into free capacity (or already present)
+EVICT = 2  # miss; a valid entry was evicted to make room
+BYPASS = 3  # the policy has no cache (none)
 MISS_NOFILL = 4  # miss; slow path failed, nothing cached
-RECYCLE = 5      # miss; an invalidated (empty) entry was unlinked to make room (usage-v2: RCU wait)
+RECYCLE = 5  # miss; an invalidated (empty) entry was unlinked to make room (usage-v2: RCU wait)
 
-OUTCOME_NAMES = {HIT: "hit", MISS: "miss", EVICT: "miss-evict", BYPASS: "bypass",
-                 MISS_NOFILL: "miss", RECYCLE: "miss"}
+OUTCOME_NAMES = {
+    HIT: "hit",
+    MISS: "miss",
+    EVICT: "miss-evict",
+    BYPASS: "bypass",
+    MISS_NOFILL: "miss",
+    RECYCLE: "miss",
+}
 CACHE_COLUMN_VALUES = ("hit", "miss", "miss-evict", "bypass")
 
-DOORBELL_OFFSET = 0x10040       # GITS_TRANSLATER
+DOORBELL_OFFSET = 0x10040  # GITS_TRANSLATER
 
 
 class CachePolicy:
@@ -30,8 +36,8 @@ class CachePolicy:
 
     def __init__(self, nr_vcpus: int):
         self.nr_vcpus = nr_vcpus
-        self.last_victim = None      # (DeviceID, EventID) evicted by the last fill
-        self.doorbells = {}          # GITS_TRANSLATER address -> ITS index (VM-scoped keys)
+        self.last_victim = None  # (DeviceID, EventID) evicted by the last fill
+        self.doorbells = {}  # GITS_TRANSLATER address -> ITS index (VM-scoped keys)
 
     def key(self, db: int, device_id: int, event_id: int):
         """One int per (doorbell, DeviceID, EventID); None for a doorbell no ITS has (never hits)."""

@@ -21,7 +21,7 @@ class LruV68(CachePolicy):
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
         self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
-        self.map = OrderedDict()     # key(db, devid, evid) -> LPI; last = head (MRU)
+        self.map = OrderedDict()  # key(db, devid, evid) -> LPI; last = head (MRU)
 
     def lookup(self, db, device_id, event_id):
         # vgic_its_check_cache: only the exact GITS_TRANSLATER doorbell can match

@@ -33,9 +33,9 @@ class UsageV2(CachePolicy):
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
         self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
-        self.order = []      # tail first, head last
-        self.map = {}        # key -> _Entry (valid entries only)
-        self.empties = 0     # invalidated entries still linked
+        self.order = []  # tail first, head last
+        self.map = {}  # key -> _Entry (valid entries only)
+        self.empties = 0  # invalidated entries still linked
 
     def lookup(self, db, device_id, event_id):
         e = self.map.get(self.key(db, device_id, event_id))
@@ -102,5 +102,8 @@ class UsageV2(CachePolicy):
         return len(self.map)
 
     def entries(self):
-        return [(*self.decode_key(e.key), e.lpi.intid) for e in reversed(self.order)
-                if e.lpi is not None]
+        return [
+            (*self.decode_key(e.key), e.lpi.intid)
+            for e in reversed(self.order)
+            if e.lpi is not None
+        ]

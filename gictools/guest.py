@@ -8,6 +8,7 @@ the VM's public surface (a Recorder).
 """
 
 from gictools import regs as R
+from gictools.abi import entries as E
 from gictools.model.commands import encode_command
 
 SZ_64K = 0x10000
@@ -133,7 +134,7 @@ class Guest:
             l2 = self.alloc(SZ_64K)
             self.l2_tables[l1_index] = l2
             self.vm.memory.write(
-                self.device_table + 8 * l1_index, ((1 << 63) | l2).to_bytes(8, "little")
+                self.device_table + 8 * l1_index, E.to_bytes(E.encode_l1e(E.L1Entry(True, l2)))
             )
 
     def mapd(self, device_id: int, itt_bits: int, valid: bool = True, itt_addr: int | None = None):
@@ -152,9 +153,24 @@ class Guest:
             )
         )
 
+    def rdbase(self, vcpu: int) -> int:
+        """The RDbase field a guest writes to name vcpu (its_encode_target).
+
+        GITS_TYPER.PTA = 0 (always so in KVM): a processor number, GICR_TYPER's
+        Processor_Number of that redistributor, i.e. what rdbase_of gives for a vCPU
+        the VM has. Any other number is sent as it is (a buggy or hostile guest), so
+        the model answers it (e.g. E_ITS_MAPC_PROCNUM_OOR), as KVM would.
+        """
+        pta = R.GITS_TYPER_LAYOUT["PTA"].get(self.its.read_reg("GITS_TYPER"))
+        if pta:
+            raise NotImplementedError("GITS_TYPER.PTA = 1 (physical RDbase): not a KVM ITS")
+        if isinstance(vcpu, int) and 0 <= vcpu < self.vm.nr_vcpus:
+            return self.vm.rdbase_of(vcpu)
+        return vcpu & R.RDBASE_MASK
+
     def mapc(self, icid: int, vcpu: int, valid: bool = True):
         return self.command(
-            encode_command("MAPC", ICID=icid, RDbase=self.vm.rdbase_of(vcpu), V=int(valid))
+            encode_command("MAPC", ICID=icid, RDbase=self.rdbase(vcpu), V=int(valid))
         )
 
     def mapti(self, device_id, event_id, intid, icid):
@@ -185,10 +201,8 @@ class Guest:
 
     def movall(self, from_vcpu, to_vcpu):
         return self.command(
-            encode_command(
-                "MOVALL", RDbase=self.vm.rdbase_of(from_vcpu), RDbase2=self.vm.rdbase_of(to_vcpu)
-            )
+            encode_command("MOVALL", RDbase=self.rdbase(from_vcpu), RDbase2=self.rdbase(to_vcpu))
         )
 
     def sync(self, vcpu):
-        return self.command(encode_command("SYNC", RDbase=self.vm.rdbase_of(vcpu)))
+        return self.command(encode_command("SYNC", RDbase=self.rdbase(vcpu)))

@@ -48,8 +48,30 @@ _HEADER = struct.Struct("<8sHHIQ")
 HEADER_SIZE = _HEADER.size  # 24
 DIGEST_SIZE = 32
 MAX_RUN = 16 << 20  # bytes per "mem" record
+_IO_CHUNK = 1 << 20  # file reads while hashing and decoding: memory stays flat
+# The decoder's buffer: one whole "mem" record (its data, tag, address, headers) fits.
+_MAX_BUFFER = MAX_RUN + 4096
 ITS_REGS = ("GITS_CTLR", "GITS_IIDR", "GITS_CBASER", "GITS_CREADR", "GITS_CWRITER")
 REDIST_REGS = ("GICR_CTLR", "GICR_PROPBASER", "GICR_PENDBASER")
+
+# The body's record schema, declared once: tag -> the names of the elements after the tag.
+# The writer packs [tag, *values in this order]; the reader checks the length and names them.
+RECORDS = {
+    "vm": ("config",),
+    "redist": ("vcpu", *REDIST_REGS),
+    "its": ("index", "base", *ITS_REGS, "GITS_BASER"),
+    "mem": ("gpa", "data"),
+    "end": ("count",),
+}
+VM_CONFIG_KEYS = ("vcpus", "vcpu_ids", "kernel", "memory", "cache")
+
+
+def _record(tag: str, **values) -> list:
+    """[tag, *values] in RECORDS order (a missing or extra name is a programming error)."""
+    names = RECORDS[tag]
+    if set(values) != set(names):
+        raise TypeError(f"record {tag!r} takes {names}, got {tuple(values)}")
+    return [tag] + [values[n] for n in names]
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -61,71 +83,110 @@ def flush_tables(vm):
     err = vm.save_pending_tables()
     if err:
         raise ImageError(
-            "KVM_DEV_ARM_VGIC_SAVE_PENDING_TABLES failed", step="save_pending_tables", errno=err
+            f"KVM_DEV_ARM_VGIC_SAVE_PENDING_TABLES failed ({R.error_name(err)})",
+            step="save_pending_tables",
+            errno=err,
         )
     for its in vm.itses:
         err = its.save_tables()
         if err:
             raise ImageError(
-                f"KVM_DEV_ARM_ITS_SAVE_TABLES failed on ITS {its.index}",
+                f"KVM_DEV_ARM_ITS_SAVE_TABLES failed on ITS {its.index} ({R.error_name(err)})",
                 step=f"its{its.index}.save_tables",
                 errno=err,
             )
 
 
 def _memory_runs(mem):
-    """(gpa, bytes) runs of consecutive non-zero pages, each at most MAX_RUN bytes."""
-    start, buf = None, bytearray()
-    for gpa, data in mem.nonzero_pages():
-        if start is not None and gpa == start + len(buf) and len(buf) < MAX_RUN:
-            buf += data
+    """(gpa, [page, ...]) runs of consecutive non-zero pages, each at most MAX_RUN bytes.
+
+    The pages are the memory's own buffers (no copy): consume a run before changing memory.
+    """
+    start, run = None, []
+    for gpa, page in mem.nonzero_page_buffers():
+        if (
+            start is not None
+            and gpa == start + len(run) * PAGE_SIZE
+            and len(run) * PAGE_SIZE < MAX_RUN
+        ):
+            run.append(page)
             continue
         if start is not None:
-            yield start, bytes(buf)
-        start, buf = gpa, bytearray(data)
+            yield start, run
+        start, run = gpa, [page]
     if start is not None:
-        yield start, bytes(buf)
+        yield start, run
 
 
-def dump_image(vm, *, flush: bool = True) -> bytes:
-    """The image of vm as bytes (see save_image)."""
+def _bin_header(n: int) -> bytes:
+    """msgpack's bin 8/16/32 header for n bytes (what Packer writes before a bytes value)."""
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def image_chunks(vm, *, flush: bool = True):
+    """The image of vm as a sequence of byte strings (header, records, digest).
+
+    Streams guest memory: no copy of the whole body is ever built, so a VM with
+    hundreds of MiB of touched RAM is saved in memory bounded by one page run.
+    """
     if flush:
         flush_tables(vm)
-    body = io.BytesIO()
     pk = msgpack.Packer(use_bin_type=True)
-    n = 0
-
-    def rec(obj):
-        nonlocal n
-        body.write(pk.pack(obj))
-        n += 1
-
-    rec(
-        [
+    head_recs = [
+        _record(
             "vm",
-            {
+            config={
                 "vcpus": vm.nr_vcpus,
                 "vcpu_ids": list(vm.vcpu_ids),
                 "kernel": vm.kernel.name,
                 "memory": [[b, s] for b, s in vm.memory.slots],
                 "cache": vm.cache_policy,
             },
-        ]
-    )
-    for v in range(vm.nr_vcpus):
-        rec(["redist", v] + [vm.read_redist_reg(v, r) for r in REDIST_REGS])
-    for its in vm.itses:
-        rec(
-            ["its", its.index, its.base]
-            + [its.read_reg(r) for r in ITS_REGS]
-            + [[its.read_reg(f"GITS_BASER{i}") for i in range(R.GITS_BASER_NR_REGS)]]
         )
-    for gpa, data in _memory_runs(vm.memory):
-        rec(["mem", gpa, data])
-    rec(["end", n])
-    b = body.getvalue()
-    head = _HEADER.pack(MAGIC, VERSION[0], VERSION[1], 0, len(b))
-    return head + b + hashlib.sha256(head + b).digest()
+    ]
+    for v in range(vm.nr_vcpus):
+        regs = {r: vm.read_redist_reg(v, r) for r in REDIST_REGS}
+        head_recs.append(_record("redist", vcpu=v, **regs))
+    for its in vm.itses:
+        regs = {r: its.read_reg(r) for r in ITS_REGS}
+        basers = [its.read_reg(f"GITS_BASER{i}") for i in range(R.GITS_BASER_NR_REGS)]
+        head_recs.append(_record("its", index=its.index, base=its.base, GITS_BASER=basers, **regs))
+    head = [pk.pack(r) for r in head_recs]
+    # mem records: [tag, gpa, data] with data's bin header written by hand, so the body
+    # length is known before any page is copied.
+    runs = list(_memory_runs(vm.memory))
+    prefixes = []
+    for gpa, pages in runs:
+        prefix = pk.pack_array_header(3) + pk.pack("mem") + pk.pack(gpa)
+        prefixes.append(prefix + _bin_header(len(pages) * PAGE_SIZE))
+    n = len(head_recs) + len(runs)
+    tail = pk.pack(_record("end", count=n))
+    body_len = sum(map(len, head)) + sum(map(len, prefixes)) + len(tail)
+    body_len += sum(len(pages) for _, pages in runs) * PAGE_SIZE
+    h = hashlib.sha256()
+
+    def out(chunk):
+        h.update(chunk)
+        return chunk
+
+    yield out(_HEADER.pack(MAGIC, VERSION[0], VERSION[1], 0, body_len))
+    for c in head:
+        yield out(c)
+    for prefix, (_gpa, pages) in zip(prefixes, runs):
+        yield out(prefix)
+        for page in pages:
+            yield out(bytes(page))
+    yield out(tail)
+    yield h.digest()
+
+
+def dump_image(vm, *, flush: bool = True) -> bytes:
+    """The image of vm as bytes (see save_image)."""
+    return b"".join(image_chunks(vm, flush=flush))
 
 
 def _atomic_write(path, chunks):
@@ -145,15 +206,28 @@ def _atomic_write(path, chunks):
         raise
 
 
+class _Counted:
+    """Chunks passed through, their total size counted."""
+
+    def __init__(self, chunks):
+        self.chunks, self.size = chunks, 0
+
+    def __iter__(self):
+        for c in self.chunks:
+            self.size += len(c)
+            yield c
+
+
 def save_image(vm, path, *, flush: bool = True) -> int:
     """Write vm's image to path atomically (temp file + rename); returns its size in bytes.
 
     With flush (the default) the KVM save sequence runs first, as userspace does before
     migrating: SAVE_PENDING_TABLES, then SAVE_TABLES on every ITS (these write guest memory).
+    The file is written as it is produced (memory stays bounded by one page run).
     """
-    data = dump_image(vm, flush=flush)
-    _atomic_write(path, [data])
-    return len(data)
+    counted = _Counted(image_chunks(vm, flush=flush))
+    _atomic_write(path, counted)
+    return counted.size
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -177,11 +251,27 @@ def _int(v, what, off, path, lo=0, hi=(1 << 64) - 1):
     return v
 
 
-def parse_image(data: bytes, path=None) -> _Image:
-    """Check and decode an image; malformed input raises ImageError with a byte offset."""
-    if len(data) < HEADER_SIZE + DIGEST_SIZE:
-        raise ImageError(f"file too short for an image ({len(data)} bytes)", offset=0, path=path)
-    magic, major, minor, _res, n = _HEADER.unpack_from(data, 0)
+class _Body:
+    """A file-like view of the body bytes [HEADER_SIZE, HEADER_SIZE + n) of an image file."""
+
+    def __init__(self, f, n):
+        self.f, self.left = f, n
+
+    def read(self, size=-1):
+        if size < 0 or size > self.left:
+            size = self.left
+        data = self.f.read(size)
+        self.left -= len(data)
+        return data
+
+
+def _check_header(f, file_size, path):
+    """Check magic, version, reserved field, length and digest, streaming; returns body length."""
+    if file_size < HEADER_SIZE + DIGEST_SIZE:
+        raise ImageError(f"file too short for an image ({file_size} bytes)", offset=0, path=path)
+    f.seek(0)
+    head = f.read(HEADER_SIZE)
+    magic, major, minor, reserved, n = _HEADER.unpack(head)
     if magic != MAGIC:
         raise ImageError("not a gictools image (bad magic)", offset=0, path=path)
     if major != VERSION[0]:
@@ -190,15 +280,55 @@ def parse_image(data: bytes, path=None) -> _Image:
             offset=8,
             path=path,
         )
-    if HEADER_SIZE + n + DIGEST_SIZE != len(data):
+    if reserved:
+        raise ImageError(f"reserved header field is {reserved:#x}, must be 0", offset=12, path=path)
+    if HEADER_SIZE + n + DIGEST_SIZE != file_size:
         raise ImageError(
-            f"body length {n} does not match the file size {len(data)}", offset=16, path=path
+            f"body length {n} does not match the file size {file_size}", offset=16, path=path
         )
-    end = HEADER_SIZE + n
-    if hashlib.sha256(data[:end]).digest() != data[end:]:
-        raise ImageError("checksum mismatch (file corrupt or truncated)", offset=end, path=path)
-    img = _Image()
+    h = hashlib.sha256(head)
+    left = n
+    while left:
+        chunk = f.read(min(_IO_CHUNK, left))
+        if not chunk:
+            raise ImageError("file shrank while being read", offset=file_size - left, path=path)
+        h.update(chunk)
+        left -= len(chunk)
+    if h.digest() != f.read(DIGEST_SIZE):
+        raise ImageError(
+            "checksum mismatch (file corrupt or truncated)", offset=HEADER_SIZE + n, path=path
+        )
+    return n
+
+
+def _parse_vm(c, off, path):
+    if not isinstance(c, dict):
+        raise ImageError("bad 'vm' record", offset=off, path=path)
+    try:
+        vcpus = _int(c["vcpus"], "vm.vcpus", off, path, 1, 4096)
+        ids = [_int(i, "vm.vcpu_ids", off, path, 0, 0xFFFF_FFFF) for i in c["vcpu_ids"]]
+        slots = [
+            (_int(s[0], "vm.memory base", off, path), _int(s[1], "vm.memory size", off, path))
+            for s in c["memory"]
+        ]
+        kernel, cache = c["kernel"], c["cache"]
+        if not isinstance(kernel, str) or not isinstance(cache, str):
+            raise TypeError("kernel and cache must be strings")
+    except (KeyError, TypeError, IndexError) as e:
+        raise ImageError(f"bad 'vm' record: {e!r}", offset=off, path=path) from None
+    return {"vcpus": vcpus, "vcpu_ids": ids, "memory": slots, "kernel": kernel, "cache": cache}
+
+
+def _parse_records(f, n, path, img: _Image, on_mem):
+    """Decode and check the body's records (RECORDS) from f (positioned at the body).
+
+    Fills img's config and registers; each "mem" record goes to on_mem(gpa, data, offset)
+    once the records before it are checked, so memory can be restored as it streams.
+    """
     up = msgpack.Unpacker(
+        _Body(f, n),
+        read_size=_IO_CHUNK,
+        max_buffer_size=_MAX_BUFFER,
         raw=False,
         max_bin_len=MAX_RUN,
         max_str_len=1 << 16,
@@ -206,15 +336,18 @@ def parse_image(data: bytes, path=None) -> _Image:
         max_map_len=64,
         strict_map_key=True,
     )
-    up.feed(data[HEADER_SIZE:end])
     count = 0
     last_gpa = -1
     ended = False
+    mem_started = False
+    end = HEADER_SIZE + n
     while True:
         off = HEADER_SIZE + up.tell()
         try:
             rec = up.unpack()
         except msgpack.OutOfData:
+            if HEADER_SIZE + up.tell() != end:
+                raise ImageError("truncated record", offset=off, path=path) from None
             break
         except (ValueError, TypeError, msgpack.UnpackException) as e:
             raise ImageError(f"undecodable record: {e}", offset=off, path=path) from None
@@ -223,69 +356,58 @@ def parse_image(data: bytes, path=None) -> _Image:
         if not isinstance(rec, list) or not rec or not isinstance(rec[0], str):
             raise ImageError("a record must be an array starting with a tag", offset=off, path=path)
         tag = rec[0]
+        names = RECORDS.get(tag)
+        if names is None:
+            raise ImageError(f"unknown record tag {tag!r}", offset=off, path=path)
         if count == 0 and tag != "vm":
             raise ImageError("the first record must be 'vm'", offset=off, path=path)
+        if len(rec) != 1 + len(names):
+            raise ImageError(
+                f"bad {tag!r} record: {len(rec) - 1} elements, expected {len(names)}",
+                offset=off,
+                path=path,
+            )
+        r = dict(zip(names, rec[1:]))
+        if mem_started and tag in ("vm", "redist", "its"):
+            raise ImageError(f"{tag!r} record after the memory records", offset=off, path=path)
         if tag == "vm":
-            if count != 0 or len(rec) != 2 or not isinstance(rec[1], dict):
-                raise ImageError("bad or repeated 'vm' record", offset=off, path=path)
-            c = rec[1]
-            try:
-                vcpus = _int(c["vcpus"], "vm.vcpus", off, path, 1, 4096)
-                ids = [_int(i, "vm.vcpu_ids", off, path, 0, 0xFFFF_FFFF) for i in c["vcpu_ids"]]
-                slots = [
-                    (
-                        _int(s[0], "vm.memory base", off, path),
-                        _int(s[1], "vm.memory size", off, path),
-                    )
-                    for s in c["memory"]
-                ]
-                kernel, cache = c["kernel"], c["cache"]
-                if not isinstance(kernel, str) or not isinstance(cache, str):
-                    raise TypeError("kernel and cache must be strings")
-            except (KeyError, TypeError, IndexError) as e:
-                raise ImageError(f"bad 'vm' record: {e!r}", offset=off, path=path) from None
-            img.vm = {
-                "vcpus": vcpus,
-                "vcpu_ids": ids,
-                "memory": slots,
-                "kernel": kernel,
-                "cache": cache,
-            }
+            if count != 0:
+                raise ImageError("repeated 'vm' record", offset=off, path=path)
+            img.vm = _parse_vm(r["config"], off, path)
         elif tag == "redist":
-            if len(rec) != 5:
-                raise ImageError("bad 'redist' record", offset=off, path=path)
-            v = _int(rec[1], "redist vCPU", off, path, 0, img.vm["vcpus"] - 1)
+            v = _int(r["vcpu"], "redist vCPU", off, path, 0, img.vm["vcpus"] - 1)
             if v in img.redists:
                 raise ImageError(f"vCPU {v}'s redistributor given twice", offset=off, path=path)
-            img.redists[v] = [_int(x, r, off, path) for x, r in zip(rec[2:], REDIST_REGS)]
+            img.redists[v] = [_int(r[x], x, off, path) for x in REDIST_REGS]
         elif tag == "its":
-            if len(rec) != 9 or not isinstance(rec[8], list) or len(rec[8]) != R.GITS_BASER_NR_REGS:
-                raise ImageError("bad 'its' record", offset=off, path=path)
-            idx = _int(rec[1], "ITS index", off, path, len(img.itses), len(img.itses))
-            base = _int(rec[2], "ITS base", off, path)
-            regs = dict(zip(ITS_REGS, (_int(x, r, off, path) for x, r in zip(rec[3:8], ITS_REGS))))
-            regs["GITS_BASER"] = [_int(x, "GITS_BASER", off, path) for x in rec[8]]
+            basers = r["GITS_BASER"]
+            if not isinstance(basers, list) or len(basers) != R.GITS_BASER_NR_REGS:
+                raise ImageError("bad 'its' record: GITS_BASER", offset=off, path=path)
+            idx = _int(r["index"], "ITS index", off, path, len(img.itses), len(img.itses))
+            base = _int(r["base"], "ITS base", off, path)
+            regs = {x: _int(r[x], x, off, path) for x in ITS_REGS}
+            regs["GITS_BASER"] = [_int(x, "GITS_BASER", off, path) for x in basers]
             img.itses.append((idx, base, regs, off))
         elif tag == "mem":
-            if len(rec) != 3 or not isinstance(rec[2], bytes):
-                raise ImageError("bad 'mem' record", offset=off, path=path)
-            gpa = _int(rec[1], "mem gpa", off, path)
+            data = r["data"]
+            if not isinstance(data, bytes):
+                raise ImageError("bad 'mem' record: data is not bytes", offset=off, path=path)
+            gpa = _int(r["gpa"], "mem gpa", off, path)
             if gpa % PAGE_SIZE or gpa <= last_gpa:
                 raise ImageError(
                     f"memory run at {gpa:#x} is unaligned or out of order", offset=off, path=path
                 )
-            last_gpa = gpa + len(rec[2]) - 1
-            img.mem.append((gpa, rec[2], off))
-        elif tag == "end":
-            if len(rec) != 2 or rec[1] != count:
+            last_gpa = gpa + len(data) - 1
+            mem_started = True
+            on_mem(gpa, data, off)
+        else:  # end
+            if r["count"] != count:
                 raise ImageError(
-                    f"end record counts {rec[1:]!r}, the image has {count} records",
+                    f"end record counts {r['count']!r}, the image has {count} records",
                     offset=off,
                     path=path,
                 )
             ended = True
-        else:
-            raise ImageError(f"unknown record tag {tag!r}", offset=off, path=path)
         count += 1
     if not ended:
         raise ImageError("no end record (truncated body)", offset=end, path=path)
@@ -293,14 +415,31 @@ def parse_image(data: bytes, path=None) -> _Image:
         raise ImageError(
             "image lacks a redistributor record for some vCPU", offset=HEADER_SIZE, path=path
         )
+
+
+def _open_source(src, path):
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return io.BytesIO(src), len(src)
+    try:
+        f = open(src, "rb")
+        return f, os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise ImageError(f"cannot read: {e.strerror}", path=path) from None
+
+
+def parse_image(data, path=None) -> _Image:
+    """Check and decode an image (bytes, or a path); malformed input raises ImageError with a
+    byte offset. Keeps every memory run (for comparisons and small images: see load_image)."""
+    f, size = _open_source(data, path)
+    with f:
+        n = _check_header(f, size, path)
+        f.seek(HEADER_SIZE)
+        img = _Image()
+        _parse_records(f, n, path, img, lambda gpa, d, off: img.mem.append((gpa, d, off)))
     return img
 
 
-def build_vm(img: _Image, path=None, *, restore: bool = True):
-    """A fresh VM from a parsed image, restored in KVM's order (see module doc).
-
-    With restore=False only the VM, its ITSes and guest memory are set up (for inspection).
-    """
+def _create_vm(img: _Image, path):
     from gictools.model.vm import VM
 
     c = img.vm
@@ -318,21 +457,25 @@ def build_vm(img: _Image, path=None, *, restore: bool = True):
         raise ImageError(
             f"cannot create the VM: {e}", step="create", offset=HEADER_SIZE, path=path
         ) from None
-    # 1. guest memory
-    for gpa, data, off in img.mem:
-        if not vm.memory.is_ram(gpa, len(data)):
-            raise ImageError(
-                f"memory run {gpa:#x}+{len(data):#x} is outside guest RAM",
-                step="memory",
-                offset=off,
-                path=path,
-            )
-        vm.memory.write(gpa, data)
-    if not restore:
-        return vm
+    return vm
+
+
+def _write_run(vm, gpa, data, off, path):
+    if not vm.memory.is_ram(gpa, len(data)):
+        raise ImageError(
+            f"memory run {gpa:#x}+{len(data):#x} is outside guest RAM",
+            step="memory",
+            offset=off,
+            path=path,
+        )
+    vm.memory.write(gpa, data)
+
+
+def _restore_state(vm, img: _Image, path):
+    """Steps 2.. of KVM's restore order (memory already written; see module doc)."""
     # 2. redistributors: PROPBASER, PENDBASER, then GICR_CTLR (imports pending tables)
     for v in range(vm.nr_vcpus):
-        ctlr, prop, pend = img.redists[v]
+        _ctlr, prop, pend = img.redists[v]
         vm.write_redist_reg(v, "GICR_PROPBASER", prop)
         vm.write_redist_reg(v, "GICR_PENDBASER", pend)
     for v in range(vm.nr_vcpus):
@@ -346,7 +489,7 @@ def build_vm(img: _Image, path=None, *, restore: bool = True):
             err = its.write_reg(name, value)
             if err:
                 raise ImageError(
-                    f"ITS {idx}: writing {name} = {value:#x} failed",
+                    f"ITS {idx}: writing {name} = {value:#x} failed ({R.error_name(err)})",
                     step=f"its{idx}.{name}",
                     errno=err,
                     offset=off,
@@ -364,7 +507,7 @@ def build_vm(img: _Image, path=None, *, restore: bool = True):
         err = its.write_reg("GITS_CTLR", regs["GITS_CTLR"])
         if err:
             raise ImageError(
-                f"ITS {idx}: writing GITS_CTLR failed",
+                f"ITS {idx}: writing GITS_CTLR failed ({R.error_name(err)})",
                 step=f"its{idx}.GITS_CTLR",
                 errno=err,
                 offset=off,
@@ -373,19 +516,53 @@ def build_vm(img: _Image, path=None, *, restore: bool = True):
     return vm
 
 
+def build_vm(img: _Image, path=None, *, restore: bool = True):
+    """A fresh VM from a parsed image, restored in KVM's order (see module doc).
+
+    With restore=False only the VM, its ITSes and guest memory are set up (for inspection).
+    """
+    vm = _create_vm(img, path)
+    for gpa, data, off in img.mem:  # 1. guest memory
+        _write_run(vm, gpa, data, off, path)
+    if not restore:
+        return vm
+    return _restore_state(vm, img, path)
+
+
 def load_image_bytes(data: bytes, path=None):
     return build_vm(parse_image(data, path), path)
 
 
+def stream_vm(src, path=None, *, restore: bool = True):
+    """load_image's streaming core: (vm, img) with img.mem left empty; memory runs go
+    straight into the VM as they are decoded (bounded by one record, whatever the size)."""
+    img = _Image()
+    state = {}
+
+    def on_mem(gpa, data, off):
+        vm = state.get("vm")
+        if vm is None:
+            vm = state["vm"] = _create_vm(img, path)
+        _write_run(vm, gpa, data, off, path)
+
+    f, size = _open_source(src, path)
+    with f:
+        n = _check_header(f, size, path)
+        f.seek(HEADER_SIZE)
+        _parse_records(f, n, path, img, on_mem)
+    vm = state.get("vm") or _create_vm(img, path)
+    if restore:
+        _restore_state(vm, img, path)
+    return vm, img
+
+
 def load_image(path):
     """A fresh VM restored from the image at path; ImageError on a malformed file (with a
-    byte offset) or a failing restore step (with the step and KVM's errno)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ImageError(f"cannot read: {e.strerror}", path=path) from None
-    return load_image_bytes(data, path)
+    byte offset) or a failing restore step (with the step and KVM's errno).
+
+    The file is read twice in 1 MiB chunks (checksum, then records): memory use is the
+    restored VM plus one record, however large the image."""
+    return stream_vm(path, path)[0]
 
 
 def is_image(path) -> bool:

@@ -25,46 +25,39 @@ ERRNO_NAMES = {
     EINVAL: "EINVAL",
 }
 
-# --- ITS command opcodes ---------------------------------------------------------
-GITS_CMD_MOVI = 0x01
-GITS_CMD_INT = 0x03
-GITS_CMD_CLEAR = 0x04
-GITS_CMD_SYNC = 0x05
-GITS_CMD_MAPD = 0x08
-GITS_CMD_MAPC = 0x09
-GITS_CMD_MAPTI = 0x0A
-GITS_CMD_MAPI = 0x0B
-GITS_CMD_INV = 0x0C
-GITS_CMD_INVALL = 0x0D
-GITS_CMD_MOVALL = 0x0E
-GITS_CMD_DISCARD = 0x0F
-
-COMMAND_NAMES = {
-    0x01: "MOVI",
-    0x03: "INT",
-    0x04: "CLEAR",
-    0x05: "SYNC",
-    0x08: "MAPD",
-    0x09: "MAPC",
-    0x0A: "MAPTI",
-    0x0B: "MAPI",
-    0x0C: "INV",
-    0x0D: "INVALL",
-    0x0E: "MOVALL",
-    0x0F: "DISCARD",
-    # GICv4 commands: decoded for display, ignored by KVM's vITS
-    0x21: "VMOVI",
-    0x22: "VMOVP",
-    0x23: "VSGI",
-    0x25: "VSYNC",
-    0x29: "VMAPP",
-    0x2A: "VMAPTI",
-    0x2B: "VMAPI",
-    0x2C: "VINVALL",
-    0x2D: "VINVALL",
-    0x2E: "INVDB",
+# --- ITS command opcodes (GITS_CMD_* in arm-gic-v3.h): declared once ------------------
+# name <-> opcode. The physical commands (< 0x20) are the ones KVM's vITS handles; the GICv4
+# ones are decoded for display only (KVM's vITS answers them -ENODEV, as any unknown opcode).
+ITS_OPCODES = {
+    "MOVI": 0x01,
+    "INT": 0x03,
+    "CLEAR": 0x04,
+    "SYNC": 0x05,
+    "MAPD": 0x08,
+    "MAPC": 0x09,
+    "MAPTI": 0x0A,
+    "MAPI": 0x0B,
+    "INV": 0x0C,
+    "INVALL": 0x0D,
+    "MOVALL": 0x0E,
+    "DISCARD": 0x0F,
+    "VMOVI": 0x21,
+    "VMOVP": 0x22,
+    "VSGI": 0x23,
+    "VSYNC": 0x25,
+    "VMAPP": 0x29,
+    "VMAPTI": 0x2A,
+    "VMAPI": 0x2B,
+    "VINVALL": 0x2D,
+    "INVDB": 0x2E,
 }
-COMMAND_OPCODES = {n: op for op, n in COMMAND_NAMES.items() if op < 0x20}
+GICV4_OPCODE_MIN = 0x20
+ITS_OPCODE_NAMES = {op: n for n, op in ITS_OPCODES.items()}
+# Kept names: opcode -> name (all), name -> opcode (the physical commands KVM handles).
+COMMAND_NAMES = ITS_OPCODE_NAMES
+COMMAND_OPCODES = {n: op for n, op in ITS_OPCODES.items() if op < GICV4_OPCODE_MIN}
+# GITS_CMD_<name> constants, derived (kept importable).
+globals().update({f"GITS_CMD_{n}": op for n, op in ITS_OPCODES.items()})
 
 # --- architectural command error codes (0x01_<opcode>_<reason>) --------------------
 E_ITS_MOVI_UNMAPPED_INTERRUPT = 0x010107

@@ -95,7 +95,8 @@ def _save_itt(its, dev, w: _Writer) -> int:
             # MODEL CHOICE (mainline: NULL dereference in vgic_its_save_ite): -EINVAL.
             err = w.flush()
             return err or -R.EINVAL
-        nxt = eids[i + 1] - eid if i + 1 < n else 0
+        # compute_next_eventid_offset: min_t(u32, next_offset, VITS_ITE_MAX_EVENTID_OFFSET)
+        nxt = min(eids[i + 1] - eid, E.ITE_NEXT_MAX) if i + 1 < n else 0
         err = w.put(base + eid * _ESZ, pack(nxt, ite.lpi.intid, coll.icid))
         if err:
             return err

@@ -64,11 +64,7 @@ class TableReader:
         pfn = gpa >> PAGE_SHIFT
         if pfn in mem.pages:
             return 0
-        slot_end = None
-        for base, size in mem.slots:
-            if base <= gpa < base + size:
-                slot_end = base + size
-                break
+        slot_end = mem.slot_end(gpa)
         if slot_end is None:
             return 0
         if self._npages != len(mem.pages):

@@ -192,19 +192,23 @@ def cmd_sync(its, dw0, dw1, dw2, dw3):
     return 0  # "we are in sync all of the time"
 
 
+# vgic_its_handle_command's switch, keyed through the one opcode table (regs.ITS_OPCODES).
 HANDLERS = {
-    R.GITS_CMD_MOVI: cmd_movi,
-    R.GITS_CMD_INT: cmd_int,
-    R.GITS_CMD_CLEAR: cmd_clear,
-    R.GITS_CMD_SYNC: cmd_sync,
-    R.GITS_CMD_MAPD: cmd_mapd,
-    R.GITS_CMD_MAPC: cmd_mapc,
-    R.GITS_CMD_MAPTI: cmd_mapti,
-    R.GITS_CMD_MAPI: cmd_mapi,
-    R.GITS_CMD_INV: cmd_inv,
-    R.GITS_CMD_INVALL: cmd_invall,
-    R.GITS_CMD_MOVALL: cmd_movall,
-    R.GITS_CMD_DISCARD: cmd_discard,
+    R.ITS_OPCODES[name]: handler
+    for name, handler in {
+        "MOVI": cmd_movi,
+        "INT": cmd_int,
+        "CLEAR": cmd_clear,
+        "SYNC": cmd_sync,
+        "MAPD": cmd_mapd,
+        "MAPC": cmd_mapc,
+        "MAPTI": cmd_mapti,
+        "MAPI": cmd_mapi,
+        "INV": cmd_inv,
+        "INVALL": cmd_invall,
+        "MOVALL": cmd_movall,
+        "DISCARD": cmd_discard,
+    }.items()
 }
 
 

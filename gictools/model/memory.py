@@ -5,6 +5,8 @@ here by raising GuestFault, which the model's handlers turn into -EFAULT.
 Memory costs one 4 KiB bytearray per page written, never per address named.
 """
 
+from bisect import bisect_right
+
 from gictools.errors import GictoolsError
 
 PAGE_SHIFT = 12
@@ -43,6 +45,9 @@ class GuestMemory:
             if b0 + s0 > b1:
                 raise ValueError(f"RAM slots overlap at {b1:#x}")
         self.slots = tuple(norm)
+        # sorted, disjoint slot bases and ends: is_ram bisects instead of scanning every slot
+        self._bases = [b for b, _ in norm]
+        self._ends = [b + sz for b, sz in norm]
         self.pages = {}  # page frame number -> bytearray(PAGE_SIZE)
         self.journal = None  # list of (gpa, old bytes, new pfns) while journaling
 
@@ -67,8 +72,13 @@ class GuestMemory:
     def is_ram(self, gpa: int, size: int = 1) -> bool:
         if gpa < 0 or size < 0:
             return False
-        end = gpa + size
-        return any(base <= gpa and end <= base + sz for base, sz in self.slots)
+        i = bisect_right(self._bases, gpa) - 1
+        return i >= 0 and gpa + size <= self._ends[i]
+
+    def slot_end(self, gpa: int):
+        """End of the RAM slot holding gpa, or None."""
+        i = bisect_right(self._bases, gpa) - 1
+        return self._ends[i] if i >= 0 and gpa < self._ends[i] else None
 
     def _check(self, gpa, size):
         if not self.is_ram(gpa, size):
@@ -142,6 +152,13 @@ class GuestMemory:
             page = self.pages[pfn]
             if any(page):
                 yield pfn << PAGE_SHIFT, bytes(page)
+
+    def nonzero_page_buffers(self):
+        """(gpa, page buffer) of every page holding a non-zero byte, ascending (no copies)."""
+        for pfn in sorted(self.pages):
+            page = self.pages[pfn]
+            if any(page):
+                yield pfn << PAGE_SHIFT, page
 
     def copy(self) -> "GuestMemory":
         m = GuestMemory(self.slots)

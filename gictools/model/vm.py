@@ -1,5 +1,6 @@
 """The VM: vCPUs (index vs id), redistributors, the LPI set, ITSes and MSI injection."""
 
+from bisect import bisect_right
 from typing import NamedTuple
 
 from gictools import regs as R
@@ -66,6 +67,8 @@ class VM:
         self.propbaser = R.GICR_PROPBASER_RESET
         self.lpis = {}  # INTID -> LPI, in creation order
         self.itses = []
+        self._its_bases = []  # sorted frame bases, and the ITS of each (for its_at)
+        self._its_by_base = []
         self.cache_policy = cache or self.kernel.default_cache
         policy_class(self.cache_policy)
         self._vm_cache = None
@@ -93,9 +96,9 @@ class VM:
             base = DEFAULT_ITS_BASE + R.ITS_FRAME_SIZE * len(self.itses)
         if base < 0 or base & 0xFFFF or base + R.ITS_FRAME_SIZE > 1 << 52:
             raise ConfigError(f"ITS base {base:#x} must be 64 KiB aligned and below 2^52")
-        for other in self.itses:
-            if base < other.base + R.ITS_FRAME_SIZE and other.base < base + R.ITS_FRAME_SIZE:
-                raise ConfigError(f"ITS frame at {base:#x} overlaps the ITS at {other.base:#x}")
+        other = self.its_at(base) or self.its_at(base + R.ITS_FRAME_SIZE - 1)
+        if other is not None:
+            raise ConfigError(f"ITS frame at {base:#x} overlaps the ITS at {other.base:#x}")
         name = cache or self.cache_policy
         if self.itses and name != self.cache_policy:
             raise ConfigError(f"all ITSes of a VM share one cache policy ({self.cache_policy})")
@@ -110,14 +113,18 @@ class VM:
         its = ITS(self, len(self.itses), base, policy)
         policy.doorbells[its.doorbell] = its.index
         self.itses.append(its)
+        i = bisect_right(self._its_bases, base)
+        self._its_bases.insert(i, base)
+        self._its_by_base.insert(i, its)
         self.propbaser = R.GICR_PROPBASER_RESET
         return its
 
     def its_at(self, address: int):
         """The ITS whose 128 KiB frame holds address (kvm_io_bus_get_dev), or None."""
-        for its in self.itses:
-            if its.base <= address < its.base + R.ITS_FRAME_SIZE:
-                return its
+        # frames are disjoint: the candidate is the one with the highest base <= address
+        i = bisect_right(self._its_bases, address) - 1
+        if i >= 0 and address < self._its_bases[i] + R.ITS_FRAME_SIZE:
+            return self._its_by_base[i]
         return None
 
     def _its(self, its):

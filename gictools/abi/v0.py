@@ -12,10 +12,16 @@ Model choices where KVM gives no usable answer (one comment form: "MODEL CHOICE"
   collection of the ITS (including ones that existed before the call) and leaves consumed
   pending bits and released LPIs as they are. Here a failing restore leaves the VM exactly
   as it was before the call: devices, collections, the LPI set (objects, refcounts, order)
-  and every guest-memory byte restore wrote (consumed pending bits) are put back. The
-  translation cache is never touched by a restore, so it needs no undo.
-* A restored DTE whose DeviceID is already mapped (KVM: a second, shadowing list entry):
-  the new device replaces the old one, whose ITEs drop their LPI references.
+  and every guest-memory byte restore wrote (consumed pending bits) are put back. What is
+  kept from KVM's roll-back is its effect on the translation cache: each device KVM frees
+  (vgic_its_free_device_list after a device-table error, every device on the ITS's list,
+  the failing one included) invalidates the cache once, through the policy (VM-wide for
+  the per-VM list of <= v6.9, this ITS for the per-ITS cache of v6.10+).
+
+As KVM (no model choice): a restored DTE whose DeviceID is already live is appended behind
+it (vgic_its_alloc_device: list_add_tail) and find_its_device keeps returning the old one,
+so the old mapping stays in effect (ITS.shadowed). Objects count against the VM's budget
+(gictools.model.budget): a restore that would exceed it fails with -ENOMEM, rolled back.
 """
 
 from gictools import regs as R
@@ -23,10 +29,8 @@ from gictools.abi import entries as E
 from gictools.abi.walk import TableReader, scan_its_table
 from gictools.model.its import (
     COLLECTION_NOT_MAPPED,
-    ITE,
     SZ_64K,
     Collection,
-    Device,
     baser_table_base,
 )
 from gictools.model.memory import GuestFault
@@ -109,10 +113,12 @@ def _save_device_tables(its) -> int:
     if not baser & _VALID:
         return 0
     w = _Writer(its.vm.memory)
-    ids = sorted(its.devices)
-    n = len(ids)
-    for i, device_id in enumerate(ids):
-        dev = its.devices[device_id]
+    # list_sort (stable) by DeviceID: a shadowed duplicate follows the live device, so its
+    # DTE is written last at the same address; the live one's next is then 0 (distance 0).
+    devs = sorted(its.all_devices(), key=lambda d: d.device_id)
+    n = len(devs)
+    for i, dev in enumerate(devs):
+        device_id = dev.device_id
         err = w.flush()
         if err:
             return err
@@ -122,13 +128,15 @@ def _save_device_tables(its) -> int:
         err = _save_itt(its, dev, w) or w.flush()
         if err:
             return err
-        nxt = min(ids[i + 1] - device_id, E.DTE_NEXT_MAX) if i + 1 < n else 0
+        # compute_next_devid_offset: min_t(u32, next_offset, VITS_DTE_MAX_DEVID_OFFSET)
+        nxt = min(devs[i + 1].device_id - device_id, E.DTE_NEXT_MAX) if i + 1 < n else 0
         err = w.put(gpa, E.pack_dte(nxt, dev.itt_addr, dev.num_eventid_bits - 1))
         if err:
             return err
     # list_sort leaves the kernel's device list sorted: keep the dict in that order too.
-    if list(its.devices) != ids:
-        its.devices = {d: its.devices[d] for d in ids}
+    if list(its.devices) != sorted(its.devices):
+        its.devices = {d: its.devices[d] for d in sorted(its.devices)}
+    its.shadowed.sort(key=lambda d: d.device_id)
     return w.flush()
 
 
@@ -172,6 +180,8 @@ class _Undo:
         vm = its.vm
         self.its, self.vm, self.mem = its, vm, vm.memory
         self.devices = dict(its.devices)
+        self.shadowed = list(its.shadowed)
+        self.counts = (vm.nr_devices, vm.nr_ites)
         self.collections = dict(its.collections)
         self.lpis = dict(vm.lpis)
         self.refs = [(lpi, lpi.refs) for lpi in vm.lpis.values()]
@@ -186,6 +196,8 @@ class _Undo:
         its, vm = self.its, self.vm
         its.devices.clear()
         its.devices.update(self.devices)
+        its.shadowed[:] = self.shadowed
+        vm.nr_devices, vm.nr_ites = self.counts
         its.collections.clear()
         its.collections.update(self.collections)
         vm.lpis.clear()
@@ -229,9 +241,9 @@ def _restore_itt(its, dev, reader) -> int:
     collections = its.collections
     nbits = dev.num_eventid_bits
     limit = 1 << nbits
-    ites = dev.ites
     unpack = E.unpack_ite
     add_lpi = vm.add_lpi
+    add_ite = its.add_ite
 
     def restore_ite(event_id, word):
         nxt, intid, icid = unpack(word)
@@ -246,10 +258,12 @@ def _restore_itt(its, dev, reader) -> int:
             return -R.EINVAL
         if not its.check_event_id(dev, event_id):
             return -R.EINVAL
+        if not its.can_alloc_ite():
+            return -R.ENOMEM  # vgic_its_alloc_ite
         err, lpi = add_lpi(intid, its.collection_vcpu(coll))
         if err:
             return err
-        ites[event_id] = ITE(event_id, coll, lpi)
+        add_ite(dev, event_id, coll, lpi)
         return nxt
 
     ret = scan_its_table(reader, dev.itt_addr, limit * _ESZ, _ESZ, 0, restore_ite)
@@ -261,8 +275,7 @@ def _restore_device_tables(its, reader) -> int:
     baser = its.baser[0]
     if not baser & _VALID:
         return 0
-    vm = its.vm
-    check_size = vm.kernel.restore_checks_dte_size
+    check_size = its.vm.kernel.restore_checks_dte_size
 
     def restore_dte(device_id, word):
         valid, nxt, itt_addr, nbits = E.unpack_dte(word)
@@ -272,14 +285,9 @@ def _restore_device_tables(its, reader) -> int:
             return -R.EINVAL  # 2026 upstream: Size + 1 > 16
         if its.check_id(0, device_id) is None:
             return -R.EINVAL
-        old = its.devices.get(device_id)
-        if old is not None:
-            # MODEL CHOICE (KVM keeps a shadowed duplicate on its list): replace it.
-            del its.devices[device_id]
-            for ite in old.ites.values():
-                vm.put_lpi(ite.lpi)
-        dev = Device(device_id, itt_addr, nbits)
-        its.devices[device_id] = dev
+        dev = its.alloc_device(device_id, itt_addr, nbits)  # behind a live duplicate
+        if dev is None:
+            return -R.ENOMEM
         err = _restore_itt(its, dev, reader)
         if err:
             return err  # the caller rolls everything back
@@ -308,16 +316,21 @@ def restore_tables_v0(its) -> int:
     All-or-nothing: on failure the VM is left exactly as before the call (see module doc).
     """
     undo = _Undo(its)
+    freed = 0
     try:
         reader = TableReader(its.vm.memory)
         ret = _restore_collection_table(its, reader)
         if not ret:
             ret = _restore_device_tables(its, reader)
+            if ret:
+                freed = len(its.devices) + len(its.shadowed)  # vgic_its_free_device_list
     except BaseException:
         undo.rollback()
         raise
     if ret:
         undo.rollback()
+        for _ in range(freed):  # vgic_its_free_device -> vgic_its_invalidate_cache
+            its.invalidate_cache()
     else:
         undo.close()
     return ret

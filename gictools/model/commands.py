@@ -6,7 +6,7 @@ decides the code, and nothing is changed before it (unless noted).
 """
 
 from gictools import regs as R
-from gictools.model.its import COLLECTION_NOT_MAPPED, ITE, Collection, Device
+from gictools.model.its import COLLECTION_NOT_MAPPED, Collection
 from gictools.model.memory import GuestFault
 
 _DEVID_SHIFT, _DEVID_MASK = R.DEVICEID_SHIFT, R.DEVICEID_MASK
@@ -42,7 +42,8 @@ def cmd_mapd(its, dw0, dw1, dw2, dw3):
         its.free_device(dev)
     if not valid:
         return _zero_entry(its, gpa) if its.vm.kernel.zero_on_unmap else 0
-    its.devices[device_id] = Device(device_id, itt_addr, num_eventid_bits)
+    if its.alloc_device(device_id, itt_addr, num_eventid_bits) is None:
+        return -R.ENOMEM
     return 0
 
 
@@ -68,7 +69,7 @@ def cmd_mapc(its, dw0, dw1, dw2, dw3):
         return 0
     coll.target = target
     # update_affinity_collection: retarget every LPI this ITS maps through it; no invalidation
-    for dev in its.devices.values():
+    for dev in its.all_devices():
         for ite in dev.ites.values():
             if ite.collection is coll:
                 ite.lpi.target = vcpu
@@ -94,12 +95,15 @@ def _mapti(its, dw0, dw1, dw2, intid):
         if its.check_id(1, icid) is None:
             return R.E_ITS_MAPC_COLLECTION_OOR
         coll = new_coll = its.collections[icid] = Collection(icid, COLLECTION_NOT_MAPPED)
-    err, lpi = vm.add_lpi(intid, its.collection_vcpu(coll))
+    # vgic_its_cmd_handle_mapi: the ITE is allocated before the LPI
+    err = 0 if its.can_alloc_ite() else -R.ENOMEM
+    if not err:
+        err, lpi = vm.add_lpi(intid, its.collection_vcpu(coll))
     if err:
         if new_coll is not None:
             del its.collections[icid]
         return err
-    dev.ites[event_id] = ITE(event_id, coll, lpi)
+    its.add_ite(dev, event_id, coll, lpi)
     return 0
 
 

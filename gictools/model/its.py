@@ -146,7 +146,11 @@ class ITS:
         self.cwriter = 0
         self.baser = [0] * R.GITS_BASER_NR_REGS
         self.baser[0], self.baser[1] = BASER_INITIAL[0], BASER_INITIAL[1]
-        self.devices = {}  # DeviceID -> Device
+        self.devices = {}  # DeviceID -> Device: the first of KVM's device list with that ID
+        # Devices behind a live one with the same DeviceID, in list order (a restored DTE
+        # duplicating a live DeviceID: vgic_its_restore_dte appends, find_its_device returns
+        # the first match, so these are invisible until the one in front is freed).
+        self.shadowed = []
         self.collections = {}  # ICID -> Collection, in creation order
         self.command_hook = None  # callable(raw32, error) after each queued command
         self.last_error = 0
@@ -213,20 +217,59 @@ class ITS:
             return None
         return self.vm.vcpu_from_rdbase(coll.target)
 
-    # --- object lifetime ------------------------------------------------------------------
+    def all_devices(self) -> list:
+        """Every device on KVM's list: the visible ones, then the shadowed duplicates."""
+        return [*self.devices.values(), *self.shadowed]
+
+    # --- object lifetime (allocations count against the VM's budget: -ENOMEM) -----------------
+    def alloc_device(self, device_id, itt_addr, num_eventid_bits):
+        """vgic_its_alloc_device: a new device appended to the list, or None (-ENOMEM).
+
+        A DeviceID already live stays in front (find_its_device returns the first match)."""
+        vm = self.vm
+        if vm.nr_devices >= vm.budget.max_devices:
+            return None
+        vm.nr_devices += 1
+        dev = Device(device_id, itt_addr, num_eventid_bits)
+        if device_id in self.devices:
+            self.shadowed.append(dev)
+        else:
+            self.devices[device_id] = dev
+        return dev
+
+    def can_alloc_ite(self) -> bool:
+        """vgic_its_alloc_ite would succeed (the VM's ITE budget is not spent)."""
+        return self.vm.nr_ites < self.vm.budget.max_ites
+
+    def add_ite(self, device, event_id, collection, lpi):
+        device.ites[event_id] = ITE(event_id, collection, lpi)
+        self.vm.nr_ites += 1
+
     def free_ite(self, device, ite):
         del device.ites[ite.event_id]
+        self.vm.nr_ites -= 1
         self.vm.put_lpi(ite.lpi)
 
     def free_device(self, device):
-        """vgic_its_free_device: drop every ITE, invalidate, forget the device."""
+        """vgic_its_free_device: drop every ITE, invalidate, unlink the device.
+
+        Freeing the visible device of a DeviceID uncovers the next shadowed one."""
         for ite in list(device.ites.values()):
             self.free_ite(device, ite)
         self.invalidate_cache()
-        self.devices.pop(device.device_id, None)
+        self.vm.nr_devices -= 1
+        if self.devices.get(device.device_id) is device:
+            del self.devices[device.device_id]
+            for i, dup in enumerate(self.shadowed):
+                if dup.device_id == device.device_id:
+                    self.devices[dup.device_id] = self.shadowed.pop(i)
+                    break
+        else:
+            self.shadowed = [d for d in self.shadowed if d is not device]
 
     def free_devices(self):
-        for dev in list(self.devices.values()):
+        """vgic_its_free_device_list: every device, one cache invalidation each."""
+        for dev in self.all_devices():
             self.free_device(dev)
 
     def free_collection(self, icid):
@@ -234,7 +277,7 @@ class ITS:
         coll = self.collections.pop(icid, None)
         if coll is None:
             return
-        for dev in self.devices.values():
+        for dev in self.all_devices():
             for ite in dev.ites.values():
                 if ite.collection is coll:
                     ite.collection = None
@@ -301,7 +344,7 @@ class ITS:
         from gictools.model.commands import HANDLERS
 
         dw0 = int.from_bytes(raw[0:8], "little")
-        handler = HANDLERS.get(dw0 & 0xFF)
+        handler = HANDLERS.get(R.CMD_DW0["Command"].get(dw0))
         if handler is None:
             err = -R.ENODEV  # unknown and GICv4 commands: ignored
         else:

@@ -25,8 +25,23 @@ class GuestFault(GictoolsError):
         super().__init__(f"guest-physical access at {gpa:#x} (+{size}) is outside guest RAM")
 
 
+class MemoryBudgetExceeded(GuestFault):
+    """A write needing a new page beyond the VM's page budget (Budget.max_pages).
+
+    A GuestFault, so a caller that only knows faults stops as for one; the save/restore
+    and image paths report it as -ENOMEM."""
+
+    def __init__(self, gpa, size, max_pages):
+        GictoolsError.__init__(
+            self,
+            f"guest-physical write at {gpa:#x} (+{size}) needs more than the "
+            f"{max_pages} pages of the VM's memory budget",
+        )
+        self.gpa, self.size, self.max_pages = gpa, size, max_pages
+
+
 class GuestMemory:
-    def __init__(self, slots=DEFAULT_RAM):
+    def __init__(self, slots=DEFAULT_RAM, max_pages: int | None = None):
         norm = []
         for base, size in slots:
             if (
@@ -49,6 +64,7 @@ class GuestMemory:
         self._bases = [b for b, _ in norm]
         self._ends = [b + sz for b, sz in norm]
         self.pages = {}  # page frame number -> bytearray(PAGE_SIZE)
+        self.max_pages = max_pages  # None: unbounded
         self.journal = None  # list of (gpa, old bytes, new pfns) while journaling
 
     # -- undo journal (all-or-nothing operations such as a restore) ---------------------
@@ -122,6 +138,8 @@ class GuestMemory:
                     gpa += n
                     pos += n
                     continue  # zeros into an untouched page: nothing to store
+                if self.max_pages is not None and len(pages) >= self.max_pages:
+                    raise MemoryBudgetExceeded(gpa, len(data) - pos, self.max_pages)
                 page = pages[pfn] = bytearray(PAGE_SIZE)
             page[off : off + n] = data[pos : pos + n]
             gpa += n
@@ -161,7 +179,7 @@ class GuestMemory:
                 yield pfn << PAGE_SHIFT, page
 
     def copy(self) -> "GuestMemory":
-        m = GuestMemory(self.slots)
+        m = GuestMemory(self.slots, self.max_pages)
         m.pages = {pfn: bytearray(p) for pfn, p in self.pages.items()}
         return m
 

@@ -6,6 +6,7 @@ from typing import NamedTuple
 from gictools import regs as R
 from gictools.errors import ConfigError
 from gictools.model import kernel as K
+from gictools.model.budget import DEFAULT_BUDGET, Budget
 from gictools.model.cache import MISS_NOFILL, OUTCOME_NAMES, policy_class
 from gictools.model.its import ITS
 from gictools.model.lpi import LPI
@@ -52,6 +53,7 @@ class VM:
         kernel: str = K.DEFAULT_KERNEL,
         memory=DEFAULT_RAM,
         cache: str | None = None,
+        budget: Budget | None = None,
     ):
         if not isinstance(vcpus, int) or not 1 <= vcpus <= 4096:
             raise ConfigError(f"vcpus must be 1..4096, not {vcpus!r}")
@@ -62,7 +64,13 @@ class VM:
         self.nr_vcpus = vcpus
         self.vcpu_ids = ids
         self._index_of_id = {vid: i for i, vid in enumerate(ids)}
-        self.memory = GuestMemory(memory)
+        try:
+            self.budget = (DEFAULT_BUDGET if budget is None else Budget(*budget)).check()
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"bad budget: {e}") from None
+        self.memory = GuestMemory(memory, max_pages=self.budget.max_pages)
+        self.nr_devices = 0  # devices and ITEs of all ITSes, against the budget
+        self.nr_ites = 0
         self.redists = [Redistributor(i, vid) for i, vid in enumerate(ids)]
         self.propbaser = R.GICR_PROPBASER_RESET
         self.lpis = {}  # INTID -> LPI, in creation order
@@ -201,6 +209,8 @@ class VM:
         if lpi is not None:
             lpi.refs += 1
             return 0, lpi
+        if len(self.lpis) >= self.budget.max_lpis:
+            return -R.ENOMEM, None  # vgic_add_lpi: kzalloc failed
         lpi = LPI(intid, target)
         err = self.update_lpi_config(lpi, None)
         if not err:
@@ -431,6 +441,11 @@ class VM:
                         )
                         for d in sorted(its.devices.values(), key=lambda d: d.device_id)
                     },
+                    **(
+                        {"shadowed": [(d.device_id, d.itt_addr, len(d.ites)) for d in its.shadowed]}
+                        if its.shadowed
+                        else {}
+                    ),
                 }
                 for its in self.itses
             ],

@@ -40,7 +40,7 @@ import msgpack
 
 from gictools import regs as R
 from gictools.errors import ConfigError, ImageError
-from gictools.model.memory import PAGE_SIZE
+from gictools.model.memory import PAGE_SIZE, MemoryBudgetExceeded
 
 MAGIC = b"GICTIMG\0"
 VERSION = (1, 0)
@@ -439,7 +439,7 @@ def parse_image(data, path=None) -> _Image:
     return img
 
 
-def _create_vm(img: _Image, path):
+def _create_vm(img: _Image, path, budget=None):
     from gictools.model.vm import VM
 
     c = img.vm
@@ -450,6 +450,7 @@ def _create_vm(img: _Image, path):
             kernel=c["kernel"],
             memory=c["memory"],
             cache=c["cache"],
+            budget=budget,
         )
         for _idx, base, _regs, _off in img.itses:
             vm.add_its(base)
@@ -468,7 +469,12 @@ def _write_run(vm, gpa, data, off, path):
             offset=off,
             path=path,
         )
-    vm.memory.write(gpa, data)
+    try:
+        vm.memory.write(gpa, data)
+    except MemoryBudgetExceeded as e:
+        raise ImageError(
+            f"{e} (-ENOMEM)", step="memory", errno=-R.ENOMEM, offset=off, path=path
+        ) from None
 
 
 def _restore_state(vm, img: _Image, path):
@@ -516,12 +522,13 @@ def _restore_state(vm, img: _Image, path):
     return vm
 
 
-def build_vm(img: _Image, path=None, *, restore: bool = True):
+def build_vm(img: _Image, path=None, *, restore: bool = True, budget=None):
     """A fresh VM from a parsed image, restored in KVM's order (see module doc).
 
     With restore=False only the VM, its ITSes and guest memory are set up (for inspection).
+    budget: the VM's allocation budget (gictools.model.budget.Budget; None = the default).
     """
-    vm = _create_vm(img, path)
+    vm = _create_vm(img, path, budget)
     for gpa, data, off in img.mem:  # 1. guest memory
         _write_run(vm, gpa, data, off, path)
     if not restore:
@@ -529,11 +536,11 @@ def build_vm(img: _Image, path=None, *, restore: bool = True):
     return _restore_state(vm, img, path)
 
 
-def load_image_bytes(data: bytes, path=None):
-    return build_vm(parse_image(data, path), path)
+def load_image_bytes(data: bytes, path=None, *, budget=None):
+    return build_vm(parse_image(data, path), path, budget=budget)
 
 
-def stream_vm(src, path=None, *, restore: bool = True):
+def stream_vm(src, path=None, *, restore: bool = True, budget=None):
     """load_image's streaming core: (vm, img) with img.mem left empty; memory runs go
     straight into the VM as they are decoded (bounded by one record, whatever the size)."""
     img = _Image()
@@ -542,7 +549,7 @@ def stream_vm(src, path=None, *, restore: bool = True):
     def on_mem(gpa, data, off):
         vm = state.get("vm")
         if vm is None:
-            vm = state["vm"] = _create_vm(img, path)
+            vm = state["vm"] = _create_vm(img, path, budget)
         _write_run(vm, gpa, data, off, path)
 
     f, size = _open_source(src, path)
@@ -550,19 +557,19 @@ def stream_vm(src, path=None, *, restore: bool = True):
         n = _check_header(f, size, path)
         f.seek(HEADER_SIZE)
         _parse_records(f, n, path, img, on_mem)
-    vm = state.get("vm") or _create_vm(img, path)
+    vm = state.get("vm") or _create_vm(img, path, budget)
     if restore:
         _restore_state(vm, img, path)
     return vm, img
 
 
-def load_image(path):
+def load_image(path, *, budget=None):
     """A fresh VM restored from the image at path; ImageError on a malformed file (with a
     byte offset) or a failing restore step (with the step and KVM's errno).
 
     The file is read twice in 1 MiB chunks (checksum, then records): memory use is the
     restored VM plus one record, however large the image."""
-    return stream_vm(path, path)[0]
+    return stream_vm(path, path, budget=budget)[0]
 
 
 def is_image(path) -> bool:

@@ -9,7 +9,7 @@ from gictools.guest import Guest
 EINVAL, EFAULT, EEXIST = -22, -14, -17
 
 
-def build(indirect=False, vcpus=2, kernel="7.0"):
+def build(indirect=False, vcpus=2, kernel="7.1"):
     vm = VM(vcpus, kernel=kernel)
     its = vm.add_its()
     g = Guest(vm, its, indirect=indirect)

@@ -372,3 +372,60 @@ def test_guest_processor_numbers_follow_vcpu_ids():
     g.enable_lpis()
     assert g.mapc(0, 1) == 0 and its.collections[0].target == 9
     assert g.mapc(1, 2) == R.E_ITS_MAPC_PROCNUM_OOR  # processor 2: no such vCPU id
+
+
+# --- 13. version thresholds, stable point releases ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kernel, zeroes, checks_size",
+    [
+        ("6.1", False, False),
+        ("6.1.119", False, False),
+        ("6.1.120", True, False),
+        ("6.1.175", True, True),
+        ("6.6.63", False, False),
+        ("6.6.64", True, False),
+        ("6.6.142", True, True),
+        ("6.10", False, False),
+        ("6.12.1", False, False),
+        ("6.12.2", True, False),
+        ("6.12.92", True, True),
+        ("6.13", True, False),
+        ("6.18.33", True, False),
+        ("6.18.34", True, True),
+        ("7.0", True, False),  # the Size check is not in mainline 7.0...
+        ("7.0.10", True, False),
+        ("7.0.11", True, True),  # ...only in its stable releases from 7.0.11
+        ("7.1", True, True),
+    ],
+)
+def test_kernel_point_releases(kernel, zeroes, checks_size):
+    from gictools.model.kernel import profile
+
+    p = profile(kernel)
+    assert (p.zero_on_unmap, p.restore_checks_dte_size) == (zeroes, checks_size)
+    # and the behaviour follows: a restored 17-bit DTE
+    vm = VM(1, kernel=kernel)
+    its = vm.add_its()
+    g = Guest(vm, its)
+    g.enable_lpis()
+    itt = g.alloc(0x10000, 256)
+    vm.memory.write_u64(g.device_table, E.encode_dte(E.DeviceTableEntry(True, 0, itt, 16)))
+    assert its.restore_tables() == (-R.EINVAL if checks_size else 0)
+    assert g.mapc(0, 0) == 0 and g.mapd(9, 2) == 0 and its.save_tables() == 0
+    assert vm.memory.read_u64(g.device_table + 8 * 9) != 0
+    assert g.mapd(9, 2, valid=False) == 0
+    assert (vm.memory.read_u64(g.device_table + 8 * 9) == 0) == zeroes
+
+
+@pytest.mark.parametrize("bad", ["7", "7.x", "6.0", "5.15.174", "7.0.1.2", "-1.2", ""])
+def test_kernel_version_refused(bad):
+    with pytest.raises(ConfigError):
+        VM(1, kernel=bad)
+
+
+def test_kernel_names_round_trip_through_images():
+    vm = VM(1, kernel="6.6.64")
+    assert vm.kernel.name == "6.6.64" and VM(1, kernel="7.0").kernel.name == "7.0"
+    assert load_image_bytes(dump_image(vm)).kernel.name == "6.6.64"

@@ -477,8 +477,29 @@ def _write_run(vm, gpa, data, off, path):
         ) from None
 
 
-def _restore_state(vm, img: _Image, path):
-    """Steps 2.. of KVM's restore order (memory already written; see module doc)."""
+class StepFailures:
+    """Inspect mode of the restore sequence: each failing step recorded, the next one run.
+
+    `failures` holds (step, errno, what) in order; the first is what load_image raises.
+    `walks` holds (ITS index, abi.v0.Inspection) of each RESTORE_TABLES walk.
+    """
+
+    def __init__(self):
+        self.failures = []
+        self.walks = []
+
+
+def _step_failed(fail, what, step, err, off, path):
+    if fail is None:
+        raise ImageError(what, step=step, errno=err, offset=off, path=path)
+    fail.failures.append((step, err, what))
+
+
+def _restore_state(vm, img: _Image, path, fail: StepFailures | None = None):
+    """Steps 2.. of KVM's restore order (memory already written; see module doc).
+
+    With fail (inspect mode) a failing step is recorded and the sequence goes on; the
+    tables are walked in inspect mode (abi.v0.Inspection), leaving the ITS as before."""
     # 2. redistributors: PROPBASER, PENDBASER, then GICR_CTLR (imports pending tables)
     for v in range(vm.nr_vcpus):
         _ctlr, prop, pend = img.redists[v]
@@ -494,31 +515,23 @@ def _restore_state(vm, img: _Image, path):
         for name, value in steps:
             err = its.write_reg(name, value)
             if err:
-                raise ImageError(
-                    f"ITS {idx}: writing {name} = {value:#x} failed ({R.error_name(err)})",
-                    step=f"its{idx}.{name}",
-                    errno=err,
-                    offset=off,
-                    path=path,
-                )
-        err = its.restore_tables()
+                what = f"ITS {idx}: writing {name} = {value:#x} failed ({R.error_name(err)})"
+                _step_failed(fail, what, f"its{idx}.{name}", err, off, path)
+        if fail is None:
+            err = its.restore_tables()
+        else:
+            from gictools.abi.v0 import Inspection
+
+            find = Inspection()
+            fail.walks.append((idx, find))
+            err = its.restore_tables(find)
         if err:
-            raise ImageError(
-                f"ITS {idx}: KVM_DEV_ARM_ITS_RESTORE_TABLES failed ({R.error_name(err)})",
-                step=f"its{idx}.restore_tables",
-                errno=err,
-                offset=off,
-                path=path,
-            )
+            what = f"ITS {idx}: KVM_DEV_ARM_ITS_RESTORE_TABLES failed ({R.error_name(err)})"
+            _step_failed(fail, what, f"its{idx}.restore_tables", err, off, path)
         err = its.write_reg("GITS_CTLR", regs["GITS_CTLR"])
         if err:
-            raise ImageError(
-                f"ITS {idx}: writing GITS_CTLR failed ({R.error_name(err)})",
-                step=f"its{idx}.GITS_CTLR",
-                errno=err,
-                offset=off,
-                path=path,
-            )
+            what = f"ITS {idx}: writing GITS_CTLR failed ({R.error_name(err)})"
+            _step_failed(fail, what, f"its{idx}.GITS_CTLR", err, off, path)
     return vm
 
 
@@ -540,9 +553,10 @@ def load_image_bytes(data: bytes, path=None, *, budget=None):
     return build_vm(parse_image(data, path), path, budget=budget)
 
 
-def stream_vm(src, path=None, *, restore: bool = True, budget=None):
+def stream_vm(src, path=None, *, restore: bool = True, budget=None, fail=None):
     """load_image's streaming core: (vm, img) with img.mem left empty; memory runs go
-    straight into the VM as they are decoded (bounded by one record, whatever the size)."""
+    straight into the VM as they are decoded (bounded by one record, whatever the size).
+    fail: a StepFailures to run the restore sequence in inspect mode."""
     img = _Image()
     state = {}
 
@@ -559,7 +573,7 @@ def stream_vm(src, path=None, *, restore: bool = True, budget=None):
         _parse_records(f, n, path, img, on_mem)
     vm = state.get("vm") or _create_vm(img, path, budget)
     if restore:
-        _restore_state(vm, img, path)
+        _restore_state(vm, img, path, fail)
     return vm, img
 
 

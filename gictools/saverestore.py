@@ -6,11 +6,10 @@ The CLI only parses arguments and prints what these functions return.
 import os
 
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.errors import ImageError
-from gictools.image import build_vm, dump_image, is_image, load_image_bytes, parse_image, save_image
-from gictools.model.its import COLLECTION_NOT_MAPPED, SZ_64K, baser_table_base
-from gictools.model.memory import PAGE_SHIFT, PAGE_SIZE
+from gictools.image import dump_image, is_image, load_image_bytes, parse_image, save_image
+from gictools.model.its import COLLECTION_NOT_MAPPED
+from gictools.model.memory import PAGE_SIZE
 
 # --- save TRACE -----------------------------------------------------------------------------
 
@@ -190,164 +189,70 @@ def roundtrip(path) -> tuple:
 # --- inspect IMAGE ---------------------------------------------------------------------------
 
 
-def _nonzero_entries(mem, base, length):
-    """(gpa, word) of every non-zero 8-byte entry in [base, base+length), present pages only."""
-    end = base + length
-    first, last = base >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT
-    pfns = sorted(p for p in mem.pages if first <= p <= last) if length > 0 else []
-    for pfn in pfns:
-        page = mem.pages[pfn]
-        pbase = pfn << PAGE_SHIFT
-        lo = max(base, pbase) - pbase
-        hi = min(end, pbase + PAGE_SIZE) - pbase
-        lo += (-(pbase + lo - base)) % 8
-        for off in range(lo, hi - 7, 8):
-            w = int.from_bytes(page[off : off + 8], "little")
-            if w:
-                yield pbase + off, w
+def _overlap_notes(vm, walks) -> list:
+    """Overlaps between every table restore reads: ITS tables, property and pending tables."""
+    from gictools.abi.v0 import Inspection
+
+    every = Inspection()
+    for idx, find in walks:
+        every.ranges += [(a, b, f"ITS {idx} {what}") for a, b, what in find.ranges]
+    if any(rd.lpis_enabled for rd in vm.redists):
+        idbits = min(R.GICR_PROPBASER_LAYOUT["IDbits"].get(vm.propbaser) + 1, 32)
+        nbytes = max((1 << idbits) - R.LPI_BASE_INTID, 0)
+        every.table(vm.prop_byte_gpa(R.LPI_BASE_INTID), nbytes, "LPI property table")
+        for rd in vm.redists:
+            if rd.lpis_enabled:
+                every.table(rd.pending_table(), (1 << idbits) // 8, f"vCPU {rd.vcpu} pending table")
+    return every.overlap_notes()
 
 
 def inspect_image(path) -> tuple:
-    """(ok, lines): every table entry decoded; malformed ones flagged with their address."""
-    with open(path, "rb") as f:
-        data = f.read()
-    img = parse_image(data, path)
-    vm = build_vm(img, path, restore=False)
-    mem = vm.memory
+    """(ok, lines): the restore itself run in inspect mode (image.StepFailures and the walk's
+    abi.v0.Inspection): every entry it meets listed, every problem flagged with its address
+    and KVM's errno, table overlaps noted. ok is exactly "load_image would succeed"."""
+    from gictools.image import StepFailures, stream_vm
+
+    fail = StepFailures()
+    src, path = path, None if isinstance(path, (bytes, bytearray)) else path
+    head = f"image {path or '(bytes)'}: version ok, checksum ok"
+    try:
+        vm, img = stream_vm(src, path, fail=fail)
+    except ImageError as e:
+        if e.step is None:
+            raise  # not an image at all: a format error (exit 2)
+        err = f" ({R.error_name(e.errno)})" if e.errno else ""
+        return False, [head, f"restore: FAILS at step {e.step}: {e.what}{err}", "1 problem"]
     lines = [
-        f"image {path}: version ok, checksum ok, {vm.nr_vcpus} vCPU(s), kernel "
-        f"{vm.kernel.name}, {len(img.mem)} memory run(s)"
+        f"{head}, {vm.nr_vcpus} vCPU(s), kernel {vm.kernel.name}, cache {vm.cache_policy}",
     ]
-    bad = 0
-
-    def flag(gpa, what):
-        nonlocal bad
-        bad += 1
-        lines.append(f"    MALFORMED at {gpa:#x}: {what}")
-
+    walks = dict(fail.walks)
     for (idx, base, regs, _off), its in zip(img.itses, vm.itses):
         lines.append(
             f"ITS {idx} @ {base:#x}: "
             + ", ".join(f"{k}={v:#x}" for k, v in regs.items() if k != "GITS_BASER")
-            + f", BASER0={regs['GITS_BASER'][0]:#x}, BASER1={regs['GITS_BASER'][1]:#x}"
+            + f", BASER0={its.baser[0]:#x}, BASER1={its.baser[1]:#x}"
         )
-        rev = R.GITS_IIDR_LAYOUT["Revision"].get(regs["GITS_IIDR"])
-        if rev != 0:
-            flag(0, f"GITS_IIDR revision {rev} (only ABI revision 0 exists)")
-        # registers as the restore would set them (sanitised), for geometry
-        its.write_reg("GITS_BASER0", regs["GITS_BASER"][0])
-        its.write_reg("GITS_BASER1", regs["GITS_BASER"][1])
-        cb, db = its.baser[1], its.baser[0]
-        icids = {}
-        if cb >> 63:
-            cbase, csize = baser_table_base(cb), (R.GITS_BASER_LAYOUT["Size"].get(cb) + 1) * SZ_64K
-            lines.append(f"  collection table {cbase:#x} (+{csize:#x})")
-            ended = False
-            for i in range(csize // 8):
-                gpa = cbase + 8 * i
-                if not mem.is_ram(gpa, 8):
-                    flag(gpa, "collection table entry outside guest RAM")
-                    break
-                w = mem.read_u64(gpa)
-                e = E.decode_cte(w)
-                if not e.valid:
-                    if not ended:
-                        ended = True
-                        lines.append(f"    {gpa:#x} CTE terminator")
-                    if w:
-                        lines.append(f"    {gpa:#x} CTE invalid, non-zero {w:#018x} (ignored)")
-                    continue
-                if ended:
-                    lines.append(f"    {gpa:#x} CTE ICID {e.icid} after the terminator (ignored)")
-                    continue
-                tgt = "unmapped" if e.rdbase == COLLECTION_NOT_MAPPED else f"RDbase {e.rdbase}"
-                lines.append(f"    {gpa:#x} CTE ICID {e.icid} -> {tgt}")
-                if e.rdbase != COLLECTION_NOT_MAPPED and vm.vcpu_from_rdbase(e.rdbase) is None:
-                    flag(gpa, f"CTE target {e.rdbase} names no vCPU (-EINVAL)")
-                if e.icid in icids:
-                    flag(gpa, f"CTE ICID {e.icid} duplicated (-EEXIST)")
-                if its.check_id(1, e.icid) is None:
-                    flag(gpa, f"CTE ICID {e.icid} outside the collection table (-EINVAL)")
-                if w & E.CTE_IGNORED_MASK:
-                    lines.append(f"    {gpa:#x} note: bits outside [47:16]/63/[15:0] set (ignored)")
-                icids[e.icid] = e
-        if db >> 63:
-            dbase, dsize = baser_table_base(db), (R.GITS_BASER_LAYOUT["Size"].get(db) + 1) * SZ_64K
-            lines.append(
-                f"  device table {dbase:#x} (+{dsize:#x}), "
-                f"{'two-level' if db & (1 << 62) else 'flat'}"
-            )
-            pages = []
-            if db & (1 << 62):
-                if not mem.is_ram(dbase, dsize):
-                    flag(dbase, "level-1 table not entirely in guest RAM")
-                for gpa, w in _nonzero_entries(mem, dbase, dsize):
-                    e = E.decode_l1e(w)
-                    index = (gpa - dbase) // 8
-                    lines.append(
-                        f"    {gpa:#x} L1[{index}] {'valid' if e.valid else 'invalid'} "
-                        f"-> L2 {e.l2_addr:#x}"
-                    )
-                    if e.valid:
-                        if not mem.is_ram(e.l2_addr, SZ_64K):
-                            flag(gpa, f"L2 page {e.l2_addr:#x} outside guest RAM (-EFAULT)")
-                        else:
-                            pages.append((e.l2_addr, SZ_64K, index * (SZ_64K // 8)))
-            else:
-                if not mem.is_ram(dbase, dsize):
-                    flag(dbase, "device table not entirely in guest RAM")
-                pages.append((dbase, dsize, 0))
-            for tbase, tsize, first_id in pages:
-                for gpa, w in _nonzero_entries(mem, tbase, tsize):
-                    device_id = first_id + (gpa - tbase) // 8
-                    e = E.decode_dte(w)
-                    if not e.valid:
-                        lines.append(f"    {gpa:#x} DTE {device_id} invalid, non-zero {w:#018x}")
-                        continue
-                    lines.append(
-                        f"    {gpa:#x} DTE {device_id}: ITT {e.itt_addr:#x}, "
-                        f"{e.num_eventid_bits} bits, next {e.next}"
-                    )
-                    if e.num_eventid_bits > R.VITS_TYPER_IDBITS:
-                        flag(gpa, f"DTE Size {e.size}: {e.num_eventid_bits} EventID bits > 16")
-                    if its.check_id(0, device_id) is None:
-                        flag(gpa, f"DeviceID {device_id} fails check_id (-EINVAL)")
-                    nbits = min(e.num_eventid_bits, R.VITS_TYPER_IDBITS)
-                    ilen = (1 << nbits) * 8
-                    if not mem.is_ram(e.itt_addr, 8):
-                        flag(gpa, f"ITT {e.itt_addr:#x} outside guest RAM (-EFAULT)")
-                        continue
-                    for igpa, iw in _nonzero_entries(mem, e.itt_addr, ilen):
-                        eid = (igpa - e.itt_addr) // 8
-                        ie = E.decode_ite(iw)
-                        if not ie.valid:
-                            lines.append(f"      {igpa:#x} ITE {eid} invalid, non-zero {iw:#018x}")
-                            continue
-                        lines.append(
-                            f"      {igpa:#x} ITE {eid}: INTID {ie.pintid}, "
-                            f"ICID {ie.icid}, next {ie.next}"
-                        )
-                        if ie.pintid < R.LPI_BASE_INTID:
-                            flag(igpa, f"ITE pINTID {ie.pintid} < 8192 (-EINVAL)")
-                        if eid + ie.next >= 1 << e.num_eventid_bits:
-                            flag(igpa, f"ITE next {ie.next} points past the ITT (-EINVAL)")
-                        if ie.icid not in icids:
-                            flag(
-                                igpa, f"ITE ICID {ie.icid} is not in the collection table (-EINVAL)"
-                            )
-    # what KVM's restore would say
-    try:
-        build_vm(img, path)
+        find = walks.get(idx)
+        if find is None:
+            continue
+        lines += find.lines
+        if find.unlisted:
+            lines.append(f"    ... {find.unlisted} more entries not listed")
+        if find.full:
+            lines.append(f"    walk stopped after {len(find.problems)} problems")
+    lines += [f"  {n}" for n in _overlap_notes(vm, fail.walks)]
+    for step, _err, what in fail.failures:
+        if not step.endswith(".restore_tables"):
+            lines.append(f"    MALFORMED register at step {step}: {what}")
+    nbad = sum(len(f.problems) for _, f in fail.walks)
+    nbad += sum(1 for step, _, _ in fail.failures if not step.endswith(".restore_tables"))
+    if fail.failures:
+        step, _err, what = fail.failures[0]
+        lines.append(f"restore: FAILS at step {step}: {what}")
+    else:
         lines.append("restore: ok")
-        restore_ok = True
-    except ImageError as e:
-        lines.append(
-            f"restore: FAILS at step {e.step}: {e.what} "
-            f"({R.error_name(e.errno) if e.errno else ''})"
-        )
-        restore_ok = False
-    lines.append(f"{bad} malformed entr{'y' if bad == 1 else 'ies'}")
-    return bad == 0 and restore_ok, lines
+    lines.append(f"{nbad} malformed entr{'y' if nbad == 1 else 'ies'}")
+    return not fail.failures, lines
 
 
 __all__ = ["save_trace", "restore_image", "roundtrip", "inspect_image", "describe_vm"]

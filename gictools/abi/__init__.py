@@ -12,7 +12,7 @@ class Abi(NamedTuple):
     dte_esz: int
     ite_esz: int
     save: Callable  # save(its) -> 0 / -errno
-    restore: Callable  # restore(its) -> 0 / -errno
+    restore: Callable  # restore(its, find=None) -> 0 / -errno; find: inspect mode
     commit: Callable  # commit(its): set BASER Entry_Size fields for this revision
 
 
@@ -22,10 +22,10 @@ def _v0_save(its):
     return save_tables_v0(its)
 
 
-def _v0_restore(its):
+def _v0_restore(its, find=None):
     from gictools.abi.v0 import restore_tables_v0
 
-    return restore_tables_v0(its)
+    return restore_tables_v0(its, find)
 
 
 def _v0_commit(its):

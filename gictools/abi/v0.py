@@ -207,7 +207,60 @@ class _Undo:
         self.mem.undo(journal)
 
 
-def _restore_collection_table(its, reader) -> int:
+class Inspection:
+    """The restore walk in inspect mode: every problem, not only the first.
+
+    The walk is restore's own (same order, same checks, same state changes); where restore
+    would stop with an error, the problem is recorded (address, errno, what) and the walk
+    goes on as if that entry had been skipped, so the first problem is exactly the error
+    restore returns. Entries met are listed; the tables' address ranges are kept so that
+    overlaps can be noted (legal: the kernel selftest's ITTs overlap other tables).
+    """
+
+    MAX_PROBLEMS = 200  # then the walk stops (a hostile image can hold millions)
+    MAX_LINES = 20_000  # entry lines listed; the rest are counted
+
+    def __init__(self):
+        self.lines = []
+        self.problems = []  # (errno, gpa, what)
+        self.notes = []
+        self.ranges = []  # (start, end, what)
+        self.unlisted = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.problems) >= self.MAX_PROBLEMS
+
+    def entry(self, text: str):
+        if len(self.lines) < self.MAX_LINES:
+            self.lines.append(text)
+        else:
+            self.unlisted += 1
+
+    def problem(self, err: int, gpa, what: str):
+        where = "?" if gpa is None else f"{gpa:#x}"
+        self.problems.append((err, gpa, what))
+        self.entry(f"    MALFORMED at {where}: {what} ({R.error_name(err)})")
+
+    def table(self, start: int, size: int, what: str):
+        self.ranges.append((start, start + size, what))
+
+    def overlap_notes(self) -> list:
+        """One note per table range that overlaps an earlier-starting one (sorted sweep)."""
+        out = []
+        reach = None  # (end, what) of the range reaching furthest so far
+        for start, end, what in sorted(self.ranges):
+            if reach is not None and start < reach[0]:
+                out.append(
+                    f"note: {what} [{start:#x}, {end:#x}) overlaps {reach[1]} "
+                    f"(allowed; restore reads each table as it is)"
+                )
+            if reach is None or end > reach[0]:
+                reach = (end, f"{what} (to {end:#x})")
+        return out
+
+
+def _restore_collection_table(its, reader, find=None) -> int:
     """vgic_its_restore_collection_table + vgic_its_restore_cte."""
     baser = its.baser[1]
     if not baser & _VALID:
@@ -215,118 +268,203 @@ def _restore_collection_table(its, reader) -> int:
     vm = its.vm
     gpa = baser_table_base(baser)
     max_size = _table_bytes(baser)
+    if find is not None:
+        find.table(gpa, max_size, "collection table")
     read = 0
     while read < max_size:
         word = reader.read_entry(gpa, _ESZ)
         if word is None:
+            reader.fault_gpa = None
+            if find is not None:
+                find.problem(-R.EFAULT, gpa, "collection table entry outside guest RAM")
             return -R.EFAULT
         valid, target, icid = E.unpack_cte(word)
         if not valid:
             return 0  # the terminator
+        err, what = 0, ""
         if target != COLLECTION_NOT_MAPPED and vm.vcpu_from_rdbase(target) is None:
-            return -R.EINVAL
-        if icid in its.collections:
-            return -R.EEXIST
-        if its.check_id(1, icid) is None:
-            return -R.EINVAL
-        its.collections[icid] = Collection(icid, target)
+            err, what = -R.EINVAL, f"CTE ICID {icid}: target {target} names no vCPU"
+        elif icid in its.collections:
+            err, what = -R.EEXIST, f"CTE ICID {icid} duplicated"
+        elif its.check_id(1, icid) is None:
+            err, what = -R.EINVAL, f"CTE ICID {icid} outside the collection table"
+        if err:
+            if find is None:
+                return err
+            find.problem(err, gpa, what)
+            if find.full:
+                return err
+        else:
+            its.collections[icid] = Collection(icid, target)
+            if find is not None:
+                tgt = "unmapped" if target == COLLECTION_NOT_MAPPED else f"RDbase {target}"
+                find.entry(f"    {gpa:#x} CTE ICID {icid} -> {tgt}")
         gpa += _ESZ
         read += _ESZ
     return 0
 
 
-def _restore_itt(its, dev, reader) -> int:
+def _restore_itt(its, dev, reader, find=None) -> int:
     """vgic_its_restore_itt + vgic_its_restore_ite."""
     vm = its.vm
     collections = its.collections
     nbits = dev.num_eventid_bits
     limit = 1 << nbits
+    base = dev.itt_addr
     unpack = E.unpack_ite
     add_lpi = vm.add_lpi
     add_ite = its.add_ite
+
+    def bad(err, event_id, nxt, what):
+        """Restore stops here; inspect records it and walks on as if the ITE were skipped."""
+        if find is None:
+            return err
+        find.problem(
+            err, base + event_id * _ESZ, f"ITE {event_id} of device {dev.device_id}: {what}"
+        )
+        if err == -R.ENOMEM or find.full:
+            return err  # nothing further can be allocated: stop the walk
+        return nxt if nxt and event_id + nxt < limit else 0
 
     def restore_ite(event_id, word):
         nxt, intid, icid = unpack(word)
         if not intid:
             return 1  # invalid entry: step one
         if intid < R.LPI_BASE_INTID:
-            return -R.EINVAL
+            return bad(-R.EINVAL, event_id, nxt, f"pINTID {intid} < 8192")
         if event_id + nxt >= limit:
-            return -R.EINVAL
+            return bad(-R.EINVAL, event_id, nxt, f"next {nxt} points past the ITT")
         coll = collections.get(icid)
         if coll is None:
-            return -R.EINVAL
+            return bad(-R.EINVAL, event_id, nxt, f"ICID {icid} is not a collection")
         if not its.check_event_id(dev, event_id):
-            return -R.EINVAL
+            return bad(-R.EINVAL, event_id, nxt, "ITE outside guest RAM (check_event_id)")
         if not its.can_alloc_ite():
-            return -R.ENOMEM  # vgic_its_alloc_ite
+            return bad(-R.ENOMEM, event_id, nxt, "ITE budget spent")  # vgic_its_alloc_ite
         err, lpi = add_lpi(intid, its.collection_vcpu(coll))
         if err:
-            return err
+            return bad(err, event_id, nxt, f"LPI {intid} cannot be created")
         add_ite(dev, event_id, coll, lpi)
+        if find is not None:
+            find.entry(
+                f"      {base + event_id * _ESZ:#x} ITE {event_id}: INTID {intid}, "
+                f"ICID {icid}, next {nxt}"
+            )
         return nxt
 
-    ret = scan_its_table(reader, dev.itt_addr, limit * _ESZ, _ESZ, 0, restore_ite)
+    ret = scan_its_table(reader, base, limit * _ESZ, _ESZ, 0, restore_ite)
+    if ret == -R.EFAULT and find is not None and reader.fault_gpa is not None:
+        find.problem(ret, reader.fault_gpa, f"ITT of device {dev.device_id} outside guest RAM")
+    reader.fault_gpa = None
     return 0 if ret > 0 else ret
 
 
-def _restore_device_tables(its, reader) -> int:
+def _restore_device_tables(its, reader, find=None) -> int:
     """vgic_its_restore_device_tables (+ handle_l1_dte, vgic_its_restore_dte)."""
     baser = its.baser[0]
     if not baser & _VALID:
         return 0
     check_size = its.vm.kernel.restore_checks_dte_size
+    dte_gpa = [0]  # where the DTE being restored sits (for inspect's messages)
 
     def restore_dte(device_id, word):
         valid, nxt, itt_addr, nbits = E.unpack_dte(word)
         if not valid:
             return 1
+        err, what = 0, ""
         if check_size and nbits > R.VITS_TYPER_IDBITS:
-            return -R.EINVAL  # 2026 upstream: Size + 1 > 16
-        if its.check_id(0, device_id) is None:
-            return -R.EINVAL
-        dev = its.alloc_device(device_id, itt_addr, nbits)  # behind a live duplicate
-        if dev is None:
-            return -R.ENOMEM
-        err = _restore_itt(its, dev, reader)
+            err, what = -R.EINVAL, f"Size {nbits - 1}: {nbits} EventID bits > 16"  # 7.1
+        elif its.check_id(0, device_id) is None:
+            err, what = -R.EINVAL, "DeviceID fails check_id"
+        if not err:
+            dev = its.alloc_device(device_id, itt_addr, nbits)  # behind a live duplicate
+            if dev is None:
+                err, what = -R.ENOMEM, "device budget spent"
         if err:
-            return err  # the caller rolls everything back
+            if find is None:
+                return err
+            find.problem(err, dte_gpa[0], f"DTE {device_id}: {what}")
+            return err if err == -R.ENOMEM or find.full else nxt
+        if find is not None:
+            find.entry(
+                f"    {dte_gpa[0]:#x} DTE {device_id}: ITT {itt_addr:#x}, "
+                f"{nbits} EventID bits, next {nxt}"
+            )
+            find.table(itt_addr, min((1 << nbits) * _ESZ, 1 << 62), f"ITT of device {device_id}")
+        err = _restore_itt(its, dev, reader, find)
+        if err:
+            if find is None or err == -R.ENOMEM or find.full:
+                return err  # the caller rolls everything back
         return nxt
+
+    def scan_l2(base, size, first_id):
+        def fn(device_id, word):
+            dte_gpa[0] = base + (device_id - first_id) * _ESZ
+            return restore_dte(device_id, word)
+
+        ret = scan_its_table(reader, base, size, _ESZ, first_id, fn)
+        if ret == -R.EFAULT and find is not None and reader.fault_gpa is not None:
+            find.problem(ret, reader.fault_gpa, "device table entry outside guest RAM")
+        reader.fault_gpa = None
+        return ret
 
     base = baser_table_base(baser)
     size = _table_bytes(baser)
     if baser & _INDIRECT:
         l2_entries = SZ_64K // _ESZ
+        if find is not None:
+            find.table(base, size, "level-1 device table")
 
         def handle_l1_dte(index, word):
             valid, l2 = E.unpack_l1e(word)
             if not valid:
                 return 1
-            return scan_its_table(reader, l2, SZ_64K, _ESZ, index * l2_entries, restore_dte)
+            if find is not None:
+                find.entry(f"    {base + 8 * index:#x} L1[{index}] -> L2 {l2:#x}")
+                find.table(l2, SZ_64K, f"L2 device table {index}")
+            ret = scan_l2(l2, SZ_64K, index * l2_entries)
+            if ret < 0 and find is not None and ret != -R.ENOMEM and not find.full:
+                return 1  # inspect: the next L1 entry
+            return ret
 
         ret = scan_its_table(reader, base, size, _ESZ, 0, handle_l1_dte)
+        if ret == -R.EFAULT and find is not None and reader.fault_gpa is not None:
+            find.problem(ret, reader.fault_gpa, "level-1 device table entry outside guest RAM")
+        reader.fault_gpa = None
     else:
-        ret = scan_its_table(reader, base, size, _ESZ, 0, restore_dte)
+        if find is not None:
+            find.table(base, size, "device table")
+        ret = scan_l2(base, size, 0)
     return 0 if ret > 0 else ret
 
 
-def restore_tables_v0(its) -> int:
-    """KVM_DEV_ARM_ITS_RESTORE_TABLES, ABI rev 0: 0 or -errno (-EINVAL, -EEXIST, -EFAULT).
+def restore_tables_v0(its, find: Inspection | None = None) -> int:
+    """KVM_DEV_ARM_ITS_RESTORE_TABLES, ABI rev 0: 0 or -errno (-EINVAL, -EEXIST, -EFAULT,
+    -ENOMEM).
 
     All-or-nothing: on failure the VM is left exactly as before the call (see module doc).
+    With find (inspect mode) the walk records every problem in it, goes on past each, and
+    the VM is always left as before; the return value is then the first problem's errno
+    (what restore returns) or 0.
     """
     undo = _Undo(its)
     freed = 0
     try:
         reader = TableReader(its.vm.memory)
-        ret = _restore_collection_table(its, reader)
-        if not ret:
+        ret = _restore_collection_table(its, reader, find)
+        if find is not None and not find.full and ret != -R.ENOMEM:
+            _restore_device_tables(its, reader, find)
+            ret = find.problems[0][0] if find.problems else 0
+        elif not ret:
             ret = _restore_device_tables(its, reader)
             if ret:
                 freed = len(its.devices) + len(its.shadowed)  # vgic_its_free_device_list
     except BaseException:
         undo.rollback()
         raise
+    if find is not None:
+        undo.rollback()
+        return find.problems[0][0] if find.problems else 0
     if ret:
         undo.rollback()
         for _ in range(freed):  # vgic_its_free_device -> vgic_its_invalidate_cache
@@ -336,4 +474,4 @@ def restore_tables_v0(its) -> int:
     return ret
 
 
-__all__ = ["save_tables_v0", "restore_tables_v0"]
+__all__ = ["save_tables_v0", "restore_tables_v0", "Inspection"]

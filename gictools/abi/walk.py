@@ -42,15 +42,18 @@ class TableReader:
 
     def __init__(self, mem):
         self.mem = mem
+        self.fault_gpa = None  # the last entry read that failed (-EFAULT), for inspect
         self._pfns = None
         self._npages = -1
 
     def read_entry(self, gpa: int, esz: int = 8):
         """The entry as an int, or None if the read fails (KVM: -EFAULT)."""
         if esz != 8:  # vgic_its_read_entry_lock refuses others
+            self.fault_gpa = gpa
             return None
         mem = self.mem
         if not mem.is_ram(gpa, esz):
+            self.fault_gpa = gpa
             return None
         off = gpa & PAGE_MASK
         if off <= PAGE_SIZE - esz:

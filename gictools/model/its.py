@@ -556,10 +556,12 @@ class ITS:
 
         return ABIS[self.abi_rev].save(self)
 
-    def restore_tables(self) -> int:
+    def restore_tables(self, find=None) -> int:
+        """KVM_DEV_ARM_ITS_RESTORE_TABLES; with find (an abi.v0.Inspection) the walk only
+        inspects: every problem recorded, the VM left unchanged."""
         from gictools.abi import ABIS
 
-        return ABIS[self.abi_rev].restore(self)
+        return ABIS[self.abi_rev].restore(self, find)
 
 
 def baser_table_base(baser: int) -> int:

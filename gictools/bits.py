@@ -28,6 +28,10 @@ class Field(NamedTuple):
     def get(self, word: int) -> int:
         return (word >> self.lo) & self.mask
 
+    def in_place(self, word: int) -> int:
+        """The field's bits of word, left where they are (every other bit cleared)."""
+        return word & (self.mask << self.lo)
+
     def put(self, word: int, value: int) -> int:
         """Deposit value into word; raises ValueError if value does not fit."""
         if value < 0 or value > self.mask:
@@ -48,6 +52,14 @@ class Layout:
 
     def __getitem__(self, name: str) -> Field:
         return self.fields[name]
+
+    @property
+    def res0_mask(self) -> int:
+        """Bits no field covers (RES0 in the spec's register descriptions)."""
+        covered = 0
+        for f in self.fields.values():
+            covered |= f.mask << f.lo
+        return ((1 << self.width) - 1) & ~covered
 
     def decode(self, word: int) -> dict:
         return {n: f.get(word) for n, f in self.fields.items()}

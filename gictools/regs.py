@@ -136,8 +136,12 @@ GITS_PIDR2 = 0xFFE8
 GITS_TRANSLATER = 0x10040
 ITS_FRAME_SIZE = 0x20000  # KVM_VGIC_V3_ITS_SIZE: two 64 KiB pages
 
-GITS_CTLR_ENABLE = 1 << 0
-GITS_CTLR_QUIESCENT = 1 << 31
+GITS_CTLR_LAYOUT = Layout("GITS_CTLR", [("Enabled", 0, 0), ("Quiescent", 31, 31)], width=32)
+GITS_CTLR_ENABLE = 1 << GITS_CTLR_LAYOUT["Enabled"].lo
+GITS_CTLR_QUIESCENT = 1 << GITS_CTLR_LAYOUT["Quiescent"].lo
+# GITS_CWRITER / GITS_CREADR: | Offset 19:5 | ... | Retry / Stalled 0 |
+GITS_CWRITER_LAYOUT = Layout("GITS_CWRITER", [("Retry", 0, 0), ("Offset", 19, 5)])
+GITS_CREADR_LAYOUT = Layout("GITS_CREADR", [("Stalled", 0, 0), ("Offset", 19, 5)])
 
 GITS_TYPER_LAYOUT = Layout(
     "GITS_TYPER",
@@ -220,6 +224,28 @@ GICR_PROPBASER, GICR_PENDBASER = 0x0070, 0x0078
 GICR_INVLPIR, GICR_INVALLR = 0x00A0, 0x00B0
 GICR_CTLR_ENABLE_LPIS = 1 << 0
 GICR_CTLR_RWP = 1 << 3
+
+# GICR_TYPER: | Affinity_Value 63:32 | PPInum 31:27 | VSGI 26 | CommonLPIAff 25:24 |
+#             | Processor_Number 23:8 | RVPEID 7 | MPAM 6 | DPGS 5 | Last 4 | DirectLPI 3 |
+#             | Dirty 2 | VLPIS 1 | PLPIS 0 |
+GICR_TYPER_LAYOUT = Layout(
+    "GICR_TYPER",
+    [
+        ("PLPIS", 0, 0),
+        ("VLPIS", 1, 1),
+        ("Dirty", 2, 2),
+        ("DirectLPI", 3, 3),
+        ("Last", 4, 4),
+        ("DPGS", 5, 5),
+        ("MPAM", 6, 6),
+        ("RVPEID", 7, 7),
+        ("Processor_Number", 23, 8),
+        ("CommonLPIAff", 25, 24),
+        ("VSGI", 26, 26),
+        ("PPInum", 31, 27),
+        ("Affinity_Value", 63, 32),
+    ],
+)
 
 # GICR_PROPBASER: | OuterCache 58:56 | PA 51:12 | Shareability 11:10 | InnerCache 9:7 | IDbits 4:0 |
 GICR_PROPBASER_LAYOUT = Layout(

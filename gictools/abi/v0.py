@@ -36,7 +36,7 @@ from gictools.model.its import (
 from gictools.model.memory import GuestFault
 
 _B = R.GITS_BASER_LAYOUT
-_VALID = 1 << 63
+_VALID = 1 << _B["Valid"].lo
 _INDIRECT = 1 << _B["Indirect"].lo
 _SIZE = _B["Size"]
 _ESZ = 8
@@ -150,7 +150,7 @@ def _save_collection_table(its) -> int:
     filled = 0
     w = _Writer(its.vm.memory)
     for coll in its.collections.values():
-        err = w.put(gpa, E.pack_cte(coll.target & 0xFFFF_FFFF, coll.icid))
+        err = w.put(gpa, E.pack_cte(coll.target & E.CTE_RDBASE_MASK, coll.icid))
         if err:
             return err
         gpa += _ESZ

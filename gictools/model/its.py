@@ -6,7 +6,8 @@ check_event_id as the kernel does. Nothing here raises for guest input.
 """
 
 from gictools import regs as R
-from gictools.model.memory import GuestFault
+from gictools.abi import entries as E
+from gictools.model.memory import PAGE_MASK, GuestFault
 
 COLLECTION_NOT_MAPPED = 0xFFFF_FFFF
 BASER_INITIAL = {
@@ -38,9 +39,17 @@ ID_REGS = {
 }
 
 _B = R.GITS_BASER_LAYOUT
+_C = R.GITS_CBASER_LAYOUT
 _BASER_VALID = 1 << _B["Valid"].lo
 _BASER_INDIRECT = 1 << _B["Indirect"].lo
+_CWRITER_OFFSET = R.GITS_CWRITER_LAYOUT["Offset"]
+_CREADR_OFFSET = R.GITS_CREADR_LAYOUT["Offset"]
 SZ_64K = 0x10000
+
+
+def _valid(reg) -> bool:
+    """The Valid bit of a GITS_BASER<n> or GITS_CBASER value (bit 63 in both)."""
+    return bool(_B["Valid"].get(reg))
 
 
 class Device:
@@ -101,11 +110,11 @@ def sanitise_outer_cache(value, field):
 
 
 def _sanitise_cbaser(v):
-    L = R.GITS_CBASER_LAYOUT
-    v = sanitise_shareability(v, L["Shareability"])
-    v = sanitise_inner_cache(v, L["InnerCache"])
-    v = sanitise_outer_cache(v, L["OuterCache"])
-    return v & ~(0xF << 12)  # the queue is 64 KiB aligned
+    v = sanitise_shareability(v, _C["Shareability"])
+    v = sanitise_inner_cache(v, _C["InnerCache"])
+    v = sanitise_outer_cache(v, _C["OuterCache"])
+    # the queue is 64 KiB aligned: address bits [15:12] (PA's low 4 bits) cleared
+    return _C["PA"].put(v, _C["PA"].get(v) & ~0xF)
 
 
 def _sanitise_baser(v):
@@ -192,10 +201,11 @@ class ITS:
                 l1 = mem.read_u64(base + index * 8)
             except GuestFault:
                 return None
-            if not l1 >> 63:
+            valid, l2 = E.unpack_l1e(l1)
+            if not valid:
                 return None
-            gpa = (l1 & ((1 << 52) - 1) & ~0xFFFF) + (id_ % l2_entries) * esz
-        if not mem.is_ram(gpa & ~0xFFF, 1):  # kvm_is_visible_gfn
+            gpa = l2 + (id_ % l2_entries) * esz
+        if not mem.is_ram(gpa & ~PAGE_MASK, 1):  # kvm_is_visible_gfn
             return None
         return gpa
 
@@ -204,7 +214,7 @@ class ITS:
         if event_id >= 1 << device.num_eventid_bits:
             return False
         gpa = device.itt_addr + event_id * R.VITS_ITE_SIZE
-        return self.vm.memory.is_ram(gpa & ~0xFFF, 1)
+        return self.vm.memory.is_ram(gpa & ~PAGE_MASK, 1)
 
     # --- lookups -----------------------------------------------------------------------
     def find_ite(self, device_id, event_id):
@@ -313,13 +323,13 @@ class ITS:
 
     # --- command queue (vgic_its_process_commands) ------------------------------------------------
     def queue_size(self):
-        return (R.GITS_CBASER_LAYOUT["Size"].get(self.cbaser) + 1) * 4096
+        return (_C["Size"].get(self.cbaser) + 1) * 4096
 
     def queue_base(self):
-        return self.cbaser & (((1 << 52) - 1) & ~0xFFFF)
+        return _C["PA"].in_place(self.cbaser) & ~(SZ_64K - 1)
 
     def process_commands(self):
-        if not self.enabled or not self.cbaser >> 63:
+        if not self.enabled or not _valid(self.cbaser):
             return
         size = self.queue_size()
         base = self.queue_base()
@@ -368,7 +378,7 @@ class ITS:
         if (
             not self.enabled
             and value & R.GITS_CTLR_ENABLE
-            and (not self.baser[0] >> 63 or not self.baser[1] >> 63 or not self.cbaser >> 63)
+            and not (_valid(self.baser[0]) and _valid(self.baser[1]) and _valid(self.cbaser))
         ):
             return 0
         self.enabled = bool(value & R.GITS_CTLR_ENABLE)
@@ -414,7 +424,7 @@ class ITS:
         return _extract(self.cwriter, off, size)
 
     def _write_cwriter(self, off, size, value):
-        reg = _merge(self.cwriter, value, off, size) & 0xFFFE0
+        reg = _CWRITER_OFFSET.in_place(_merge(self.cwriter, value, off, size))
         if reg >= self.queue_size():
             return 0
         self.cwriter = reg
@@ -427,7 +437,7 @@ class ITS:
     def _uaccess_write_creadr(self, off, size, value):
         if self.enabled:
             return -R.EBUSY
-        reg = _merge(self.creadr, value, off, size) & 0xFFFE0
+        reg = _CREADR_OFFSET.in_place(_merge(self.creadr, value, off, size))
         if reg >= self.queue_size():
             return -R.EINVAL
         self.creadr = reg
@@ -455,7 +465,7 @@ class ITS:
         reg &= ~_BASER_INDIRECT | indirect_mask
         reg = _sanitise_baser(reg)
         self.baser[n] = reg
-        if not reg >> 63:
+        if not _valid(reg):
             if n == 0:
                 self.free_devices()
             else:
@@ -566,4 +576,4 @@ class ITS:
 
 def baser_table_base(baser: int) -> int:
     """GITS_BASER address: PA[47:16] plus PA[51:48] from bits [15:12] (GITS_BASER_ADDR_48_to_52)."""
-    return (baser & 0x0000_FFFF_FFFF_0000) | (((baser >> 12) & 0xF) << 48)
+    return _B["PA"].in_place(baser) | (_B["PA_51_48"].get(baser) << 48)

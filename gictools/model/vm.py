@@ -15,10 +15,8 @@ from gictools.model.memory import DEFAULT_RAM, GuestFault, GuestMemory
 DEFAULT_ITS_BASE = 0x0800_0000  # QEMU virt and the selftests' GITS base
 _PROP = R.GICR_PROPBASER_LAYOUT
 _PEND = R.GICR_PENDBASER_LAYOUT
-_PROPBASER_RES0 = (0x1F << 59) | (0xF << 52) | (0x3 << 5)
-_PENDBASER_RES0 = (1 << 63) | (0x7 << 59) | (0xF << 52) | (0xF << 12) | 0x7F
-_PTZ = 1 << 62
-_PA_MASK_52 = (1 << 52) - 1
+_TYPER = R.GICR_TYPER_LAYOUT
+_PTZ = 1 << _PEND["PTZ"].lo
 
 
 class MsiResult(NamedTuple):
@@ -39,7 +37,7 @@ class Redistributor:
         self.pendbaser = R.GICR_PENDBASER_RESET  # PTZ kept as written, read as 0
 
     def pending_table(self):
-        return self.pendbaser & _PA_MASK_52 & ~0xFFFF
+        return _PEND["PA"].in_place(self.pendbaser)
 
 
 class VM:
@@ -227,7 +225,7 @@ class VM:
             self.lpis.pop(lpi.intid, None)
 
     def prop_byte_gpa(self, intid: int) -> int:
-        return (self.propbaser & _PA_MASK_52 & ~0xFFF) + intid - R.LPI_BASE_INTID
+        return _PROP["PA"].in_place(self.propbaser) + intid - R.LPI_BASE_INTID
 
     def update_lpi_config(self, lpi, filter_vcpu) -> int:
         """update_lpi_config: re-read the property byte; apply it if no filter or target matches."""
@@ -328,10 +326,14 @@ class VM:
         if base == R.GICR_CTLR:
             v = R.GICR_CTLR_ENABLE_LPIS if rd.lpis_enabled else 0
         elif base == R.GICR_TYPER:
-            # PLPIS, Processor_Number = vcpu_id, Affinity = vcpu_id (simplified MPIDR), Last
-            v = 1 | ((rd.vcpu_id & 0xFFFF) << 8) | ((rd.vcpu_id & 0xFF) << 32)
-            if vcpu == self.nr_vcpus - 1:
-                v |= 1 << 4
+            # vgic_mmio_read_v3r_typer: PLPIS, Processor_Number = vcpu_id, Affinity = vcpu_id
+            # (simplified MPIDR, Aff0 only), Last on the last redistributor
+            v = _TYPER.encode(
+                PLPIS=1,
+                Processor_Number=rd.vcpu_id & _TYPER["Processor_Number"].mask,
+                Affinity_Value=rd.vcpu_id & 0xFF,
+                Last=int(vcpu == self.nr_vcpus - 1),
+            )
         elif base == R.GICR_PROPBASER:
             v = self.propbaser
         elif base == R.GICR_PENDBASER:
@@ -354,13 +356,13 @@ class VM:
                 return
             v = _merge(self.propbaser, value, off, size)
             v = _sanitise_table_base(v, _PROP)
-            self.propbaser = v & ~_PROPBASER_RES0
+            self.propbaser = v & ~_PROP.res0_mask
         elif off & ~7 == R.GICR_PENDBASER:
             if rd.lpis_enabled:
                 return
             v = _merge(rd.pendbaser, value, off, size)
             v = _sanitise_table_base(v, _PEND)
-            rd.pendbaser = v & ~_PENDBASER_RES0
+            rd.pendbaser = v & ~_PEND.res0_mask
         elif off == R.GICR_INVLPIR and rd.lpis_enabled:
             lpi = self.lpis.get(value & 0xFFFF_FFFF)
             if lpi is not None:

@@ -1,0 +1,46 @@
+"""Issue 12: layouts own their bits, opcodes are declared once (known answers)."""
+
+from gictools import VM
+from gictools import regs as R
+from gictools.model.commands import HANDLERS, decode_command, encode_command
+
+
+def test_opcode_table_is_the_one_source():
+    assert R.ITS_OPCODES["VINVALL"] == 0x2D and 0x2C not in R.ITS_OPCODE_NAMES
+    assert R.ITS_OPCODE_NAMES[0x2D] == "VINVALL"
+    assert {R.ITS_OPCODE_NAMES[op] for op in HANDLERS} == set(R.COMMAND_OPCODES)
+    assert set(R.COMMAND_OPCODES) == {n for n, op in R.ITS_OPCODES.items() if op < 0x20}
+    assert (R.GITS_CMD_MAPTI, R.GITS_CMD_DISCARD, R.GITS_CMD_VMAPP) == (0x0A, 0x0F, 0x29)
+    raw = encode_command("MAPTI", DeviceID=7, EventID=3, pINTID=8200, ICID=2)
+    assert decode_command(raw) == (
+        "MAPTI",
+        {"DeviceID": 7, "EventID": 3, "pINTID": 8200, "ICID": 2},
+    )
+    assert decode_command(bytes([0x2C]) + bytes(31))[0] == "CMD_0x2c"
+
+
+def test_res0_masks_are_the_kernels():
+    # vgic-mmio-v3.c: GICR_PROPBASER / GICR_PENDBASER bits KVM drops on write
+    assert R.GICR_PROPBASER_LAYOUT.res0_mask == (0x1F << 59) | (0xF << 52) | (0x3 << 5)
+    assert R.GICR_PENDBASER_LAYOUT.res0_mask == (
+        (1 << 63) | (0x7 << 59) | (0xF << 52) | (0xF << 12) | 0x7F
+    )
+
+
+def test_gicr_typer_from_its_layout():
+    vm = VM(3, vcpu_ids=[4, 0x1234, 9])
+    # PLPIS | Processor_Number = vcpu_id | Affinity (Aff0 = vcpu_id & 0xff) | Last
+    assert vm.read_redist_reg(1, "GICR_TYPER") == 1 | (0x1234 << 8) | (0x34 << 32)
+    assert vm.read_redist_reg(2, "GICR_TYPER") == 1 | (9 << 8) | (9 << 32) | (1 << 4)
+    assert vm.read_redist_reg(2, "GICR_TYPER", size=4) == 1 | (9 << 8) | (1 << 4)
+
+
+def test_cwriter_keeps_only_the_offset():
+    vm = VM(1)
+    its = vm.add_its()
+    its.write_reg("GITS_CBASER", (1 << 63) | 0x4100_0000 | 0xF)  # 16 pages
+    assert its.write_reg("GITS_CWRITER", 0x8000 | 0x3F) == 0
+    assert its.read_reg("GITS_CWRITER") == 0x8020  # Retry and bits 4:1 dropped
+    assert its.queue_base() == 0x4100_0000
+    its.write_reg("GITS_CBASER", (1 << 63) | 0x4100_F000)  # bits 15:12 cleared
+    assert its.read_reg("GITS_CBASER") & 0xFFFF_F000 == 0x4100_0000

@@ -9,7 +9,8 @@ Image file layout (all integers little-endian):
     offset 24  body: a sequence of msgpack records       N bytes
     offset 24+N  SHA-256 of bytes [0, 24+N)              32 bytes
 
-Body records, in this order (each a msgpack array, element 0 a tag string):
+Body records, in this order (each a msgpack array, element 0 a tag string; the element
+names after the tag are declared once, in RECORDS, and both directions use that table):
 
     ["vm", {"vcpus", "vcpu_ids", "kernel", "memory": [[base, size], ...], "cache"}]   once, first
     ["redist", vcpu, GICR_CTLR, GICR_PROPBASER, GICR_PENDBASER]                         per vCPU
@@ -17,6 +18,11 @@ Body records, in this order (each a msgpack array, element 0 a tag string):
             [GITS_BASER0 .. GITS_BASER7]]                                               per ITS
     ["mem", gpa, data]          runs of non-zero pages, ascending, page-aligned, inside RAM
     ["end", number of records before it]
+
+The reserved header field must be 0. Both directions stream: save_image writes the file as
+it packs it (the body length is computed before any page is copied), load_image checks the
+digest in 1 MiB reads and then decodes record by record, writing each memory run into the
+new VM as it comes, so memory stays at the VM's own pages plus one 16 MiB record.
 
 Register values are what userspace reads (KVM_DEV_ARM_VGIC_GRP_ITS_REGS / redistributor
 uaccess). The same VM state always gives the same bytes: no timestamps, fixed record and

@@ -41,12 +41,18 @@ import io
 import os
 import struct
 import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import msgpack
 
 from gictools import regs as R
 from gictools.errors import ConfigError, ImageError
 from gictools.model.memory import PAGE_SIZE, MemoryBudgetExceeded
+
+if TYPE_CHECKING:
+    from gictools.model.budget import Budget
+    from gictools.model.vm import VM
 
 MAGIC = b"GICTIMG\0"
 VERSION = (1, 0)
@@ -133,7 +139,7 @@ def _bin_header(n: int) -> bytes:
     return b"\xc6" + n.to_bytes(4, "big")
 
 
-def image_chunks(vm, *, flush: bool = True):
+def image_chunks(vm: "VM", *, flush: bool = True) -> Iterator[bytes]:
     """The image of vm as a sequence of byte strings (header, records, digest).
 
     Streams guest memory: no copy of the whole body is ever built, so a VM with
@@ -190,7 +196,7 @@ def image_chunks(vm, *, flush: bool = True):
     yield h.digest()
 
 
-def dump_image(vm, *, flush: bool = True) -> bytes:
+def dump_image(vm: "VM", *, flush: bool = True) -> bytes:
     """The image of vm as bytes (see save_image)."""
     return b"".join(image_chunks(vm, flush=flush))
 
@@ -224,7 +230,7 @@ class _Counted:
             yield c
 
 
-def save_image(vm, path, *, flush: bool = True) -> int:
+def save_image(vm: "VM", path, *, flush: bool = True) -> int:
     """Write vm's image to path atomically (temp file + rename); returns its size in bytes.
 
     With flush (the default) the KVM save sequence runs first, as userspace does before
@@ -541,7 +547,9 @@ def _restore_state(vm, img: _Image, path, fail: StepFailures | None = None):
     return vm
 
 
-def build_vm(img: _Image, path=None, *, restore: bool = True, budget=None):
+def build_vm(
+    img: _Image, path=None, *, restore: bool = True, budget: "Budget | None" = None
+) -> "VM":
     """A fresh VM from a parsed image, restored in KVM's order (see module doc).
 
     With restore=False only the VM, its ITSes and guest memory are set up (for inspection).
@@ -555,11 +563,18 @@ def build_vm(img: _Image, path=None, *, restore: bool = True, budget=None):
     return _restore_state(vm, img, path)
 
 
-def load_image_bytes(data: bytes, path=None, *, budget=None):
+def load_image_bytes(data: bytes, path=None, *, budget: "Budget | None" = None) -> "VM":
     return build_vm(parse_image(data, path), path, budget=budget)
 
 
-def stream_vm(src, path=None, *, restore: bool = True, budget=None, fail=None):
+def stream_vm(
+    src,
+    path=None,
+    *,
+    restore: bool = True,
+    budget: "Budget | None" = None,
+    fail: "StepFailures | None" = None,
+) -> "tuple[VM, _Image]":
     """load_image's streaming core: (vm, img) with img.mem left empty; memory runs go
     straight into the VM as they are decoded (bounded by one record, whatever the size).
     fail: a StepFailures to run the restore sequence in inspect mode."""
@@ -583,7 +598,7 @@ def stream_vm(src, path=None, *, restore: bool = True, budget=None, fail=None):
     return vm, img
 
 
-def load_image(path, *, budget=None):
+def load_image(path, *, budget: "Budget | None" = None) -> "VM":
     """A fresh VM restored from the image at path; ImageError on a malformed file (with a
     byte offset) or a failing restore step (with the step and KVM's errno).
 

@@ -71,6 +71,11 @@ def describe_vm(vm) -> list:
                 else f"RDbase {c.target} (vCPU {vm.vcpu_from_rdbase(c.target)})"
             )
             out.append(f"  collection {c.icid}: {tgt}")
+        for d in its.shadowed:
+            out.append(
+                f"  device {d.device_id} (shadowed by the live one, find_its_device): ITT "
+                f"{d.itt_addr:#x}, {d.num_eventid_bits} EventID bits, {len(d.ites)} ITE(s)"
+            )
         for d in sorted(its.devices.values(), key=lambda d: d.device_id):
             out.append(
                 f"  device {d.device_id}: ITT {d.itt_addr:#x}, {d.num_eventid_bits} "

@@ -91,6 +91,7 @@ def _save_itt(its, dev, w: _Writer) -> int:
     eids = sorted(ites)
     base = dev.itt_addr
     pack = E.pack_ite
+    next_max = E.ITE_NEXT_MAX
     n = len(eids)
     for i, eid in enumerate(eids):
         ite = ites[eid]
@@ -100,7 +101,9 @@ def _save_itt(its, dev, w: _Writer) -> int:
             err = w.flush()
             return err or -R.EINVAL
         # compute_next_eventid_offset: min_t(u32, next_offset, VITS_ITE_MAX_EVENTID_OFFSET)
-        nxt = min(eids[i + 1] - eid, E.ITE_NEXT_MAX) if i + 1 < n else 0
+        nxt = eids[i + 1] - eid if i + 1 < n else 0
+        if nxt > next_max:
+            nxt = next_max
         err = w.put(base + eid * _ESZ, pack(nxt, ite.lpi.intid, coll.icid))
         if err:
             return err

@@ -431,3 +431,18 @@ def test_kernel_names_round_trip_through_images():
     vm = VM(1, kernel="6.6.64")
     assert vm.kernel.name == "6.6.64" and VM(1, kernel="7.0").kernel.name == "7.0"
     assert load_image_bytes(dump_image(vm)).kernel.name == "6.6.64"
+
+
+def test_trace_header_with_65536_itses_replays(tmp_path):
+    """The campaign's case: an 860 KB header naming 65,536 ITSes (>120 s before)."""
+    from gictools.replay import Replayer
+    from gictools.trace.writer import TraceWriter
+
+    p = tmp_path / "many.msgpack"
+    bases = [0x1_0000_0000 + i * R.ITS_FRAME_SIZE for i in range(1 << 16)]
+    with TraceWriter(p, vm={"vcpus": 1, "itses": [{"base": b} for b in bases]}) as w:
+        w.msi(0xFFFF, 1, 2)
+    rp = Replayer(p, ["per-its-v6.10"])
+    rp.run()
+    vm = rp.runs[0].vm
+    assert len(vm.itses) == 1 << 16 and vm.its_at(bases[-1] + 0x10040) is vm.itses[-1]

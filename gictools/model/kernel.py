@@ -5,7 +5,7 @@ The VM's `kernel=` setting picks a row; each flag cites where the kernel changed
 
 from typing import NamedTuple
 
-from gictools.errors import ConfigError
+from gictools.errors import KernelVersionError
 
 DEFAULT_KERNEL = "7.0"
 KNOWN_KERNELS = ("6.1", "6.6", "6.7", "6.8", "6.9", "6.10", "6.13", "7.0")
@@ -28,11 +28,13 @@ def parse_version(name: str) -> tuple:
     try:
         parts = tuple(int(p) for p in str(name).split(".")[:2])
     except ValueError:
-        raise ConfigError(f"kernel version {name!r} is not of the form X.Y") from None
+        raise KernelVersionError(
+            f"kernel version {name!r} is not of the form X.Y", version=name
+        ) from None
     if len(parts) != 2:
-        raise ConfigError(f"kernel version {name!r} is not of the form X.Y")
+        raise KernelVersionError(f"kernel version {name!r} is not of the form X.Y", version=name)
     if parts < (6, 1):
-        raise ConfigError(f"kernel {name} is not modelled (oldest: 6.1)")
+        raise KernelVersionError(f"kernel {name} is not modelled (oldest: 6.1)", version=name)
     return parts
 
 

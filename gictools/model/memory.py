@@ -5,7 +5,7 @@ here by raising GuestFault, which the model's handlers turn into -EFAULT.
 Memory costs one 4 KiB bytearray per page written, never per address named.
 """
 
-from gictools.errors import GictoolsError
+from gictools.errors import ConfigError, GuestFault
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -13,14 +13,6 @@ PAGE_MASK = PAGE_SIZE - 1
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
 DEFAULT_RAM = ((0x4000_0000, 0x1_0000_0000),)  # QEMU virt's RAM base, 4 GiB
-
-
-class GuestFault(GictoolsError):
-    """A guest-physical access outside guest RAM (KVM: -EFAULT)."""
-
-    def __init__(self, gpa, size):
-        self.gpa, self.size = gpa, size
-        super().__init__(f"guest-physical access at {gpa:#x} (+{size}) is outside guest RAM")
 
 
 class GuestMemory:
@@ -34,14 +26,14 @@ class GuestMemory:
                 or size & PAGE_MASK
                 or base + size > 1 << 52
             ):
-                raise ValueError(
+                raise ConfigError(
                     f"bad RAM slot base={base:#x} size={size:#x} (page aligned, < 2^52)"
                 )
             norm.append((int(base), int(size)))
         norm.sort()
         for (b0, s0), (b1, _) in zip(norm, norm[1:]):
             if b0 + s0 > b1:
-                raise ValueError(f"RAM slots overlap at {b1:#x}")
+                raise ConfigError(f"RAM slots overlap at {b1:#x}")
         self.slots = tuple(norm)
         self.pages = {}  # page frame number -> bytearray(PAGE_SIZE)
         self.journal = None  # list of (gpa, old bytes, new pfns) while journaling

@@ -34,13 +34,13 @@ import hashlib
 import io
 import os
 import struct
-import tempfile
 
 import msgpack
 
 from gictools import regs as R
 from gictools.errors import ConfigError, ImageError
 from gictools.model.memory import PAGE_SIZE
+from gictools.outputs import write_atomic as _atomic_write
 
 MAGIC = b"GICTIMG\0"
 VERSION = (1, 0)
@@ -126,23 +126,6 @@ def dump_image(vm, *, flush: bool = True) -> bytes:
     b = body.getvalue()
     head = _HEADER.pack(MAGIC, VERSION[0], VERSION[1], 0, len(b))
     return head + b + hashlib.sha256(head + b).digest()
-
-
-def _atomic_write(path, chunks):
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gictools-", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save_image(vm, path, *, flush: bool = True) -> int:

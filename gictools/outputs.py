@@ -246,7 +246,12 @@ class AtomicOutput:
             except FileExistsError:
                 continue
             except OSError as e:
-                raise _named(e, "cannot create a file next to it", self.path) from None
+                raise _named(
+                    e,
+                    "cannot create the temporary file in its directory (needed to write "
+                    "it whole or not at all)",
+                    self.path,
+                ) from None
             break
         with _lock:
             _live[tmp] = os.getpid()

@@ -1,12 +1,29 @@
-"""Exceptions for errors in the user's files and arguments.
+"""The one error tree of gictools.
 
-Errors a guest can cause are never exceptions: they are KVM's return values
-(0, a positive E_ITS_* code or a negative errno), see gictools.model.
+    GictoolsError              the user's input is wrong: the CLI prints one line, exit 2
+    ├── TraceFormatError       a trace file (record index, byte offset, field)
+    ├── ImageError             an image or raw dump (byte offset, or restore step + KVM errno)
+    ├── ImportFormatError      an importer's input, e.g. a QEMU log (line number)
+    ├── ConfigError            an argument or VM configuration (also a ValueError)
+    │   └── KernelVersionError     a --kernel / kernel= value that is malformed or not modelled
+    └── OutputError            an output path that cannot be written safely (same file as an
+                               input, a directory, a block device, a missing directory)
+
+    GuestFault                 NOT a user error: a guest access outside RAM inside the model,
+                               always caught there and turned into KVM's -EFAULT
+
+Errors a guest can cause are never user errors: they are KVM's return values (0, a
+positive E_ITS_* code or a negative errno), see gictools.model; GuestFault is only the
+model's internal way to unwind to the handler that returns -EFAULT, so one escaping is a
+bug, never the user's fault. I/O failures while writing an output (disk full, EIO) are
+OSErrors naming the user's path, not the temporary file (gictools.outputs).
+Bugs in a caller of the Python API (a bad argument type, an out-of-range field given to a
+writer) are plain ValueError/TypeError, not part of this tree.
 """
 
 
 class GictoolsError(Exception):
-    """Base of every error gictools reports to the user as one line."""
+    """Base of every error in the user's input; reported as one line, exit 2."""
 
 
 class TraceFormatError(GictoolsError):
@@ -59,5 +76,33 @@ class ImportFormatError(GictoolsError):
         super().__init__(f"{': '.join(parts)}: {what}" if parts else what)
 
 
-class ConfigError(GictoolsError):
-    """A bad argument or configuration (unknown policy, preset, kernel version...)."""
+class ConfigError(GictoolsError, ValueError):
+    """A bad argument or configuration (unknown policy, preset, VM shape, RAM slots...).
+
+    Also a ValueError, so callers of the Python API that caught ValueError for a bad
+    VM configuration keep working."""
+
+
+class KernelVersionError(ConfigError):
+    """A kernel version that is malformed or not modelled; carries the version given."""
+
+    def __init__(self, what, *, version=None):
+        self.version = version
+        super().__init__(what)
+
+
+class OutputError(GictoolsError):
+    """An output path refused before anything is written; names the path and why."""
+
+    def __init__(self, what, *, path=None):
+        self.what, self.path = what, path
+        super().__init__(f"{path}: {what}" if path is not None else what)
+
+
+class GuestFault(Exception):
+    """A guest-physical access outside guest RAM (KVM: -EFAULT). Not a user error: the
+    model raises it from guest-memory accesses and catches it where KVM returns -EFAULT."""
+
+    def __init__(self, gpa, size):
+        self.gpa, self.size = gpa, size
+        super().__init__(f"guest-physical access at {gpa:#x} (+{size}) is outside guest RAM")

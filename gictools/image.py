@@ -40,7 +40,6 @@ import hashlib
 import io
 import os
 import struct
-import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -49,6 +48,7 @@ import msgpack
 from gictools import regs as R
 from gictools.errors import ConfigError, ImageError
 from gictools.model.memory import PAGE_SIZE, MemoryBudgetExceeded
+from gictools.outputs import write_atomic as _atomic_write
 
 if TYPE_CHECKING:
     from gictools.model.budget import Budget
@@ -199,23 +199,6 @@ def image_chunks(vm: "VM", *, flush: bool = True) -> Iterator[bytes]:
 def dump_image(vm: "VM", *, flush: bool = True) -> bytes:
     """The image of vm as bytes (see save_image)."""
     return b"".join(image_chunks(vm, flush=flush))
-
-
-def _atomic_write(path, chunks):
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".gictools-", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for c in chunks:
-                f.write(c)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class _Counted:

@@ -21,6 +21,7 @@ from gictools.model.cache import BYPASS, EVICT, HIT, MISS, MISS_NOFILL, POLICIES
 from gictools.model.commands import decode_command
 from gictools.model.memory import DEFAULT_RAM, GuestFault
 from gictools.model.vm import VM
+from gictools.outputs import check_output
 from gictools.stats.schema import CACHE_VALUES, COMMAND_INDEX, OP_INDEX
 from gictools.trace import format as F
 from gictools.trace.reader import TraceReader
@@ -192,6 +193,8 @@ class Replayer:
         max_failures=20,
     ):
         self.trace = os.fspath(trace)
+        if out is not None:
+            check_output(out, [self.trace])  # before any work: never overwrite the trace
         for p in policies:
             if p != "default" and p not in POLICIES:
                 raise ConfigError(f"unknown cache policy {p!r} (known: {', '.join(POLICIES)})")

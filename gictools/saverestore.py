@@ -10,6 +10,7 @@ from gictools.errors import ImageError
 from gictools.image import dump_image, is_image, load_image_bytes, parse_image, save_image
 from gictools.model.its import COLLECTION_NOT_MAPPED
 from gictools.model.memory import PAGE_SIZE
+from gictools.outputs import check_output
 
 # --- save TRACE -----------------------------------------------------------------------------
 
@@ -31,6 +32,7 @@ def save_trace(trace, out, *, at_saves: bool = False) -> list:
     (memory as the trace's own save left it). Returns one line per image written."""
     from gictools.trace import format as F
 
+    check_output(out, [trace])  # before any work: never overwrite the trace
     rp = _replayer(trace)
     run = rp.runs[0]
     lines = []

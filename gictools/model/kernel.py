@@ -8,7 +8,7 @@ each branch that carries them (BACKPORTS), as well as at their mainline release.
 
 from typing import NamedTuple
 
-from gictools.errors import ConfigError
+from gictools.errors import KernelVersionError
 
 DEFAULT_KERNEL = "7.1"
 OLDEST = (6, 1)
@@ -51,9 +51,13 @@ def parse_version(name: str) -> tuple:
     except ValueError:
         nums = ()
     if len(nums) not in (2, 3) or min(nums) < 0:
-        raise ConfigError(f"kernel version {name!r} is not of the form X.Y or X.Y.Z")
+        raise KernelVersionError(
+            f"kernel version {name!r} is not of the form X.Y or X.Y.Z", version=name
+        )
     if nums[:2] < OLDEST:
-        raise ConfigError(f"kernel {name} is not modelled (oldest: {OLDEST[0]}.{OLDEST[1]})")
+        raise KernelVersionError(
+            f"kernel {name} is not modelled (oldest: {OLDEST[0]}.{OLDEST[1]})", version=name
+        )
     return nums + (0,) * (3 - len(nums))
 
 

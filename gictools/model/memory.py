@@ -7,7 +7,7 @@ Memory costs one 4 KiB bytearray per page written, never per address named.
 
 from bisect import bisect_right
 
-from gictools.errors import GictoolsError
+from gictools.errors import ConfigError, GuestFault
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -17,14 +17,6 @@ _ZERO_PAGE = bytes(PAGE_SIZE)
 DEFAULT_RAM = ((0x4000_0000, 0x1_0000_0000),)  # QEMU virt's RAM base, 4 GiB
 
 
-class GuestFault(GictoolsError):
-    """A guest-physical access outside guest RAM (KVM: -EFAULT)."""
-
-    def __init__(self, gpa, size):
-        self.gpa, self.size = gpa, size
-        super().__init__(f"guest-physical access at {gpa:#x} (+{size}) is outside guest RAM")
-
-
 class MemoryBudgetExceeded(GuestFault):
     """A write needing a new page beyond the VM's page budget (Budget.max_pages).
 
@@ -32,7 +24,7 @@ class MemoryBudgetExceeded(GuestFault):
     and image paths report it as -ENOMEM."""
 
     def __init__(self, gpa, size, max_pages):
-        GictoolsError.__init__(
+        Exception.__init__(
             self,
             f"guest-physical write at {gpa:#x} (+{size}) needs more than the "
             f"{max_pages} pages of the VM's memory budget",
@@ -51,14 +43,14 @@ class GuestMemory:
                 or size & PAGE_MASK
                 or base + size > 1 << 52
             ):
-                raise ValueError(
+                raise ConfigError(
                     f"bad RAM slot base={base:#x} size={size:#x} (page aligned, < 2^52)"
                 )
             norm.append((int(base), int(size)))
         norm.sort()
         for (b0, s0), (b1, _) in zip(norm, norm[1:]):
             if b0 + s0 > b1:
-                raise ValueError(f"RAM slots overlap at {b1:#x}")
+                raise ConfigError(f"RAM slots overlap at {b1:#x}")
         self.slots = tuple(norm)
         # sorted, disjoint slot bases and ends: is_ram bisects instead of scanning every slot
         self._bases = [b for b, _ in norm]

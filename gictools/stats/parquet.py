@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gictools.outputs import AtomicOutput
 from gictools.stats.schema import COLUMNS, DICTIONARIES, SCHEMA
 
 ROW_GROUP = 1 << 20
@@ -41,12 +42,12 @@ class EventWriter:
 
     def __init__(self, path, metadata: dict, policies):
         self.path = os.fspath(path)
-        self.tmp = f"{self.path}.tmp-{os.getpid()}"
+        self.out = AtomicOutput(self.path)
         self.dicts = {k: pa.array(v, pa.string()) for k, v in DICTIONARIES.items()}
         self.dicts["cache_policy"] = pa.array(list(policies), pa.string())
         schema = SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()})
         self.writer = pq.ParquetWriter(
-            self.tmp,
+            self.out.file,
             schema,
             compression="zstd",
             use_dictionary=["op", "command", "cache", "cache_policy"],
@@ -82,12 +83,11 @@ class EventWriter:
     def close(self):
         self.flush()
         self.writer.close()
-        os.replace(self.tmp, self.path)
+        self.out.commit()
 
     def abort(self):
         try:
             self.writer.close()
         except Exception:
             pass
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        self.out.abort()

@@ -26,6 +26,7 @@ from collections import Counter
 from gictools import regs as R
 from gictools.errors import ImportFormatError
 from gictools.model.commands import decode_command, encode_command
+from gictools.outputs import check_output
 
 QEMU_VIRT_ITS_BASE = 0x0808_0000  # hw/arm/virt.c VIRT_GIC_ITS
 QEMU_VIRT_RAM_BASE = 0x4000_0000  # hw/arm/virt.c VIRT_MEM
@@ -1086,6 +1087,7 @@ def import_qemu(
     """Convert a QEMU trace log into trace file `out`; raises ImportFormatError on bad input
     (and then writes nothing)."""
     t0 = time.perf_counter()
+    check_output(out, [log, cmdq, lpiprop, cmdline])  # before any work: never overwrite an input
     vm, meta, records = convert(log, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline, its_base=its_base)
     inputs = {"log": os.path.basename(os.fspath(log))}
     for k, v in (("cmdq", cmdq), ("lpiprop", lpiprop), ("cmdline", cmdline)):

@@ -4,8 +4,8 @@
         w.command(0, raw32)
         w.msi(0, device_id, event_id, t_ns=1000)
 
-Writes to "<path>.tmp-<pid>" and renames onto path on a successful close(); an
-exception inside the with block removes the temporary file and leaves path
+Writes through gictools.outputs.AtomicOutput: path appears on a successful close();
+an exception inside the with block removes the temporary file and leaves path
 untouched. Single msi() calls are buffered into columnar MSI_BLOCK records
 (array.array columns), flushed before any other record so the record order is
 the call order. t_ns defaults to the last timestamp written. Bad arguments
@@ -19,6 +19,7 @@ from array import array
 import msgpack
 import numpy as np
 
+from gictools.outputs import AtomicOutput
 from gictools.trace import format as F
 from gictools.trace.format import FieldError
 
@@ -54,8 +55,8 @@ class TraceWriter:
         self._b_its = None  # the pending block's ITS, None when no block pending
         self._b_inj = False
         self._new_columns()
-        self._tmp = f"{self.path}.tmp-{os.getpid()}"
-        self._f = open(self._tmp, "wb", buffering=1 << 20)
+        self._out = AtomicOutput(self.path)
+        self._f = self._out.file
         self._closed = False
         try:
             self._f.write(self._packer.pack(h))
@@ -79,8 +80,7 @@ class TraceWriter:
             return
         try:
             self._flush_msis()
-            self._f.close()
-            os.replace(self._tmp, self.path)
+            self._out.commit()
         except BaseException:
             self.abort()
             raise
@@ -91,13 +91,7 @@ class TraceWriter:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._f.close()
-        finally:
-            try:
-                os.unlink(self._tmp)
-            except FileNotFoundError:
-                pass
+        self._out.abort()
 
     # --- MSIs --------------------------------------------------------------------------
     def _new_columns(self):

@@ -45,6 +45,7 @@ _CBASER_PA = R.GITS_CBASER_LAYOUT["PA"]
 _PROP_PA = R.GICR_PROPBASER_LAYOUT["PA"]
 _PROP_IDBITS = R.GICR_PROPBASER_LAYOUT["IDbits"]
 _PEND_PA = R.GICR_PENDBASER_LAYOUT["PA"]
+TRIGGERS = ("msi", "int")  # LPI events that make it pending in QEMU
 _L1_VALID = 1 << 63  # level-1 device-table entry: Valid | PA of the level-2 page
 
 # --- the QEMU 7.2 trace events (hw/intc/trace-events), argument order as declared ------------
@@ -836,16 +837,17 @@ class Importer:
         self._cpu(rdbase, "RDBase")
         c.expect.args = {"ret": 1, "intid": c.intid, "vcpu": rdbase}
         self.stats["expect_msi"] += 1
-        self._trigger(c.intid)
+        self._trigger(c.intid, "msi")
         mine = self.shadow.ite(c.dev, c.ev)
         if mine is None or mine[0] != c.intid or self.shadow.collections.get(mine[1]) != rdbase:
             self.flags["msi_translation_differs_from_kvm"] += 1
         c.stage = 3
         self._close(tid)
 
-    def _trigger(self, intid):
+    def _trigger(self, intid, kind):
+        """An MSI QEMU translated, or an INT: the LPI became pending in QEMU."""
         self.shadow.qemu_pending[intid] += 1
-        self._lpi_event(intid, "trigger")
+        self._lpi_event(intid, kind)
 
     def on_table_fault(self, t, tid, args):
         self.flags["table_read_fault"] += 1
@@ -1137,7 +1139,7 @@ class Importer:
             else:
                 sh.last_target = self._target(ite[1])
                 if name == "INT":
-                    self._trigger(ite[0])
+                    self._trigger(ite[0], "int")
                 else:  # CLEAR
                     sh.qemu_pending[ite[0]] = 0
             self._cmd_record(t, tid, name, raw, DeviceID=dev, EventID=ev)
@@ -1355,7 +1357,12 @@ class Importer:
                 end = loads[n + 1] if n + 1 < len(loads) else len(evs)
                 window = [k for k, _, _ in evs[i + 1 : end]]
                 acked = "ack" in window
-                unseen = "trigger" in window and not acked
+                # QEMU delivers an enabled LPI at once: an INT followed by another trigger (or
+                # nothing) before any acknowledge found the LPI disabled
+                first = window.index("int") if "int" in window else None
+                unseen = first is not None and (
+                    first + 1 == len(window) or window[first + 1] in TRIGGERS
+                )
                 nxt = evs[loads[n + 1]][1] if n + 1 < len(loads) else None
                 last_before_dump = idx < dump and (nxt is None or nxt > dump)
                 fb = None if final is None else final.get(intid, side.prop_default)
@@ -1364,27 +1371,28 @@ class Importer:
                 cfg = recs[idx]
                 val = reason = None
                 if kind == "inv":
-                    if acked:
+                    if unseen:
+                        val, reason = off, "int_not_delivered"
+                    elif acked:
                         val, reason = on, "delivered_after"
-                    elif unseen:
-                        val, reason = off, "triggered_not_delivered"
                     elif last_before_dump and fb is not None:
                         val, reason = fb, "final_table"
                     elif window and window[0] in ("discard", "unmap"):
                         val, reason = off, "masked_before_discard"
                     else:
                         val, reason = on, "unmask"
+                elif unseen:
+                    if cur & 1:
+                        val, reason = off, f"int_not_delivered_{kind}"
                 elif acked and not cur & 1:
                     val, reason = on, f"delivered_after_{kind}"  # delivered though no INV
-                elif unseen and cur & 1:
-                    val, reason = off, f"triggered_not_delivered_{kind}"
                 elif (
                     fb is not None
                     and idx < dump
                     and intid in side.dump.lpis
                     and fb != cur
                     and not any(
-                        k in ("ack", "trigger", "inv") for k, j, _ in evs[i + 1 :] if j < dump
+                        k in ("ack", "inv", *TRIGGERS) for k, j, _ in evs[i + 1 :] if j < dump
                     )
                 ):
                     # never delivered up to the dump: the byte there is the guest's
@@ -1394,19 +1402,7 @@ class Importer:
                     why[reason] += 1
                     cur = val
         self.stats["lpi_config_writes"] = sum(why.values())
-        # consistency: every acknowledged LPI enabled at that point; the dumps match
-        bad = 0
-        state = {}
-        at_dump = {}
-        for r in recs:
-            if isinstance(r, CfgByte) and r.value is not None:
-                state[r.intid] = r.value
-            elif isinstance(r, Rec) and r.method == "ack":
-                if not state.get(r.args[1], default0) & 1:
-                    bad += 1
-            elif isinstance(r, DumpPoint):
-                at_dump[r.side] = dict(state)
-        self.flags["acks_of_disabled_lpi"] += bad
+        at_dump = self._defer_acks(default0)
         for s, side in enumerate(self.sides):
             if side.prop_final is not None and side.dump is not None:
                 seen = at_dump.get(s, {})
@@ -1417,6 +1413,54 @@ class Importer:
         for k in [k for k, v in self.flags.items() if not v]:
             del self.flags[k]
 
+    def _defer_acks(self, default0):
+        """An acknowledge of an LPI whose loaded byte is disabled: QEMU applied a byte the guest
+        stored without INV (it reads the table on every delivery); KVM delivers only after the
+        next config load that enables it (INV/INVALL). Move the ACK just after that command.
+        Returns each side's LPI bytes at its dump point."""
+        recs = self.records
+        state, at_dump, moves = {}, {}, {}
+        for i, r in enumerate(recs):
+            if isinstance(r, CfgByte) and r.value is not None:
+                state[r.intid] = r.value
+            elif isinstance(r, DumpPoint):
+                at_dump[r.side] = dict(state)
+            elif isinstance(r, Rec) and r.method == "ack":
+                intid = r.args[1]
+                if state.get(intid, default0) & 1:
+                    continue
+                to = self._enabling_load(i, intid)
+                if to is None:
+                    self.flags["acks_of_disabled_lpi"] += 1
+                else:
+                    moves.setdefault(to, []).append(i)
+                    self.flags["acks_deferred_to_config_load"] += 1
+        if moves:
+            moved = {i for v in moves.values() for i in v}
+            out = []
+            for i, r in enumerate(recs):
+                if i not in moved:
+                    out.append(r)
+                out.extend(recs[j] for j in moves.get(i, ()))
+            self.records = out
+        return at_dump
+
+    def _enabling_load(self, i, intid):
+        """Index of the command after the first later config load enabling intid, or None."""
+        recs = self.records
+        for j in range(i + 1, len(recs)):
+            r = recs[j]
+            if isinstance(r, CfgByte) and r.intid == intid:
+                if r.value is None:
+                    continue
+                if not r.value & 1:
+                    return None
+                for k in range(j + 1, len(recs)):
+                    if isinstance(recs[k], Rec) and recs[k].method == "command":
+                        return k
+                return None
+        return None
+
     def _after_restore(self):
         """After a migration each LPI is pending exactly when QEMU's destination delivers it
         before triggering it again."""
@@ -1425,7 +1469,7 @@ class Importer:
         check = self.migration["check"]
         for intid in check.lpis:
             evs = self.recon.lpi_events.get(intid, ())
-            after = [k for k, j, _ in evs if j > check.index and k in ("ack", "trigger")]
+            after = [k for k, j, _ in evs if j > check.index and k in ("ack", *TRIGGERS)]
             check.want[intid] = bool(after) and after[0] == "ack"
 
     def _place_l2_and_ram(self):

@@ -1492,12 +1492,15 @@ class Importer:
                 path=self.sides[0].path,
             )
         ram = self.sides[0].cmdline.get("ram")
+        if ram is None and self.sides[0].cmdline:
+            ram, rc.ram_source = 128 << 20, "QEMU's default -m (128 MiB): the command line has none"
         if ram is None:
             ram = 128 << 20
             while ram < need:
                 ram <<= 1
             rc.ram_source = "inferred from the addresses the trace names"
         else:
+            rc.ram_source = rc.ram_source or "command line -m"
             if ram < need:
                 raise ImportFormatError(
                     f"the command line's -m ({ram >> 20} MiB) is smaller than the "
@@ -1505,7 +1508,6 @@ class Importer:
                     f"{QEMU_VIRT_RAM_BASE:#x})",
                     path=self.sides[0].path,
                 )
-            rc.ram_source = "command line -m"
         return ram
 
     def _final_records(self, vcpus):

@@ -103,7 +103,8 @@ def test_pending_migration_clean(migrated):
     # 256 pending bits stored by the guest, read by KVM at EnableLPIs 0->1 on PE 3 and PE 2
     assert rec["pending_bits_by_reason"] == {"before_enable": 256}
     assert sorted(p["vcpu"] for p in rec["pending_bits"]) == [2, 3]
-    assert all(len(p["intids"]) == 128 for p in rec["pending_bits"])
+    assert all(len(p["intids_and_ack_lines"]) == 128 for p in rec["pending_bits"])
+    assert len(rec["lpi_config_bytes"]) == 256 and rec["lpi_config_bytes"][0]["line"] > 0
     assert rec["lpi_config_bytes_by_reason"] == {"delivered_after_invall": 256}
     assert m["unexplained_acks"]["count"] == 0
     assert m["qemu_only_semantics_and_anomalies"] == {}

@@ -18,6 +18,7 @@ The whole log is parsed before the output file is opened, so a malformed input
 raises ImportFormatError (with its line number) and leaves nothing behind.
 """
 
+import bisect
 import gzip
 import io
 import os
@@ -35,6 +36,8 @@ from gictools.trace import format as F
 QEMU_VIRT_ITS_BASE = 0x0808_0000  # hw/arm/virt.c VIRT_GIC_ITS
 QEMU_VIRT_RAM_BASE = 0x4000_0000  # hw/arm/virt.c VIRT_MEM
 QEMU_ITT_ENTRY_SIZE = 12  # QEMU's GITS_TYPER.ITT_entry_size + 1
+MAX_RECORDS = 1 << 23  # records held in memory until the log is read (about 1 GB of log)
+MAX_LISTED = 4096  # reconstructions listed one by one in the metadata
 MAX_RAM = 1 << 40  # a RAM slot the importer will declare (the model's memory is sparse)
 LPI_BASE = R.LPI_BASE_INTID
 SZ_64K = 0x10000
@@ -269,6 +272,8 @@ class CfgByte:
     inj: int | None
     intid: int
     gpa: int | None
+    line: int = 0  # of the load (the command that reads the byte), in its capture
+    side: int = 0
     value: int | None = None
     reason: str | None = None
 
@@ -294,8 +299,8 @@ class PendingLoad:
     vcpu: int
     table: int  # PA of the vCPU's pending table
     kind: str  # "enable" or "map"
-    lpis: frozenset
-    bits: dict = field(default_factory=dict)  # INTID -> evidence
+    line: int  # where, in its capture
+    bits: dict = field(default_factory=dict)  # INTID -> line of the acknowledge it explains
 
 
 @dataclass(slots=True)
@@ -391,8 +396,34 @@ class _Shadow:
     last_target: int = 0  # RDbase of the last command's collection (SYNC)
     last_mapc_icid: int = 0
 
+    refs: Counter = field(default_factory=Counter)  # INTID -> live ITEs mapping it
+    icid_refs: Counter = field(default_factory=Counter)  # ICID -> live ITEs in it
+    targets: dict = field(default_factory=dict)  # INTID -> ICID of its latest ITE
+
     def ite(self, dev, ev):
         return self.devices.get(dev, {}).get(ev)
+
+    def add_ite(self, dev, ev, intid, icid):
+        self.devices[dev][ev] = [intid, icid]
+        self.refs[intid] += 1
+        self.icid_refs[icid] += 1
+        self.targets[intid] = icid
+
+    def drop_ite(self, ite):
+        intid, icid = ite
+        self.refs[intid] -= 1
+        self.icid_refs[icid] -= 1
+
+    def move_ite(self, ite, icid):
+        self.icid_refs[ite[1]] -= 1
+        self.icid_refs[icid] += 1
+        ite[1] = self.targets[ite[0]] = icid
+
+    def target_of(self, intid):
+        """The RDbase the LPI targets under KVM's rules, or None (no LPI, unmapped)."""
+        if self.refs[intid] <= 0:
+            return None
+        return self.collections.get(self.targets.get(intid))
 
     def lpis(self):
         """{INTID: target RDbase or None} of every live ITE."""
@@ -413,6 +444,7 @@ class _Reconstruction:
     prop_table: tuple | None = None  # (gpa, size) of the initial table write
     enable_load: dict = field(default_factory=dict)  # vCPU -> latest PendingLoad "enable"
     map_load: dict = field(default_factory=dict)  # INTID -> latest PendingLoad "map"
+    created: dict = field(default_factory=dict)  # INTID -> record index of its latest MAPTI
     last_ack: dict = field(default_factory=dict)  # INTID -> record index
     config_reasons: Counter = field(default_factory=Counter)
     pending_reasons: Counter = field(default_factory=Counter)
@@ -589,6 +621,11 @@ class Importer:
 
     def _emit(self, rec):
         self.records.append(rec)
+        if len(self.records) > MAX_RECORDS:
+            raise self.error(
+                f"more than {MAX_RECORDS:,} records: a capture this size (or this many INVALLs "
+                f"over this many mapped events) is beyond what the importer holds in memory"
+            )
         return len(self.records) - 1
 
     def _rec(self, method, t, tid, *args):
@@ -739,11 +776,7 @@ class Importer:
         pend = self.regs.pendbaser.get(cpu)
         if pend is None:
             return
-        if kind == "enable":
-            lpis = frozenset(i for i, rd in self.shadow.lpis().items() if rd == cpu)
-        else:
-            lpis = frozenset((intid,))
-        p = PendingLoad(t, tid, cpu, _PEND_PA.get(pend) << _PEND_PA.shift, kind, lpis)
+        p = PendingLoad(t, tid, cpu, _PEND_PA.get(pend) << _PEND_PA.shift, kind, self.lineno)
         index = self._emit(p)
         if kind == "enable":
             self.recon.enable_load[cpu] = (index, p)
@@ -764,6 +797,9 @@ class Importer:
         if self.regs.propbaser != value:
             self.recon.regions.append((gpa, max(size, 1)))
         self.regs.propbaser = value
+
+    def _cfg(self, t, tid, intid, gpa):
+        self._emit(CfgByte(t, tid, intid, gpa, self.lineno, len(self.sides) - 1))
 
     def _max_intid(self):
         """KVM's MAPTI bound: INTIDs below 2^min(PROPBASER.IDbits+1, 16)."""
@@ -886,9 +922,15 @@ class Importer:
         since = rc.last_ack.get(intid, -1)
         best = None
         e = rc.enable_load.get(cpu)
-        if e is not None and e[0] > since and intid in e[1].lpis:
-            best = e
         m = rc.map_load.get(intid)
+        # the enable read the bit if the LPI existed then, targeting this vCPU (as it does now)
+        if (
+            e is not None
+            and e[0] > since
+            and self.shadow.target_of(intid) == cpu
+            and rc.created.get(intid, len(self.records)) < e[0]
+        ):
+            best = e
         if m is not None and m[0] > since and m[1].vcpu == cpu and (best is None or m[0] > best[0]):
             best = m
         if best is None:
@@ -897,7 +939,7 @@ class Importer:
                 rc.unexplained.append({"line": self.lineno, "vcpu": cpu, "intid": intid})
             return
         point = best[1]
-        point.bits[intid] = {"ack_line": self.lineno, "side": len(self.sides) - 1}
+        point.bits[intid] = self.lineno
         rc.pending_reasons[f"before_{point.kind}"] += 1
 
     # -- commands -----------------------------------------------------------------------------
@@ -963,8 +1005,9 @@ class Importer:
         old = sh.devices.pop(dev, None)
         if old:
             self.flags["mapd_remap_with_ites" if valid else "mapd_unmap_with_ites"] += 1
-            for intid, _ in old.values():
-                self._lpi_event(intid, "unmap")
+            for ite in old.values():
+                sh.drop_ite(ite)
+                self._lpi_event(ite[0], "unmap")
         if valid:
             sh.devices[dev] = {}
             n = max(256, (2 << size) * QEMU_ITT_ENTRY_SIZE)
@@ -982,8 +1025,8 @@ class Importer:
         DeviceID range of a two-level device table; none of that is an ITS access."""
         b = self.regs.baser0()
         L = R.GITS_BASER_LAYOUT
-        if not (L["Valid"].get(b) and L["Indirect"].get(b)):
-            return
+        if not (L["Valid"].get(b) and L["Indirect"].get(b)) or dev > R.VITS_MAX_DEVID:
+            return  # KVM: E_ITS_MAPD_DEVICE_OOR beyond 16 DeviceID bits, whatever the table
         esz = L["Entry_Size"].get(b) + 1
         page = {0: 0x1000, 1: 0x4000}.get(L["Page_Size"].get(b), SZ_64K)
         index = dev // (page // esz)
@@ -1013,11 +1056,7 @@ class Importer:
         if smp is None:
             self._cpu(rdbase, "RDbase")
         old = sh.collections.get(icid)
-        if (
-            old is not None
-            and old != rdbase
-            and any(e[1] == icid for d in sh.devices.values() for e in d.values())
-        ):
+        if old is not None and old != rdbase and sh.icid_refs[icid] > 0:
             self.flags["mapc_retarget_live_collection"] += 1
         sh.collections[icid] = rdbase
         sh.last_target = rdbase
@@ -1038,13 +1077,15 @@ class Importer:
         elif not LPI_BASE <= intid < self._max_intid():
             self.flags["mapti_intid_out_of_range"] += 1  # KVM: E_ITS_MAPTI_PHYSICALID_OOR
         else:
-            new = intid not in sh.lpis()
-            ites[ev] = [intid, icid]
+            new = sh.refs[intid] <= 0
+            sh.add_ite(dev, ev, intid, icid)
             target = sh.collections.get(icid)
-            if new and target is not None:
-                self._pending_load(t, tid, target, "map", intid)
+            if new:
+                self.recon.created[intid] = len(self.records)
+                if target is not None:
+                    self._pending_load(t, tid, target, "map", intid)
             self._lpi_event(intid, "map")
-            self._emit(CfgByte(t, tid, intid, self._prop_gpa(intid)))  # only if needed
+            self._cfg(t, tid, intid, self._prop_gpa(intid))  # only if needed
         sh.last_target = self._target(icid)
         self._cmd_record(t, tid, name, raw, **fields)
 
@@ -1064,7 +1105,7 @@ class Importer:
         # which the driver updates only after the command)
         sh.last_target = self._target(icid if ite is None else ite[1])
         if ite is not None and icid in sh.collections:
-            ite[1] = icid
+            sh.move_ite(ite, icid)
         self._cmd_record(t, tid, "MOVI", raw, DeviceID=dev, EventID=ev, ICID=icid)
 
     def on_cmd_discard(self, t, tid, args):
@@ -1075,6 +1116,7 @@ class Importer:
         if ite is not None:
             sh.last_target = self._target(ite[1])
             del sh.devices[dev][ev]
+            sh.drop_ite(ite)
             self._lpi_event(ite[0], "discard")
             if sh.qemu_pending[ite[0]] > 0:
                 self.flags["discard_while_pending"] += 1
@@ -1091,7 +1133,7 @@ class Importer:
             gpa = self._prop_gpa(ite[0])
             if gpa is not None:
                 self._lpi_event(ite[0], "inv")
-                self._emit(CfgByte(t, tid, ite[0], gpa))
+                self._cfg(t, tid, ite[0], gpa)
         self._cmd_record(t, tid, "INV", raw, DeviceID=dev, EventID=ev)
 
     def on_cmd_invall(self, t, tid, args):
@@ -1111,7 +1153,7 @@ class Importer:
                 for intid, ic in d.values():
                     if sh.collections.get(ic) == rd:
                         self._lpi_event(intid, "invall")
-                        self._emit(CfgByte(t, tid, intid, self._prop_gpa(intid)))
+                        self._cfg(t, tid, intid, self._prop_gpa(intid))
         self._cmd_record(t, tid, "INVALL", raw, ICID=icid)
 
     def on_cmd_sync(self, t, tid, args):
@@ -1349,6 +1391,12 @@ class Importer:
         for intid, evs in self.recon.lpi_events.items():
             cur = default0
             loads = [i for i, (k, _, _) in enumerate(evs) if k in self.LOADS]
+            # record index of the next acknowledge, trigger or INV after each event
+            nxt_seen, seen = [None] * len(evs), None
+            for i in range(len(evs) - 1, -1, -1):
+                nxt_seen[i] = seen
+                if evs[i][0] in ("ack", "inv", *TRIGGERS):
+                    seen = evs[i][1]
             for n, i in enumerate(loads):
                 kind, idx, s = evs[i]
                 side = self.sides[s]
@@ -1391,9 +1439,7 @@ class Importer:
                     and idx < dump
                     and intid in side.dump.lpis
                     and fb != cur
-                    and not any(
-                        k in ("ack", "inv", *TRIGGERS) for k, j, _ in evs[i + 1 :] if j < dump
-                    )
+                    and (nxt_seen[i] is None or nxt_seen[i] > dump)
                 ):
                     # never delivered up to the dump: the byte there is the guest's
                     val, reason = fb, f"final_table_{kind}"
@@ -1419,6 +1465,14 @@ class Importer:
         next config load that enables it (INV/INVALL). Move the ACK just after that command.
         Returns each side's LPI bytes at its dump point."""
         recs = self.records
+        cfg_at, next_cmd = {}, [None] * (len(recs) + 1)
+        for i, r in enumerate(recs):
+            if isinstance(r, CfgByte):
+                cfg_at.setdefault(r.intid, []).append(i)
+        for i in range(len(recs) - 1, -1, -1):
+            r = recs[i]
+            cmd = isinstance(r, Rec) and r.method == "command"
+            next_cmd[i] = i if cmd else next_cmd[i + 1]
         state, at_dump, moves = {}, {}, {}
         for i, r in enumerate(recs):
             if isinstance(r, CfgByte) and r.value is not None:
@@ -1429,7 +1483,7 @@ class Importer:
                 intid = r.args[1]
                 if state.get(intid, default0) & 1:
                     continue
-                to = self._enabling_load(i, intid)
+                to = self._enabling_load(i, intid, cfg_at, next_cmd)
                 if to is None:
                     self.flags["acks_of_disabled_lpi"] += 1
                 else:
@@ -1445,20 +1499,17 @@ class Importer:
             self.records = out
         return at_dump
 
-    def _enabling_load(self, i, intid):
+    def _enabling_load(self, i, intid, cfg_at, next_cmd):
         """Index of the command after the first later config load enabling intid, or None."""
         recs = self.records
-        for j in range(i + 1, len(recs)):
+        at = cfg_at.get(intid, [])
+        for j in at[bisect.bisect_right(at, i) :]:
             r = recs[j]
-            if isinstance(r, CfgByte) and r.intid == intid:
-                if r.value is None:
-                    continue
-                if not r.value & 1:
-                    return None
-                for k in range(j + 1, len(recs)):
-                    if isinstance(recs[k], Rec) and recs[k].method == "command":
-                        return k
+            if r.value is None:
+                continue
+            if not r.value & 1:
                 return None
+            return next_cmd[j]  # the load's own command follows its placeholders
         return None
 
     def _after_restore(self):
@@ -1581,11 +1632,23 @@ class Importer:
             regs[name] = v
         src = self.sides[0]
         rc = self.recon
+        # every reconstruction with its evidence (at most MAX_LISTED listed; all counted)
         pending = [
-            {"vcpu": r.vcpu, "before": r.kind, "table": r.table, "intids": sorted(r.bits)}
+            {
+                "vcpu": r.vcpu,
+                "before": r.kind,
+                "line": r.line,
+                "table": r.table,
+                "intids_and_ack_lines": sorted(r.bits.items())[:MAX_LISTED],
+            }
             for r in self.records
             if isinstance(r, PendingLoad) and r.bits
-        ]
+        ][:MAX_LISTED]
+        cfg = [
+            {"intid": r.intid, "value": r.value, "reason": r.reason, "side": r.side, "line": r.line}
+            for r in self.records
+            if isinstance(r, CfgByte) and r.value is not None
+        ][:MAX_LISTED]
         meta = {
             "importer": "gictools.trace.import_qemu",
             "qemu_trace_backend": "log",
@@ -1619,6 +1682,7 @@ class Importer:
                 "final_table_from": "lpiprop dump" if src.prop_final is not None else None,
                 "pending_bits_by_reason": dict(sorted(rc.pending_reasons.items())),
                 "pending_bits": pending,
+                "lpi_config_bytes": cfg,
             },
             "unexplained_acks": {"count": rc.unexplained_count, "examples": rc.unexplained},
             "qemu_only_semantics_and_anomalies": dict(sorted(self.flags.items())),

@@ -36,7 +36,7 @@ from gictools.trace import format as F
 QEMU_VIRT_ITS_BASE = 0x0808_0000  # hw/arm/virt.c VIRT_GIC_ITS
 QEMU_VIRT_RAM_BASE = 0x4000_0000  # hw/arm/virt.c VIRT_MEM
 QEMU_ITT_ENTRY_SIZE = 12  # QEMU's GITS_TYPER.ITT_entry_size + 1
-MAX_RECORDS = 1 << 23  # records held in memory until the log is read (about 1 GB of log)
+MAX_RECORDS = 1 << 22  # records held in memory until the log is read (about 1 GB of log)
 MAX_LISTED = 4096  # reconstructions listed one by one in the metadata
 MAX_RAM = 1 << 40  # a RAM slot the importer will declare (the model's memory is sparse)
 LPI_BASE = R.LPI_BASE_INTID
@@ -379,6 +379,8 @@ class _Registers:
     cbaser: int | None = None
     baser: dict = field(default_factory=dict)  # n -> accepted value
     propbaser: int | None = None
+    prop_base: int = 0  # PROPBASER's table address and KVM's INTID limit, decoded once
+    prop_limit: int = 1 << R.INTERRUPT_ID_BITS_ITS
     pendbaser: dict = field(default_factory=dict)  # vCPU -> value
     lpis_on: dict = field(default_factory=dict)  # vCPU -> EnableLPIs
 
@@ -796,21 +798,21 @@ class Importer:
             self.stats["lpi_config_initial_bytes"] = size
         if self.regs.propbaser != value:
             self.recon.regions.append((gpa, max(size, 1)))
-        self.regs.propbaser = value
+        regs = self.regs
+        regs.propbaser, regs.prop_base = value, gpa
+        regs.prop_limit = 1 << min(_PROP_IDBITS.get(value) + 1, R.INTERRUPT_ID_BITS_ITS)
 
     def _cfg(self, t, tid, intid, gpa):
         self._emit(CfgByte(t, tid, intid, gpa, self.lineno, len(self.sides) - 1))
 
     def _max_intid(self):
         """KVM's MAPTI bound: INTIDs below 2^min(PROPBASER.IDbits+1, 16)."""
-        if self.regs.propbaser is None:
-            return 1 << R.INTERRUPT_ID_BITS_ITS
-        return 1 << min(_PROP_IDBITS.get(self.regs.propbaser) + 1, R.INTERRUPT_ID_BITS_ITS)
+        return self.regs.prop_limit
 
     def _prop_gpa(self, intid):
-        if self.regs.propbaser is None or not LPI_BASE <= intid < self._max_intid():
+        if self.regs.propbaser is None or not LPI_BASE <= intid < self.regs.prop_limit:
             return None
-        return (_PROP_PA.get(self.regs.propbaser) << _PROP_PA.shift) + intid - LPI_BASE
+        return self.regs.prop_base + intid - LPI_BASE
 
     # -- MSIs, table reads, acknowledges -----------------------------------------------------
     def on_translation_write(self, t, tid, args):
@@ -1149,11 +1151,14 @@ class Importer:
             self.flags["invall_unmapped_collection"] += 1  # KVM: E_ITS_INVALL_UNMAPPED_COLLECTION
         else:
             sh.last_target = rd
+            cols = sh.collections
+            side = len(self.sides) - 1
+            events, line, emit = self.recon.lpi_events, self.lineno, self._emit
             for d in sh.devices.values():
                 for intid, ic in d.values():
-                    if sh.collections.get(ic) == rd:
-                        self._lpi_event(intid, "invall")
-                        self._cfg(t, tid, intid, self._prop_gpa(intid))
+                    if cols.get(ic) == rd:
+                        events.setdefault(intid, []).append(("invall", len(self.records), side))
+                        emit(CfgByte(t, tid, intid, self._prop_gpa(intid), line, side))
         self._cmd_record(t, tid, "INVALL", raw, ICID=icid)
 
     def on_cmd_sync(self, t, tid, args):

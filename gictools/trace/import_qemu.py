@@ -150,7 +150,7 @@ PARSERS = {name: EventParser(name, fmt) for name, fmt in EVENTS.items()}
 # A trace event: an optional `TID@SEC.USEC:` stamp, the event's name, a space, its text.
 # QEMU's own messages (-d guest_errors, unimp) are `name: text` (a colon after the name).
 _LINE = re.compile(
-    r"(?:([0-9]{1,10})@([0-9]{1,12})\.([0-9]{6}):)?([A-Za-z0-9_]+)( (.*))?"
+    r"(?:([0-9]{1,20})@([0-9]{1,20})\.([0-9]{6}):)?([A-Za-z0-9_]+)( (.*))?"
 ).fullmatch
 
 
@@ -579,7 +579,9 @@ class Importer:
         if m is None or (m.group(5) is None and m.group(1) is None):
             # not `[stamp:]name text`: QEMU's own messages (`name: text`) and anything else
             word = line.split(" ", 1)[0][:40] if line.strip() else "(blank)"
-            self._skip("qemu: " + word.split("@")[-1] if word.endswith(":") else "(not an event)")
+            self._skip(
+                "qemu: " + word.split(":")[-2] + ":" if word.endswith(":") else "(not an event)"
+            )
             return
         tid, sec, usec, name, _, text = m.groups()
         handler = self.HANDLERS.get(name)

@@ -451,3 +451,42 @@ def test_gz_destination_with_no_lines_is_valid(tmp_path):
     s = import_qemu(tmp_path / "s.trace.log", out, **ins, migrate_to=empty)
     assert s["metadata"]["migration"]["sides"][1]["lines"] == 0
     replay_clean(out)
+
+
+def test_line_shapes_event_or_qemu_message(tmp_path):
+    """QEMU's own messages begin with a word and a colon, even an event's name; an event is
+    `[stamp:]name text`. Only the latter is parsed; an unknown gicv3_its_* event is an error."""
+    q = FakeQemu().boot()
+    q.lines.insert(1, "gicv3_its_cmd_mapd: invalid command attributes: dte.valid 0\n")
+    q.lines.insert(2, "gicv3_its_write: invalid guest write at offset 0000000000000008 size 4\n")
+    q.lines.insert(3, "some other text\n")
+    q.lines.insert(4, "\n")
+    q.write(tmp_path, "shapes")
+    _, meta, _ = convert(tmp_path / "shapes.trace.log")
+    assert meta["skipped_lines"] == {
+        "qemu: gicv3_its_cmd_mapd:": 1,
+        "qemu: gicv3_its_write:": 1,
+        "some": 1,  # without stamps, `name text` of an event this importer does not handle
+        "(not an event)": 1,
+    }
+    q.lines.insert(5, "7@1800000000.000001:gicv3_its_cmd_vsgi GICv3 ITS: command VSGI\n")
+    q.write(tmp_path, "shapes2")
+    with pytest.raises(Exception, match=r"line 6: unknown ITS trace event 'gicv3_its_cmd_vsgi'"):
+        convert(tmp_path / "shapes2.trace.log")
+
+
+def test_synthetic_register_only_without_command_line(tmp_path):
+    """Reads and writes of ITS registers only: one vCPU, the reads checked on what KVM shares."""
+    q = FakeQemu()
+    q.ev("gicv3_its_read", "GICv3 ITS read: offset 0x8 data 0x1f0001efb1 size 8")
+    q.its_write(0x4, 0xFFFFFFFF, 4)
+    q.ev("gicv3_its_read", "GICv3 ITS read: offset 0x4 data 0x43b size 4")
+    q.its_write(0x100, 0x8107000040230200)
+    q.ev("gicv3_its_read", "GICv3 ITS read: offset 0x100 data 0x8107000040230200 size 8")
+    q.ev("gicv3_its_read", "GICv3 ITS read: offset 0xffe8 data 0x3b size 4")
+    log = tmp_path / "r.trace.log"
+    log.write_text("".join(q.lines))
+    out = tmp_path / "r.msgpack"
+    s = import_qemu(log, out)
+    assert s["vm"]["vcpus"] == 1 and s["metadata"]["emitted"]["expect_its_reg"] == 4
+    replay_clean(out)

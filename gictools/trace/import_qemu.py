@@ -537,7 +537,7 @@ class Importer:
         self.recon = _Reconstruction()
         self.flags = Counter()  # QEMU-only semantics and unresolved things seen
         self.stats = Counter()  # what was emitted / reconstructed and why
-        self.differences = {}  # register name -> {"fields": why, "reads": n}
+        self.differences = {}  # register -> {"not_compared": why, "reads": n, "qemu": value}
         self.max_cpu = -1
         self.migration = None
 

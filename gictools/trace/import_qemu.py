@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from gictools import regs as R
+from gictools.abi import entries as E
 from gictools.errors import ImportFormatError
 from gictools.model.commands import decode_command, encode_command
 from gictools.trace import format as F
@@ -49,7 +50,6 @@ _PROP_PA = R.GICR_PROPBASER_LAYOUT["PA"]
 _PROP_IDBITS = R.GICR_PROPBASER_LAYOUT["IDbits"]
 _PEND_PA = R.GICR_PENDBASER_LAYOUT["PA"]
 TRIGGERS = ("msi", "int")  # LPI events that make it pending in QEMU
-_L1_VALID = 1 << 63  # level-1 device-table entry: Valid | PA of the level-2 page
 
 # --- the QEMU 7.2 trace events (hw/intc/trace-events), argument order as declared ------------
 EVENTS = {
@@ -458,7 +458,6 @@ class _Reconstruction:
 
 # --- QEMU's register values vs KVM's: what a read can be checked against ---------------------
 # offset -> (name, Layout or None, fields KVM and QEMU agree on by design, why the rest differ)
-_ALL32 = 0xFFFF_FFFF
 READ_CHECKS = {
     R.GITS_CTLR: ("GITS_CTLR", None, R.GITS_CTLR_ENABLE, "only Enabled is compared"),
     R.GITS_IIDR: (
@@ -1015,7 +1014,7 @@ class Importer:
         if valid:
             sh.devices[dev] = {}
             n = max(256, (2 << size) * QEMU_ITT_ENTRY_SIZE)
-            self.recon.regions.append((itt << 8, n))
+            self.recon.regions.append((itt << R.ITT_ADDR_SHIFT, n))
         self._cmd_record(t, tid, "MAPD", raw, DeviceID=dev, Size=size, ITT_addr=itt, V=valid)
 
     def _cmd_record_check(self, name, **fields):
@@ -1031,9 +1030,10 @@ class Importer:
         L = R.GITS_BASER_LAYOUT
         if not (L["Valid"].get(b) and L["Indirect"].get(b)) or dev > R.VITS_MAX_DEVID:
             return  # KVM: E_ITS_MAPD_DEVICE_OOR beyond 16 DeviceID bits, whatever the table
-        esz = L["Entry_Size"].get(b) + 1
-        page = {0: 0x1000, 1: 0x4000}.get(L["Page_Size"].get(b), SZ_64K)
-        index = dev // (page // esz)
+        # KVM's geometry whatever the guest wrote: 64 KiB pages, 8-byte DTEs
+        # (vgic_sanitise_its_baser forces Page_Size; Entry_Size is read-only)
+        page = SZ_64K
+        index = dev // (page // E.ENTRY_SIZE)
         if (b, index) in self.recon.l1_done:
             return
         l1 = (_BASER_PA.get(b) << _BASER_PA.shift) + 8 * index
@@ -1580,9 +1580,8 @@ class Importer:
                     out.append(["mem", r.t, r.inj, r.gpa, bytes([r.value])])
             elif isinstance(r, L1Entry):
                 out.append(["mem", r.t, r.inj, r.l2_gpa, bytes(r.page)])
-                out.append(
-                    ["mem", r.t, r.inj, r.l1_gpa, (_L1_VALID | r.l2_gpa).to_bytes(8, "little")]
-                )
+                l1e = E.encode_l1e(E.L1Entry(True, r.l2_gpa))
+                out.append(["mem", r.t, r.inj, r.l1_gpa, E.to_bytes(l1e)])
             elif isinstance(r, MsiExpect):
                 if r.args is not None:
                     out.append(["expect", r.t, r.inj, "msi", r.args])

@@ -114,6 +114,8 @@ def test_pending_migration_clean(migrated):
     e = m["emitted"]
     assert e["acks"] == 256 and e["commands"] == 261 == e["commands_from_cmdq"]
     assert e["expect_lpi"] == 512 and e["expect_pending_after_restore"] == 256
+    exp = [r for r in TraceReader(out) if r[0] == F.EXPECT]
+    assert sum(r[3] == "lpi" for r in exp) == 512 + 256  # the dumps, and after the restore
     reports = replay_clean(out)
     assert all(r.commands == 261 and not r.command_errors for r in reports)
 

@@ -1604,8 +1604,11 @@ class Importer:
             elif isinstance(r, PendingAfterRestore):
                 for intid in sorted(r.lpis):
                     rd = r.lpis[intid]
-                    vcpu = rd if rd is not None and rd < vcpus else 0
-                    args = {"intid": intid, "vcpu": vcpu, "pending": r.want[intid]}
+                    mapped = rd is not None and rd < vcpus
+                    lpi = {"intid": intid, "exists": True, **({"vcpu": rd} if mapped else {})}
+                    out.append(["expect", r.t, None, "lpi", lpi])
+                    stats["expect_lpi_after_restore"] += 1
+                    args = {"intid": intid, "vcpu": rd if mapped else 0, "pending": r.want[intid]}
                     out.append(["expect", r.t, None, "pending", args])
                     stats["expect_pending_after_restore"] += 1
         return out
@@ -1793,7 +1796,7 @@ class ImportSummary(dict):
             "acks": e.get("acks", 0),
             "expectations": {
                 k: e.get(f"expect_{k}", 0)
-                for k in ("msi", "lpi", "its_reg", "pending_after_restore")
+                for k in ("msi", "lpi", "its_reg", "lpi_after_restore", "pending_after_restore")
             },
             "reconstructions": {
                 "device_table_level2": len(rc["device_table_level2"]),

@@ -38,7 +38,9 @@ QEMU_VIRT_ITS_BASE = 0x0808_0000  # hw/arm/virt.c VIRT_GIC_ITS
 QEMU_VIRT_RAM_BASE = 0x4000_0000  # hw/arm/virt.c VIRT_MEM
 QEMU_ITT_ENTRY_SIZE = 12  # QEMU's GITS_TYPER.ITT_entry_size + 1
 MAX_RECORDS = 1 << 22  # records held in memory until the log is read (about 1 GB of log)
-MAX_LISTED = 4096  # reconstructions listed one by one in the metadata
+MAX_LISTED = 4096  # reconstructions listed one by one in the metadata (all are counted)
+MAX_POINTS = 64  # pending-bit points listed, each with at most MAX_LISTED bits
+MAX_SKIP_NAMES = 256  # distinct names of skipped lines counted one by one
 MAX_RAM = 1 << 40  # a RAM slot the importer will declare (the model's memory is sparse)
 LPI_BASE = R.LPI_BASE_INTID
 SZ_64K = 0x10000
@@ -620,7 +622,10 @@ class Importer:
     def _skip(self, what):
         if self.side.unterminated:
             raise self.error("the capture ends in the middle of this line")
-        self.side.skipped[what] += 1
+        skipped = self.side.skipped
+        if what not in skipped and len(skipped) >= MAX_SKIP_NAMES:
+            what = "(other names)"
+        skipped[what] += 1
 
     def _emit(self, rec):
         self.records.append(rec)
@@ -659,7 +664,7 @@ class Importer:
     def on_its_read(self, t, tid, args):
         offset, data, size = args
         if size not in (4, 8) or offset >= R.ITS_FRAME_SIZE:
-            self.flags[f"its_read_size_{size}" if size not in (4, 8) else "its_read_offset"] += 1
+            self.flags["its_read_size" if size not in (4, 8) else "its_read_offset"] += 1
             return
         if offset in (R.GITS_IIDR, R.GITS_TYPER, R.GITS_TYPER + 4) or offset >= R.GITS_IDREGS_BASE:
             self.regs.its.setdefault(offset, data)
@@ -694,7 +699,7 @@ class Importer:
     def on_its_write(self, t, tid, args):
         offset, data, size = args
         if size not in (4, 8) or offset >= R.ITS_FRAME_SIZE:
-            self.flags[f"its_write_size_{size}" if size not in (4, 8) else "its_write_offset"] += 1
+            self.flags["its_write_size" if size not in (4, 8) else "its_write_offset"] += 1
             return
         reg = offset & ~7
         if reg == R.GITS_CWRITER:
@@ -758,7 +763,7 @@ class Importer:
             self.side.skipped["gicv3_redist_write (secure)"] += 1
             return
         if size not in (4, 8):
-            self.flags[f"redist_write_size_{size}"] += 1
+            self.flags["redist_write_size"] += 1
             return
         cpu = self._cpu(cpu, "redistributor")
         regs = self.regs
@@ -1648,11 +1653,12 @@ class Importer:
                 "before": r.kind,
                 "line": r.line,
                 "table": r.table,
+                "bits": len(r.bits),
                 "intids_and_ack_lines": sorted(r.bits.items())[:MAX_LISTED],
             }
             for r in self.records
             if isinstance(r, PendingLoad) and r.bits
-        ][:MAX_LISTED]
+        ][:MAX_POINTS]
         cfg = [
             {"intid": r.intid, "value": r.value, "reason": r.reason, "side": r.side, "line": r.line}
             for r in self.records

@@ -161,3 +161,55 @@ def test_many_distinct_skipped_names_keep_the_header_readable(tmp_path):
     assert r.exit_code == 0, r.output
     skipped = TraceReader(out).header["metadata"]["skipped_lines"]
     assert len(skipped) == 257 and sum(skipped.values()) == 70_000  # 256 names + the rest
+
+
+def test_mutated_kut_logs_fail_only_with_import_errors(tmp_path):
+    """Fixed-seed mutations of a real capture (numbers replaced by random ones of any length,
+    lines dropped, duplicated, cut, swapped): the import succeeds or raises ImportFormatError
+    with a line number; never another exception."""
+    import gzip
+    import random
+    from pathlib import Path
+
+    from gictools.errors import ImportFormatError
+    from gictools.trace.import_qemu import import_qemu
+
+    src = Path(__file__).resolve().parent.parent / "fixtures" / "kut"
+    with gzip.open(src / "its-pending-migration-src.trace.log.gz", "rt") as f:
+        base = f.read().splitlines(keepends=True)
+    base = base[:300] + base[-120:]
+    rng = random.Random(20261201)
+    num = re.compile(r"(?<=0x)[0-9a-f]+|(?<= )[0-9]+(?= |$)")
+    outcomes = {"ok": 0, "refused": 0}
+    for case in range(150):
+        lines = list(base)
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(lines))
+            op = rng.randrange(5)
+            if op == 0:
+                digits = "".join(
+                    rng.choice("0123456789abcdef") for _ in range(rng.choice((1, 4, 9, 17, 30)))
+                )
+                lines[i] = num.sub(
+                    lambda m, d=digits: d if rng.random() < 0.5 else m.group(0), lines[i]
+                )
+            elif op == 1:
+                del lines[i]
+            elif op == 2:
+                lines.insert(i, lines[i])
+            elif op == 3:
+                lines[i] = lines[i][: rng.randrange(len(lines[i]))]
+            else:
+                j = rng.randrange(len(lines))
+                lines[i], lines[j] = lines[j], lines[i]
+        log = tmp_path / f"m{case}.log"
+        log.write_text("".join(lines))
+        out = tmp_path / f"m{case}.msgpack"
+        try:
+            import_qemu(log, out)
+            outcomes["ok"] += 1
+        except ImportFormatError as e:
+            assert e.line is not None or e.path is not None
+            assert not out.exists()
+            outcomes["refused"] += 1
+    assert outcomes["ok"] > 0 and outcomes["refused"] > 0

@@ -490,10 +490,8 @@ for _n in range(R.GITS_BASER_NR_REGS):
         + (("Indirect",) if _n == 0 else ()),
         "cacheability, shareability and Page_Size: KVM sanitises them and forces 64K pages",
     )
-READ_UNCHECKED = {
-    R.GITS_CWRITER: "the queue is replayed as COMMAND records, so the model's CWRITER stays 0",
-    R.GITS_CREADR: "the queue is replayed as COMMAND records, so the model's CREADR stays 0",
-}
+_QUEUE = "the queue is replayed as COMMAND records, so the model's pointer stays 0"
+READ_UNCHECKED = {R.GITS_CWRITER: ("GITS_CWRITER", _QUEUE), R.GITS_CREADR: ("GITS_CREADR", _QUEUE)}
 
 
 def _read_mask(offset, size):
@@ -675,12 +673,11 @@ class Importer:
         """An `its_reg` expectation on the fields KVM must agree on (READ_CHECKS)."""
         chk = _read_mask(offset, size)
         if chk is None:
-            why = READ_UNCHECKED.get(offset & ~7)
+            unchecked = READ_UNCHECKED.get(offset & ~7)
             self.stats["its_reads_unchecked"] += 1
-            if why:
-                self.differences.setdefault(f"{offset & ~7:#x}", {"not_compared": why, "reads": 0})[
-                    "reads"
-                ] += 1
+            if unchecked:
+                name, why = unchecked
+                self.differences.setdefault(name, {"not_compared": why, "reads": 0})["reads"] += 1
             return
         name, mask, note = chk
         self._rec(

@@ -492,3 +492,27 @@ def test_synthetic_register_only_without_command_line(tmp_path):
     s = import_qemu(log, out)
     assert s["vm"]["vcpus"] == 1 and s["metadata"]["emitted"]["expect_its_reg"] == 4
     replay_clean(out)
+
+
+def test_synthetic_error_cases_replay_as_kvm_answers(tmp_path):
+    """A MAPC to a processor the VM lacks, an INVALL of a collection never mapped and an INT
+    of an unmapped event: QEMU refuses each one (no table write, a guest_errors line); KVM
+    returns its E_ITS_* code. The trace keeps the commands, the replay gives KVM's answers."""
+    q = FakeQemu().boot()
+    setup1(q)
+    q.mapc(5, 7)  # PE 7 on a 4-vCPU VM
+    q.invall(9)  # collection 9 never mapped
+    q.int_(2, 21, ok=False)  # event 21 of device 2 never mapped
+    q.int_(2, 20)
+    q.ack(3, 8195)
+    out, s = _import(tmp_path, q, "errors")
+    assert s["vm"]["vcpus"] == 4
+    flags = s["metadata"]["qemu_only_semantics_and_anomalies"]
+    assert flags["mapc_procnum_oor"] == 1 and flags["invall_unmapped_collection"] == 1
+    assert flags["int_unmapped"] == 1
+    for r in replay_clean(out):
+        assert r.command_errors == {
+            R.E_ITS_MAPC_PROCNUM_OOR: 1,
+            R.E_ITS_INVALL_UNMAPPED_COLLECTION: 1,
+            R.E_ITS_INT_UNMAPPED_INTERRUPT: 1,
+        }, r.policy

@@ -119,24 +119,40 @@ class EventParser:
     """One trace event's format string compiled to a matcher: parse(text) -> tuple of ints.
 
     A value beyond its C type (a %x above 2^32) cannot come from QEMU: parse() raises
-    ValueError naming the argument."""
+    ValueError naming the argument. The common case takes one regex whose digit counts
+    already bound every value; only a line that fails it is parsed and checked again."""
 
-    __slots__ = ("name", "fmt", "_match", "_conv")
+    __slots__ = ("name", "fmt", "_fast", "_slow", "_conv", "_bases")
+
+    # conversion -> (digits that always fit, regex of any length)
+    _DIGITS = {
+        "x": ("([0-9a-fA-F]{1,8})", "([0-9a-fA-F]{1,17})"),
+        "lx": ("([0-9a-fA-F]{1,16})", "([0-9a-fA-F]{1,17})"),
+        "u": ("([0-9]{1,9})", "(-?[0-9]{1,20})"),
+        "d": ("(-?[0-9]{1,9})", "(-?[0-9]{1,20})"),
+    }
 
     def __init__(self, name, fmt):
         self.name, self.fmt = name, fmt
         parts = re.split(r"%(lx|x|d|u)", fmt)
-        rx, self._conv = [], []
+        fast, slow, self._conv = [], [], []
         for i, p in enumerate(parts):
             if i % 2 == 0:
-                rx.append(re.escape(p))
+                fast.append(re.escape(p))
+                slow.append(re.escape(p))
             else:
                 self._conv.append((p, *_CONV[p]))
-                rx.append("([0-9a-fA-F]{1,17})" if p in ("x", "lx") else "(-?[0-9]{1,20})")
-        self._match = re.compile("".join(rx) + r"\s*").fullmatch
+                fast.append(self._DIGITS[p][0])
+                slow.append(self._DIGITS[p][1])
+        self._bases = tuple(c[1] for c in self._conv)
+        self._fast = re.compile("".join(fast) + r"\s*").fullmatch
+        self._slow = re.compile("".join(slow) + r"\s*").fullmatch
 
     def parse(self, text):
-        m = self._match(text)
+        m = self._fast(text)
+        if m is not None:
+            return tuple(map(int, m.groups(), self._bases))
+        m = self._slow(text)
         if m is None:
             return None
         out = []

@@ -59,7 +59,7 @@ CTRL_SAVE_TABLES = "save_tables"
 CTRL_RESTORE_TABLES = "restore_tables"
 CTRL_RESET = "reset"
 CTRL_SAVE_PENDING_TABLES = "save_pending_tables"  # a VGIC (not ITS) attribute: its = nil
-CTRL_MIGRATE = "migrate"  # a fresh VM carrying the guest memory (1.1): its = nil
+CTRL_MIGRATE = "migrate"  # a fresh VM carrying the guest memory (added after 1.0): its = nil
 CTRL_OPS = (
     CTRL_SAVE_TABLES,
     CTRL_RESTORE_TABLES,

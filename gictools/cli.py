@@ -209,15 +209,31 @@ def import_qemu(
     cmdline: Annotated[
         Path | None, typer.Option(help="QEMU command line (NAME.cmdline.txt): -m, -smp")
     ] = None,
+    migrate_to: Annotated[
+        Path | None,
+        typer.Option(help="the live migration's destination trace: LOG is its source"),
+    ] = None,
+    dst_cmdq: Annotated[Path | None, typer.Option(help="the destination's --cmdq")] = None,
+    dst_lpiprop: Annotated[Path | None, typer.Option(help="the destination's --lpiprop")] = None,
+    dst_cmdline: Annotated[Path | None, typer.Option(help="the destination's --cmdline")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object summarising the import")
+    ] = False,
 ):
-    """Convert a QEMU GICv3 ITS trace into a trace v1 file (docs/import-qemu.md)."""
+    """Convert a QEMU GICv3 ITS trace (or a live migration's two) into a trace v1 file
+    (docs/import-qemu.md)."""
     from gictools.trace.import_qemu import import_qemu as _import
 
+    dst = dict(dst_cmdq=dst_cmdq, dst_lpiprop=dst_lpiprop, dst_cmdline=dst_cmdline)
+    if migrate_to is None and any(dst.values()):
+        _fail(ValueError("--dst-cmdq/--dst-lpiprop/--dst-cmdline need --migrate-to"))
     try:
-        s = _import(log, out, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline)
+        s = _import(
+            log, out, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline, migrate_to=migrate_to, **dst
+        )
     except (GictoolsError, OSError) as e:
         _fail(e)
-    typer.echo(s.text())
+    typer.echo(json.dumps(s.as_json()) if as_json else s.text())
 
 
 @app.command()

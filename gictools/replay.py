@@ -156,15 +156,26 @@ class _PolicyRun:
         }
         if self.kernel:
             kw["kernel"] = self.kernel
-        self.vm = VM(vmh["vcpus"], cache=None if policy == "default" else policy, **kw)
+        self._build = lambda: VM(vmh["vcpus"], cache=None if policy == "default" else policy, **kw)
+        self.vm = self._build()
         for its in vmh.get("itses", []):
             self.vm.add_its(its["base"])
+        self._itses = vmh.get("itses", [])
         self.policy = self.vm.cache_policy
         self.index = index  # cache_policy dictionary index
         self.report = PolicyReport(self.policy)
         self.last_cmd_error = None
         self.last_msi = None  # (ret, error, intid, vcpu)
         self.last_ctrl = None
+
+    def migrate(self):
+        """CTRL migrate: a fresh VM from the header that carries the guest memory only."""
+        memory = self.vm.memory
+        self.vm = self._build()
+        self.vm.memory = memory
+        for its in self._itses:
+            self.vm.add_its(its["base"])
+        return 0
 
 
 def _sha256(path):
@@ -585,6 +596,8 @@ class Replayer:
         for run in self.runs:
             if op == "save_pending_tables":
                 got = run.vm.save_pending_tables()
+            elif op == F.CTRL_MIGRATE:
+                got = run.migrate()
             else:
                 its = self._its(run, its_i, ri)
                 got = {
@@ -767,9 +780,17 @@ def check_expectation(run, kind, args):
                             f"expected INTID {a['intid']} {key} = {a[key]!r}, "
                             f"model has {getattr(lpi, attr)!r}"
                         )
+        elif kind == "its_reg":
+            mask = a.get("mask", (1 << (8 * a["size"])) - 1)
+            got = vm.itses[a["its"]].mmio_read(a["offset"], a["size"]) & mask
+            if got != a["value"] & mask:
+                return (
+                    f"expected ITS register {a['offset']:#x} & {mask:#x} = "
+                    f"{a['value'] & mask:#x}, model reads {got:#x}"
+                )
         else:
             return f"unknown expectation kind {kind!r}"
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, IndexError) as e:
         return f"malformed {kind!r} expectation: missing or bad {e}"
     return None
 

@@ -59,7 +59,15 @@ CTRL_SAVE_TABLES = "save_tables"
 CTRL_RESTORE_TABLES = "restore_tables"
 CTRL_RESET = "reset"
 CTRL_SAVE_PENDING_TABLES = "save_pending_tables"  # a VGIC (not ITS) attribute: its = nil
-CTRL_OPS = (CTRL_SAVE_TABLES, CTRL_RESTORE_TABLES, CTRL_RESET, CTRL_SAVE_PENDING_TABLES)
+CTRL_MIGRATE = "migrate"  # a fresh VM carrying the guest memory (added after 1.0): its = nil
+CTRL_OPS = (
+    CTRL_SAVE_TABLES,
+    CTRL_RESTORE_TABLES,
+    CTRL_RESET,
+    CTRL_SAVE_PENDING_TABLES,
+    CTRL_MIGRATE,
+)
+CTRL_VM_OPS = (CTRL_SAVE_PENDING_TABLES, CTRL_MIGRATE)  # VM-wide: its may be nil
 
 # EXPECT kinds -> (required args, optional args); unknown kinds parse and pass through.
 EXPECT_KINDS = {
@@ -68,6 +76,7 @@ EXPECT_KINDS = {
     "msi": (("ret",), ("intid", "vcpu", "error")),
     "ctrl": (("ret",), ()),
     "lpi": (("intid",), ("vcpu", "priority", "enabled", "pending", "exists")),
+    "its_reg": (("its", "offset", "size", "value"), ("mask",)),
 }
 # arg name -> kind of value: "int" (any int), "u32", "vcpu" (vCPU index), "bool", "u8"
 EXPECT_ARG_TYPES = {
@@ -79,6 +88,11 @@ EXPECT_ARG_TYPES = {
     "priority": "u8",
     "enabled": "bool",
     "exists": "bool",
+    "its": "u32",
+    "offset": "u32",
+    "size": "u8",
+    "value": "u64",
+    "mask": "u64",
 }
 
 # Reader limits: nothing in a file makes the reader allocate beyond these.
@@ -272,6 +286,8 @@ def expect_args(kind, args, vcpus, field="args"):
             _int(v, f, 0, U32_MAX)
         elif t == "u8":
             _int(v, f, 0, 0xFF)
+        elif t == "u64":
+            _int(v, f, 0, U64_MAX)
         else:  # vcpu
             _int(v, f, 0, vcpus - 1)
     return args

@@ -334,7 +334,7 @@ class TraceReader:
         if op not in F.CTRL_OPS or type(op) is not str:
             raise FieldError(f"unknown operation {op!r} (one of {', '.join(F.CTRL_OPS)})", "op")
         if its is None:
-            if op != F.CTRL_SAVE_PENDING_TABLES:
+            if op not in F.CTRL_VM_OPS:
                 raise FieldError(f"{op} needs an ITS index", "its")
         elif not (type(its) is int and 0 <= its < n_its):
             _bad_its(its, n_its)

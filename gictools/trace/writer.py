@@ -271,7 +271,7 @@ class TraceWriter:
         if op not in F.CTRL_OPS:
             raise ValueError(f"unknown operation {op!r} (one of {', '.join(F.CTRL_OPS)})")
         if its is None:
-            if op != F.CTRL_SAVE_PENDING_TABLES:
+            if op not in F.CTRL_VM_OPS:
                 raise ValueError(f"{op} needs an ITS index")
         else:
             self._check_its(its)

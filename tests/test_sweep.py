@@ -406,3 +406,70 @@ def test_dask_dataframe_reads_the_dataset(swept):
     got = df[df.op == "msi"].groupby("policy").size().compute()
     assert {str(k): int(v) for k, v in got.items()} == {"lru-v6.8": 13440, "per-its-v6.10": 13440}
     assert os.path.isdir(root / CELLS_DIR)
+
+
+def _live_in_group(pgid):
+    """Processes of a process group that are not zombies (Linux /proc)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(stat.parent.name)
+    return live
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_on_the_command_line(tmp_path):
+    """A real SIGINT to the sweep's process group (what a terminal's Ctrl-C sends): exit
+    130, only finished cells, no temp files, no worker left; the re-run completes."""
+    import signal
+    import time
+
+    from gictools.trace.gen_lpi_stress import generate
+
+    generate(tmp_path / "a.msgpack", 1, 1, 17, 1000, "as-measured")
+    shutil.copy(tmp_path / "a.msgpack", tmp_path / "b.msgpack")
+    root = tmp_path / "ds"
+    args = ["sweep", "-t", str(tmp_path / "*.msgpack"), "-j", "1", "-o", str(root), "--json"]
+    args += ["-c", "lru-v6.8", "-c", "usage-v2", "-c", "none"]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "gictools", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 60
+    while not [f for f in root.glob(f"{MANIFEST_DIR}/*.json") if "failed" not in f.name]:
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.01)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted:" in err and "Traceback" not in err
+    counts = json.loads(out)["counts"]
+    assert 1 <= counts["done"] < 6 and counts["failed"] == 0
+    assert _temp_files(root) == []
+    entries = [json.loads(f.read_text()) for f in root.glob(f"{MANIFEST_DIR}/*.json")]
+    assert set(_snapshot(root)) == {e["identity"]["partition"] for e in entries}
+    assert len(entries) == counts["done"]
+    deadline = time.monotonic() + 10  # the workers (and fork server) go with the driver
+    while _live_in_group(p.pid):
+        assert time.monotonic() < deadline, _live_in_group(p.pid)
+        time.sleep(0.05)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["counts"]["skipped"] == counts["done"]
+    # a and b are the same bytes: whichever run wrote each, their cells must agree
+    snap = _snapshot(root)
+    assert len(snap) == 6
+    for pol in ("lru-v6.8", "usage-v2", "none"):
+        (ta, ra), (tb, rb) = (
+            snap[f"policy={pol}/kernel=default/preset=none/trace={t}"] for t in "ab"
+        )
+        assert ta.num_rows > 17000 and ta.equals(tb)
+        assert {**ra, "trace_path": None} == {**rb, "trace_path": None}

@@ -7,15 +7,19 @@ import concurrent.futures as cf
 import fcntl
 import multiprocessing
 import os
+import select
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools.errors import ConfigError
 from gictools.sweep.cell import (
+    CELL_FILE,
     CELLS_DIR,
     EVENTS_DIR,
+    EVENTS_FILE,
     MANIFEST_DIR,
     TMP_MARK,
     is_finished,
@@ -64,9 +68,21 @@ class SweepResult:
         return sum(1 for r in self.results.values() if r["status"] == status)
 
 
-def _ignore_sigint():
-    """Workers leave Ctrl-C to the driver, which stops them and cleans up."""
+def _worker_init(driver_pid):
+    """Workers leave Ctrl-C to the driver, which stops them and cleans up. They also exit
+    when the driver does (even killed): pool workers would otherwise wait on their queue
+    forever, and keep the fork server alive with them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        fd = os.pidfd_open(driver_pid)  # Linux >= 5.3
+    except (AttributeError, OSError):
+        return
+
+    def watch():
+        select.select([fd], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="gictools-driver-watch", daemon=True).start()
 
 
 class LocalExecutor:
@@ -78,7 +94,9 @@ class LocalExecutor:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["gictools.sweep.cell"])
         self.slots = jobs
-        self.ex = cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_ignore_sigint)
+        self.ex = cf.ProcessPoolExecutor(
+            jobs, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+        )
 
     def submit(self, cell, root):
         return self.ex.submit(run_cell, cell, root)
@@ -198,9 +216,9 @@ def run_sweep(
     results = {}
     state = Progress(total=len(cells))
     ex = None
+    todo = []
     try:
         clean_temp_files(root)
-        todo = []
         for c in cells:
             if is_finished(root, c):
                 results[c.partition] = {
@@ -245,6 +263,7 @@ def run_sweep(
         if ex is not None:
             ex.abort()
         clean_temp_files(root)
+        _settle_unfinished(root, [c for c in todo if c.partition not in results], results)
         e.result = SweepResult(root, cells, results, _name(ex, scheduler), 0.0, True)
         e.result.wall_s = time.monotonic() - t0
         raise
@@ -256,6 +275,28 @@ def run_sweep(
     finally:
         lock.release()
     return SweepResult(root, cells, results, _name(ex, scheduler), time.monotonic() - t0)
+
+
+def _settle_unfinished(root: Path, cells, results):
+    """After an interrupt: a cell that got its manifest entry before its worker stopped is
+    finished; any other cell's files (written, but no manifest entry) are removed, so the
+    dataset holds finished cells only."""
+    for c in cells:
+        if is_finished(root, c):
+            results[c.partition] = {
+                "status": "done",
+                "row": read_cell_row(root, c),
+                "wall_s": None,
+            }
+            continue
+        for f in (
+            root / EVENTS_DIR / c.partition / EVENTS_FILE,
+            root / CELLS_DIR / c.partition / CELL_FILE,
+        ):
+            try:
+                f.unlink()
+            except OSError:
+                pass
 
 
 def _name(ex, scheduler):

@@ -361,7 +361,7 @@ def sweep(
     ] = None,
     preset_file: Annotated[list[Path] | None, typer.Option(help="preset file (repeat)")] = None,
     grid: Annotated[
-        Path | None, typer.Option(help="TOML grid file: [replay] and/or [predict] tables")
+        Path | None, typer.Option(help="TOML grid file: \\[replay] and/or \\[predict] tables")
     ] = None,
     host_cpus: Annotated[
         int | None, typer.Option(help="host CPUs for the contention model")

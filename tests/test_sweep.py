@@ -394,6 +394,25 @@ def test_duckdb_reads_the_dataset(swept):
         f"SELECT count(*) FROM read_parquet('{root}/cells/**/*.parquet', hive_partitioning=1)"
     ).fetchall()[0][0]
     assert n == 8
+    # docs/sweep.md's query gives summarize's exact percentiles and hit rate
+    q = (
+        "SELECT policy, kernel, preset, avg((cache = 'hit')::INT), quantile_disc(latency_ns, 0.5),"
+        f" quantile_disc(latency_ns, 0.99) FROM read_parquet('{root}/events/**/*.parquet',"
+        " hive_partitioning = 1) WHERE op = 'msi' AND cache <> 'bypass' GROUP BY ALL ORDER BY ALL"
+    )
+    want = [
+        (
+            g["policy"],
+            g["kernel"],
+            g["preset"],
+            g["hit_rate"],
+            g["latency_p50_ns"],
+            g["latency_p99_ns"],
+        )
+        for g in summarize(root)["replay"]
+    ]
+    got = duckdb.sql(q).fetchall()
+    assert [r[:3] + (pytest.approx(r[3]),) + r[4:] for r in got] == want
 
 
 # dask's own pandas calls, not ours
@@ -473,3 +492,18 @@ def test_ctrl_c_on_the_command_line(tmp_path):
         )
         assert ta.num_rows > 17000 and ta.equals(tb)
         assert {**ra, "trace_path": None} == {**rb, "trace_path": None}
+
+
+def test_progress_counts(tmp_path):
+    cells = cells_from_args([str(SMALL[0])], ["none", "lru-v6.8", "usage-v2"])
+    seen = []
+
+    def record(s):
+        seen.append((s.total, s.skipped, s.done, s.failed, s.running, s.eta_s()))
+
+    run_sweep(cells[:1], tmp_path / "ds", jobs=1)
+    run_sweep(cells, tmp_path / "ds", jobs=2, progress=record)
+    assert seen[0][:4] == (3, 1, 0, 0) and seen[0][5] is None  # nothing ran yet: no ETA
+    assert seen[-1] == (3, 1, 2, 0, 0, 0.0)
+    done = [s[2] for s in seen]
+    assert done == sorted(done) and all(0 <= s[4] <= 2 for s in seen)

@@ -3,7 +3,7 @@
 import json
 
 from gictools.errors import ConfigError
-from gictools.sweep.grid import cells_from_args, cells_from_toml
+from gictools.sweep.grid import cells_from_args, cells_from_toml, check_unique
 from gictools.sweep.report import ProgressDisplay, failures, sweep_json, sweep_table
 from gictools.sweep.run import run_sweep
 
@@ -25,7 +25,7 @@ def plan(traces, caches, kernels, presets, preset_files, grid, host_cpus):
         )
     if not cells:
         raise ConfigError("the grid is empty")
-    return cells
+    return check_unique(cells)
 
 
 def run(cells, out, jobs, scheduler, json_out, quiet):

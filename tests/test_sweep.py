@@ -507,3 +507,32 @@ def test_progress_counts(tmp_path):
     assert seen[-1] == (3, 1, 2, 0, 0, 0.0)
     done = [s[2] for s in seen]
     assert done == sorted(done) and all(0 <= s[4] <= 2 for s in seen)
+
+
+def test_hostile_grids(tmp_path):
+    g = tmp_path / "grid.toml"
+    g.write_text(
+        '[predict]\nv = {start = 1, stop = 10000}\nd = {start = 1, stop = 100}\npreset = "v6.10"\n'
+    )
+    with pytest.raises(ConfigError, match="1,000,000 cells"):
+        cells_from_toml(g)
+    g.write_text('[predict]\nv = 1\npreset = "v6.10"\nhost_cpus = -3\n')
+    with pytest.raises(ConfigError, match="host_cpus"):
+        cells_from_toml(g)
+    long = tmp_path / ("x" * 200 + ".msgpack")
+    shutil.copy(SMALL[0], long)
+    (c,) = cells_from_args([str(long)], ["none"])
+    assert len(c.trace) == 100 and c.trace.startswith("xxx")
+    r = run_sweep([c], tmp_path / "ds", jobs=1)
+    assert r.count("done") == 1
+
+
+def test_worker_with_another_version_fails_the_cell(tmp_path):
+    from dataclasses import replace
+
+    from gictools.sweep.cell import run_cell
+
+    (c,) = cells_from_args([str(SMALL[0])], ["none"])
+    r = run_cell(replace(c, gictools_version="0.0.9"), str(tmp_path))
+    assert r["status"] == "failed" and "same version on every worker" in r["error"]
+    assert not list(tmp_path.rglob("*.parquet"))

@@ -227,6 +227,11 @@ def run_cell(cell: Cell, root: str) -> dict:
     t0 = time.perf_counter()
     base = {"partition": cell.partition, "cell_id": cell.cell_id}
     try:
+        if cell.gictools_version != __version__:
+            raise RuntimeError(
+                f"this worker runs gictools {__version__}, the sweep's driver "
+                f"{cell.gictools_version}: install the same version on every worker"
+            )
         if cell.kind == "replay":
             row, files, rows, sha = _replay_cell(cell, root)
             if sha is not None and cell.trace_sha256 and sha != cell.trace_sha256:

@@ -29,11 +29,26 @@ PREDICT_KERNEL = "preset"  # predict cells: the kernel the preset describes
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
+MAX_VALUE = 100  # keeps "trace=<value>" well inside a 255-byte file name
+MAX_CELLS = 100_000
+
+
 def partition_value(text: str) -> str:
     """A directory-safe hive value: no '/', '=', spaces; never starting with '.' or '_'
-    (pyarrow.dataset skips such names)."""
+    (pyarrow.dataset skips such names); long names shortened, with a hash to stay apart."""
     v = _UNSAFE.sub("_", str(text)) or "_empty"
-    return "x" + v if v[0] in "._" else v
+    v = "x" + v if v[0] in "._" else v
+    if len(v) > MAX_VALUE:
+        v = v[: MAX_VALUE - 9] + "-" + hashlib.sha256(str(text).encode()).hexdigest()[:8]
+    return v
+
+
+def _check_size(where, *axes):
+    n = 1
+    for a in axes:
+        n *= len(a)
+    if n > MAX_CELLS:
+        raise ConfigError(f"{where}: the grid has {n:,} cells (at most {MAX_CELLS:,})")
 
 
 def file_sha256(path) -> str:
@@ -67,6 +82,7 @@ class Cell:
     preset_obj: Preset | None = field(default=None, compare=False)
     host_cpus: int | None = None
     workload: tuple | None = None  # predict: (v, d, e, i, routing)
+    gictools_version: str = __version__  # the driver's; a worker must run the same
 
     @property
     def partition(self) -> str:
@@ -87,7 +103,7 @@ class Cell:
             "preset_sha256": preset_sha256(self.preset_obj),
             "host_cpus": self.host_cpus,
             "workload": list(self.workload) if self.workload else None,
-            "gictools_version": __version__,
+            "gictools_version": self.gictools_version,
         }
 
 
@@ -149,6 +165,7 @@ def replay_cells(traces, caches=(), kernels=(), presets=(), preset_files=(), hos
     for k in kernels or [DEFAULT]:
         kvals.append((DEFAULT, None) if k == DEFAULT else ("v" + profile(k).name, k))
     pvals = _presets(presets or ([] if preset_files else [NO_PRESET]), preset_files)
+    _check_size("replay", traces, caches or [DEFAULT], kvals, pvals)
     shas = []
     for t in traces:
         try:
@@ -238,6 +255,9 @@ def predict_cells(spec: dict, where="predict", host_cpus=None):
     if not pvals:
         raise ConfigError(f"[{where}]: give at least one preset")
     hc = spec.get("host_cpus", host_cpus)
+    if hc is not None and (not isinstance(hc, int) or isinstance(hc, bool) or hc < 1):
+        raise ConfigError(f"{where}.host_cpus: must be an integer >= 1, got {hc!r}")
+    _check_size(where, *axes, routings, pvals)
     cells = []
     for v, d, e, i, r, (pv, p) in itertools.product(*axes, routings, pvals):
         name = f"lpi-stress-v{v}-d{d}-e{e}-i{i}" + ("-fixed" if r == "fixed" else "")

@@ -102,7 +102,8 @@ class LocalExecutor:
         return self.ex.submit(run_cell, cell, root)
 
     def running(self, pending):
-        return sum(1 for f in pending if f.running())
+        # a future counts as running once it is queued for a worker: at most one per worker
+        return min(self.slots, sum(1 for f in pending if f.running()))
 
     def abort(self):
         term = getattr(self.ex, "terminate_workers", None)  # Python 3.14+

@@ -374,6 +374,15 @@ def test_summarize_cli_and_plot(swept, tmp_path):
     assert pngs == ["sweep-hit-rate.png", "sweep-lpis.png"]
     r = runner.invoke(app, ["summarize", str(tmp_path)])
     assert r.exit_code == 2 and "not a sweep dataset" in r.stderr
+    r = runner.invoke(app, ["summarize", str(root), "--json"])
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["replay"] == summarize(root)["replay"]
+    bad = tmp_path / "bad" / CELLS_DIR / "policy=a" / "kernel=b" / "preset=c" / "trace=d"
+    bad.mkdir(parents=True)
+    (bad / "cell.parquet").write_bytes(b"junk")
+    r = runner.invoke(app, ["summarize", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and "unreadable sweep dataset" in r.stderr
+    assert "Traceback" not in r.output
 
 
 def test_duckdb_reads_the_dataset(swept):

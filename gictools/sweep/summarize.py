@@ -58,6 +58,13 @@ def group_latency(events: ds.Dataset, key: dict, qs=(0.5, 0.99)):
 
 def summarize(root) -> dict:
     """{"replay": [per policy x kernel x preset], "predict": [per cell]}."""
+    try:
+        return _summarize(root)
+    except (pa.ArrowException, KeyError) as e:  # a damaged or foreign file in the tree
+        raise ConfigError(f"{root}: unreadable sweep dataset: {e}") from None
+
+
+def _summarize(root) -> dict:
     cells = open_dataset(root, CELLS_DIR).to_table().to_pylist()
     if not cells:
         raise ConfigError(f"{root}: the dataset has no finished cells")

@@ -140,38 +140,31 @@ def test_toml_grid(tmp_path):
 
 
 def test_local_and_dask_give_identical_datasets(tmp_path):
+    """Replay and predict cells through a real LocalCluster (reached through the
+    DASK_SCHEDULER_ADDRESS convention) and through local processes."""
     distributed = pytest.importorskip("distributed")
-    cells = _grid(tmp_path)
+    _grid(tmp_path)
+    g = tmp_path / "grid.toml"
+    g.write_text(
+        '[replay]\ntrace = "*.msgpack"\ncache = ["lru-v6.8", "per-its-v6.10"]\n'
+        'preset = ["none", "v6.10"]\n[predict]\nv = [1, 2]\nd = 2\ne = 3\ni = 64\n'
+        'preset = "series-v2"\n'
+    )
+    cells = cells_from_toml(g)
     local = run_sweep(cells, tmp_path / "local", jobs=2)
-    assert local.count("done") == len(cells)
+    assert local.count("done") == len(cells) == 10
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=None
     ) as cluster:
         r = runner.invoke(
             app,
-            [
-                "sweep",
-                "-t",
-                str(tmp_path / "*.msgpack"),
-                "-c",
-                "lru-v6.8",
-                "-c",
-                "per-its-v6.10",
-                "--preset",
-                "none",
-                "--preset",
-                "v6.10",
-                "--scheduler",
-                cluster.scheduler_address,
-                "-o",
-                str(tmp_path / "dask"),
-                "--json",
-            ],
+            ["sweep", "--grid", str(g), "-o", str(tmp_path / "dask"), "--json"],
+            env={"DASK_SCHEDULER_ADDRESS": cluster.scheduler_address},
         )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["executor"].startswith("dask tcp://")
-    assert out["counts"] == {"done": 8, "skipped": 0, "failed": 0, "total": 8}
+    assert out["counts"] == {"done": 10, "skipped": 0, "failed": 0, "total": 10}
     _assert_same(_snapshot(tmp_path / "local"), _snapshot(tmp_path / "dask"))
 
 

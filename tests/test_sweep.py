@@ -358,13 +358,21 @@ def test_predict_cells_match_predict(tmp_path):
     assert not (root / EVENTS_DIR).exists() or not list((root / EVENTS_DIR).rglob("*.parquet"))
 
 
-def test_summarize_cli_and_plot(swept, tmp_path):
+def test_summarize_plot(swept, tmp_path):
+    pytest.importorskip("matplotlib")
     root, _ = swept
     r = runner.invoke(app, ["summarize", str(root), "--plot", str(tmp_path / "plots")])
     assert r.exit_code == 0, r.output
-    assert "per-its-v6.10  default  v6.10" in r.stdout
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["sweep-hit-rate.png", "sweep-lpis.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in (tmp_path / "plots").iterdir())
+
+
+def test_summarize_cli(swept, tmp_path):
+    root, _ = swept
+    r = runner.invoke(app, ["summarize", str(root)])
+    assert r.exit_code == 0, r.output
+    assert "per-its-v6.10  default  v6.10" in r.stdout
     r = runner.invoke(app, ["summarize", str(tmp_path)])
     assert r.exit_code == 2 and "not a sweep dataset" in r.stderr
     r = runner.invoke(app, ["summarize", str(root), "--json"])

@@ -118,19 +118,33 @@ def _strip_partition_columns(path: Path):
 def closed_loop_elapsed_ns(path: Path) -> float | None:
     """Modelled time of the replay's MSIs with a preset: the injectors run closed loop
     (each issues its next MSI when the last completes), so the run ends when the busiest
-    injector has spent the sum of its latencies."""
-    t = pq.read_table(path, columns=["op", "injector", "latency_ns"])
-    op = t.column("op").combine_chunks()
-    if isinstance(op, pa.DictionaryArray):
-        op = op.dictionary_decode()
-    t = t.filter(pc.equal(op, "msi"))
-    if t.num_rows == 0:
-        return None
-    inj = t.column("injector").to_numpy(zero_copy_only=False)
-    inj = np.nan_to_num(np.asarray(inj, dtype=np.float64), nan=-1).astype(np.int64)
-    lat = np.nan_to_num(t.column("latency_ns").to_numpy(zero_copy_only=False).astype(np.float64))
-    _, inv = np.unique(inj, return_inverse=True)
-    return float(np.bincount(inv, weights=lat).max())
+    injector has spent the sum of its latencies. Streams the file batch by batch."""
+    busy = {}
+    pf = pq.ParquetFile(path)
+    for b in pf.iter_batches(columns=["op", "injector", "latency_ns"], batch_size=1 << 20):
+        op = b.column(0)
+        if isinstance(op, pa.DictionaryArray):
+            op = op.dictionary_decode()
+        b = b.filter(pc.equal(op, "msi"))
+        if b.num_rows == 0:
+            continue
+        inj = pc.fill_null(b.column(1).cast(pa.int64()), -1).to_numpy()
+        lat = pc.fill_null(b.column(2), 0).to_numpy()
+        keys, inv = np.unique(inj, return_inverse=True)
+        sums = np.bincount(inv, weights=lat)
+        for k, v in zip(keys.tolist(), sums.tolist()):
+            busy[k] = busy.get(k, 0.0) + v
+    return max(busy.values()) if busy else None
+
+
+def _fsync(path: Path):
+    """Make a renamed file (or a directory's entries) durable before the manifest entry
+    that vouches for it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
@@ -258,6 +272,9 @@ def run_cell(cell: Cell, root: str) -> dict:
             "host": socket.gethostname(),
             "finished_unix": time.time(),
         }
+        for f in files:
+            _fsync(root / f)
+            _fsync((root / f).parent)
         mdir = root / MANIFEST_DIR
         mdir.mkdir(parents=True, exist_ok=True)
         _unlink(mdir / f"{cell.cell_id}.failed.json")

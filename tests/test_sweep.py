@@ -546,3 +546,18 @@ def test_worker_with_another_version_fails_the_cell(tmp_path):
     r = run_cell(replace(c, gictools_version="0.0.9"), str(tmp_path))
     assert r["status"] == "failed" and "same version on every worker" in r["error"]
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_scheduler_address_checked():
+    from gictools.sweep.run import check_scheduler_address
+
+    for ok in (
+        "tcp://10.0.0.1:8786",
+        "sched.example:8786",
+        "tls://[::1]:8786",
+        "inproc://1.2.3.4/5/1",
+    ):
+        check_scheduler_address(ok)
+    for bad in ("bogus", "tcp://host", "http://host:80", "tcp://host:80/x", ""):
+        with pytest.raises(ConfigError, match="tcp://HOST:PORT"):
+            check_scheduler_address(bad)

@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import fcntl
 import multiprocessing
 import os
+import re
 import select
 import signal
 import threading
@@ -118,12 +119,23 @@ class LocalExecutor:
         self.ex.shutdown(wait=True)
 
 
+_ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$")
+
+
+def check_scheduler_address(address: str):
+    """tcp://HOST:PORT (or tls://, ucx://, ws://, wss://, or HOST:PORT), or inproc://...
+    for an in-process cluster; checked here because distributed hangs on a bad one."""
+    if str(address).startswith("inproc://") or _ADDRESS.match(str(address)):
+        return
+    raise ConfigError(f"--scheduler {address!r}: expected tcp://HOST:PORT")
+
+
 class DaskExecutor:
     """Cells on a Dask cluster; the only place gictools imports distributed."""
 
     name = "dask"
 
-    def __init__(self, address, timeout=30):
+    def __init__(self, address, timeout=10):
         try:
             from distributed import Client
         except ImportError:
@@ -132,7 +144,7 @@ class DaskExecutor:
             ) from None
         try:
             self.client = Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError) as e:
             raise ConfigError(f"cannot reach the Dask scheduler at {address}: {e}") from None
         self.address = address
         self.ex = self.client.get_executor(pure=False)
@@ -211,6 +223,8 @@ def run_sweep(
         raise ConfigError(f"{root}: exists and is not a directory")
     if jobs is not None and jobs < 1:
         raise ConfigError(f"-j {jobs}: must be >= 1")
+    if scheduler:
+        check_scheduler_address(scheduler)
     root.mkdir(parents=True, exist_ok=True)
     lock = _Lock(root)
     t0 = time.monotonic()

@@ -561,3 +561,9 @@ def test_scheduler_address_checked():
     for bad in ("bogus", "tcp://host", "http://host:80", "tcp://host:80/x", ""):
         with pytest.raises(ConfigError, match="tcp://HOST:PORT"):
             check_scheduler_address(bad)
+    r = runner.invoke(
+        app,
+        ["sweep", "-t", str(SMALL[0]), "-j", "2", "-o", "unused"],
+        env={"DASK_SCHEDULER_ADDRESS": "tcp://10.0.0.1:8786"},
+    )
+    assert r.exit_code == 2 and "give one" in r.stderr

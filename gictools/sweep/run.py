@@ -224,6 +224,11 @@ def run_sweep(
     if jobs is not None and jobs < 1:
         raise ConfigError(f"-j {jobs}: must be >= 1")
     if scheduler:
+        if jobs is not None:
+            raise ConfigError(
+                "-j runs the cells on local processes, --scheduler (or DASK_SCHEDULER_ADDRESS) "
+                "on a Dask cluster: give one"
+            )
         check_scheduler_address(scheduler)
     root.mkdir(parents=True, exist_ok=True)
     lock = _Lock(root)

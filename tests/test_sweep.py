@@ -567,3 +567,21 @@ def test_scheduler_address_checked():
         env={"DASK_SCHEDULER_ADDRESS": "tcp://10.0.0.1:8786"},
     )
     assert r.exit_code == 2 and "give one" in r.stderr
+
+
+def test_documented_grid_is_valid(tmp_path):
+    """The TOML grid in docs/sweep.md expands to the cells its comments promise."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "sweep.md").read_text()
+    toml = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "captures").mkdir()
+    for t in TRACES.glob("*.msgpack"):
+        shutil.copy(t, tmp_path / "captures" / t.name)
+    g = tmp_path / "grid.toml"
+    g.write_text(toml)
+    cells = cells_from_toml(g)
+    rep = [c for c in cells if c.kind == "replay"]
+    pre = [c for c in cells if c.kind == "predict"]
+    assert len(rep) == 3 * 3 * 2 * 3 and {c.host_cpus for c in rep} == {64}
+    assert sorted({c.workload[0] for c in pre}) == [1, 4, 16, 64]
+    assert sorted({c.workload[1] for c in pre}) == [1, 6, 11, 16]
+    assert len(pre) == 4 * 4 * 2 * 1 * 2 * 2

@@ -362,5 +362,74 @@ def compare(
         typer.echo(f"wrote {f}", err=json_out)
 
 
+@app.command()
+def sweep(
+    out: Annotated[Path, typer.Option("-o", "--out", help="dataset directory (created)")],
+    trace: Annotated[
+        list[str] | None, typer.Option("--trace", "-t", help="trace file or glob (repeat)")
+    ] = None,
+    cache: Annotated[
+        list[str] | None, typer.Option("--cache", "-c", help="cache policy (repeat)")
+    ] = None,
+    kernel: Annotated[list[str] | None, typer.Option(help="KVM version (repeat)")] = None,
+    preset: Annotated[
+        list[str] | None, typer.Option(help="latency preset, or none (repeat)")
+    ] = None,
+    preset_file: Annotated[list[Path] | None, typer.Option(help="preset file (repeat)")] = None,
+    grid: Annotated[
+        Path | None, typer.Option(help="TOML grid file: \\[replay] and/or \\[predict] tables")
+    ] = None,
+    host_cpus: Annotated[
+        int | None, typer.Option(help="host CPUs for the contention model")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("-j", "--jobs", help="local worker processes (default: CPUs)")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DASK_SCHEDULER_ADDRESS",
+            help="run the cells on this Dask scheduler (tcp://HOST:PORT) instead",
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+):
+    """Replay (or predict) every cell of a grid into one hive-partitioned Parquet dataset
+    (docs/sweep.md); finished cells are skipped when run again."""
+    from gictools.sweep import cli_support as S
+
+    try:
+        cells = S.plan(trace, cache, kernel, preset, preset_file, grid, host_cpus)
+        code, text = S.run(cells, out, jobs, scheduler, json_out, quiet)
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo(text[0])
+    for line in text[1:]:
+        typer.echo(line, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def summarize(
+    dataset: Annotated[Path, typer.Argument(help="a sweep's dataset directory")],
+    plot: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+):
+    """Per policy x kernel x preset: MSIs, hit rate, evictions, p50/p99 latency, LPIs/s."""
+    from gictools.sweep.summarize import format_summary
+    from gictools.sweep.summarize import plot as _plot
+    from gictools.sweep.summarize import summarize as _summarize
+
+    try:
+        s = _summarize(dataset)
+        files = _plot(s, plot) if plot else []
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo(json.dumps(s, indent=2) if json_out else format_summary(s))
+    for f in files:
+        typer.echo(f"wrote {f}", err=json_out)
+
+
 def main():
     app()

@@ -1,0 +1,315 @@
+"""Run one sweep cell where it is scheduled (a local process or a Dask worker) and write
+its files: events (replay cells), a one-row cell summary, then the manifest entry that
+marks the cell finished. Each file is written to a hidden temp name in its target
+directory and renamed, so a reader never sees part of a file and an interrupted cell
+leaves nothing a reader picks up. No dask import here: workers only need gictools.
+"""
+
+import json
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from gictools import __version__
+from gictools.sweep.grid import PARTITION_KEYS, Cell
+
+EVENTS_DIR, CELLS_DIR, MANIFEST_DIR = "events", "cells", "_manifest"
+EVENTS_FILE, CELL_FILE = "part-0.parquet", "cell.parquet"
+TMP_MARK = ".tmp"  # every temp name: ".<name>.<token>.tmp[...]"
+
+# The per-cell summary table (one row per cell). Names avoid the partition keys.
+CELL_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),  # replay | predict
+        ("trace_path", pa.string()),
+        ("trace_sha256", pa.string()),
+        ("cache_policy", pa.string()),  # the policy that ran ("default" resolved)
+        ("kernel_version", pa.string()),  # the kernel that was modelled
+        ("events", pa.int64()),
+        ("msis", pa.int64()),
+        ("delivered", pa.int64()),
+        ("commands", pa.int64()),
+        ("lookups", pa.int64()),
+        ("hits", pa.int64()),
+        ("evictions", pa.int64()),
+        ("hit_rate", pa.float64()),
+        ("msi_errors", pa.int64()),
+        ("command_errors", pa.int64()),
+        ("failed_expectations", pa.int64()),
+        ("latency_p50_ns", pa.float64()),
+        ("latency_p99_ns", pa.float64()),
+        ("latency_max_ns", pa.float64()),
+        ("elapsed_ns", pa.float64()),  # modelled closed-loop time (with a preset)
+        ("lpis_per_sec", pa.float64()),  # predicted LPIs/s (with a preset)
+        ("vcpus", pa.int64()),  # predict cells: the lpi-stress flags
+        ("devices", pa.int64()),
+        ("events_per_device", pa.int64()),
+        ("iterations", pa.int64()),
+        ("routing", pa.string()),
+        ("host_cpus", pa.int64()),
+        ("wall_s", pa.float64()),
+        ("gictools_version", pa.string()),
+    ]
+)
+
+
+def _tmp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}{TMP_MARK}")
+
+
+def atomic_write_bytes(path: Path, data: bytes):
+    """Temp file in the target directory, fsync, rename (private until gictools.outputs)."""
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _atomic_write_table(table: pa.Table, path: Path):
+    tmp = _tmp_name(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(p):
+    try:
+        os.unlink(p)
+    except OSError:
+        pass
+
+
+def _strip_partition_columns(path: Path):
+    """Drop file columns named like a partition key (a reader would see both): rewrite
+    row group by row group; a no-op for the current replay schema."""
+    pf = pq.ParquetFile(path)
+    clash = [n for n in pf.schema_arrow.names if n in PARTITION_KEYS]
+    if not clash:
+        return
+    keep = [n for n in pf.schema_arrow.names if n not in clash]
+    schema = pa.schema([pf.schema_arrow.field(n) for n in keep], pf.schema_arrow.metadata)
+    tmp = _tmp_name(path)
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+            for i in range(pf.num_row_groups):
+                w.write_table(pf.read_row_group(i, columns=keep))
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def closed_loop_elapsed_ns(path: Path) -> float | None:
+    """Modelled time of the replay's MSIs with a preset: the injectors run closed loop
+    (each issues its next MSI when the last completes), so the run ends when the busiest
+    injector has spent the sum of its latencies. Streams the file batch by batch."""
+    busy = {}
+    pf = pq.ParquetFile(path)
+    for b in pf.iter_batches(columns=["op", "injector", "latency_ns"], batch_size=1 << 20):
+        op = b.column(0)
+        if isinstance(op, pa.DictionaryArray):
+            op = op.dictionary_decode()
+        b = b.filter(pc.equal(op, "msi"))
+        if b.num_rows == 0:
+            continue
+        inj = pc.fill_null(b.column(1).cast(pa.int64()), -1).to_numpy()
+        lat = pc.fill_null(b.column(2), 0).to_numpy()
+        keys, inv = np.unique(inj, return_inverse=True)
+        sums = np.bincount(inv, weights=lat)
+        for k, v in zip(keys.tolist(), sums.tolist()):
+            busy[k] = busy.get(k, 0.0) + v
+    return max(busy.values()) if busy else None
+
+
+def _fsync(path: Path):
+    """Make a renamed file (or a directory's entries) durable before the manifest entry
+    that vouches for it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
+    from gictools.replay import replay
+
+    d = root / EVENTS_DIR / cell.partition
+    d.mkdir(parents=True, exist_ok=True)
+    final = d / EVENTS_FILE
+    tmp = _tmp_name(final)
+    try:
+        reports = replay(
+            cell.trace_path,
+            policies=[cell.cache or "default"],
+            kernel=cell.kernel_version,
+            out=tmp,
+            preset=cell.preset_obj,
+            host_cpus=cell.host_cpus,
+        )
+        _strip_partition_columns(tmp)
+        meta = pq.read_schema(tmp).metadata or {}
+        rows = pq.ParquetFile(tmp).metadata.num_rows
+        elapsed = closed_loop_elapsed_ns(tmp) if cell.preset_obj is not None else None
+        os.replace(tmp, final)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    rep = reports[0].as_dict()
+    kernels = json.loads(meta.get(b"kernel", b"[null]"))
+    sha = meta.get(b"trace_sha256", b"").decode() or None
+    row = {
+        "kind": "replay",
+        "trace_path": cell.trace_path,
+        "trace_sha256": sha or cell.trace_sha256,
+        "cache_policy": rep["policy"],
+        "kernel_version": kernels[0] if isinstance(kernels, list) and kernels else None,
+        "events": rep["events"],
+        "msis": rep["msis"],
+        "delivered": rep["delivered"],
+        "commands": rep["commands"],
+        "lookups": rep["hits"] + rep["misses"],
+        "hits": rep["hits"],
+        "evictions": rep["evictions"],
+        "hit_rate": rep["hit_rate"],
+        "msi_errors": sum(rep["msi_errors"].values()),
+        "command_errors": sum(rep["command_errors"].values()),
+        "failed_expectations": rep["failed_expectations"],
+        "latency_p50_ns": rep["latency_p50_ns"],
+        "latency_p99_ns": rep["latency_p99_ns"],
+        "latency_max_ns": rep["latency_max_ns"],
+        "elapsed_ns": elapsed,
+        "lpis_per_sec": rep["msis"] / elapsed * 1e9 if elapsed else None,
+        "host_cpus": cell.host_cpus,
+    }
+    return row, [f"{EVENTS_DIR}/{cell.partition}/{EVENTS_FILE}"], rows, sha
+
+
+def _predict_cell(cell: Cell) -> dict:
+    from gictools.latency.predict import predict_lpi_stress
+
+    v, d, e, i, routing = cell.workload
+    r = predict_lpi_stress(v, d, e, i, cell.preset_obj, routing=routing, host_cpus=cell.host_cpus)
+    return {
+        "kind": "predict",
+        "cache_policy": r.get("cache"),
+        "kernel_version": cell.preset_obj.kernel,
+        "events": r["injections"],
+        "msis": r["injections"],
+        "lookups": r["injections"],
+        "hits": r["hits"],
+        "evictions": r["evictions"],
+        "hit_rate": r["hit_rate"],
+        "latency_p50_ns": r["latency_p50_ns"],
+        "latency_p99_ns": r["latency_p99_ns"],
+        "latency_max_ns": r["latency_max_ns"],
+        "elapsed_ns": r["elapsed_s"] * 1e9,
+        "lpis_per_sec": r["lpis_per_sec"],
+        "vcpus": v,
+        "devices": d,
+        "events_per_device": e,
+        "iterations": i,
+        "routing": routing,
+        "host_cpus": r.get("host_cpus"),
+    }
+
+
+def manifest_path(root: Path, cell: Cell) -> Path:
+    return root / MANIFEST_DIR / f"{cell.cell_id}.json"
+
+
+def run_cell(cell: Cell, root: str) -> dict:
+    """Run and write one cell; returns {"status": "done" | "failed", ...}, never raises for
+    a bad input (a failed cell must not stop the others)."""
+    root = Path(root)
+    t0 = time.perf_counter()
+    base = {"partition": cell.partition, "cell_id": cell.cell_id}
+    try:
+        if cell.gictools_version != __version__:
+            raise RuntimeError(
+                f"this worker runs gictools {__version__}, the sweep's driver "
+                f"{cell.gictools_version}: install the same version on every worker"
+            )
+        if cell.kind == "replay":
+            row, files, rows, sha = _replay_cell(cell, root)
+            if sha is not None and cell.trace_sha256 and sha != cell.trace_sha256:
+                raise RuntimeError(
+                    f"{cell.trace_path} changed during the sweep (SHA-256 {sha[:12]}..., "
+                    f"planned {cell.trace_sha256[:12]}...); run the sweep again"
+                )
+        else:
+            row, files, rows = _predict_cell(cell), [], 0
+        wall = time.perf_counter() - t0
+        row.update(wall_s=wall, gictools_version=__version__)
+        cdir = root / CELLS_DIR / cell.partition
+        cdir.mkdir(parents=True, exist_ok=True)
+        _atomic_write_table(pa.Table.from_pylist([row], schema=CELL_SCHEMA), cdir / CELL_FILE)
+        files.append(f"{CELLS_DIR}/{cell.partition}/{CELL_FILE}")
+        entry = {
+            "identity": cell.identity(),
+            "trace": cell.trace_path,
+            "trace_sha256": row.get("trace_sha256") or cell.trace_sha256,
+            "gictools_version": __version__,
+            "files": files,
+            "event_rows": rows,
+            "wall_s": wall,
+            "host": socket.gethostname(),
+            "finished_unix": time.time(),
+        }
+        for f in files:
+            _fsync(root / f)
+            _fsync((root / f).parent)
+        mdir = root / MANIFEST_DIR
+        mdir.mkdir(parents=True, exist_ok=True)
+        _unlink(mdir / f"{cell.cell_id}.failed.json")
+        atomic_write_bytes(manifest_path(root, cell), json.dumps(entry, indent=1).encode())
+        return {**base, "status": "done", "wall_s": wall, "row": row}
+    except Exception as e:
+        from gictools.errors import GictoolsError
+
+        msg = str(e) if isinstance(e, (GictoolsError, OSError)) else f"{type(e).__name__}: {e}"
+        try:
+            mdir = root / MANIFEST_DIR
+            mdir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(
+                mdir / f"{cell.cell_id}.failed.json",
+                json.dumps({"identity": cell.identity(), "error": msg}, indent=1).encode(),
+            )
+        except OSError:
+            pass
+        return {**base, "status": "failed", "error": msg, "wall_s": time.perf_counter() - t0}
+
+
+def is_finished(root: Path, cell: Cell) -> bool:
+    """A manifest entry with this cell's identity, and its files present."""
+    try:
+        entry = json.loads(manifest_path(root, cell).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(entry, dict) or entry.get("identity") != cell.identity():
+        return False
+    files = entry.get("files")
+    return isinstance(files, list) and all((root / f).is_file() for f in files)
+
+
+def read_cell_row(root: Path, cell: Cell) -> dict | None:
+    try:
+        return pq.read_table(root / CELLS_DIR / cell.partition / CELL_FILE).to_pylist()[0]
+    except (OSError, IndexError, pa.ArrowException):
+        return None

@@ -1,0 +1,198 @@
+"""`gictools summarize DATASET`: what a kernel developer wants from a sweep.
+
+Replay cells are grouped per policy x kernel x preset over all their traces: MSIs, hit
+rate and evictions are sums over the cells; p50/p99 latency are exact over every MSI of
+the group (streamed from the events, same definition as the replay's: the smallest value
+with at least q of the MSIs at or below it); predicted LPIs/s is the group's MSIs over
+its summed modelled time (the traces run one after another). Predict cells are listed
+one per workload, since pooling different workloads' rates means nothing.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from gictools.errors import ConfigError
+from gictools.sweep.cell import CELLS_DIR, EVENTS_DIR
+from gictools.sweep.grid import PARTITION_KEYS
+from gictools.sweep.report import _num, _pct, table
+
+HIVE = ds.partitioning(pa.schema([(k, pa.string()) for k in PARTITION_KEYS]), flavor="hive")
+GROUP = ("policy", "kernel", "preset")
+
+
+def open_dataset(root, which=EVENTS_DIR) -> ds.Dataset:
+    """The events or cells table of a sweep, partition columns as strings."""
+    path = Path(root) / which
+    if not path.is_dir():
+        raise ConfigError(f"{root}: not a sweep dataset (no {which}/ directory)")
+    return ds.dataset(path, format="parquet", partitioning=HIVE)
+
+
+def percentiles_from_counts(values, counts, qs):
+    """Inverse-CDF percentiles of a histogram (sorted distinct values, their counts)."""
+    if len(values) == 0:
+        return [None for _ in qs]
+    cum = np.cumsum(counts)
+    return [float(values[np.searchsorted(cum, q * cum[-1], side="left")]) for q in qs]
+
+
+def group_latency(events: ds.Dataset, key: dict, qs=(0.5, 0.99)):
+    """Exact percentiles of latency_ns over the group's MSIs, streaming (memory: one
+    batch plus the distinct latency values)."""
+    flt = pc.field("op") == "msi"
+    for k, v in key.items():
+        flt = flt & (pc.field(k) == v)
+    acc = {}
+    for batch in events.to_batches(columns=["latency_ns"], filter=flt):
+        col = batch.column(0).drop_null().to_numpy()
+        vals, cnt = np.unique(col, return_counts=True)
+        for v, c in zip(vals.tolist(), cnt.tolist()):
+            acc[v] = acc.get(v, 0) + c
+    vals = np.array(sorted(acc), dtype=np.int64)
+    return percentiles_from_counts(vals, np.array([acc[v] for v in vals.tolist()]), qs)
+
+
+def summarize(root) -> dict:
+    """{"replay": [per policy x kernel x preset], "predict": [per cell]}."""
+    try:
+        return _summarize(root)
+    except (pa.ArrowException, KeyError) as e:  # a damaged or foreign file in the tree
+        raise ConfigError(f"{root}: unreadable sweep dataset: {e}") from None
+
+
+def _summarize(root) -> dict:
+    cells = open_dataset(root, CELLS_DIR).to_table().to_pylist()
+    if not cells:
+        raise ConfigError(f"{root}: the dataset has no finished cells")
+    events = None
+    groups = {}
+    for c in cells:
+        if c["kind"] == "replay":
+            groups.setdefault(tuple(c[k] for k in GROUP), []).append(c)
+    replay = []
+    for key in sorted(groups):
+        g = groups[key]
+        msis = sum(c["msis"] for c in g)
+        lookups = sum(c["lookups"] for c in g)
+        hits = sum(c["hits"] for c in g)
+        elapsed = [c["elapsed_ns"] for c in g]
+        have_time = all(e is not None for e in elapsed) and sum(elapsed) > 0
+        if events is None:
+            events = open_dataset(root, EVENTS_DIR)
+        p50, p99 = group_latency(events, dict(zip(GROUP, key)))
+        replay.append(
+            {
+                **dict(zip(GROUP, key)),
+                "cells": len(g),
+                "traces": len({c["trace"] for c in g}),
+                "msis": msis,
+                "hits": hits,
+                "lookups": lookups,
+                "hit_rate": hits / lookups if lookups else None,
+                "evictions": sum(c["evictions"] for c in g),
+                "latency_p50_ns": p50,
+                "latency_p99_ns": p99,
+                "lpis_per_sec": msis / sum(elapsed) * 1e9 if have_time else None,
+                "failed_expectations": sum(c["failed_expectations"] or 0 for c in g),
+                "msi_errors": sum(c["msi_errors"] or 0 for c in g),
+            }
+        )
+    predict = [
+        {
+            **{k: c[k] for k in PARTITION_KEYS},
+            **{
+                k: c[k]
+                for k in (
+                    "msis",
+                    "hits",
+                    "hit_rate",
+                    "evictions",
+                    "latency_p50_ns",
+                    "latency_p99_ns",
+                    "lpis_per_sec",
+                )
+            },
+        }
+        for c in sorted(
+            (c for c in cells if c["kind"] == "predict"),
+            key=lambda c: tuple(c[k] for k in PARTITION_KEYS),
+        )
+    ]
+    return {"dataset": str(root), "replay": replay, "predict": predict}
+
+
+def format_summary(s: dict) -> str:
+    out = []
+    cols = ("MSIs", "hit rate", "evictions", "p50 ns", "p99 ns", "LPIs/s")
+
+    def nums(r):
+        return [
+            _num(r["msis"]),
+            _pct(r["hit_rate"]),
+            _num(r["evictions"]),
+            _num(r["latency_p50_ns"]),
+            _num(r["latency_p99_ns"]),
+            _num(r["lpis_per_sec"]),
+        ]
+
+    if s["replay"]:
+        out.append("replay cells, per policy x kernel x preset (summed over traces):")
+        out.append(
+            table(
+                [*GROUP, "traces", *cols],
+                [[*(r[k] for k in GROUP), str(r["traces"]), *nums(r)] for r in s["replay"]],
+            )
+        )
+    if s["predict"]:
+        if out:
+            out.append("")
+        out.append("predict cells (lpi-stress), one per workload:")
+        out.append(
+            table(
+                [*PARTITION_KEYS, *cols],
+                [[*(r[k] for k in PARTITION_KEYS), *nums(r)] for r in s["predict"]],
+            )
+        )
+    return "\n".join(out)
+
+
+def plot(s: dict, outdir) -> list[Path]:
+    """Bar charts of hit rate and predicted LPIs/s per group (matplotlib, the plot extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib: pip install 'gictools[plot]'") from None
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows = [("/".join(r[k] for k in GROUP), r) for r in s["replay"]]
+    rows += [(f"{r['preset']}/{r['trace']}", r) for r in s["predict"]]
+    files = []
+    for key, label, name in (
+        ("hit_rate", "hit rate", "sweep-hit-rate.png"),
+        ("lpis_per_sec", "predicted LPIs/s", "sweep-lpis.png"),
+    ):
+        pts = [(n, r[key]) for n, r in rows if r[key] is not None]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(pts) + 1.2))
+        ax.barh([n for n, _ in pts], [v for _, v in pts])
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+        ax.set_title(f"{label} per cell group")
+        fig.tight_layout()
+        from gictools.sweep.cell import _tmp_name
+
+        final = outdir / name
+        tmp = _tmp_name(final)
+        fig.savefig(tmp, format="png")
+        plt.close(fig)
+        tmp.replace(final)
+        files.append(final)
+    return files

@@ -379,7 +379,8 @@ class _Side:
     counts: Counter = field(default_factory=Counter)  # events handled
     skipped: Counter = field(default_factory=Counter)  # other lines
     slots_seen: set = field(default_factory=set)
-    cmdq_usable: bool = False
+    cmdq_usable: bool = False  # until the queue wraps (then the dump holds later commands)
+    cmdq_last: int | None = None  # the dump's last slot: later commands came after it
     dump: DumpPoint | None = None
     dump_index: int | None = None
 

@@ -70,6 +70,8 @@ def test_introspection_register_only(tmp_path):
     d = m["register_reads_qemu_vs_kvm"]
     assert {"GITS_IIDR", "GITS_TYPER", "GITS_BASER0", "GITS_BASER1"} <= set(d)
     assert "ProductID" in d["GITS_IIDR"]["not_compared"]
+    assert (d["GITS_IIDR"]["qemu"], d["GITS_IIDR"]["kvm"]) == (0x43B, 0x4B00043B)
+    assert (d["GITS_TYPER"]["qemu"], d["GITS_TYPER"]["kvm"]) == (0x1F0001EFB1, 0x1EF71)
     writes = [r for r in TraceReader(out) if r[0] == F.REG and r[8]]
     assert sum(w[5] == R.GITS_IIDR for w in writes) == 3
     assert sum(w[5] == R.GITS_TYPER and w[6] == 4 for w in writes) == 3

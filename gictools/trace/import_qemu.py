@@ -380,7 +380,8 @@ class _Side:
     counts: Counter = field(default_factory=Counter)  # events handled
     skipped: Counter = field(default_factory=Counter)  # other lines
     slots_seen: set = field(default_factory=set)
-    cmdq_usable: bool = False
+    cmdq_usable: bool = False  # until the queue wraps (then the dump holds later commands)
+    cmdq_last: int | None = None  # the dump's last slot: later commands came after it
     dump: DumpPoint | None = None
     dump_index: int | None = None
 
@@ -507,6 +508,13 @@ for _n in range(R.GITS_BASER_NR_REGS):
         + (("Indirect",) if _n == 0 else ()),
         "cacheability, shareability and Page_Size: KVM sanitises them and forces 64K pages",
     )
+# KVM's constant read-only registers (vgic_mmio_read_its_iidr / _typer)
+KVM_READ_ONLY = {
+    "GITS_IIDR": R.GITS_IIDR_LAYOUT.encode(
+        Implementer=R.IMPLEMENTER_ARM, Revision=0, ProductID=R.PRODUCT_ID_KVM
+    ),
+    "GITS_TYPER": R.KVM_GITS_TYPER,
+}
 _QUEUE = "the queue is replayed as COMMAND records, so the model's pointer stays 0"
 READ_UNCHECKED = {R.GITS_CWRITER: ("GITS_CWRITER", _QUEUE), R.GITS_CREADR: ("GITS_CREADR", _QUEUE)}
 
@@ -709,6 +717,8 @@ class Importer:
             d = self.differences.setdefault(name, {"not_compared": note, "reads": 0})
             d["reads"] += 1
             d.setdefault("qemu", data)
+            if name in KVM_READ_ONLY:
+                d.setdefault("kvm", KVM_READ_ONLY[name])
 
     def on_its_write(self, t, tid, args):
         offset, data, size = args
@@ -1330,10 +1340,7 @@ class Importer:
         for v in sorted(vcpus):
             on = R.GICR_CTLR_ENABLE_LPIS if regs.lpis_on.get(v) else 0
             self._rec("reg", t, None, "redist", v, R.GICR_CTLR, 4, on, True)
-        iidr = R.GITS_IIDR_LAYOUT.encode(
-            Implementer=R.IMPLEMENTER_ARM, Revision=0, ProductID=R.PRODUCT_ID_KVM
-        )
-        user = [(R.GITS_CBASER, regs.cbaser), (R.GITS_IIDR, iidr)]
+        user = [(R.GITS_CBASER, regs.cbaser), (R.GITS_IIDR, KVM_READ_ONLY["GITS_IIDR"])]
         user += [(R.GITS_BASER + 8 * n, v) for n, v in sorted(regs.baser.items())]
         user += [(R.GITS_CREADR, 0), (R.GITS_CWRITER, 0)]
         for off, v in user:

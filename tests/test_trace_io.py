@@ -1,0 +1,156 @@
+"""Trace files as users pass them: compressed by name (.gz, .zst), stdin/stdout (`-`), other
+formats named by their magic, the header's counts (format 1.1), one validation for writer
+and reader."""
+
+import gzip
+import io
+import lzma
+import subprocess
+import sys
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gictools.cli import app
+from gictools.errors import TraceFormatError
+from gictools.trace import format as F
+from gictools.trace.reader import TraceReader
+from gictools.trace.writer import TraceWriter
+
+runner = CliRunner()
+T4 = Path("traces/lpi-stress-v4-d4-e8-fixed.msgpack")  # written by format 1.0
+VM = {"vcpus": 2, "itses": [{"base": 0x0800_0000}]}
+
+
+def records(src):
+    out = []
+    for r in TraceReader(src):
+        out.append(tuple(x.tolist() if isinstance(x, np.ndarray) else x for x in r))
+    return out
+
+
+@pytest.mark.parametrize("suffix, magic", [(".gz", b"\x1f\x8b"), (".zst", b"\x28\xb5\x2f\xfd")])
+def test_gen_compresses_by_name(tmp_path, suffix, magic):
+    plain, packed = tmp_path / "g.msgpack", tmp_path / f"g.msgpack{suffix}"
+    for p in (plain, packed):
+        r = runner.invoke(app, ["gen", "lpi-stress", "-e", "3", "-i", "70", "-o", str(p)])
+        assert r.exit_code == 0, r.output
+    assert packed.read_bytes()[:4].startswith(magic)
+    assert packed.stat().st_size < plain.stat().st_size / 2
+    assert records(packed) == records(plain)
+    if suffix == ".gz":
+        assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    assert not [f for f in tmp_path.iterdir() if ".tmp-" in f.name]
+
+
+def test_stdin_and_stdout(tmp_path):
+    gen = [sys.executable, "-m", "gictools", "gen", "lpi-stress", "-e", "3", "-i", "5", "-o", "-"]
+    p = subprocess.run(gen, capture_output=True, timeout=120)
+    assert p.returncode == 0 and b"15 MSIs" in p.stderr
+    plain = tmp_path / "g.msgpack"
+    plain.write_bytes(p.stdout)
+    assert records(plain)[-1][1] == 15
+    info = [sys.executable, "-m", "gictools", "info", "--json", "-"]
+    for data in (p.stdout, gzip.compress(p.stdout)):
+        q = subprocess.run(info, input=data, capture_output=True, timeout=120)
+        assert q.returncode == 0, q.stderr
+        assert b'"trace": "<stdin>"' in q.stdout and b'"msis": 15' in q.stdout
+    r = runner.invoke(app, ["info", "-", "-"])
+    assert r.exit_code == 2 and "only once" in r.output
+
+
+def test_other_formats_named_by_magic(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cases = {
+        "x.xz": (lzma.compress(T4.read_bytes()), "an xz-compressed file"),
+        "t.txt": (b"MAPD 0 15\nMAPTI 0 0 8192\n", "a text file"),
+        "e.msgpack": (b"", "an empty file"),
+        "j.json": (b'{"format": "gictools-trace"}', "a text file (JSON?)"),
+    }
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "p.parquet")
+    for name, (data, _) in cases.items():
+        (tmp_path / name).write_bytes(data)
+    cases["p.parquet"] = (None, "a Parquet file")
+    for name, (_, what) in cases.items():
+        r = runner.invoke(app, ["info", str(tmp_path / name)])
+        assert r.exit_code == 2
+        assert f"not a gictools trace (looks like {what}" in r.output, r.output
+    bad = gzip.compress(b"plain text inside gzip")
+    with pytest.raises(TraceFormatError, match="not a gictools trace"):
+        TraceReader(io.BytesIO(bad))
+
+
+def test_counts_in_header_and_progress_totals(tmp_path):
+    p = tmp_path / "t.msgpack.gz"
+    with TraceWriter(p, vm=VM) as w:
+        w.command(0, bytes(32))
+        for i in range(5):
+            w.msi(0, 1, i, t_ns=i)
+        w.msi_block(0, np.arange(70_000), np.zeros(70_000, int), np.ones(70_000, int))
+        w.ack(1, 8192)
+    rd = TraceReader(p)
+    assert rd.counts == {"records": 5, "msi_blocks": 3, "msis": 70_005}
+    assert rd.events_total == 1 + 70_005 + 1
+    n = sum(1 for _ in rd)
+    assert n == 5 and rd.events_read == rd.events_total
+    old = TraceReader(T4)  # format 1.0: no counts, progress counts without a total
+    assert old.version == (1, 0) and old.counts is None and old.events_total is None
+    for _ in old:
+        pass
+    assert old.events_read == 1 + 16 + 44 + 1600
+    # the fixed-width counts are patched in place: a plain file is what msgpack sees
+    q = tmp_path / "t.msgpack"
+    with TraceWriter(q, vm=VM) as w:
+        w.msi(0, 1, 2)
+    hdr = next(iter(msgpack.Unpacker(io.BytesIO(q.read_bytes()), raw=False)))
+    assert hdr["counts"] == {"records": 1, "msi_blocks": 1, "msis": 1}
+    assert hdr["version"] == list(F.VERSION)
+
+
+BAD = [  # (writer call, the same record as the file would hold, the field both name)
+    (lambda w: w.msi(0, 1 << 32, 0), [0, 0, None, 0, 1 << 32, 0], "device_id"),
+    (lambda w: w.msi(5, 0, 0), [0, 0, None, 5, 0, 0], "its"),
+    (lambda w: w.msi(0, 0, 0, t_ns=1 << 63), [0, 1 << 63, None, 0, 0, 0], "t_ns"),
+    (lambda w: w.command(0, b"short"), [2, 0, None, 0, b"short"], "raw"),
+    (lambda w: w.reg("gicd", 0, 0, 4, 0, True), [3, 0, None, "gicd", 0, 0, 4, 0, True], "frame"),
+    (
+        lambda w: w.reg("redist", 2, 0, 4, 0, True),
+        [3, 0, None, "redist", 2, 0, 4, 0, True],
+        "index",
+    ),
+    (
+        lambda w: w.reg("its", 0, 0, 4, 1 << 32, True),
+        [3, 0, None, "its", 0, 0, 4, 1 << 32, True],
+        "value",
+    ),
+    (lambda w: w.ctrl("explode", 0), [5, 0, None, "explode", 0, None], "op"),
+    (lambda w: w.ctrl("reset", None), [5, 0, None, "reset", None, None], "its"),
+    (
+        lambda w: w.expect("pending", {"intid": 1, "vcpu": 9, "pending": True}),
+        [6, 0, None, "pending", {"intid": 1, "vcpu": 9, "pending": True}],
+        "args.vcpu",
+    ),
+    (lambda w: w.ack(2, 8192), [7, 0, None, 2, 8192], "vcpu"),
+    (lambda w: w.mem(F.U64_MAX, b"ab"), [4, 0, None, F.U64_MAX, b"ab"], "data"),
+]
+
+
+@pytest.mark.parametrize("call, raw, field", BAD)
+def test_writer_and_reader_share_one_validation(tmp_path, call, raw, field):
+    """The writer refuses what the reader refuses, naming the same field: one validation."""
+    p = tmp_path / "t.msgpack"
+    with pytest.raises(F.FieldError) as ei, TraceWriter(p, vm=VM) as w:
+        call(w)
+    assert ei.value.field == field
+    assert not p.exists()
+    with TraceWriter(p, vm=VM) as w:
+        pass
+    p.write_bytes(p.read_bytes() + msgpack.packb(raw, use_bin_type=True))
+    with pytest.raises(TraceFormatError) as ei:
+        list(TraceReader(p))
+    assert ei.value.field == field and ei.value.record == 1, str(ei.value)

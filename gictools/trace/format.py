@@ -366,14 +366,27 @@ def _head(rec, n):
 
 
 def check_msi(rec, n_its, vcpus):
-    _, t, inj, its, dev, ev = _head(rec, 6)
-    if not (type(its) is int and 0 <= its < n_its):
-        _bad_its(its, n_its)
-    if not (type(dev) is int and 0 <= dev <= _U32):
+    # the per-event hot path of row traces: one call, checks inlined
+    if len(rec) != 6 or type(rec) is not tuple:
+        rec = _trim(rec, 6)
+    _, t, inj, its, dev, ev = rec
+    if not (
+        type(t) is int
+        and 0 <= t <= _T
+        and (inj is None or (type(inj) is int and 0 <= inj <= _U32))
+        and type(its) is int
+        and 0 <= its < n_its
+        and type(dev) is int
+        and 0 <= dev <= _U32
+        and type(ev) is int
+        and 0 <= ev <= _U32
+    ):
+        _head(rec, 6)
+        if not (type(its) is int and 0 <= its < n_its):
+            _bad_its(its, n_its)
         _int(dev, "device_id", 0, _U32)
-    if not (type(ev) is int and 0 <= ev <= _U32):
         _int(ev, "event_id", 0, _U32)
-    return (MSI, t, inj, its, dev, ev)
+    return rec
 
 
 def _col(b, nbytes, n, field):

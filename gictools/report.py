@@ -324,7 +324,7 @@ def _msi_line(t, inj, its, dev, ev):
 
 def _record_json(rec) -> dict:
     tag = rec[0]
-    d = {"kind": F.TAG_NAMES[tag]}
+    d = {"type": F.TAG_NAMES[tag]}
     if tag == F.MSI_BLOCK:
         _, n, its, ts, dev, ev, inj = rec
         d.update(
@@ -370,7 +370,7 @@ def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
                                 "record": ri,
                                 "offset": off,
                                 "index": k,
-                                "kind": "MSI",
+                                "type": "MSI",
                                 "t_ns": tl[k],
                                 "injector": i,
                                 "its": its,

@@ -155,6 +155,7 @@ def info(
         list[Path], typer.Argument(help="trace files or globs (- for stdin)", show_default=False)
     ],
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ):
     """Header, counts by record kind, span of IDs and duration of each trace."""
     from gictools.report import TraceInfo, info_text
@@ -165,10 +166,12 @@ def info(
         try:
             with TraceReader(clikit.input_source(path)) as rd:
                 inf = TraceInfo()
-                for rec in rd:
-                    inf.add(rec)
+                with clikit.progress("info", rd.events_total, quiet=quiet or json_out) as bar:
+                    for rec in rd:
+                        inf.add(rec)
+                        bar.update(rd.events_read)
         except BrokenPipeError:
-            clikit._pipe_closed()
+            clikit.pipe_closed()
         except (GictoolsError, OSError) as e:
             # keep going over the other traces; the exit status says one failed
             clikit.echo(f"gictools: error: {e}", err=True)
@@ -355,6 +358,7 @@ def save(
     at_saves: Annotated[
         bool, typer.Option("--at-saves", help="also write OUT-<k> at each save_tables record")
     ] = False,
+    json_out: JsonOpt = False,
 ):
     """Replay a trace, then save a guest-memory image (KVM ITS ABI rev 0) of the end state."""
     clikit.check_outputs([out], inputs=[trace])
@@ -362,28 +366,35 @@ def save(
 
     with clikit.errors():
         lines = save_trace(trace, out, at_saves=at_saves)
-    clikit.echo("\n".join(lines))
+    _print_report("save", out, lines, json_out)
 
 
 @app.command()
-def restore(image: Annotated[Path, typer.Argument(help="image file")]):
+def restore(
+    image: Annotated[Path, typer.Argument(help="image file")],
+    json_out: JsonOpt = False,
+):
     """Restore an image into a fresh VM (KVM's order); print its devices, ITEs, collections
     and pending LPIs per vCPU."""
     from gictools.saverestore import restore_image
 
     with clikit.errors():
         lines = restore_image(image)
-    clikit.echo("\n".join(lines))
+    _print_report("restore", image, lines, json_out)
+
+
+def _print_report(kind, path, lines, json_out, **extra):
+    if json_out:
+        clikit.print_json(clikit.json_doc(kind, file=os.fspath(path), **extra, report=lines))
+    else:
+        clikit.echo("\n".join(lines))
 
 
 def _check(kind, fn, arg, json_out):
     """Run a library check returning (ok, lines); print; exit 0 / 1 / 2."""
     with clikit.errors():
         ok, lines = fn(arg)
-    if json_out:
-        clikit.print_json(clikit.json_doc(kind, file=os.fspath(arg), ok=ok, report=lines))
-    else:
-        clikit.echo("\n".join(lines))
+    _print_report(kind, arg, lines, json_out, ok=ok)
     raise typer.Exit(0 if ok else EXIT_CHECK_FAILED)
 
 

@@ -109,7 +109,7 @@ def fail(e: Exception | str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _pipe_closed() -> NoReturn:
+def pipe_closed() -> NoReturn:
     """The reader of stdout went away (`| head`): stop quietly with success, as cat does.
     stdout is pointed at /dev/null so that the interpreter's last flush cannot complain."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -128,7 +128,7 @@ def errors() -> Iterator[None]:
     try:
         yield
     except BrokenPipeError:
-        _pipe_closed()
+        pipe_closed()
     except (GictoolsError, OSError) as e:
         fail(e)
 
@@ -138,7 +138,7 @@ def echo(text: str = "", *, err: bool = False) -> None:
     try:
         typer.echo(text, err=err)
     except BrokenPipeError:
-        _pipe_closed()
+        pipe_closed()
 
 
 def _json_default(o: Any) -> Any:
@@ -204,12 +204,23 @@ def output_target(path: Path | str):
     return sys.stdout.buffer if os.fspath(path) == STDIO else path
 
 
-def check_outputs(outs, inputs=()) -> None:
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def check_outputs(outs, inputs=(), *, binary: bool = True) -> None:
     """Run before any work: every output must be writable where it is going, and none may be
     one of the inputs. Exits 2 at once with the reason (a directory, a missing or read-only
-    directory, the same file as an input)."""
+    directory, the same file as an input, binary data for `-` when stdout is a terminal)."""
     for out in outs:
-        if out is None or os.fspath(out) == STDIO:
+        if out is not None and os.fspath(out) == STDIO:
+            if binary and _isatty(sys.stdout):
+                fail("refusing to write binary data to a terminal (redirect or pipe `-o -`)")
+            continue
+        if out is None:
             continue
         p = Path(out)
         if p.is_dir():
@@ -247,28 +258,35 @@ class _NoBar:
 
 
 class _Bar(_NoBar):
-    def __init__(self, prog, task):
-        self._prog, self._task = prog, task
+    """Calls per event are cheap: rich is told only every _step events (and at the end)."""
+
+    def __init__(self, prog, task, total):
+        self._prog, self._task, self._sent = prog, task, 0
+        self.set_total(total)
+
+    def _send(self):
+        self._sent = self.completed
+        self._prog.update(self._task, completed=self.completed)
 
     def advance(self, n: int = 1) -> None:
         self.completed += n
-        self._prog.update(self._task, completed=self.completed)
+        if self.completed - self._sent >= self._step:
+            self._send()
 
     def update(self, completed: int) -> None:
         self.completed = completed
-        self._prog.update(self._task, completed=completed)
+        if completed - self._sent >= self._step:
+            self._send()
 
     def set_total(self, total: int | None) -> None:
         self.total = total
+        self._step = max(1, (total or 0) // 1000) if total else 1024
         self._prog.update(self._task, total=total)
 
 
 def progress_shown(quiet: bool = False) -> bool:
     """Whether a bar would be drawn: stderr is a terminal and not --quiet."""
-    try:
-        return not quiet and sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
+    return not quiet and _isatty(sys.stderr)
 
 
 @contextlib.contextmanager
@@ -309,4 +327,6 @@ def progress(label: str, total: int | None = None, *, quiet: bool = False, unit:
     )
     task = prog.add_task(label, total=total)
     with prog:
-        yield _Bar(prog, task)
+        bar = _Bar(prog, task, total)
+        yield bar
+        bar._send()

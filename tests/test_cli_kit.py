@@ -179,3 +179,34 @@ def test_python_older_than_311_stops_with_a_message():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1
     assert "gictools needs Python >= 3.11 (this is Python 3.10)" in p.stderr
+
+
+def test_choices_tab_complete():
+    env = {
+        **os.environ,
+        "_GICTOOLS_COMPLETE": "complete_bash",
+        "COMP_WORDS": "gictools gen lpi-stress --routing ",
+        "COMP_CWORD": "4",
+    }
+    code = "from gictools.cli import app; app(prog_name='gictools')"
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert p.stdout.split() == ["as-measured", "fixed"], p.stderr
+
+
+def test_binary_to_a_terminal_refused(monkeypatch):
+    import typer
+
+    monkeypatch.setattr(sys, "stdout", _Tty())
+    with pytest.raises(typer.Exit) as ei:
+        clikit.check_outputs(["-"])
+    assert ei.value.exit_code == 2
+    clikit.check_outputs(["-"], binary=False)  # text to a terminal is fine
+
+
+def test_many_small_updates_reach_the_bar(monkeypatch):
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    with clikit.progress("x", total=100_000) as bar:
+        for _ in range(100_000):
+            bar.advance(1)
+    assert "100,000/100,000" in tty.getvalue() or "100000/100000" in tty.getvalue()

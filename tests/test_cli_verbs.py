@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from gictools.cli import app
@@ -111,12 +110,19 @@ def test_dump_json_lines(tmp_path):
     assert block["type"] == "MSI_BLOCK" and block["n"] == 6 and block["device_ids"] == [5, 6]
 
 
-@pytest.mark.parametrize("verb", ["roundtrip"])
-def test_check_verbs_json(verb):
-    r = runner.invoke(app, [verb, "--json", str(T4)])
+def test_image_verbs_json(tmp_path):
+    img = tmp_path / "t.img"
+    r = runner.invoke(app, ["save", "--json", str(T4), "-o", str(img)])
     doc = json.loads(r.output)
-    assert doc["schema"] == f"gictools.{verb}/1" and doc["ok"] is (r.exit_code == 0)
-    assert doc["report"] and all(isinstance(x, str) for x in doc["report"])
+    assert r.exit_code == 0 and doc["schema"] == "gictools.save/1" and doc["file"] == str(img)
+    for verb in ("roundtrip", "inspect", "restore"):
+        r = runner.invoke(app, [verb, "--json", str(img)])
+        doc = json.loads(r.output)
+        assert doc["schema"] == f"gictools.{verb}/1"
+        if verb != "restore":
+            assert doc["ok"] is (r.exit_code == 0)
+        text = runner.invoke(app, [verb, str(img)]).output
+        assert doc["report"] == text.splitlines()
 
 
 def test_gen_json(tmp_path):

@@ -368,7 +368,7 @@ def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
                         yield json.dumps(
                             {
                                 "record": ri,
-                                "offset": off,
+                                "byte_offset": off,
                                 "index": k,
                                 "type": "MSI",
                                 "t_ns": tl[k],
@@ -388,6 +388,6 @@ def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
         else:
             extra = ""
         if as_json:
-            yield json.dumps({"record": ri, "offset": off, **_record_json(rec)}, default=str)
+            yield json.dumps({"record": ri, "byte_offset": off, **_record_json(rec)}, default=str)
         else:
             yield f"{ri:>8} @{off:<10} {describe_record(rec)}{extra}"

@@ -101,7 +101,9 @@ def test_dump_json_lines(tmp_path):
     objs = [json.loads(ln) for ln in _dump(p, "--json", "--expand")]
     assert [o["type"] for o in objs] == ["COMMAND"] * 2 + ["MSI"] * 6 + ["ACK", "REG", "EXPECT"]
     assert objs[0]["command"] == "MAPD" and objs[0]["fields"]["DeviceID"] == 5
-    assert objs[0]["record"] == 1 and isinstance(objs[0]["offset"], int)
+    assert objs[0]["record"] == 1 and isinstance(objs[0]["byte_offset"], int)
+    reg = objs[-2]
+    assert reg["type"] == "REG" and reg["offset"] == 0x70 and reg["byte_offset"] > 0
     msi = objs[3]
     assert (msi["index"], msi["device_id"], msi["event_id"], msi["t_ns"]) == (1, 5, 1, 1001)
     assert objs[-1]["kind"] == "pending"

@@ -166,10 +166,8 @@ def info(
         try:
             with TraceReader(clikit.input_source(path)) as rd:
                 inf = TraceInfo()
-                with clikit.progress("info", rd.events_total, quiet=quiet or json_out) as bar:
-                    for rec in rd:
-                        inf.add(rec)
-                        bar.update(rd.events_read)
+                for rec in clikit.track(rd, "info", quiet=quiet or json_out):
+                    inf.add(rec)
         except BrokenPipeError:
             clikit.pipe_closed()
         except (GictoolsError, OSError) as e:

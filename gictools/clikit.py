@@ -284,6 +284,15 @@ class _Bar(_NoBar):
         self._prog.update(self._task, total=total)
 
 
+def track(reader, label: str, *, quiet: bool = False):
+    """A TraceReader's records, with a progress bar in events (the trace's own counts give
+    the total when it has them)."""
+    with progress(label, reader.events_total, quiet=quiet) as bar:
+        for rec in reader:
+            yield rec
+            bar.update(reader.events_read)
+
+
 def progress_shown(quiet: bool = False) -> bool:
     """Whether a bar would be drawn: stderr is a terminal and not --quiet."""
     return not quiet and _isatty(sys.stderr)

@@ -154,3 +154,72 @@ def test_writer_and_reader_share_one_validation(tmp_path, call, raw, field):
     with pytest.raises(TraceFormatError) as ei:
         list(TraceReader(p))
     assert ei.value.field == field and ei.value.record == 1, str(ei.value)
+
+
+# --- property: whatever the writer accepts the reader accepts, and both refuse the same field --
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_any = st.one_of(
+    st.integers(-3, 3),
+    st.integers(-(1 << 63), F.U64_MAX),  # what msgpack can encode
+    st.sampled_from([1 << 63, (1 << 32) - 1, 1 << 32, F.U64_MAX]),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(["its", "redist", "its-user", "reset", "save_tables", "save_pending_tables"]),
+    st.binary(max_size=40),
+    st.just(bytes(32)),
+)
+_small = st.one_of(st.integers(0, 3), _any)
+_args = st.dictionaries(
+    st.sampled_from(["intid", "vcpu", "pending", "ret", "error", "priority", "enabled"]), _small
+)
+_RECORDS = {  # tag -> (writer call from the record's fields, field strategies)
+    F.MSI: (lambda w, t, i, its, d, e: w.msi(its, d, e, t_ns=t, injector=i), [_small] * 3),
+    F.COMMAND: (lambda w, t, i, its, raw: w.command(its, raw, t, i), [_small, _any]),
+    F.REG: (
+        lambda w, t, i, fr, ix, o, sz, v, wr: w.reg(fr, ix, o, sz, v, wr, t, i),
+        [_any, _small, _small, st.sampled_from([4, 8, 2, True]), _any, _any],
+    ),
+    F.MEM: (lambda w, t, i, gpa, data: w.mem(gpa, data, t, i), [_any, _any]),
+    F.CTRL: (lambda w, t, i, op, its, ret: w.ctrl(op, its, ret, t, i), [_any, _small, _any]),
+    F.EXPECT: (
+        lambda w, t, i, kind, args: w.expect(kind, args, t, i),
+        [st.sampled_from(["pending", "msi", "lpi", "future", 5]), st.one_of(_args, _any)],
+    ),
+    F.ACK: (lambda w, t, i, v, intid: w.ack(v, intid, t, i), [_small, _any]),
+}
+
+
+@st.composite
+def _record(draw):
+    tag = draw(st.sampled_from(sorted(_RECORDS)))
+    call, fields = _RECORDS[tag]
+    t = draw(st.one_of(st.integers(0, 10), _any).filter(lambda v: v is not None))  # None: default
+    inj = draw(st.one_of(st.none(), _small))
+    return tag, call, [t, inj, *(draw(f) for f in fields)]
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rec=_record())
+def test_writer_and_reader_agree_on_every_record(tmp_path, rec):
+    tag, call, fields = rec
+    p = tmp_path / "w.msgpack"
+    try:
+        with TraceWriter(p, vm=VM) as w:
+            call(w, *fields)
+        w_err = None
+    except F.FieldError as e:
+        w_err = e.field
+    q = tmp_path / "r.msgpack"
+    with TraceWriter(q, vm=VM):
+        pass
+    q.write_bytes(q.read_bytes() + msgpack.packb([tag, *fields], use_bin_type=True))
+    try:
+        list(TraceReader(q))
+        r_err = None
+    except TraceFormatError as e:
+        r_err = e.field
+    assert w_err == r_err, (fields, w_err, r_err)

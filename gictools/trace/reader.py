@@ -4,8 +4,10 @@ The one choke point for trace input: every problem in a file, whatever layer
 notices it (gzip, msgpack, numpy, a type check), leaves as TraceFormatError
 naming the record index, its byte offset and the field. Objects are numbered
 in file order: the header is record 0, the first record proper is 1. Offsets
-count bytes of the msgpack stream (after gzip decompression when the file is
-gzip-compressed).
+count bytes of the msgpack stream (after decompression when the file is gzip or
+zstd, recognised by magic). Takes a path or a binary stream (stdin: no seeking);
+a file that is not a trace is named by what it looks like. Records are validated
+by gictools.trace.format's checks, the writer's too.
 
     rd = TraceReader("t.msgpack")
     rd.header["vm"]["vcpus"]
@@ -15,6 +17,8 @@ gzip-compressed).
 
 import os
 import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import msgpack
 
@@ -216,7 +220,7 @@ class TraceReader:
     (written before format 1.1, or streamed); events_read: events yielded so far. Both
     are for progress bars."""
 
-    def __init__(self, path_or_fileobj):
+    def __init__(self, path_or_fileobj: str | os.PathLike | BinaryIO):
         self.record_index = 0  # index of the record last yielded (0: the header)
         self.offset = 0  # byte offset of the record last yielded
         self.events_read = 0
@@ -284,7 +288,7 @@ class TraceReader:
         except Exception as e:
             raise self._error(f"header: {_describe(e)}", 0, 0) from None
 
-    def close(self):
+    def close(self) -> None:
         """Closes the file if the reader opened it (iteration's end closes it too)."""
         f, self._file = getattr(self, "_file", None), None
         if f is None:
@@ -301,7 +305,7 @@ class TraceReader:
     def __exit__(self, *exc):
         self.close()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple]:
         if self._iterated:
             raise RuntimeError("a TraceReader iterates once; open another for a second pass")
         self._iterated = True

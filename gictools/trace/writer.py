@@ -21,6 +21,7 @@ import sys
 import tempfile
 import zlib
 from array import array
+from typing import BinaryIO
 
 import msgpack
 import numpy as np
@@ -57,7 +58,15 @@ def _num(v):
 class TraceWriter:
     """Context manager writing one trace file (see module doc)."""
 
-    def __init__(self, path, vm, source="", metadata=None, *, compression=None):
+    def __init__(
+        self,
+        path: str | os.PathLike | BinaryIO,
+        vm: dict,
+        source: str = "",
+        metadata: dict | None = None,
+        *,
+        compression: str | None = None,
+    ):
         self._stream = None if isinstance(path, (str, bytes, os.PathLike)) else path
         self.path = os.fsdecode(path) if self._stream is None else getattr(path, "name", None)
         if compression is None:
@@ -125,7 +134,7 @@ class TraceWriter:
     def msis(self) -> int:
         return self.events
 
-    def close(self):
+    def close(self) -> None:
         """Flush, write the counts into the header, then put the trace at its place."""
         if self._closed:
             return
@@ -158,7 +167,7 @@ class TraceWriter:
             raise
         self._closed = True
 
-    def abort(self):
+    def abort(self) -> None:
         """Drop everything written: remove the temporary file; path is untouched."""
         if self._closed:
             return
@@ -178,7 +187,14 @@ class TraceWriter:
         self._a_ts, self._a_dev = self._ts.append, self._dev.append
         self._a_ev, self._a_inj = self._ev.append, self._inj.append
 
-    def msi(self, its, device_id, event_id, t_ns=None, injector=None):
+    def msi(
+        self,
+        its: int,
+        device_id: int,
+        event_id: int,
+        t_ns: int | None = None,
+        injector: int | None = None,
+    ) -> None:
         """One MSI, buffered into the current MSI_BLOCK."""
         if t_ns is None:
             t_ns = self._t
@@ -229,7 +245,7 @@ class TraceWriter:
         self.msi_blocks += 1
         self.events += n
 
-    def msi_block(self, its, ts, dev, ev, inj=None):
+    def msi_block(self, its: int, ts, dev, ev, inj=None) -> None:
         """A run of MSIs on one ITS from columns (numpy arrays or int sequences of equal
         length); written as MSI_BLOCK records of at most MAX_BLOCK events."""
         self._flush_msis()
@@ -268,12 +284,24 @@ class TraceWriter:
         self._t = rec[1]
         self.records += 1
 
-    def command(self, its, raw32, t_ns=None, injector=None):
+    def command(
+        self, its: int, raw32: bytes, t_ns: int | None = None, injector: int | None = None
+    ) -> None:
         """An ITS command, the 32 bytes the guest wrote into the queue."""
         raw = bytes(raw32) if isinstance(raw32, (bytearray, memoryview)) else raw32
         self._record(F.check_command, F.COMMAND, t_ns, injector, _num(its), raw)
 
-    def reg(self, frame, index, offset, size, value, is_write, t_ns=None, injector=None):
+    def reg(
+        self,
+        frame: str,
+        index: int,
+        offset: int,
+        size: int,
+        value: int | None,
+        is_write: bool,
+        t_ns: int | None = None,
+        injector: int | None = None,
+    ) -> None:
         """A register access: frame "its" (index = ITS) or "redist" (index = vCPU)."""
         self._record(
             F.check_reg,
@@ -288,21 +316,34 @@ class TraceWriter:
             is_write,
         )
 
-    def mem(self, gpa, data, t_ns=None, injector=None):
+    def mem(
+        self, gpa: int, data: bytes, t_ns: int | None = None, injector: int | None = None
+    ) -> None:
         """A guest memory write of data at guest-physical address gpa."""
         data = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
         self._record(F.check_mem, F.MEM, t_ns, injector, _num(gpa), data)
 
-    def ctrl(self, op, its=None, ret=None, t_ns=None, injector=None):
+    def ctrl(
+        self,
+        op: str,
+        its: int | None = None,
+        ret: int | None = None,
+        t_ns: int | None = None,
+        injector: int | None = None,
+    ) -> None:
         """A device control operation (F.CTRL_OPS) and the result observed, if any."""
         self._record(F.check_ctrl, F.CTRL, t_ns, injector, op, _num(its), _num(ret))
 
-    def expect(self, kind, args, t_ns=None, injector=None):
+    def expect(
+        self, kind: str, args: dict, t_ns: int | None = None, injector: int | None = None
+    ) -> None:
         """An expectation on model state (F.EXPECT_KINDS; other kinds are written as given)."""
         args = dict(args) if isinstance(args, dict) else args
         self._record(F.check_expect, F.EXPECT, t_ns, injector, kind, args)
 
-    def ack(self, vcpu, intid, t_ns=None, injector=None):
+    def ack(
+        self, vcpu: int, intid: int, t_ns: int | None = None, injector: int | None = None
+    ) -> None:
         """The vCPU took the LPI: its pending state clears."""
         self._record(F.check_ack, F.ACK, t_ns, injector, _num(vcpu), _num(intid))
 
@@ -322,7 +363,7 @@ def _copy(src, dst, compression):
             closed = False
             write, flush = dst.write, dst.flush
 
-            def close(self):
+            def close(self) -> None:
                 pass
 
         z = pa.CompressedOutputStream(pa.PythonFile(_W(), mode="w"), "zstd")

@@ -271,7 +271,7 @@ def dump(
     with clikit.errors():
         rd = TraceReader(clikit.input_source(trace))
         for n, line in enumerate(dump_lines(rd, flt, expand=expand, as_json=json_out), 1):
-            clikit.echo(line)
+            clikit.echo(clikit.to_json(line, compact=True) if json_out else line)
             if n == count:
                 rd.close()
                 break

@@ -13,6 +13,7 @@ pyarrow, the model) is imported at module level.
 import contextlib
 import glob
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -153,10 +154,26 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def to_json(doc: Any) -> str:
-    """doc as the CLI prints JSON: indented, keys in insertion order, numpy/bytes/paths
-    converted (bytes as hex)."""
-    return json.dumps(doc, indent=2, default=_json_default, allow_nan=False)
+def _finite(o: Any) -> Any:
+    """NaN and infinities (a trace's metadata may hold them) as strings: JSON has no such
+    numbers, and a consumer must never see Python's non-standard NaN."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def to_json(doc: Any, *, compact: bool = False) -> str:
+    """doc as the CLI prints JSON: indented (or one line), keys in insertion order,
+    numpy/bytes/paths converted (bytes as hex), never NaN."""
+    kw = {"separators": (",", ":")} if compact else {"indent": 2}
+    try:
+        return json.dumps(doc, default=_json_default, allow_nan=False, **kw)
+    except ValueError:
+        return json.dumps(_finite(doc), default=_json_default, allow_nan=False, **kw)
 
 
 def print_json(doc: Any) -> None:

@@ -221,8 +221,8 @@ def parse_time_ns(v: str) -> int:
         t = float(num) * mult if any(c in num for c in ".eE") else int(num, 0) * mult
     except ValueError:
         raise ValueError(f"{v!r} is not a time (ns, or a number with ns/us/ms/s)") from None
-    if t < 0:
-        raise ValueError(f"{v!r}: a time is >= 0")
+    if not 0 <= t <= F.T_MAX:
+        raise ValueError(f"{v!r}: a time is in 0..2^63 ns")
     return int(t)
 
 
@@ -346,9 +346,8 @@ def _record_json(rec) -> dict:
 
 
 def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
-    """The lines of `gictools dump` (text, or one JSON object per line), lazily."""
-    import json
-
+    """The lines of `gictools dump`, lazily: text, or (as_json) one dict per line for the
+    CLI's JSON printer."""
     for rec in rd:
         if not flt.record_ok(rec):
             continue
@@ -365,7 +364,7 @@ def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
                 for k in idx:
                     i = None if il is None else il[k]
                     if as_json:
-                        yield json.dumps(
+                        yield (
                             {
                                 "record": ri,
                                 "byte_offset": off,
@@ -388,6 +387,6 @@ def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
         else:
             extra = ""
         if as_json:
-            yield json.dumps({"record": ri, "byte_offset": off, **_record_json(rec)}, default=str)
+            yield {"record": ri, "byte_offset": off, **_record_json(rec)}
         else:
             yield f"{ri:>8} @{off:<10} {describe_record(rec)}{extra}"

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from gictools.cli import app
@@ -148,3 +149,22 @@ def test_summary_table_rich_on_a_terminal_plain_when_piped():
     assert len(widths) == 1  # aligned columns: every line as wide as the table
     fancy = summary_table(reps, fancy=True)
     assert "\x1b[" in fancy  # styled for a terminal
+
+
+def test_json_output_stays_json_for_hostile_values(tmp_path):
+    """A trace's metadata and EXPECT args may hold NaN, infinities and bytes: --json still
+    prints standard JSON."""
+    p = tmp_path / "nan.msgpack"
+    meta = {"nan": float("nan"), "inf": float("-inf"), "raw": b"\x00\xff"}
+    with TraceWriter(p, vm={"vcpus": 1, "itses": [{"base": 0}]}, metadata=meta) as w:
+        w.expect("future-kind", {"x": float("inf"), "b": b"\x01"})
+    r = runner.invoke(app, ["info", "--json", str(p)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output, parse_constant=lambda c: pytest.fail(f"non-standard {c}"))
+    assert doc["traces"][0]["metadata"] == {"nan": "nan", "inf": "-inf", "raw": "00ff"}
+    (line,) = _dump(p, "--json")
+    obj = json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard {c}"))
+    assert obj["args"] == {"x": "inf", "b": "01"}
+    for bad in ("1e400s", "nan", "-1"):
+        r = runner.invoke(app, ["dump", str(p), "--to", bad])
+        assert r.exit_code == 2, (bad, r.output)

@@ -223,3 +223,20 @@ def test_writer_and_reader_agree_on_every_record(tmp_path, rec):
     except TraceFormatError as e:
         r_err = e.field
     assert w_err == r_err, (fields, w_err, r_err)
+
+
+@pytest.mark.parametrize("name", ["t.msgpack", "t.msgpack.gz", "t.msgpack.zst"])
+def test_writer_errors_name_the_users_path_and_mode_follows_umask(tmp_path, name):
+    import os
+
+    with pytest.raises(OSError) as ei:
+        TraceWriter(tmp_path / "missing" / name, vm=VM)
+    assert ei.value.filename == str(tmp_path / "missing" / name)
+    old = os.umask(0o027)
+    try:
+        with TraceWriter(tmp_path / name, vm=VM) as w:
+            w.ack(0, 8192)
+    finally:
+        os.umask(old)
+    assert (tmp_path / name).stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [name]

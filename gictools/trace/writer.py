@@ -108,12 +108,13 @@ class TraceWriter:
         self._closed = False
         self._tmp = None
         if self._stream is None and compression == "none":
-            d, base = os.path.split(os.path.abspath(self.path))
-            fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=d)
-            self._f = os.fdopen(fd, "w+b", buffering=_CHUNK)
+            self._f = os.fdopen(self._temp_next_to_path(), "w+b", buffering=_CHUNK)
         else:  # finished at close(): compressed into path, or copied into the stream
             d = None if self._stream is not None else os.path.dirname(os.path.abspath(self.path))
-            self._f = tempfile.TemporaryFile(dir=d, buffering=_CHUNK)
+            try:
+                self._f = tempfile.TemporaryFile(dir=d, buffering=_CHUNK)
+            except OSError as e:
+                raise OSError(e.errno, e.strerror, self.path) from None
         try:
             self._f.write(head)
         except BaseException:
@@ -146,8 +147,7 @@ class TraceWriter:
             f.flush()
             if self._tmp is not None:
                 f.close()
-                os.chmod(self._tmp, 0o666 & ~_umask())
-                os.replace(self._tmp, self.path)
+                self._publish()
             elif self._stream is not None:
                 f.seek(0)
                 _copy(f, self._stream, self.compression)
@@ -155,17 +155,30 @@ class TraceWriter:
                 f.close()
             else:
                 f.seek(0)
-                d, base = os.path.split(os.path.abspath(self.path))
-                fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=d)
-                with os.fdopen(fd, "wb") as out:
+                with os.fdopen(self._temp_next_to_path(), "wb") as out:
                     _copy(f, out, self.compression)
                 f.close()
-                os.chmod(self._tmp, 0o666 & ~_umask())
-                os.replace(self._tmp, self.path)
+                self._publish()
         except BaseException:
             self.abort()
             raise
         self._closed = True
+
+    # the temporary file and its rename: the one place where a trace becomes path
+    def _temp_next_to_path(self) -> int:
+        d, base = os.path.split(os.path.abspath(self.path))
+        try:
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=d)
+        except OSError as e:  # name the user's path, not the temporary one
+            raise OSError(e.errno, e.strerror, self.path) from None
+        return fd
+
+    def _publish(self) -> None:
+        try:
+            os.chmod(self._tmp, 0o666 & ~_umask())  # as open() would have created path
+            os.replace(self._tmp, self.path)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, self.path) from None
 
     def abort(self) -> None:
         """Drop everything written: remove the temporary file; path is untouched."""

@@ -218,7 +218,9 @@ def dump(
     trace: Annotated[Path, typer.Argument(help="trace file (- for stdin)")],
     count: Annotated[
         int | None,
-        typer.Option("-n", "--count", "--limit", min=0, help="print at most N lines"),
+        typer.Option(
+            "-n", "--count", "--limit", min=0, help="print N records (with --expand, N MSIs)"
+        ),
     ] = None,
     expand: Annotated[
         bool, typer.Option("--expand", "-x", help="MSI blocks as one line per MSI")

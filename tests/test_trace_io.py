@@ -213,6 +213,11 @@ def test_writer_and_reader_agree_on_every_record(tmp_path, rec):
         w_err = None
     except F.FieldError as e:
         w_err = e.field
+    else:  # the counts the writer put in the header are the file's
+        rd = TraceReader(p)
+        recs = list(rd)
+        assert rd.counts["records"] == len(recs) == 1
+        assert rd.events_read == rd.events_total == 1
     q = tmp_path / "r.msgpack"
     with TraceWriter(q, vm=VM):
         pass

@@ -208,8 +208,13 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
 
 
 def input_source(path: Path | str):
-    """What a reader takes: the path, or stdin's binary stream for `-`."""
-    return sys.stdin.buffer if os.fspath(path) == STDIO else path
+    """What a reader takes: the path, or stdin's binary stream for `-` (not a terminal:
+    a trace is binary, and waiting for one typed in helps nobody)."""
+    if os.fspath(path) != STDIO:
+        return path
+    if _isatty(sys.stdin):
+        fail("refusing to read a trace from a terminal (pipe or redirect one into `-`)")
+    return sys.stdin.buffer
 
 
 def input_name(path: Path | str) -> str:

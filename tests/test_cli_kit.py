@@ -210,3 +210,13 @@ def test_many_small_updates_reach_the_bar(monkeypatch):
         for _ in range(100_000):
             bar.advance(1)
     assert "100,000/100,000" in tty.getvalue() or "100000/100000" in tty.getvalue()
+
+
+def test_stdin_terminal_refused(monkeypatch):
+    import typer
+
+    monkeypatch.setattr(sys, "stdin", _Tty())
+    with pytest.raises(typer.Exit) as ei:
+        clikit.input_source("-")
+    assert ei.value.exit_code == 2
+    assert clikit.input_source("t.msgpack") == "t.msgpack"

@@ -201,7 +201,7 @@ def _record(draw):
 
 
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(rec=_record())
 def test_writer_and_reader_agree_on_every_record(tmp_path, rec):

@@ -1,15 +1,36 @@
-"""The gictools command line: parse, call the library, print. No model logic here."""
+"""The gictools command line: parse, call the library, print. No model logic here.
+
+Only typer and gictools.clikit are imported at module level: each command imports what
+it needs, so `gictools --help` starts fast (docs/cli-json.md: the --json documents).
+"""
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gictools import __version__
+from gictools import __version__, clikit
+from gictools.clikit import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    DevicesOpt,
+    EventsOpt,
+    IterationsOpt,
+    JsonOpt,
+    QuietOpt,
+    RoutingOpt,
+    VcpusOpt,
+)
 from gictools.errors import GictoolsError
+
+
+def _version_callback(value: bool):
+    if value:
+        clikit.echo(f"gictools {__version__}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     rich_markup_mode="rich",
@@ -18,27 +39,38 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Model, record, replay and save/restore KVM's virtual GICv3 ITS.",
 )
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_version_callback,
+            is_eager=True,
+            help="print the version and exit",
+        ),
+    ] = False,
+):
+    """Model, record, replay and save/restore KVM's virtual GICv3 ITS."""
+
+
 gen_app = typer.Typer(no_args_is_help=True, help="Generate workload traces.")
 app.add_typer(gen_app, name="gen")
 
-EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 1, 2
-
-# vgic_lpi_stress's flags, shared by `gen lpi-stress` and `predict lpi-stress`
-VcpusOpt = Annotated[int, typer.Option("-v", help="vCPUs")]
-DevicesOpt = Annotated[int, typer.Option("-d", help="devices (one injector each)")]
-EventsOpt = Annotated[int, typer.Option("-e", help="events per device")]
-IterationsOpt = Annotated[int, typer.Option("-i", help="iterations")]
-
 
 def _fail(e: Exception):
-    typer.echo(f"gictools: error: {e}", err=True)
-    raise typer.Exit(EXIT_BAD_INPUT) from None
+    clikit.fail(e)
 
 
 def _progress(total: int, quiet: bool, label: str):
-    """A rich progress bar on a terminal; None (quiet) when piped or --quiet."""
-    if quiet or not sys.stdout.isatty() or total <= 0:
+    """A rich progress bar on stderr on a terminal; None (quiet) when piped or --quiet.
+    (Kept for verbs not yet on clikit.progress, which counts events.)"""
+    if total <= 0 or not clikit.progress_shown(quiet):
         return None, None
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
     prog = Progress(
@@ -47,26 +79,11 @@ def _progress(total: int, quiet: bool, label: str):
         "[progress.percentage]{task.percentage:>3.0f}%",
         TransferSpeedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),
         transient=True,
     )
     task = prog.add_task(label, total=total)
     return prog, lambda done: prog.update(task, completed=done)
-
-
-@app.command()
-def version():
-    """Print the version and run a one-line self-check of the model."""
-    from gictools import VM
-    from gictools.guest import Guest
-
-    vm = VM(1)
-    its = vm.add_its()
-    g = Guest(vm, its)
-    g.enable_lpis()
-    ok = (g.mapc(0, 0), g.mapd(0, 4), g.mapti(0, 1, 8192, 0)) == (0, 0, 0)
-    ok = ok and vm.signal_msi(its, 0, 1).ret == 1 and vm.pending_lpis(0) == [8192]
-    typer.echo(f"gictools {__version__}: self-check {'ok' if ok else 'FAILED'}")
-    raise typer.Exit(0 if ok else EXIT_CHECK_FAILED)
 
 
 @app.command()
@@ -133,40 +150,133 @@ def replay(
 
 
 @app.command()
-def info(trace: Annotated[Path, typer.Argument(help="trace file")]):
-    """Header, counts by record kind, span of IDs and duration of a trace."""
-    from gictools.report import TraceInfo
+def info(
+    traces: Annotated[
+        list[Path], typer.Argument(help="trace files or globs (- for stdin)", show_default=False)
+    ],
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Header, counts by record kind, span of IDs and duration of each trace."""
+    from gictools.report import TraceInfo, info_text
     from gictools.trace.reader import TraceReader
 
+    docs, failed = [], False
+    for i, path in enumerate(clikit.expand_inputs(traces)):
+        try:
+            with TraceReader(clikit.input_source(path)) as rd:
+                inf = TraceInfo()
+                for rec in clikit.track(rd, "info", quiet=quiet or json_out):
+                    inf.add(rec)
+        except BrokenPipeError:
+            clikit.pipe_closed()
+        except (GictoolsError, OSError) as e:
+            # keep going over the other traces; the exit status says one failed
+            clikit.echo(f"gictools: error: {e}", err=True)
+            failed = True
+            continue
+        name = clikit.input_name(path)
+        if json_out:
+            docs.append(inf.as_dict(name, rd.header))
+        else:
+            if i:
+                clikit.echo()
+            clikit.echo(info_text(inf, name, rd.header))
+    if json_out:
+        clikit.print_json(clikit.json_doc("info", traces=docs))
+    raise typer.Exit(EXIT_BAD_INPUT if failed else 0)
+
+
+def _ints(values: list[str] | None, what: str) -> set | None:
+    """--device 0x10 --device 3: the set of ints (hex or decimal), None if not given."""
+    if not values:
+        return None
+    out = set()
+    for v in values:
+        for part in v.split(","):
+            try:
+                out.add(int(part, 0))
+            except ValueError:
+                raise typer.BadParameter(f"{part!r} is not an integer", param_hint=what) from None
+    return out
+
+
+def _time_ns(v: str | None, what: str) -> int | None:
+    """A time as ns: 1500, 1.5us, 2ms, 0.1s."""
+    if v is None:
+        return None
+    from gictools.report import parse_time_ns
+
     try:
-        rd = TraceReader(trace)
-        inf = TraceInfo()
-        for rec in rd:
-            inf.add(rec)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo(inf.text(rd.header))
+        return parse_time_ns(v)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=what) from None
 
 
 @app.command()
 def dump(
-    trace: Annotated[Path, typer.Argument(help="trace file")],
-    limit: Annotated[int | None, typer.Option("--limit", "-n", help="stop after N records")] = None,
+    trace: Annotated[Path, typer.Argument(help="trace file (- for stdin)")],
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "-n", "--count", "--limit", min=0, help="print N records (with --expand, N MSIs)"
+        ),
+    ] = None,
+    expand: Annotated[
+        bool, typer.Option("--expand", "-x", help="MSI blocks as one line per MSI")
+    ] = False,
+    device: Annotated[
+        list[str] | None, typer.Option("--device", help="only this DeviceID (repeat, or a,b)")
+    ] = None,
+    event: Annotated[
+        list[str] | None, typer.Option("--event", help="only this EventID (repeat, or a,b)")
+    ] = None,
+    vcpu: Annotated[
+        list[str] | None, typer.Option("--vcpu", help="only records naming this vCPU index")
+    ] = None,
+    its: Annotated[list[str] | None, typer.Option("--its", help="only this ITS index")] = None,
+    op: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--op",
+            help="only these record kinds or command mnemonics (msi, command, reg, mem, "
+            "ctrl, expect, ack, MAPTI, INV, ...; repeat, or a,b)",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="from this time (ns, or 1.5us, 2ms, 0.1s)")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="up to this time, inclusive")] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="one JSON object per line (docs/cli-json.md)")
+    ] = False,
 ):
-    """List a trace's records, commands disassembled."""
-    from gictools.report import describe_record
+    """List a trace's records as trace-cmd report does: index, offset, kind, fields."""
+    from gictools.report import DumpFilter, dump_lines
     from gictools.trace.reader import TraceReader
 
+    flt = DumpFilter(
+        devices=_ints(device, "--device"),
+        events=_ints(event, "--event"),
+        vcpus=_ints(vcpu, "--vcpu"),
+        itses=_ints(its, "--its"),
+        ops=None if not op else {x for v in op for x in v.split(",") if x},
+        t_from=_time_ns(start, "--from"),
+        t_to=_time_ns(end, "--to"),
+    )
     try:
-        rd = TraceReader(trace)
-        for rec in rd:
-            if limit is not None and rd.record_index >= limit:
+        flt.check()
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--op") from None
+    if count == 0:
+        raise typer.Exit(0)
+    with clikit.errors():
+        rd = TraceReader(clikit.input_source(trace))
+        for n, line in enumerate(dump_lines(rd, flt, expand=expand, as_json=json_out), 1):
+            clikit.echo(clikit.to_json(line, compact=True) if json_out else line)
+            if n == count:
+                rd.close()
                 break
-            typer.echo(f"{rd.record_index:>8} @{rd.offset:<10} {describe_record(rec)}")
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    except BrokenPipeError:
-        raise typer.Exit(0) from None
 
 
 @gen_app.command("lpi-stress")
@@ -175,21 +285,42 @@ def gen_lpi_stress(
     devices: DevicesOpt = 1,
     events: EventsOpt = 16,
     iterations: IterationsOpt = 1000,
-    routing: Annotated[
-        str, typer.Option(help="as-measured (all to vCPU 0, pre-Oct-2025 selftest) or fixed")
-    ] = "as-measured",
-    out: Annotated[Path, typer.Option("-o", "--out", help="output trace")] = Path(
-        "lpi-stress.msgpack"
-    ),
+    routing: RoutingOpt = "as-measured",
+    out: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--out",
+            help="output trace (.gz / .zst compress; - for stdout)",
+            show_default=True,
+        ),
+    ] = Path("lpi-stress.msgpack"),
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
 ):
     """The kernel selftest vgic_lpi_stress's workload as a trace (same flags and defaults)."""
+    clikit.check_outputs([out])
     from gictools.trace.gen_lpi_stress import generate
 
-    try:
-        n = generate(out, vcpus, devices, events, iterations, routing)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo(f"wrote {out}: {n:,} MSIs")
+    total = devices * events * iterations
+    with clikit.errors(), clikit.progress("gen", total, quiet=quiet or json_out) as bar:
+        n = generate(
+            clikit.output_target(out),
+            vcpus,
+            devices,
+            events,
+            iterations,
+            routing,
+            progress=bar.advance,
+        )
+    to_stdout = os.fspath(out) == clikit.STDIO
+    if json_out and not to_stdout:
+        clikit.print_json(clikit.json_doc("gen", out=os.fspath(out), msis=n))
+    else:
+        clikit.echo(
+            f"wrote {clikit.input_name(out) if not to_stdout else 'stdout'}: {n:,} MSIs",
+            err=to_stdout,
+        )
 
 
 import_app = typer.Typer(no_args_is_help=True, help="Import traces recorded by other tools.")
@@ -243,54 +374,66 @@ def save(
     at_saves: Annotated[
         bool, typer.Option("--at-saves", help="also write OUT-<k> at each save_tables record")
     ] = False,
+    json_out: JsonOpt = False,
 ):
     """Replay a trace, then save a guest-memory image (KVM ITS ABI rev 0) of the end state."""
+    clikit.check_outputs([out], inputs=[trace])
     from gictools.saverestore import save_trace
 
-    try:
+    with clikit.errors():
         lines = save_trace(trace, out, at_saves=at_saves)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo("\n".join(lines))
+    _print_report("save", out, lines, json_out)
 
 
 @app.command()
-def restore(image: Annotated[Path, typer.Argument(help="image file")]):
+def restore(
+    image: Annotated[Path, typer.Argument(help="image file")],
+    json_out: JsonOpt = False,
+):
     """Restore an image into a fresh VM (KVM's order); print its devices, ITEs, collections
     and pending LPIs per vCPU."""
     from gictools.saverestore import restore_image
 
-    try:
+    with clikit.errors():
         lines = restore_image(image)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo("\n".join(lines))
+    _print_report("restore", image, lines, json_out)
 
 
-def _check(fn, arg):
+def _print_report(kind, path, lines, json_out, **extra):
+    if json_out:
+        clikit.print_json(clikit.json_doc(kind, file=os.fspath(path), **extra, report=lines))
+    else:
+        clikit.echo("\n".join(lines))
+
+
+def _check(kind, fn, arg, json_out):
     """Run a library check returning (ok, lines); print; exit 0 / 1 / 2."""
-    try:
+    with clikit.errors():
         ok, lines = fn(arg)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo("\n".join(lines))
+    _print_report(kind, arg, lines, json_out, ok=ok)
     raise typer.Exit(0 if ok else EXIT_CHECK_FAILED)
 
 
 @app.command()
-def roundtrip(source: Annotated[Path, typer.Argument(help="trace or image file")]):
+def roundtrip(
+    source: Annotated[Path, typer.Argument(help="trace or image file")],
+    json_out: JsonOpt = False,
+):
     """save -> restore into a fresh VM -> save: report byte and model-state differences."""
     from gictools.saverestore import roundtrip as _roundtrip
 
-    _check(_roundtrip, source)
+    _check("roundtrip", _roundtrip, source, json_out)
 
 
 @app.command()
-def inspect(image: Annotated[Path, typer.Argument(help="image file")]):
+def inspect(
+    image: Annotated[Path, typer.Argument(help="image file")],
+    json_out: JsonOpt = False,
+):
     """Decode every ITS table entry of an image; flag malformed ones with their address."""
     from gictools.saverestore import inspect_image
 
-    _check(inspect_image, image)
+    _check("inspect", inspect_image, image, json_out)
 
 
 predict_app = typer.Typer(
@@ -429,7 +572,3 @@ def summarize(
     typer.echo(json.dumps(s, indent=2) if json_out else format_summary(s))
     for f in files:
         typer.echo(f"wrote {f}", err=json_out)
-
-
-def main():
-    app()

@@ -8,9 +8,11 @@ from gictools.cli import app
 runner = CliRunner()
 
 
-def test_version_selfcheck():
-    r = runner.invoke(app, ["version"])
-    assert r.exit_code == 0 and "self-check ok" in r.output
+def test_version_option():
+    from gictools import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"gictools {__version__}\n"
 
 
 def test_gen_replay_info_dump(tmp_path):

@@ -168,8 +168,8 @@ def test_version_2_refused():
 @pytest.mark.parametrize(
     "hdr, needle",
     [
-        ([1, 2, 3], "the header must be a map"),
-        ("gictools-trace", "the header must be a map"),
+        ([1, 2, 3], "not a gictools trace (looks like binary data"),
+        ("gictools-trace", "not a gictools trace (looks like binary data"),
         ({**HDR, "format": "other"}, "not a gictools trace"),
         ({k: v for k, v in HDR.items() if k != "format"}, "not a gictools trace"),
         ({k: v for k, v in HDR.items() if k != "vm"}, "missing"),
@@ -240,13 +240,15 @@ def test_deep_nesting():
     fails(pk(HDR) + b"\x91" * 100_000 + b"\x00", record=1)
     fails(b"\x81\xa1a" * 50_000 + b"\x00", record=0)  # nested maps in the header
     nested = 0
-    for _ in range(500):  # deep but legal metadata
-        nested = [nested, {"k": nested}] if _ % 100 == 0 else [nested]
+    for _ in range(F.MAX_DEPTH - 1):  # as deep as allowed: the metadata map, then the lists
+        nested = [nested]
     x = TraceReader(io.BytesIO(pk({**HDR, "metadata": {"x": nested}}))).header["metadata"]["x"]
     depth = 0
     while isinstance(x, list):
         x, depth = x[0], depth + 1
-    assert depth == 500 and x == 0
+    assert depth == F.MAX_DEPTH - 1 and x == 0
+    e = fails(pk({**HDR, "metadata": {"x": [nested]}}), "nested deeper than", record=0)
+    assert e.field == "metadata"
 
 
 def test_garbage_and_reserved_bytes():

@@ -11,6 +11,9 @@ from typing import NamedTuple
 from gictools.errors import KernelVersionError
 
 DEFAULT_KERNEL = "7.1"
+# The mainline releases where some modelled behaviour changes (offered by the CLI's completion);
+# any X.Y or X.Y.Z from OLDEST on is accepted.
+MILESTONES = ("6.1", "6.7", "6.8", "6.9", "6.10", "6.13", "7.0", "7.1")
 OLDEST = (6, 1)
 
 # Behaviours backported to stable branches: (mainline release, {branch: first point release}).

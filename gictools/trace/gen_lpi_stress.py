@@ -135,9 +135,17 @@ def msi_blocks(devices, events, iterations, t0=0, period_ns=1000):
 
 
 def generate(
-    path, vcpus=1, devices=1, events=16, iterations=1000, routing="as-measured", period_ns=1000
+    path,
+    vcpus=1,
+    devices=1,
+    events=16,
+    iterations=1000,
+    routing="as-measured",
+    period_ns=1000,
+    progress=None,
 ):
-    """Write the workload to path; returns the number of MSIs."""
+    """Write the workload to path (or a binary stream); returns the number of MSIs.
+    progress(n) is called with the MSIs written since the last call."""
     check_args(vcpus, devices, events, iterations, routing)
     vm = {"vcpus": vcpus, "kernel": "6.8", "memory": [list(RAM)], "itses": [{"base": ITS_BASE}]}
     meta = {
@@ -156,4 +164,6 @@ def generate(
         t0 = 0
         for ts, dev, ev, inj in msi_blocks(devices, events, iterations, t0, period_ns):
             w.msi_block(0, ts, dev, ev, inj)
+            if progress is not None:
+                progress(len(ts))
     return devices * events * iterations

@@ -4,8 +4,10 @@ The one choke point for trace input: every problem in a file, whatever layer
 notices it (gzip, msgpack, numpy, a type check), leaves as TraceFormatError
 naming the record index, its byte offset and the field. Objects are numbered
 in file order: the header is record 0, the first record proper is 1. Offsets
-count bytes of the msgpack stream (after gzip decompression when the file is
-gzip-compressed).
+count bytes of the msgpack stream (after decompression when the file is gzip or
+zstd, recognised by magic). Takes a path or a binary stream (stdin: no seeking);
+a file that is not a trace is named by what it looks like. Records are validated
+by gictools.trace.format's checks, the writer's too.
 
     rd = TraceReader("t.msgpack")
     rd.header["vm"]["vcpus"]
@@ -15,39 +17,101 @@ gzip-compressed).
 
 import os
 import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import msgpack
-import numpy as np
 
 from gictools.errors import TraceFormatError
 from gictools.trace import format as F
 from gictools.trace.format import FieldError
 
 _GZIP_MAGIC = b"\x1f\x8b"
-_U32, _T = F.U32_MAX, F.T_MAX
-_FIELDS = F.FIELDS
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# What a file that is not a trace looks like, by its first bytes (for the error message).
+_LOOKS_LIKE = (
+    (b"\xfd7zXZ\x00", "an xz-compressed file"),
+    (b"BZh", "a bzip2-compressed file"),
+    (b"\x04\x22\x4d\x18", "an lz4-compressed file"),
+    (b"PAR1", "a Parquet file"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x7fELF", "an ELF binary"),
+    (b"GICTIMG", "a gictools image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"%PDF", "a PDF document"),
+    (b"SQLite format 3", "an SQLite database"),
+    (b"ARROW1", "an Arrow IPC file"),
+)
+_SNIFF = 16
+
+
+class _ObjectTooLarge(Exception):
+    pass
 
 
 class _Source:
-    """file-like for the Unpacker: counts bytes handed over (truncation check), and
-    puts back the bytes peeked at for the gzip magic."""
+    """file-like for the Unpacker: counts bytes handed over (truncation check), puts back
+    the bytes peeked at for the magic, and bounds one object: once MAX_OBJECT bytes from
+    the start of the object being decoded have been handed over and more are asked for,
+    that object is too large (the bound holds on decompressed streams: a small .gz cannot
+    make the reader allocate more)."""
 
-    __slots__ = ("f", "n", "pre")
+    __slots__ = ("f", "n", "pre", "obj_start", "bounded")
 
-    def __init__(self, f, pre=b""):
-        self.f, self.n, self.pre = f, 0, pre
+    def __init__(self, f, pre=b"", bounded=True):
+        self.f, self.n, self.pre, self.obj_start, self.bounded = f, 0, pre, 0, bounded
 
     def read(self, size=-1):
+        if self.bounded and self.n - self.obj_start >= F.MAX_OBJECT:
+            raise _ObjectTooLarge
+        if size is None or size < 0:
+            size = F.READ_SIZE
         if self.pre:
-            data, self.pre = self.pre, b""
-            if size is None or size < 0:
-                data += self.f.read()
-            elif size > len(data):
+            data, self.pre = self.pre[:size], self.pre[size:]
+            if size > len(data):
                 data += self.f.read(size - len(data))
         else:
             data = self.f.read(size)
         self.n += len(data)
         return data
+
+
+class _Zstd:
+    """Streaming zstd decompression through pyarrow's codec (pyarrow is a dependency
+    already; imported only for .zst input). Like _Gunzip, .error holds a damaged or cut
+    stream's problem after handing over every byte that could be decompressed."""
+
+    def __init__(self, f):
+        import pyarrow as pa
+
+        class _Raw:  # what pyarrow's PythonFile needs of the compressed input
+            closed = False
+            read = f.read
+
+            def close(self):
+                pass
+
+        self.error = None
+        self.s = pa.CompressedInputStream(pa.PythonFile(_Raw(), mode="r"), "zstd")
+
+    def read(self, size):
+        # in small pieces: pyarrow reports a cut stream instead of returning the bytes it
+        # could decompress, and those bytes must reach the reader first
+        out, n = [], 0
+        while n < size and self.error is None:
+            try:
+                piece = self.s.read(min(size - n, 1 << 16))
+            except (OSError, ValueError) as e:
+                self.error = f"zstd: {e}"
+                break
+            if not piece:
+                break
+            out.append(piece)
+            n += len(piece)
+        return b"".join(out)
+
+    def close(self):
+        pass
 
 
 class _Gunzip:
@@ -103,8 +167,26 @@ class _Gunzip:
         pass
 
 
+def _looks_like(head: bytes) -> str | None:
+    """What a file is, when its first bytes say it is not a trace (None: it may be one)."""
+    if not head:
+        return "an empty file"
+    if head[0] in range(0x80, 0x90) or head[0] in (0xDE, 0xDF):
+        return None  # a msgpack map: the header may follow
+    for magic, what in _LOOKS_LIKE:
+        if head.startswith(magic):
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "a text file" + (" (JSON?)" if text.lstrip()[:1] == "{" else "")
+    return "binary data that does not start with a msgpack map"
+
+
 def _open(path_or_fileobj):
-    """(binary file, name or None, owned): gzip unwrapped by magic."""
+    """(source, name or None, file, owned, compression): gzip and zstd unwrapped by magic."""
     if isinstance(path_or_fileobj, (str, bytes, os.PathLike)):
         f = open(path_or_fileobj, "rb")
         name, owned = os.fsdecode(path_or_fileobj), True
@@ -113,10 +195,17 @@ def _open(path_or_fileobj):
         name = getattr(f, "name", None)
         name = name if isinstance(name, str) else None
     try:
-        magic = f.read(2)
-        if magic == _GZIP_MAGIC:
-            return _Source(_Gunzip(_Source(f, magic))), name, f, owned
-        return _Source(f, magic), name, f, owned
+        head = f.read(_SNIFF)
+        while len(head) < _SNIFF:  # pipes hand over short reads
+            more = f.read(_SNIFF - len(head))
+            if not more:
+                break
+            head += more
+        if head.startswith(_GZIP_MAGIC):
+            return _Source(_Gunzip(_Source(f, head, False))), name, f, owned, "gzip"
+        if head.startswith(_ZSTD_MAGIC):
+            return _Source(_Zstd(_Source(f, head, False))), name, f, owned, "zstd"
+        return _Source(f, head), name, f, owned, None
     except BaseException:
         if owned:
             f.close()
@@ -124,13 +213,19 @@ def _open(path_or_fileobj):
 
 
 class TraceReader:
-    """Iterates a trace's records after validating its header (see module doc)."""
+    """Iterates a trace's records after validating its header (see module doc).
 
-    def __init__(self, path_or_fileobj):
+    events_total: the events the trace holds (MSIs plus other records, an MSI_BLOCK
+    counting its MSIs), from the header's counts, or None when the trace does not say
+    (written before format 1.1, or streamed); events_read: events yielded so far. Both
+    are for progress bars."""
+
+    def __init__(self, path_or_fileobj: str | os.PathLike | BinaryIO):
         self.record_index = 0  # index of the record last yielded (0: the header)
         self.offset = 0  # byte offset of the record last yielded
+        self.events_read = 0
         self._iterated = False
-        self._src, self.path, self._file, self._owned = _open(path_or_fileobj)
+        self._src, self.path, self._file, self._owned, self.compression = _open(path_or_fileobj)
         try:
             self._up = msgpack.Unpacker(
                 self._src,
@@ -153,25 +248,39 @@ class TraceReader:
         self.vcpus = vm["vcpus"]
         self.n_itses = len(vm["itses"])
         self._end = self._up.tell()
+        self._src.obj_start = self._end
         self.version = tuple(self.header["version"])
+        self.counts = self.header.get("counts")
+        c = self.counts
+        self.events_total = None if c is None else c["records"] - c["msi_blocks"] + c["msis"]
 
     def _error(self, what, record=None, offset=None, field=None):
         return TraceFormatError(what, record=record, offset=offset, field=field, path=self.path)
 
     def _read_header(self):
+        if self.compression is None:
+            what = _looks_like(self._src.pre)
+            if what is not None:
+                raise self._error(f"not a gictools trace (looks like {what})", 0, 0)
         try:
             obj = self._up.unpack()
         except msgpack.OutOfData:
-            gz = _gzip_error(self._src)
+            err = _stream_error(self._src)
             if self._src.n == 0:
                 raise self._error(
-                    gz or "empty file: no header (not a gictools trace)", 0, 0
+                    err or "empty file: no header (not a gictools trace)", 0, 0
                 ) from None
             raise self._error(
-                "truncated in the header" + (f" ({gz})" if gz else ""), 0, 0
+                "truncated in the header" + (f" ({err})" if err else ""), 0, 0
             ) from None
         except Exception as e:  # the one choke point for the header
             raise self._error(f"header: undecodable ({_describe(e)})", 0, 0) from None
+        if type(obj) is not dict and self.compression is not None:
+            raise self._error(
+                f"not a gictools trace ({self.compression}-compressed, but not a msgpack map inside)",
+                0,
+                0,
+            )
         try:
             return F.validate_header(obj)
         except FieldError as e:
@@ -179,7 +288,7 @@ class TraceReader:
         except Exception as e:
             raise self._error(f"header: {_describe(e)}", 0, 0) from None
 
-    def close(self):
+    def close(self) -> None:
         """Closes the file if the reader opened it (iteration's end closes it too)."""
         f, self._file = getattr(self, "_file", None), None
         if f is None:
@@ -196,7 +305,7 @@ class TraceReader:
     def __exit__(self, *exc):
         self.close()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple]:
         if self._iterated:
             raise RuntimeError("a TraceReader iterates once; open another for a second pass")
         self._iterated = True
@@ -207,15 +316,8 @@ class TraceReader:
         up, src = self._up, self._src
         tell = up.tell
         n_its, vcpus = self.n_itses, self.vcpus
-        small = {
-            F.COMMAND: self._command,
-            F.REG: self._reg,
-            F.MEM: self._mem,
-            F.CTRL: self._ctrl,
-            F.EXPECT: self._expect,
-            F.ACK: self._ack,
-        }
-        frombuffer = np.frombuffer
+        checks = F.CHECKS
+        check_msi, check_block = F.check_msi, F.check_msi_block
         i = 0
         end = self._end
         start = end
@@ -223,52 +325,26 @@ class TraceReader:
             for obj in up:
                 i += 1
                 start, end = end, tell()
+                src.obj_start = end
                 self.record_index, self.offset = i, start
                 if type(obj) is not tuple or not obj:
                     raise FieldError(
                         f"a record must be a non-empty array, got {type(obj).__name__}"
                     )
                 tag = obj[0]
-                if tag == 0 and type(tag) is int:  # MSI
-                    if len(obj) != 6:
-                        obj = _trim(obj, 6)
-                    _, t, inj, its, dev, ev = obj
-                    if not (type(t) is int and 0 <= t <= _T):
-                        _bad_t(t)
-                    if inj is not None and not (type(inj) is int and 0 <= inj <= _U32):
-                        _bad_u32(inj, "injector")
-                    if not (type(its) is int and 0 <= its < n_its):
-                        _bad_its(its, n_its)
-                    if not (type(dev) is int and 0 <= dev <= _U32):
-                        _bad_u32(dev, "device_id")
-                    if not (type(ev) is int and 0 <= ev <= _U32):
-                        _bad_u32(ev, "event_id")
-                    yield obj
-                elif tag == 1 and type(tag) is int:  # MSI_BLOCK
-                    if len(obj) != 7:
-                        obj = _trim(obj, 7)
-                    _, n, its, ts, dev, ev, inj = obj
-                    if not (type(n) is int and 1 <= n <= F.MAX_BLOCK):
-                        if type(n) is not int:
-                            raise FieldError(f"expected int, got {type(n).__name__}", "n")
-                        raise FieldError(f"MSI_BLOCK of {n} events (1..{F.MAX_BLOCK})", "n")
-                    if not (type(its) is int and 0 <= its < n_its):
-                        _bad_its(its, n_its)
-                    _col(ts, 8 * n, n, "ts")
-                    _col(dev, 4 * n, n, "dev")
-                    _col(ev, 4 * n, n, "ev")
-                    tsa = frombuffer(ts, "<u8")
-                    if tsa.view("<i8").min() < 0:
-                        raise FieldError("timestamp >= 2^63", "ts")
-                    if inj is not None:
-                        _col(inj, 4 * n, n, "inj")
-                        inj = frombuffer(inj, "<u4")
-                    yield (1, n, its, tsa, frombuffer(dev, "<u4"), frombuffer(ev, "<u4"), inj)
+                if tag == 1 and type(tag) is int:
+                    rec = check_block(obj, n_its, vcpus)
+                    self.events_read += rec[1]
+                elif tag == 0 and type(tag) is int:
+                    rec = check_msi(obj, n_its, vcpus)
+                    self.events_read += 1
                 else:
-                    fn = small.get(tag) if type(tag) is int else None
+                    fn = checks.get(tag) if type(tag) is int else None
                     if fn is None:
-                        raise FieldError(f"unknown record tag {tag!r}", "tag")
-                    yield fn(obj, n_its, vcpus)
+                        raise FieldError(f"unknown record tag {F.show(tag)}", "tag")
+                    rec = fn(obj, n_its, vcpus)
+                    self.events_read += 1
+                yield rec
         except TraceFormatError:
             raise
         except FieldError as e:
@@ -282,149 +358,25 @@ class TraceReader:
             self.close()
         if src.n != end:
             raise self._error(_truncated(src, end), i + 1, end)
-        gz = _gzip_error(src)
-        if gz:
-            raise self._error(f"{gz}; the records before this one are intact", i + 1, end)
-
-    # --- small records (tag, t_ns, injector, ...) -----------------------------------------
-    @staticmethod
-    def _command(obj, n_its, vcpus):
-        t, inj, its, raw = _head(obj, 5)
-        if not (type(its) is int and 0 <= its < n_its):
-            _bad_its(its, n_its)
-        if type(raw) is not bytes:
-            raise FieldError(f"expected bin, got {type(raw).__name__}", "raw")
-        if len(raw) != F.COMMAND_SIZE:
-            raise FieldError(f"{len(raw)} bytes, an ITS command has {F.COMMAND_SIZE}", "raw")
-        return (F.COMMAND, t, inj, its, raw)
-
-    @staticmethod
-    def _reg(obj, n_its, vcpus):
-        t, inj, frame, index, offset, size, value, is_write = _head(obj, 9)
-        if frame in ("its", "its-user"):
-            if not (type(index) is int and 0 <= index < n_its):
-                _bad_its(index, n_its, "index")
-        elif frame == "redist":
-            if not (type(index) is int and 0 <= index < vcpus):
-                _bad_vcpu(index, vcpus, "index")
-        else:
-            raise FieldError(f"frame {frame!r} is not one of {', '.join(F.FRAMES)}", "frame")
-        F._int(offset, "offset", 0, _U32)
-        if size not in F.REG_SIZES or type(size) is not int:
-            raise FieldError(f"size {size!r} is not 4 or 8", "size")
-        if type(is_write) is not bool:
-            raise FieldError(f"expected bool, got {type(is_write).__name__}", "is_write")
-        if value is not None or is_write:
-            F._int(value, "value", 0, (1 << (8 * size)) - 1)
-        return (F.REG, t, inj, frame, index, offset, size, value, is_write)
-
-    @staticmethod
-    def _mem(obj, n_its, vcpus):
-        t, inj, gpa, data = _head(obj, 5)
-        F._int(gpa, "gpa")
-        if type(data) is not bytes:
-            raise FieldError(f"expected bin, got {type(data).__name__}", "data")
-        if gpa + len(data) > F.U64_MAX + 1:
-            raise FieldError("write ends beyond 2^64", "data")
-        return (F.MEM, t, inj, gpa, data)
-
-    @staticmethod
-    def _ctrl(obj, n_its, vcpus):
-        t, inj, op, its, ret = _head(obj, 6)
-        if op not in F.CTRL_OPS or type(op) is not str:
-            raise FieldError(f"unknown operation {op!r} (one of {', '.join(F.CTRL_OPS)})", "op")
-        if its is None:
-            if op not in F.CTRL_VM_OPS:
-                raise FieldError(f"{op} needs an ITS index", "its")
-        elif not (type(its) is int and 0 <= its < n_its):
-            _bad_its(its, n_its)
-        if ret is not None:
-            F._int(ret, "ret", -(1 << 63), F.U64_MAX)
-        return (F.CTRL, t, inj, op, its, ret)
-
-    @staticmethod
-    def _expect(obj, n_its, vcpus):
-        t, inj, kind, args = _head(obj, 5)
-        F._str(kind, "kind")
-        F.expect_args(kind, args, vcpus)
-        return (F.EXPECT, t, inj, kind, args)
-
-    @staticmethod
-    def _ack(obj, n_its, vcpus):
-        t, inj, vcpu, intid = _head(obj, 5)
-        if not (type(vcpu) is int and 0 <= vcpu < vcpus):
-            _bad_vcpu(vcpu, vcpus, "vcpu")
-        F._int(intid, "intid", 0, _U32)
-        return (F.ACK, t, inj, vcpu, intid)
+        err = _stream_error(src)
+        if err:
+            raise self._error(f"{err}; the records before this one are intact", i + 1, end)
 
 
-# --- helpers (cold paths raise FieldError) ---------------------------------------------------
-def _trim(obj, n):
-    """A record's first n elements; later elements (a newer minor version's) are ignored."""
-    if len(obj) < n:
-        tag = obj[0]
-        names = _FIELDS[tag]
-        raise FieldError(
-            f"{F.TAG_NAMES[tag]} record has {len(obj)} elements, expected {n}", names[len(obj) - 1]
-        )
-    return obj[:n]
-
-
-def _head(obj, n):
-    """Checks t_ns and injector of a small record; returns elements 1..n-1."""
-    if len(obj) != n:
-        obj = _trim(obj, n)
-    t, inj = obj[1], obj[2]
-    if not (type(t) is int and 0 <= t <= _T):
-        _bad_t(t)
-    if inj is not None and not (type(inj) is int and 0 <= inj <= _U32):
-        _bad_u32(inj, "injector")
-    return obj[1:]
-
-
-def _bad_t(t):
-    F._int(t, "t_ns", 0, _T)
-
-
-def _bad_u32(v, field):
-    F._int(v, field, 0, _U32)
-
-
-def _bad_its(v, n_its, field="its"):
-    if type(v) is not int:
-        raise FieldError(f"expected int, got {type(v).__name__}", field)
-    raise FieldError(
-        f"ITS index {v} out of range (the header declares {n_its} ITS{'es' if n_its != 1 else ''})",
-        field,
-    )
-
-
-def _bad_vcpu(v, vcpus, field):
-    if type(v) is not int:
-        raise FieldError(f"expected int, got {type(v).__name__}", field)
-    raise FieldError(f"vCPU index {v} out of range (the header declares {vcpus} vCPUs)", field)
-
-
-def _col(b, nbytes, n, field):
-    if type(b) is not bytes:
-        raise FieldError(f"expected bin, got {type(b).__name__}", field)
-    if len(b) != nbytes:
-        raise FieldError(f"column of {len(b)} bytes, expected {nbytes} for n={n}", field)
-
-
-def _gzip_error(src):
-    return src.f.error if isinstance(src.f, _Gunzip) else None
+def _stream_error(src):
+    """A damaged or cut gzip/zstd stream's problem, if any."""
+    return getattr(src.f, "error", None)
 
 
 def _truncated(src, end):
-    gz = _gzip_error(src)
+    err = _stream_error(src)
     return f"truncated: the file ends inside this record ({src.n - end} of its bytes present)" + (
-        f" ({gz})" if gz else ""
+        f" ({err})" if err else ""
     )
 
 
 def _describe(e):
-    if isinstance(e, msgpack.BufferFull):
+    if isinstance(e, (msgpack.BufferFull, _ObjectTooLarge)):
         return f"an object larger than {F.MAX_BUFFER_SIZE >> 20} MiB"
     if isinstance(e, msgpack.ExtraData):
         return "malformed msgpack"

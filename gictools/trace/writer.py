@@ -4,35 +4,77 @@
         w.command(0, raw32)
         w.msi(0, device_id, event_id, t_ns=1000)
 
-Writes through gictools.outputs.AtomicOutput: path appears on a successful close();
-an exception inside the with block removes the temporary file and leaves path
-untouched. Single msi() calls are buffered into columnar MSI_BLOCK records
-(array.array columns), flushed before any other record so the record order is
-the call order. t_ns defaults to the last timestamp written. Bad arguments
-raise ValueError (they are the caller's bugs, not the file's).
+Every record goes through the format's one validation (gictools.trace.format.CHECKS, the
+reader's too); a bad argument raises ValueError (FieldError naming the field): the caller's
+bug, not the file's. The records go to a temporary file next to path; close() writes the
+header's counts into it (format 1.1) and then, in one step, renames it onto path, or
+compresses it into path when the name ends in .gz or .zst (or compression= says so). An
+exception inside the with block removes the temporary file and leaves path untouched.
+path may also be a binary stream (stdout): the finished trace is copied into it at close().
+Single msi() calls are buffered into columnar MSI_BLOCK records, flushed before any other
+record so the record order is the call order. t_ns defaults to the last timestamp written.
 """
 
 import os
+import struct
 import sys
+import tempfile
+import zlib
 from array import array
+from typing import BinaryIO
 
 import msgpack
 import numpy as np
 
 from gictools.outputs import AtomicOutput
 from gictools.trace import format as F
-from gictools.trace.format import FieldError
 
 _U32, _T = F.U32_MAX, F.T_MAX
 _BIG_ENDIAN = sys.byteorder == "big"
 assert array("I").itemsize == 4 and array("Q").itemsize == 8
+COMPRESSIONS = ("none", "gzip", "zstd")
+_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+_CHUNK = 1 << 20
+
+
+def compression_for(name) -> str:
+    """The compression a file name asks for: gzip (.gz), zstd (.zst, .zstd) or none."""
+    return _SUFFIXES.get(os.path.splitext(os.fspath(name))[1].lower(), "none")
+
+
+def _counts_bytes(records, msi_blocks, msis):
+    """The header's counts map in a fixed-width encoding (uint 64 each), so close() can
+    write the final numbers over the placeholder without moving a byte."""
+    out = [b"\x83"]
+    for k, v in zip(F.COUNTS_KEYS, (records, msi_blocks, msis)):
+        out.append(msgpack.packb(k) + b"\xcf" + struct.pack(">Q", v))
+    return b"".join(out)
+
+
+def _num(v):
+    """numpy integers as int (the format's checks take exact types); anything else as is."""
+    return int(v) if isinstance(v, np.integer) else v
 
 
 class TraceWriter:
     """Context manager writing one trace file (see module doc)."""
 
-    def __init__(self, path, vm, source="", metadata=None):
-        self.path = os.fspath(path)
+    def __init__(
+        self,
+        path: str | os.PathLike | BinaryIO,
+        vm: dict,
+        source: str = "",
+        metadata: dict | None = None,
+        *,
+        compression: str | None = None,
+    ):
+        self._stream = None if isinstance(path, (str, bytes, os.PathLike)) else path
+        self.path = os.fsdecode(path) if self._stream is None else getattr(path, "name", None)
+        if compression is None:
+            compression = "none" if self._stream is not None else compression_for(self.path)
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression {compression!r} is not one of {', '.join(COMPRESSIONS)}")
+        self.compression = compression
         header = {
             "format": F.FORMAT_NAME,
             "version": list(F.VERSION),
@@ -41,6 +83,7 @@ class TraceWriter:
             "metadata": {} if metadata is None else metadata,
         }
         h = F.validate_header(header)  # FieldError is a ValueError
+        h.pop("counts")
         vmh = {k: v for k, v in h["vm"].items() if v is not None}
         if vm.get("vcpu_ids") is None:
             vmh.pop("vcpu_ids")  # the default, implied
@@ -51,15 +94,35 @@ class TraceWriter:
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
         self._t = 0
         self.records = 0  # records written, MSI_BLOCKs counted once each
+        self.msi_blocks = 0
         self.events = 0  # MSIs written
         self._b_its = None  # the pending block's ITS, None when no block pending
         self._b_inj = False
         self._new_columns()
-        self._out = AtomicOutput(self.path)
-        self._f = self._out.file
+        pk = self._packer
+        head = pk.pack_map_header(len(h) + 1) + b"".join(
+            pk.pack(k) + pk.pack(v) for k, v in h.items()
+        )
+        head += pk.pack("counts")
+        self._counts_at = len(head)
+        head += _counts_bytes(0, 0, 0)
         self._closed = False
+        self._out = None  # the AtomicOutput behind path (None when writing to a stream)
+        self._direct = False  # records go straight into the output's temporary file
+        if self._stream is None:
+            self._out = AtomicOutput(self.path)
+            self._direct = compression == "none" and self._out.kind == "file"
+        if self._direct:
+            self._f = self._out.file
+        else:  # finished at close(): compressed or copied into the output
+            d = None if self._stream is not None else os.path.dirname(os.path.abspath(self.path))
+            try:
+                self._f = tempfile.TemporaryFile(dir=d, buffering=_CHUNK)
+            except OSError as e:
+                self._out and self._out.abort()
+                raise OSError(e.errno, e.strerror, self.path) from None
         try:
-            self._f.write(self._packer.pack(h))
+            self._f.write(head)
         except BaseException:
             self.abort()
             raise
@@ -74,24 +137,46 @@ class TraceWriter:
         else:
             self.abort()
 
-    def close(self):
-        """Flush, then rename the temporary file onto path."""
+    @property
+    def msis(self) -> int:
+        return self.events
+
+    def close(self) -> None:
+        """Flush, write the counts into the header, then put the trace at its place."""
         if self._closed:
             return
         try:
             self._flush_msis()
-            self._out.commit()
+            f = self._f
+            f.seek(self._counts_at)
+            f.write(_counts_bytes(self.records, self.msi_blocks, self.events))
+            f.flush()
+            if self._direct:
+                self._out.commit()
+            else:
+                f.seek(0)
+                dst = self._stream if self._stream is not None else self._out.file
+                _copy(f, dst, self.compression)
+                dst.flush()
+                f.close()
+                if self._out is not None:
+                    self._out.commit()
         except BaseException:
             self.abort()
             raise
         self._closed = True
 
-    def abort(self):
+    def abort(self) -> None:
         """Drop everything written: remove the temporary file; path is untouched."""
         if self._closed:
             return
         self._closed = True
-        self._out.abort()
+        try:
+            if not self._direct:
+                self._f.close()
+        finally:
+            if self._out is not None:
+                self._out.abort()
 
     # --- MSIs --------------------------------------------------------------------------
     def _new_columns(self):
@@ -99,24 +184,27 @@ class TraceWriter:
         self._a_ts, self._a_dev = self._ts.append, self._dev.append
         self._a_ev, self._a_inj = self._ev.append, self._inj.append
 
-    def msi(self, its, device_id, event_id, t_ns=None, injector=None):
+    def msi(
+        self,
+        its: int,
+        device_id: int,
+        event_id: int,
+        t_ns: int | None = None,
+        injector: int | None = None,
+    ) -> None:
         """One MSI, buffered into the current MSI_BLOCK."""
         if t_ns is None:
             t_ns = self._t
-        elif type(t_ns) is not int or not 0 <= t_ns <= _T:
-            t_ns = _int(t_ns, "t_ns", 0, _T)
-        if type(device_id) is not int or not 0 <= device_id <= _U32:
-            device_id = _int(device_id, "device_id", 0, _U32)
-        if type(event_id) is not int or not 0 <= event_id <= _U32:
-            event_id = _int(event_id, "event_id", 0, _U32)
-        if injector is None:
-            if its is not self._b_its or self._b_inj:
-                self._start_block(its, False)
-        else:
-            if type(injector) is not int or not 0 <= injector <= _U32:
-                injector = _int(injector, "injector", 0, _U32)
-            if its is not self._b_its or not self._b_inj:
-                self._start_block(its, True)
+        _, t_ns, injector, its, device_id, event_id = F.check_msi(
+            (F.MSI, _num(t_ns), _num(injector), _num(its), _num(device_id), _num(event_id)),
+            self.n_itses,
+            self.vcpus,
+        )
+        has_inj = injector is not None
+        if its != self._b_its or has_inj != self._b_inj:
+            self._flush_msis()
+            self._b_its, self._b_inj = its, has_inj
+        if has_inj:
             self._a_inj(injector)
         self._a_ts(t_ns)
         self._a_dev(device_id)
@@ -124,14 +212,6 @@ class TraceWriter:
         self._t = t_ns
         if len(self._ts) >= F.MAX_BLOCK:
             self._flush_msis()
-
-    def _start_block(self, its, has_inj):
-        if its == self._b_its and has_inj == self._b_inj and type(its) is int:
-            self._b_its = its  # same ITS as an equal int object: same block
-            return
-        self._flush_msis()
-        self._check_its(its)
-        self._b_its, self._b_inj = its, has_inj
 
     def _flush_msis(self):
         if self._b_its is None:
@@ -141,173 +221,166 @@ class TraceWriter:
             for c in cols:
                 c.byteswap()
         n = len(self._ts)
-        if n:
-            self._f.write(
-                self._packer.pack(
-                    [
-                        F.MSI_BLOCK,
-                        n,
-                        self._b_its,
-                        self._ts.tobytes(),
-                        self._dev.tobytes(),
-                        self._ev.tobytes(),
-                        self._inj.tobytes() if self._b_inj else None,
-                    ]
-                )
-            )
-            self.records += 1
-            self.events += n
+        its, has_inj = self._b_its, self._b_inj
         self._b_its = None
+        if n:
+            self._block(
+                its,
+                n,
+                self._ts.tobytes(),
+                self._dev.tobytes(),
+                self._ev.tobytes(),
+                self._inj.tobytes() if has_inj else None,
+            )
         self._new_columns()
 
-    def msi_block(self, its, ts, dev, ev, inj=None):
+    def _block(self, its, n, ts, dev, ev, inj):
+        rec = (F.MSI_BLOCK, n, its, ts, dev, ev, inj)
+        F.check_msi_block(rec, self.n_itses, self.vcpus)
+        self._f.write(self._packer.pack(rec))
+        self.records += 1
+        self.msi_blocks += 1
+        self.events += n
+
+    def msi_block(self, its: int, ts, dev, ev, inj=None) -> None:
         """A run of MSIs on one ITS from columns (numpy arrays or int sequences of equal
         length); written as MSI_BLOCK records of at most MAX_BLOCK events."""
         self._flush_msis()
-        self._check_its(its)
-        ts = _column(ts, "<u8", _T, "ts")
-        dev = _column(dev, "<u4", _U32, "dev")
-        ev = _column(ev, "<u4", _U32, "ev")
-        inj = None if inj is None else _column(inj, "<u4", _U32, "inj")
+        ts = _column(ts, "<u8", "ts")
+        dev = _column(dev, "<u4", "dev")
+        ev = _column(ev, "<u4", "ev")
+        inj = None if inj is None else _column(inj, "<u4", "inj")
         n = len(ts)
         if len(dev) != n or len(ev) != n or (inj is not None and len(inj) != n):
             raise ValueError(
                 f"column lengths differ: ts {n}, dev {len(dev)}, ev {len(ev)}"
                 + ("" if inj is None else f", inj {len(inj)}")
             )
-        pack, write = self._packer.pack, self._f.write
+        its = _num(its)
         for s in range(0, n, F.MAX_BLOCK):
             e = min(s + F.MAX_BLOCK, n)
-            write(
-                pack(
-                    [
-                        F.MSI_BLOCK,
-                        e - s,
-                        its,
-                        ts[s:e].tobytes(),
-                        dev[s:e].tobytes(),
-                        ev[s:e].tobytes(),
-                        None if inj is None else inj[s:e].tobytes(),
-                    ]
-                )
+            self._block(
+                its,
+                e - s,
+                ts[s:e].tobytes(),
+                dev[s:e].tobytes(),
+                ev[s:e].tobytes(),
+                None if inj is None else inj[s:e].tobytes(),
             )
-            self.records += 1
-        self.events += n
         if n:
             self._t = int(ts[-1])
 
     # --- other records -------------------------------------------------------------------
-    def _head(self, t_ns, injector):
-        """Flushes pending MSIs; the checked (t_ns, injector) of the next record."""
+    def _record(self, check, tag, t_ns, injector, *fields):
+        """Checks the record with the format's validation, then writes it."""
         self._flush_msis()
         if t_ns is None:
             t_ns = self._t
-        else:
-            t_ns = self._t = _int(t_ns, "t_ns", 0, _T)
-        if injector is not None:
-            injector = _int(injector, "injector", 0, _U32)
-        self.records += 1
-        return t_ns, injector
-
-    def _check_its(self, its):
-        if not (type(its) is int and 0 <= its < self.n_itses):
-            raise ValueError(
-                f"ITS index {its!r} out of range (the header declares {self.n_itses} ITSes)"
-            )
-
-    def _check_vcpu(self, vcpu, what="vcpu"):
-        if not (type(vcpu) is int and 0 <= vcpu < self.vcpus):
-            raise ValueError(
-                f"{what}: vCPU index {vcpu!r} out of range (the header declares {self.vcpus} vCPUs)"
-            )
-
-    def _write(self, rec):
+        rec = check((tag, _num(t_ns), _num(injector), *fields), self.n_itses, self.vcpus)
         self._f.write(self._packer.pack(rec))
+        self._t = rec[1]
+        self.records += 1
 
-    def command(self, its, raw32, t_ns=None, injector=None):
+    def command(
+        self, its: int, raw32: bytes, t_ns: int | None = None, injector: int | None = None
+    ) -> None:
         """An ITS command, the 32 bytes the guest wrote into the queue."""
-        self._check_its(its)
-        if not isinstance(raw32, (bytes, bytearray, memoryview)):
-            raise ValueError(f"raw32: expected bytes, got {type(raw32).__name__}")
-        raw = bytes(raw32)
-        if len(raw) != F.COMMAND_SIZE:
-            raise ValueError(f"raw32: {len(raw)} bytes, an ITS command has {F.COMMAND_SIZE}")
-        t, inj = self._head(t_ns, injector)
-        self._write((F.COMMAND, t, inj, its, raw))
+        raw = bytes(raw32) if isinstance(raw32, (bytearray, memoryview)) else raw32
+        self._record(F.check_command, F.COMMAND, t_ns, injector, _num(its), raw)
 
-    def reg(self, frame, index, offset, size, value, is_write, t_ns=None, injector=None):
+    def reg(
+        self,
+        frame: str,
+        index: int,
+        offset: int,
+        size: int,
+        value: int | None,
+        is_write: bool,
+        t_ns: int | None = None,
+        injector: int | None = None,
+    ) -> None:
         """A register access: frame "its" (index = ITS) or "redist" (index = vCPU)."""
-        if frame in ("its", "its-user"):
-            self._check_its(index)
-        elif frame == "redist":
-            self._check_vcpu(index, "index")
-        else:
-            raise ValueError(f"frame {frame!r} is not one of {', '.join(F.FRAMES)}")
-        offset = _int(offset, "offset", 0, _U32)
-        if type(size) is not int or size not in F.REG_SIZES:
-            raise ValueError(f"size {size!r} is not 4 or 8")
-        if type(is_write) is not bool:
-            raise ValueError(f"is_write: expected bool, got {type(is_write).__name__}")
-        if value is not None or is_write:
-            value = _int(value, "value", 0, (1 << (8 * size)) - 1)
-        t, inj = self._head(t_ns, injector)
-        self._write((F.REG, t, inj, frame, index, offset, size, value, is_write))
+        self._record(
+            F.check_reg,
+            F.REG,
+            t_ns,
+            injector,
+            frame,
+            _num(index),
+            _num(offset),
+            _num(size),
+            _num(value),
+            is_write,
+        )
 
-    def mem(self, gpa, data, t_ns=None, injector=None):
+    def mem(
+        self, gpa: int, data: bytes, t_ns: int | None = None, injector: int | None = None
+    ) -> None:
         """A guest memory write of data at guest-physical address gpa."""
-        gpa = _int(gpa, "gpa", 0, F.U64_MAX)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise ValueError(f"data: expected bytes, got {type(data).__name__}")
-        data = bytes(data)
-        if len(data) > F.MAX_MEM:
-            raise ValueError(f"data: {len(data)} bytes, a MEM record holds at most {F.MAX_MEM}")
-        if gpa + len(data) > F.U64_MAX + 1:
-            raise ValueError("data: write ends beyond 2^64")
-        t, inj = self._head(t_ns, injector)
-        self._write((F.MEM, t, inj, gpa, data))
+        data = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
+        self._record(F.check_mem, F.MEM, t_ns, injector, _num(gpa), data)
 
-    def ctrl(self, op, its=None, ret=None, t_ns=None, injector=None):
+    def ctrl(
+        self,
+        op: str,
+        its: int | None = None,
+        ret: int | None = None,
+        t_ns: int | None = None,
+        injector: int | None = None,
+    ) -> None:
         """A device control operation (F.CTRL_OPS) and the result observed, if any."""
-        if op not in F.CTRL_OPS:
-            raise ValueError(f"unknown operation {op!r} (one of {', '.join(F.CTRL_OPS)})")
-        if its is None:
-            if op not in F.CTRL_VM_OPS:
-                raise ValueError(f"{op} needs an ITS index")
-        else:
-            self._check_its(its)
-        if ret is not None:
-            ret = _int(ret, "ret", -(1 << 63), F.U64_MAX)
-        t, inj = self._head(t_ns, injector)
-        self._write((F.CTRL, t, inj, op, its, ret))
+        self._record(F.check_ctrl, F.CTRL, t_ns, injector, op, _num(its), _num(ret))
 
-    def expect(self, kind, args, t_ns=None, injector=None):
+    def expect(
+        self, kind: str, args: dict, t_ns: int | None = None, injector: int | None = None
+    ) -> None:
         """An expectation on model state (F.EXPECT_KINDS; other kinds are written as given)."""
-        if type(kind) is not str:
-            raise ValueError(f"kind: expected str, got {type(kind).__name__}")
-        F.expect_args(kind, args, self.vcpus)
-        t, inj = self._head(t_ns, injector)
-        self._write((F.EXPECT, t, inj, kind, dict(args)))
+        args = dict(args) if isinstance(args, dict) else args
+        self._record(F.check_expect, F.EXPECT, t_ns, injector, kind, args)
 
-    def ack(self, vcpu, intid, t_ns=None, injector=None):
+    def ack(
+        self, vcpu: int, intid: int, t_ns: int | None = None, injector: int | None = None
+    ) -> None:
         """The vCPU took the LPI: its pending state clears."""
-        self._check_vcpu(vcpu)
-        intid = _int(intid, "intid", 0, _U32)
-        t, inj = self._head(t_ns, injector)
-        self._write((F.ACK, t, inj, vcpu, intid))
+        self._record(F.check_ack, F.ACK, t_ns, injector, _num(vcpu), _num(intid))
 
 
-def _int(v, field, lo, hi):
-    """v as an int in lo..hi (numpy integers accepted), else ValueError."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise FieldError(f"expected int, got {type(v).__name__}", field)
-    v = int(v)
-    if not lo <= v <= hi:
-        raise FieldError(f"{v} out of range {lo}..{hi}", field)
-    return v
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 
-def _column(x, dtype, hi, field):
-    """x as a contiguous numpy array of dtype; ValueError if any value is out of 0..hi."""
+def _copy(src, dst, compression):
+    """src's bytes into dst, compressed as asked."""
+    if compression == "zstd":
+        import pyarrow as pa  # a dependency already: its zstd codec, imported only here
+
+        class _W:  # what pyarrow's PythonFile needs of dst
+            closed = False
+            write, flush = dst.write, dst.flush
+
+            def close(self) -> None:
+                pass
+
+        z = pa.CompressedOutputStream(pa.PythonFile(_W(), mode="w"), "zstd")
+        for chunk in iter(lambda: src.read(_CHUNK), b""):
+            z.write(chunk)
+        z.close()
+        return
+    if compression == "gzip":
+        z = zlib.compressobj(6, zlib.DEFLATED, 31)
+        for chunk in iter(lambda: src.read(_CHUNK), b""):
+            dst.write(z.compress(chunk))
+        dst.write(z.flush())
+        return
+    for chunk in iter(lambda: src.read(_CHUNK), b""):
+        dst.write(chunk)
+
+
+def _column(x, dtype, field):
+    """x as a contiguous numpy array of dtype; ValueError if a value does not fit it (the
+    format's range checks come after, in check_msi_block)."""
     a = np.asarray(x)
     if a.ndim != 1:
         raise ValueError(f"{field}: expected a 1-d column, got shape {a.shape}")
@@ -317,9 +390,7 @@ def _column(x, dtype, hi, field):
         raise ValueError(f"{field}: expected integers, got dtype {a.dtype}")
     dt = np.dtype(dtype)
     if a.dtype == dt:
-        if hi < np.iinfo(dt).max and int(a.max()) > hi:
-            raise ValueError(f"{field}: values outside 0..{hi}")
         return np.ascontiguousarray(a)
-    if int(a.min()) < 0 or int(a.max()) > hi:
-        raise ValueError(f"{field}: values outside 0..{hi}")
+    if int(a.min()) < 0 or int(a.max()) > np.iinfo(dt).max:
+        raise ValueError(f"{field}: values outside 0..{np.iinfo(dt).max}")
     return a.astype(dt)

@@ -5,13 +5,15 @@
     python bench/fuzz_campaign.py --quick         # ~1 min
     python bench/fuzz_campaign.py --seed 1 --case 417 --keep /tmp/c417   # one case, files kept
 
-Every case runs the CLI (`python -m gictools ...`) in a subprocess with a timeout (hang)
-and an address-space limit (RLIMIT_AS, memory), and is classified:
+Every case runs the CLI (`python -m gictools ...`) in a subprocess with a CPU-time limit
+(RLIMIT_CPU, so that a loaded machine does not turn slow cases into hangs), a wall-clock
+timeout (6x that, for processes blocked without using CPU) and an address-space limit
+(RLIMIT_AS, 1.5 GiB), and is classified:
 
     refused   exit 2 with a one-line "gictools: error: ..." and no traceback
     accepted  exit 0 or 1 (a check failed), no traceback
     crash     a traceback, or any other exit
-    hang      the timeout expired
+    hang      over the CPU-time limit, or the wall-clock timeout expired
     memory    MemoryError / bad_alloc / killed while over the limit
     broken    the CLI exited cleanly but an output contract broke: a partial or invalid
               output, a stray temporary file, a device node or an input replaced, an error
@@ -33,6 +35,7 @@ import collections
 import contextlib
 import gzip
 import hashlib
+import json
 import os
 import random
 import resource
@@ -89,9 +92,16 @@ ENV.pop("COLUMNS", None)
 # --- running the CLI -------------------------------------------------------------------------
 
 
+CPU_LIMIT = [60]  # CPU seconds per CLI run (set by main); a hang is judged on CPU time, so
+WALL_FACTOR = 6  # that a loaded machine does not make slow cases "hang"; the wall-clock
+# timeout (CPU limit x WALL_FACTOR) only catches processes blocked without spending CPU
+MAX_STDERR = 64 << 10  # an error message longer than this is itself a finding
+
+
 def _limit():
     resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT[0], CPU_LIMIT[0] + 5))
 
 
 class Run:
@@ -135,7 +145,9 @@ def classify(r: Run) -> tuple[str, str]:
     """(class, reason) of one CLI run."""
     err = r.err.decode("utf-8", "replace")
     if r.timed_out:
-        return "hang", "timeout"
+        return "hang", "wall-clock timeout"
+    if r.rc == -signal.SIGXCPU:
+        return "hang", f"over {CPU_LIMIT[0]} s of CPU"
     if (
         "MemoryError" in err
         or "bad_alloc" in err
@@ -149,7 +161,9 @@ def classify(r: Run) -> tuple[str, str]:
     if r.rc == 2:
         lines = [ln for ln in err.splitlines() if ln.strip()]
         if len(lines) == 1 and lines[0].startswith("gictools: error:"):
-            return "refused", lines[0]
+            if len(r.err) > MAX_STDERR:
+                return "broken", f"a {len(r.err):,}-byte error message: {lines[0][:200]}..."
+            return "refused", lines[0][:300]
         return "crash", f"exit 2 without a one-line error: {_last_line(err)!r}"
     if r.rc in (0, 1):
         return "accepted", ""
@@ -258,18 +272,25 @@ def _gz_bombs(d: Path) -> list[Path]:
         meta + b"\xa8metadata\x81\xa1x\xdb" + struct.pack(">I", 80 << 20),
         80 << 20,
     )
-    # one record: an array of 12 bins of 16 MiB each (each bin within limits, 192 MiB in all)
-    p = d / "bomb-array-192m.msgpack.gz"
-    with open(p, "wb") as raw:
-        z = zlib.compressobj(1, zlib.DEFLATED, 31)
-        raw.write(z.compress(hb + b"\xdc\x00\x0c"))
-        zero = bytes(1 << 20)
-        for _ in range(12):
-            raw.write(z.compress(b"\xc6" + struct.pack(">I", 16 << 20)))
-            for _ in range(16):
-                raw.write(z.compress(zero))
-        raw.write(z.flush())
-    out.append(p)
+    # a MEM record with 12 trailing bins of 16 MiB (each bin within limits, 192 MiB in all;
+    # trailing elements are what later minor versions may append), and a record whose tag
+    # is a 16 MiB bin
+    for name, head, nbins in (
+        ("bomb-array-192m.msgpack.gz", b"\xdc\x00\x11\x04\x00\xc0\xce\x40\x00\x00\x00\xc4\x00", 12),
+        ("bomb-tag-16m.msgpack.gz", b"\x92", 1),
+    ):
+        p = d / name
+        with open(p, "wb") as raw:
+            z = zlib.compressobj(1, zlib.DEFLATED, 31)
+            raw.write(z.compress(hb + head))
+            zero = bytes(1 << 20)
+            for _ in range(nbins):
+                raw.write(z.compress(b"\xc6" + struct.pack(">I", 16 << 20)))
+                for _ in range(16):
+                    raw.write(z.compress(zero))
+            raw.write(z.compress(b"\x00"))  # the tag record's second element
+            raw.write(z.flush())
+        out.append(p)
     # a 2^20-element array of maps in metadata (each tiny; the element count is the attack)
     arr = b"\xdd" + struct.pack(">I", 1 << 20) + b"\x80" * (1 << 20)
     write("bomb-wide.msgpack.gz", meta + b"\xa8metadata\x81\xa1x" + arr, 0)
@@ -754,14 +775,18 @@ def mutate_qemu(rng, d: Path) -> tuple[list, str]:
 
 class Result:
     def __init__(self, cat, idx, cls, reason, desc, cmds):
-        self.cat, self.idx, self.cls, self.reason, self.desc, self.cmds = (
-            cat,
-            idx,
-            cls,
-            reason,
-            desc,
-            cmds,
-        )
+        self.cat, self.idx, self.cls, self.reason = cat, idx, cls, reason
+        self.desc, self.cmds = desc, cmds
+
+    def as_dict(self):
+        return {
+            "case": self.idx,
+            "category": self.cat,
+            "class": self.cls,
+            "reason": self.reason,
+            "what": self.desc,
+            "commands": [[str(x) for x in c] for c in self.cmds],
+        }
 
 
 def _worst(results):
@@ -1130,7 +1155,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=20261201)
     ap.add_argument(
-        "--cases", type=int, default=None, help="number of cases (default 800; --quick 30)"
+        "--cases", type=int, default=None, help="number of cases (default 600; --quick 30)"
     )
     ap.add_argument("--quick", action="store_true", help="a ~1 minute run")
     ap.add_argument("--case", type=int, action="append", help="run only this case index (repeat)")
@@ -1139,12 +1164,13 @@ def main(argv=None):
     )
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument(
-        "--timeout", type=float, default=None, help="seconds per CLI run (60; --quick 30)"
+        "--timeout", type=float, default=None, help="CPU seconds per CLI run (60; --quick 30)"
     )
     ap.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
     a = ap.parse_args(argv)
-    n = a.cases if a.cases is not None else (30 if a.quick else 800)
-    timeout = a.timeout or (30 if a.quick else 60)
+    n = a.cases if a.cases is not None else (30 if a.quick else 600)
+    CPU_LIMIT[0] = int(a.timeout or (30 if a.quick else 60))
+    timeout = CPU_LIMIT[0] * WALL_FACTOR
     allowed = set(a.only or CATEGORIES)
     if "diskfull" in allowed and not (os.geteuid() == 0 and can_mount()):
         print("diskfull: mount -t tmpfs not permitted here; category skipped", file=sys.stderr)
@@ -1153,7 +1179,7 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     print(
-        f"seed {a.seed}, {len(a.case) if a.case else n} cases, {a.jobs} jobs, timeout {timeout} s, "
+        f"seed {a.seed}, {len(a.case) if a.case else n} cases, {a.jobs} jobs, CPU limit {CPU_LIMIT[0]} s, "
         f"RLIMIT_AS {AS_LIMIT >> 20} MiB; building seeds in {work}/seeds ...",
         file=sys.stderr,
         flush=True,
@@ -1169,10 +1195,14 @@ def main(argv=None):
             a.seed, i, seeds, work, timeout, allowed, keep=bool(a.case) and a.keep is not None
         )
 
+    log = open(work / "results.jsonl", "w") if a.keep else None
     with ThreadPoolExecutor(a.jobs) as ex:
         for res in ex.map(one, indexes):
             results.append(res)
             done += 1
+            if log:
+                log.write(json.dumps(res.as_dict()) + "\n")
+                log.flush()
             if done % 50 == 0 or done == len(indexes):
                 print(
                     f"  {done}/{len(indexes)} cases, {time.monotonic() - t0:.0f} s",
@@ -1180,24 +1210,6 @@ def main(argv=None):
                     flush=True,
                 )
     elapsed = time.monotonic() - t0
-    if a.keep:
-        import json
-
-        with open(work / "results.jsonl", "w") as f:
-            for r in results:
-                f.write(
-                    json.dumps(
-                        {
-                            "case": r.idx,
-                            "category": r.cat,
-                            "class": r.cls,
-                            "reason": r.reason,
-                            "what": r.desc,
-                            "commands": [[str(x) for x in c] for c in r.cmds],
-                        }
-                    )
-                    + "\n"
-                )
     table = collections.defaultdict(collections.Counter)
     for r in results:
         table[r.cat][r.cls] += 1
@@ -1247,6 +1259,8 @@ def main(argv=None):
             print(f"case {r.idx} [{r.cat}] {r.cls}: {r.desc}: {r.reason}")
             for c in r.cmds:
                 print(f"    gictools {' '.join(str(x) for x in c)}")
+    if log:
+        log.close()
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if bad else 0

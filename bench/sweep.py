@@ -13,7 +13,8 @@ overhead of the Dask path against the local path.
    executor's overhead per cell (submit, pickle, schedule, return the result; also the
    cell-row and manifest writes, which come after run_cell's clock stops, the same on
    both paths, so the difference between the paths is the executors' alone).
-Prints the load average too: the figures mean little on a busy machine.
+Prints the load average and the speed-up a pure CPU loop gets from 2 processes right
+now: the sweep's figures mean little when the machine gives no more than that.
 """
 
 import argparse
@@ -28,6 +29,30 @@ from gictools.sweep.run import run_sweep
 from gictools.trace.gen_lpi_stress import generate
 
 POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
+
+
+def _spin(n):
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+
+
+def machine_ceiling(repeat, n=10_000_000):
+    """The speed-up this machine gives 2 processes over 1 right now, for 4 pure-Python
+    CPU loops: the ceiling for the sweep's, since other work shares the CPUs."""
+    import concurrent.futures as cf
+
+    walls = {}
+    for j in (1, 2):
+        runs = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            with cf.ProcessPoolExecutor(j) as ex:
+                list(ex.map(_spin, [n] * 4))
+            runs.append(time.perf_counter() - t)
+        walls[j] = min(runs)
+    return walls[1] / walls[2]
 
 
 def timed_sweep(cells, root, **kw):
@@ -62,6 +87,9 @@ def main():
                 f"({8 * msis / walls[j] / 1e6:.2f} M MSIs/s aggregate)"
             )
         print(f"speed-up -j 2 vs -j 1: {walls[1] / walls[2]:.2f}x")
+        print(
+            f"(this machine now: 2 processes vs 1 on a pure CPU loop: {machine_ceiling(a.repeat):.2f}x)"
+        )
 
         generate(tmp / "tiny.msgpack", 1, 1, 4, 25, "as-measured")
         for k in range(a.tiny_cells // len(POLICIES)):

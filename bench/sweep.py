@@ -10,10 +10,9 @@ overhead of the Dask path against the local path.
    through the local executor (-j 1) and a Dask LocalCluster (1 worker process, 1 thread,
    started beforehand and not timed); one worker each, so that workers do not compete.
    Each executor runs n/2 and n cells: the slope is its wall time per cell (start-up
-   cancels out); minus the time run_cell measured for itself inside the worker, it is the
-   executor's overhead per cell (submit, pickle, schedule, return the result; also the
-   cell-row and manifest writes, which come after run_cell's clock stops, the same on
-   both paths, so the difference between the paths is the executors' alone).
+   cancels out); minus the time run_cell measured for itself inside the worker (the cell
+   with all its writes and syncs), it is the executor's overhead per cell (submit,
+   pickle, schedule, return the result).
 Prints the load average and the speed-up a pure CPU loop gets from 2 processes right
 now: the sweep's figures mean little when the machine gives no more than that.
 """
@@ -62,7 +61,7 @@ def timed_sweep(cells, root, **kw):
     r = run_sweep(cells, root, **kw)
     wall = time.perf_counter() - t
     assert r.count("done") == len(cells), [v for v in r.results.values() if v["status"] != "done"]
-    return wall, sum(v["wall_s"] for v in r.results.values()) / len(cells)
+    return wall, sum(v["total_s"] for v in r.results.values()) / len(cells)
 
 
 def main():

@@ -3,17 +3,18 @@ overhead of the Dask path against the local path.
 
     python bench/sweep.py [--msis-per-cell N] [--tiny-cells N] [--repeat N]
 
-1. Eight real cells (two generated lpi-stress traces x four cache policies) on the local
-   executor with -j 1 and -j 2: wall time of run_sweep, best of --repeat; speed-up ratio.
+1. Eight equal real cells (eight copies of a generated lpi-stress trace, lru-v6.8: the
+   list cache's Python loop, the common case) on the local executor with -j 1 and -j 2:
+   wall time of run_sweep, best of --repeat; speed-up ratio.
 2. Per-cell overhead: --tiny-cells cells of a ~100-MSI trace, so that the work is small,
    through the local executor (-j 1) and a Dask LocalCluster (1 worker process, 1 thread,
    started beforehand and not timed); one worker each, so that workers do not compete.
    Each executor runs n/2 and n cells: the slope is its wall time per cell (start-up
-   cancels out); minus the time run_cell measured for itself inside the worker, it is the
-   executor's overhead per cell (submit, pickle, schedule, return the result; also the
-   cell-row and manifest writes, which come after run_cell's clock stops, the same on
-   both paths, so the difference between the paths is the executors' alone).
-Prints the load average too: the figures mean little on a busy machine.
+   cancels out); minus the time run_cell measured for itself inside the worker (the cell
+   with all its writes and syncs), it is the executor's overhead per cell (submit,
+   pickle, schedule, return the result).
+Prints the load average and the speed-up a pure CPU loop gets from 2 processes right
+now: the sweep's figures mean little when the machine gives no more than that.
 """
 
 import argparse
@@ -30,13 +31,37 @@ from gictools.trace.gen_lpi_stress import generate
 POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
 
 
+def _spin(n):
+    x = 0
+    for i in range(n):
+        x += i
+    return x
+
+
+def machine_ceiling(repeat, n=10_000_000):
+    """The speed-up this machine gives 2 processes over 1 right now, for 4 pure-Python
+    CPU loops: the ceiling for the sweep's, since other work shares the CPUs."""
+    import concurrent.futures as cf
+
+    walls = {}
+    for j in (1, 2):
+        runs = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            with cf.ProcessPoolExecutor(j) as ex:
+                list(ex.map(_spin, [n] * 4))
+            runs.append(time.perf_counter() - t)
+        walls[j] = min(runs)
+    return walls[1] / walls[2]
+
+
 def timed_sweep(cells, root, **kw):
     shutil.rmtree(root, ignore_errors=True)
     t = time.perf_counter()
     r = run_sweep(cells, root, **kw)
     wall = time.perf_counter() - t
     assert r.count("done") == len(cells), [v for v in r.results.values() if v["status"] != "done"]
-    return wall, sum(v["wall_s"] for v in r.results.values()) / len(cells)
+    return wall, sum(v["total_s"] for v in r.results.values()) / len(cells)
 
 
 def main():
@@ -49,9 +74,10 @@ def main():
     try:
         print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs")
         iters = max(1, a.msis_per_cell // (4 * 32))
-        for name in ("t1", "t2"):
-            generate(tmp / f"{name}.msgpack", 4, 4, 32, iters, "fixed")
-        cells = cells_from_args([str(tmp / "t*.msgpack")], POLICIES)
+        generate(tmp / "t0.msgpack", 4, 4, 32, iters, "fixed")
+        for k in range(1, 8):
+            shutil.copy(tmp / "t0.msgpack", tmp / f"t{k}.msgpack")
+        cells = cells_from_args([str(tmp / "t*.msgpack")], ["lru-v6.8"])
         assert len(cells) == 8
         msis = 4 * 32 * iters
         walls = {}
@@ -62,6 +88,9 @@ def main():
                 f"({8 * msis / walls[j] / 1e6:.2f} M MSIs/s aggregate)"
             )
         print(f"speed-up -j 2 vs -j 1: {walls[1] / walls[2]:.2f}x")
+        print(
+            f"(this machine now: 2 processes vs 1 on a pure CPU loop: {machine_ceiling(a.repeat):.2f}x)"
+        )
 
         generate(tmp / "tiny.msgpack", 1, 1, 4, 25, "as-measured")
         for k in range(a.tiny_cells // len(POLICIES)):

@@ -279,7 +279,8 @@ def run_cell(cell: Cell, root: str) -> dict:
         mdir.mkdir(parents=True, exist_ok=True)
         _unlink(mdir / f"{cell.cell_id}.failed.json")
         atomic_write_bytes(manifest_path(root, cell), json.dumps(entry, indent=1).encode())
-        return {**base, "status": "done", "wall_s": wall, "row": row}
+        total = time.perf_counter() - t0  # with the writes and syncs after the row
+        return {**base, "status": "done", "wall_s": wall, "total_s": total, "row": row}
     except Exception as e:
         from gictools.errors import GictoolsError
 

@@ -10,63 +10,16 @@ whose LPIs are off still delivers while the slow path says -EBUSY (kvm-its refer
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import KERNELS, POLICIES, command, dev, ev, live_dev, live_ev, weighted
 
 from gictools import VM
 from gictools import regs as R
 from gictools.guest import Guest
-from gictools.model.commands import encode_command
 from gictools.model.its import COLLECTION_NOT_MAPPED
 
-POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
-live_dev, live_ev = st.integers(0, 1), st.integers(0, 1)  # mapped by build()
-dev = st.one_of(
-    live_dev, live_dev, live_dev, st.sampled_from([3, 8191, 8192, 0xFFFF, 0x10000, 0xFFFF_FFFF])
-)
-ev = st.one_of(live_ev, live_ev, live_ev, st.sampled_from([5, 15, 16, 0xFFFF, 0x10000]))
-icid = st.integers(0, 3) | st.sampled_from([8191, 8192, 0xFFFF])
-intid = st.integers(8190, 8200) | st.sampled_from([0, 16383, 65535, 65536, 0xFFFF_FFFF])
-rdbase = st.integers(0, 3) | st.sampled_from([0xFFFF_FFFF])
-
-command = st.one_of(
-    st.builds(
-        lambda d, b, v: encode_command("MAPD", DeviceID=d, Size=b, ITT_addr=0x410000 + d % 8, V=v),
-        dev,
-        st.integers(0, 31),
-        st.integers(0, 1),
-    ),
-    st.builds(
-        lambda c, r, v: encode_command("MAPC", ICID=c, RDbase=r, V=v),
-        icid,
-        rdbase,
-        st.integers(0, 1),
-    ),
-    st.builds(
-        lambda d, e, i, c: encode_command("MAPTI", DeviceID=d, EventID=e, pINTID=i, ICID=c),
-        dev,
-        ev,
-        intid,
-        icid,
-    ),
-    st.builds(lambda d, e, c: encode_command("MAPI", DeviceID=d, EventID=e, ICID=c), dev, ev, icid),
-    st.builds(lambda d, e, c: encode_command("MOVI", DeviceID=d, EventID=e, ICID=c), dev, ev, icid),
-    *[
-        st.builds(lambda d, e, n=n: encode_command(n, DeviceID=d, EventID=e), dev, ev)
-        for n in ("DISCARD", "CLEAR", "INT", "INV")
-    ],
-    st.builds(lambda c: encode_command("INVALL", ICID=c), icid),
-    st.builds(lambda a, b: encode_command("MOVALL", RDbase=a, RDbase2=b), rdbase, rdbase),
-    st.just(encode_command("SYNC")),
-    st.binary(min_size=32, max_size=32),
-)
 cmd_op = st.tuples(st.just("cmd"), st.integers(0, 1), command)
 msi_op = st.tuples(st.just("msi"), st.integers(0, 1), dev, ev)
 live_msi = st.tuples(st.just("msi"), st.integers(0, 1), live_dev, live_ev)
-
-
-def weighted(*pairs):
-    """one_of with integer weights (hypothesis' one_of treats branches alike)."""
-    table = [strat for w, strat in pairs for _ in range(w)]
-    return st.integers(0, len(table) - 1).flatmap(lambda i: table[i])
 
 
 # mostly MSIs and commands on live state; the state-wrecking ops (ITS off, device table
@@ -130,25 +83,7 @@ def retarget_quirk(vm, lpi):
 
 def check_cache_matches_slow_path(vm):
     for its in vm.itses:
-        cached = {}
-        if its.cache.scope == "its":
-            cached = {k: lpi for k, lpi in its.cache.map.items()}
-            keys = [(k >> 16, k & 0xFFFF, lpi) for k, lpi in cached.items()]
-        elif its.cache.name == "lru-v6.8":
-            keys = [
-                ((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, lpi)
-                for k, lpi in its.cache.map.items()
-                if k >> 64 == its.index
-            ]
-        elif its.cache.name == "usage-v2":
-            keys = [
-                ((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, e.lpi)
-                for k, e in its.cache.map.items()
-                if k >> 64 == its.index
-            ]
-        else:
-            keys = []
-        for d, e, lpi in keys:
+        for d, e, lpi in its.cache.cached(its):
             err, slow = its.resolve_lpi(d, e)
             assert slow is lpi or (err == -R.EBUSY and retarget_quirk(vm, lpi)), (
                 f"ITS {its.index} caches ({d}, {e}) -> {lpi!r}; slow path: {err} {slow!r}"
@@ -175,9 +110,7 @@ def check_invariants(vm):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    ops=st.lists(op, min_size=20, max_size=80), kernel=st.sampled_from(["6.6", "6.8", "6.9", "7.0"])
-)
+@given(ops=st.lists(op, min_size=20, max_size=80), kernel=st.sampled_from(KERNELS))
 def test_policies_agree_and_state_stays_consistent(ops, kernel):
     runs = [build(p, kernel) for p in POLICIES]
     quirk = False

@@ -1,6 +1,9 @@
 """No translation cache: every injection takes the slow path (capacity 0 in vgic-its.c)."""
 
-from gictools.model.cache.base import BYPASS, CachePolicy
+import numpy as np
+
+from gictools.model.cache.base import BlockOutcome, CachePolicy
+from gictools.model.cache.outcome import Outcome
 
 
 class NoCache(CachePolicy):
@@ -13,7 +16,7 @@ class NoCache(CachePolicy):
 
     def fill(self, db, device_id, event_id, lpi):
         self.last_victim = None
-        return BYPASS
+        return Outcome.BYPASS
 
     def invalidate(self):
         pass
@@ -23,3 +26,10 @@ class NoCache(CachePolicy):
 
     def entries(self):
         return []
+
+    def cached(self, its):
+        return ()
+
+    def run_block(self, its, block):
+        # every event bypasses, the failed slow paths included (vm.signal_msi says "bypass")
+        return BlockOutcome.build(np.full(len(block.inverse), Outcome.BYPASS, np.int8), [], [])

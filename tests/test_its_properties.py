@@ -10,12 +10,10 @@ whose LPIs are off still delivers while the slow path says -EBUSY (kvm-its refer
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_checks import build, check_cache_matches_slow_path, check_invariants
 from strategies import KERNELS, POLICIES, command, dev, ev, live_dev, live_ev, weighted
 
-from gictools import VM
 from gictools import regs as R
-from gictools.guest import Guest
-from gictools.model.its import COLLECTION_NOT_MAPPED
 
 cmd_op = st.tuples(st.just("cmd"), st.integers(0, 1), command)
 msi_op = st.tuples(st.just("msi"), st.integers(0, 1), dev, ev)
@@ -33,25 +31,6 @@ op = weighted(
     (5, st.tuples(st.just("ctlr"), st.integers(0, 1), st.booleans())),
     (2, st.tuples(st.just("baser0"), st.integers(0, 1))),
 )
-
-
-def build(policy, kernel):
-    vm = VM(3, cache=policy, kernel=kernel)
-    guests = []
-    for i in range(2):
-        its = vm.add_its()
-        guests.append(Guest(vm, its, alloc_base=0x4100_0000 + i * 0x100_0000))
-    for g in guests:
-        g.enable_lpis()
-    for n, g in enumerate(guests):  # live state for the random stream to work on
-        for c in range(3):
-            g.mapc(c, c)
-        for d in range(3):
-            g.mapd(d, 4)
-            for e in range(4):
-                g.set_lpi_config(8192 + e)
-                g.mapti(d, e, 8192 + (d * 4 + e + n) % 9, (d + e) % 3)
-    return vm, guests
 
 
 def step(vm, guests, o):
@@ -74,39 +53,6 @@ def step(vm, guests, o):
             its.mmio_write(R.GITS_BASER, 8, v & ~(1 << 63))
             its.mmio_write(R.GITS_BASER, 8, v)
     return (kind,)
-
-
-def retarget_quirk(vm, lpi):
-    """The cached LPI targets a vCPU whose LPIs are off (MAPC V=1 does not invalidate)."""
-    return lpi is not None and lpi.target is not None and not vm.redists[lpi.target].lpis_enabled
-
-
-def check_cache_matches_slow_path(vm):
-    for its in vm.itses:
-        for d, e, lpi in its.cache.cached(its):
-            err, slow = its.resolve_lpi(d, e)
-            assert slow is lpi or (err == -R.EBUSY and retarget_quirk(vm, lpi)), (
-                f"ITS {its.index} caches ({d}, {e}) -> {lpi!r}; slow path: {err} {slow!r}"
-            )
-
-
-def check_invariants(vm):
-    refs = {}
-    for its in vm.itses:
-        colls = set(map(id, its.collections.values()))
-        for d in its.devices.values():
-            assert d.num_eventid_bits <= 16
-            for e, ite in d.ites.items():
-                assert e < 1 << d.num_eventid_bits
-                assert vm.lpis.get(ite.lpi.intid) is ite.lpi, "ITE points at a missing LPI"
-                assert ite.collection is None or id(ite.collection) in colls
-                refs[ite.lpi.intid] = refs.get(ite.lpi.intid, 0) + 1
-        for c in its.collections.values():
-            assert c.target == COLLECTION_NOT_MAPPED or vm.vcpu_from_rdbase(c.target) is not None
-    assert refs == {i: lpi.refs for i, lpi in vm.lpis.items()}
-    for lpi in vm.lpis.values():
-        assert 8192 <= lpi.intid < 65536 and lpi.priority & 3 == 0
-        assert lpi.target is None or 0 <= lpi.target < vm.nr_vcpus
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,6 +2,10 @@
 file (a toy FIFO cache), compiled block kernels equal to the Python reference, and the
 v6.10 cache key's EventID aliasing on kernels that can restore a >16-bit DTE."""
 
+import os
+import subprocess
+import sys
+import tempfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -285,6 +289,40 @@ def test_large_blocks_take_the_compiled_kernel(monkeypatch):
         assert [COLUMN_VALUES[c] for c in OUTCOME_TO_COLUMN[r.outcome]] == [p.cache for p in per]
         assert vms[0][1].cache.entries() == vms[1][1].cache.entries()
     assert calls and all(calls)
+
+
+def test_numba_cache_dir_falls_back_when_the_package_is_read_only(monkeypatch, tmp_path):
+    here = os.path.join(os.path.dirname(jit.__file__), "__pycache__")
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(
+        jit, "_writable", lambda d: d != here and jit.os.makedirs(d, exist_ok=True) is None
+    )
+    jit._ensure_cache_dir()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "xdg" / "gictools" / "numba")
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.setattr(
+        jit, "_writable", lambda d: d.startswith(tempfile.gettempdir()) and d != here
+    )
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-such-dir")
+    jit._ensure_cache_dir()
+    assert os.environ["NUMBA_CACHE_DIR"].startswith(
+        os.path.join(tempfile.gettempdir(), "gictools-numba-")
+    )
+
+
+def test_small_blocks_and_help_never_import_numba():
+    code = (
+        "import sys, numpy as np\n"
+        "from gictools import VM\n"
+        "from gictools.model.block import inject_block\n"
+        "vm = VM(1, cache='lru-v6.8'); its = vm.add_its()\n"
+        "inject_block(vm, its, np.zeros(100, np.uint32), np.arange(100, dtype=np.uint32))\n"
+        "vm.signal_msi(its, 0, 1)\n"
+        "from gictools import cli\n"
+        "assert 'numba' not in sys.modules, 'numba imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, GICTOOLS_JIT="1"))
 
 
 # --- v6.10 cache key aliasing (issue 10 item 14) ---------------------------------------------------

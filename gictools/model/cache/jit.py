@@ -35,30 +35,42 @@ def available() -> bool:
     return kernels(0, True) is not None
 
 
+unavailable_reason = None  # why the kernels could not be loaded, if they could not
+
+
 def _load():
+    global unavailable_reason
     if os.environ.get("GICTOOLS_JIT", "1") == "0":
+        unavailable_reason = "disabled by GICTOOLS_JIT=0"
         return None
     _ensure_cache_dir()
     try:
         from gictools.model.cache import _kernels
-    except ImportError:
+    except Exception as e:  # not installed, or no usable cache/compiler: stay in Python
+        unavailable_reason = f"{type(e).__name__}: {e}"
         return None
     return _kernels
 
 
+def _writable(d: str) -> bool:
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        with tempfile.TemporaryFile(dir=d):
+            return True
+    except OSError:
+        return False
+
+
 def _ensure_cache_dir():
-    """numba writes its cache beside the source; a read-only install needs another place."""
-    if os.environ.get("NUMBA_CACHE_DIR") or os.access(os.path.dirname(__file__), os.W_OK):
+    """numba caches beside the source (__pycache__); a read-only install needs another place."""
+    here = os.path.join(os.path.dirname(__file__), "__pycache__")
+    if os.environ.get("NUMBA_CACHE_DIR") or _writable(here):
         return
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     for d in (
         os.path.join(xdg, "gictools", "numba"),
         os.path.join(tempfile.gettempdir(), f"gictools-numba-{os.getuid()}"),
     ):
-        try:
-            os.makedirs(d, mode=0o700, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(d, os.W_OK):
+        if _writable(d):
             os.environ["NUMBA_CACHE_DIR"] = d
             return

@@ -139,5 +139,6 @@ class LruV68(CachePolicy):
         for j in final.tolist():
             od[all_keys[j]] = all_lpis[j]
         vidx = np.flatnonzero(victim >= 0)
-        vkeys = [all_keys[j] & _M64 for j in victim[vidx].tolist()]
+        tkeys = np.fromiter((k & _M64 for k in all_keys), dtype=np.uint64, count=len(all_keys))
+        vkeys = tkeys[victim[vidx]]
         return BlockOutcome.build(out, vidx, vkeys)

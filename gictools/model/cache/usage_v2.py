@@ -195,5 +195,6 @@ class UsageV2(CachePolicy):
         self.order, self.map, self.empties = order, m, empties
         self.last_victim = None
         vidx = np.flatnonzero(victim >= 0)
-        vkeys = [all_keys[j] & _M64 for j in victim[vidx].tolist()]
+        tkeys = np.fromiter((k & _M64 for k in all_keys), dtype=np.uint64, count=len(all_keys))
+        vkeys = tkeys[victim[vidx]]
         return BlockOutcome.build(out, vidx, vkeys)

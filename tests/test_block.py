@@ -117,3 +117,15 @@ def test_thrash_shape_lru_and_usage_miss_per_its_hits():
         warm = r.outcome[17:]
         assert int((warm == 0).sum()) == want_hits, policy
         assert (r.error == 0).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=200))
+def test_unique_matches_numpy(keys):
+    from gictools.model.block import _unique
+
+    k = np.array(keys, dtype=np.uint64)
+    want = np.unique(k, return_index=True, return_inverse=True)
+    got = _unique(k)
+    for w, g in zip(want, got):
+        assert w.tolist() == g.tolist()

@@ -89,11 +89,15 @@ def key_streams(draw, its_count=3, max_keys=48, max_len=400):
     nofill = draw(st.sets(st.integers(0, n - 1), max_size=max(1, n // 4)))
     # a skewed index stream: hot keys and cold ones, so hits, misses and evictions mix
     idx = st.integers(0, n - 1) | st.integers(0, min(n - 1, 5))
+    # sweeps cycle over more keys than a 16-entry cache holds (the lpi-stress thrash shape)
+    sweep = st.builds(lambda k, r: list(range(k)) * r, st.integers(1, n), st.integers(1, 4))
     ops = draw(
         st.lists(
             st.one_of(
                 st.tuples(
-                    st.just("block"), st.integers(0, its_count - 1), st.lists(idx, max_size=max_len)
+                    st.just("block"),
+                    st.integers(0, its_count - 1),
+                    st.lists(idx, max_size=max_len) | sweep,
                 ),
                 st.just(("invalidate",)),
             ),

@@ -39,8 +39,10 @@ class PoliciesInLockStep(RuleBasedStateMachine):
                     self.quirk = True
 
     @rule(i=its_index, raw=command)
-    def its_command(self, i, raw):
-        errs = {gs[i].its.process_command(raw) for _, gs in self.runs}
+    def guest_command(self, i, raw):
+        # through the guest's queue: written to memory, CWRITER advanced (queued while the
+        # ITS is disabled, run when it is enabled again)
+        errs = {gs[i].command(raw) for _, gs in self.runs}
         assert len(errs) == 1
 
     @rule(i=its_index, d=dev, e=ev)

@@ -215,6 +215,8 @@ def _drive(name, nr_vcpus, pool, nofill, ops, use_jit):
     for its in itses:
         pol.doorbells[its.doorbell] = its.index
     trace = []
+    nofill_keys = {pool[j][1:] for j in nofill}
+    lpi_of = {}
     for op in ops:
         if op[0] == "invalidate":
             pol.invalidate()
@@ -227,9 +229,14 @@ def _drive(name, nr_vcpus, pool, nofill, ops, use_jit):
         uniq, first, inverse = np.unique(
             translation_keys(dev, ev), return_index=True, return_inverse=True
         )
-        fill = {(pool[j][1], pool[j][2]): j not in nofill for j in idx}
+        # one slow-path answer per key for the whole stream (run_block's precondition:
+        # the cache agrees with the slow path, CachePolicy.consistent)
         lpis = [
-            SimpleNamespace(intid=8192 + i * 100_000 + d * 64 + e) if fill[(d, e)] else None
+            None
+            if (d, e) in nofill_keys
+            else lpi_of.setdefault(
+                (i, d, e), SimpleNamespace(intid=8192 + i * 100_000 + d * 64 + e)
+            )
             for d, e in zip(*(a.tolist() for a in split_translation_key(uniq)))
         ]
         r = pol.run_block(itses[i], Block(uniq, lpis, inverse, first), use_jit=use_jit)
@@ -259,8 +266,29 @@ def test_compiled_block_equals_python_block(name, nr_vcpus, stream):
 
 
 @needs_numba
+def test_numba_loads_only_after_the_python_budget(monkeypatch):
+    monkeypatch.setattr(jit, "_loaded", None)
+    monkeypatch.setattr(jit, "_python_s", 0.0)
+    monkeypatch.setattr(jit, "PYTHON_BUDGET_S", 3600.0)
+    big = jit.MIN_EVENTS
+    assert jit.kernels(big) is None and jit.kernels(big - 1, None) is None
+    with jit.python_loop(big - 1):
+        pass
+    assert jit._python_s == 0.0  # small blocks do not count
+    with jit.python_loop(big):
+        pass
+    assert jit._python_s > 0.0 and jit._loaded is None
+    monkeypatch.setattr(jit, "_python_s", 3600.0)
+    assert jit.kernels(big - 1) is None  # small blocks stay Python
+    assert jit.kernels(big) is not None and jit._loaded
+    monkeypatch.setattr(jit, "_python_s", 0.0)
+    assert jit.kernels(big) is not None  # once loaded, large blocks use it
+
+
+@needs_numba
 def test_large_blocks_take_the_compiled_kernel(monkeypatch):
-    """Above jit.MIN_EVENTS the VM's block path runs compiled and still equals per-event."""
+    """Above jit.MIN_EVENTS (budget spent) the VM's block path runs compiled and still
+    equals per-event."""
     calls = []
     real = jit.kernels
 
@@ -270,6 +298,7 @@ def test_large_blocks_take_the_compiled_kernel(monkeypatch):
         return k
 
     monkeypatch.setattr(jit, "kernels", spy)
+    monkeypatch.setattr(jit, "PYTHON_BUDGET_S", 0.0)
     for policy in ("lru-v6.8", "usage-v2"):
         vms = []
         for _ in range(2):
@@ -312,13 +341,14 @@ def test_numba_cache_dir_falls_back_when_the_package_is_read_only(monkeypatch, t
     )
 
 
-def test_small_blocks_and_help_never_import_numba():
+def test_small_traces_and_help_never_import_numba():
     code = (
         "import sys, numpy as np\n"
         "from gictools import VM\n"
         "from gictools.model.block import inject_block\n"
         "vm = VM(1, cache='lru-v6.8'); its = vm.add_its()\n"
         "inject_block(vm, its, np.zeros(100, np.uint32), np.arange(100, dtype=np.uint32))\n"
+        "inject_block(vm, its, np.zeros(5000, np.uint32), np.arange(5000, dtype=np.uint32) % 99)\n"
         "vm.signal_msi(its, 0, 1)\n"
         "from gictools import cli\n"
         "assert 'numba' not in sys.modules, 'numba imported'\n"

@@ -22,7 +22,8 @@ class Block(NamedTuple):
 
     keys: sorted distinct translation keys (uint64); lpis: the slow path's LPI for each
     key (None where it fails); inverse: per event, the index of its key; first: per key,
-    its first event.
+    its first event. Precondition: every entry the ITS can hit is its key's LPI here
+    (CachePolicy.consistent), as the block path checks first.
     """
 
     keys: np.ndarray

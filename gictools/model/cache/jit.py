@@ -1,34 +1,57 @@
 """Compiled block kernels for the order-dependent policies, loaded only when they pay off.
 
-numba is imported on the first block of at least MIN_EVENTS MSIs (never for small
-blocks or per-event injection, so `gictools --help` and `info` never load it). Set
-GICTOOLS_JIT=0 to keep everything in Python. Compiled code is cached on disk
-(numba cache=True): beside the package if that is writable, else NUMBA_CACHE_DIR, which
-is pointed at the user cache directory (or a per-user temp directory) when unset.
-The pure-Python run_block of each policy stays the reference (tests compare both).
+Loading numba costs about 1 s per process (import + compiled code from the on-disk
+cache; the first compile on a machine, 2-4 s). So blocks run in Python until the
+Python block loops of this process have taken PYTHON_BUDGET_S (rent until the cost of
+buying: never worse than twice the better choice), and only blocks of at least
+MIN_EVENTS MSIs count or go compiled. Small traces, per-event injection, `gictools
+--help` and `info` never import numba. GICTOOLS_JIT=0 keeps everything in Python.
+Compiled code is cached (numba cache=True) beside the package if that is writable,
+else in NUMBA_CACHE_DIR, pointed at the user cache directory (or a per-user temp
+directory) when unset. The Python run_block of each policy stays the reference (tests
+compare both); which one runs never changes a result.
 """
 
 import os
 import tempfile
+import time
 
 MIN_EVENTS = 2048  # below this, the Python loop beats the array conversions
+PYTHON_BUDGET_S = 0.5  # Python block time after which loading numba pays off
 
 _loaded = None  # the kernel module, or False once numba proved unusable
+_python_s = 0.0  # time spent in Python block loops of >= MIN_EVENTS MSIs
 
 
 def kernels(n_events: int, use_jit: bool | None = None):
     """The kernel module if a block of n_events should run compiled, else None.
 
-    use_jit: None decides by size, True forces compiled (if numba is usable), False Python.
+    use_jit: None decides (size and the Python time spent so far), True forces compiled
+    (if numba is usable), False Python.
     """
+    global _loaded
     if use_jit is None:
-        use_jit = n_events >= MIN_EVENTS
+        use_jit = n_events >= MIN_EVENTS and (_loaded is not None or _python_s >= PYTHON_BUDGET_S)
     if not use_jit:
         return None
-    global _loaded
     if _loaded is None:
         _loaded = _load() or False
     return _loaded or None
+
+
+class python_loop:
+    """Times a Python block loop of n_events toward PYTHON_BUDGET_S (a context manager)."""
+
+    def __init__(self, n_events: int):
+        self.counts = n_events >= MIN_EVENTS
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        global _python_s
+        if self.counts:
+            _python_s += time.perf_counter() - self.t0
 
 
 def available() -> bool:

@@ -76,6 +76,10 @@ class LruV68(CachePolicy):
         kern = jit.kernels(len(block.inverse), use_jit)
         if kern is not None:
             return self._run_block_jit(kern, keys, block)
+        with jit.python_loop(len(block.inverse)):
+            return self._run_block_python(keys, block)
+
+    def _run_block_python(self, keys, block):
         inverse = block.inverse.tolist()
         lpis = block.lpis
         od = self.map

@@ -30,6 +30,7 @@ from gictools.model.cache import (
 from gictools.model.cache.keys import (
     its_key,
     split_translation_key,
+    split_translation_keys,
     split_vm_key,
     translation_key,
     translation_keys,
@@ -83,7 +84,7 @@ def test_key_helpers_known_answers():
     assert k.dtype == np.uint64 and k.tolist() == [
         translation_key(a, b) for a, b in zip(d.tolist(), e.tolist())
     ]
-    assert [x.tolist() for x in split_translation_key(k)] == [d.tolist(), e.tolist()]
+    assert [x.tolist() for x in split_translation_keys(k)] == [d.tolist(), e.tolist()]
     assert vm_keys(np.array([0, 3, 1]), d, e) == [
         vm_key(i, a, b) for i, a, b in zip((0, 3, 1), d.tolist(), e.tolist())
     ]
@@ -237,7 +238,7 @@ def _drive(name, nr_vcpus, pool, nofill, ops, use_jit):
             else lpi_of.setdefault(
                 (i, d, e), SimpleNamespace(intid=8192 + i * 100_000 + d * 64 + e)
             )
-            for d, e in zip(*(a.tolist() for a in split_translation_key(uniq)))
+            for d, e in zip(*(a.tolist() for a in split_translation_keys(uniq)))
         ]
         r = pol.run_block(itses[i], Block(uniq, lpis, inverse, first), use_jit=use_jit)
         trace.append(
@@ -339,6 +340,16 @@ def test_numba_cache_dir_falls_back_when_the_package_is_read_only(monkeypatch, t
     assert os.environ["NUMBA_CACHE_DIR"].startswith(
         os.path.join(tempfile.gettempdir(), "gictools-numba-")
     )
+
+
+def test_the_model_imports_no_numpy():
+    code = (
+        "import sys\n"
+        "from gictools import VM\n"
+        "vm = VM(1, cache='usage-v2'); its = vm.add_its(); vm.signal_msi(its, 0, 1)\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_small_traces_and_help_never_import_numba():

@@ -11,7 +11,7 @@ equal calling vm.signal_msi() per event; tests check that.
 import numpy as np
 
 from gictools.model.cache import COLUMN_INDEX, Block, Outcome
-from gictools.model.cache.keys import split_translation_key, translation_keys
+from gictools.model.cache.keys import split_translation_keys, translation_keys
 
 # Outcome code -> Parquet `cache` dictionary index (hit, miss, miss-evict, bypass)
 OUTCOME_TO_COLUMN = np.array(COLUMN_INDEX, dtype=np.int8)
@@ -57,7 +57,7 @@ def _resolve_uniques(its, uniq):
     error = np.zeros(n, dtype=np.int32)
     lpis = []
     resolve = its.resolve_lpi
-    dev, ev = split_translation_key(uniq)
+    dev, ev = split_translation_keys(uniq)
     for j, (d, e) in enumerate(zip(dev.tolist(), ev.tolist())):
         err, lpi = resolve(d, e)
         lpis.append(lpi)
@@ -98,5 +98,5 @@ def inject_block(vm, its, dev: np.ndarray, ev: np.ndarray) -> BlockResult | None
     else:
         r.entries = np.full(n, start_entries, dtype=np.int32)
     r.victim_index = res.victim_index
-    r.victim_device, r.victim_event = split_translation_key(res.victim_keys)
+    r.victim_device, r.victim_event = split_translation_keys(res.victim_keys)
     return r

@@ -9,12 +9,13 @@ per-event rules event by event) and what "consistent with the slow path" means
 for its entries (cached). A new policy is one module registered in POLICIES.
 """
 
-from typing import NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, NamedTuple
 
 from gictools.model.cache.keys import split_translation_key, translation_key, vm_key
 from gictools.model.cache.outcome import Outcome
+
+if TYPE_CHECKING:  # numpy is imported where blocks run, not with the model
+    import numpy as np
 
 
 class Block(NamedTuple):
@@ -26,22 +27,24 @@ class Block(NamedTuple):
     (CachePolicy.consistent), as the block path checks first.
     """
 
-    keys: np.ndarray
+    keys: "np.ndarray"
     lpis: list
-    inverse: np.ndarray
-    first: np.ndarray
+    inverse: "np.ndarray"
+    first: "np.ndarray"
 
 
 class BlockOutcome(NamedTuple):
     """outcome: int8 Outcome code per event; victim_index: events that evicted a valid
     entry; victim_keys: that entry's translation key (uint64), in event order."""
 
-    outcome: np.ndarray
-    victim_index: np.ndarray
-    victim_keys: np.ndarray
+    outcome: "np.ndarray"
+    victim_index: "np.ndarray"
+    victim_keys: "np.ndarray"
 
     @classmethod
     def build(cls, outcome, vidx, vkeys):
+        import numpy as np
+
         return cls(
             np.asarray(outcome, dtype=np.int8),
             np.asarray(vidx, dtype=np.int64),
@@ -70,7 +73,7 @@ class CachePolicy:
 
     def decode_key(self, key: int):
         its_index = key >> 64
-        d, e = split_translation_key(key & 0xFFFF_FFFF_FFFF_FFFF)
+        d, e = split_translation_key(key)
         for db, idx in self.doorbells.items():
             if idx == its_index:
                 return db, d, e
@@ -114,6 +117,8 @@ class CachePolicy:
         This generic form calls lookup/fill per event; policies override it with faster
         forms that give the same result.
         """
+        import numpy as np
+
         db = its.doorbell
         keys = block.keys.tolist()
         lpis = block.lpis

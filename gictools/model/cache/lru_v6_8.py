@@ -8,8 +8,6 @@ invalidation empties the whole list (vgic_its_invalidate_cache, VM-wide).
 
 from collections import OrderedDict
 
-import numpy as np
-
 from gictools.model.cache import jit
 from gictools.model.cache.base import BlockOutcome, CachePolicy
 from gictools.model.cache.keys import block_vm_keys, split_vm_key
@@ -80,6 +78,8 @@ class LruV68(CachePolicy):
             return self._run_block_python(keys, block)
 
     def _run_block_python(self, keys, block):
+        import numpy as np
+
         inverse = block.inverse.tolist()
         lpis = block.lpis
         od = self.map
@@ -112,6 +112,8 @@ class LruV68(CachePolicy):
         return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey)
 
     def _run_block_jit(self, kern, keys, block):
+        import numpy as np
+
         # ids: the block's keys first, then resident entries the block does not name
         ids = {k: j for j, k in enumerate(keys)}
         all_keys = list(keys)

@@ -1,7 +1,5 @@
 """No translation cache: every injection takes the slow path (capacity 0 in vgic-its.c)."""
 
-import numpy as np
-
 from gictools.model.cache.base import BlockOutcome, CachePolicy
 from gictools.model.cache.outcome import Outcome
 
@@ -31,5 +29,7 @@ class NoCache(CachePolicy):
         return ()
 
     def run_block(self, its, block):
+        import numpy as np
+
         # every event bypasses, the failed slow paths included (vm.signal_msi says "bypass")
         return BlockOutcome.build(np.full(len(block.inverse), Outcome.BYPASS, np.int8), [], [])

@@ -14,10 +14,8 @@ KernelProfile.restore_checks_dte_size) makes that state unreachable, the cache c
 itself never changed.
 """
 
-import numpy as np
-
 from gictools.model.cache.base import BlockOutcome, CachePolicy
-from gictools.model.cache.keys import its_key, split_its_key, split_translation_key
+from gictools.model.cache.keys import its_key, split_its_key, split_translation_keys
 from gictools.model.cache.outcome import Outcome
 from gictools.regs import VITS_MAX_DEVID, VITS_MAX_EVENTID
 
@@ -56,7 +54,9 @@ class PerItsV610(CachePolicy):
     def run_block(self, its, block):
         # order does not matter: a key is a hit if cached at block start or filled by its
         # first event, except where a fill aliases (an ID above 0xFFFF): per-event path
-        dev, ev = split_translation_key(block.keys)
+        import numpy as np
+
+        dev, ev = split_translation_keys(block.keys)
         lpis = block.lpis
         wide = np.flatnonzero((dev > VITS_MAX_DEVID) | (ev > VITS_MAX_EVENTID)).tolist()
         if any(lpis[j] is not None for j in wide):

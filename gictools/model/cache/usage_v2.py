@@ -11,8 +11,6 @@ empties entries but keeps them linked, so the count does not drop.
 
 from operator import attrgetter
 
-import numpy as np
-
 from gictools.model.cache import jit
 from gictools.model.cache.base import BlockOutcome, CachePolicy
 from gictools.model.cache.keys import block_vm_keys, split_vm_key
@@ -131,6 +129,8 @@ class UsageV2(CachePolicy):
             return self._run_block_python(keys, block)
 
     def _run_block_python(self, keys, block):
+        import numpy as np
+
         get = self.map.get
         fill = self.fill_key
         lpis = block.lpis
@@ -156,6 +156,8 @@ class UsageV2(CachePolicy):
         return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey)
 
     def _run_block_jit(self, kern, keys, block):
+        import numpy as np
+
         ids = {k: j for j, k in enumerate(keys)}
         all_keys = list(keys)
         all_lpis = list(block.lpis)

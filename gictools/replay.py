@@ -17,7 +17,8 @@ from gictools import __version__
 from gictools import regs as R
 from gictools.errors import ConfigError, TraceFormatError
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
-from gictools.model.cache import BYPASS, EVICT, HIT, MISS, MISS_NOFILL, POLICIES
+from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES, POLICIES, Outcome
+from gictools.model.cache.keys import translation_keys
 from gictools.model.commands import decode_command
 from gictools.model.memory import DEFAULT_RAM, GuestFault
 from gictools.model.vm import VM
@@ -32,7 +33,6 @@ FIXED_COST_NS = np.array([250, 750, 900, 600, 650, 750], dtype=np.int64)  # by o
 FIXED_COMMAND_NS = 1000
 PRESET_WINDOW = 1 << 20  # MSIs simulated as one closed loop with --preset
 _CACHE_COL = {name: i for i, name in enumerate(CACHE_VALUES)}
-_OUTCOME_OF = {"hit": HIT, "miss": MISS, "miss-evict": EVICT, "bypass": BYPASS}
 
 
 @dataclass
@@ -42,7 +42,7 @@ class PolicyReport:
     msis: int = 0
     delivered: int = 0
     commands: int = 0
-    outcomes: np.ndarray = field(default_factory=lambda: np.zeros(6, dtype=np.int64))
+    outcomes: np.ndarray = field(default_factory=lambda: np.zeros(N_OUTCOMES, dtype=np.int64))
     msi_errors: Counter = field(default_factory=Counter)
     command_errors: Counter = field(default_factory=Counter)
     command_counts: Counter = field(default_factory=Counter)
@@ -340,9 +340,7 @@ class Replayer:
         rep.events += 1
         rep.msis += 1
         rep.delivered += res.ret == 1
-        outcome = _OUTCOME_OF[res.cache]
-        if res.cache == "miss" and res.error:
-            outcome = MISS_NOFILL
+        outcome = Outcome.of_column(res.cache, res.error)
         rep.outcomes[outcome] += 1
         if res.error:
             rep.msi_errors[res.error] += 1
@@ -383,8 +381,8 @@ class Replayer:
                 self._msi_block_slow(run, its, its_i, seq, t_ns, dev, ev, inj)
                 continue
             rep = run.report
-            counts = np.bincount(r.outcome, minlength=6)
-            rep.outcomes += counts[:6]
+            counts = np.bincount(r.outcome, minlength=N_OUTCOMES)
+            rep.outcomes += counts[:N_OUTCOMES]
             rep.events += n
             rep.msis += n
             ok = r.error == 0
@@ -395,7 +393,7 @@ class Replayer:
                     rep.msi_errors[c] += k
             if self.preset is None:
                 lat = FIXED_COST_NS[r.outcome]
-                for code, k in enumerate(counts[:6].tolist()):
+                for code, k in enumerate(counts[:N_OUTCOMES].tolist()):
                     if k:
                         rep.latency[int(FIXED_COST_NS[code])] += k
             else:
@@ -444,7 +442,7 @@ class Replayer:
             sim = None
             if self.preset is not None:
                 injectors = inj if inj is not None else np.zeros(n, dtype=np.uint32)
-                keys = (dev.astype(np.uint64) << np.uint64(32)) | ev.astype(np.uint64)
+                keys = translation_keys(dev, ev)
                 sim = (
                     injectors,
                     r.outcome,

@@ -3,12 +3,12 @@
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import msi_runs
 
 from gictools import VM
 from gictools.guest import Guest
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
-from gictools.model.cache import POLICIES
-from gictools.stats.schema import CACHE_VALUES
+from gictools.model.cache import COLUMN_VALUES, POLICIES
 
 POLICY_NAMES = sorted(POLICIES)
 
@@ -25,8 +25,7 @@ cmd = st.one_of(
     st.tuples(st.just("enable_lpis"), st.integers(0, 1)),
     st.tuples(st.just("its_ctlr"), st.booleans()),
 )
-msi_run = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6)), min_size=1, max_size=60)
-program = st.lists(st.tuples(st.lists(cmd, max_size=3), msi_run), min_size=1, max_size=6)
+program = st.lists(st.tuples(st.lists(cmd, max_size=3), msi_runs()), min_size=1, max_size=6)
 
 
 def build(policy):
@@ -86,7 +85,7 @@ def test_block_equals_per_event(policy, prog):
                 vm1.signal_msi(its1, int(d), int(e))
             continue
         for i, p in enumerate(per):
-            assert CACHE_VALUES[OUTCOME_TO_COLUMN[r.outcome[i]]] == p.cache, i
+            assert COLUMN_VALUES[OUTCOME_TO_COLUMN[r.outcome[i]]] == p.cache, i
             assert int(r.error[i]) == p.error
             assert (None if r.intid[i] < 0 else int(r.intid[i])) == p.intid
             assert (None if r.vcpu[i] < 0 else int(r.vcpu[i])) == p.vcpu
@@ -118,3 +117,15 @@ def test_thrash_shape_lru_and_usage_miss_per_its_hits():
         warm = r.outcome[17:]
         assert int((warm == 0).sum()) == want_hits, policy
         assert (r.error == 0).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=200))
+def test_unique_matches_numpy(keys):
+    from gictools.model.block import _unique
+
+    k = np.array(keys, dtype=np.uint64)
+    want = np.unique(k, return_index=True, return_inverse=True)
+    got = _unique(k)
+    for w, g in zip(want, got):
+        assert w.tolist() == g.tolist()

@@ -10,63 +10,14 @@ whose LPIs are off still delivers while the slow path says -EBUSY (kvm-its refer
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_checks import build, check_cache_matches_slow_path, check_invariants
+from strategies import KERNELS, POLICIES, command, dev, ev, live_dev, live_ev, weighted
 
-from gictools import VM
 from gictools import regs as R
-from gictools.guest import Guest
-from gictools.model.commands import encode_command
-from gictools.model.its import COLLECTION_NOT_MAPPED
 
-POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
-live_dev, live_ev = st.integers(0, 1), st.integers(0, 1)  # mapped by build()
-dev = st.one_of(
-    live_dev, live_dev, live_dev, st.sampled_from([3, 8191, 8192, 0xFFFF, 0x10000, 0xFFFF_FFFF])
-)
-ev = st.one_of(live_ev, live_ev, live_ev, st.sampled_from([5, 15, 16, 0xFFFF, 0x10000]))
-icid = st.integers(0, 3) | st.sampled_from([8191, 8192, 0xFFFF])
-intid = st.integers(8190, 8200) | st.sampled_from([0, 16383, 65535, 65536, 0xFFFF_FFFF])
-rdbase = st.integers(0, 3) | st.sampled_from([0xFFFF_FFFF])
-
-command = st.one_of(
-    st.builds(
-        lambda d, b, v: encode_command("MAPD", DeviceID=d, Size=b, ITT_addr=0x410000 + d % 8, V=v),
-        dev,
-        st.integers(0, 31),
-        st.integers(0, 1),
-    ),
-    st.builds(
-        lambda c, r, v: encode_command("MAPC", ICID=c, RDbase=r, V=v),
-        icid,
-        rdbase,
-        st.integers(0, 1),
-    ),
-    st.builds(
-        lambda d, e, i, c: encode_command("MAPTI", DeviceID=d, EventID=e, pINTID=i, ICID=c),
-        dev,
-        ev,
-        intid,
-        icid,
-    ),
-    st.builds(lambda d, e, c: encode_command("MAPI", DeviceID=d, EventID=e, ICID=c), dev, ev, icid),
-    st.builds(lambda d, e, c: encode_command("MOVI", DeviceID=d, EventID=e, ICID=c), dev, ev, icid),
-    *[
-        st.builds(lambda d, e, n=n: encode_command(n, DeviceID=d, EventID=e), dev, ev)
-        for n in ("DISCARD", "CLEAR", "INT", "INV")
-    ],
-    st.builds(lambda c: encode_command("INVALL", ICID=c), icid),
-    st.builds(lambda a, b: encode_command("MOVALL", RDbase=a, RDbase2=b), rdbase, rdbase),
-    st.just(encode_command("SYNC")),
-    st.binary(min_size=32, max_size=32),
-)
 cmd_op = st.tuples(st.just("cmd"), st.integers(0, 1), command)
 msi_op = st.tuples(st.just("msi"), st.integers(0, 1), dev, ev)
 live_msi = st.tuples(st.just("msi"), st.integers(0, 1), live_dev, live_ev)
-
-
-def weighted(*pairs):
-    """one_of with integer weights (hypothesis' one_of treats branches alike)."""
-    table = [strat for w, strat in pairs for _ in range(w)]
-    return st.integers(0, len(table) - 1).flatmap(lambda i: table[i])
 
 
 # mostly MSIs and commands on live state; the state-wrecking ops (ITS off, device table
@@ -80,25 +31,6 @@ op = weighted(
     (5, st.tuples(st.just("ctlr"), st.integers(0, 1), st.booleans())),
     (2, st.tuples(st.just("baser0"), st.integers(0, 1))),
 )
-
-
-def build(policy, kernel):
-    vm = VM(3, cache=policy, kernel=kernel)
-    guests = []
-    for i in range(2):
-        its = vm.add_its()
-        guests.append(Guest(vm, its, alloc_base=0x4100_0000 + i * 0x100_0000))
-    for g in guests:
-        g.enable_lpis()
-    for n, g in enumerate(guests):  # live state for the random stream to work on
-        for c in range(3):
-            g.mapc(c, c)
-        for d in range(3):
-            g.mapd(d, 4)
-            for e in range(4):
-                g.set_lpi_config(8192 + e)
-                g.mapti(d, e, 8192 + (d * 4 + e + n) % 9, (d + e) % 3)
-    return vm, guests
 
 
 def step(vm, guests, o):
@@ -123,61 +55,8 @@ def step(vm, guests, o):
     return (kind,)
 
 
-def retarget_quirk(vm, lpi):
-    """The cached LPI targets a vCPU whose LPIs are off (MAPC V=1 does not invalidate)."""
-    return lpi is not None and lpi.target is not None and not vm.redists[lpi.target].lpis_enabled
-
-
-def check_cache_matches_slow_path(vm):
-    for its in vm.itses:
-        cached = {}
-        if its.cache.scope == "its":
-            cached = {k: lpi for k, lpi in its.cache.map.items()}
-            keys = [(k >> 16, k & 0xFFFF, lpi) for k, lpi in cached.items()]
-        elif its.cache.name == "lru-v6.8":
-            keys = [
-                ((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, lpi)
-                for k, lpi in its.cache.map.items()
-                if k >> 64 == its.index
-            ]
-        elif its.cache.name == "usage-v2":
-            keys = [
-                ((k >> 32) & 0xFFFF_FFFF, k & 0xFFFF_FFFF, e.lpi)
-                for k, e in its.cache.map.items()
-                if k >> 64 == its.index
-            ]
-        else:
-            keys = []
-        for d, e, lpi in keys:
-            err, slow = its.resolve_lpi(d, e)
-            assert slow is lpi or (err == -R.EBUSY and retarget_quirk(vm, lpi)), (
-                f"ITS {its.index} caches ({d}, {e}) -> {lpi!r}; slow path: {err} {slow!r}"
-            )
-
-
-def check_invariants(vm):
-    refs = {}
-    for its in vm.itses:
-        colls = set(map(id, its.collections.values()))
-        for d in its.devices.values():
-            assert d.num_eventid_bits <= 16
-            for e, ite in d.ites.items():
-                assert e < 1 << d.num_eventid_bits
-                assert vm.lpis.get(ite.lpi.intid) is ite.lpi, "ITE points at a missing LPI"
-                assert ite.collection is None or id(ite.collection) in colls
-                refs[ite.lpi.intid] = refs.get(ite.lpi.intid, 0) + 1
-        for c in its.collections.values():
-            assert c.target == COLLECTION_NOT_MAPPED or vm.vcpu_from_rdbase(c.target) is not None
-    assert refs == {i: lpi.refs for i, lpi in vm.lpis.items()}
-    for lpi in vm.lpis.values():
-        assert 8192 <= lpi.intid < 65536 and lpi.priority & 3 == 0
-        assert lpi.target is None or 0 <= lpi.target < vm.nr_vcpus
-
-
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    ops=st.lists(op, min_size=20, max_size=80), kernel=st.sampled_from(["6.6", "6.8", "6.9", "7.0"])
-)
+@given(ops=st.lists(op, min_size=20, max_size=80), kernel=st.sampled_from(KERNELS))
 def test_policies_agree_and_state_stays_consistent(ops, kernel):
     runs = [build(p, kernel) for p in POLICIES]
     quirk = False

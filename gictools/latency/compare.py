@@ -19,9 +19,8 @@ import numpy as np
 from gictools.errors import ConfigError
 from gictools.latency.contention import Simulation, simulate_events
 from gictools.latency.presets import load_preset
-from gictools.model.cache import BYPASS, EVICT, HIT, MISS, POLICIES, RECYCLE
-
-_COLUMN_OUTCOME = {"hit": HIT, "miss": MISS, "miss-evict": EVICT, "bypass": BYPASS}
+from gictools.model.cache import BYPASS, EVICT, HIT, POLICIES, RECYCLE, Outcome
+from gictools.model.cache.keys import vm_keys
 
 
 def _as_preset(p):
@@ -77,9 +76,10 @@ def msi_outcomes_from_trace(trace, policy, kernel=None):
     sel = np.array([o == "msi" for o in op], dtype=bool)
     cache = [c for c, s in zip(t.column("cache").to_pylist(), sel) if s]
     err = np.array(t.column("error").to_pylist(), dtype=object)[sel]
-    outcome = np.array([_COLUMN_OUTCOME.get(c, MISS) for c in cache], dtype=np.int8)
     # a failed slow path caches nothing
-    outcome[(outcome == MISS) & np.array([e not in (0, None) for e in err], dtype=bool)] = 4
+    outcome = np.array(
+        [Outcome.of_column(c, e not in (0, None)) for c, e in zip(cache, err)], dtype=np.int8
+    )
 
     def col(name, default=0):
         a = t.column(name).to_numpy(zero_copy_only=False)[sel]
@@ -88,7 +88,7 @@ def msi_outcomes_from_trace(trace, policy, kernel=None):
     inj = col("injector")
     dev = col("device_id")
     ev = col("event_id")
-    return inj, outcome, col("vcpu"), col("its"), (col("its") << 48 | dev << 32 | ev)
+    return inj, outcome, col("vcpu"), col("its"), vm_keys(col("its"), dev, ev)
 
 
 def compare_trace(trace, presets, host_cpus=None, kernel=None):
@@ -124,7 +124,7 @@ def compare_events(events, presets, nr_vcpus, host_cpus=None):
     vcpu = np.array([r[4] if len(r) > 4 else 0 for r in rows], dtype=np.int64)
     uniq, inv = np.unique(inj, return_inverse=True)
     per_inj = [np.flatnonzero(inv == j).tolist() for j in range(len(uniq))]
-    keys = (its << 48 | dev << 32 | ev).tolist()
+    keys = vm_keys(its, dev, ev)
     out = []
     for p in map(_as_preset, presets):
         if its.max() > 0 and POLICIES[p.cache].scope == "its":

@@ -28,17 +28,11 @@ from collections import deque
 import numpy as np
 
 from gictools.errors import ConfigError
-from gictools.model.cache import BYPASS, EVICT, HIT, MISS, MISS_NOFILL, RECYCLE
+from gictools.model.cache import BYPASS, EVICT, HIT, MISS, RECYCLE, Outcome
+from gictools.model.cache.keys import translation_key
 
 DOORBELL = 0x0801_0040  # the selftest's GITS_TRANSLATER (any value works)
-OUTCOME_PATH = {
-    HIT: "hit",
-    MISS: "miss",
-    EVICT: "evict",
-    BYPASS: "bypass",
-    MISS_NOFILL: "nofill",
-    RECYCLE: "recycle",
-}
+OUTCOME_PATH = {o: o.path for o in Outcome}
 _NONE, _LOOKUP, _FILL = 0, 1, 2
 _SCOPE_INDEX = {"vm": 0, "its": 1, "vcpu": 2}
 
@@ -434,7 +428,7 @@ class Simulation:
                         if lm is not None:
                             vic = policy.last_victim
                             if vic is not None:
-                                lm.remove(vic[0] << 32 | vic[1])
+                                lm.remove(translation_key(*vic))
                             k = keys[e]
                             if o != MISS or moves or lm.position(k) is None:
                                 lm.touch(k)

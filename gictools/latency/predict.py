@@ -24,6 +24,7 @@ from gictools.errors import ConfigError
 from gictools.latency.contention import Simulation, shares
 from gictools.latency.presets import load_preset
 from gictools.model.cache import EVICT, HIT, POLICIES, RECYCLE
+from gictools.model.cache.keys import translation_keys
 
 DEFAULT_MAX_EVENTS = 200_000
 MIN_SIM_ITERATIONS = 64  # the closed loop needs tens of iterations to settle
@@ -46,7 +47,7 @@ def _workload(v, d, e, iters, routing):
     else:
         vcpu = np.zeros(n, dtype=np.int64)
     per_inj = [list(range(k * e * iters, (k + 1) * e * iters)) for k in range(d)]
-    keys = (dev << 32 | evs).tolist()
+    keys = translation_keys(dev, evs).tolist()
     return per_inj, dev, evs, vcpu, keys
 
 

@@ -13,13 +13,13 @@ from importlib import resources
 from pathlib import Path
 
 from gictools.errors import ConfigError
-from gictools.model.cache import POLICIES
+from gictools.model.cache import POLICIES, Outcome
 
 BUNDLED = ("v6.8-rc1", "series-v2", "v6.10")
 LOCK_SCOPES = ("vm", "its", "vcpu")
 ACTIONS = ("lookup", "fill")
-# Cache outcomes a path can be given for (the outcome codes of gictools.model.cache, by name)
-OUTCOMES = ("hit", "miss", "evict", "bypass", "nofill", "recycle")
+# Cache outcomes a path can be given for (gictools.model.cache.Outcome, by path name)
+OUTCOMES = tuple(o.path for o in Outcome)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from gictools import regs as R
 from gictools.errors import ConfigError
 from gictools.model import kernel as K
 from gictools.model.budget import DEFAULT_BUDGET, Budget
-from gictools.model.cache import MISS_NOFILL, OUTCOME_NAMES, policy_class
+from gictools.model.cache import Outcome, policy_class
 from gictools.model.its import ITS
 from gictools.model.lpi import LPI
 from gictools.model.memory import DEFAULT_RAM, GuestFault, GuestMemory
@@ -191,10 +191,10 @@ class VM:
             )
         err, lpi, outcome = target_its.trigger_msi(device_id, event_id)
         if err:
-            name = "bypass" if target_its.cache.name == "none" else OUTCOME_NAMES[MISS_NOFILL]
+            name = "bypass" if target_its.cache.name == "none" else Outcome.MISS_NOFILL.column
             return MsiResult(err if err < 0 else 0, err, None, None, name)
         return MsiResult(
-            1, 0, lpi.intid, lpi.target, OUTCOME_NAMES[outcome], target_its.cache.last_victim
+            1, 0, lpi.intid, lpi.target, Outcome(outcome).column, target_its.cache.last_victim
         )
 
     # --- LPIs (vgic_add_lpi, update_lpi_config, vgic_v3_lpi_sync_pending_status) --------------

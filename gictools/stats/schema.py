@@ -6,11 +6,11 @@ cleanly); op, command, cache and cache_policy are dictionary strings.
 
 import pyarrow as pa
 
+from gictools.model.cache.outcome import COLUMN_VALUES as CACHE_VALUES
 from gictools.regs import COMMAND_NAMES
 
 OPS = ("msi", "command", "reg", "mem", "ctrl", "expect", "ack")
 OP_INDEX = {name: i for i, name in enumerate(OPS)}
-CACHE_VALUES = ("hit", "miss", "miss-evict", "bypass")
 COMMANDS = tuple(sorted(set(COMMAND_NAMES.values()))) + ("UNKNOWN",)
 COMMAND_INDEX = {name: i for i, name in enumerate(COMMANDS)}
 

@@ -1,30 +1,55 @@
-"""The translation-cache interface every policy implements, and the outcome codes.
+"""The translation-cache interface every policy implements.
 
 A policy caches (doorbell, DeviceID, EventID) -> LPI. Its contents are
 semantically invisible (a hit delivers what the slow path would, because the
 model invalidates wherever the kernel does); they change only statistics and
-modelled latency.
+modelled latency. A policy owns all of its behaviour: the per-event rules
+(lookup, fill, invalidate), the block rules (run_block, same result as the
+per-event rules event by event) and what "consistent with the slow path" means
+for its entries (cached). A new policy is one module registered in POLICIES.
 """
 
-# Outcome of one injection's cache interaction (per-event `cache` column).
-HIT = 0  # lookup hit
-MISS = 1  # miss; translation filled into free capacity (or already present)
-EVICT = 2  # miss; a valid entry was evicted to make room
-BYPASS = 3  # the policy has no cache (none)
-MISS_NOFILL = 4  # miss; slow path failed, nothing cached
-RECYCLE = 5  # miss; an invalidated (empty) entry was unlinked to make room (usage-v2: RCU wait)
+from typing import TYPE_CHECKING, NamedTuple
 
-OUTCOME_NAMES = {
-    HIT: "hit",
-    MISS: "miss",
-    EVICT: "miss-evict",
-    BYPASS: "bypass",
-    MISS_NOFILL: "miss",
-    RECYCLE: "miss",
-}
-CACHE_COLUMN_VALUES = ("hit", "miss", "miss-evict", "bypass")
+from gictools.model.cache.keys import split_translation_key, translation_key, vm_key
+from gictools.model.cache.outcome import Outcome
 
-DOORBELL_OFFSET = 0x10040  # GITS_TRANSLATER
+if TYPE_CHECKING:  # numpy is imported where blocks run, not with the model
+    import numpy as np
+
+
+class Block(NamedTuple):
+    """One MSI run at one ITS, as the block path hands it to a policy.
+
+    keys: sorted distinct translation keys (uint64); lpis: the slow path's LPI for each
+    key (None where it fails); inverse: per event, the index of its key; first: per key,
+    its first event. Precondition: every entry the ITS can hit is its key's LPI here
+    (CachePolicy.consistent), as the block path checks first.
+    """
+
+    keys: "np.ndarray"
+    lpis: list
+    inverse: "np.ndarray"
+    first: "np.ndarray"
+
+
+class BlockOutcome(NamedTuple):
+    """outcome: int8 Outcome code per event; victim_index: events that evicted a valid
+    entry; victim_keys: that entry's translation key (uint64), in event order."""
+
+    outcome: "np.ndarray"
+    victim_index: "np.ndarray"
+    victim_keys: "np.ndarray"
+
+    @classmethod
+    def build(cls, outcome, vidx, vkeys):
+        import numpy as np
+
+        return cls(
+            np.asarray(outcome, dtype=np.int8),
+            np.asarray(vidx, dtype=np.int64),
+            np.asarray(vkeys, dtype=np.uint64) if len(vkeys) else np.zeros(0, np.uint64),
+        )
 
 
 class CachePolicy:
@@ -40,23 +65,25 @@ class CachePolicy:
         self.doorbells = {}  # GITS_TRANSLATER address -> ITS index (VM-scoped keys)
 
     def key(self, db: int, device_id: int, event_id: int):
-        """One int per (doorbell, DeviceID, EventID); None for a doorbell no ITS has (never hits)."""
+        """VM key of (doorbell, DeviceID, EventID); None for a doorbell no ITS has (never hits)."""
         idx = self.doorbells.get(db)
         if idx is None:
             return None
-        return idx << 64 | device_id << 32 | event_id
+        return vm_key(idx, device_id, event_id)
 
     def decode_key(self, key: int):
         its_index = key >> 64
+        d, e = split_translation_key(key)
         for db, idx in self.doorbells.items():
             if idx == its_index:
-                return db, (key >> 32) & 0xFFFF_FFFF, key & 0xFFFF_FFFF
-        return None, (key >> 32) & 0xFFFF_FFFF, key & 0xFFFF_FFFF
+                return db, d, e
+        return None, d, e
 
+    # --- per-event rules ---------------------------------------------------------------------
     def lookup(self, db: int, device_id: int, event_id: int):
         raise NotImplementedError
 
-    def fill(self, db: int, device_id: int, event_id: int, lpi) -> int:
+    def fill(self, db: int, device_id: int, event_id: int, lpi) -> Outcome:
         raise NotImplementedError
 
     def invalidate(self) -> None:
@@ -68,3 +95,46 @@ class CachePolicy:
     def entries(self):
         """(doorbell, DeviceID, EventID, INTID) of each valid entry: list order, head first, or key order."""
         raise NotImplementedError
+
+    def cached(self, its):
+        """(DeviceID, EventID, LPI) of every entry a lookup at this ITS can return."""
+        raise NotImplementedError
+
+    # --- block rules -------------------------------------------------------------------------
+    def consistent(self, its) -> bool:
+        """True if every entry this ITS can hit is what the slow path gives now.
+
+        Only a KVM quirk breaks this (collection BASER invalidated without a cache
+        invalidation); the block path then falls back to per-event injection.
+        """
+        resolve = its.resolve_lpi
+        return all(resolve(d, e)[1] is lpi for d, e, lpi in self.cached(its))
+
+    def run_block(self, its, block: Block) -> BlockOutcome | None:
+        """Each event's outcome, applying the cache side effects per-event injection would;
+        None (nothing changed) if the block must take the per-event path.
+
+        This generic form calls lookup/fill per event; policies override it with faster
+        forms that give the same result.
+        """
+        import numpy as np
+
+        db = its.doorbell
+        keys = block.keys.tolist()
+        lpis = block.lpis
+        out = bytearray(len(block.inverse))
+        vidx, vkeys = [], []
+        lookup, fill = self.lookup, self.fill
+        for i, j in enumerate(block.inverse.tolist()):
+            d, e = split_translation_key(keys[j])
+            if lookup(db, d, e) is not None:
+                continue  # HIT == 0
+            lpi = lpis[j]
+            if lpi is None:
+                out[i] = Outcome.MISS_NOFILL
+                continue
+            out[i] = fill(db, d, e, lpi)
+            if self.last_victim is not None and out[i] == Outcome.EVICT:
+                vidx.append(i)
+                vkeys.append(translation_key(*self.last_victim))
+        return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkeys)

@@ -8,9 +8,13 @@ invalidation empties the whole list (vgic_its_invalidate_cache, VM-wide).
 
 from collections import OrderedDict
 
-from gictools.model.cache.base import EVICT, MISS, CachePolicy
+from gictools.model.cache import jit
+from gictools.model.cache.base import BlockOutcome, CachePolicy
+from gictools.model.cache.keys import block_vm_keys, split_vm_key
+from gictools.model.cache.outcome import Outcome
 
 LPI_DEFAULT_PCPU_CACHE_SIZE = 16
+_M64 = (1 << 64) - 1
 
 
 class LruV68(CachePolicy):
@@ -21,7 +25,7 @@ class LruV68(CachePolicy):
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
         self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
-        self.map = OrderedDict()  # key(db, devid, evid) -> LPI; last = head (MRU)
+        self.map = OrderedDict()  # vm_key -> LPI; last = head (MRU)
 
     def lookup(self, db, device_id, event_id):
         # vgic_its_check_cache: only the exact GITS_TRANSLATER doorbell can match
@@ -38,14 +42,14 @@ class LruV68(CachePolicy):
         self.last_victim = None
         if key in m:
             m.move_to_end(key)
-            return MISS
-        outcome = MISS
+            return Outcome.MISS
+        outcome = Outcome.MISS
         if len(m) >= self.capacity:
             if self.capacity == 0:
-                return MISS
+                return Outcome.MISS
             vkey, _ = m.popitem(last=False)
-            self.last_victim = ((vkey >> 32) & 0xFFFF_FFFF, vkey & 0xFFFF_FFFF)
-            outcome = EVICT
+            self.last_victim = split_vm_key(vkey)[1:]
+            outcome = Outcome.EVICT
         m[key] = lpi
         return outcome
 
@@ -57,3 +61,90 @@ class LruV68(CachePolicy):
 
     def entries(self):
         return [(*self.decode_key(k), lpi.intid) for k, lpi in reversed(self.map.items())]
+
+    def cached(self, its):
+        for k, lpi in self.map.items():
+            i, d, e = split_vm_key(k)
+            if i == its.index:
+                yield d, e, lpi
+
+    def run_block(self, its, block, use_jit=None):
+        """The per-event rules over the block; compiled (jit.lru_block) for large blocks."""
+        keys = block_vm_keys(its.index, block.keys)
+        kern = jit.kernels(len(block.inverse), use_jit)
+        if kern is not None:
+            return self._run_block_jit(kern, keys, block)
+        with jit.python_loop(len(block.inverse)):
+            return self._run_block_python(keys, block)
+
+    def _run_block_python(self, keys, block):
+        import numpy as np
+
+        inverse = block.inverse.tolist()
+        lpis = block.lpis
+        od = self.map
+        get, move, popitem = od.get, od.move_to_end, od.popitem
+        cap = self.capacity
+        out = bytearray(len(inverse))  # HIT == 0
+        vidx, vkey = [], []
+        size = len(od)
+        for i, j in enumerate(inverse):
+            k = keys[j]
+            if get(k) is not None:
+                move(k)
+                continue
+            lpi = lpis[j]
+            if lpi is None:
+                out[i] = Outcome.MISS_NOFILL
+            elif size >= cap:
+                if cap == 0:
+                    out[i] = Outcome.MISS
+                    continue
+                vk, _ = popitem(False)
+                vidx.append(i)
+                vkey.append(vk & _M64)
+                out[i] = Outcome.EVICT
+                od[k] = lpi
+            else:
+                out[i] = Outcome.MISS
+                od[k] = lpi
+                size += 1
+        return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey)
+
+    def _run_block_jit(self, kern, keys, block):
+        import numpy as np
+
+        # ids: the block's keys first, then resident entries the block does not name
+        ids = {k: j for j, k in enumerate(keys)}
+        all_keys = list(keys)
+        all_lpis = list(block.lpis)
+        order = []
+        for k, lpi in self.map.items():  # LRU first
+            j = ids.get(k)
+            if j is None:
+                j = len(all_keys)
+                all_keys.append(k)
+                all_lpis.append(lpi)
+            order.append(j)
+        fillable = np.fromiter(
+            (x is not None for x in all_lpis), dtype=np.bool_, count=len(all_lpis)
+        )
+        n = len(block.inverse)
+        out = np.empty(n, dtype=np.int8)
+        victim = np.full(n, -1, dtype=np.int64)
+        final = kern.lru_block(
+            block.inverse.astype(np.int64),
+            fillable,
+            np.asarray(order, dtype=np.int64),
+            self.capacity,
+            out,
+            victim,
+        )
+        od = self.map
+        od.clear()
+        for j in final.tolist():
+            od[all_keys[j]] = all_lpis[j]
+        vidx = np.flatnonzero(victim >= 0)
+        tkeys = np.fromiter((k & _M64 for k in all_keys), dtype=np.uint64, count=len(all_keys))
+        vkeys = tkeys[victim[vidx]]
+        return BlockOutcome.build(out, vidx, vkeys)

@@ -1,6 +1,7 @@
 """No translation cache: every injection takes the slow path (capacity 0 in vgic-its.c)."""
 
-from gictools.model.cache.base import BYPASS, CachePolicy
+from gictools.model.cache.base import BlockOutcome, CachePolicy
+from gictools.model.cache.outcome import Outcome
 
 
 class NoCache(CachePolicy):
@@ -13,7 +14,7 @@ class NoCache(CachePolicy):
 
     def fill(self, db, device_id, event_id, lpi):
         self.last_victim = None
-        return BYPASS
+        return Outcome.BYPASS
 
     def invalidate(self):
         pass
@@ -23,3 +24,12 @@ class NoCache(CachePolicy):
 
     def entries(self):
         return []
+
+    def cached(self, its):
+        return ()
+
+    def run_block(self, its, block):
+        import numpy as np
+
+        # every event bypasses, the failed slow paths included (vm.signal_msi says "bypass")
+        return BlockOutcome.build(np.full(len(block.inverse), Outcome.BYPASS, np.int8), [], [])

@@ -11,8 +11,13 @@ empties entries but keeps them linked, so the count does not drop.
 
 from operator import attrgetter
 
-from gictools.model.cache.base import EVICT, MISS, RECYCLE, CachePolicy
+from gictools.model.cache import jit
+from gictools.model.cache.base import BlockOutcome, CachePolicy
+from gictools.model.cache.keys import block_vm_keys, split_vm_key
 from gictools.model.cache.lru_v6_8 import LPI_DEFAULT_PCPU_CACHE_SIZE
+from gictools.model.cache.outcome import Outcome
+
+_M64 = (1 << 64) - 1
 
 
 class _Entry:
@@ -34,7 +39,7 @@ class UsageV2(CachePolicy):
         super().__init__(nr_vcpus)
         self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
         self.order = []  # tail first, head last
-        self.map = {}  # key -> _Entry (valid entries only)
+        self.map = {}  # vm_key -> _Entry (valid entries only)
         self.empties = 0  # invalidated entries still linked
 
     def lookup(self, db, device_id, event_id):
@@ -48,16 +53,16 @@ class UsageV2(CachePolicy):
         return self.fill_key(self.key(db, device_id, event_id), lpi)
 
     def fill_key(self, key, lpi):
-        """fill() for a packed key (the block path's form)."""
+        """fill() for a VM key (the block path's form)."""
         self.last_victim = None
         if key in self.map:
-            return MISS
+            return Outcome.MISS
         order = self.order
         usage = 0
-        outcome = MISS
+        outcome = Outcome.MISS
         if len(order) >= self.capacity:
             if self.capacity == 0:
-                return MISS
+                return Outcome.MISS
             if self.empties:
                 victim, usage = self._scan_from_head()
             else:
@@ -68,11 +73,11 @@ class UsageV2(CachePolicy):
             order.remove(victim)
             if victim.lpi is None:
                 self.empties -= 1
-                outcome = RECYCLE
+                outcome = Outcome.RECYCLE
             else:
                 del self.map[victim.key]
-                self.last_victim = ((victim.key >> 32) & 0xFFFF_FFFF, victim.key & 0xFFFF_FFFF)
-                outcome = EVICT
+                self.last_victim = split_vm_key(victim.key)[1:]
+                outcome = Outcome.EVICT
         e = _Entry(key, lpi, usage)
         order.append(e)
         self.map[key] = e
@@ -107,3 +112,95 @@ class UsageV2(CachePolicy):
             for e in reversed(self.order)
             if e.lpi is not None
         ]
+
+    def cached(self, its):
+        for k, e in self.map.items():
+            i, d, ev = split_vm_key(k)
+            if i == its.index:
+                yield d, ev, e.lpi
+
+    def run_block(self, its, block, use_jit=None):
+        """The per-event rules over the block; compiled (jit.usage_block) for large blocks."""
+        keys = block_vm_keys(its.index, block.keys)
+        kern = jit.kernels(len(block.inverse), use_jit)
+        if kern is not None:
+            return self._run_block_jit(kern, keys, block)
+        with jit.python_loop(len(block.inverse)):
+            return self._run_block_python(keys, block)
+
+    def _run_block_python(self, keys, block):
+        import numpy as np
+
+        get = self.map.get
+        fill = self.fill_key
+        lpis = block.lpis
+        inverse = block.inverse.tolist()
+        out = bytearray(len(inverse))
+        vidx, vkey = [], []
+        for i, j in enumerate(inverse):
+            k = keys[j]
+            e = get(k)
+            if e is not None:
+                e.usage += 1
+                continue
+            lpi = lpis[j]
+            if lpi is None:
+                out[i] = Outcome.MISS_NOFILL
+                continue
+            o = fill(k, lpi)
+            out[i] = o
+            if o == Outcome.EVICT:
+                vd, ve = self.last_victim
+                vidx.append(i)
+                vkey.append(vd << 32 | ve)
+        return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey)
+
+    def _run_block_jit(self, kern, keys, block):
+        import numpy as np
+
+        ids = {k: j for j, k in enumerate(keys)}
+        all_keys = list(keys)
+        all_lpis = list(block.lpis)
+        ent_id, ent_use = [], []
+        for e in self.order:  # tail first
+            if e.lpi is None:
+                j = -1
+            else:
+                j = ids.get(e.key)
+                if j is None:
+                    j = len(all_keys)
+                    all_keys.append(e.key)
+                    all_lpis.append(e.lpi)
+            ent_id.append(j)
+            ent_use.append(e.usage)
+        fillable = np.fromiter(
+            (x is not None for x in all_lpis), dtype=np.bool_, count=len(all_lpis)
+        )
+        n = len(block.inverse)
+        out = np.empty(n, dtype=np.int8)
+        victim = np.full(n, -1, dtype=np.int64)
+        fid, fuse = kern.usage_block(
+            block.inverse.astype(np.int64),
+            fillable,
+            np.asarray(ent_id, dtype=np.int64),
+            np.asarray(ent_use, dtype=np.int64),
+            self.capacity,
+            out,
+            victim,
+        )
+        order, m = [], {}
+        empties = 0
+        for j, u in zip(fid.tolist(), fuse.tolist()):
+            if j < 0:
+                order.append(_Entry(None, None, u))
+                empties += 1
+            else:
+                e = _Entry(all_keys[j], all_lpis[j], u)
+                order.append(e)
+                m[e.key] = e
+        self.order, self.map, self.empties = order, m, empties
+        self.last_victim = None
+        vidx = np.flatnonzero(victim >= 0)
+        tkeys = np.fromiter((k & _M64 for k in all_keys), dtype=np.uint64, count=len(all_keys))
+        vkeys = tkeys[victim[vidx]]
+        return BlockOutcome.build(out, vidx, vkeys)

@@ -62,7 +62,8 @@ _EVICTING = (EVICT, RECYCLE)
 _NONE, _LOOKUP, _FILL = 0, 1, 2
 _SCOPE_INDEX = {"vm": 0, "its": 1, "vcpu": 2}
 STEADY_WINDOW = 256  # consecutive hits per thread before its rate is trusted for fast-forward
-STEADY_HALVES = 0.02  # and its two halves' rates must agree this well
+STEADY_HALVES = 0.02  # and the rates of its window's two halves must agree this well
+YOUNG_STREAK = 8  # a thread back from a wait joins a jump at the steady threads' pace
 
 
 @dataclass(frozen=True)
@@ -381,7 +382,10 @@ class Simulation:
         self.rng = None if interleaving.lockstep else random.Random(interleaving.seed)
         self.grace = GracePeriod(preset.rcu, self.rng)
         self.fast_forward = fast_forward
-        self.injectors = [Injector(i, list(lst)) for i, lst in enumerate(per_injector)]
+        self.injectors = [
+            Injector(i, lst if isinstance(lst, (list, range)) else list(lst))
+            for i, lst in enumerate(per_injector)
+        ]
         # the preset, compiled
         self.step_names = list(preset.steps)
         self.lock_names = list(preset.locks)
@@ -416,6 +420,7 @@ class Simulation:
         self.completed = 0
         self.fast_forwarded = 0
         self.fast_forward_phases = 0
+        self.ff_rejects = Counter()  # why fast-forward checks declined (diagnostics)
         self.now = 0.0
         self._heap = []
         self._seq = 0
@@ -447,7 +452,7 @@ class Simulation:
             self.now = t
             self._advance(inj[i], t)
             if until_completed is not None and self.completed >= until_completed:
-                return False
+                return not heap
         return True
 
     # --- one injector ------------------------------------------------------------------------
@@ -490,7 +495,7 @@ class Simulation:
         if self.fast_forward:
             self._ff_countdown -= 1
             if self._ff_countdown <= 0:
-                self._ff_countdown = len(self.injectors)
+                self._ff_countdown = 2 * len(self.injectors)
                 self._try_fast_forward(t)
 
     def _advance(self, j, t):
@@ -750,7 +755,11 @@ class Simulation:
         if _cache_key(policy, int(dev[e]), int(ev[e])) not in cached:
             return -1
         if self._keysets is None:
-            self._keysets = [{(int(dev[x]), int(ev[x])) for x in i.events} for i in self.injectors]
+            self._keysets = []
+            for i in self.injectors:
+                idx = np.asarray(i.events, dtype=np.int64)
+                u = np.unique(dev[idx] << 32 | ev[idx]).tolist()
+                self._keysets.append([(k >> 32, k & 0xFFFF_FFFF) for k in u])
         if all(_cache_key(policy, d, v) in cached for d, v in self._keysets[j.id]):
             return rest
         n = 0
@@ -763,6 +772,7 @@ class Simulation:
     def _try_fast_forward(self, t):
         """Advance every steadily hitting thread to the next moment anything can change."""
         if self.policy is not None and (self.no_cache or not hasattr(self.policy, "map")):
+            self.ff_rejects["policy"] += 1
             return
         hitting, horizon = [], math.inf
         for j in self.injectors:
@@ -774,40 +784,57 @@ class Simulation:
             lk = j.waiting
             if lk is not None and lk.mutex and j in lk.sleepers and lk.waking is not j:
                 if lk.handoff_to is j or lk.owner is None:
+                    self.ff_rejects["about to run"] += 1
                     return  # about to run
                 continue  # parked behind a sleeping owner
-            if j.path is not self.hit_path or j.streak < STEADY_WINDOW:
+            if j.path is not self.hit_path or j.streak < YOUNG_STREAK:
+                self.ff_rejects["not hitting"] += 1
                 return
             hitting.append(j)
         if not hitting:
+            self.ff_rejects["nobody hitting"] += 1
             return
-        plan = []
+        plan, young = [], []
         lag = 0.0
         for j in hitting:
+            ahead = self._hits_ahead(j)
+            if ahead < 0:
+                self.ff_rejects["miss in flight"] += 1
+                return
+            if j.streak < STEADY_WINDOW:
+                young.append((j, ahead))
+                continue
             first, last = j.recent[0], j.recent[-1]
             span = last[1] - first[1]
-            if span <= 0:
-                return
-            period = span / (len(j.recent) - 1)
             h = len(j.recent) // 2
             first_half = j.recent[h][1] - first[1]
             second_half = last[1] - j.recent[h][1]
+            if span <= 0 or first_half <= 0:
+                self.ff_rejects["unsteady rate"] += 1
+                return
             if abs(second_half / first_half * h / (len(j.recent) - 1 - h) - 1) > STEADY_HALVES:
+                self.ff_rejects["unsteady rate"] += 1
                 return
-            ahead = self._hits_ahead(j)
-            if ahead < 0:
-                return
+            period = span / (len(j.recent) - 1)
             lag = max(lag, 3 * period)
             plan.append((j, period, ahead))
+        if len(plan) < len(young):
+            self.ff_rejects["mostly resumed threads"] += 1
+            return
+        if young:  # threads that just resumed run as fast as the steady ones around them
+            typical = sorted(x[1] for x in plan)[len(plan) // 2]
+            plan += [(j, typical, ahead) for j, ahead in young]
         if horizon < math.inf:
             horizon -= t + lag
         for _, period, ahead in plan:
             horizon = min(horizon, ahead * period)
         if not horizon > 0 or horizon == math.inf:
+            self.ff_rejects["no horizon"] += 1
             return
         counts = [(j, period, int(horizon / period)) for j, period, _ in plan]
         total = sum(c for _, _, c in counts)
-        if total < 8 * len(hitting) * STEADY_WINDOW:
+        if total < 2 * len(hitting) * YOUNG_STREAK:
+            self.ff_rejects["too short"] += 1
             return
         self._jump(t, horizon, counts)
 
@@ -818,7 +845,12 @@ class Simulation:
         for j, period, n in counts:
             if n <= 0:
                 continue
-            evs = np.asarray(j.events[j.pos : j.pos + n], dtype=np.int64)
+            ev_slice = j.events[j.pos : j.pos + n]
+            evs = (
+                np.arange(ev_slice.start, ev_slice.stop, ev_slice.step, dtype=np.int64)
+                if isinstance(ev_slice, range)
+                else np.asarray(ev_slice, dtype=np.int64)
+            )
             lat = sum(r[1] - r[0] for r in j.recent) / len(j.recent)
             wt = sum(r[2] for r in j.recent) / len(j.recent)
             start = self.t_issue[j.event]
@@ -835,8 +867,9 @@ class Simulation:
             j.t_block += dt
             j.recent = deque(((a + dt, b + dt, w) for a, b, w in j.recent), maxlen=STEADY_WINDOW)
             if self.forced is None:
-                for x in evs.tolist():
-                    touched[(int(self.dev[x]), int(self.ev[x]))] += 1
+                packed, cnt = np.unique(self.dev[evs] << 32 | self.ev[evs], return_counts=True)
+                for k, c in zip(packed.tolist(), cnt.tolist()):
+                    touched[(k >> 32, k & 0xFFFF_FFFF)] += c
                 tail = evs[-min(n, 4096) :].tolist()
                 order.append([(int(self.dev[x]), int(self.ev[x]), x) for x in tail])
             elif self.list_model is not None and self.moves:

@@ -268,7 +268,7 @@ def test_calibration_rows_reproduced():
     for (v, d, e, i), meas in CALIBRATION.items():
         for name, measured in meas.items():
             r = predict_lpi_stress(v, d, e, min(i, max(30, 30_000 // (d * e))), name, seeds=3)
-            assert r["lpis_per_sec"] == pytest.approx(measured, rel=0.12), (v, d, e, name)
+            assert r["lpis_per_sec"] == pytest.approx(measured, rel=0.05), (v, d, e, name)
 
 
 # --- compare and the CLI ------------------------------------------------------------------------

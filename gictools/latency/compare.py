@@ -47,7 +47,7 @@ def _result(preset, lat, wait, outcome, summary, t_done=None):
         "latency_max_ns": float(lat.max()) if n else None,
         "mean_wait_ns": float(wait.mean()) if n else None,
         "time_share": summary.get("time_share", {}),
-        "host_cpus": summary.get("host_cpus_for_injectors"),
+        "host_cpus": summary.get("host_cpus_for_injectors"),  # compare_trace: the host's
         # kept for plots, dropped by as_json
         "_latency": lat,
         "_outcome": outcome,
@@ -109,6 +109,7 @@ def compare_trace(trace, presets, host_cpus=None, kernel=None, progress=None):
             p, inj, outcome, host_cpus, vcpus=vcpu, its=its, keys=keys
         )
         out.append(_result(p, lat, wait, outcome, summ))
+        out[-1]["host_cpus"] = host_cpus or p.host_cpus
     work = _workload_label(trace)
     for r in out:
         r["workload"] = work

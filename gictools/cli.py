@@ -299,7 +299,10 @@ def predict_lpi_stress(
     seeds: Annotated[int, typer.Option(help="stochastic runs (seeds 0..N-1): min/median/max")] = 5,
     seed: Annotated[int | None, typer.Option(help="one run with this seed (reproducible)")] = None,
     lockstep: Annotated[
-        bool, typer.Option("--lockstep", help="the deterministic lock-step run (worst case)")
+        bool,
+        typer.Option(
+            "--lockstep", help="the deterministic lock-step run (worst case for the hit rate)"
+        ),
     ] = False,
     bands: Annotated[
         bool, typer.Option("--bands", help="also predict across unfitted parameters' ranges")

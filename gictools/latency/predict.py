@@ -10,7 +10,8 @@ last thread.
 
 A prediction is several seeded stochastic runs (contention.Interleaving), in
 parallel processes; it reports the median and the spread. `seed=S` is one run,
-reproducible; `lockstep=True` the deterministic worst case.
+reproducible; `lockstep=True` the deterministic lock-step run (the worst case for the hit
+rate).
 
 Speed: the simulation fast-forwards phases where every running thread hits
 (contention.Simulation). Beyond that, a run is extrapolated from a window only
@@ -210,14 +211,15 @@ def predict_lpi_stress(
 ):
     """Predicted selftest result; preset is a Preset or a bundled preset name.
 
-    By default `seeds` stochastic runs (seeds 0..seeds-1) in up to `jobs` processes;
-    `seed=S` runs that one seed; `lockstep=True` the deterministic worst case.
-    host_cpus: the host's CPU count (default: the preset's). The selftest's vCPU threads
-    spin in the guest without WFI, so with vcpu_threads_busy they take their fair share
-    of the CPUs when vCPUs + devices exceed host_cpus.
-    Returns a dict: lpis_per_sec (the median over seeds) with lpis_per_sec_min/_max,
-    hit_rate and evictions likewise, elapsed_s, latency percentiles and time_share of
-    the median run, `runs` (one dict per seed, with its method), and the inputs.
+        By default `seeds` stochastic runs (seeds 0..seeds-1) in up to `jobs` processes;
+        `seed=S` runs that one seed; `lockstep=True` the deterministic lock-step run (the worst case for the hit
+    rate).
+        host_cpus: the host's CPU count (default: the preset's). The selftest's vCPU threads
+        spin in the guest without WFI, so with vcpu_threads_busy they take their fair share
+        of the CPUs when vCPUs + devices exceed host_cpus.
+        Returns a dict: lpis_per_sec (the median over seeds) with lpis_per_sec_min/_max,
+        hit_rate and evictions likewise, elapsed_s, latency percentiles and time_share of
+        the median run, `runs` (one dict per seed, with its method), and the inputs.
     """
     if isinstance(preset, str):
         preset = load_preset(preset)
@@ -260,7 +262,9 @@ def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
         "host_cpus": preset.host_cpus if host_cpus is None else host_cpus,
         "injector_cpus": mid["injector_cpus"],
         "injections": total,
-        "interleaving": "lock-step (deterministic worst case)" if lockstep else "stochastic",
+        "interleaving": "lock-step (deterministic; the worst case for the hit rate)"
+        if lockstep
+        else "stochastic",
         "seeds": [r["seed"] for r in runs],
         "lpis_per_sec": med,
         "lpis_per_sec_min": lo,

@@ -362,10 +362,15 @@ def compare(
     try:
         presets = [load_preset(p) for p in preset or []]
         presets += [load_preset(path=f) for f in preset_file or []]
-        prog, update = _stderr_progress(os.path.getsize(trace), quiet, f"compare {trace.name}")
+        prog, update = _stderr_progress(1, quiet, f"compare {trace.name}")
         if prog is not None:
+            task = prog.task_ids[0]
+
+            def staged(stage, done, total):
+                prog.update(task, description=f"{trace.name}: {stage}", completed=done, total=total)
+
             with prog:
-                results = compare_trace(trace, presets, host_cpus, progress=update)
+                results = compare_trace(trace, presets, host_cpus, progress=staged)
         else:
             results = compare_trace(trace, presets, host_cpus)
         files = _plot(results, plot, trace=trace.name) if plot else []

@@ -96,3 +96,21 @@ def test_mrc_plot_and_report(trace, tmp_path):
     assert "68 distinct translations" in r.output and "16 x 2 vCPUs = 32" in r.output
     for f in ("mrc.png", "footprint.png"):
         assert (tmp_path / "m" / f).stat().st_size > 1000
+
+
+def test_compare_reports_progress_per_stage(trace):
+    from gictools.latency.compare import compare_trace
+
+    seen = {}
+    compare_trace(
+        trace, ["v6.8-rc1", "v6.10"], progress=lambda s, d, t: seen.setdefault(s, []).append((d, t))
+    )
+    assert set(seen) == {
+        "replay lru-v6.8",
+        "replay per-its-v6.10",
+        "simulate v6.8-rc1",
+        "simulate v6.10",
+    }
+    for calls in seen.values():
+        done, total = calls[-1]
+        assert done == total > 0 and all(d <= t for d, t in calls)

@@ -61,6 +61,7 @@ OUTCOME_PATH = {
 _EVICTING = (EVICT, RECYCLE)
 _NONE, _LOOKUP, _FILL = 0, 1, 2
 _SCOPE_INDEX = {"vm": 0, "its": 1, "vcpu": 2}
+PROGRESS_EVENTS = 50_000  # simulate_events reports progress this often
 STEADY_WINDOW = 256  # consecutive hits per thread before its rate is trusted for fast-forward
 STEADY_HALVES = 0.02  # and the rates of its window's two halves must agree this well
 YOUNG_STREAK = 8  # a thread back from a wait joins a jump at the steady threads' pace
@@ -973,6 +974,8 @@ def simulate_events(
     its=None,
     keys=None,
     interleaving=LOCKSTEP,
+    fast_forward=False,
+    progress=None,
 ):
     """Per-event modelled latency for replay with --preset.
 
@@ -986,7 +989,9 @@ def simulate_events(
     for its_lock; default 0), keys (a cache key per event, e.g. device << 32 | event, for
     the list-walk cost of list caches; without them a hit walks one entry).
     interleaving: lock-step by default (a replay is reproducible); Interleaving(seed)
-    for a stochastic run.
+    for a stochastic run. fast_forward: runs of hits advance in one step at the thread's
+    measured rate (exact per-event latencies lost inside them; summaries kept).
+    progress(done, total) is called every PROGRESS_EVENTS simulated MSIs.
 
     Returns (latency_ns, wait_ns, summary): int64 arrays in event order; wait_ns is the part
     of the latency not spent executing steps (lock queueing, handoffs, CPU queueing, RCU
@@ -1012,9 +1017,14 @@ def simulate_events(
         keys=None if keys is None else np.asarray(keys).tolist(),
         host_cpus=host_cpus,
         interleaving=interleaving,
-        fast_forward=False,
+        fast_forward=fast_forward,
     )
-    sim.run()
+    if progress is None:
+        sim.run()
+    else:
+        while not sim.run(until_completed=sim.completed + PROGRESS_EVENTS):
+            progress(sim.completed, n)
+        progress(n, n)
     lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
     wait = np.minimum(np.rint(sim.wait).astype(np.int64), lat)
     return lat, wait, sim.summary()

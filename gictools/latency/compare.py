@@ -113,6 +113,8 @@ def compare_trace(trace, presets, host_cpus=None, kernel=None, progress=None):
                     progress(_name, offset, size)
 
             cached[p.cache] = msi_outcomes_from_trace(trace, p.cache, kernel, step)
+            if step is not None:
+                step(size)  # the reader reports record starts; the end is the whole file
         inj, outcome, vcpu, its, keys = cached[p.cache]
         if len(inj) == 0:
             raise ConfigError(f"{trace}: no MSI injections to compare")

@@ -186,7 +186,7 @@ def format_report(r, name="") -> str:
         lines.append(f"    {c:>8,}  {lru[c - 1][1]:8.2%}")
     lines.append("  usage-v2 (simulated):")
     for c, m in r["usage_v2"]:
-        lines.append(f"    {c:>8,}  {m:8.2%}   (LRU {lru[c - 1][1]:.2%})")
+        lines.append(f"    {c:>8,}  {m:8.2%}   (LRU {lru[min(c, len(lru)) - 1][1]:.2%})")
     lines.append("  per-ITS footprint (v6.10 cache size at the end):")
     for i, pts in r["per_its_footprint"].items():
         lines.append(f"    ITS {i}: {pts[-1][1]:,} translations")

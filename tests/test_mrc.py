@@ -59,3 +59,16 @@ def test_cli_mrc_json(tmp_path):
     assert d["lru"][0][0] == 1 and len(d["lru"]) == 17
     assert d["lru"][15][1] == 1.0 and d["capacity_for_99"] is None  # 17/510 cold misses
     assert d["kernel_rule"]["capacity"] == 16
+
+
+def test_cli_mrc_bad_inputs(tmp_path):
+    from gictools.trace.gen_lpi_stress import generate
+
+    t = tmp_path / "s.msgpack"
+    generate(t, 1, 1, 3, 5)
+    r = CliRunner().invoke(app, ["mrc", str(t), "--usage-capacity", "0"])
+    assert r.exit_code == 2 and "--usage-capacity" in r.output
+    r = CliRunner().invoke(app, ["mrc", str(t), "--usage-capacity", "100"])
+    assert r.exit_code == 0 and "     100" in r.output  # beyond the distinct keys: all cold
+    r = CliRunner().invoke(app, ["mrc", str(tmp_path / "missing.msgpack")])
+    assert r.exit_code == 2 and "Traceback" not in r.output

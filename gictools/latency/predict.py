@@ -16,8 +16,9 @@ rate).
 Speed: the simulation fast-forwards phases where every running thread hits
 (contention.Simulation). Beyond that, a run is extrapolated from a window only
 when every thread's progress is steady (its rate in the last two quarters of
-the simulated time agrees within STEADY_TOLERANCE); otherwise it goes on to the
-end. Each run says which (`method`).
+the simulated time agrees within STEADY_TOLERANCE) and all threads progress at
+the same rate (else they would finish at different times and the rest speed
+up); otherwise it goes on to the end. Each run says which (`method`).
 """
 
 import os
@@ -76,8 +77,9 @@ def _done_events(j, upto):
 
 
 def _steady(sim):
-    """Per-thread rates over the last two quarters of simulated time, if every running
-    thread's agree within STEADY_TOLERANCE (else None)."""
+    """Per-thread rates over the last quarter of simulated time, if every running thread's
+    rate agrees with its previous quarter's and with every other thread's within
+    STEADY_TOLERANCE (else None: the run must go on)."""
     t_now = sim.now
     q = t_now / 4
     if q <= 0:
@@ -92,7 +94,11 @@ def _steady(sim):
         if min(c1, c2) < STEADY_MIN_EVENTS or abs(c2 / c1 - 1) > STEADY_TOLERANCE:
             return None
         rates[j.id] = c2 / q
-    return rates or None
+    # threads progressing at different rates finish at different times, and the others
+    # then speed up: a per-thread extrapolation would be wrong, so simulate on
+    if not rates or max(rates.values()) > min(rates.values()) * (1 + STEADY_TOLERANCE):
+        return None
+    return rates
 
 
 def run_once(

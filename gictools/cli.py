@@ -455,26 +455,48 @@ def predict_lpi_stress(
         str, typer.Option(help="as-measured (all to vCPU 0) or fixed")
     ] = "as-measured",
     host_cpus: Annotated[int | None, typer.Option(help="host CPUs (default: the preset's)")] = None,
+    seeds: Annotated[int, typer.Option(help="stochastic runs (seeds 0..N-1): min/median/max")] = 5,
+    seed: Annotated[int | None, typer.Option(help="one run with this seed (reproducible)")] = None,
+    lockstep: Annotated[
+        bool,
+        typer.Option(
+            "--lockstep", help="the deterministic lock-step run (worst case for the hit rate)"
+        ),
+    ] = False,
+    bands: Annotated[
+        bool, typer.Option("--bands", help="also predict across unfitted parameters' ranges")
+    ] = False,
+    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="parallel processes")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
-    from gictools.latency.predict import format_prediction
+    from gictools.latency.predict import format_bands, format_prediction, predict_bands
     from gictools.latency.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
 
     try:
+        p = load_preset(preset, preset_file)
+        kw = {"routing": routing, "host_cpus": host_cpus, "jobs": jobs}
         r = _predict(
-            vcpus,
-            devices,
-            events,
-            iterations,
-            load_preset(preset, preset_file),
-            routing=routing,
-            host_cpus=host_cpus,
+            vcpus, devices, events, iterations, p, seeds=seeds, seed=seed, lockstep=lockstep, **kw
         )
+        if bands:
+            r["bands"] = predict_bands(vcpus, devices, events, iterations, p, **kw)
     except (GictoolsError, OSError) as e:
         _fail(e)
-    typer.echo(json.dumps(r, indent=2) if json_out else format_prediction(r))
+    if json_out:
+        typer.echo(json.dumps(r, indent=2))
+        return
+    typer.echo(format_prediction(r))
+    if bands:
+        typer.echo(format_bands(r["bands"]))
+
+
+def _need_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        _fail(GictoolsError("--plot needs matplotlib: pip install 'gictools[plot]'"))
 
 
 @app.command()
@@ -487,17 +509,27 @@ def compare(
     ] = None,
     plot: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ):
     """Side-by-side latency presets over one trace: LPIs/s, hit rate, evictions, p50/p99/max."""
     from gictools.latency.compare import as_json, compare_trace, format_table
     from gictools.latency.compare import plot as _plot
     from gictools.latency.presets import load_preset
 
+    if plot:
+        _need_matplotlib()
     try:
         presets = [load_preset(p) for p in preset or []]
         presets += [load_preset(path=f) for f in preset_file or []]
-        results = compare_trace(trace, presets, host_cpus)
-        files = _plot(results, plot) if plot else []
+        with clikit.progress(f"compare {trace.name}", quiet=quiet) as bar:
+
+            def staged(stage, done, total):
+                bar.describe(f"{trace.name}: {stage}")
+                bar.set_total(total)
+                bar.update(done)
+
+            results = compare_trace(trace, presets, host_cpus, progress=staged)
+        files = _plot(results, plot, trace=trace.name) if plot else []
     except (GictoolsError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(as_json(results), indent=2) if json_out else format_table(results))
@@ -570,5 +602,43 @@ def summarize(
     except (GictoolsError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(s, indent=2) if json_out else format_summary(s))
+    for f in files:
+        typer.echo(f"wrote {f}", err=json_out)
+
+
+@app.command()
+def mrc(
+    trace: Annotated[Path, typer.Argument(help="trace file")],
+    usage_capacity: Annotated[
+        list[int] | None,
+        typer.Option(help="capacities to simulate usage-v2 at (repeat; default: a few)"),
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the analysis as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+):
+    """Cache capacity analysis: exact LRU miss-ratio curve, usage-v2 at chosen capacities,
+    per-ITS footprint; the capacity for 99 % hits and where the 16 x vCPUs rule lands."""
+    from gictools.mrc import analyse, format_report, trace_accesses
+    from gictools.mrc import plot as _plot
+
+    if plot:
+        _need_matplotlib()
+    try:
+        if usage_capacity and min(usage_capacity) < 1:
+            raise GictoolsError("--usage-capacity must be >= 1")
+        with clikit.progress(f"mrc {trace.name}", quiet=quiet) as bar:
+
+            def step(done, total):
+                if total != bar.total:
+                    bar.set_total(total)
+                bar.update(done)
+
+            (its, dev, ev), vcpus = trace_accesses(trace, step)
+        r = analyse(its, dev, ev, vcpus, usage_capacity)
+        files = _plot(r, plot, trace.name) if plot else []
+    except (GictoolsError, OSError) as e:
+        _fail(e)
+    typer.echo(json.dumps(r, indent=2) if json_out else format_report(r, trace.name))
     for f in files:
         typer.echo(f"wrote {f}", err=json_out)

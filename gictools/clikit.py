@@ -293,6 +293,9 @@ class _NoBar:
     def set_total(self, total: int | None) -> None:
         self.total = total
 
+    def describe(self, label: str) -> None:
+        """A new label, e.g. the stage of a multi-stage verb."""
+
 
 class _Bar(_NoBar):
     """Calls per event are cheap: rich is told only every _step events (and at the end)."""
@@ -319,6 +322,9 @@ class _Bar(_NoBar):
         self.total = total
         self._step = max(1, (total or 0) // 1000) if total else 1024
         self._prog.update(self._task, total=total)
+
+    def describe(self, label: str) -> None:
+        self._prog.update(self._task, description=label)
 
 
 def track(reader, label: str, *, quiet: bool = False):

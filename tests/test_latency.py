@@ -10,7 +10,7 @@ from gictools.cli import app
 from gictools.errors import ConfigError
 from gictools.latency.compare import compare_events, compare_trace, format_table
 from gictools.latency.contention import simulate_events
-from gictools.latency.predict import calibration_residuals, predict_lpi_stress
+from gictools.latency.predict import predict_lpi_stress
 from gictools.latency.presets import BUNDLED, bundled_path, load_preset, parse_preset
 from gictools.model.cache import EVICT, HIT, MISS
 
@@ -34,6 +34,7 @@ def _preset(
     }
     if rcu_ns is not None:
         steps["rcu_wait"] = {"ns": rcu_ns, "lock": "its_lock", "sleeps": True}
+        # a fixed grace period: the test's bound is exact
         paths["evict"] = ["entry", "lookup", "translate", "fill", "rcu_wait", "queue"]
         paths["recycle"] = paths["evict"]
     d = {
@@ -42,7 +43,7 @@ def _preset(
         "host_cpus": host_cpus,
         "locks": {
             "vm_lock": {"scope": "vm", "handoff_ns": 0},
-            "its_lock": {"scope": "its", "handoff_ns": 0},
+            "its_lock": {"scope": "its", "kind": "mutex", "handoff_ns": 0, "wake_ns": 0},
             "vcpu": {"scope": "vcpu", "handoff_ns": 0},
         },
         "steps": steps,
@@ -115,7 +116,16 @@ def test_unknown_preset_name():
 # --- mechanisms -------------------------------------------------------------------------------
 def _rate(preset, d, **kw):
     return predict_lpi_stress(
-        64, d, 1, 2000, preset, routing="fixed", max_events=None, vcpu_threads_busy=False, **kw
+        64,
+        d,
+        1,
+        2000,
+        preset,
+        routing="fixed",
+        lockstep=True,
+        chunk=None,
+        vcpu_threads_busy=False,
+        **kw,
     )["lpis_per_sec"]
 
 
@@ -156,9 +166,9 @@ def test_lock_free_hit_path_scales_until_cpus_run_out():
 def test_shared_target_vcpu_section_caps_lock_free_injection():
     # as-measured routing: every LPI on vCPU 0, so its section (100 ns) caps the rate
     p = _preset(hit_locks=("vcpu",))
-    r = predict_lpi_stress(64, 64, 1, 200, p, max_events=None)["lpis_per_sec"]
+    r = predict_lpi_stress(64, 64, 1, 200, p, lockstep=True, chunk=None)["lpis_per_sec"]
     assert r == pytest.approx(1e9 / 100, rel=0.03)
-    fixed = predict_lpi_stress(64, 64, 1, 200, p, routing="fixed", max_events=None)
+    fixed = predict_lpi_stress(64, 64, 1, 200, p, routing="fixed", lockstep=True, chunk=None)
     assert fixed["lpis_per_sec"] > 3 * r
 
 
@@ -166,11 +176,11 @@ def test_one_rcu_wait_per_eviction_bounds_throughput_by_grace_period():
     gp = 1_000_000  # 1 ms
     p = _preset(cache="usage-v2", rcu_ns=gp)
     # 17 events through 16 slots: every injection misses and evicts
-    r = predict_lpi_stress(1, 1, 17, 20, p, max_events=None)
+    r = predict_lpi_stress(1, 1, 17, 20, p, lockstep=True, chunk=None)
     assert r["evictions"] > 0.9 * r["injections"]
     assert r["lpis_per_sec"] <= 1e9 / gp * 1.05
     # more injectors do not help: the grace period is waited holding its_lock
-    r4 = predict_lpi_stress(1, 4, 17, 5, p, max_events=None)
+    r4 = predict_lpi_stress(1, 4, 17, 5, p, lockstep=True, chunk=None)
     assert r4["lpis_per_sec"] <= 1e9 / gp * 1.05
     assert r4["time_share"]["steps"]["rcu_wait"] > 0.1
 
@@ -181,10 +191,15 @@ def test_series_v2_collapses_on_seventeen_events():
     assert thrash["hit_rate"] == 0.0 and thrash["lpis_per_sec"] < fits / 1000
 
 
-def test_closed_loop_is_deterministic():
-    a = predict_lpi_stress(4, 8, 5, 40, "series-v2", max_events=None)
-    b = predict_lpi_stress(4, 8, 5, 40, "series-v2", max_events=None)
+def test_closed_loop_is_deterministic_and_seeds_reproduce():
+    a = predict_lpi_stress(4, 8, 5, 40, "series-v2", lockstep=True, chunk=None)
+    b = predict_lpi_stress(4, 8, 5, 40, "series-v2", lockstep=True, chunk=None)
     assert a == b
+    s1 = predict_lpi_stress(4, 8, 17, 40, "v6.8-rc1", seed=3)
+    s2 = predict_lpi_stress(4, 8, 17, 40, "v6.8-rc1", seed=3)
+    s3 = predict_lpi_stress(4, 8, 17, 40, "v6.8-rc1", seed=4)
+    assert s1 == s2 and s1["runs"][0]["seed"] == 3
+    assert s1["lpis_per_sec"] != s3["lpis_per_sec"]  # the seed matters
     inj = np.array([i % 5 for i in range(3000)])
     out = np.array([HIT if i % 7 else (EVICT if i % 3 else MISS) for i in range(3000)])
     p = load_preset("v6.8-rc1")
@@ -196,20 +211,32 @@ def test_closed_loop_is_deterministic():
 @pytest.mark.parametrize(
     "preset, cfg",
     [
-        ("v6.8-rc1", (16, 16, 16, 200)),
-        ("series-v2", (16, 16, 16, 200)),
-        ("v6.8-rc1", (8, 32, 1, 600)),
-        ("v6.10", (4, 8, 4, 400)),
-        ("series-v2", (2, 3, 17, 200)),
+        ("v6.8-rc1", (8, 8, 16, 500)),
+        ("series-v2", (16, 16, 16, 250)),
+        ("v6.10", (4, 8, 4, 1500)),
+        ("v6.8-rc1", (4, 4, 17, 600)),  # over-committed: threads progress unequally
     ],
 )
-def test_steady_state_extrapolation_matches_full_simulation(preset, cfg):
-    full = predict_lpi_stress(*cfg, preset, max_events=None)
-    part = predict_lpi_stress(*cfg, preset, max_events=cfg[1] * cfg[2] * 64)
-    assert part["extrapolated"] and not full["extrapolated"]
-    assert part["lpis_per_sec"] == pytest.approx(full["lpis_per_sec"], rel=0.02)
-    assert part["hits"] == pytest.approx(full["hits"], rel=0.02, abs=cfg[1] * cfg[2])
-    assert part["evictions"] == pytest.approx(full["evictions"], rel=0.02, abs=cfg[1] * cfg[2])
+def test_fast_forward_and_extrapolation_match_full_simulation(preset, cfg):
+    full = predict_lpi_stress(*cfg, preset, seed=1, fast_forward=False, chunk=None)
+    fast = predict_lpi_stress(*cfg, preset, seed=1, chunk=20_000)
+    run = fast["runs"][0]
+    assert run["fast_forwarded_events"] + run["simulated_events"] <= cfg[1] * cfg[2] * cfg[3]
+    assert run["simulated_events"] <= full["runs"][0]["simulated_events"]
+    assert fast["lpis_per_sec"] == pytest.approx(full["lpis_per_sec"], rel=0.04)
+    assert fast["hits"] == pytest.approx(full["hits"], rel=0.02, abs=cfg[1] * cfg[2])
+
+
+def test_over_committed_stochastic_run_hits_and_respects_the_grace_period_bound():
+    # 4 threads x 17 events through 64 slots (v = 4): over-committed by 4 translations
+    r = predict_lpi_stress(4, 4, 17, 150, "series-v2", seed=2)
+    lock = predict_lpi_stress(4, 4, 17, 150, "series-v2", lockstep=True, chunk=None)
+    assert r["hits"] > 0 and r["hit_rate"] > 0.5
+    assert r["runs"][0]["method"] == "simulated"  # not steady: simulated to the last thread
+    # one ITS, synchronize_rcu() under its_lock: grace periods never overlap
+    shortest = 1e9 / load_preset("series-v2").rcu.hz  # a draw is at least one tick
+    for x in (r, lock):
+        assert x["evictions"] <= x["elapsed_s"] * 1e9 / shortest
 
 
 def test_simulate_events_latency_includes_waits():
@@ -226,17 +253,23 @@ def test_simulate_events_latency_includes_waits():
 
 
 def test_v68_lock_is_the_bottleneck_and_series_moves_it():
-    a = predict_lpi_stress(64, 64, 1, 1000, "v6.8-rc1")["time_share"]["locks"]
-    b = predict_lpi_stress(64, 64, 1, 1000, "series-v2")["time_share"]["locks"]
+    a = predict_lpi_stress(64, 64, 1, 300, "v6.8-rc1", seed=1)["time_share"]["locks"]
+    b = predict_lpi_stress(64, 64, 1, 300, "series-v2", seed=1)["time_share"]["locks"]
     assert max(a, key=a.get) == "lpi_list_lock"
     assert "lpi_list_lock" not in b or b["lpi_list_lock"] < 0.01
     assert max(b, key=b.get) == "vcpu"
 
 
 def test_calibration_rows_reproduced():
-    # a regression check on the shipped numbers (docs/latency-model.md records the fit)
-    for cfg, name, measured, predicted, rel in calibration_residuals(max_events=30_000):
-        assert abs(rel) < 0.02, (cfg, name, measured, predicted)
+    # a regression check on the shipped numbers, as seed medians over 3 seeds at fewer
+    # iterations (the steady rate does not depend on -i; docs/latency-model.md has the
+    # full rows with 5 seeds and the residuals this tolerance comes from)
+    from gictools.latency.predict import CALIBRATION
+
+    for (v, d, e, i), meas in CALIBRATION.items():
+        for name, measured in meas.items():
+            r = predict_lpi_stress(v, d, e, min(i, max(30, 30_000 // (d * e))), name, seeds=3)
+            assert r["lpis_per_sec"] == pytest.approx(measured, rel=0.05), (v, d, e, name)
 
 
 # --- compare and the CLI ------------------------------------------------------------------------

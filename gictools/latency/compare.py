@@ -46,13 +46,14 @@ def _result(preset, lat, wait, outcome, summary, t_done=None):
         "latency_max_ns": float(lat.max()) if n else None,
         "mean_wait_ns": float(wait.mean()) if n else None,
         "time_share": summary.get("time_share", {}),
+        "host_cpus": summary.get("host_cpus_for_injectors"),  # compare_trace: the host's
         # kept for plots, dropped by as_json
         "_latency": lat,
         "_outcome": outcome,
     }
 
 
-def msi_outcomes_from_trace(trace, policy, kernel=None):
+def msi_outcomes_from_trace(trace, policy, kernel=None, progress=None):
     """(injector, outcome, vcpu, its, keys) arrays for the trace's MSIs in order, as the
     replay's model decides them for this cache policy."""
     import pyarrow.parquet as pq
@@ -62,7 +63,7 @@ def msi_outcomes_from_trace(trace, policy, kernel=None):
     fd, tmp = tempfile.mkstemp(suffix=".parquet", prefix="gictools-compare-")
     os.close(fd)
     try:
-        Replayer(trace, [policy], kernel, tmp).run()
+        Replayer(trace, [policy], kernel, tmp).run(progress)
         t = pq.read_table(
             tmp,
             columns=["op", "cache", "injector", "vcpu", "its", "device_id", "event_id", "error"],
@@ -91,23 +92,69 @@ def msi_outcomes_from_trace(trace, policy, kernel=None):
     return inj, outcome, col("vcpu"), col("its"), vm_keys(col("its"), dev, ev)
 
 
-def compare_trace(trace, presets, host_cpus=None, kernel=None):
-    """One result dict per preset (see _result) for the trace's MSIs."""
+def compare_trace(trace, presets, host_cpus=None, kernel=None, progress=None):
+    """One result dict per preset (see _result) for the trace's MSIs.
+
+    progress(stage, done, total), if given, is called as the work goes: stage
+    "replay POLICY" in trace bytes, then "simulate PRESET" in MSIs. The simulation
+    fast-forwards runs of hits (contention.Simulation), so per-event latencies inside
+    them are their thread's mean; the summary figures are what compare reports."""
     if not presets:
         raise ConfigError("give at least one --preset")
     out = []
     cached = {}
+    size = os.path.getsize(trace)
     for p in map(_as_preset, presets):
         if p.cache not in cached:
-            cached[p.cache] = msi_outcomes_from_trace(trace, p.cache, kernel)
+            step = None
+            if progress is not None:
+
+                def step(offset, _name=f"replay {p.cache}"):
+                    progress(_name, offset, size)
+
+            cached[p.cache] = msi_outcomes_from_trace(trace, p.cache, kernel, step)
+            if step is not None:
+                step(size)  # the reader reports record starts; the end is the whole file
         inj, outcome, vcpu, its, keys = cached[p.cache]
         if len(inj) == 0:
             raise ConfigError(f"{trace}: no MSI injections to compare")
+        sim_step = None
+        if progress is not None:
+
+            def sim_step(done, total, _name=f"simulate {p.name}"):
+                progress(_name, done, total)
+
         lat, wait, summ = simulate_events(
-            p, inj, outcome, host_cpus, vcpus=vcpu, its=its, keys=keys
+            p,
+            inj,
+            outcome,
+            host_cpus,
+            vcpus=vcpu,
+            its=its,
+            keys=keys,
+            fast_forward=True,
+            progress=sim_step,
         )
         out.append(_result(p, lat, wait, outcome, summ))
+        out[-1]["host_cpus"] = host_cpus or p.host_cpus
+    work = _workload_label(trace)
+    for r in out:
+        r["workload"] = work
     return out
+
+
+def _workload_label(trace):
+    """'lpi-stress -v 2 -d 4 ...' from a generated trace's metadata, else its source."""
+    from gictools.trace.reader import TraceReader
+
+    h = TraceReader(trace).header
+    m = h.get("metadata") or {}
+    if isinstance(m, dict) and m.get("generator") == "lpi-stress":
+        flags = " ".join(
+            f"-{k[0]} {m[k]}" for k in ("vcpus", "devices", "events", "iterations") if k in m
+        )
+        return f"lpi-stress {flags}"
+    return str(h.get("source") or "recorded trace")
 
 
 def compare_events(events, presets, nr_vcpus, host_cpus=None):
@@ -141,7 +188,8 @@ def compare_events(events, presets, nr_vcpus, host_cpus=None):
             policy=policy,
             keys=keys,
             host_cpus=host_cpus,
-        ).run()
+        )
+        sim.run()
         lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
         out.append(_result(p, lat, sim.wait, sim.out.astype(np.int8), sim.summary()))
     return out
@@ -172,9 +220,21 @@ def format_table(results) -> str:
     return "\n".join([fmt.format(*head)] + [fmt.format(*x) for x in rows])
 
 
-def plot(results, outdir) -> list:
-    """PNG plots into outdir: latency CDF per preset, hit rate over the trace, time share
-    per step. Needs matplotlib (the 'plot' extra); returns the files written."""
+HIT_RATE_WINDOW_MAX = 10_000
+STYLES = (("-", None), ("--", "o"), (":", "s"), ("-.", "^"), ((0, (5, 1)), "v"), ((0, (1, 1)), "D"))
+
+
+def _title(what, results, trace):
+    r = results[0]
+    cpus = r.get("host_cpus")
+    bits = [x for x in (trace, r.get("workload"), f"{cpus} host CPUs" if cpus else None) if x]
+    return f"{what}\n{', '.join(bits)}"
+
+
+def plot(results, outdir, trace=None) -> list:
+    """PNG plots into outdir: latency CDF per preset (p50/p99 marked), hit rate over the
+    trace (moving window, size stated), time share per step. Needs matplotlib (the 'plot'
+    extra; the CLI checks before the work); returns the files written."""
     try:
         import matplotlib
 
@@ -187,13 +247,26 @@ def plot(results, outdir) -> list:
     files = []
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
+    for k, r in enumerate(results):
+        ls, mk = STYLES[k % len(STYLES)]
         lat = np.sort(r["_latency"])
-        ax.plot(lat, np.arange(1, len(lat) + 1) / len(lat), label=r["preset"])
+        y = np.arange(1, len(lat) + 1) / len(lat)
+        (line,) = ax.plot(lat, y, linestyle=ls, label=r["preset"], lw=1.6)
+        for q, m in ((0.5, "o"), (0.99, "^")):
+            x = float(np.percentile(lat, q * 100))
+            ax.plot([x], [q], marker=m, color=line.get_color(), ms=7, mfc="none", ls="none")
+            ax.annotate(
+                f"p{int(q * 100)} {x:,.0f}",
+                (x, q),
+                textcoords="offset points",
+                xytext=(6, -12 - 10 * k),
+                fontsize=7,
+                color=line.get_color(),
+            )
     ax.set_xscale("log")
     ax.set_xlabel("modelled latency per MSI (ns)")
     ax.set_ylabel("fraction of MSIs")
-    ax.set_title("Latency CDF")
+    ax.set_title(_title("Latency CDF (o p50, ^ p99)", results, trace), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     files.append(out / "latency_cdf.png")
@@ -201,16 +274,30 @@ def plot(results, outdir) -> list:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
+    w = 1
+    for k, r in enumerate(results):
+        ls, mk = STYLES[k % len(STYLES)]
         o = r["_outcome"]
         hit = (o == HIT).astype(np.float64)
-        w = max(1, min(len(hit) // 50, 10_000))
+        w = max(1, min(len(hit) // 50, HIT_RATE_WINDOW_MAX))
         roll = np.convolve(hit, np.ones(w) / w, mode="valid")
-        ax.plot(np.arange(len(roll)) + w, roll, label=r["preset"])
+        x = np.arange(len(roll)) + w
+        ax.plot(
+            x,
+            roll,
+            linestyle=ls,
+            marker=mk,
+            markevery=max(1, len(x) // 12),
+            label=r["preset"],
+            lw=1.6,
+            alpha=0.85,
+        )
     ax.set_xlabel("MSI number in the trace")
-    ax.set_ylabel("hit rate (moving window)")
+    ax.set_ylabel(f"hit rate (moving window of {w:,} MSIs)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Translation-cache hit rate over the trace")
+    ax.set_title(
+        _title(f"Translation-cache hit rate, window {w:,} MSIs", results, trace), fontsize=10
+    )
     ax.grid(True, alpha=0.3)
     ax.legend()
     files.append(out / "hit_rate.png")
@@ -231,7 +318,8 @@ def plot(results, outdir) -> list:
         labels.append("wait host CPU")
     names = [r["preset"] for r in results]
     bottom = np.zeros(len(results))
-    for lab in labels:
+    hatches = ("", "//", "..", "xx", "\\\\", "++")
+    for n, lab in enumerate(labels):
         kind, key = lab.split(" ", 1)
         vals = []
         for r in results:
@@ -240,10 +328,10 @@ def plot(results, outdir) -> list:
                 vals.append(ts.get("cpu_wait", 0.0))
             else:
                 vals.append(ts.get("steps" if kind == "step" else "locks", {}).get(key, 0.0))
-        ax.bar(names, vals, bottom=bottom, label=lab)
+        ax.bar(names, vals, bottom=bottom, label=lab, hatch=hatches[n % len(hatches)])
         bottom += np.array(vals)
     ax.set_ylabel("share of injector time")
-    ax.set_title("Where the time went")
+    ax.set_title(_title("Where the time went", results, trace), fontsize=10)
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
     files.append(out / "time_share.png")
     fig.savefig(files[-1], dpi=100, bbox_inches="tight")

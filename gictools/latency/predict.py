@@ -4,31 +4,41 @@ The workload needs no trace: one injector per device, each looping iterations x
 events over its EventIDs (EventID inner), INTID(dev, ev) = 8192 + dev*e + ev;
 routing as-measured (every collection, so every LPI, on vCPU 0: the selftest's
 pre-Oct-2025 MAPC encoding) or fixed (ICID(dev, ev) = (dev*e + ev) mod v -> vCPU).
-The selftest's rate is d*e*i / elapsed, counting KVM_SIGNAL_MSI calls.
+The selftest's rate is d*e*i / elapsed, counting KVM_SIGNAL_MSI calls; its
+timer stops when the last device thread ends, so every run is simulated to the
+last thread.
 
-Speed: the workload is periodic (every injector repeats the same e events), so the
-closed loop settles into a steady state after a warm-up (the first iteration
-fills the cache). `predict_lpi_stress` simulates at most `max_events`
-injections (whole iterations), measures the steady rate over the second half of
-that window (up to the moment the first injector runs out of work, so no
-tail effect), and extrapolates the remaining iterations at that rate; hits and
-evictions likewise. With max_events >= d*e*i it simulates everything.
-tests/test_latency.py checks extrapolated against full simulations.
+A prediction is several seeded stochastic runs (contention.Interleaving), in
+parallel processes; it reports the median and the spread. `seed=S` is one run,
+reproducible; `lockstep=True` the deterministic lock-step run (the worst case for the hit
+rate).
+
+Speed: the simulation fast-forwards phases where every running thread hits
+(contention.Simulation). Beyond that, a run is extrapolated from a window only
+when every thread's progress is steady (its rate in the last two quarters of
+the simulated time agrees within STEADY_TOLERANCE) and all threads progress at
+the same rate (else they would finish at different times and the rest speed
+up); otherwise it goes on to the end. Each run says which (`method`).
 """
 
-import math
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from gictools.errors import ConfigError
-from gictools.latency.contention import Simulation, shares
+from gictools.latency.contention import LOCKSTEP, Interleaving, Simulation
 from gictools.latency.presets import load_preset
 from gictools.model.cache import EVICT, HIT, POLICIES, RECYCLE
 from gictools.model.cache.keys import translation_keys
 
-DEFAULT_MAX_EVENTS = 200_000
-MIN_SIM_ITERATIONS = 64  # the closed loop needs tens of iterations to settle
+DEFAULT_SEEDS = 5
+CHUNK_EVENTS = 100_000  # simulated injections between two steadiness checks
+STEADY_TOLERANCE = 0.03
+STEADY_MIN_EVENTS = 200  # per thread and window half
 ROUTINGS = ("as-measured", "fixed")
+PARALLEL_MIN_EVENTS = 100_000  # below this, seeds run in this process
 
 # DESIGN.md "Latency": (v, d, e, i) -> LPIs/s, per preset
 CALIBRATION = {
@@ -46,52 +56,66 @@ def _workload(v, d, e, iters, routing):
         vcpu = (dev * e + evs) % v
     else:
         vcpu = np.zeros(n, dtype=np.int64)
-    per_inj = [list(range(k * e * iters, (k + 1) * e * iters)) for k in range(d)]
+    per_inj = [range(k * e * iters, (k + 1) * e * iters) for k in range(d)]
     keys = translation_keys(dev, evs).tolist()
     return per_inj, dev, evs, vcpu, keys
 
 
-def predict_lpi_stress(
-    vcpus,
-    devices,
-    events,
-    iterations,
+def _check_config(vcpus, devices, events, iterations, routing):
+    for flag, val in (("-v", vcpus), ("-d", devices), ("-e", events), ("-i", iterations)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ConfigError(f"{flag} {val!r}: must be an integer >= 1")
+    if routing not in ROUTINGS:
+        raise ConfigError(f"--routing {routing!r}: one of {', '.join(ROUTINGS)}")
+
+
+def _done_events(j, upto):
+    """Indices of j's first `upto` events as an array (ranges without a Python loop)."""
+    ev = j.events
+    if isinstance(ev, range):
+        return np.arange(ev.start, ev.start + upto * ev.step, ev.step, dtype=np.int64)
+    return np.asarray(ev[:upto], dtype=np.int64)
+
+
+def _steady(sim):
+    """Per-thread rates over the last quarter of simulated time, if every running thread's
+    rate agrees with its previous quarter's and with every other thread's within
+    STEADY_TOLERANCE (else None: the run must go on)."""
+    t_now = sim.now
+    q = t_now / 4
+    if q <= 0:
+        return None
+    rates = {}
+    for j in sim.injectors:
+        if j.done:
+            continue
+        done = sim.t_done[_done_events(j, max(j.pos - 1, 0))]
+        c1 = int(((done > t_now - 2 * q) & (done <= t_now - q)).sum())
+        c2 = int((done > t_now - q).sum())
+        if min(c1, c2) < STEADY_MIN_EVENTS or abs(c2 / c1 - 1) > STEADY_TOLERANCE:
+            return None
+        rates[j.id] = c2 / q
+    # threads progressing at different rates finish at different times, and the others
+    # then speed up: a per-thread extrapolation would be wrong, so simulate on
+    if not rates or max(rates.values()) > min(rates.values()) * (1 + STEADY_TOLERANCE):
+        return None
+    return rates
+
+
+def run_once(
+    cfg,
     preset,
+    interleaving,
     *,
     routing="as-measured",
     host_cpus=None,
-    max_events=DEFAULT_MAX_EVENTS,
     vcpu_threads_busy=True,
+    chunk=CHUNK_EVENTS,
+    fast_forward=True,
 ):
-    """Predicted selftest result; preset is a Preset or a bundled preset name.
-
-    host_cpus: the host's CPU count (default: the preset's). The selftest's vCPU threads
-    spin in the guest without WFI, so with vcpu_threads_busy they take their fair share
-    of the CPUs when vCPUs + devices exceed host_cpus.
-    Returns a dict: lpis_per_sec, elapsed_s, hit_rate, hits, evictions, latency
-    percentiles (ns, over the simulated window), time_share (per step, per lock, CPU
-    wait), simulated_events, extrapolated, and the inputs.
-    """
-    if isinstance(preset, str):
-        preset = load_preset(preset)
-    for flag, val, lo in (
-        ("-v", vcpus, 1),
-        ("-d", devices, 1),
-        ("-e", events, 1),
-        ("-i", iterations, 1),
-    ):
-        if not isinstance(val, int) or val < lo:
-            raise ConfigError(f"{flag} {val!r}: must be an integer >= {lo}")
-    if routing not in ROUTINGS:
-        raise ConfigError(f"--routing {routing!r}: one of {', '.join(ROUTINGS)}")
-    per_iter = devices * events
-    total = per_iter * iterations
-    sim_iters = (
-        iterations
-        if max_events is None
-        else min(iterations, max(MIN_SIM_ITERATIONS, math.ceil(max_events / per_iter)))
-    )
-    per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, sim_iters, routing)
+    """One closed-loop run of the stress test; a dict of its results and method."""
+    vcpus, devices, events, iterations = cfg
+    per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, iterations, routing)
     policy = POLICIES[preset.cache](vcpus)
     policy.doorbells[0x0801_0040] = 0
     sim = Simulation(
@@ -105,77 +129,238 @@ def predict_lpi_stress(
         keys=keys,
         host_cpus=host_cpus,
         vcpus_busy=vcpus if vcpu_threads_busy else 0,
-    ).run()
-    n_sim = sim.n
-    done = sim.t_done
+        interleaving=interleaving,
+        fast_forward=fast_forward,
+    )
+    total = sim.n
+    method = "simulated"
+    rates = None
+    finished = sim.run(until_completed=chunk if chunk else None)
+    while not finished:
+        rates = _steady(sim)
+        if rates is not None:
+            method = "extrapolated"
+            break
+        finished = sim.run(until_completed=sim.completed + chunk)
     hits_mask = sim.out == HIT
     ev_mask = (sim.out == EVICT) | (sim.out == RECYCLE)
-    extrapolated = sim_iters < iterations
-    if not extrapolated:
-        elapsed = float(done.max())
+    if rates is None:
+        done_mask = np.ones(total, dtype=bool)
+        elapsed = float(sim.t_done.max())
         hits, evictions = int(hits_mask.sum()), int(ev_mask.sum())
     else:
-        # steady window: from half the simulated events done to the first injector's end
-        t_end = min(float(done[lst[-1]]) for lst in per_inj)
-        order = np.sort(done)
-        t_start = float(order[n_sim // 2])
-        if t_end <= t_start:
-            t_start = float(order[n_sim // 4])
-        win = (done > t_start) & (done <= t_end)
-        n_win = int(win.sum())
-        if n_win == 0 or t_end <= t_start:
-            raise ConfigError("steady-state window is empty; raise max_events")
-        rate = n_win / (t_end - t_start)  # events per ns
-        n_before = int((done <= t_end).sum())
-        elapsed = t_end + (total - n_before) / rate
-        hit_frac = float(hits_mask[win].mean())
-        ev_frac = float(ev_mask[win].mean())
-        hits = int(hits_mask[done <= t_end].sum() + round(hit_frac * (total - n_before)))
-        evictions = int(ev_mask[done <= t_end].sum() + round(ev_frac * (total - n_before)))
-    lat = done - sim.t_issue
+        t_now = sim.now
+        done_mask = np.zeros(total, dtype=bool)
+        ends = [t_now]
+        for j in sim.injectors:
+            idx = _done_events(j, max(j.pos - 1, 0))
+            done_mask[idx] = True
+            if j.done:
+                done_mask[j.events[-1]] = True
+                ends.append(float(sim.t_done[j.events[-1]]))
+            else:
+                ends.append(t_now + (len(j.events) - (j.pos - 1)) / rates[j.id])
+        elapsed = max(ends)
+        win = done_mask & (sim.t_done > t_now * 0.75)
+        rest = total - int(done_mask.sum())
+        hits = int(hits_mask[done_mask].sum() + round(float(hits_mask[win].mean()) * rest))
+        evictions = int(ev_mask[done_mask].sum() + round(float(ev_mask[win].mean()) * rest))
+    lat = (sim.t_done - sim.t_issue)[done_mask]
     tot, steps, locks = sim.breakdown()
+    from gictools.latency.contention import shares
+
     return {
-        "config": {
-            "vcpus": vcpus,
-            "devices": devices,
-            "events": events,
-            "iterations": iterations,
-            "routing": routing,
-        },
-        "preset": preset.name,
-        "cache": preset.cache,
-        "host_cpus": preset.host_cpus if host_cpus is None else host_cpus,
-        "injector_cpus": sim.cpus,
-        "injections": total,
+        "seed": interleaving.seed,
         "lpis_per_sec": total / elapsed * 1e9 if elapsed > 0 else None,
         "elapsed_s": elapsed / 1e9,
         "hits": hits,
-        "misses": total - hits,
-        "hit_rate": hits / total if total else None,
+        "hit_rate": hits / total,
         "evictions": evictions,
         "latency_p50_ns": float(np.percentile(lat, 50)),
         "latency_p99_ns": float(np.percentile(lat, 99)),
         "latency_max_ns": float(lat.max()),
-        "mean_wait_ns": float(sim.wait.mean()),
+        "mean_wait_ns": float(sim.wait[done_mask].mean()),
         "time_share": shares(tot, steps, locks, sim.cpu_wait),
-        "simulated_events": n_sim,
-        "extrapolated": extrapolated,
+        "method": method,
+        "simulated_events": int(sim.completed - sim.fast_forwarded),
+        "fast_forwarded_events": int(sim.fast_forwarded),
+        "fast_forward_phases": sim.fast_forward_phases,
+        "injector_cpus": sim.cpus,
     }
+
+
+def _run_star(args):
+    cfg, preset, mix, kw = args
+    return run_once(cfg, preset, mix, **kw)
+
+
+def _spread(runs, key):
+    vals = sorted(r[key] for r in runs)
+    return vals[0], statistics.median_low(vals), vals[-1]
+
+
+def predict_lpi_stress(
+    vcpus,
+    devices,
+    events,
+    iterations,
+    preset,
+    *,
+    routing="as-measured",
+    host_cpus=None,
+    seeds=DEFAULT_SEEDS,
+    seed=None,
+    lockstep=False,
+    jobs=None,
+    vcpu_threads_busy=True,
+    chunk=CHUNK_EVENTS,
+    fast_forward=True,
+):
+    """Predicted selftest result; preset is a Preset or a bundled preset name.
+
+        By default `seeds` stochastic runs (seeds 0..seeds-1) in up to `jobs` processes;
+        `seed=S` runs that one seed; `lockstep=True` the deterministic lock-step run (the worst case for the hit
+    rate).
+        host_cpus: the host's CPU count (default: the preset's). The selftest's vCPU threads
+        spin in the guest without WFI, so with vcpu_threads_busy they take their fair share
+        of the CPUs when vCPUs + devices exceed host_cpus.
+        Returns a dict: lpis_per_sec (the median over seeds) with lpis_per_sec_min/_max,
+        hit_rate and evictions likewise, elapsed_s, latency percentiles and time_share of
+        the median run, `runs` (one dict per seed, with its method), and the inputs.
+    """
+    if isinstance(preset, str):
+        preset = load_preset(preset)
+    _check_config(vcpus, devices, events, iterations, routing)
+    cfg = (vcpus, devices, events, iterations)
+    if lockstep:
+        mixes = [LOCKSTEP]
+    elif seed is not None:
+        mixes = [Interleaving(int(seed))]
+    else:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ConfigError(f"--seeds {seeds!r}: must be an integer >= 1")
+        mixes = [Interleaving(s) for s in range(seeds)]
+    kw = {
+        "routing": routing,
+        "host_cpus": host_cpus,
+        "vcpu_threads_busy": vcpu_threads_busy,
+        "chunk": chunk,
+        "fast_forward": fast_forward,
+    }
+    total = devices * events * iterations
+    work = [(cfg, preset, m, kw) for m in mixes]
+    jobs = min(len(work), jobs or os.cpu_count() or 1)
+    if jobs > 1 and total >= PARALLEL_MIN_EVENTS:
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
+            runs = list(ex.map(_run_star, work))
+    else:
+        runs = [_run_star(w) for w in work]
+    return _aggregate(cfg, preset, routing, host_cpus, runs, lockstep)
+
+
+def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
+    total = cfg[1] * cfg[2] * cfg[3]
+    lo, med, hi = _spread(runs, "lpis_per_sec")
+    mid = next(r for r in runs if r["lpis_per_sec"] == med)
+    out = {
+        "config": dict(zip(("vcpus", "devices", "events", "iterations"), cfg), routing=routing),
+        "preset": preset.name,
+        "cache": preset.cache,
+        "host_cpus": preset.host_cpus if host_cpus is None else host_cpus,
+        "injector_cpus": mid["injector_cpus"],
+        "injections": total,
+        "interleaving": "lock-step (deterministic; the worst case for the hit rate)"
+        if lockstep
+        else "stochastic",
+        "seeds": [r["seed"] for r in runs],
+        "lpis_per_sec": med,
+        "lpis_per_sec_min": lo,
+        "lpis_per_sec_max": hi,
+        "elapsed_s": mid["elapsed_s"],
+    }
+    for key in ("hit_rate", "evictions", "hits"):
+        a, m, b = _spread(runs, key)
+        out[key] = m
+        out[f"{key}_min"], out[f"{key}_max"] = a, b
+    out["misses"] = total - out["hits"]
+    for key in ("latency_p50_ns", "latency_p99_ns", "latency_max_ns", "mean_wait_ns"):
+        out[key] = mid[key]
+    out["time_share"] = mid["time_share"]
+    out["methods"] = sorted({r["method"] for r in runs})
+    out["extrapolated"] = "extrapolated" in out["methods"]
+    out["runs"] = [{k: v for k, v in r.items() if k != "time_share"} for r in runs]
+    return out
+
+
+# --predict --bands: parameters the calibration rows cannot constrain, over their
+# plausible ranges (docs/latency-model.md "Parameters not fitted")
+BANDS = (
+    ("grace period: HZ", "rcu__hz", (100, 1000), "grace_period"),
+    ("grace period: expedited", "rcu__expedited", (True,), "grace_period"),
+    ("slow path: translate ns", "step__translate", (150.0, 600.0), "translate"),
+    ("slow path: fill ns", "step__fill", (50.0, 300.0), "fill"),
+    ("its_lock wake-up ns", "wake__its_lock", (2_000.0, 50_000.0), "mutex"),
+)
+
+
+def predict_bands(vcpus, devices, events, iterations, preset, *, seeds=3, **kw):
+    """The prediction with each unconstrained parameter at the ends of its range:
+    [{parameter, value, lpis_per_sec, lpis_per_sec_min, lpis_per_sec_max}]."""
+    if isinstance(preset, str):
+        preset = load_preset(preset)
+    rows = []
+    for label, key, values, needs in BANDS:
+        if needs == "grace_period" and not any(s.grace_period for s in preset.steps.values()):
+            continue
+        if needs == "mutex" and not (
+            "its_lock" in preset.locks and preset.locks["its_lock"].kind == "mutex"
+        ):
+            continue
+        if needs in ("translate", "fill") and needs not in preset.steps:
+            continue
+        for v in values:
+            r = predict_lpi_stress(
+                vcpus,
+                devices,
+                events,
+                iterations,
+                preset.replace_costs(**{key: v}),
+                seeds=seeds,
+                **kw,
+            )
+            rows.append(
+                {
+                    "parameter": label,
+                    "value": v,
+                    "lpis_per_sec": r["lpis_per_sec"],
+                    "lpis_per_sec_min": r["lpis_per_sec_min"],
+                    "lpis_per_sec_max": r["lpis_per_sec_max"],
+                }
+            )
+    return rows
 
 
 def format_prediction(r) -> str:
     """A human-readable report of predict_lpi_stress's dict."""
     c = r["config"]
+    n = len(r["runs"])
+    spread = (
+        f"   (min {r['lpis_per_sec_min']:,.0f}, max {r['lpis_per_sec_max']:,.0f} over {n} seeds)"
+        if n > 1
+        else ""
+    )
     lines = [
         f"lpi-stress -v {c['vcpus']} -d {c['devices']} -e {c['events']} "
         f"-i {c['iterations']} ({c['routing']} routing), preset {r['preset']} "
         f"(cache {r['cache']}), {r['host_cpus']} host CPUs",
-        f"  predicted      {r['lpis_per_sec']:,.0f} LPIs/s   ({r['injections']:,} injections "
-        f"in {r['elapsed_s']:.4g} s)",
-        f"  hit rate       {r['hit_rate']:.2%}   evictions {r['evictions']:,}",
+        f"  interleaving   {r['interleaving']}, seed(s) {', '.join(map(str, r['seeds']))}",
+        f"  predicted      {r['lpis_per_sec']:,.0f} LPIs/s{spread}",
+        f"  hit rate       {r['hit_rate']:.2%} (min {r['hit_rate_min']:.2%}, max "
+        f"{r['hit_rate_max']:.2%})   evictions {r['evictions']:,} (min "
+        f"{r['evictions_min']:,}, max {r['evictions_max']:,})",
         f"  latency        p50 {r['latency_p50_ns']:,.0f} ns   p99 "
         f"{r['latency_p99_ns']:,.0f} ns   max {r['latency_max_ns']:,.0f} ns",
-        "  where the time went (share of all injector time):",
+        "  where the time went (share of simulated injector time, median run):",
     ]
     ts = r["time_share"]
     for k, v in sorted(ts["steps"].items(), key=lambda kv: -kv[1]):
@@ -184,15 +369,33 @@ def format_prediction(r) -> str:
         lines.append(f"    wait {k:<14} {v:7.1%}")
     if ts["cpu_wait"]:
         lines.append(f"    wait {'host CPU':<14} {ts['cpu_wait']:7.1%}")
-    if r["extrapolated"]:
+    for run in r["runs"]:
+        how = (
+            "extrapolated from steady per-thread progress"
+            if run["method"] == "extrapolated"
+            else "simulated to the last thread"
+        )
         lines.append(
-            f"  (steady state from {r['simulated_events']:,} simulated injections, extrapolated)"
+            f"  seed {run['seed']}: {run['lpis_per_sec']:,.0f} LPIs/s, {how} "
+            f"({run['simulated_events']:,} simulated, {run['fast_forwarded_events']:,} "
+            "fast-forwarded)"
         )
     return "\n".join(lines)
 
 
-def calibration_residuals(presets=None, host_cpus=None, max_events=DEFAULT_MAX_EVENTS):
-    """[(config, preset, measured, predicted, relative residual)] for DESIGN.md's rows."""
+def format_bands(rows) -> str:
+    lines = ["  across the plausible ranges of parameters the calibration does not fix:"]
+    for b in rows:
+        lines.append(
+            f"    {b['parameter']:<26} {b['value']!s:>8}: {b['lpis_per_sec']:>14,.0f} LPIs/s "
+            f"(min {b['lpis_per_sec_min']:,.0f}, max {b['lpis_per_sec_max']:,.0f})"
+        )
+    return "\n".join(lines)
+
+
+def calibration_residuals(presets=None, host_cpus=None, seeds=DEFAULT_SEEDS, **kw):
+    """[(config, preset, measured, median predicted, relative residual, min, max)] for
+    DESIGN.md's rows, predicted as seed medians."""
     rows = []
     cache = {}
     for cfg, meas in CALIBRATION.items():
@@ -204,76 +407,7 @@ def calibration_residuals(presets=None, host_cpus=None, max_events=DEFAULT_MAX_E
                 if isinstance(presets, dict)
                 else cache.setdefault(name, load_preset(name))
             )
-            r = predict_lpi_stress(*cfg, p, host_cpus=host_cpus, max_events=max_events)
-            rows.append((cfg, name, m, r["lpis_per_sec"], r["lpis_per_sec"] / m - 1))
+            r = predict_lpi_stress(*cfg, p, host_cpus=host_cpus, seeds=seeds, **kw)
+            v = r["lpis_per_sec"]
+            rows.append((cfg, name, m, v, v / m - 1, r["lpis_per_sec_min"], r["lpis_per_sec_max"]))
     return rows
-
-
-# The fit (docs/latency-model.md): six parameters, six rows. Host-wide costs are shared by
-# both presets (same machine); the rest are fixed at the middle of their plausible ranges.
-FIT_PARAMETERS = (
-    # (name, presets it sets, how: ("step", step) / ("lock", lock) / ("walk_remote",) ...)
-    ("queue_ns", ("v6.8-rc1", "series-v2"), "step__queue"),
-    ("walk_remote_line_ns", ("v6.8-rc1", "series-v2"), "walk_remote_line_ns"),
-    ("v6.8_lookup_ns", ("v6.8-rc1",), "step__lookup"),
-    ("handoff_ns", ("v6.8-rc1", "series-v2"), "lock__lpi_list_lock"),
-    ("series_lookup_ns", ("series-v2",), "step__lookup"),
-    ("series_walk_per_entry_ns", ("series-v2",), "walk_per_entry_ns"),
-)
-
-
-def _apply(base, x):
-    out = {}
-    for name, p in base.items():
-        ch = {}
-        for (_pname, targets, key), val in zip(FIT_PARAMETERS, x):
-            if name in targets:
-                ch[key] = float(val)
-        if "lock__lpi_list_lock" in ch:  # one handoff cost for every lock of the host
-            for lk in p.locks:
-                if p.locks[lk].scope != "vcpu":
-                    ch[f"lock__{lk}"] = ch["lock__lpi_list_lock"]
-        if "step__queue" in ch:
-            ch["step__queue_slow"] = ch["step__queue"]
-        out[name] = p.replace_costs(**ch)
-    return out
-
-
-def fit_presets(max_events=30_000, iterations=8, verbose=False):
-    """Gauss-Newton on log(predicted/measured) over the six DESIGN.md rows, starting from
-    the bundled values. Returns (parameters dict, residual rows)."""
-    base = {n: load_preset(n) for n in ("v6.8-rc1", "series-v2")}
-    p0 = base["v6.8-rc1"]
-    s0 = base["series-v2"]
-    x = np.array(
-        [
-            p0.steps["queue"].ns,
-            p0.walk_remote_line_ns,
-            p0.steps["lookup"].ns,
-            p0.locks["lpi_list_lock"].handoff_ns,
-            s0.steps["lookup"].ns,
-            s0.walk_per_entry_ns,
-        ],
-        dtype=float,
-    )
-
-    def resid(xv):
-        rows = calibration_residuals(_apply(base, xv), max_events=max_events)
-        return np.array([math.log1p(r[4]) for r in rows]), rows
-
-    for it in range(iterations):
-        r0, rows = resid(x)
-        if verbose:
-            print(it, np.round(x, 2), np.round(r0, 4))
-        if np.abs(r0).max() < 2e-3:
-            break
-        J = np.zeros((len(r0), len(x)))
-        for j in range(len(x)):
-            h = max(abs(x[j]) * 0.02, 0.05)
-            xj = x.copy()
-            xj[j] += h
-            J[:, j] = (resid(xj)[0] - r0) / h
-        step = np.linalg.lstsq(J, -r0, rcond=None)[0]
-        x = np.maximum(x + step, 0.0)
-    r0, rows = resid(x)
-    return dict(zip([f[0] for f in FIT_PARAMETERS], x.tolist())), rows

@@ -8,7 +8,7 @@ documented in the bundled files themselves and in docs/latency-model.md.
 """
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from gictools.model.cache import POLICIES, Outcome
 
 BUNDLED = ("v6.8-rc1", "series-v2", "v6.10")
 LOCK_SCOPES = ("vm", "its", "vcpu")
+LOCK_KINDS = ("spinlock", "mutex")
 ACTIONS = ("lookup", "fill")
 # Cache outcomes a path can be given for (gictools.model.cache.Outcome, by path name)
 OUTCOMES = tuple(o.path for o in Outcome)
@@ -31,6 +32,7 @@ class Step:
     action: str | None = None  # "lookup" / "fill": where the cache policy is consulted
     sleeps: bool = False  # the injector sleeps (gives up its CPU): synchronize_rcu()
     doc: str = ""
+    grace_period: bool = False  # lasts one RCU grace period (drawn from [rcu]), not ns
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,18 @@ class Lock:
     scope: str  # vm | its | vcpu: one instance per VM, per ITS, per target vCPU
     handoff_ns: float  # added when the section passes to a waiter on another CPU
     doc: str = ""
+    kind: str = "spinlock"  # spinlock (FIFO, waiters spin) or mutex (see contention.Lock)
+    wake_ns: float = 10_000.0  # mutex: a sleeping waiter runs this long after its wake-up
+
+
+@dataclass(frozen=True)
+class Rcu:
+    """synchronize_rcu()'s duration (contention.GracePeriod): normal or expedited."""
+
+    hz: int = 250  # CONFIG_HZ: the tick that drives normal grace periods
+    expedited: bool = False  # rcupdate.rcu_expedited=1: IPI-driven grace periods
+    extra_ticks: float = 1.0  # mean extra force-quiescent-state scans (Poisson)
+    expedited_ns: float = 50_000.0  # mean expedited grace period
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class Preset:
     walk_remote_line_ns: float  # list walk: each entry passed that another CPU modified
     walk_moves_on_hit: bool  # LRU (hit dirties the head) vs in-place usage counter
     source: str = ""  # file it came from
+    rcu: Rcu = Rcu()
 
     def as_dict(self):
         """JSON-able parameters (Parquet metadata, --json output)."""
@@ -69,8 +84,11 @@ class Preset:
                 "moves_on_hit": self.walk_moves_on_hit,
             },
             "locks": {
-                k: {"scope": v.scope, "handoff_ns": v.handoff_ns} for k, v in self.locks.items()
+                k: {"scope": v.scope, "kind": v.kind, "handoff_ns": v.handoff_ns}
+                | ({"wake_ns": v.wake_ns} if v.kind == "mutex" else {})
+                for k, v in self.locks.items()
             },
+            "rcu": dict(self.rcu.__dict__),
             "steps": {
                 k: {
                     "ns": v.ns,
@@ -78,6 +96,7 @@ class Preset:
                     "walk": v.walk,
                     "action": v.action,
                     "sleeps": v.sleeps,
+                    "grace_period": v.grace_period,
                 }
                 for k, v in self.steps.items()
             },
@@ -86,18 +105,22 @@ class Preset:
 
     def replace_costs(self, **changes):
         """A copy with some numbers changed: step__<name>=ns, lock__<name>=handoff_ns,
-        walk_per_entry_ns=..., walk_remote_line_ns=..., host_cpus=... (used by the fit)."""
-        steps, locks, kw = dict(self.steps), dict(self.locks), {}
+        wake__<lock>=wake_ns, rcu__<field>=value, walk_per_entry_ns=...,
+        walk_remote_line_ns=..., host_cpus=... (the fit and --bands use it)."""
+        steps, locks, rcu, kw = dict(self.steps), dict(self.locks), dict(self.rcu.__dict__), {}
         for k, v in changes.items():
-            if k.startswith("step__"):
-                s = steps[k[6:]]
-                steps[s.name] = Step(s.name, float(v), s.locks, s.walk, s.action, s.sleeps, s.doc)
-            elif k.startswith("lock__"):
-                lk = locks[k[6:]]
-                locks[lk.name] = Lock(lk.name, lk.scope, float(v), lk.doc)
+            kind, _, name = k.partition("__")
+            if kind == "step":
+                steps[name] = replace(steps[name], ns=float(v))
+            elif kind == "lock":
+                locks[name] = replace(locks[name], handoff_ns=float(v))
+            elif kind == "wake":
+                locks[name] = replace(locks[name], wake_ns=float(v))
+            elif kind == "rcu":
+                rcu[name] = v
             else:
                 kw[k] = v
-        d = dict(self.__dict__, steps=steps, locks=locks, **kw)
+        d = dict(self.__dict__, steps=steps, locks=locks, rcu=Rcu(**rcu), **kw)
         return Preset(**d)
 
 
@@ -163,7 +186,18 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
     _known(
         src,
         data,
-        ("name", "kernel", "cache", "description", "host_cpus", "walk", "locks", "steps", "paths"),
+        (
+            "name",
+            "kernel",
+            "cache",
+            "description",
+            "host_cpus",
+            "walk",
+            "rcu",
+            "locks",
+            "steps",
+            "paths",
+        ),
     )
     for key in ("name", "cache", "locks", "steps", "paths"):
         if key not in data:
@@ -185,19 +219,43 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
     _known(f"{src}: locks", data["locks"], list(data["locks"]))
     for lname, ld in data["locks"].items():
         w = f"{src}: locks.{lname}"
-        _known(w, ld, ("scope", "handoff_ns", "doc"))
+        _known(w, ld, ("scope", "kind", "handoff_ns", "wake_ns", "doc"))
         scope = ld.get("scope")
         if scope not in LOCK_SCOPES:
             raise ConfigError(f"{w}.scope: {scope!r} is not one of {', '.join(LOCK_SCOPES)}")
+        kind = ld.get("kind", "spinlock")
+        if kind not in LOCK_KINDS:
+            raise ConfigError(f"{w}.kind: {kind!r} is not one of {', '.join(LOCK_KINDS)}")
+        if "wake_ns" in ld and kind != "mutex":
+            raise ConfigError(f"{w}.wake_ns: only a mutex has sleeping waiters")
         locks[lname] = Lock(
-            lname, scope, _num(f"{w}.handoff_ns", ld.get("handoff_ns", 0)), str(ld.get("doc", ""))
+            lname,
+            scope,
+            _num(f"{w}.handoff_ns", ld.get("handoff_ns", 0)),
+            str(ld.get("doc", "")),
+            kind,
+            _num(f"{w}.wake_ns", ld.get("wake_ns", 10_000.0)),
         )
+
+    rcu = data.get("rcu", {})
+    _known(f"{src}: rcu", rcu, ("hz", "expedited", "extra_ticks", "expedited_ns"))
+    hz = rcu.get("hz", 250)
+    if isinstance(hz, bool) or not isinstance(hz, int) or not 1 <= hz <= 10_000:
+        raise ConfigError(f"{src}: rcu.hz must be an integer in 1..10000, got {hz!r}")
+    if not isinstance(rcu.get("expedited", False), bool):
+        raise ConfigError(f"{src}: rcu.expedited must be true or false")
+    rcu = Rcu(
+        hz,
+        rcu.get("expedited", False),
+        _num(f"{src}: rcu.extra_ticks", rcu.get("extra_ticks", 1.0)),
+        _num(f"{src}: rcu.expedited_ns", rcu.get("expedited_ns", 50_000.0)),
+    )
 
     steps = {}
     for sname, sd in data["steps"].items():
         w = f"{src}: steps.{sname}"
-        _known(w, sd, ("ns", "lock", "walk", "action", "sleeps", "doc"))
-        if "ns" not in sd:
+        _known(w, sd, ("ns", "lock", "walk", "action", "sleeps", "grace_period", "doc"))
+        if "ns" not in sd and not sd.get("grace_period"):
             raise ConfigError(f"{w}: missing 'ns'")
         lk = sd.get("lock", [])
         lk = [lk] if isinstance(lk, str) else lk
@@ -214,20 +272,23 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         action = sd.get("action")
         if action is not None and action not in ACTIONS:
             raise ConfigError(f"{w}.action: {action!r} is not one of {', '.join(ACTIONS)}")
-        for flag in ("walk", "sleeps"):
+        for flag in ("walk", "sleeps", "grace_period"):
             if not isinstance(sd.get(flag, False), bool):
                 raise ConfigError(f"{w}.{flag}: true or false")
-        if sd.get("sleeps") and lk and any(locks[x].scope != "its" for x in lk):
-            # a sleeping step may hold a mutex (its_lock) but not a spinlock
-            raise ConfigError(f"{w}: a sleeping step can only hold mutexes (scope 'its')")
+        if sd.get("grace_period") and not sd.get("sleeps"):
+            raise ConfigError(f"{w}: a grace_period step sleeps (sleeps = true)")
+        if sd.get("sleeps") and lk and any(locks[x].kind != "mutex" for x in lk):
+            # sleeping in atomic context is a bug: only mutexes may be held
+            raise ConfigError(f"{w}: a sleeping step can only hold locks of kind 'mutex'")
         steps[sname] = Step(
             sname,
-            _num(f"{w}.ns", sd["ns"]),
+            _num(f"{w}.ns", sd.get("ns", 0)),
             tuple(lk),
             sd.get("walk", False),
             action,
             sd.get("sleeps", False),
             str(sd.get("doc", "")),
+            sd.get("grace_period", False),
         )
 
     paths = {}
@@ -257,6 +318,7 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         walk_remote_line_ns=_num(f"{src}: walk.remote_line_ns", walk.get("remote_line_ns", 0)),
         walk_moves_on_hit=moves,
         source=src,
+        rcu=rcu,
     )
 
 

@@ -38,7 +38,10 @@ _FIXED_COST = FIXED_COST_NS.tolist()
 FIXED_COMMAND_NS = 1000
 PRESET_WINDOW = 1 << 20  # MSIs of one policy simulated as one closed loop with --preset
 SCALAR_MAX = 32  # MSI blocks shorter than this go event by event (vm.signal_msi)
+SINK_BLOCK_MIN = 32  # MSI blocks shorter than this join the sink's rows
 SINK_ROWS = 1 << 16  # per-event rows a sink holds before converting them to columns
+# the closed-loop simulation's inputs per MSI: injector, outcome, vCPU, ITS, key
+_SIM_DTYPES = (np.uint32, np.int8, np.int32, np.int64, np.uint64)
 _CACHE_COL = {name: i for i, name in enumerate(CACHE_VALUES)}
 _OUTCOME_OF = {"hit": HIT, "miss": MISS, "miss-evict": EVICT, "bypass": BYPASS}
 _ROW_NAMES = tuple(n for n in NAMES if n not in ("cache_policy", "trace"))
@@ -119,15 +122,17 @@ class PolicyReport:
 
 class _Sink:
     """One policy's rows of one trace, in trace order: per-event rows (dicts keyed by
-    column name, missing = null) and MSI blocks (numpy columns). With a latency preset,
-    chunks wait until PRESET_WINDOW MSIs are there, so that the closed loop is simulated
-    over the whole window at once, not restarted per block."""
+    column name, missing = null) and MSI blocks (numpy columns; short ones become rows).
+    With a latency preset, chunks wait until PRESET_WINDOW MSIs are there, so that the
+    closed loop is simulated over the whole window at once, not restarted per block."""
 
     def __init__(self, writer, policy_index, trace_index, preset, host_cpus, report):
         self.writer, self.preset, self.host_cpus, self.report = writer, preset, host_cpus, report
         self.policy_index, self.trace_index = policy_index, trace_index
         self.rows = []
-        self.pending = []  # chunks (cols, masks, n, sim or None)
+        self.msi_at = []  # with a preset: index in rows of each MSI row, and its sim inputs
+        self.sim = []
+        self.pending = []  # chunks (cols, masks, n, sim or None, msi_at or None for all)
         self.pending_msis = 0
 
     def row(self, row: dict):
@@ -137,15 +142,33 @@ class _Sink:
 
     def block(self, cols, masks, n, sim):
         """n MSIs as columns; sim: the closed-loop simulation's inputs (with a preset)."""
-        self._close_rows()
-        chunk = (cols, masks, n, sim)
-        if self.preset is None:
-            self._write(chunk)
-            return
-        self.pending.append(chunk)
-        self.pending_msis += n
-        if self.pending_msis >= PRESET_WINDOW:
+        if n < SINK_BLOCK_MIN:
+            self._block_rows(cols, masks, n, sim)
+        else:
+            self._close_rows()
+            self._push((cols, masks, n, sim, None), n)
+        if self.pending_msis + len(self.sim) >= PRESET_WINDOW:
+            self._close_rows()
             self._settle()
+
+    def _block_rows(self, cols, masks, n, sim):
+        names = list(cols)
+        lists = []
+        for name in names:
+            v = cols[name]
+            v = v.tolist() if isinstance(v, np.ndarray) else [v] * n
+            m = masks.get(name)
+            if m is not None:
+                v = [None if null else x for x, null in zip(v, m.tolist())]
+            lists.append(v)
+        if sim is not None:
+            self.sim += zip(*(s.tolist() for s in sim))
+        for values in zip(*lists):
+            if sim is not None:
+                self.msi_at.append(len(self.rows))
+            self.rows.append(dict(zip(names, values)))
+        if len(self.rows) >= SINK_ROWS:
+            self._close_rows()
 
     def finish(self):
         self._close_rows()
@@ -157,17 +180,24 @@ class _Sink:
         rows = self.rows
         if not rows:
             return
-        self.rows = []
-        chunk = ({name: [r.get(name) for r in rows] for name in _ROW_NAMES}, {}, len(rows), None)
+        cols = {name: [r.get(name) for r in rows] for name in _ROW_NAMES}
+        sim = None
+        if self.msi_at:
+            sim = tuple(np.array(c, dtype=d) for c, d in zip(zip(*self.sim), _SIM_DTYPES))
+        chunk = (cols, {}, len(rows), sim, self.msi_at)
+        self.rows, self.msi_at, self.sim = [], [], []
+        self._push(chunk, len(chunk[4]))
+
+    def _push(self, chunk, msis):
         if self.preset is None:
             self._write(chunk)
-        else:
-            self.pending.append(chunk)
+            return
+        self.pending.append(chunk)
+        self.pending_msis += msis
 
     def _write(self, chunk):
         if self.writer is not None:
-            cols, masks, n, _ = chunk
-            self.writer.add(cols, masks, n, self.policy_index, self.trace_index)
+            self.writer.add(chunk[0], chunk[1], chunk[2], self.policy_index, self.trace_index)
 
     def _settle(self):
         """Simulate the pending MSIs as one closed loop; write the window."""
@@ -192,11 +222,22 @@ class _Sink:
             for v, k in zip(vals.tolist(), cnt.tolist()):
                 self.report.latency[v] += k
             pos = 0
-            for cols, _, n, sim in pending:
-                if sim is not None:
+            for cols, _, n, sim, at in pending:
+                if sim is None:
+                    continue
+                if at is None:
                     cols["latency_ns"] = lat[pos : pos + n]
                     cols["wait_ns"] = wait[pos : pos + n]
                     pos += n
+                else:
+                    lcol, wcol = cols["latency_ns"], cols["wait_ns"]
+                    k = len(at)
+                    for i, lv, wv in zip(
+                        at, lat[pos : pos + k].tolist(), wait[pos : pos + k].tolist()
+                    ):
+                        lcol[i] = lv
+                        wcol[i] = wv
+                    pos += k
         for chunk in pending:
             self._write(chunk)
 

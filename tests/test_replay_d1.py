@@ -145,3 +145,50 @@ def test_bad_kernel_is_the_users_error_not_the_files(stress):
         replay(stress, kernel="5.4")
     with pytest.raises(ConfigError, match=r"X\.Y"):
         replay(stress, kernel="six")
+
+
+# --- the replay command ------------------------------------------------------------------
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from gictools.cli import app
+
+    return CliRunner().invoke(app, ["replay", *map(str, args)])
+
+
+def test_cli_output_directory_refused_before_any_work(stress, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("replayed although -o is a directory")
+
+    monkeypatch.setattr(replay_mod, "run_replayers", boom)
+    r = _cli(stress, "-o", tmp_path)
+    assert r.exit_code == 2 and "is a directory" in r.output
+    r = _cli(stress, "-o", tmp_path / "missing" / "o.parquet")
+    assert r.exit_code == 2 and "no such directory" in r.output
+
+
+def test_cli_json_names_preset_traces_and_hashes(stress, hotplug):
+    r = _cli(stress, hotplug, "-c", "lru-v6.8", "--json", "--preset", "v6.10")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["latency_preset"] == "v6.10"
+    assert [Path(t["name"]).name for t in d["traces"]] == ["e17.msgpack", "smp2-rebind.msgpack"]
+    assert all(len(t["sha256"]) == 64 for t in d["traces"])
+    assert [x["trace"] for x in d["reports"]] == [t["name"] for t in d["traces"]]
+    assert all(x["latency_preset"] == "v6.10" for x in d["reports"])
+    assert d["events"] == sum(x["events"] for x in d["reports"])
+
+
+def test_cli_summary_names_the_fixed_preset_and_the_rate(stress):
+    plain = _cli(stress, "-c", "lru-v6.8")
+    named = _cli(stress, "-c", "lru-v6.8", "--preset", "fixed-v0")
+    assert plain.exit_code == named.exit_code == 0
+    for r in (plain, named):
+        assert "latency preset: fixed-v0" in r.stdout
+        assert "events/s" in r.stdout
+    strip = [ln for ln in plain.stdout.splitlines() if "events/s" not in ln]
+    assert strip == [ln for ln in named.stdout.splitlines() if "events/s" not in ln]
+    other = _cli(stress, "-c", "lru-v6.8", "--preset", "v6.10")
+    assert "latency preset: v6.10" in other.stdout

@@ -192,3 +192,15 @@ def test_cli_summary_names_the_fixed_preset_and_the_rate(stress):
     assert strip == [ln for ln in named.stdout.splitlines() if "events/s" not in ln]
     other = _cli(stress, "-c", "lru-v6.8", "--preset", "v6.10")
     assert "latency preset: v6.10" in other.stdout
+
+
+def test_policies_in_one_run_equal_one_run_each(stress, tmp_path):
+    """Policies replay independently: one run with all four writes, per policy, exactly the
+    rows of four one-policy runs."""
+    out = tmp_path / "all.parquet"
+    replay(stress, POLICIES, out=out)
+    together = _by_policy(out)
+    for pol in POLICIES:
+        one = tmp_path / f"{pol}.parquet"
+        replay(stress, [pol], out=one)
+        assert _by_policy(one)[pol] == together[pol], pol

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 
 from gictools.stats.schema import COLUMNS, DICTIONARIES, NUMPY, SCHEMA
 
-ROW_GROUP = 1 << 20  # rows per row group with one policy; shared out among several
-MIN_ROW_GROUP = 1 << 17
-QUEUE_DEPTH = 2  # row groups waiting for the writer thread (memory bound)
+ROW_GROUP = 1 << 18  # rows per row group with one policy; shared out among several
+MIN_ROW_GROUP = 1 << 16
+QUEUE_DEPTH = 1  # row groups waiting for the writer thread (memory bound)
 _TYPES = dict(COLUMNS)
 _DICT_COLUMNS = frozenset(n for n, t in COLUMNS if pa.types.is_dictionary(t))
 # chosen by measurement (bench/replay.py, docs in README "Output"): zstd at its default

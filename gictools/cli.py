@@ -99,6 +99,15 @@ def replay(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="with -o and several --cache: replay the policies in this many processes",
+        ),
+    ] = 1,
 ):
     """Replay traces through the model, one pass per cache policy; print a summary."""
     import time
@@ -121,7 +130,9 @@ def replay(
 
             p = load_preset(preset, preset_file)
         rps = open_replayers(traces, cache or ["default"], kernel, p, host_cpus)
-        total = _count_events(traces) if not (quiet or json_out) and sys.stderr.isatty() else 0
+        parallel = jobs > 1 and out is not None and len(cache or []) > 1
+        tty = not (quiet or json_out or parallel) and sys.stderr.isatty()
+        total = _count_events(traces) if tty else 0
         if total:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -144,7 +155,7 @@ def replay(
             with prog:
                 reports = run_replayers(rps, out, events=events)
         else:
-            reports = run_replayers(rps, out)
+            reports = run_replayers(rps, out, jobs=jobs)
     except (GictoolsError, OSError) as e:
         _fail(e)
     elapsed = time.perf_counter() - t0

@@ -308,6 +308,7 @@ class Replayer:
         trace_index: int = 0,
     ):
         self.trace = os.fspath(trace)
+        self.policy_args = list(policies)
         for p in policies:
             if p != "default" and p not in POLICIES:
                 raise ConfigError(f"unknown cache policy {p!r} (known: {', '.join(POLICIES)})")
@@ -322,6 +323,7 @@ class Replayer:
         names = [r.policy for r in self.runs]
         if len(set(names)) != len(names):
             raise ConfigError(f"cache policy given twice: {names}")
+        self.kernel = kernel
         self.preset = preset
         self.host_cpus = host_cpus
         self.max_failures = max_failures
@@ -853,27 +855,47 @@ def open_replayers(
     ]
 
 
+def _policy_names(replayers):
+    names = []
+    for rp in replayers:
+        for r in rp.runs:
+            if r.policy not in names:
+                names.append(r.policy)
+    return names
+
+
+def _metadata(replayers, names):
+    meta = dict(replayers[0].meta)
+    meta["cache_policy"] = json.dumps(names)
+    meta["traces"] = json.dumps([rp.trace_entry() for rp in replayers])
+    if len(replayers) > 1:
+        meta["trace_sha256"] = json.dumps([rp.sha256 for rp in replayers])
+    return meta
+
+
 def run_replayers(
-    replayers: Sequence[Replayer], out=None, progress=None, events=None
+    replayers: Sequence[Replayer],
+    out=None,
+    progress=None,
+    events=None,
+    *,
+    jobs: int = 1,
+    policy_names: Sequence[str] | None = None,
+    metadata: dict | None = None,
 ) -> list[PolicyReport]:
-    """Replay each trace in turn into one Parquet file (if out); reports trace-major."""
+    """Replay each trace in turn into one Parquet file (if out); reports trace-major.
+    With jobs > 1, out and several policies: one process per policy (see _run_parallel)."""
+    if jobs > 1 and out is not None and len(replayers[0].policy_args) > 1:
+        return _run_parallel(replayers, out, jobs)
     writer = None
     if out is not None:
         from gictools.stats.parquet import EventWriter
 
-        names = []
-        for rp in replayers:
-            for r in rp.runs:
-                if r.policy not in names:
-                    names.append(r.policy)
+        names = list(policy_names) if policy_names else _policy_names(replayers)
         for rp in replayers:
             for r in rp.runs:
                 r.index = names.index(r.policy)
-        meta = dict(replayers[0].meta)
-        meta["cache_policy"] = json.dumps(names)
-        meta["traces"] = json.dumps([rp.trace_entry() for rp in replayers])
-        if len(replayers) > 1:
-            meta["trace_sha256"] = json.dumps([rp.sha256 for rp in replayers])
+        meta = metadata if metadata is not None else _metadata(replayers, names)
         writer = EventWriter(out, meta, names, [rp.trace for rp in replayers])
     reports = []
     done = 0
@@ -892,6 +914,57 @@ def run_replayers(
     return reports
 
 
+def _replay_part(traces, policy, kernel, preset, host_cpus, part, names, meta):
+    rps = open_replayers(traces, [policy], kernel, preset, host_cpus)
+    return run_replayers(rps, part, policy_names=names, metadata=meta)
+
+
+def _run_parallel(replayers, out, jobs):
+    """Policies are independent replays of the same stream: each runs in a process of its
+    own and writes a part file; the parts' row groups are then joined into out without
+    re-encoding (gictools.stats.splice). Same rows, same row groups as one process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from gictools.stats.splice import splice
+
+    rp0 = replayers[0]
+    names = _policy_names(replayers)
+    meta = _metadata(replayers, names)
+    traces = [rp.trace for rp in replayers]
+    out = os.fspath(out)
+    base = f"{out}.tmp-{os.getpid()}"
+    parts = [f"{base}-part{i}" for i in range(len(rp0.policy_args))]
+    try:
+        with ProcessPoolExecutor(min(jobs, len(parts))) as ex:
+            futs = [
+                ex.submit(
+                    _replay_part,
+                    traces,
+                    pol,
+                    rp0.kernel,
+                    rp0.preset,
+                    rp0.host_cpus,
+                    part,
+                    names,
+                    meta,
+                )
+                for pol, part in zip(rp0.policy_args, parts)
+            ]
+            per_policy = [f.result() for f in futs]
+        splice(parts, base)
+        os.replace(base, out)
+    finally:
+        for p in [*parts, base]:
+            if os.path.exists(p):
+                os.unlink(p)
+    reports = []
+    for t, rp in enumerate(replayers):
+        mine = [reps[t] for reps in per_policy]
+        rp.seq = mine[0].events
+        reports += mine
+    return reports
+
+
 def replay(
     traces,
     policies=("default",),
@@ -901,8 +974,10 @@ def replay(
     host_cpus=None,
     progress=None,
     events=None,
+    jobs: int = 1,
 ) -> list[PolicyReport]:
     """Replay each trace (a path or a list of paths) once per policy; returns the
-    PolicyReports (failures inside), trace by trace. With out, one Parquet file for all."""
+    PolicyReports (failures inside), trace by trace. With out, one Parquet file for all;
+    jobs > 1 replays the policies in that many processes."""
     rps = open_replayers(traces, policies, kernel, preset, host_cpus)
-    return run_replayers(rps, out, progress, events)
+    return run_replayers(rps, out, progress, events, jobs=jobs)

@@ -38,20 +38,26 @@ def _floor(trace):
     return n
 
 
-def _replay(trace, policies, out):
+def _replay(trace, policies, out, jobs=1):
     from gictools.replay import replay
 
-    reps = replay(trace, policies, out=out)
+    reps = replay(trace, policies, out=out, jobs=jobs)
     return reps[0].msis
 
 
 def child(stage, trace, policies, out):
     t = time.perf_counter()
     c = time.process_time()
-    n = _floor(trace) if stage == "floor" else _replay(trace, policies.split(","), out)
+    if stage == "floor":
+        n = _floor(trace)
+    else:
+        n = _replay(trace, policies.split(","), out, 2 if stage == "parallel" else 1)
     dt = time.perf_counter() - t
     cpu = time.process_time() - c
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if stage == "parallel":  # the largest worker
+        cpu += resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+        rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     print(json.dumps({"events": n, "seconds": dt, "cpu": cpu, "rss_mb": rss}))
 
 
@@ -101,11 +107,17 @@ def bench_size(a, events):
         r = run_child("replay", trace, ",".join(a.policies), out)
         rss["all"] = r["rss_mb"]
         _line(f"all {len(a.policies)} policies, one run", n * len(a.policies), r, f_rate)
-        print(
-            f"multi-policy: {r['seconds']:.2f} s for {len(a.policies)} policies in one run vs "
-            f"{seq_wall:.2f} s in {len(a.policies)} runs: {r['seconds'] / seq_wall:.2f}x the "
-            f"time (speed-up {seq_wall / r['seconds']:.2f})"
-        )
+        if not a.no_parquet:
+            rp = run_child("parallel", trace, ",".join(a.policies), out)
+            rss["all --jobs 2"] = rp["rss_mb"]
+            _line(f"all {len(a.policies)}, --jobs 2", n * len(a.policies), rp, f_rate)
+        k = len(a.policies)
+        for label, x in (("one run", r), ("--jobs 2", None if a.no_parquet else rp)):
+            if x is not None:
+                print(
+                    f"multi-policy ({label}): {x['seconds']:.2f} s for {k} policies vs "
+                    f"{seq_wall:.2f} s in {k} runs: {x['seconds'] / seq_wall:.2f}x the time"
+                )
     return rss
 
 

@@ -53,10 +53,6 @@ class EventWriter:
     """
 
     def __init__(self, path, metadata: dict, policies, traces=("",), row_group=None):
-        if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
-            # mimalloc keeps the row groups the writer thread freed: 185 vs 160 MB peak RSS
-            # for two policies over 10M MSIs (bench/replay.py), at the same speed
-            pa.set_memory_pool(pa.system_memory_pool())
         self.path = os.fspath(path)
         self.tmp = f"{self.path}.tmp-{os.getpid()}"
         self.dicts = {k: pa.array(v, pa.string()) for k, v in DICTIONARIES.items()}

@@ -165,7 +165,7 @@ def _shift(fields, fids, delta):
             f[2] += delta
 
 
-def _footer(path):
+def _footer_bytes(path):
     with open(path, "rb") as f:
         f.seek(-8, os.SEEK_END)
         tail = f.read(8)
@@ -174,19 +174,64 @@ def _footer(path):
         (n,) = struct.unpack("<I", tail[:4])
         size = f.seek(0, os.SEEK_END)
         f.seek(size - 8 - n)
-        return _Reader(f.read(n)).struct(), size - 8 - n
+        return f.read(n), size - 8 - n
+
+
+def _footer(path):
+    buf, end = _footer_bytes(path)
+    return _Reader(buf).struct(), end
+
+
+def _top_fields(buf):
+    """FileMetaData's top-level fields, the row groups left unparsed: (fields, row group
+    element type, count, the reader positioned at the first row group)."""
+    r = _Reader(buf)
+    fields, last = [], 0
+    while True:
+        h = r.b[r.i]
+        r.i += 1
+        if h == 0:
+            return fields, None
+        t, delta = h & 0x0F, h >> 4
+        fid = last + delta if delta else r.zigzag()
+        last = fid
+        if fid == _ROW_GROUPS and t == _LIST:
+            lh = r.b[r.i]
+            r.i += 1
+            n = lh >> 4
+            if n == 15:
+                n = r.varint()
+            start = r.i
+            for _ in range(n):  # skip them; splice() walks them one at a time
+                r.struct()
+            fields.append([fid, t, (start, n)])
+        else:
+            fields.append([fid, t, r.value(t)])
+
+
+def _shift_group(group, delta):
+    _shift(group, (_RG_FILE_OFFSET,), delta)
+    for cc in _field(group, _RG_COLUMNS)[2][1]:
+        _shift(cc, (_CC_FILE_OFFSET, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX), delta)
+        meta = _field(cc, _CC_META)
+        if meta is not None:
+            _shift(meta[2], _CM_OFFSETS, delta)
 
 
 def splice(parts, out, key_value_metadata: dict | None = None):
     """Write out = the row groups of parts (same schema, in order) with one footer holding
     key_value_metadata (default: the first part's). Only offsets are rewritten; pages are
-    copied as they are."""
-    footers = [_footer(p) for p in parts]
-    first = footers[0][0]
-    groups, rows = [], 0
+    copied as they are, and the footers are walked one row group at a time."""
+    groups = bytearray()
+    n_groups = rows = 0
+    first = None
     with open(out, "wb") as dst:
         dst.write(MAGIC)
-        for p, (fmd, end) in zip(parts, footers):
+        for p in parts:
+            buf, end = _footer_bytes(p)
+            fields, _ = _top_fields(buf)
+            if first is None:
+                first = fields
             delta = dst.tell() - len(MAGIC)
             with open(p, "rb") as src:
                 src.seek(len(MAGIC))
@@ -195,28 +240,48 @@ def splice(parts, out, key_value_metadata: dict | None = None):
                     chunk = src.read(min(left, 1 << 22))
                     dst.write(chunk)
                     left -= len(chunk)
-            rows += _field(fmd, _FMD_NUM_ROWS)[2]
-            rg = _field(fmd, _ROW_GROUPS)
-            for group in rg[2][1] if rg else []:
-                _shift(group, (_RG_FILE_OFFSET,), delta)
-                for cc in _field(group, _RG_COLUMNS)[2][1]:
-                    _shift(cc, (_CC_FILE_OFFSET, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX), delta)
-                    meta = _field(cc, _CC_META)
-                    if meta is not None:
-                        _shift(meta[2], _CM_OFFSETS, delta)
-                groups.append(group)
-        drop = (_FMD_NUM_ROWS, _ROW_GROUPS) + (() if key_value_metadata is None else (_FMD_KV,))
-        fmd = [f for f in first if f[0] not in drop]
-        fmd.append([_FMD_NUM_ROWS, _I64, rows])
-        fmd.append([_ROW_GROUPS, _LIST, (_STRUCT, groups)])
+            rows += _field(fields, _FMD_NUM_ROWS)[2]
+            rg = _field(fields, _ROW_GROUPS)
+            if rg is not None:
+                start, n = rg[2]
+                r = _Reader(buf)
+                r.i = start
+                for _ in range(n):
+                    group = r.struct()
+                    _shift_group(group, delta)
+                    _write_struct(group, groups)
+                n_groups += n
+        fmd = bytearray()
+        last = 0
+        kv = None
         if key_value_metadata is not None:
             kv = [
                 [[1, _BINARY, str(k).encode()], [2, _BINARY, str(v).encode()]]
                 for k, v in key_value_metadata.items()
             ]
-            fmd.append([_FMD_KV, _LIST, (_STRUCT, kv)])
-        buf = bytearray()
-        _write_struct(fmd, buf)
-        dst.write(buf)
-        dst.write(struct.pack("<I", len(buf)))
+        top = [f for f in first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
+        top.append([_FMD_NUM_ROWS, _I64, rows])
+        top.append([_ROW_GROUPS, _LIST, None])
+        if kv is not None:
+            top = [f for f in top if f[0] != _FMD_KV] + [[_FMD_KV, _LIST, (_STRUCT, kv)]]
+        for fid, t, v in sorted(top, key=lambda f: f[0]):
+            wt = (_TRUE if v else _FALSE) if t in (_TRUE, _FALSE) else t
+            if 0 < fid - last <= 15:
+                fmd.append((fid - last) << 4 | wt)
+            else:
+                fmd.append(wt)
+                _zigzag(fid, fmd)
+            last = fid
+            if fid == _ROW_GROUPS:
+                if n_groups < 15:
+                    fmd.append(n_groups << 4 | _STRUCT)
+                else:
+                    fmd.append(0xF0 | _STRUCT)
+                    _varint(n_groups, fmd)
+                fmd += groups
+            else:
+                _write_value(t, v, fmd)
+        fmd.append(0)
+        dst.write(fmd)
+        dst.write(struct.pack("<I", len(fmd)))
         dst.write(MAGIC)

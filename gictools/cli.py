@@ -110,18 +110,23 @@ def replay(
     ] = 1,
 ):
     """Replay traces through the model, one pass per cache policy; print a summary."""
+    import os
     import time
 
     from gictools.replay import FIXED_PRESET, open_replayers, run_replayers
     from gictools.report import summary_table
 
-    if out is not None and (out.is_dir() or not out.parent.is_dir()):
-        typer.echo(
-            f"gictools: error: -o {out}: "
-            + ("is a directory" if out.is_dir() else "no such directory"),
-            err=True,
-        )
-        raise typer.Exit(EXIT_BAD_INPUT)
+    if out is not None:
+        problem = None
+        if out.is_dir():
+            problem = "is a directory"
+        elif not out.parent.is_dir():
+            problem = "no such directory"
+        elif out.exists() and any(t.exists() and os.path.samefile(t, out) for t in traces):
+            problem = "is one of the input traces"
+        if problem:
+            typer.echo(f"gictools: error: -o {out}: {problem}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
     t0 = time.perf_counter()
     try:
         p = None

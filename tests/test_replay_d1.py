@@ -167,6 +167,10 @@ def test_cli_output_directory_refused_before_any_work(stress, tmp_path, monkeypa
     assert r.exit_code == 2 and "is a directory" in r.output
     r = _cli(stress, "-o", tmp_path / "missing" / "o.parquet")
     assert r.exit_code == 2 and "no such directory" in r.output
+    before = stress.read_bytes()
+    r = _cli(stress, "-o", stress)
+    assert r.exit_code == 2 and "input trace" in r.output
+    assert stress.read_bytes() == before
 
 
 def test_cli_json_names_preset_traces_and_hashes(stress, hotplug):

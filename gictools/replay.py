@@ -889,16 +889,14 @@ def run_replayers(
         return _run_parallel(replayers, out, jobs)
     writer = None
     if out is not None:
-        from gictools.stats.parquet import MIN_ROW_GROUP, ROW_GROUP, EventWriter
+        from gictools.stats.parquet import EventWriter
 
         names = list(policy_names) if policy_names else _policy_names(replayers)
         for rp in replayers:
             for r in rp.runs:
                 r.index = names.index(r.policy)
         meta = metadata if metadata is not None else _metadata(replayers, names)
-        local = {r.policy for rp in replayers for r in rp.runs}  # row groups shared by these
-        row_group = max(MIN_ROW_GROUP, ROW_GROUP // len(local))
-        writer = EventWriter(out, meta, names, [rp.trace for rp in replayers], row_group)
+        writer = EventWriter(out, meta, names, [rp.trace for rp in replayers])
     reports = []
     done = 0
     try:

@@ -39,7 +39,7 @@ FIXED_COMMAND_NS = 1000
 PRESET_WINDOW = 1 << 20  # MSIs of one policy simulated as one closed loop with --preset
 SCALAR_MAX = 32  # MSI blocks shorter than this go event by event (vm.signal_msi)
 SINK_BLOCK_MIN = 32  # MSI blocks shorter than this join the sink's rows
-SINK_ROWS = 1 << 16  # per-event rows a sink holds before converting them to columns
+SINK_ROWS = 1 << 13  # per-event rows (dicts, ~0.6 kB each) a sink holds before converting them
 # the closed-loop simulation's inputs per MSI: injector, outcome, vCPU, ITS, key
 _SIM_DTYPES = (np.uint32, np.int8, np.int32, np.int64, np.uint64)
 _CACHE_COL = {name: i for i, name in enumerate(CACHE_VALUES)}

@@ -1,12 +1,16 @@
-"""Replay benchmark (not a test): events/s per cache policy vs the msgpack decode floor.
+"""Replay benchmark (not a test): MSIs/s per cache policy vs the msgpack decode floor.
 
-Generates an lpi-stress trace once (cached under --dir), then, each in its own
-process so that peak RSS is that stage's own:
+Generates an lpi-stress trace per size once (cached under --dir), then, each in its own
+process so that peak RSS is that run's own:
   floor   decode alone, every MSI's fields delivered to Python as ints
   replay  full model + per-event Parquet stats, one policy per run
-and prints events/s, the ratio to the floor measured in the same run, and peak RSS.
+  multi   all the policies in one run (one decode, one output file)
+and prints, in one run: MSIs/s (wall) and CPU seconds, the ratio to the floor measured in
+the same run, peak RSS, the multi-policy time against the sum of the one-policy runs, and
+peak RSS growth from the smallest to the largest size.
 
-    python bench/replay.py                 # 1M and 10M MSIs (-v1 -d1 -e16), RSS growth
+    python bench/replay.py                       # 1M and 10M MSIs (-v1 -d1 -e16)
+    python bench/replay.py --events 1000000 100000000 --policies per-its-v6.10
     python bench/replay.py --events 1000000 -e 17 --policies lru-v6.8   # the thrash shape
 """
 
@@ -34,19 +38,27 @@ def _floor(trace):
     return n
 
 
-def _replay(trace, policy, out):
+def _replay(trace, policies, out, jobs=1):
     from gictools.replay import replay
 
-    rep = replay(trace, [policy], out=out)[0]
-    return rep.msis
+    reps = replay(trace, policies, out=out, jobs=jobs)
+    return reps[0].msis
 
 
-def child(stage, trace, policy, out):
+def child(stage, trace, policies, out):
     t = time.perf_counter()
-    n = _floor(trace) if stage == "floor" else _replay(trace, policy, out)
+    c = time.process_time()
+    if stage == "floor":
+        n = _floor(trace)
+    else:
+        n = _replay(trace, policies.split(","), out, 2 if stage == "parallel" else 1)
     dt = time.perf_counter() - t
+    cpu = time.process_time() - c
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"stage": stage, "policy": policy, "events": n, "seconds": dt, "rss_mb": rss}))
+    if stage == "parallel":  # the largest worker
+        cpu += resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+        rss = max(rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    print(json.dumps({"events": n, "seconds": dt, "cpu": cpu, "rss_mb": rss}))
 
 
 def run_child(*args):
@@ -54,6 +66,15 @@ def run_child(*args):
         [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
     )
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _line(label, events, r, floor_rate):
+    rate = events / r["seconds"]
+    ratio = floor_rate / rate if floor_rate else 1.0
+    print(
+        f"{label:<30}{rate:>14,.0f}{ratio:>9.2f}{r['seconds']:>9.2f}{r['cpu']:>9.2f}"
+        f"{r['rss_mb']:>9.0f}MB"
+    )
 
 
 def bench_size(a, events):
@@ -65,27 +86,38 @@ def bench_size(a, events):
         t = time.perf_counter()
         generate(trace, 1, 1, a.e, iters)
         print(f"generated {trace} in {time.perf_counter() - t:.1f} s")
+    n = a.e * iters
     print(
         f"\ntrace: {trace} ({os.path.getsize(trace) / 1e6:.0f} MB), "
-        f"{a.e * iters:,} MSIs, Python {sys.version.split()[0]}"
+        f"{n:,} MSIs, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
+    print(f"{'stage':<30}{'MSIs/s':>14}{'x floor':>9}{'wall s':>9}{'cpu s':>9}{'peak RSS':>11}")
     floor = run_child("floor", trace, "-", "-")
     f_rate = floor["events"] / floor["seconds"]
-    print(f"{'stage':<26}{'events/s':>14}{'x floor':>10}{'seconds':>10}{'peak RSS':>12}")
-    print(
-        f"{'decode floor':<26}{f_rate:>14,.0f}{1.0:>10.2f}{floor['seconds']:>10.2f}"
-        f"{floor['rss_mb']:>10.0f}MB"
-    )
-    rss = {}
+    _line("decode floor", floor["events"], floor, 0)
+    rss, seq_wall = {}, 0.0
     for pol in a.policies:
         out = "-" if a.no_parquet else os.path.join(a.dir, f"out-{pol}.parquet")
         r = run_child("replay", trace, pol, out)
-        rate = r["events"] / r["seconds"]
         rss[pol] = r["rss_mb"]
-        print(
-            f"{'replay+stats ' + pol:<26}{rate:>14,.0f}{f_rate / rate:>10.2f}"
-            f"{r['seconds']:>10.2f}{r['rss_mb']:>10.0f}MB"
-        )
+        seq_wall += r["seconds"]
+        _line(f"replay+stats {pol}", n, r, f_rate)
+    if len(a.policies) > 1:
+        out = "-" if a.no_parquet else os.path.join(a.dir, "out-all.parquet")
+        r = run_child("replay", trace, ",".join(a.policies), out)
+        rss["all"] = r["rss_mb"]
+        _line(f"all {len(a.policies)} policies, one run", n * len(a.policies), r, f_rate)
+        if not a.no_parquet:
+            rp = run_child("parallel", trace, ",".join(a.policies), out)
+            rss["all --jobs 2"] = rp["rss_mb"]
+            _line(f"all {len(a.policies)}, --jobs 2", n * len(a.policies), rp, f_rate)
+        k = len(a.policies)
+        for label, x in (("one run", r), ("--jobs 2", None if a.no_parquet else rp)):
+            if x is not None:
+                print(
+                    f"multi-policy ({label}): {x['seconds']:.2f} s for {k} policies vs "
+                    f"{seq_wall:.2f} s in {k} runs: {x['seconds'] / seq_wall:.2f}x the time"
+                )
     return rss
 
 
@@ -109,20 +141,20 @@ def main():
         "--policies", nargs="*", default=["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
     )
     ap.add_argument("--no-parquet", action="store_true")
-    ap.add_argument("--child", nargs=4, metavar=("STAGE", "TRACE", "POLICY", "OUT"))
+    ap.add_argument("--child", nargs=4, metavar=("STAGE", "TRACE", "POLICIES", "OUT"))
     a = ap.parse_args()
     if a.child:
-        stage, trace, policy, out = a.child
-        child(stage, trace, policy, None if out == "-" else out)
+        stage, trace, policies, out = a.child
+        child(stage, trace, policies, None if out == "-" else out)
         return
     os.makedirs(a.dir, exist_ok=True)
     sizes = sorted(a.events)
     results = [bench_size(a, n) for n in sizes]
     if len(sizes) > 1:
-        print(f"\npeak RSS growth {sizes[0]:,} -> {sizes[-1]:,} events:")
-        for pol in a.policies:
-            lo, hi = results[0][pol], results[-1][pol]
-            print(f"  {pol:<16}{lo:>6.0f} MB -> {hi:>6.0f} MB  ({100 * (hi / lo - 1):+.0f}%)")
+        print(f"\npeak RSS {sizes[0]:,} -> {sizes[-1]:,} MSIs:")
+        for key in results[0]:
+            lo, hi = results[0][key], results[-1][key]
+            print(f"  {key:<16}{lo:>6.0f} MB -> {hi:>6.0f} MB  ({100 * (hi / lo - 1):+.0f}%)")
 
 
 if __name__ == "__main__":

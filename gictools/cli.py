@@ -6,6 +6,7 @@ it needs, so `gictools --help` starts fast (docs/cli-json.md: the --json documen
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -88,7 +89,9 @@ def _progress(total: int, quiet: bool, label: str):
 
 @app.command()
 def replay(
-    trace: Annotated[Path, typer.Argument(help="trace file (msgpack, v1)")],
+    traces: Annotated[
+        list[Path], typer.Argument(help="trace files (msgpack, v1); several: one Parquet file")
+    ],
     cache: Annotated[
         list[str] | None,
         typer.Option(
@@ -100,7 +103,11 @@ def replay(
     ] = None,
     kernel: Annotated[str | None, typer.Option(help="KVM version to model, e.g. 6.8, 7.0")] = None,
     preset: Annotated[
-        str | None, typer.Option(help="latency preset (v6.8-rc1, series-v2, v6.10)")
+        str | None,
+        typer.Option(
+            help="latency preset: v6.8-rc1, series-v2, v6.10 (contention model) or fixed-v0 "
+            "(a fixed cost per cache outcome; the default)"
+        ),
     ] = None,
     preset_file: Annotated[Path | None, typer.Option(help="latency preset file (TOML)")] = None,
     host_cpus: Annotated[
@@ -111,42 +118,124 @@ def replay(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="with -o and several --cache: replay the policies in this many processes",
+        ),
+    ] = 1,
 ):
-    """Replay a trace through the model, one pass per cache policy; print a summary."""
-    from gictools.replay import Replayer
+    """Replay traces through the model, one pass per cache policy; print a summary."""
+    import os
+    import time
+
+    from gictools.replay import FIXED_PRESET, open_replayers, run_replayers
     from gictools.report import summary_table
 
+    if out is not None:
+        problem = None
+        if out.is_dir():
+            problem = "is a directory"
+        elif not out.parent.is_dir():
+            problem = "no such directory"
+        elif out.exists() and any(t.exists() and os.path.samefile(t, out) for t in traces):
+            problem = "is one of the input traces"
+        if problem:
+            typer.echo(f"gictools: error: -o {out}: {problem}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+    t0 = time.perf_counter()
     try:
         p = None
-        if preset or preset_file:
+        if preset_file or (preset and preset != FIXED_PRESET):
             from gictools.latency.presets import load_preset
 
             p = load_preset(preset, preset_file)
-        r = Replayer(trace, cache or ["default"], kernel, out, p, host_cpus)
-        prog, update = _progress(os.path.getsize(trace), quiet or json_out, "replay")
-        if prog is not None:
+        rps = open_replayers(traces, cache or ["default"], kernel, p, host_cpus)
+        parallel = jobs > 1 and out is not None and len(cache or []) > 1
+        tty = not (quiet or json_out or parallel) and sys.stderr.isatty()
+        total = _count_events(traces) if tty else 0
+        if total:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            prog = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} events"),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            task = prog.add_task("replay", total=total, rate="")
+
+            def events(n):
+                dt = time.perf_counter() - t0
+                prog.update(task, completed=n, rate=f"{n / dt:,.0f} events/s" if dt else "")
+
             with prog:
-                reports = r.run(update)
+                reports = run_replayers(rps, out, events=events)
         else:
-            reports = r.run()
+            reports = run_replayers(rps, out, jobs=jobs)
     except (GictoolsError, OSError) as e:
         _fail(e)
+    elapsed = time.perf_counter() - t0
+    events_total = sum(rp.seq for rp in rps)
     if json_out:
-        typer.echo(json.dumps([rep.as_dict() for rep in reports], indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "traces": [{"name": rp.trace, "sha256": rp.sha256} for rp in rps],
+                    "latency_preset": p.name if p else FIXED_PRESET,
+                    "elapsed_s": round(elapsed, 3),
+                    "events": events_total,
+                    "reports": [rep.as_dict() for rep in reports],
+                },
+                indent=2,
+            )
+        )
     else:
-        typer.echo(summary_table(reports))
+        for rp in rps:
+            mine = [rep for rep in reports if rep.trace == rp.trace]
+            if len(rps) > 1:
+                typer.echo(f"trace {rp.trace} (sha256 {rp.sha256[:16]}...)")
+            typer.echo(summary_table(mine))
+            for rep in mine:
+                if rep.unchecked:
+                    kinds = ", ".join(f"{k} x{v}" for k, v in sorted(rep.unchecked.items()))
+                    typer.echo(f"[{rep.policy}] unchecked expectations (unknown kinds): {kinds}")
+        typer.echo(
+            f"latency preset: {p.name if p else FIXED_PRESET}"
+            + ("" if p else " (fixed cost per cache outcome, no contention; see --preset)")
+        )
+        rate = events_total / elapsed if elapsed > 0 else 0.0
+        typer.echo(f"replayed {events_total:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)")
         if out:
             typer.echo(f"wrote {out}")
     failed = False
     for rep in reports:
+        tag = f"[{rep.policy}]" if len(rps) == 1 else f"[{rep.trace} {rep.policy}]"
         for rec, msg in rep.failures:
-            typer.echo(f"FAILED [{rep.policy}] record {rec}: {msg}", err=True)
+            typer.echo(f"FAILED {tag} record {rec}: {msg}", err=True)
         if rep.failure_count > len(rep.failures):
-            typer.echo(
-                f"FAILED [{rep.policy}] ... {rep.failure_count - len(rep.failures)} more", err=True
-            )
+            typer.echo(f"FAILED {tag} ... {rep.failure_count - len(rep.failures)} more", err=True)
         failed |= rep.failure_count > 0
     raise typer.Exit(EXIT_CHECK_FAILED if failed else 0)
+
+
+def _count_events(traces) -> int:
+    """Events in the traces (MSIs one by one), for the progress bar: one quick pass."""
+    from gictools.trace import format as F
+    from gictools.trace.reader import TraceReader
+
+    n = 0
+    for t in traces:
+        for rec in TraceReader(t):
+            n += rec[1] if rec[0] == F.MSI_BLOCK else 1
+    return n
 
 
 @app.command()

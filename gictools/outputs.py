@@ -30,13 +30,16 @@ the temporary file's.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import io
 import os
 import re
 import secrets
+import shutil
 import signal
 import stat
+import tempfile
 import threading
 
 from gictools.errors import OutputError
@@ -348,3 +351,58 @@ def write_atomic(path, chunks, *, inputs=()) -> int:
             out.file.write(c)
             n += len(c)
     return n
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, inputs=()):
+    """For writers that need a file name (pyarrow paths, splicing parts...): yields a path to
+    write, which becomes `path` whole on a normal exit and disappears on an exception.
+
+    For a regular output the yielded path is the temporary file next to it (held, swept and
+    cleaned up as AtomicOutput's); for a stream output it is a scratch file whose bytes are
+    copied into the stream on exit."""
+    out = AtomicOutput(path, inputs=inputs)
+    try:
+        if out.tmp is not None:
+            yield out.tmp
+        else:
+            with scratch_path(tempfile.gettempdir(), os.path.basename(out.path)) as p:
+                yield p
+                with open(p, "rb") as f:
+                    shutil.copyfileobj(f, out.file, 1 << 20)
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
+
+
+@contextlib.contextmanager
+def scratch_path(directory, name: str = "scratch"):
+    """A temporary file name in directory for intermediate data (e.g. parts to be joined):
+    named, swept and removed on signals and at exit like AtomicOutput's, and removed when
+    the block ends."""
+    d = os.fspath(directory)
+    with _lock:
+        if d not in _scanned:
+            _scanned.add(d)
+            remove_stale_temps(d)
+        _install_handlers()
+    while True:
+        tmp = os.path.join(d, f".{name}.gictools-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+            break
+        except FileExistsError:
+            continue
+    with _lock:
+        _live[tmp] = os.getpid()
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield tmp
+    finally:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        with _lock:
+            _live.pop(tmp, None)

@@ -250,3 +250,50 @@ def test_signal_removes_the_temp_and_writes_nothing(tmp_path, sig):
     rc = p.wait(30)
     assert rc == -sig  # died by the signal (KeyboardInterrupt re-raises SIGINT at exit)
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_path_for_writers_that_need_a_name(tmp_path):
+    from gictools.outputs import atomic_path
+
+    out = tmp_path / "o.bin"
+    out.write_bytes(b"old")
+    with atomic_path(out) as p:
+        assert os.path.dirname(p) == str(tmp_path) and p != str(out)
+        with open(p, "wb") as f:
+            f.write(b"new")
+        assert out.read_bytes() == b"old"
+    assert out.read_bytes() == b"new" and temps(tmp_path) == []
+    with pytest.raises(RuntimeError), atomic_path(out) as p:
+        with open(p, "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError
+    assert out.read_bytes() == b"new" and temps(tmp_path) == []
+
+
+def test_atomic_path_into_a_stream_copies_the_bytes(tmp_path):
+    from gictools.outputs import atomic_path
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+
+    def reader():
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    t = threading.Thread(target=reader)
+    t.start()
+    with atomic_path(fifo) as p, open(p, "wb") as f:
+        f.write(b"x" * 100000)
+    t.join(10)
+    assert got == [b"x" * 100000] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_scratch_path_is_removed(tmp_path):
+    from gictools.outputs import scratch_path
+
+    with scratch_path(tmp_path, "part0") as p:
+        with open(p, "wb") as f:
+            f.write(b"x")
+        assert temps(tmp_path) == [os.path.basename(p)]
+    assert temps(tmp_path) == []

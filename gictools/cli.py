@@ -514,9 +514,17 @@ def import_qemu(
     if migrate_to is None and any(dst.values()):
         _fail(ValueError("--dst-cmdq/--dst-lpiprop/--dst-cmdline need --migrate-to"))
     try:
-        s = _import(
-            log, out, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline, migrate_to=migrate_to, **dst
-        )
+        with clikit.progress("import", unit="bytes", quiet=as_json) as bar:
+            s = _import(
+                log,
+                out,
+                cmdq=cmdq,
+                lpiprop=lpiprop,
+                cmdline=cmdline,
+                migrate_to=migrate_to,
+                progress=lambda done, total: (bar.set_total(total), bar.update(done)),
+                **dst,
+            )
     except (GictoolsError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(s.as_json()) if as_json else s.text())

@@ -108,3 +108,23 @@ def test_save_and_restore_hooks_report_every_byte(tmp_path):
 def test_default_jobs(policies, with_out, want):
     cpus = len(os.sched_getaffinity(0))
     assert default_jobs(policies, with_out) == (want or min(policies, cpus))
+
+
+def test_import_qemu_hook_counts_the_compressed_log_to_its_end():
+    from gictools.trace.import_qemu import convert
+
+    fix = Path(__file__).parent.parent / "fixtures" / "qemu"
+    log = fix / "smp2-traffic-affinity.trace.log.gz"
+    seen = []
+    _, _, recs = convert(log, progress=lambda d, t: seen.append((d, t)))
+    size = log.stat().st_size
+    assert seen[-1] == (size, size)  # on-disk bytes: the bar ends where the file does
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert recs == convert(log)[2]  # the hook changes nothing
+
+
+def test_import_qemu_prints_nothing_on_stderr_when_piped(tmp_path):
+    fix = Path(__file__).parent.parent / "fixtures" / "qemu"
+    out = tmp_path / "q.msgpack"
+    r = _run(["import", "qemu", str(fix / "smp2-rebind.trace.log.gz"), "-o", str(out)])
+    assert r.returncode == 0 and r.stderr == b"" and out.exists()

@@ -4,6 +4,7 @@ Only typer and gictools.clikit are imported at module level: each command import
 it needs, so `gictools --help` starts fast (docs/cli-json.md: the --json documents).
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -90,7 +91,8 @@ def _progress(total: int, quiet: bool, label: str):
 @app.command()
 def replay(
     traces: Annotated[
-        list[Path], typer.Argument(help="trace files (msgpack, v1); several: one Parquet file")
+        list[Path],
+        typer.Argument(help="trace files (msgpack, v1; - for stdin); several: one Parquet file"),
     ],
     cache: Annotated[
         list[str] | None,
@@ -114,28 +116,86 @@ def replay(
         int | None, typer.Option(help="host CPUs for the contention model")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("-o", "--out", help="write per-event Parquet here")
+        Path | None,
+        typer.Option("-o", "--out", help="write per-event Parquet here (- for stdout)"),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     jobs: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--jobs",
             "-j",
             min=1,
-            help="with -o and several --cache: replay the policies in this many processes",
+            help="with -o and several --cache: replay the policies in this many processes "
+            "[default: one per policy, up to the usable CPUs]",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
 ):
-    """Replay traces through the model, one pass per cache policy; print a summary."""
-    import os
+    """Replay traces through the model, one pass per cache policy; print a summary.
+    A trace `-` is read from stdin (copied to a temporary file first: the SHA-256 in the
+    Parquet metadata and parallel policies need it twice); `-o -` writes the Parquet file
+    to stdout once the replay succeeded, and the summary then goes to stderr."""
+    traces = clikit.expand_inputs(traces)
+    to_stdout = out is not None and os.fspath(out) == clikit.STDIO
+    if to_stdout:
+        clikit.check_outputs([out])
+    if jobs is None:
+        jobs = default_jobs(len(cache or []), out is not None)
+    with clikit.spooled_inputs(traces) as (paths, names), clikit.spooled_output(out) as dest:
+        code = _replay(
+            paths,
+            names,
+            cache,
+            kernel,
+            preset,
+            preset_file,
+            host_cpus,
+            dest,
+            out,
+            json_out,
+            quiet,
+            jobs,
+            to_stdout,
+        )
+    raise typer.Exit(code)
+
+
+def default_jobs(policies: int, with_out: bool) -> int:
+    """--jobs when not given: one process per policy (up to the usable CPUs) when several
+    policies write one Parquet file, since each process holds one policy's state only;
+    one otherwise (without -o the parallel path has nothing to splice)."""
+    if policies < 2 or not with_out:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(policies, cpus))
+
+
+def _replay(
+    traces,
+    names,
+    cache,
+    kernel,
+    preset,
+    preset_file,
+    host_cpus,
+    out,
+    out_name,
+    json_out,
+    quiet,
+    jobs,
+    to_stdout,
+) -> int:
     import time
 
     from gictools.replay import FIXED_PRESET, open_replayers, run_replayers
     from gictools.report import summary_table
 
-    if out is not None:
+    if out is not None and not to_stdout:
         problem = None
         if out.is_dir():
             problem = "is a directory"
@@ -153,10 +213,10 @@ def replay(
             from gictools.latency.presets import load_preset
 
             p = load_preset(preset, preset_file)
-        rps = open_replayers(traces, cache or ["default"], kernel, p, host_cpus)
+        rps = open_replayers(traces, cache or ["default"], kernel, p, host_cpus, names)
         parallel = jobs > 1 and out is not None and len(cache or []) > 1
         tty = not (quiet or json_out or parallel) and sys.stderr.isatty()
-        total = _count_events(traces) if tty else 0
+        total = _count_events(rps) if tty else 0
         if total:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -184,8 +244,9 @@ def replay(
         _fail(e)
     elapsed = time.perf_counter() - t0
     events_total = sum(rp.seq for rp in rps)
+    say = (lambda text: typer.echo(text, err=True)) if to_stdout else typer.echo
     if json_out:
-        typer.echo(
+        say(
             json.dumps(
                 {
                     "traces": [{"name": rp.trace, "sha256": rp.sha256} for rp in rps],
@@ -201,20 +262,20 @@ def replay(
         for rp in rps:
             mine = [rep for rep in reports if rep.trace == rp.trace]
             if len(rps) > 1:
-                typer.echo(f"trace {rp.trace} (sha256 {rp.sha256[:16]}...)")
-            typer.echo(summary_table(mine))
+                say(f"trace {rp.trace} (sha256 {rp.sha256[:16]}...)")
+            say(summary_table(mine))
             for rep in mine:
                 if rep.unchecked:
                     kinds = ", ".join(f"{k} x{v}" for k, v in sorted(rep.unchecked.items()))
-                    typer.echo(f"[{rep.policy}] unchecked expectations (unknown kinds): {kinds}")
-        typer.echo(
+                    say(f"[{rep.policy}] unchecked expectations (unknown kinds): {kinds}")
+        say(
             f"latency preset: {p.name if p else FIXED_PRESET}"
             + ("" if p else " (fixed cost per cache outcome, no contention; see --preset)")
         )
         rate = events_total / elapsed if elapsed > 0 else 0.0
-        typer.echo(f"replayed {events_total:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)")
+        say(f"replayed {events_total:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)")
         if out:
-            typer.echo(f"wrote {out}")
+            say(f"wrote {out_name if not to_stdout else 'stdout'}")
     failed = False
     for rep in reports:
         tag = f"[{rep.policy}]" if len(rps) == 1 else f"[{rep.trace} {rep.policy}]"
@@ -223,18 +284,23 @@ def replay(
         if rep.failure_count > len(rep.failures):
             typer.echo(f"FAILED {tag} ... {rep.failure_count - len(rep.failures)} more", err=True)
         failed |= rep.failure_count > 0
-    raise typer.Exit(EXIT_CHECK_FAILED if failed else 0)
+    return EXIT_CHECK_FAILED if failed else 0
 
 
-def _count_events(traces) -> int:
-    """Events in the traces (MSIs one by one), for the progress bar: one quick pass."""
+def _count_events(rps) -> int:
+    """Events in the traces (MSIs one by one), for the progress bar: the headers' counts,
+    or one quick pass over a trace written without them."""
     from gictools.trace import format as F
     from gictools.trace.reader import TraceReader
 
     n = 0
-    for t in traces:
-        for rec in TraceReader(t):
-            n += rec[1] if rec[0] == F.MSI_BLOCK else 1
+    for rp in rps:
+        if rp.reader.events_total is not None:
+            n += rp.reader.events_total
+            continue
+        with TraceReader(rp.path) as rd:
+            for rec in rd:
+                n += rec[1] if rec[0] == F.MSI_BLOCK else 1
     return n
 
 
@@ -448,9 +514,17 @@ def import_qemu(
     if migrate_to is None and any(dst.values()):
         _fail(ValueError("--dst-cmdq/--dst-lpiprop/--dst-cmdline need --migrate-to"))
     try:
-        s = _import(
-            log, out, cmdq=cmdq, lpiprop=lpiprop, cmdline=cmdline, migrate_to=migrate_to, **dst
-        )
+        with clikit.progress("import", unit="bytes", quiet=as_json) as bar:
+            s = _import(
+                log,
+                out,
+                cmdq=cmdq,
+                lpiprop=lpiprop,
+                cmdline=cmdline,
+                migrate_to=migrate_to,
+                progress=lambda done, total: (bar.set_total(total), bar.update(done)),
+                **dst,
+            )
     except (GictoolsError, OSError) as e:
         _fail(e)
     typer.echo(json.dumps(s.as_json()) if as_json else s.text())
@@ -458,41 +532,90 @@ def import_qemu(
 
 @app.command()
 def save(
-    trace: Annotated[Path, typer.Argument(help="trace file")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="image file to write")],
+    trace: Annotated[Path, typer.Argument(help="trace file (- for stdin)")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="image file to write (- for stdout)")],
     at_saves: Annotated[
         bool, typer.Option("--at-saves", help="also write OUT-<k> at each save_tables record")
     ] = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ):
-    """Replay a trace, then save a guest-memory image (KVM ITS ABI rev 0) of the end state."""
+    """Replay a trace, then save a guest-memory image (KVM ITS ABI rev 0) of the end state.
+    With `-o -` the image goes to stdout once complete, and the report to stderr."""
     clikit.check_outputs([out], inputs=[trace])
+    to_stdout = os.fspath(out) == clikit.STDIO
+    if to_stdout and at_saves:
+        clikit.fail("--at-saves writes OUT-<k> files: give -o a file name, not -")
     from gictools.saverestore import save_trace
 
-    with clikit.errors():
-        lines = save_trace(trace, out, at_saves=at_saves)
-    _print_report("save", out, lines, json_out)
+    with (
+        clikit.errors(),
+        clikit.spooled_inputs([trace]) as (paths, names),
+        clikit.spooled_output(out) as dest,
+        _StagedProgress(quiet or json_out) as step,
+    ):
+        lines = save_trace(
+            paths[0],
+            dest,
+            at_saves=at_saves,
+            name=names[0],
+            out_name="stdout" if to_stdout else None,
+            progress=step,
+        )
+    _print_report("save", out, lines, json_out, err=to_stdout)
+
+
+class _StagedProgress:
+    """A progress callback (stage, done, total) drawing one clikit.progress bar per stage:
+    "replay" counts events, "write"/"restore" count bytes."""
+
+    UNITS = {"replay": "events"}
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.stack = contextlib.ExitStack()
+        self.stage = self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stack.close()
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage != self.stage:
+            self.stack.close()
+            self.stage = stage
+            self.bar = self.stack.enter_context(
+                clikit.progress(stage, total, quiet=self.quiet, unit=self.UNITS.get(stage, "bytes"))
+            )
+        self.bar.update(done)
 
 
 @app.command()
 def restore(
     image: Annotated[Path, typer.Argument(help="image file")],
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ):
     """Restore an image into a fresh VM (KVM's order); print its devices, ITEs, collections
     and pending LPIs per vCPU."""
     from gictools.saverestore import restore_image
 
-    with clikit.errors():
-        lines = restore_image(image)
+    with clikit.errors(), _StagedProgress(quiet or json_out) as step:
+        lines = restore_image(image, progress=lambda done, total: step("restore", done, total))
     _print_report("restore", image, lines, json_out)
 
 
-def _print_report(kind, path, lines, json_out, **extra):
+def _print_report(kind, path, lines, json_out, err=False, **extra):
     if json_out:
-        clikit.print_json(clikit.json_doc(kind, file=os.fspath(path), **extra, report=lines))
+        doc = clikit.json_doc(kind, file=os.fspath(path), **extra, report=lines)
+        if err:
+            clikit.echo(clikit.to_json(doc), err=True)
+        else:
+            clikit.print_json(doc)
     else:
-        clikit.echo("\n".join(lines))
+        clikit.echo("\n".join(lines), err=err)
 
 
 def _check(kind, fn, arg, json_out):

@@ -241,6 +241,59 @@ def output_target(path: Path | str):
     return sys.stdout.buffer if os.fspath(path) == STDIO else path
 
 
+@contextlib.contextmanager
+def spooled_inputs(paths: list[Path]) -> Iterator[tuple[list[Path], list[str]]]:
+    """(paths, names) with `-` replaced by a temporary copy of stdin, named "<stdin>".
+
+    For verbs that need a trace twice (a replay's SHA-256 goes into the Parquet schema
+    metadata, which is fixed when the writer opens; parallel policies reopen the trace):
+    stdin is copied once to $TMPDIR in 1 MiB pieces (memory stays flat), removed on exit."""
+    import shutil
+    import tempfile
+
+    tmp = None
+    try:
+        out = []
+        for p in paths:
+            if os.fspath(p) == STDIO:
+                src = input_source(p)
+                fd, tmp = tempfile.mkstemp(prefix="gictools-stdin-", suffix=".trace")
+                with os.fdopen(fd, "wb") as f:
+                    shutil.copyfileobj(src, f, 1 << 20)
+                p = Path(tmp)
+            out.append(p)
+        yield out, [input_name(p) if os.fspath(p) == STDIO else os.fspath(p) for p in paths]
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def spooled_output(path: Path | None) -> Iterator[Path | None]:
+    """A path to write to: `path` itself, or for `-o -` a temporary file copied to stdout
+    once the verb succeeded (a failed run writes nothing, as for a file; Parquet and the
+    parallel splice then need no seekable stdout)."""
+    if path is None or os.fspath(path) != STDIO:
+        yield path
+        return
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="gictools-out-")
+    tmp = Path(d) / "out"
+    try:
+        yield tmp
+        try:
+            with open(tmp, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            pipe_closed()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _isatty(stream) -> bool:
     try:
         return stream.isatty()

@@ -40,7 +40,7 @@ import hashlib
 import io
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -139,11 +139,14 @@ def _bin_header(n: int) -> bytes:
     return b"\xc6" + n.to_bytes(4, "big")
 
 
-def image_chunks(vm: "VM", *, flush: bool = True) -> Iterator[bytes]:
+def image_chunks(
+    vm: "VM", *, flush: bool = True, progress: Callable[[int, int], None] | None = None
+) -> Iterator[bytes]:
     """The image of vm as a sequence of byte strings (header, records, digest).
 
     Streams guest memory: no copy of the whole body is ever built, so a VM with
     hundreds of MiB of touched RAM is saved in memory bounded by one page run.
+    progress(done, total) is called with the bytes produced so far (for a progress bar).
     """
     if flush:
         flush_tables(vm)
@@ -180,9 +183,15 @@ def image_chunks(vm: "VM", *, flush: bool = True) -> Iterator[bytes]:
     body_len = sum(map(len, head)) + sum(map(len, prefixes)) + len(tail)
     body_len += sum(len(pages) for _, pages in runs) * PAGE_SIZE
     h = hashlib.sha256()
+    total = _HEADER.size + body_len + h.digest_size
+    done = 0
 
     def out(chunk):
+        nonlocal done
         h.update(chunk)
+        if progress is not None:
+            done += len(chunk)
+            progress(done, total)
         return chunk
 
     yield out(_HEADER.pack(MAGIC, VERSION[0], VERSION[1], 0, body_len))
@@ -193,6 +202,8 @@ def image_chunks(vm: "VM", *, flush: bool = True) -> Iterator[bytes]:
         for page in pages:
             yield out(bytes(page))
     yield out(tail)
+    if progress is not None:
+        progress(total, total)
     yield h.digest()
 
 
@@ -213,14 +224,16 @@ class _Counted:
             yield c
 
 
-def save_image(vm: "VM", path, *, flush: bool = True) -> int:
+def save_image(
+    vm: "VM", path, *, flush: bool = True, progress: Callable[[int, int], None] | None = None
+) -> int:
     """Write vm's image to path atomically (temp file + rename); returns its size in bytes.
 
     With flush (the default) the KVM save sequence runs first, as userspace does before
     migrating: SAVE_PENDING_TABLES, then SAVE_TABLES on every ITS (these write guest memory).
     The file is written as it is produced (memory stays bounded by one page run).
     """
-    counted = _Counted(image_chunks(vm, flush=flush))
+    counted = _Counted(image_chunks(vm, flush=flush, progress=progress))
     _atomic_write(path, counted)
     return counted.size
 
@@ -557,18 +570,23 @@ def stream_vm(
     restore: bool = True,
     budget: "Budget | None" = None,
     fail: "StepFailures | None" = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> "tuple[VM, _Image]":
     """load_image's streaming core: (vm, img) with img.mem left empty; memory runs go
     straight into the VM as they are decoded (bounded by one record, whatever the size).
-    fail: a StepFailures to run the restore sequence in inspect mode."""
+    fail: a StepFailures to run the restore sequence in inspect mode.
+    progress(done, total): file bytes restored so far, after each memory run."""
     img = _Image()
     state = {}
+    size = 0
 
     def on_mem(gpa, data, off):
         vm = state.get("vm")
         if vm is None:
             vm = state["vm"] = _create_vm(img, path, budget)
         _write_run(vm, gpa, data, off, path)
+        if progress is not None:
+            progress(min(off + len(data), size), size)
 
     f, size = _open_source(src, path)
     with f:
@@ -576,6 +594,8 @@ def stream_vm(
         f.seek(HEADER_SIZE)
         _parse_records(f, n, path, img, on_mem)
     vm = state.get("vm") or _create_vm(img, path, budget)
+    if progress is not None:
+        progress(size, size)
     if restore:
         _restore_state(vm, img, path, fail)
     return vm, img

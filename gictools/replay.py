@@ -318,17 +318,29 @@ class Replayer:
         *,
         writer=None,
         trace_index: int = 0,
+        name: str | None = None,
     ):
-        self.trace = os.fspath(trace)
+        self.path = os.fspath(trace)
+        self.trace = name or self.path  # the name in reports and metadata ("<stdin>")
         self.policy_args = list(policies)
         if out is not None:
-            check_output(out, [self.trace])  # before any work: never overwrite the trace
+            check_output(out, [self.path])  # before any work: never overwrite the trace
         for p in policies:
             if p != "default" and p not in POLICIES:
                 raise ConfigError(f"unknown cache policy {p!r} (known: {', '.join(POLICIES)})")
         if kernel is not None:
             parse_version(kernel)  # the user's --kernel: a ConfigError of its own
-        self.reader = TraceReader(self.trace)
+        self._file = None
+        if name is None:
+            self.reader = TraceReader(self.path)
+        else:
+            self._file = open(self.path, "rb")
+            self._file.raw.name = name  # errors name "<stdin>", not the spooled copy
+            try:
+                self.reader = TraceReader(self._file)
+            except BaseException:
+                self._file.close()
+                raise
         self.header = self.reader.header
         try:
             self.runs = [_PolicyRun(self.header, p, kernel, i) for i, p in enumerate(policies)]
@@ -347,7 +359,7 @@ class Replayer:
         self.trace_index = trace_index
         self.seq = 0
         self.records = 0
-        self.sha256 = _sha256(self.trace)
+        self.sha256 = _sha256(self.path)
         preset_name = preset.name if preset else FIXED_PRESET
         for r in self.runs:
             r.report.trace, r.report.trace_sha256, r.report.preset = (
@@ -369,6 +381,16 @@ class Replayer:
             "vm": json.dumps(self.header["vm"]),
             "traces": json.dumps([self.trace_entry()]),
         }
+
+    def close(self) -> None:
+        """Close the trace (run() does at its end, garbage collection otherwise)."""
+        self.reader.close()
+        if self._file is not None:
+            self._file.close()
+
+    def __del__(self):
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
 
     def trace_entry(self) -> dict:
         """This trace's line in the Parquet metadata's "traces" list."""
@@ -792,6 +814,8 @@ class Replayer:
             if self.writer is not None and self._own_writer:
                 self.writer.abort()
             raise
+        finally:
+            self.close()
         return [r.report for r in self.runs]
 
 
@@ -865,15 +889,17 @@ def _as_list(traces) -> list:
 
 
 def open_replayers(
-    traces, policies=("default",), kernel=None, preset=None, host_cpus=None
+    traces, policies=("default",), kernel=None, preset=None, host_cpus=None, names=None
 ) -> list[Replayer]:
-    """One Replayer per trace, every header read and checked before any replay starts."""
+    """One Replayer per trace, every header read and checked before any replay starts.
+    names: what to call each trace in reports and metadata (default: its path)."""
     paths = _as_list(traces)
     if not paths:
         raise ConfigError("no trace given")
+    names = list(names) if names else [None] * len(paths)
     return [
-        Replayer(t, policies, kernel, None, preset, host_cpus, trace_index=i)
-        for i, t in enumerate(paths)
+        Replayer(t, policies, kernel, None, preset, host_cpus, trace_index=i, name=n)
+        for i, (t, n) in enumerate(zip(paths, names, strict=True))
     ]
 
 
@@ -936,8 +962,8 @@ def run_replayers(
     return reports
 
 
-def _replay_part(traces, policy, kernel, preset, host_cpus, part, names, meta):
-    rps = open_replayers(traces, [policy], kernel, preset, host_cpus)
+def _replay_part(traces, policy, kernel, preset, host_cpus, part, names, meta, trace_names):
+    rps = open_replayers(traces, [policy], kernel, preset, host_cpus, trace_names)
     return run_replayers(rps, part, policy_names=names, metadata=meta)
 
 
@@ -949,10 +975,13 @@ def _run_parallel(replayers, out, jobs):
 
     from gictools.stats.splice import splice
 
+    for rp in replayers:  # the workers open the traces again
+        rp.close()
     rp0 = replayers[0]
     names = _policy_names(replayers)
     meta = _metadata(replayers, names)
-    traces = [rp.trace for rp in replayers]
+    traces = [rp.path for rp in replayers]
+    trace_names = [rp.trace for rp in replayers]
     out = os.fspath(out)
     base = f"{out}.tmp-{os.getpid()}"
     parts = [f"{base}-part{i}" for i in range(len(rp0.policy_args))]
@@ -969,6 +998,7 @@ def _run_parallel(replayers, out, jobs):
                     part,
                     names,
                     meta,
+                    trace_names,
                 )
                 for pol, part in zip(rp0.policy_args, parts)
             ]

@@ -3,11 +3,20 @@
 The CLI only parses arguments and prints what these functions return.
 """
 
+import contextlib
 import os
+from collections.abc import Callable
 
 from gictools import regs as R
 from gictools.errors import ImageError
-from gictools.image import dump_image, is_image, load_image_bytes, parse_image, save_image
+from gictools.image import (
+    dump_image,
+    is_image,
+    load_image_bytes,
+    parse_image,
+    save_image,
+    stream_vm,
+)
 from gictools.model.its import COLLECTION_NOT_MAPPED
 from gictools.model.memory import PAGE_SIZE
 from gictools.outputs import check_output
@@ -15,10 +24,10 @@ from gictools.outputs import check_output
 # --- save TRACE -----------------------------------------------------------------------------
 
 
-def _replayer(trace):
+def _replayer(trace, name=None):
     from gictools.replay import Replayer
 
-    return Replayer(trace, ["default"])
+    return Replayer(trace, ["default"], name=name)
 
 
 def _numbered(out, k):
@@ -26,27 +35,46 @@ def _numbered(out, k):
     return f"{root}-{k}{ext}"
 
 
-def save_trace(trace, out, *, at_saves: bool = False) -> list:
+def save_trace(
+    trace,
+    out,
+    *,
+    at_saves: bool = False,
+    name: str | None = None,
+    out_name: str | None = None,
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> list:
     """Replay trace, then write an image of the final state to out (KVM save sequence
     first). With at_saves, also write OUT-<k>.EXT right after the k-th save_tables record
-    (memory as the trace's own save left it). Returns one line per image written."""
+    (memory as the trace's own save left it). Returns one line per image written.
+    name/out_name: how the lines call the trace and out (a spooled stdin or stdout).
+    progress(stage, done, total): "replay" in events (total None if the trace does not
+    say), then "write" in bytes, for a progress bar."""
+    check_output(out, [trace])  # before any work: never overwrite the trace
+    rp = _replayer(trace, name)
+    with contextlib.closing(rp):
+        lines = _replay_saving(rp, out, at_saves, progress)
+    step = None if progress is None else (lambda done, total: progress("write", done, total))
+    n = save_image(rp.runs[0].vm, out, progress=step)
+    records = rp.reader.record_index + 1
+    lines.append(f"wrote {out_name or out} ({n:,} bytes) after {records} records")
+    return lines
+
+
+def _replay_saving(rp, out, at_saves, progress) -> list:
+    """The replay half of save_trace (with the --at-saves images)."""
     from gictools.trace import format as F
 
-    check_output(out, [trace])  # before any work: never overwrite the trace
-    rp = _replayer(trace)
-    run = rp.runs[0]
-    lines = []
-    k = 0
-    reader = rp.reader
+    lines, k, reader, run = [], 0, rp.reader, rp.runs[0]
     for rec in reader:
         rp.HANDLERS[rec[0]](rp, rec, reader.record_index)
+        if progress is not None:
+            progress("replay", reader.events_read, reader.events_total)
         if at_saves and rec[0] == F.CTRL and rec[3] == F.CTRL_SAVE_TABLES:
             k += 1
             p = _numbered(out, k)
             n = save_image(run.vm, p, flush=False)
             lines.append(f"wrote {p} ({n:,} bytes) at record {reader.record_index}")
-    n = save_image(run.vm, out)
-    lines.append(f"wrote {out} ({n:,} bytes) after {reader.record_index + 1} records")
     return lines
 
 
@@ -101,10 +129,10 @@ def describe_vm(vm) -> list:
     return out
 
 
-def restore_image(path) -> list:
-    with open(path, "rb") as f:
-        data = f.read()
-    return describe_vm(load_image_bytes(data, path))
+def restore_image(path, progress: Callable[[int, int], None] | None = None) -> list:
+    """Restore the image at path into a fresh VM, streaming it (memory: the VM plus one
+    record); progress(done, total) in file bytes."""
+    return describe_vm(stream_vm(path, path, progress=progress)[0])
 
 
 # --- roundtrip TRACE|IMAGE -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from gictools.model.memory import PAGE_SIZE, GuestMemory
 # --- 1. large images stream ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_image_over_300_mib_roundtrips_in_bounded_memory(tmp_path):
     """A body of 304 MiB (msgpack BufferFull above 100 MiB before): saved and restored with
     the restore's own allocations bounded by the restored memory plus one record."""

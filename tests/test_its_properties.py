@@ -8,6 +8,7 @@ whose LPIs are off still delivers while the slow path says -EBUSY (kvm-its refer
 §7.4). The generator never clears GITS_BASER1.Valid (the other such behaviour).
 """
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_checks import build, check_cache_matches_slow_path, check_invariants
@@ -55,6 +56,7 @@ def step(vm, guests, o):
     return (kind,)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(op, min_size=20, max_size=80), kernel=st.sampled_from(KERNELS))
 def test_policies_agree_and_state_stays_consistent(ops, kernel):

@@ -260,6 +260,7 @@ def test_v68_lock_is_the_bottleneck_and_series_moves_it():
     assert max(b, key=b.get) == "vcpu"
 
 
+@pytest.mark.slow
 def test_calibration_rows_reproduced():
     # a regression check on the shipped numbers, as seed medians over 3 seeds at fewer
     # iterations (the steady rate does not depend on -i; docs/latency-model.md has the

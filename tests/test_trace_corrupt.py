@@ -333,6 +333,7 @@ def mutate(data, muts):
     return bytes(b)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(muts=st.lists(mutation, min_size=1, max_size=4), compress=st.booleans())
 def test_fuzz_only_trace_format_errors(valid, muts, compress):

@@ -255,10 +255,14 @@ def read_cmdline(path):
     return out
 
 
-def _open_text(path):
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+def _open_text(path, file=None):
+    """The log as text lines; file, if given, is the opened file on disk (gzip or not), whose
+    position tells how far the reading got (the on-disk bytes, for a progress bar)."""
+    raw = file if file is not None else open(path, "rb")
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic == b"\x1f\x8b":
+        raw = gzip.GzipFile(fileobj=raw, mode="rb")
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
 
 
@@ -1743,13 +1747,20 @@ class Importer:
 # --- the one-call form ------------------------------------------------------------------------
 
 
-def _feed_file(imp, log):
+def _feed_file(imp, log, progress=None):
+    """Feed the log's lines to imp; progress(done, total) in bytes of the file on disk
+    (compressed ones included, so the bar ends at the end), every 4096 lines."""
     log = os.fspath(log)
     try:
-        with _open_text(log) as f:
+        with open(log, "rb") as disk, _open_text(log, disk) as f:
+            total = os.fstat(disk.fileno()).st_size
             feed = imp.feed
-            for line in f:
+            for n, line in enumerate(f, 1):
                 feed(line)
+                if progress is not None and not n & 4095:
+                    progress(disk.tell(), total)
+            if progress is not None:
+                progress(total, total)
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise ImportFormatError(
             f"damaged gzip stream after {imp.lineno} complete lines ({e or type(e).__name__})",
@@ -1777,16 +1788,23 @@ def convert(
     dst_cmdq=None,
     dst_lpiprop=None,
     dst_cmdline=None,
+    progress=None,
 ):
     """Parse a QEMU trace log (and the optional dumps; with migrate_to, the destination of a
-    live migration and its own dumps); (vm, metadata, records)."""
+    live migration and its own dumps); (vm, metadata, records).
+    progress(done, total): bytes of the log(s) read so far, for a progress bar."""
     log = os.fspath(log)
     imp = Importer(**_aux(cmdq, lpiprop, cmdline), its_base=its_base, path=log)
-    _feed_file(imp, log)
-    if migrate_to is not None:
-        dst = os.fspath(migrate_to)
+    dst = None if migrate_to is None else os.fspath(migrate_to)
+    sizes = [os.path.getsize(x) for x in (log, dst) if x is not None]
+    step = None
+    if progress is not None:
+        step = lambda done, _total: progress(done, sum(sizes))  # noqa: E731
+    _feed_file(imp, log, step)
+    if dst is not None:
         imp.migrate(**_aux(dst_cmdq, dst_lpiprop, dst_cmdline), path=dst)
-        _feed_file(imp, dst)
+        step2 = None if step is None else (lambda done, t: step(sizes[0] + done, t))
+        _feed_file(imp, dst, step2)
     return imp.finish()
 
 
@@ -1894,6 +1912,7 @@ def import_qemu(
     dst_cmdq=None,
     dst_lpiprop=None,
     dst_cmdline=None,
+    progress=None,
 ) -> ImportSummary:
     """Convert a QEMU trace log (with migrate_to: a migration's source and destination) into
     trace file `out`; raises ImportFormatError on bad input (and then writes nothing)."""
@@ -1910,6 +1929,7 @@ def import_qemu(
         dst_cmdq=dst_cmdq,
         dst_lpiprop=dst_lpiprop,
         dst_cmdline=dst_cmdline,
+        progress=progress,
     )
     inputs = {"log": os.path.basename(os.fspath(log))}
     for k, v in (

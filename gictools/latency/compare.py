@@ -12,10 +12,10 @@ in closed loop (as predict does). matplotlib is imported only for plots.
 
 import os
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from gictools import plotting
 from gictools.errors import ConfigError
 from gictools.latency.contention import Simulation, simulate_events
 from gictools.latency.presets import load_preset
@@ -235,15 +235,8 @@ def plot(results, outdir, trace=None) -> list:
     """PNG plots into outdir: latency CDF per preset (p50/p99 marked), hit rate over the
     trace (moving window, size stated), time share per step. Needs matplotlib (the 'plot'
     extra; the CLI checks before the work); returns the files written."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'gictools[plot]'") from None
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    plt = plotting.pyplot()
+    out = plotting.outdir(outdir)
     files = []
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -269,9 +262,7 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_title(_title("Latency CDF (o p50, ^ p99)", results, trace), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    files.append(out / "latency_cdf.png")
-    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, out / "latency_cdf.png", files, dpi=100, bbox_inches="tight")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     w = 1
@@ -300,9 +291,7 @@ def plot(results, outdir, trace=None) -> list:
     )
     ax.grid(True, alpha=0.3)
     ax.legend()
-    files.append(out / "hit_rate.png")
-    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, out / "hit_rate.png", files, dpi=100, bbox_inches="tight")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels = []
@@ -333,7 +322,5 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_ylabel("share of injector time")
     ax.set_title(_title("Where the time went", results, trace), fontsize=10)
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    files.append(out / "time_share.png")
-    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, out / "time_share.png", files, dpi=100, bbox_inches="tight")
     return [str(f) for f in files]

@@ -2,12 +2,11 @@
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_checks import build_its_state
 
-from gictools import VM
 from gictools import regs as R
 from gictools.abi import entries as E
 from gictools.errors import ImageError
-from gictools.guest import Guest
 from gictools.image import dump_image, load_image_bytes
 from gictools.saverestore import inspect_image
 
@@ -18,24 +17,7 @@ SETTINGS = settings(
 )
 
 
-def build(spec):
-    """A VM whose ITS maps spec = (vcpus, indirect, ncoll, [(DeviceID, bits, [(EventID,
-    INTID, collection)])], pending INTIDs), through the Guest helper."""
-    vcpus, indirect, ncoll, plan, pend = spec
-    vm = VM(vcpus)
-    its = vm.add_its()
-    g = Guest(vm, its, indirect=indirect)
-    g.enable_lpis()
-    for c in range(ncoll):
-        assert g.mapc(c, c % vcpus) == 0
-    for dev, bits, ites in plan:
-        assert g.mapd(dev, bits) == 0
-        for e, intid, c in ites:
-            assert g.mapti(dev, e, intid, c) == 0
-    for intid in pend:
-        if intid in vm.lpis:
-            vm.lpis[intid].pending = True
-    return vm, its
+build = build_its_state
 
 
 @st.composite

@@ -23,7 +23,7 @@ import numpy as np
 
 from gictools import plotting
 from gictools.errors import ConfigError
-from gictools.model.cache.lru_v6_8 import LPI_DEFAULT_PCPU_CACHE_SIZE
+from gictools.model.cache.base import LPI_DEFAULT_PCPU_CACHE_SIZE
 from gictools.model.cache.usage_v2 import UsageV2
 
 TARGET_HIT_RATE = 0.99

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # numpy is imported where blocks run, not with the model
     import numpy as np
 
 
+LPI_DEFAULT_PCPU_CACHE_SIZE = 16
+
+
 class Block(NamedTuple):
     """One MSI run at one ITS, as the block path hands it to a policy.
 
@@ -150,6 +153,13 @@ class CachePolicy:
 class VmWidePolicy(CachePolicy):
     """A cache shared by every ITS of the VM (keys carry the ITS index) whose block rules
     have a Python reference loop and a compiled kernel (jit) for large blocks."""
+
+    scope = "vm"
+
+    def __init__(self, nr_vcpus: int):
+        super().__init__(nr_vcpus)
+        # 16 entries per vCPU online at init (vgic_its_cache_translation's sizing)
+        self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
 
     def resident(self):
         """(vm_key, LPI) of every valid entry."""

@@ -12,18 +12,15 @@ from gictools.model.cache.base import BlockOutcome, VmWidePolicy
 from gictools.model.cache.keys import split_vm_key
 from gictools.model.cache.outcome import Outcome
 
-LPI_DEFAULT_PCPU_CACHE_SIZE = 16
 _M64 = (1 << 64) - 1
 
 
 class LruV68(VmWidePolicy):
     name = "lru-v6.8"
-    scope = "vm"
     kernel = "v5.4..v6.9"
 
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
-        self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
         self.map = OrderedDict()  # vm_key -> LPI; last = head (MRU)
 
     def lookup(self, db, device_id, event_id):

@@ -13,7 +13,6 @@ from operator import attrgetter
 
 from gictools.model.cache.base import BlockOutcome, VmWidePolicy
 from gictools.model.cache.keys import split_vm_key
-from gictools.model.cache.lru_v6_8 import LPI_DEFAULT_PCPU_CACHE_SIZE
 from gictools.model.cache.outcome import Outcome
 
 _M64 = (1 << 64) - 1
@@ -31,12 +30,10 @@ _usage = attrgetter("usage")
 
 class UsageV2(VmWidePolicy):
     name = "usage-v2"
-    scope = "vm"
     kernel = "v6.8-rc1 + 'Improvements to LPI injection' v2"
 
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
-        self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
         self.order = []  # tail first, head last
         self.map = {}  # vm_key -> _Entry (valid entries only)
         self.empties = 0  # invalidated entries still linked

@@ -590,12 +590,7 @@ def compare(
 
             results = compare_trace(trace, presets, host_cpus, progress=staged)
         files = _plot(results, plot, trace=trace.name) if plot else []
-    if json_out:
-        clikit.print_json(as_json(results))
-    else:
-        clikit.echo(format_table(results))
-    for f in files:
-        clikit.echo(f"wrote {f}", err=json_out)
+    clikit.print_result(json_out, as_json(results), lambda: format_table(results), files)
 
 
 @app.command()
@@ -654,12 +649,7 @@ def summarize(
     with clikit.errors():
         s = _summarize(dataset)
         files = _plot(s, plot) if plot else []
-    if json_out:
-        clikit.print_json(s)
-    else:
-        clikit.echo(format_summary(s))
-    for f in files:
-        clikit.echo(f"wrote {f}", err=json_out)
+    clikit.print_result(json_out, s, lambda: format_summary(s), files)
 
 
 @app.command()
@@ -693,9 +683,4 @@ def mrc(
             (its, dev, ev), vcpus = trace_accesses(trace, step)
         r = analyse(its, dev, ev, vcpus, usage_capacity)
         files = _plot(r, plot, trace.name) if plot else []
-    if json_out:
-        clikit.print_json(r)
-    else:
-        clikit.echo(format_report(r, trace.name))
-    for f in files:
-        clikit.echo(f"wrote {f}", err=json_out)
+    clikit.print_result(json_out, r, lambda: format_report(r, trace.name), files)

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
@@ -250,6 +250,17 @@ def to_json(doc: Any, *, compact: bool = False) -> str:
 def print_json(doc: Any) -> None:
     """Print one JSON document on stdout (docs/cli-json.md describes each verb's)."""
     echo(to_json(doc))
+
+
+def print_result(json_out: bool, doc: Any, text: Callable[[], str], files=()) -> None:
+    """A verb's result: doc as JSON (--json) or text() on stdout, then one `wrote FILE` line
+    per file written (on stderr with --json, so that stdout stays one JSON document)."""
+    if json_out:
+        print_json(doc)
+    else:
+        echo(text())
+    for f in files:
+        echo(f"wrote {f}", err=json_out)
 
 
 def json_doc(kind: str, **fields: Any) -> dict:

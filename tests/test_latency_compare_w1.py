@@ -2,11 +2,11 @@
 
 import os
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from captures import FIXTURES, capture_inputs
 
 from gictools.latency.compare import msi_outcomes_from_trace
 from gictools.model.cache import POLICIES, Outcome
@@ -17,7 +17,7 @@ from gictools.trace.gen_lpi_stress import ITS_BASE, RAM, generate, setup_records
 from gictools.trace.import_qemu import import_qemu
 from gictools.trace.writer import TraceWriter
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "qemu"
+FIX = FIXTURES / "qemu"
 
 
 def _via_parquet(trace, policy):
@@ -75,13 +75,7 @@ def traces(tmp_path_factory):
     out = [d / "big.msgpack", d / "small.msgpack", d / "faulty.msgpack"]
     for name in ("smp2-rebind",):  # an imported capture: MAPTI/MOVI/DISCARD between MSIs
         dst = d / f"{name}.msgpack"
-        import_qemu(
-            FIX / f"{name}.trace.log.gz",
-            dst,
-            cmdq=FIX / f"{name}.cmdq.txt",
-            lpiprop=FIX / f"{name}.lpiprop.txt",
-            cmdline=FIX / f"{name}.cmdline.txt",
-        )
+        import_qemu(FIX / f"{name}.trace.log.gz", dst, **capture_inputs(FIX, name))
         out.append(dst)
     return out
 

@@ -17,12 +17,21 @@ from gictools import __version__, clikit
 from gictools.clikit import (
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
+    CacheOpt,
     DevicesOpt,
     EventsOpt,
+    HostCpusOpt,
     IterationsOpt,
     JsonOpt,
+    KernelsOpt,
+    PlotOpt,
+    PresetFileOpt,
+    PresetFilesOpt,
+    PresetOpt,
+    PresetsOpt,
     QuietOpt,
     RoutingOpt,
+    SweepPresetsOpt,
     VcpusOpt,
 )
 from gictools.errors import GictoolsError
@@ -63,29 +72,7 @@ gen_app = typer.Typer(no_args_is_help=True, help="Generate workload traces.")
 app.add_typer(gen_app, name="gen")
 
 
-def _fail(e: Exception):
-    clikit.fail(e)
-
-
-def _progress(total: int, quiet: bool, label: str):
-    """A rich progress bar on stderr on a terminal; None (quiet) when piped or --quiet.
-    (Kept for verbs not yet on clikit.progress, which counts events.)"""
-    if total <= 0 or not clikit.progress_shown(quiet):
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-    prog = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        "[progress.percentage]{task.percentage:>3.0f}%",
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = prog.add_task(label, total=total)
-    return prog, lambda done: prog.update(task, completed=done)
+_fail = clikit.fail  # the replay command's spelling (until it uses clikit.errors())
 
 
 @app.command()
@@ -502,9 +489,7 @@ def import_qemu(
     dst_cmdq: Annotated[Path | None, typer.Option(help="the destination's --cmdq")] = None,
     dst_lpiprop: Annotated[Path | None, typer.Option(help="the destination's --lpiprop")] = None,
     dst_cmdline: Annotated[Path | None, typer.Option(help="the destination's --cmdline")] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="print one JSON object summarising the import")
-    ] = False,
+    as_json: JsonOpt = False,
 ):
     """Convert a QEMU GICv3 ITS trace (or a live migration's two) into a trace v1 file
     (docs/import-qemu.md)."""
@@ -512,22 +497,20 @@ def import_qemu(
 
     dst = dict(dst_cmdq=dst_cmdq, dst_lpiprop=dst_lpiprop, dst_cmdline=dst_cmdline)
     if migrate_to is None and any(dst.values()):
-        _fail(ValueError("--dst-cmdq/--dst-lpiprop/--dst-cmdline need --migrate-to"))
-    try:
-        with clikit.progress("import", unit="bytes", quiet=as_json) as bar:
-            s = _import(
-                log,
-                out,
-                cmdq=cmdq,
-                lpiprop=lpiprop,
-                cmdline=cmdline,
-                migrate_to=migrate_to,
-                progress=lambda done, total: (bar.set_total(total), bar.update(done)),
-                **dst,
-            )
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo(json.dumps(s.as_json()) if as_json else s.text())
+        clikit.fail("--dst-cmdq/--dst-lpiprop/--dst-cmdline need --migrate-to")
+    clikit.check_outputs([out], inputs=[log, migrate_to])
+    with clikit.errors(), clikit.progress("import", unit="bytes", quiet=as_json) as bar:
+        s = _import(
+            log,
+            out,
+            cmdq=cmdq,
+            lpiprop=lpiprop,
+            cmdline=cmdline,
+            migrate_to=migrate_to,
+            progress=lambda done, total: (bar.set_total(total), bar.update(done)),
+            **dst,
+        )
+    clikit.echo(json.dumps(s.as_json()) if as_json else s.text())
 
 
 @app.command()
@@ -661,12 +644,10 @@ def predict_lpi_stress(
     devices: DevicesOpt = 1,
     events: EventsOpt = 16,
     iterations: IterationsOpt = 1000,
-    preset: Annotated[str | None, typer.Option(help="v6.8-rc1, series-v2, v6.10")] = None,
-    preset_file: Annotated[Path | None, typer.Option(help="latency preset file (TOML)")] = None,
-    routing: Annotated[
-        str, typer.Option(help="as-measured (all to vCPU 0) or fixed")
-    ] = "as-measured",
-    host_cpus: Annotated[int | None, typer.Option(help="host CPUs (default: the preset's)")] = None,
+    preset: PresetOpt = None,
+    preset_file: PresetFileOpt = None,
+    routing: RoutingOpt = "as-measured",
+    host_cpus: HostCpusOpt = None,
     seeds: Annotated[int, typer.Option(help="stochastic runs (seeds 0..N-1): min/median/max")] = 5,
     seed: Annotated[int | None, typer.Option(help="one run with this seed (reproducible)")] = None,
     lockstep: Annotated[
@@ -679,14 +660,14 @@ def predict_lpi_stress(
         bool, typer.Option("--bands", help="also predict across unfitted parameters' ranges")
     ] = False,
     jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="parallel processes")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the prediction as JSON")] = False,
+    json_out: JsonOpt = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
     from gictools.latency.predict import format_bands, format_prediction, predict_bands
     from gictools.latency.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
 
-    try:
+    with clikit.errors():
         p = load_preset(preset, preset_file)
         kw = {"routing": routing, "host_cpus": host_cpus, "jobs": jobs}
         r = _predict(
@@ -694,34 +675,23 @@ def predict_lpi_stress(
         )
         if bands:
             r["bands"] = predict_bands(vcpus, devices, events, iterations, p, **kw)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
     if json_out:
-        typer.echo(json.dumps(r, indent=2))
+        clikit.print_json(r)
         return
-    typer.echo(format_prediction(r))
+    clikit.echo(format_prediction(r))
     if bands:
-        typer.echo(format_bands(r["bands"]))
-
-
-def _need_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        _fail(GictoolsError("--plot needs matplotlib: pip install 'gictools[plot]'"))
+        clikit.echo(format_bands(r["bands"]))
 
 
 @app.command()
 def compare(
     trace: Annotated[Path, typer.Argument(help="trace file")],
-    preset: Annotated[list[str] | None, typer.Option(help="latency preset (repeat)")] = None,
-    preset_file: Annotated[list[Path] | None, typer.Option(help="preset file (repeat)")] = None,
-    host_cpus: Annotated[
-        int | None, typer.Option(help="host CPUs for the contention model")
-    ] = None,
-    plot: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    preset: PresetsOpt = None,
+    preset_file: PresetFilesOpt = None,
+    host_cpus: HostCpusOpt = None,
+    plot: PlotOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ):
     """Side-by-side latency presets over one trace: LPIs/s, hit rate, evictions, p50/p99/max."""
     from gictools.latency.compare import as_json, compare_trace, format_table
@@ -729,8 +699,8 @@ def compare(
     from gictools.latency.presets import load_preset
 
     if plot:
-        _need_matplotlib()
-    try:
+        clikit.need_matplotlib()
+    with clikit.errors():
         presets = [load_preset(p) for p in preset or []]
         presets += [load_preset(path=f) for f in preset_file or []]
         with clikit.progress(f"compare {trace.name}", quiet=quiet) as bar:
@@ -742,11 +712,7 @@ def compare(
 
             results = compare_trace(trace, presets, host_cpus, progress=staged)
         files = _plot(results, plot, trace=trace.name) if plot else []
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo(json.dumps(as_json(results), indent=2) if json_out else format_table(results))
-    for f in files:
-        typer.echo(f"wrote {f}", err=json_out)
+    clikit.print_result(json_out, as_json(results), lambda: format_table(results), files)
 
 
 @app.command()
@@ -755,20 +721,14 @@ def sweep(
     trace: Annotated[
         list[str] | None, typer.Option("--trace", "-t", help="trace file or glob (repeat)")
     ] = None,
-    cache: Annotated[
-        list[str] | None, typer.Option("--cache", "-c", help="cache policy (repeat)")
-    ] = None,
-    kernel: Annotated[list[str] | None, typer.Option(help="KVM version (repeat)")] = None,
-    preset: Annotated[
-        list[str] | None, typer.Option(help="latency preset, or none (repeat)")
-    ] = None,
-    preset_file: Annotated[list[Path] | None, typer.Option(help="preset file (repeat)")] = None,
+    cache: CacheOpt = None,
+    kernel: KernelsOpt = None,
+    preset: SweepPresetsOpt = None,
+    preset_file: PresetFilesOpt = None,
     grid: Annotated[
         Path | None, typer.Option(help="TOML grid file: \\[replay] and/or \\[predict] tables")
     ] = None,
-    host_cpus: Annotated[
-        int | None, typer.Option(help="host CPUs for the contention model")
-    ] = None,
+    host_cpus: HostCpusOpt = None,
     jobs: Annotated[
         int | None, typer.Option("-j", "--jobs", help="local worker processes (default: CPUs)")
     ] = None,
@@ -779,43 +739,39 @@ def sweep(
             help="run the cells on this Dask scheduler (tcp://HOST:PORT) instead",
         ),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ):
     """Replay (or predict) every cell of a grid into one hive-partitioned Parquet dataset
     (docs/sweep.md); finished cells are skipped when run again."""
     from gictools.sweep import cli_support as S
 
-    try:
+    with clikit.errors():
         cells = S.plan(trace, cache, kernel, preset, preset_file, grid, host_cpus)
         code, text = S.run(cells, out, jobs, scheduler, json_out, quiet)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo(text[0])
+    clikit.echo(text[0])
     for line in text[1:]:
-        typer.echo(line, err=True)
+        clikit.echo(line, err=True)
     raise typer.Exit(code)
 
 
 @app.command()
 def summarize(
     dataset: Annotated[Path, typer.Argument(help="a sweep's dataset directory")],
-    plot: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    plot: PlotOpt = None,
+    json_out: JsonOpt = False,
 ):
     """Per policy x kernel x preset: MSIs, hit rate, evictions, p50/p99 latency, LPIs/s."""
     from gictools.sweep.summarize import format_summary
     from gictools.sweep.summarize import plot as _plot
     from gictools.sweep.summarize import summarize as _summarize
 
-    try:
+    if plot:
+        clikit.need_matplotlib()
+    with clikit.errors():
         s = _summarize(dataset)
         files = _plot(s, plot) if plot else []
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo(json.dumps(s, indent=2) if json_out else format_summary(s))
-    for f in files:
-        typer.echo(f"wrote {f}", err=json_out)
+    clikit.print_result(json_out, s, lambda: format_summary(s), files)
 
 
 @app.command()
@@ -825,9 +781,9 @@ def mrc(
         list[int] | None,
         typer.Option(help="capacities to simulate usage-v2 at (repeat; default: a few)"),
     ] = None,
-    plot: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the analysis as JSON")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    plot: PlotOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ):
     """Cache capacity analysis: exact LRU miss-ratio curve, usage-v2 at chosen capacities,
     per-ITS footprint; the capacity for 99 % hits and where the 16 x vCPUs rule lands."""
@@ -835,8 +791,8 @@ def mrc(
     from gictools.mrc import plot as _plot
 
     if plot:
-        _need_matplotlib()
-    try:
+        clikit.need_matplotlib()
+    with clikit.errors():
         if usage_capacity and min(usage_capacity) < 1:
             raise GictoolsError("--usage-capacity must be >= 1")
         with clikit.progress(f"mrc {trace.name}", quiet=quiet) as bar:
@@ -849,8 +805,4 @@ def mrc(
             (its, dev, ev), vcpus = trace_accesses(trace, step)
         r = analyse(its, dev, ev, vcpus, usage_capacity)
         files = _plot(r, plot, trace.name) if plot else []
-    except (GictoolsError, OSError) as e:
-        _fail(e)
-    typer.echo(json.dumps(r, indent=2) if json_out else format_report(r, trace.name))
-    for f in files:
-        typer.echo(f"wrote {f}", err=json_out)
+    clikit.print_result(json_out, r, lambda: format_report(r, trace.name), files)

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
@@ -65,6 +65,9 @@ PRESETS = _presets()
 # (a repeatable option needs an Enum: typer takes list[Enum], not list[Literal]; its members
 # are str, so they pass wherever a policy name does)
 CacheName = StrEnum("CacheName", {n: n for n in CACHE_POLICIES})
+PresetChoice = StrEnum("PresetChoice", {n: n for n in PRESETS})
+# a sweep axis may also be "none": the replay's fixed placeholder cost (fixed-v0)
+SweepPresetChoice = StrEnum("SweepPresetChoice", {n: n for n in (*PRESETS, "none")})
 RoutingName = Literal[ROUTINGS]  # type: ignore[valid-type]
 PresetName = Literal[PRESETS]  # type: ignore[valid-type]
 
@@ -88,9 +91,54 @@ KernelOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _kernels_checked(values: list[str] | None) -> list[str] | None:
+    for v in values or ():
+        _kernel_checked(v)
+    return values
+
+
+KernelsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--kernel",
+        callback=_kernels_checked,
+        autocompletion=lambda: list(KERNELS),
+        help=f"KVM version to model, X.Y or X.Y.Z ({', '.join(KERNELS)}, or a stable point "
+        "release); repeat for several [default: the trace's, else the newest]",
+        show_default=False,
+    ),
+]
 PresetOpt = Annotated[
     PresetName | None,
     typer.Option(case_sensitive=False, help="latency preset (bundled)"),
+]
+PresetsOpt = Annotated[
+    list[PresetChoice] | None,
+    typer.Option(
+        "--preset", case_sensitive=False, help="latency preset (bundled; repeat for several)"
+    ),
+]
+SweepPresetsOpt = Annotated[
+    list[SweepPresetChoice] | None,
+    typer.Option(
+        "--preset",
+        case_sensitive=False,
+        help="latency preset (bundled), or none: the fixed placeholder cost (repeat)",
+    ),
+]
+PresetFileOpt = Annotated[Path | None, typer.Option(help="latency preset file (TOML)")]
+PresetFilesOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--preset-file", help="latency preset file (TOML; repeat for several)"),
+]
+HostCpusOpt = Annotated[
+    int | None,
+    typer.Option(help="host CPUs for the contention model (default: the preset's)"),
+]
+PlotOpt = Annotated[
+    Path | None, typer.Option(help="write PNG plots into this directory (needs gictools[plot])")
 ]
 RoutingOpt = Annotated[
     RoutingName,
@@ -116,6 +164,14 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="print the result as JSON (docs/cli-json.md)")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+
+
+def need_matplotlib() -> None:
+    """--plot: fail before the work, not after, when the plot extra is not installed."""
+    from gictools import plotting
+
+    if not plotting.available():
+        fail(plotting.MISSING)
 
 
 # --- failing, printing --------------------------------------------------------------------------
@@ -194,6 +250,17 @@ def to_json(doc: Any, *, compact: bool = False) -> str:
 def print_json(doc: Any) -> None:
     """Print one JSON document on stdout (docs/cli-json.md describes each verb's)."""
     echo(to_json(doc))
+
+
+def print_result(json_out: bool, doc: Any, text: Callable[[], str], files=()) -> None:
+    """A verb's result: doc as JSON (--json) or text() on stdout, then one `wrote FILE` line
+    per file written (on stderr with --json, so that stdout stays one JSON document)."""
+    if json_out:
+        print_json(doc)
+    else:
+        echo(text())
+    for f in files:
+        echo(f"wrote {f}", err=json_out)
 
 
 def json_doc(kind: str, **fields: Any) -> dict:

@@ -21,8 +21,9 @@ import math
 
 import numpy as np
 
+from gictools import plotting
 from gictools.errors import ConfigError
-from gictools.model.cache.lru_v6_8 import LPI_DEFAULT_PCPU_CACHE_SIZE
+from gictools.model.cache.base import LPI_DEFAULT_PCPU_CACHE_SIZE
 from gictools.model.cache.usage_v2 import UsageV2
 
 TARGET_HIT_RATE = 0.99
@@ -196,15 +197,8 @@ def format_report(r, name="") -> str:
 
 def plot(r, outdir, title="") -> list:
     """mrc.png (miss ratio by capacity) and footprint.png into outdir."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
-
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    plt = plotting.pyplot()
+    out = plotting.outdir(outdir)
     files = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lru = np.array(r["lru"], dtype=float)
@@ -223,9 +217,7 @@ def plot(r, outdir, title="") -> list:
     ax.set_title(f"Miss-ratio curve: {title} ({r['accesses']:,} MSIs)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    files.append(out / "mrc.png")
-    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, out / "mrc.png", files, dpi=100, bbox_inches="tight")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ["-", "--", ":", "-."]
     for n, (i, pts) in enumerate(r["per_its_footprint"].items()):
@@ -236,7 +228,5 @@ def plot(r, outdir, title="") -> list:
     ax.set_title(f"Per-ITS footprint: {title}")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    files.append(out / "footprint.png")
-    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, out / "footprint.png", files, dpi=100, bbox_inches="tight")
     return [str(f) for f in files]

@@ -207,6 +207,13 @@ def _named(e: OSError, what: str, path: str) -> OSError:
     return OSError(e.errno, f"{what}: {e.strerror}", path)
 
 
+def temp_path(path) -> str:
+    """A fresh temporary name next to path, ``.NAME.gictools-PID-RANDOM.tmp``: hidden (so
+    pyarrow.dataset and globs skip it) and known to remove_stale_temps."""
+    d, name = os.path.split(os.fspath(path))
+    return os.path.join(d, f".{name}.gictools-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
 class AtomicOutput:
     """One output file, written whole or not at all (see the module doc).
 
@@ -243,7 +250,7 @@ class AtomicOutput:
         except OSError:
             mode = None  # a new file: 0666 & ~umask, applied by the kernel
         while True:
-            tmp = os.path.join(d, f".{name}.gictools-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+            tmp = temp_path(self.target)
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
             except FileExistsError:

@@ -962,17 +962,21 @@ def run_replayers(
     return reports
 
 
-def _replay_part(traces, policy, kernel, preset, host_cpus, part, names, meta, trace_names):
+def _replay_part(traces, policy, kernel, preset, host_cpus, part, names, meta, *, trace_names):
     rps = open_replayers(traces, [policy], kernel, preset, host_cpus, trace_names)
     return run_replayers(rps, part, policy_names=names, metadata=meta)
 
 
 def _run_parallel(replayers, out, jobs):
-    """Policies are independent replays of the same stream: each runs in a process of its
-    own and writes a part file; the parts' row groups are then joined into out without
-    re-encoding (gictools.stats.splice). Same rows, same row groups as one process."""
-    from concurrent.futures import ProcessPoolExecutor
+    """Policies are independent replays of the same stream: each runs in a fresh process of
+    its own (so a process holds one policy's state and at most one compiled kernel) and
+    writes a part file; the parts' row groups are then joined into out without re-encoding
+    (gictools.stats.splice). Same rows per policy as one process."""
+    import multiprocessing
+    import tempfile
+    from contextlib import ExitStack
 
+    from gictools.outputs import atomic_path, check_output, scratch_path
     from gictools.stats.splice import splice
 
     for rp in replayers:  # the workers open the traces again
@@ -983,32 +987,27 @@ def _run_parallel(replayers, out, jobs):
     traces = [rp.path for rp in replayers]
     trace_names = [rp.trace for rp in replayers]
     out = os.fspath(out)
-    base = f"{out}.tmp-{os.getpid()}"
-    parts = [f"{base}-part{i}" for i in range(len(rp0.policy_args))]
-    try:
-        with ProcessPoolExecutor(min(jobs, len(parts))) as ex:
-            futs = [
-                ex.submit(
+    kind = check_output(out, traces)
+    # parts beside the output (same filesystem, swept like every temporary file), or in the
+    # temporary directory when the output is a stream
+    d = os.path.dirname(os.path.abspath(out)) if kind == "file" else tempfile.gettempdir()
+    n = len(rp0.policy_args)
+    with ExitStack() as stack:
+        name = os.path.basename(out)
+        parts = [stack.enter_context(scratch_path(d, f"{name}.part{i}")) for i in range(n)]
+        pool = multiprocessing.get_context("fork").Pool(min(jobs, n), maxtasksperchild=1)
+        with pool:
+            pending = [
+                pool.apply_async(
                     _replay_part,
-                    traces,
-                    pol,
-                    rp0.kernel,
-                    rp0.preset,
-                    rp0.host_cpus,
-                    part,
-                    names,
-                    meta,
-                    trace_names,
+                    (traces, pol, rp0.kernel, rp0.preset, rp0.host_cpus, part, names, meta),
+                    {"trace_names": trace_names},
                 )
                 for pol, part in zip(rp0.policy_args, parts)
             ]
-            per_policy = [f.result() for f in futs]
-        splice(parts, base)
-        os.replace(base, out)
-    finally:
-        for p in [*parts, base]:
-            if os.path.exists(p):
-                os.unlink(p)
+            per_policy = [p.get() for p in pending]
+        with atomic_path(out, inputs=traces) as tmp:
+            splice(parts, tmp)
     reports = []
     for t, rp in enumerate(replayers):
         mine = [reps[t] for reps in per_policy]

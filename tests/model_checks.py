@@ -25,6 +25,42 @@ def build(policy, kernel):
     return vm, guests
 
 
+def one_device(policy, events, bits, kernel=None):
+    """1 vCPU, one ITS, collection 0 on vCPU 0, device 0 with `bits` EventID bits and
+    EventIDs 0..events-1 mapped to LPIs 8192+EventID. Returns (vm, its)."""
+    vm = VM(1, cache=policy) if kernel is None else VM(1, cache=policy, kernel=kernel)
+    its = vm.add_its()
+    g = Guest(vm, its)
+    g.enable_lpis()
+    g.mapc(0, 0)
+    g.mapd(0, bits)
+    for e in range(events):
+        g.set_lpi_config(8192 + e)
+        assert g.mapti(0, e, 8192 + e, 0) == 0
+    return vm, its
+
+
+def build_its_state(spec, icid_step=1):
+    """A VM whose one ITS maps spec = (vcpus, indirect, ncoll, [(DeviceID, bits,
+    [(EventID, INTID, collection)])], pending INTIDs) through the Guest helper; collection c
+    has ICID c * icid_step. Returns (vm, its)."""
+    vcpus, indirect, ncoll, plan, pend = spec
+    vm = VM(vcpus)
+    its = vm.add_its()
+    g = Guest(vm, its, indirect=indirect)
+    g.enable_lpis()
+    for c in range(ncoll):
+        assert g.mapc(c * icid_step, c % vcpus) == 0
+    for dev, bits, ites in plan:
+        assert g.mapd(dev, bits) == 0
+        for e, intid, c in ites:
+            assert g.mapti(dev, e, intid, c * icid_step) == 0
+    for intid in pend:
+        if intid in vm.lpis:
+            vm.lpis[intid].pending = True
+    return vm, its
+
+
 def retarget_quirk(vm, lpi):
     """The cached LPI targets a vCPU whose LPIs are off (MAPC V=1 does not invalidate)."""
     return lpi is not None and lpi.target is not None and not vm.redists[lpi.target].lpis_enabled
@@ -58,7 +94,7 @@ def check_invariants(vm):
         assert lpi.target is None or 0 <= lpi.target < vm.nr_vcpus
 
 
-_ITS_REGS = (
+ITS_REGS = (  # what userspace writes back before GITS_CTLR (kvm-its §9.2)
     "GITS_CBASER",
     "GITS_IIDR",
     "GITS_BASER0",
@@ -68,19 +104,30 @@ _ITS_REGS = (
 )
 
 
+def restore_target(vm, bases, vm2):
+    """Give the fresh vm2 an ITS at each base, vm's guest memory and its redistributor
+    registers: what comes before the ITS registers and tables in KVM's restore order."""
+    itses = [vm2.add_its(b) for b in bases]
+    vm2.memory.pages = {k: bytearray(v) for k, v in vm.memory.pages.items()}
+    for v in range(vm.nr_vcpus):
+        for r in ("GICR_PROPBASER", "GICR_PENDBASER", "GICR_CTLR"):
+            vm2.write_redist_reg(v, r, vm.read_redist_reg(v, r))
+    return itses
+
+
+def write_its_regs(its, its2):
+    """Copy its's ITS_REGS into its2; the write results."""
+    return [its2.write_reg(r, its.read_reg(r)) for r in ITS_REGS]
+
+
 def migrate(vm, guests):
     """Save everything, restore into a fresh VM of the same kind in KVM's order (kvm-its
     §9.2, §9.7); the guests now drive the new VM. Returns (results, new vm)."""
     results = [vm.save_pending_tables()] + [g.its.save_tables() for g in guests]
     vm2 = VM(vm.nr_vcpus, kernel=vm.kernel.name, cache=vm.cache_policy, vcpu_ids=vm.vcpu_ids)
-    itses = [vm2.add_its(g.its.base) for g in guests]
-    vm2.memory.pages = {k: bytearray(v) for k, v in vm.memory.pages.items()}
-    for v in range(vm.nr_vcpus):
-        for r in ("GICR_PROPBASER", "GICR_PENDBASER", "GICR_CTLR"):
-            vm2.write_redist_reg(v, r, vm.read_redist_reg(v, r))
+    itses = restore_target(vm, [g.its.base for g in guests], vm2)
     for g, its2 in zip(guests, itses):
-        for r in _ITS_REGS:
-            results.append(its2.write_reg(r, g.its.read_reg(r)))
+        results += write_its_regs(g.its, its2)
         results.append(its2.restore_tables())
         results.append(its2.write_reg("GITS_CTLR", g.its.read_reg("GITS_CTLR")))
         g.vm, g.its = vm2, its2

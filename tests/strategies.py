@@ -106,3 +106,28 @@ def key_streams(draw, its_count=3, max_keys=48, max_len=400):
         )
     )
     return pool, nofill, ops
+
+
+# --- corrupted ITS tables ------------------------------------------------------------------------
+WORD_MUTATIONS = ("flip", "id", "outside", "random", "zero")
+
+
+def table_starts(its) -> list:
+    """GPAs of the device table, the collection table and every ITT of its."""
+    starts = [its.baser[0] & 0xFFFF_FFFF_0000, its.baser[1] & 0xFFFF_FFFF_0000]
+    return starts + [d.itt_addr for d in its.devices.values()]
+
+
+def mutate_word(data, word: int, kind: str) -> int:
+    """A table entry changed as a hostile image would: one bit flipped, a new low 16-bit
+    ID, a valid L1 entry pointing outside memory, random bits, or zero."""
+    if kind == "flip":
+        return word ^ 1 << data.draw(st.integers(0, 63))
+    if kind == "id":
+        return (word & ~0xFFFF) | data.draw(st.integers(0, 0xFFFF))
+    if kind == "outside":
+        return (1 << 63) | (data.draw(st.integers(0, 0xFFF)) << 16) | (word & 0x1F)
+    if kind == "random":
+        return data.draw(st.integers(0, (1 << 64) - 1))
+    assert kind == "zero", kind
+    return 0

@@ -3,10 +3,10 @@ with KVM's errno (never an exception or a hang) and leave the VM unchanged."""
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_checks import build_its_state
+from strategies import mutate_word, table_starts
 
-from gictools import VM
 from gictools.errors import ImageError
-from gictools.guest import Guest
 from gictools.image import dump_image, load_image_bytes, parse_image
 
 SETTINGS = settings(
@@ -42,22 +42,7 @@ def its_states(draw):
 
 
 def build(spec):
-    vcpus, indirect, ncoll, plan, pend = spec
-    vm = VM(vcpus)
-    its = vm.add_its()
-    g = Guest(vm, its, indirect=indirect)
-    g.enable_lpis()
-    for c in range(ncoll):
-        assert g.mapc(c * 3, c % vcpus) == 0
-    for d, bits, ites in plan:
-        assert g.mapd(d, bits) == 0
-        for e, intid, c in ites:
-            assert g.mapti(d, e, intid, c * 3) == 0
-    for intid in pend:
-        lpi = vm.lpis.get(intid)
-        if lpi is not None:
-            lpi.pending = True
-    return vm, its
+    return build_its_state(spec, icid_step=3)  # sparse ICIDs
 
 
 @SETTINGS
@@ -77,23 +62,16 @@ def test_corruptions_rejected_cleanly(spec, data):
     assert vm.save_pending_tables() == 0 and its.save_tables() == 0
     img = parse_image(dump_image(vm, flush=False))
     # the table region: device table, collection table, ITTs, L2 pages
-    targets = [its.baser[0] & 0xFFFF_FFFF_0000, its.baser[1] & 0xFFFF_FFFF_0000]
-    targets += [d.itt_addr for d in its.devices.values()]
+    targets = table_starts(its)
     kind = data.draw(st.sampled_from(["flip", "next", "id", "outside", "truncate", "random"]))
     gpa = data.draw(st.sampled_from(targets)) + 8 * data.draw(st.integers(0, 64))
     word = vm.memory.read_u64(gpa)
-    if kind == "flip":
-        word ^= 1 << data.draw(st.integers(0, 63))
-    elif kind == "next":
+    if kind == "next":
         word = (word & ~(0x3FFF << 49 if gpa < targets[1] else 0xFFFF << 48)) | (
             data.draw(st.integers(1, 0x3FFF)) << (49 if gpa < targets[1] else 48)
         )
-    elif kind == "id":
-        word = (word & ~0xFFFF) | data.draw(st.integers(0, 0xFFFF))
-    elif kind == "outside":
-        word = (1 << 63) | (data.draw(st.integers(0, 0xFFF)) << 16) | (word & 0x1F)
-    elif kind == "random":
-        word = data.draw(st.integers(0, (1 << 64) - 1))
+    elif kind != "truncate":
+        word = mutate_word(data, word, kind)
     if kind == "truncate":
         # drop one memory run from the image: tables may vanish or read as zero
         if img.mem:

@@ -1,6 +1,7 @@
 """ITS save/restore ABI rev 0: known-answer images both ways, KVM's errnos, all-or-nothing."""
 
 import pytest
+from model_checks import ITS_REGS, restore_target, write_its_regs
 
 from gictools import VM
 from gictools.abi import entries as E
@@ -20,20 +21,8 @@ def build(indirect=False, vcpus=2, kernel="7.1"):
 def fresh_like(vm, its, kernel=None):
     """A new VM with vm's memory and registers, tables not yet restored (KVM's order)."""
     vm2 = VM(vm.nr_vcpus, kernel=kernel or vm.kernel.name)
-    its2 = vm2.add_its(its.base)
-    vm2.memory.pages = {k: bytearray(v) for k, v in vm.memory.pages.items()}
-    for v in range(vm.nr_vcpus):
-        for r in ("GICR_PROPBASER", "GICR_PENDBASER", "GICR_CTLR"):
-            vm2.write_redist_reg(v, r, vm.read_redist_reg(v, r))
-    for r in (
-        "GITS_CBASER",
-        "GITS_IIDR",
-        "GITS_BASER0",
-        "GITS_BASER1",
-        "GITS_CREADR",
-        "GITS_CWRITER",
-    ):
-        assert its2.write_reg(r, its.read_reg(r)) == 0
+    (its2,) = restore_target(vm, [its.base], vm2)
+    assert write_its_regs(its, its2) == [0] * len(ITS_REGS)
     return vm2, its2
 
 

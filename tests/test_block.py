@@ -3,6 +3,7 @@
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_checks import one_device
 from strategies import msi_runs
 
 from gictools import VM
@@ -103,15 +104,7 @@ def test_block_equals_per_event(policy, prog):
 def test_thrash_shape_lru_and_usage_miss_per_its_hits():
     """1 vCPU, 17 events cycled: the 16-entry LRU and usage caches miss every time."""
     for policy, want_hits in (("lru-v6.8", 0), ("usage-v2", 0), ("per-its-v6.10", 17 * 9)):
-        vm = VM(1, cache=policy)
-        its = vm.add_its()
-        g = Guest(vm, its)
-        g.enable_lpis()
-        g.mapc(0, 0)
-        g.mapd(0, 5)
-        for e in range(17):
-            g.set_lpi_config(8192 + e)
-            assert g.mapti(0, e, 8192 + e, 0) == 0
+        vm, its = one_device(policy, 17, 5)
         ev = np.tile(np.arange(17, dtype=np.uint32), 10)
         r = inject_block(vm, its, np.zeros_like(ev), ev)
         warm = r.outcome[17:]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_checks import ITS_REGS, one_device, restore_target, write_its_regs
 from strategies import key_streams, msi_runs
 
 from gictools import VM
@@ -142,16 +143,7 @@ def fifo(monkeypatch):
 
 
 def _fifo_vm():
-    vm = VM(1, cache="fifo-test")
-    its = vm.add_its()
-    g = Guest(vm, its)
-    g.enable_lpis()
-    g.mapc(0, 0)
-    g.mapd(0, 4)
-    for e in range(5):
-        g.set_lpi_config(8192 + e)
-        assert g.mapti(0, e, 8192 + e, 0) == 0
-    return vm, its
+    return one_device("fifo-test", 5, 4)
 
 
 def test_toy_policy_known_answer(fifo):
@@ -301,18 +293,7 @@ def test_large_blocks_take_the_compiled_kernel(monkeypatch):
     monkeypatch.setattr(jit, "kernels", spy)
     monkeypatch.setattr(jit, "PYTHON_BUDGET_S", 0.0)
     for policy in ("lru-v6.8", "usage-v2"):
-        vms = []
-        for _ in range(2):
-            vm = VM(1, cache=policy, kernel="6.8")
-            its = vm.add_its()
-            g = Guest(vm, its)
-            g.enable_lpis()
-            g.mapc(0, 0)
-            g.mapd(0, 5)
-            for e in range(20):
-                g.set_lpi_config(8192 + e)
-                g.mapti(0, e, 8192 + e, 0)
-            vms.append((vm, its))
+        vms = [one_device(policy, 20, 5, kernel="6.8") for _ in range(2)]
         rng = np.random.default_rng(7)
         ev = rng.integers(0, 24, jit.MIN_EVENTS + 100).astype(np.uint32)
         r = inject_block(vms[0][0], vms[0][1], np.zeros_like(ev), ev)
@@ -384,19 +365,8 @@ def _restore_wide_device(kernel):
     vm.memory.write_u64(g.device_table, E.pack_dte(1, itt, 16))  # next: DeviceID 1
     vm.memory.write_u64(itt + 8 * 0x10000, E.pack_ite(0, 8400, 0))
     vm2 = VM(1, kernel=kernel, cache="per-its-v6.10")
-    its2 = vm2.add_its(its.base)
-    vm2.memory.pages = {k: bytearray(v) for k, v in vm.memory.pages.items()}
-    for r in ("GICR_PROPBASER", "GICR_PENDBASER", "GICR_CTLR"):
-        vm2.write_redist_reg(0, r, vm.read_redist_reg(0, r))
-    for r in (
-        "GITS_CBASER",
-        "GITS_IIDR",
-        "GITS_BASER0",
-        "GITS_BASER1",
-        "GITS_CREADR",
-        "GITS_CWRITER",
-    ):
-        assert its2.write_reg(r, its.read_reg(r)) == 0
+    (its2,) = restore_target(vm, [its.base], vm2)
+    assert write_its_regs(its, its2) == [0] * len(ITS_REGS)
     ret = its2.restore_tables()
     assert its2.write_reg("GITS_CTLR", 1) == 0
     return ret, vm2, its2

@@ -3,9 +3,9 @@ what delivery needs; malformed input fails at a named line with exit 2 and no ou
 
 import gzip
 import re
-from pathlib import Path
 
 import pytest
+from captures import FIXTURES, capture_inputs
 from typer.testing import CliRunner
 
 from gictools.cli import app
@@ -15,18 +15,14 @@ from gictools.trace import format as F
 from gictools.trace.import_qemu import EVENTS, PARSERS, Importer, convert, import_qemu
 from gictools.trace.reader import TraceReader
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "qemu"
+FIX = FIXTURES / "qemu"
 CAPTURES = ["smp2-traffic-affinity", "smp4-hotplug", "smp2-rebind"]
 POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
 runner = CliRunner()
 
 
 def inputs(name):
-    return dict(
-        cmdq=FIX / f"{name}.cmdq.txt",
-        lpiprop=FIX / f"{name}.lpiprop.txt",
-        cmdline=FIX / f"{name}.cmdline.txt",
-    )
+    return capture_inputs(FIX, name)
 
 
 def log_lines(name):

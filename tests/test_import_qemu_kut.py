@@ -6,10 +6,10 @@ INVALL, a device unmap, a collection mapped only on the destination."""
 
 import gzip
 import json
-from pathlib import Path
 
 import msgpack
 import pytest
+from captures import FIXTURES, capture_inputs
 from typer.testing import CliRunner
 
 from gictools import regs as R
@@ -20,17 +20,13 @@ from gictools.trace import format as F
 from gictools.trace.import_qemu import convert, import_qemu, write_trace
 from gictools.trace.reader import TraceReader
 
-KUT = Path(__file__).resolve().parent.parent / "fixtures" / "kut"
+KUT = FIXTURES / "kut"
 POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
 runner = CliRunner()
 
 
 def kut(name):
-    return dict(
-        cmdq=KUT / f"{name}.cmdq.txt",
-        lpiprop=KUT / f"{name}.lpiprop.txt",
-        cmdline=KUT / f"{name}.cmdline.txt",
-    )
+    return capture_inputs(KUT, name)
 
 
 def migration_inputs():
@@ -198,6 +194,13 @@ class FakeQemu:
     def __init__(self, vcpus=4, t0=0):
         self.lines, self.t, self.slot, self.cmdq, self.vcpus = [], t0, 0, {}, vcpus
         self.prop = {}  # INTID -> config byte the guest stored
+
+    def destination(self):
+        """The migration's destination, 10 ms later, with the guest's memory carried over
+        (stored config bytes, command queue and its write slot)."""
+        d = FakeQemu(self.vcpus, t0=self.t + 10_000)
+        d.prop, d.slot, d.cmdq = dict(self.prop), self.slot, dict(self.cmdq)
+        return d
 
     def ev(self, name, text, tid=900):
         self.t += 7
@@ -376,9 +379,7 @@ def test_synthetic_its_trigger(tmp_path):
 def test_synthetic_its_migration(tmp_path):
     q = FakeQemu().boot()
     setup1(q)
-    d = FakeQemu(t0=q.t + 10_000)
-    d.prop = dict(q.prop)
-    d.slot, d.cmdq = q.slot, dict(q.cmdq)
+    d = q.destination()
     d.int_(2, 20)
     d.ack(3, 8195)
     d.int_(7, 255)
@@ -397,8 +398,7 @@ def test_synthetic_its_migrate_unmapped_collection(tmp_path):
     setup1(q)
     q.mapti(2, 0, 0, 8192)  # collection 0 was never mapped: KVM creates it unmapped
     q.set_config(8192)
-    d = FakeQemu(t0=q.t + 10_000)
-    d.prop, d.slot, d.cmdq = dict(q.prop), q.slot, dict(q.cmdq)
+    d = q.destination()
     d.mapc(0, 0)
     d.invall(0)
     d.int_(7, 255)

@@ -2,12 +2,12 @@
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_checks import build_its_state
+from strategies import WORD_MUTATIONS, mutate_word, table_starts
 
-from gictools import VM
 from gictools import regs as R
 from gictools.abi import entries as E
 from gictools.errors import ImageError
-from gictools.guest import Guest
 from gictools.image import dump_image, load_image_bytes
 from gictools.saverestore import inspect_image
 
@@ -18,24 +18,7 @@ SETTINGS = settings(
 )
 
 
-def build(spec):
-    """A VM whose ITS maps spec = (vcpus, indirect, ncoll, [(DeviceID, bits, [(EventID,
-    INTID, collection)])], pending INTIDs), through the Guest helper."""
-    vcpus, indirect, ncoll, plan, pend = spec
-    vm = VM(vcpus)
-    its = vm.add_its()
-    g = Guest(vm, its, indirect=indirect)
-    g.enable_lpis()
-    for c in range(ncoll):
-        assert g.mapc(c, c % vcpus) == 0
-    for dev, bits, ites in plan:
-        assert g.mapd(dev, bits) == 0
-        for e, intid, c in ites:
-            assert g.mapti(dev, e, intid, c) == 0
-    for intid in pend:
-        if intid in vm.lpis:
-            vm.lpis[intid].pending = True
-    return vm, its
+build = build_its_state
 
 
 @st.composite
@@ -76,23 +59,12 @@ def check_agreement(data):
 def test_inspect_agrees_with_restore_on_mutated_images(spec, data):
     vm, its = build(spec)
     assert vm.save_pending_tables() == 0 and its.save_tables() == 0
-    targets = [its.baser[0] & 0xFFFF_FFFF_0000, its.baser[1] & 0xFFFF_FFFF_0000]
-    targets += [d.itt_addr for d in its.devices.values()]
+    targets = table_starts(its)
     for _ in range(data.draw(st.integers(0, 4))):
         gpa = data.draw(st.sampled_from(targets)) + 8 * data.draw(st.integers(0, 64))
         word = vm.memory.read_u64(gpa)
-        kind = data.draw(st.sampled_from(["flip", "id", "outside", "random", "zero"]))
-        if kind == "flip":
-            word ^= 1 << data.draw(st.integers(0, 63))
-        elif kind == "id":
-            word = (word & ~0xFFFF) | data.draw(st.integers(0, 0xFFFF))
-        elif kind == "outside":
-            word = (1 << 63) | (data.draw(st.integers(0, 0xFFF)) << 16) | (word & 0x1F)
-        elif kind == "random":
-            word = data.draw(st.integers(0, (1 << 64) - 1))
-        else:
-            word = 0
-        vm.memory.write_u64(gpa, word)
+        kind = data.draw(st.sampled_from(WORD_MUTATIONS))
+        vm.memory.write_u64(gpa, mutate_word(data, word, kind))
     if data.draw(st.booleans()):
         # a register userspace restores: an unknown ABI revision fails the IIDR step
         its.abi_rev = data.draw(st.sampled_from([0, 0, 1]))

@@ -11,16 +11,17 @@ in closed loop (as predict does). matplotlib is imported only for plots.
 """
 
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from gictools import plotting
 from gictools.errors import ConfigError
 from gictools.latency.contention import Simulation, simulate_events
 from gictools.latency.presets import load_preset
 from gictools.model.cache import BYPASS, EVICT, HIT, POLICIES, RECYCLE, Outcome
 from gictools.model.cache.keys import vm_keys
+from gictools.stats.schema import CACHE_VALUES, OP_INDEX
+from gictools.stats.schema import NUMPY as COLUMN_DTYPES
 
 
 def _as_preset(p):
@@ -53,43 +54,76 @@ def _result(preset, lat, wait, outcome, summary, t_done=None):
     }
 
 
+class MsiColumns:
+    """An EventWriter stand-in (add/flush/close/abort, gictools.stats.parquet) for the
+    replay: keeps, of the MSI rows only, the columns compare needs, in memory, as the
+    Parquet writer would store them (values cast to the column's type, nulls = 0)."""
+
+    NAMES = ("cache", "error", "injector", "vcpu", "its", "device_id", "event_id")
+
+    def __init__(self):
+        self.parts = {name: [] for name in self.NAMES}
+
+    def add(self, cols: dict, masks: dict, n: int, policy: int = 0, trace: int = 0) -> None:
+        op, op_null = _chunk(cols, masks, "op", n)
+        sel = (op == OP_INDEX["msi"]) & ~op_null
+        if not sel.any():
+            return
+        for name in self.NAMES:
+            v, null = _chunk(cols, masks, name, n)
+            if name == "cache" and null[sel].any():
+                raise ValueError("an MSI row without a cache outcome")
+            self.parts[name].append(np.where(null, 0, v)[sel])
+
+    def flush(self, trace=None, policy=None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def column(self, name: str) -> np.ndarray:
+        parts = self.parts[name]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _chunk(cols, masks, name, n):
+    """(int64 values, null mask) of one column of an EventWriter.add chunk."""
+    v = cols.get(name)
+    if v is None:
+        return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+    dt = COLUMN_DTYPES[name]
+    if isinstance(v, list):
+        null = np.array([x is None for x in v], dtype=bool)
+        v = np.array([0 if x is None else x for x in v], dtype=dt)
+        return v.astype(np.int64), null
+    if not isinstance(v, np.ndarray):
+        v = np.full(n, v, dtype=dt)
+    m = masks.get(name)
+    null = np.zeros(n, dtype=bool) if m is None else np.asarray(m, dtype=bool)
+    return v.astype(dt, copy=False).astype(np.int64), null
+
+
+# Parquet `cache` dictionary index -> outcome, without / with a slow-path error
+_OUTCOME_OF_CACHE = np.array([Outcome.of_column(v) for v in CACHE_VALUES], dtype=np.int8)
+_OUTCOME_OF_CACHE_ERR = np.array([Outcome.of_column(v, 1) for v in CACHE_VALUES], dtype=np.int8)
+
+
 def msi_outcomes_from_trace(trace, policy, kernel=None, progress=None):
     """(injector, outcome, vcpu, its, keys) arrays for the trace's MSIs in order, as the
     replay's model decides them for this cache policy."""
-    import pyarrow.parquet as pq
-
     from gictools.replay import Replayer
 
-    fd, tmp = tempfile.mkstemp(suffix=".parquet", prefix="gictools-compare-")
-    os.close(fd)
-    try:
-        Replayer(trace, [policy], kernel, tmp).run(progress)
-        t = pq.read_table(
-            tmp,
-            columns=["op", "cache", "injector", "vcpu", "its", "device_id", "event_id", "error"],
-        )
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-    op = t.column("op").to_pylist()
-    sel = np.array([o == "msi" for o in op], dtype=bool)
-    cache = [c for c, s in zip(t.column("cache").to_pylist(), sel) if s]
-    err = np.array(t.column("error").to_pylist(), dtype=object)[sel]
+    got = MsiColumns()
+    Replayer(trace, [policy], kernel, writer=got).run(progress)
+    cache, err = got.column("cache"), got.column("error")
     # a failed slow path caches nothing
-    outcome = np.array(
-        [Outcome.of_column(c, e not in (0, None)) for c, e in zip(cache, err)], dtype=np.int8
-    )
-
-    def col(name, default=0):
-        a = t.column(name).to_numpy(zero_copy_only=False)[sel]
-        return np.array([default if v is None or v != v else v for v in a], dtype=np.int64)
-
-    inj = col("injector")
-    dev = col("device_id")
-    ev = col("event_id")
-    return inj, outcome, col("vcpu"), col("its"), vm_keys(col("its"), dev, ev)
+    outcome = np.where(err != 0, _OUTCOME_OF_CACHE_ERR[cache], _OUTCOME_OF_CACHE[cache])
+    its = got.column("its")
+    keys = vm_keys(its, got.column("device_id"), got.column("event_id"))
+    return got.column("injector"), outcome.astype(np.int8), got.column("vcpu"), its, keys
 
 
 def compare_trace(trace, presets, host_cpus=None, kernel=None, progress=None):
@@ -235,15 +269,8 @@ def plot(results, outdir, trace=None) -> list:
     """PNG plots into outdir: latency CDF per preset (p50/p99 marked), hit rate over the
     trace (moving window, size stated), time share per step. Needs matplotlib (the 'plot'
     extra; the CLI checks before the work); returns the files written."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'gictools[plot]'") from None
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    plt = plotting.pyplot()
+    out = plotting.outdir(outdir)
     files = []
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -269,9 +296,7 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_title(_title("Latency CDF (o p50, ^ p99)", results, trace), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    files.append(out / "latency_cdf.png")
-    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, out / "latency_cdf.png", files, dpi=100, bbox_inches="tight")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     w = 1
@@ -300,9 +325,7 @@ def plot(results, outdir, trace=None) -> list:
     )
     ax.grid(True, alpha=0.3)
     ax.legend()
-    files.append(out / "hit_rate.png")
-    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, out / "hit_rate.png", files, dpi=100, bbox_inches="tight")
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels = []
@@ -333,7 +356,5 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_ylabel("share of injector time")
     ax.set_title(_title("Where the time went", results, trace), fontsize=10)
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    files.append(out / "time_share.png")
-    fig.savefig(files[-1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotting.save(fig, out / "time_share.png", files, dpi=100, bbox_inches="tight")
     return [str(f) for f in files]

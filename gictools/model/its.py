@@ -11,20 +11,14 @@ from gictools.model.memory import PAGE_MASK, GuestFault
 
 COLLECTION_NOT_MAPPED = 0xFFFF_FFFF
 BASER_INITIAL = {
-    0: R.GITS_BASER_LAYOUT.encode(
+    n: R.GITS_BASER_LAYOUT.encode(
         InnerCache=R.GIC_BASER_CACHE_RaWb,
-        Type=R.GITS_BASER_TYPE_DEVICE,
+        Type=table_type,
         Entry_Size=7,
         Shareability=R.GIC_BASER_InnerShareable,
         Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
-    ),
-    1: R.GITS_BASER_LAYOUT.encode(
-        InnerCache=R.GIC_BASER_CACHE_RaWb,
-        Type=R.GITS_BASER_TYPE_COLLECTION,
-        Entry_Size=7,
-        Shareability=R.GIC_BASER_InnerShareable,
-        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
-    ),
+    )
+    for n, table_type in enumerate((R.GITS_BASER_TYPE_DEVICE, R.GITS_BASER_TYPE_COLLECTION))
 }
 # ID registers (vgic_mmio_read_its_idregs)
 ID_REGS = {

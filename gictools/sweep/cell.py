@@ -1,15 +1,14 @@
 """Run one sweep cell where it is scheduled (a local process or a Dask worker) and write
 its files: events (replay cells), a one-row cell summary, then the manifest entry that
-marks the cell finished. Each file is written to a hidden temp name in its target
-directory and renamed, so a reader never sees part of a file and an interrupted cell
-leaves nothing a reader picks up. No dask import here: workers only need gictools.
+marks the cell finished. Each file is written through gictools.outputs (a hidden temp
+name in its target directory, renamed when whole), so a reader never sees part of a file
+and an interrupted cell leaves nothing a reader picks up. No dask import here: workers only need gictools.
 """
 
 import json
 import os
 import socket
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +17,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gictools import __version__
+from gictools.outputs import AtomicOutput, temp_path, write_atomic
 from gictools.sweep.grid import PARTITION_KEYS, Cell
 
 EVENTS_DIR, CELLS_DIR, MANIFEST_DIR = "events", "cells", "_manifest"
 EVENTS_FILE, CELL_FILE = "part-0.parquet", "cell.parquet"
-TMP_MARK = ".tmp"  # every temp name: ".<name>.<token>.tmp[...]"
+TMP_MARK = ".tmp"  # every temp name (gictools.outputs.temp_path): ".<name>.gictools-PID-HEX.tmp"
 
 # The per-cell summary table (one row per cell). Names avoid the partition keys.
 CELL_SCHEMA = pa.schema(
@@ -60,32 +60,9 @@ CELL_SCHEMA = pa.schema(
 )
 
 
-def _tmp_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}{TMP_MARK}")
-
-
-def atomic_write_bytes(path: Path, data: bytes):
-    """Temp file in the target directory, fsync, rename (private until gictools.outputs)."""
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _atomic_write_table(table: pa.Table, path: Path):
-    tmp = _tmp_name(path)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+def _write_table(table: pa.Table, path: Path):
+    with AtomicOutput(path) as out:
+        pq.write_table(table, out.file, compression="zstd")
 
 
 def _unlink(p):
@@ -104,15 +81,9 @@ def _strip_partition_columns(path: Path):
         return
     keep = [n for n in pf.schema_arrow.names if n not in clash]
     schema = pa.schema([pf.schema_arrow.field(n) for n in keep], pf.schema_arrow.metadata)
-    tmp = _tmp_name(path)
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
-            for i in range(pf.num_row_groups):
-                w.write_table(pf.read_row_group(i, columns=keep))
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    with AtomicOutput(path) as out, pq.ParquetWriter(out.file, schema, compression="zstd") as w:
+        for i in range(pf.num_row_groups):
+            w.write_table(pf.read_row_group(i, columns=keep))
 
 
 def closed_loop_elapsed_ns(path: Path) -> float | None:
@@ -153,7 +124,7 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
     d = root / EVENTS_DIR / cell.partition
     d.mkdir(parents=True, exist_ok=True)
     final = d / EVENTS_FILE
-    tmp = _tmp_name(final)
+    tmp = Path(temp_path(final))  # replay writes it whole; renamed once checked
     try:
         reports = replay(
             cell.trace_path,
@@ -259,7 +230,7 @@ def run_cell(cell: Cell, root: str) -> dict:
         row.update(wall_s=wall, gictools_version=__version__)
         cdir = root / CELLS_DIR / cell.partition
         cdir.mkdir(parents=True, exist_ok=True)
-        _atomic_write_table(pa.Table.from_pylist([row], schema=CELL_SCHEMA), cdir / CELL_FILE)
+        _write_table(pa.Table.from_pylist([row], schema=CELL_SCHEMA), cdir / CELL_FILE)
         files.append(f"{CELLS_DIR}/{cell.partition}/{CELL_FILE}")
         entry = {
             "identity": cell.identity(),
@@ -278,7 +249,7 @@ def run_cell(cell: Cell, root: str) -> dict:
         mdir = root / MANIFEST_DIR
         mdir.mkdir(parents=True, exist_ok=True)
         _unlink(mdir / f"{cell.cell_id}.failed.json")
-        atomic_write_bytes(manifest_path(root, cell), json.dumps(entry, indent=1).encode())
+        write_atomic(manifest_path(root, cell), [json.dumps(entry, indent=1).encode()])
         total = time.perf_counter() - t0  # with the writes and syncs after the row
         return {**base, "status": "done", "wall_s": wall, "total_s": total, "row": row}
     except Exception as e:
@@ -288,11 +259,11 @@ def run_cell(cell: Cell, root: str) -> dict:
         try:
             mdir = root / MANIFEST_DIR
             mdir.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(
+            write_atomic(
                 mdir / f"{cell.cell_id}.failed.json",
-                json.dumps({"identity": cell.identity(), "error": msg}, indent=1).encode(),
+                [json.dumps({"identity": cell.identity(), "error": msg}, indent=1).encode()],
             )
-        except OSError:
+        except (OSError, GictoolsError):
             pass
         return {**base, "status": "failed", "error": msg, "wall_s": time.perf_counter() - t0}
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from gictools import plotting
 from gictools.errors import ConfigError
 from gictools.sweep.cell import CELLS_DIR, EVENTS_DIR
 from gictools.sweep.grid import PARTITION_KEYS
@@ -162,15 +163,8 @@ def format_summary(s: dict) -> str:
 
 def plot(s: dict, outdir) -> list[Path]:
     """Bar charts of hit rate and predicted LPIs/s per group (matplotlib, the plot extra)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'gictools[plot]'") from None
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    plt = plotting.pyplot()
+    outdir = plotting.outdir(outdir)
     rows = [("/".join(r[k] for k in GROUP), r) for r in s["replay"]]
     rows += [(f"{r['preset']}/{r['trace']}", r) for r in s["predict"]]
     files = []
@@ -187,12 +181,5 @@ def plot(s: dict, outdir) -> list[Path]:
         ax.set_xlabel(label)
         ax.set_title(f"{label} per cell group")
         fig.tight_layout()
-        from gictools.sweep.cell import _tmp_name
-
-        final = outdir / name
-        tmp = _tmp_name(final)
-        fig.savefig(tmp, format="png")
-        plt.close(fig)
-        tmp.replace(final)
-        files.append(final)
+        plotting.save(fig, outdir / name, files)
     return files

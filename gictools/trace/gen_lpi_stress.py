@@ -73,21 +73,18 @@ def setup_records(vcpus, devices, events, routing):
         recs.append(("reg", ("redist", c, R.GICR_PROPBASER, 8, prop, True)))
         recs.append(("reg", ("redist", c, R.GICR_PENDBASER, 8, pend, True)))
         recs.append(("reg", ("redist", c, R.GICR_CTLR, 4, R.GICR_CTLR_ENABLE_LPIS, True)))
-    B = R.GITS_BASER_LAYOUT
-    coll = B.encode(
-        Valid=1,
-        PA=lay["collection_table"] >> 16,
-        Shareability=1,
-        InnerCache=7,
-        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
-    )
-    dev = B.encode(
-        Valid=1,
-        PA=lay["device_table"] >> 16,
-        Shareability=1,
-        InnerCache=7,
-        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
-    )
+
+    def baser(pa):
+        return R.GITS_BASER_LAYOUT.encode(
+            Valid=1,
+            PA=pa >> 16,
+            Shareability=1,
+            InnerCache=7,
+            Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
+        )
+
+    coll = baser(lay["collection_table"])
+    dev = baser(lay["device_table"])
     cbaser = R.GITS_CBASER_LAYOUT.encode(
         Valid=1, PA=lay["cmdq"] >> 12, Size=15, Shareability=1, InnerCache=7
     )

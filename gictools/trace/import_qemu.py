@@ -279,20 +279,25 @@ class Rec:
 
 
 @dataclass(slots=True)
-class MsiExpect:
-    """The `msi` expectation after an MSI, filled in when QEMU's lookups complete."""
+class Placed:
+    """Where a reconstructed record goes in the output: timestamp and injection id of the
+    record it precedes or answers."""
 
     t: int | None
     inj: int | None
+
+
+@dataclass(slots=True)
+class MsiExpect(Placed):
+    """The `msi` expectation after an MSI, filled in when QEMU's lookups complete."""
+
     args: dict | None = None
 
 
 @dataclass(slots=True)
-class CfgByte:
+class CfgByte(Placed):
     """A reconstructed LPI configuration byte, written just before a config load."""
 
-    t: int | None
-    inj: int | None
     intid: int
     gpa: int | None
     line: int = 0  # of the load (the command that reads the byte), in its capture
@@ -302,23 +307,19 @@ class CfgByte:
 
 
 @dataclass(slots=True)
-class L1Entry:
+class L1Entry(Placed):
     """A level-1 device-table entry and its zeroed level-2 page (placed in finish())."""
 
-    t: int | None
-    inj: int | None
     l1_gpa: int
     page: int
     l2_gpa: int | None = None
 
 
 @dataclass(slots=True)
-class PendingLoad:
+class PendingLoad(Placed):
     """A point where KVM reads pending-table bits: EnableLPIs 0->1 (every LPI targeting the
     vCPU) or an LPI's creation. Bits set here explain acknowledges no MSI/INT explains."""
 
-    t: int | None
-    inj: int | None
     vcpu: int
     table: int  # PA of the vCPU's pending table
     kind: str  # "enable" or "map"

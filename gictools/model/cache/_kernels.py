@@ -16,6 +16,18 @@ _NOFILL = int(Outcome.MISS_NOFILL)
 _RECYCLE = int(Outcome.RECYCLE)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _link_mru(prv, nxt, lru, mru, x):
+    """Link unlinked id x at the MRU end; returns the new (lru, mru)."""
+    prv[x] = mru
+    nxt[x] = -1
+    if mru >= 0:
+        nxt[mru] = x
+    else:
+        lru = x
+    return lru, x
+
+
 @nb.njit(cache=True, nogil=True)
 def lru_block(inverse, fillable, order, cap, out, victim):
     """lru-v6.8 (vgic_its_check_cache + vgic_its_cache_translation) over one block.
@@ -31,12 +43,7 @@ def lru_block(inverse, fillable, order, cap, out, victim):
     mru = -1
     size = 0
     for x in order:
-        prv[x] = mru
-        if mru >= 0:
-            nxt[mru] = x
-        else:
-            lru = x
-        mru = x
+        lru, mru = _link_mru(prv, nxt, lru, mru, x)
         inc[x] = True
         size += 1
     for i in range(inverse.shape[0]):
@@ -76,13 +83,7 @@ def lru_block(inverse, fillable, order, cap, out, victim):
         else:
             size += 1
             out[i] = _MISS
-        prv[x] = mru
-        nxt[x] = -1
-        if mru >= 0:
-            nxt[mru] = x
-        else:
-            lru = x
-        mru = x
+        lru, mru = _link_mru(prv, nxt, lru, mru, x)
         inc[x] = True
     final = np.empty(size, np.int64)
     x = lru

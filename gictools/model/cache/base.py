@@ -11,11 +11,21 @@ for its entries (cached). A new policy is one module registered in POLICIES.
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from gictools.model.cache.keys import split_translation_key, translation_key, vm_key
+from gictools.model.cache import jit
+from gictools.model.cache.keys import (
+    block_vm_keys,
+    split_translation_key,
+    split_vm_key,
+    translation_key,
+    vm_key,
+)
 from gictools.model.cache.outcome import Outcome
 
 if TYPE_CHECKING:  # numpy is imported where blocks run, not with the model
     import numpy as np
+
+
+LPI_DEFAULT_PCPU_CACHE_SIZE = 16
 
 
 class Block(NamedTuple):
@@ -138,3 +148,39 @@ class CachePolicy:
                 vidx.append(i)
                 vkeys.append(translation_key(*self.last_victim))
         return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkeys)
+
+
+class VmWidePolicy(CachePolicy):
+    """A cache shared by every ITS of the VM (keys carry the ITS index) whose block rules
+    have a Python reference loop and a compiled kernel (jit) for large blocks."""
+
+    scope = "vm"
+
+    def __init__(self, nr_vcpus: int):
+        super().__init__(nr_vcpus)
+        # 16 entries per vCPU online at init (vgic_its_cache_translation's sizing)
+        self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
+
+    def resident(self):
+        """(vm_key, LPI) of every valid entry."""
+        raise NotImplementedError
+
+    def cached(self, its):
+        for k, lpi in self.resident():
+            i, d, e = split_vm_key(k)
+            if i == its.index:
+                yield d, e, lpi
+
+    def run_block(self, its, block, use_jit=None):
+        keys = block_vm_keys(its.index, block.keys)
+        kern = jit.kernels(len(block.inverse), use_jit)
+        if kern is not None:
+            return self._run_block_jit(kern, keys, block)
+        with jit.python_loop(len(block.inverse)):
+            return self._run_block_python(keys, block)
+
+    def _run_block_python(self, keys, block):
+        raise NotImplementedError
+
+    def _run_block_jit(self, kern, keys, block):
+        raise NotImplementedError

@@ -8,23 +8,19 @@ invalidation empties the whole list (vgic_its_invalidate_cache, VM-wide).
 
 from collections import OrderedDict
 
-from gictools.model.cache import jit
-from gictools.model.cache.base import BlockOutcome, CachePolicy
-from gictools.model.cache.keys import block_vm_keys, split_vm_key
+from gictools.model.cache.base import BlockOutcome, VmWidePolicy
+from gictools.model.cache.keys import split_vm_key
 from gictools.model.cache.outcome import Outcome
 
-LPI_DEFAULT_PCPU_CACHE_SIZE = 16
 _M64 = (1 << 64) - 1
 
 
-class LruV68(CachePolicy):
+class LruV68(VmWidePolicy):
     name = "lru-v6.8"
-    scope = "vm"
     kernel = "v5.4..v6.9"
 
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
-        self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
         self.map = OrderedDict()  # vm_key -> LPI; last = head (MRU)
 
     def lookup(self, db, device_id, event_id):
@@ -62,20 +58,8 @@ class LruV68(CachePolicy):
     def entries(self):
         return [(*self.decode_key(k), lpi.intid) for k, lpi in reversed(self.map.items())]
 
-    def cached(self, its):
-        for k, lpi in self.map.items():
-            i, d, e = split_vm_key(k)
-            if i == its.index:
-                yield d, e, lpi
-
-    def run_block(self, its, block, use_jit=None):
-        """The per-event rules over the block; compiled (jit.lru_block) for large blocks."""
-        keys = block_vm_keys(its.index, block.keys)
-        kern = jit.kernels(len(block.inverse), use_jit)
-        if kern is not None:
-            return self._run_block_jit(kern, keys, block)
-        with jit.python_loop(len(block.inverse)):
-            return self._run_block_python(keys, block)
+    def resident(self):
+        return self.map.items()
 
     def _run_block_python(self, keys, block):
         import numpy as np

@@ -11,10 +11,8 @@ empties entries but keeps them linked, so the count does not drop.
 
 from operator import attrgetter
 
-from gictools.model.cache import jit
-from gictools.model.cache.base import BlockOutcome, CachePolicy
-from gictools.model.cache.keys import block_vm_keys, split_vm_key
-from gictools.model.cache.lru_v6_8 import LPI_DEFAULT_PCPU_CACHE_SIZE
+from gictools.model.cache.base import BlockOutcome, VmWidePolicy
+from gictools.model.cache.keys import split_vm_key
 from gictools.model.cache.outcome import Outcome
 
 _M64 = (1 << 64) - 1
@@ -30,14 +28,12 @@ class _Entry:
 _usage = attrgetter("usage")
 
 
-class UsageV2(CachePolicy):
+class UsageV2(VmWidePolicy):
     name = "usage-v2"
-    scope = "vm"
     kernel = "v6.8-rc1 + 'Improvements to LPI injection' v2"
 
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
-        self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
         self.order = []  # tail first, head last
         self.map = {}  # vm_key -> _Entry (valid entries only)
         self.empties = 0  # invalidated entries still linked
@@ -113,20 +109,8 @@ class UsageV2(CachePolicy):
             if e.lpi is not None
         ]
 
-    def cached(self, its):
-        for k, e in self.map.items():
-            i, d, ev = split_vm_key(k)
-            if i == its.index:
-                yield d, ev, e.lpi
-
-    def run_block(self, its, block, use_jit=None):
-        """The per-event rules over the block; compiled (jit.usage_block) for large blocks."""
-        keys = block_vm_keys(its.index, block.keys)
-        kern = jit.kernels(len(block.inverse), use_jit)
-        if kern is not None:
-            return self._run_block_jit(kern, keys, block)
-        with jit.python_loop(len(block.inverse)):
-            return self._run_block_python(keys, block)
+    def resident(self):
+        return ((k, e.lpi) for k, e in self.map.items())
 
     def _run_block_python(self, keys, block):
         import numpy as np

@@ -38,8 +38,14 @@ import secrets
 import signal
 import stat
 import threading
+from collections.abc import Iterable
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
-from gictools.errors import OutputError
+from gictools.errors import OutputError, StrPath
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 _TEMP_RE = re.compile(r"^\..+\.gictools-(\d+)-[0-9a-f]+\.tmp$")
 _CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -52,7 +58,7 @@ _handlers_installed = _atexit_registered = False
 # --- checks ------------------------------------------------------------------------------------
 
 
-def check_output(path, inputs=()) -> str:
+def check_output(path: StrPath, inputs: Iterable[StrPath | None] = ()) -> str:
     """Refuse an output path that cannot be written safely; returns "file" or "stream".
 
     Call it before any work: a directory, a block device, a socket, a missing parent
@@ -111,13 +117,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(directory) -> list[str]:
+def remove_stale_temps(directory: StrPath) -> list[str]:
     """Remove gictools temporary files in directory left by dead writers; returns their paths.
 
     Stale means: the PID in the name is not a live process here and nobody holds the
     file's lock (a writer in another PID namespace keeps its lock, so keeps its file)."""
     d = os.fspath(directory)
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(d))
     except OSError:
@@ -148,7 +154,7 @@ def remove_stale_temps(directory) -> list[str]:
 # --- signals and exit --------------------------------------------------------------------------
 
 
-def _remove_live_temps():
+def _remove_live_temps() -> None:
     me = os.getpid()
     for tmp, owner in list(_live.items()):
         if owner == me:
@@ -159,13 +165,13 @@ def _remove_live_temps():
             _live.pop(tmp, None)
 
 
-def _on_signal(signum, frame):
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     _remove_live_temps()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)  # die by the signal, as without the handler
 
 
-def _install_handlers():
+def _install_handlers() -> None:
     """Clean up at exit, and on SIGTERM/SIGHUP where nobody else handles them (signal
     handlers can only be set from the main thread)."""
     global _handlers_installed, _atexit_registered
@@ -193,7 +199,7 @@ class _Raw(io.FileIO):
         super().__init__(fd, "wb", closefd=True)
         self._user_path = user_path
 
-    def write(self, b):
+    def write(self, b: ReadableBuffer, /) -> int:
         try:
             return super().write(b)
         except OSError as e:
@@ -210,7 +216,9 @@ class AtomicOutput:
     `file` is a buffered binary file object; commit() publishes it, abort() drops it.
     As a context manager: commit on normal exit, abort on an exception."""
 
-    def __init__(self, path, *, inputs=(), buffering: int = 1 << 20):
+    def __init__(
+        self, path: StrPath, *, inputs: Iterable[StrPath | None] = (), buffering: int = 1 << 20
+    ) -> None:
         self.path = os.fspath(path)
         self.kind = check_output(self.path, inputs)
         self.tmp: str | None = None
@@ -269,7 +277,8 @@ class AtomicOutput:
                 raise _named(e, "cannot set the mode of the file next to it", self.path) from None
         return fd
 
-    def _drop_temp(self):
+    def _drop_temp(self) -> None:
+        assert self.tmp is not None
         try:
             os.unlink(self.tmp)
         except FileNotFoundError:
@@ -319,7 +328,12 @@ class AtomicOutput:
     def __enter__(self) -> AtomicOutput:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -340,7 +354,9 @@ def _fsync_dir(d: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path, chunks, *, inputs=()) -> int:
+def write_atomic(
+    path: StrPath, chunks: Iterable[bytes], *, inputs: Iterable[StrPath | None] = ()
+) -> int:
     """Write an iterable of bytes to path whole or not at all; returns the bytes written."""
     n = 0
     with AtomicOutput(path, inputs=inputs) as out:

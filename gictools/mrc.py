@@ -59,7 +59,7 @@ def stack_distances(keys) -> np.ndarray:
     keys = keys.tolist() if isinstance(keys, np.ndarray) else list(keys)
     n = len(keys)
     tree = [0] * (n + 1)
-    last = {}
+    last: dict[int, int] = {}
     out = np.zeros(n, dtype=np.int64)
     live = 0  # marks in the tree: distinct keys so far
     for t, k in enumerate(keys, 1):

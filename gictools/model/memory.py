@@ -55,7 +55,7 @@ class GuestMemory:
         # sorted, disjoint slot bases and ends: is_ram bisects instead of scanning every slot
         self._bases = [b for b, _ in norm]
         self._ends = [b + sz for b, sz in norm]
-        self.pages = {}  # page frame number -> bytearray(PAGE_SIZE)
+        self.pages: dict[int, bytearray] = {}  # page frame number -> bytearray(PAGE_SIZE)
         self.max_pages = max_pages  # None: unbounded
         self.journal = None  # list of (gpa, old bytes, new pfns) while journaling
 

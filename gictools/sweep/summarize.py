@@ -46,7 +46,7 @@ def group_latency(events: ds.Dataset, key: dict, qs=(0.5, 0.99)):
     flt = pc.field("op") == "msi"
     for k, v in key.items():
         flt = flt & (pc.field(k) == v)
-    acc = {}
+    acc: dict[int, int] = {}
     for batch in events.to_batches(columns=["latency_ns"], filter=flt):
         col = batch.column(0).drop_null().to_numpy()
         vals, cnt = np.unique(col, return_counts=True)
@@ -69,7 +69,7 @@ def _summarize(root) -> dict:
     if not cells:
         raise ConfigError(f"{root}: the dataset has no finished cells")
     events = None
-    groups = {}
+    groups: dict[tuple, list] = {}
     for c in cells:
         if c["kind"] == "replay":
             groups.setdefault(tuple(c[k] for k in GROUP), []).append(c)

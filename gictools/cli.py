@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -557,7 +557,8 @@ class _StagedProgress:
     def __init__(self, quiet: bool):
         self.quiet = quiet
         self.stack = contextlib.ExitStack()
-        self.stage = self.bar = None
+        self.stage: str | None = None
+        self.bar: Any = None
 
     def __enter__(self):
         return self

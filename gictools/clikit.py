@@ -64,10 +64,10 @@ PRESETS = _presets()
 # Literal types are typer's choices: listed in --help, completed, case-insensitive below.
 # (a repeatable option needs an Enum: typer takes list[Enum], not list[Literal]; its members
 # are str, so they pass wherever a policy name does)
-CacheName = StrEnum("CacheName", {n: n for n in CACHE_POLICIES})
-PresetChoice = StrEnum("PresetChoice", {n: n for n in PRESETS})
+CacheName = StrEnum("CacheName", {n: n for n in CACHE_POLICIES})  # type: ignore[misc]
+PresetChoice = StrEnum("PresetChoice", {n: n for n in PRESETS})  # type: ignore[misc]
 # a sweep axis may also be "none": the replay's fixed placeholder cost (fixed-v0)
-SweepPresetChoice = StrEnum("SweepPresetChoice", {n: n for n in (*PRESETS, "none")})
+SweepPresetChoice = StrEnum("SweepPresetChoice", {n: n for n in (*PRESETS, "none")})  # type: ignore[misc]
 RoutingName = Literal[ROUTINGS]  # type: ignore[valid-type]
 PresetName = Literal[PRESETS]  # type: ignore[valid-type]
 
@@ -275,7 +275,7 @@ JSON_SCHEMA_VERSION = 1
 def expand_inputs(paths: list[Path]) -> list[Path]:
     """Shell globs the shell left alone (quoted, or no match) expanded here; `-` kept.
     A pattern that matches nothing stays as given, so the open names it in the error."""
-    out = []
+    out: list[Path] = []
     for p in paths:
         s = os.fspath(p)
         if s != STDIO and glob.has_magic(s) and not os.path.exists(s):

@@ -21,6 +21,11 @@ Bugs in a caller of the Python API (a bad argument type, an out-of-range field g
 writer) are plain ValueError/TypeError, not part of this tree.
 """
 
+import os
+
+StrPath = str | os.PathLike[str]
+"""A file path as the API takes it."""
+
 
 class GictoolsError(Exception):
     """Base of every error in the user's input; reported as one line, exit 2."""
@@ -29,7 +34,15 @@ class GictoolsError(Exception):
 class TraceFormatError(GictoolsError):
     """A trace file is malformed; says which record, where, and what."""
 
-    def __init__(self, what, *, record=None, offset=None, field=None, path=None):
+    def __init__(
+        self,
+        what: str,
+        *,
+        record: int | None = None,
+        offset: int | None = None,
+        field: str | None = None,
+        path: StrPath | None = None,
+    ) -> None:
         self.what, self.record, self.offset, self.field, self.path = (
             what,
             record,
@@ -52,7 +65,15 @@ class TraceFormatError(GictoolsError):
 class ImageError(GictoolsError):
     """An image could not be loaded or restored; carries the restore step and KVM's errno."""
 
-    def __init__(self, what, *, step=None, errno=None, offset=None, path=None):
+    def __init__(
+        self,
+        what: str,
+        *,
+        step: str | None = None,
+        errno: int | None = None,
+        offset: int | None = None,
+        path: StrPath | None = None,
+    ) -> None:
         self.what, self.step, self.errno, self.offset, self.path = what, step, errno, offset, path
         parts = [str(path)] if path is not None else []
         if step is not None:
@@ -68,7 +89,7 @@ class ImageError(GictoolsError):
 class ImportFormatError(GictoolsError):
     """An input to an importer (e.g. a QEMU trace log) is malformed at a named line."""
 
-    def __init__(self, what, *, line=None, path=None):
+    def __init__(self, what: str, *, line: int | None = None, path: StrPath | None = None) -> None:
         self.what, self.line, self.path = what, line, path
         parts = [str(path)] if path is not None else []
         if line is not None:
@@ -86,7 +107,7 @@ class ConfigError(GictoolsError, ValueError):
 class KernelVersionError(ConfigError):
     """A kernel version that is malformed or not modelled; carries the version given."""
 
-    def __init__(self, what, *, version=None):
+    def __init__(self, what: str, *, version: object = None) -> None:
         self.version = version
         super().__init__(what)
 
@@ -94,7 +115,7 @@ class KernelVersionError(ConfigError):
 class OutputError(GictoolsError):
     """An output path refused before anything is written; names the path and why."""
 
-    def __init__(self, what, *, path=None):
+    def __init__(self, what: str, *, path: StrPath | None = None) -> None:
         self.what, self.path = what, path
         super().__init__(f"{path}: {what}" if path is not None else what)
 
@@ -103,6 +124,6 @@ class GuestFault(Exception):
     """A guest-physical access outside guest RAM (KVM: -EFAULT). Not a user error: the
     model raises it from guest-memory accesses and catches it where KVM returns -EFAULT."""
 
-    def __init__(self, gpa, size):
+    def __init__(self, gpa: int, size: int) -> None:
         self.gpa, self.size = gpa, size
         super().__init__(f"guest-physical access at {gpa:#x} (+{size}) is outside guest RAM")

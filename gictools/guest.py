@@ -7,9 +7,19 @@ kvm-unit-tests and selftest libraries do. It works on a VM or on anything with
 the VM's public surface (a Recorder).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from gictools import regs as R
 from gictools.abi import entries as E
 from gictools.model.commands import encode_command
+
+if TYPE_CHECKING:
+    from gictools.model.its import ITS
+    from gictools.model.vm import VM
+    from gictools.trace.recorder import _ITS as RecordedITS
+    from gictools.trace.recorder import Recorder
 
 SZ_64K = 0x10000
 PROP_DEFAULT = 0xA0 | R.LPI_PROP_GROUP1 | R.LPI_PROP_ENABLE  # 0xA3, as the selftests
@@ -18,8 +28,8 @@ PROP_DEFAULT = 0xA0 | R.LPI_PROP_GROUP1 | R.LPI_PROP_ENABLE  # 0xA3, as the self
 class Guest:
     def __init__(
         self,
-        vm,
-        its,
+        vm: VM | Recorder,
+        its: ITS | RecordedITS,
         *,
         alloc_base: int | None = None,
         idbits: int = 16,
@@ -27,7 +37,7 @@ class Guest:
         indirect: bool = False,
         collection_table_pages: int = 1,
         queue_pages: int = 16,
-    ):
+    ) -> None:
         self.vm, self.its = vm, its
         base = alloc_base if alloc_base is not None else vm.memory.slots[0][0] + 0x0100_0000
         self._next = (base + SZ_64K - 1) & ~(SZ_64K - 1)
@@ -39,8 +49,8 @@ class Guest:
         self.collection_table = self.alloc(SZ_64K * collection_table_pages)
         self.queue = self.alloc(4096 * queue_pages)
         self.queue_size = 4096 * queue_pages
-        self.l2_tables = {}
-        self.itts = {}
+        self.l2_tables: dict[int, int] = {}  # L1 index -> L2 table GPA
+        self.itts: dict[tuple[int, int], int] = {}  # (DeviceID, itt_bits) -> ITT GPA
         B = R.GITS_BASER_LAYOUT
         dev = B.encode(
             Valid=1,
@@ -80,7 +90,7 @@ class Guest:
         return addr
 
     # --- LPI set-up --------------------------------------------------------------------------
-    def enable_lpis(self, vcpu=None, *, enable_its: bool = True):
+    def enable_lpis(self, vcpu: int | None = None, *, enable_its: bool = True) -> None:
         """PROPBASER/PENDBASER + EnableLPIs on vcpu (all vCPUs if None), then enable the ITS."""
         vcpus = range(self.vm.nr_vcpus) if vcpu is None else [vcpu]
         prop = R.GICR_PROPBASER_LAYOUT.encode(
@@ -101,21 +111,21 @@ class Guest:
         if enable_its:
             self.its.mmio_write(R.GITS_CTLR, 4, R.GITS_CTLR_ENABLE)
 
-    def disable_lpis(self, vcpu: int):
+    def disable_lpis(self, vcpu: int) -> None:
         self.vm.write_redist_reg(vcpu, "GICR_CTLR", 0)
 
-    def set_lpi_config(self, intid: int, priority: int = 0xA0, enabled: bool = True):
+    def set_lpi_config(self, intid: int, priority: int = 0xA0, enabled: bool = True) -> None:
         byte = (priority & R.LPI_PROP_PRIORITY_MASK) | R.LPI_PROP_GROUP1 | int(enabled)
         self.vm.memory.write(self.prop_table + intid - R.LPI_BASE_INTID, bytes((byte,)))
 
-    def set_pending_bit(self, vcpu: int, intid: int, pending: bool = True):
+    def set_pending_bit(self, vcpu: int, intid: int, pending: bool = True) -> None:
         gpa = self.pend_tables[vcpu] + intid // 8
         b = self.vm.memory.read(gpa, 1)[0]
         b = b | (1 << intid % 8) if pending else b & ~(1 << intid % 8)
         self.vm.memory.write(gpa, bytes((b,)))
 
     # --- the command queue ----------------------------------------------------------------------
-    def command(self, raw: bytes):
+    def command(self, raw: bytes) -> int | None:
         """Post one command and advance CWRITER; the command's KVM result (None if not run)."""
         its = self.its
         cwriter = its.mmio_read(R.GITS_CWRITER, 8)
@@ -124,11 +134,11 @@ class Guest:
         its.mmio_write(R.GITS_CWRITER, 8, (cwriter + 32) % self.queue_size)
         return its.last_error
 
-    def _itt_for(self, device_id, itt_bits):
+    def _itt_for(self, device_id: int, itt_bits: int) -> int:
         size = max(256, (1 << itt_bits) * R.VITS_ITE_SIZE)
         return self.alloc(size, 256)
 
-    def _ensure_l2(self, device_id):
+    def _ensure_l2(self, device_id: int) -> None:
         l1_index = device_id // (SZ_64K // 8)
         if l1_index not in self.l2_tables:
             l2 = self.alloc(SZ_64K)
@@ -137,7 +147,9 @@ class Guest:
                 self.device_table + 8 * l1_index, E.to_bytes(E.encode_l1e(E.L1Entry(True, l2)))
             )
 
-    def mapd(self, device_id: int, itt_bits: int, valid: bool = True, itt_addr: int | None = None):
+    def mapd(
+        self, device_id: int, itt_bits: int, valid: bool = True, itt_addr: int | None = None
+    ) -> int | None:
         if valid and itt_addr is None:
             itt_addr = self.itts.get((device_id, itt_bits)) or self._itt_for(device_id, itt_bits)
             self.itts[(device_id, itt_bits)] = itt_addr
@@ -168,41 +180,41 @@ class Guest:
             return self.vm.rdbase_of(vcpu)
         return vcpu & R.RDBASE_MASK
 
-    def mapc(self, icid: int, vcpu: int, valid: bool = True):
+    def mapc(self, icid: int, vcpu: int, valid: bool = True) -> int | None:
         return self.command(
             encode_command("MAPC", ICID=icid, RDbase=self.rdbase(vcpu), V=int(valid))
         )
 
-    def mapti(self, device_id, event_id, intid, icid):
+    def mapti(self, device_id: int, event_id: int, intid: int, icid: int) -> int | None:
         return self.command(
             encode_command("MAPTI", DeviceID=device_id, EventID=event_id, pINTID=intid, ICID=icid)
         )
 
-    def mapi(self, device_id, event_id, icid):
+    def mapi(self, device_id: int, event_id: int, icid: int) -> int | None:
         return self.command(encode_command("MAPI", DeviceID=device_id, EventID=event_id, ICID=icid))
 
-    def movi(self, device_id, event_id, icid):
+    def movi(self, device_id: int, event_id: int, icid: int) -> int | None:
         return self.command(encode_command("MOVI", DeviceID=device_id, EventID=event_id, ICID=icid))
 
-    def discard(self, device_id, event_id):
+    def discard(self, device_id: int, event_id: int) -> int | None:
         return self.command(encode_command("DISCARD", DeviceID=device_id, EventID=event_id))
 
-    def int_(self, device_id, event_id):
+    def int_(self, device_id: int, event_id: int) -> int | None:
         return self.command(encode_command("INT", DeviceID=device_id, EventID=event_id))
 
-    def clear(self, device_id, event_id):
+    def clear(self, device_id: int, event_id: int) -> int | None:
         return self.command(encode_command("CLEAR", DeviceID=device_id, EventID=event_id))
 
-    def inv(self, device_id, event_id):
+    def inv(self, device_id: int, event_id: int) -> int | None:
         return self.command(encode_command("INV", DeviceID=device_id, EventID=event_id))
 
-    def invall(self, icid):
+    def invall(self, icid: int) -> int | None:
         return self.command(encode_command("INVALL", ICID=icid))
 
-    def movall(self, from_vcpu, to_vcpu):
+    def movall(self, from_vcpu: int, to_vcpu: int) -> int | None:
         return self.command(
             encode_command("MOVALL", RDbase=self.rdbase(from_vcpu), RDbase2=self.rdbase(to_vcpu))
         )
 
-    def sync(self, vcpu):
+    def sync(self, vcpu: int) -> int | None:
         return self.command(encode_command("SYNC", RDbase=self.rdbase(vcpu)))

@@ -40,17 +40,18 @@ import hashlib
 import io
 import os
 import struct
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgpack
 
 from gictools import regs as R
-from gictools.errors import ConfigError, ImageError
-from gictools.model.memory import PAGE_SIZE, MemoryBudgetExceeded
+from gictools.errors import ConfigError, ImageError, StrPath
+from gictools.model.memory import PAGE_SIZE, GuestMemory, MemoryBudgetExceeded
 from gictools.outputs import write_atomic as _atomic_write
 
 if TYPE_CHECKING:
+    from gictools.abi.v0 import Inspection
     from gictools.model.budget import Budget
     from gictools.model.vm import VM
 
@@ -77,8 +78,11 @@ RECORDS = {
 }
 VM_CONFIG_KEYS = ("vcpus", "vcpu_ids", "kernel", "memory", "cache")
 
+ImageSource = bytes | bytearray | memoryview | StrPath
+"""An image in memory, or the path of an image file."""
 
-def _record(tag: str, **values) -> list:
+
+def _record(tag: str, **values: object) -> list[object]:
     """[tag, *values] in RECORDS order (a missing or extra name is a programming error)."""
     names = RECORDS[tag]
     if set(values) != set(names):
@@ -89,7 +93,7 @@ def _record(tag: str, **values) -> list:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def flush_tables(vm):
+def flush_tables(vm: "VM") -> None:
     """What userspace runs before migrating RAM: SAVE_PENDING_TABLES, then each ITS's
     SAVE_TABLES. A failure raises ImageError(step=..., errno=...)."""
     err = vm.save_pending_tables()
@@ -109,7 +113,7 @@ def flush_tables(vm):
             )
 
 
-def _memory_runs(mem):
+def _memory_runs(mem: GuestMemory) -> Iterator[tuple[int, list[Any]]]:
     """(gpa, [page, ...]) runs of consecutive non-zero pages, each at most MAX_RUN bytes.
 
     The pages are the memory's own buffers (no copy): consume a run before changing memory.
@@ -186,7 +190,7 @@ def image_chunks(
     total = _HEADER.size + body_len + h.digest_size
     done = 0
 
-    def out(chunk):
+    def out(chunk: bytes) -> bytes:
         nonlocal done
         h.update(chunk)
         if progress is not None:
@@ -215,17 +219,21 @@ def dump_image(vm: "VM", *, flush: bool = True) -> bytes:
 class _Counted:
     """Chunks passed through, their total size counted."""
 
-    def __init__(self, chunks):
+    def __init__(self, chunks: Iterable[bytes]) -> None:
         self.chunks, self.size = chunks, 0
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         for c in self.chunks:
             self.size += len(c)
             yield c
 
 
 def save_image(
-    vm: "VM", path, *, flush: bool = True, progress: Callable[[int, int], None] | None = None
+    vm: "VM",
+    path: StrPath,
+    *,
+    flush: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Write vm's image to path atomically (temp file + rename); returns its size in bytes.
 
@@ -244,14 +252,16 @@ def save_image(
 class _Image:
     """A parsed, validated image: config, registers, memory runs (no VM built yet)."""
 
-    def __init__(self):
-        self.vm = None
-        self.redists = {}
-        self.itses = []
-        self.mem = []  # (gpa, data, file offset)
+    def __init__(self) -> None:
+        self.vm: dict[str, Any] = {}  # the "vm" record's config (the first record)
+        self.redists: dict[int, list[int]] = {}  # vCPU -> REDIST_REGS values
+        self.itses: list[tuple[int, int, dict[str, Any], int]] = []  # (index, base, regs, offset)
+        self.mem: list[tuple[int, bytes, int]] = []  # (gpa, data, file offset)
 
 
-def _int(v, what, off, path, lo=0, hi=(1 << 64) - 1):
+def _int(
+    v: object, what: str, off: int, path: StrPath | None, lo: int = 0, hi: int = (1 << 64) - 1
+) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         raise ImageError(
             f"{what}: expected an integer in [{lo:#x}, {hi:#x}], got {v!r}", offset=off, path=path
@@ -262,10 +272,10 @@ def _int(v, what, off, path, lo=0, hi=(1 << 64) - 1):
 class _Body:
     """A file-like view of the body bytes [HEADER_SIZE, HEADER_SIZE + n) of an image file."""
 
-    def __init__(self, f, n):
+    def __init__(self, f: BinaryIO, n: int) -> None:
         self.f, self.left = f, n
 
-    def read(self, size=-1):
+    def read(self, size: int = -1) -> bytes:
         if size < 0 or size > self.left:
             size = self.left
         data = self.f.read(size)
@@ -273,7 +283,7 @@ class _Body:
         return data
 
 
-def _check_header(f, file_size, path):
+def _check_header(f: BinaryIO, file_size: int, path: StrPath | None) -> int:
     """Check magic, version, reserved field, length and digest, streaming; returns body length."""
     if file_size < HEADER_SIZE + DIGEST_SIZE:
         raise ImageError(f"file too short for an image ({file_size} bytes)", offset=0, path=path)
@@ -309,7 +319,7 @@ def _check_header(f, file_size, path):
     return n
 
 
-def _parse_vm(c, off, path):
+def _parse_vm(c: object, off: int, path: StrPath | None) -> dict[str, Any]:
     if not isinstance(c, dict):
         raise ImageError("bad 'vm' record", offset=off, path=path)
     try:
@@ -327,7 +337,13 @@ def _parse_vm(c, off, path):
     return {"vcpus": vcpus, "vcpu_ids": ids, "memory": slots, "kernel": kernel, "cache": cache}
 
 
-def _parse_records(f, n, path, img: _Image, on_mem):
+def _parse_records(
+    f: BinaryIO,
+    n: int,
+    path: StrPath | None,
+    img: _Image,
+    on_mem: Callable[[int, bytes, int], object],
+) -> None:
     """Decode and check the body's records (RECORDS) from f (positioned at the body).
 
     Fills img's config and registers; each "mem" record goes to on_mem(gpa, data, offset)
@@ -393,7 +409,7 @@ def _parse_records(f, n, path, img: _Image, on_mem):
                 raise ImageError("bad 'its' record: GITS_BASER", offset=off, path=path)
             idx = _int(r["index"], "ITS index", off, path, len(img.itses), len(img.itses))
             base = _int(r["base"], "ITS base", off, path)
-            regs = {x: _int(r[x], x, off, path) for x in ITS_REGS}
+            regs: dict[str, Any] = {x: _int(r[x], x, off, path) for x in ITS_REGS}
             regs["GITS_BASER"] = [_int(x, "GITS_BASER", off, path) for x in basers]
             img.itses.append((idx, base, regs, off))
         elif tag == "mem":
@@ -425,7 +441,7 @@ def _parse_records(f, n, path, img: _Image, on_mem):
         )
 
 
-def _open_source(src, path):
+def _open_source(src: ImageSource, path: StrPath | None) -> tuple[BinaryIO, int]:
     if isinstance(src, (bytes, bytearray, memoryview)):
         return io.BytesIO(src), len(src)
     try:
@@ -435,7 +451,7 @@ def _open_source(src, path):
         raise ImageError(f"cannot read: {e.strerror}", path=path) from None
 
 
-def parse_image(data, path=None) -> _Image:
+def parse_image(data: ImageSource, path: StrPath | None = None) -> _Image:
     """Check and decode an image (bytes, or a path); malformed input raises ImageError with a
     byte offset. Keeps every memory run (for comparisons and small images: see load_image)."""
     f, size = _open_source(data, path)
@@ -447,7 +463,7 @@ def parse_image(data, path=None) -> _Image:
     return img
 
 
-def _create_vm(img: _Image, path, budget=None):
+def _create_vm(img: _Image, path: StrPath | None, budget: "Budget | None" = None) -> "VM":
     from gictools.model.vm import VM
 
     c = img.vm
@@ -469,7 +485,7 @@ def _create_vm(img: _Image, path, budget=None):
     return vm
 
 
-def _write_run(vm, gpa, data, off, path):
+def _write_run(vm: "VM", gpa: int, data: bytes, off: int, path: StrPath | None) -> None:
     if not vm.memory.is_ram(gpa, len(data)):
         raise ImageError(
             f"memory run {gpa:#x}+{len(data):#x} is outside guest RAM",
@@ -492,18 +508,22 @@ class StepFailures:
     `walks` holds (ITS index, abi.v0.Inspection) of each RESTORE_TABLES walk.
     """
 
-    def __init__(self):
-        self.failures = []
-        self.walks = []
+    def __init__(self) -> None:
+        self.failures: list[tuple[str, int, str]] = []
+        self.walks: list[tuple[int, Inspection]] = []
 
 
-def _step_failed(fail, what, step, err, off, path):
+def _step_failed(
+    fail: StepFailures | None, what: str, step: str, err: int, off: int, path: StrPath | None
+) -> None:
     if fail is None:
         raise ImageError(what, step=step, errno=err, offset=off, path=path)
     fail.failures.append((step, err, what))
 
 
-def _restore_state(vm, img: _Image, path, fail: StepFailures | None = None):
+def _restore_state(
+    vm: "VM", img: _Image, path: StrPath | None, fail: StepFailures | None = None
+) -> "VM":
     """Steps 2.. of KVM's restore order (memory already written; see module doc).
 
     With fail (inspect mode) a failing step is recorded and the sequence goes on; the
@@ -544,7 +564,11 @@ def _restore_state(vm, img: _Image, path, fail: StepFailures | None = None):
 
 
 def build_vm(
-    img: _Image, path=None, *, restore: bool = True, budget: "Budget | None" = None
+    img: _Image,
+    path: StrPath | None = None,
+    *,
+    restore: bool = True,
+    budget: "Budget | None" = None,
 ) -> "VM":
     """A fresh VM from a parsed image, restored in KVM's order (see module doc).
 
@@ -559,13 +583,15 @@ def build_vm(
     return _restore_state(vm, img, path)
 
 
-def load_image_bytes(data: bytes, path=None, *, budget: "Budget | None" = None) -> "VM":
+def load_image_bytes(
+    data: bytes, path: StrPath | None = None, *, budget: "Budget | None" = None
+) -> "VM":
     return build_vm(parse_image(data, path), path, budget=budget)
 
 
 def stream_vm(
-    src,
-    path=None,
+    src: ImageSource,
+    path: StrPath | None = None,
     *,
     restore: bool = True,
     budget: "Budget | None" = None,
@@ -577,10 +603,10 @@ def stream_vm(
     fail: a StepFailures to run the restore sequence in inspect mode.
     progress(done, total): file bytes restored so far, after each memory run."""
     img = _Image()
-    state = {}
+    state: dict[str, VM] = {}
     size = 0
 
-    def on_mem(gpa, data, off):
+    def on_mem(gpa: int, data: bytes, off: int) -> None:
         vm = state.get("vm")
         if vm is None:
             vm = state["vm"] = _create_vm(img, path, budget)
@@ -601,7 +627,7 @@ def stream_vm(
     return vm, img
 
 
-def load_image(path, *, budget: "Budget | None" = None) -> "VM":
+def load_image(path: StrPath, *, budget: "Budget | None" = None) -> "VM":
     """A fresh VM restored from the image at path; ImageError on a malformed file (with a
     byte offset) or a failing restore step (with the step and KVM's errno).
 
@@ -610,7 +636,7 @@ def load_image(path, *, budget: "Budget | None" = None) -> "VM":
     return stream_vm(path, path, budget=budget)[0]
 
 
-def is_image(path) -> bool:
+def is_image(path: StrPath) -> bool:
     try:
         with open(path, "rb") as f:
             return f.read(len(MAGIC)) == MAGIC
@@ -623,12 +649,12 @@ def is_image(path) -> bool:
 _RAW_CHUNK = 1 << 20
 
 
-def save_raw(vm, path, base: int, size: int) -> int:
+def save_raw(vm: "VM", path: StrPath, base: int, size: int) -> int:
     """Write guest memory [base, base+size) as a flat binary, as QEMU's pmemsave does."""
     if size < 0 or not vm.memory.is_ram(base, size):
         raise ImageError(f"range {base:#x}+{size:#x} is not inside guest RAM", path=path)
 
-    def chunks():
+    def chunks() -> Iterator[bytes]:
         pos = 0
         while pos < size:
             n = min(_RAW_CHUNK, size - pos)
@@ -639,7 +665,7 @@ def save_raw(vm, path, base: int, size: int) -> int:
     return size
 
 
-def load_raw(vm, path, base: int) -> int:
+def load_raw(vm: "VM", path: StrPath, base: int) -> int:
     """Load a flat binary into guest memory at base; returns the number of bytes."""
     try:
         size = os.path.getsize(path)

@@ -60,7 +60,7 @@ def stack_distances(keys) -> np.ndarray:
     keys = keys.tolist() if isinstance(keys, np.ndarray) else list(keys)
     n = len(keys)
     tree = [0] * (n + 1)
-    last = {}
+    last: dict[int, int] = {}
     out = np.zeros(n, dtype=np.int64)
     live = 0  # marks in the tree: distinct keys so far
     for t, k in enumerate(keys, 1):
@@ -199,7 +199,7 @@ def plot(r, outdir, title="") -> list:
     """mrc.png (miss ratio by capacity) and footprint.png into outdir."""
     plt = plotting.pyplot()
     out = plotting.outdir(outdir)
-    files = []
+    files: list[str] = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
     lru = np.array(r["lru"], dtype=float)
     ax.step(lru[:, 0], lru[:, 1], where="post", label="LRU (exact)", color="C0")

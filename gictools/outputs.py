@@ -41,8 +41,14 @@ import signal
 import stat
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
-from gictools.errors import OutputError
+from gictools.errors import OutputError, StrPath
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 _TEMP_RE = re.compile(r"^\..+\.gictools-(\d+)-[0-9a-f]+\.tmp$")
 _CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -55,7 +61,7 @@ _handlers_installed = _atexit_registered = False
 # --- checks ------------------------------------------------------------------------------------
 
 
-def check_output(path, inputs=()) -> str:
+def check_output(path: StrPath, inputs: Iterable[StrPath | None] = ()) -> str:
     """Refuse an output path that cannot be written safely; returns "file" or "stream".
 
     Call it before any work: a directory, a block device, a socket, a missing parent
@@ -114,13 +120,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(directory) -> list[str]:
+def remove_stale_temps(directory: StrPath) -> list[str]:
     """Remove gictools temporary files in directory left by dead writers; returns their paths.
 
     Stale means: the PID in the name is not a live process here and nobody holds the
     file's lock (a writer in another PID namespace keeps its lock, so keeps its file)."""
     d = os.fspath(directory)
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(d))
     except OSError:
@@ -151,7 +157,7 @@ def remove_stale_temps(directory) -> list[str]:
 # --- signals and exit --------------------------------------------------------------------------
 
 
-def _remove_live_temps():
+def _remove_live_temps() -> None:
     me = os.getpid()
     for tmp, owner in list(_live.items()):
         if owner == me:
@@ -162,13 +168,13 @@ def _remove_live_temps():
             _live.pop(tmp, None)
 
 
-def _on_signal(signum, frame):
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     _remove_live_temps()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)  # die by the signal, as without the handler
 
 
-def _install_handlers():
+def _install_handlers() -> None:
     """Clean up at exit, and on SIGTERM/SIGHUP where nobody else handles them (signal
     handlers can only be set from the main thread)."""
     global _handlers_installed, _atexit_registered
@@ -196,7 +202,7 @@ class _Raw(io.FileIO):
         super().__init__(fd, "wb", closefd=True)
         self._user_path = user_path
 
-    def write(self, b):
+    def write(self, b: ReadableBuffer, /) -> int:
         try:
             return super().write(b)
         except OSError as e:
@@ -207,7 +213,7 @@ def _named(e: OSError, what: str, path: str) -> OSError:
     return OSError(e.errno, f"{what}: {e.strerror}", path)
 
 
-def temp_path(path) -> str:
+def temp_path(path: StrPath) -> str:
     """A fresh temporary name next to path, ``.NAME.gictools-PID-RANDOM.tmp``: hidden (so
     pyarrow.dataset and globs skip it) and known to remove_stale_temps."""
     d, name = os.path.split(os.fspath(path))
@@ -220,7 +226,9 @@ class AtomicOutput:
     `file` is a buffered binary file object; commit() publishes it, abort() drops it.
     As a context manager: commit on normal exit, abort on an exception."""
 
-    def __init__(self, path, *, inputs=(), buffering: int = 1 << 20):
+    def __init__(
+        self, path: StrPath, *, inputs: Iterable[StrPath | None] = (), buffering: int = 1 << 20
+    ) -> None:
         self.path = os.fspath(path)
         self.kind = check_output(self.path, inputs)
         self.tmp: str | None = None
@@ -279,7 +287,8 @@ class AtomicOutput:
                 raise _named(e, "cannot set the mode of the file next to it", self.path) from None
         return fd
 
-    def _drop_temp(self):
+    def _drop_temp(self) -> None:
+        assert self.tmp is not None
         try:
             os.unlink(self.tmp)
         except FileNotFoundError:
@@ -329,7 +338,12 @@ class AtomicOutput:
     def __enter__(self) -> AtomicOutput:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -350,7 +364,9 @@ def _fsync_dir(d: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path, chunks, *, inputs=()) -> int:
+def write_atomic(
+    path: StrPath, chunks: Iterable[bytes], *, inputs: Iterable[StrPath | None] = ()
+) -> int:
     """Write an iterable of bytes to path whole or not at all; returns the bytes written."""
     n = 0
     with AtomicOutput(path, inputs=inputs) as out:
@@ -361,7 +377,7 @@ def write_atomic(path, chunks, *, inputs=()) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path, *, inputs=()):
+def atomic_path(path: StrPath, *, inputs: Iterable[StrPath | None] = ()) -> Iterator[str]:
     """For writers that need a file name (pyarrow paths, splicing parts...): yields a path to
     write, which becomes `path` whole on a normal exit and disappears on an exception.
 
@@ -384,7 +400,7 @@ def atomic_path(path, *, inputs=()):
 
 
 @contextlib.contextmanager
-def scratch_path(directory, name: str = "scratch"):
+def scratch_path(directory: StrPath, name: str = "scratch") -> Iterator[str]:
     """A temporary file name in directory for intermediate data (e.g. parts to be joined):
     named, swept and removed on signals and at exit like AtomicOutput's, and removed when
     the block ends."""

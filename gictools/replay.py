@@ -335,7 +335,7 @@ class Replayer:
             self.reader = TraceReader(self.path)
         else:
             self._file = open(self.path, "rb")
-            self._file.raw.name = name  # errors name "<stdin>", not the spooled copy
+            self._file.raw.name = name  # type: ignore[attr-defined]  # errors name "<stdin>", not the spooled copy
             try:
                 self.reader = TraceReader(self._file)
             except BaseException:
@@ -962,9 +962,64 @@ def run_replayers(
     return reports
 
 
-def _replay_part(traces, policy, kernel, preset, host_cpus, part, names, meta, *, trace_names):
+def _replay_part(traces, policy, kernel, preset, host_cpus, part, names, meta, trace_names):
     rps = open_replayers(traces, [policy], kernel, preset, host_cpus, trace_names)
     return run_replayers(rps, part, policy_names=names, metadata=meta)
+
+
+def _part_worker(conn, task):
+    try:
+        result = ("ok", _replay_part(*task))
+    except BaseException as e:  # handed to the parent, raised there
+        result = ("error", e)
+    try:
+        conn.send(result)
+    except Exception as e:  # an exception that does not pickle
+        conn.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({e})")))
+    conn.close()
+
+
+def _in_fresh_processes(tasks, jobs):
+    """_replay_part(*task) for each task, at most jobs at a time, each in a process of its
+    own (forked from this thread alone: no pool threads, so no lock is inherited held)."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("fork")
+    results = [None] * len(tasks)
+    running = {}  # connection -> (index, process)
+    todo = list(enumerate(tasks))
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                i, task = todo.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_part_worker, args=(send, task), daemon=True)
+                proc.start()
+                send.close()
+                running[recv] = (i, proc)
+            for conn in wait(list(running)):
+                i, proc = running.pop(conn)
+                try:
+                    status, value = conn.recv()
+                except EOFError:
+                    status, value = (
+                        "error",
+                        RuntimeError(
+                            f"replay worker for policy {tasks[i][1]} died (exit {proc.exitcode})"
+                        ),
+                    )
+                conn.close()
+                proc.join()
+                if status == "error":
+                    raise value
+                results[i] = value
+    finally:
+        for conn, (_, proc) in running.items():
+            proc.terminate()
+            proc.join()
+            conn.close()
+    return results
 
 
 def _run_parallel(replayers, out, jobs):
@@ -972,7 +1027,6 @@ def _run_parallel(replayers, out, jobs):
     its own (so a process holds one policy's state and at most one compiled kernel) and
     writes a part file; the parts' row groups are then joined into out without re-encoding
     (gictools.stats.splice). Same rows per policy as one process."""
-    import multiprocessing
     import tempfile
     from contextlib import ExitStack
 
@@ -995,17 +1049,11 @@ def _run_parallel(replayers, out, jobs):
     with ExitStack() as stack:
         name = os.path.basename(out)
         parts = [stack.enter_context(scratch_path(d, f"{name}.part{i}")) for i in range(n)]
-        pool = multiprocessing.get_context("fork").Pool(min(jobs, n), maxtasksperchild=1)
-        with pool:
-            pending = [
-                pool.apply_async(
-                    _replay_part,
-                    (traces, pol, rp0.kernel, rp0.preset, rp0.host_cpus, part, names, meta),
-                    {"trace_names": trace_names},
-                )
-                for pol, part in zip(rp0.policy_args, parts)
-            ]
-            per_policy = [p.get() for p in pending]
+        tasks = [
+            (traces, pol, rp0.kernel, rp0.preset, rp0.host_cpus, part, names, meta, trace_names)
+            for pol, part in zip(rp0.policy_args, parts)
+        ]
+        per_policy = _in_fresh_processes(tasks, min(jobs, n))
         with atomic_path(out, inputs=traces) as tmp:
             splice(parts, tmp)
     reports = []

@@ -1,6 +1,8 @@
 """Human-readable text for replay summaries and trace listings (kept out of the CLI and model)."""
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +49,7 @@ def render_table(head: list, body: list, *, fancy: bool | None = None) -> str:
 
 def summary_table(reports, *, fancy: bool | None = None) -> str:
     """Policies side by side: events, MSIs, commands, errors, cache outcomes, latency."""
-    rows = [
+    rows: list[tuple[str, Callable[[Any], str]]] = [
         ("events", lambda r: _fmt(r.events)),
         ("MSIs", lambda r: _fmt(r.msis)),
         ("  delivered (ret 1)", lambda r: _fmt(r.delivered)),
@@ -64,10 +66,10 @@ def summary_table(reports, *, fancy: bool | None = None) -> str:
     ]
     codes = sorted({c for r in reports for c in r.msi_errors})
     for c in codes:
-        rows.append((f"MSI {R.error_name(c)}", lambda r, c=c: _fmt(r.msi_errors.get(c, 0))))
+        rows.append((f"MSI {R.error_name(c)}", lambda r, c=c: _fmt(r.msi_errors.get(c, 0))))  # type: ignore[misc]
     codes = sorted({c for r in reports for c in r.command_errors})
     for c in codes:
-        rows.append((f"cmd {R.error_name(c)}", lambda r, c=c: _fmt(r.command_errors.get(c, 0))))
+        rows.append((f"cmd {R.error_name(c)}", lambda r, c=c: _fmt(r.command_errors.get(c, 0))))  # type: ignore[misc]
     head = ["policy"] + [r.policy for r in reports]
     body = [[name] + [f(r) for r in reports] for name, f in rows]
     return render_table(head, body, fancy=fancy)
@@ -324,7 +326,7 @@ def _msi_line(t, inj, its, dev, ev):
 
 def _record_json(rec) -> dict:
     tag = rec[0]
-    d = {"type": F.TAG_NAMES[tag]}
+    d: dict[str, Any] = {"type": F.TAG_NAMES[tag]}
     if tag == F.MSI_BLOCK:
         _, n, its, ts, dev, ev, inj = rec
         d.update(

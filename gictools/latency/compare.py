@@ -271,7 +271,7 @@ def plot(results, outdir, trace=None) -> list:
     extra; the CLI checks before the work); returns the files written."""
     plt = plotting.pyplot()
     out = plotting.outdir(outdir)
-    files = []
+    files: list[str] = []
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k, r in enumerate(results):
@@ -280,11 +280,11 @@ def plot(results, outdir, trace=None) -> list:
         y = np.arange(1, len(lat) + 1) / len(lat)
         (line,) = ax.plot(lat, y, linestyle=ls, label=r["preset"], lw=1.6)
         for q, m in ((0.5, "o"), (0.99, "^")):
-            x = float(np.percentile(lat, q * 100))
-            ax.plot([x], [q], marker=m, color=line.get_color(), ms=7, mfc="none", ls="none")
+            xq = float(np.percentile(lat, q * 100))
+            ax.plot([xq], [q], marker=m, color=line.get_color(), ms=7, mfc="none", ls="none")
             ax.annotate(
-                f"p{int(q * 100)} {x:,.0f}",
-                (x, q),
+                f"p{int(q * 100)} {xq:,.0f}",
+                (xq, q),
                 textcoords="offset points",
                 xytext=(6, -12 - 10 * k),
                 fontsize=7,

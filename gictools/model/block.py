@@ -31,6 +31,14 @@ class BlockResult:
         "victim_device",
         "victim_event",
     )
+    outcome: np.ndarray  # Outcome codes (int8)
+    intid: np.ndarray
+    vcpu: np.ndarray
+    error: np.ndarray
+    entries: np.ndarray  # cache entries after each event (int32)
+    victim_index: np.ndarray
+    victim_device: np.ndarray
+    victim_event: np.ndarray
 
 
 def _unique(keys):

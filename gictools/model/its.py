@@ -5,9 +5,21 @@ dict of handlers (gictools.model.commands), table lookups check_id /
 check_event_id as the kernel does. Nothing here raises for guest input.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from gictools import regs as R
 from gictools.abi import entries as E
+from gictools.bits import Field
+from gictools.model.lpi import LPI
 from gictools.model.memory import PAGE_MASK, GuestFault
+
+if TYPE_CHECKING:
+    from gictools.abi.v0 import Inspection
+    from gictools.model.cache import CachePolicy
+    from gictools.model.vm import VM
 
 COLLECTION_NOT_MAPPED = 0xFFFF_FFFF
 BASER_INITIAL = {
@@ -41,7 +53,7 @@ _CREADR_OFFSET = R.GITS_CREADR_LAYOUT["Offset"]
 SZ_64K = 0x10000
 
 
-def _valid(reg) -> bool:
+def _valid(reg: int) -> bool:
     """The Valid bit of a GITS_BASER<n> or GITS_CBASER value (bit 63 in both)."""
     return bool(_B["Valid"].get(reg))
 
@@ -49,27 +61,27 @@ def _valid(reg) -> bool:
 class Device:
     __slots__ = ("device_id", "itt_addr", "num_eventid_bits", "ites")
 
-    def __init__(self, device_id, itt_addr, num_eventid_bits):
+    def __init__(self, device_id: int, itt_addr: int, num_eventid_bits: int) -> None:
         self.device_id = device_id
         self.itt_addr = itt_addr
         self.num_eventid_bits = num_eventid_bits
-        self.ites = {}  # EventID -> ITE
+        self.ites: dict[int, ITE] = {}  # EventID -> ITE
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Device({self.device_id}, itt={self.itt_addr:#x}, bits={self.num_eventid_bits})"
 
 
 class Collection:
     __slots__ = ("icid", "target")
 
-    def __init__(self, icid, target):
+    def __init__(self, icid: int, target: int) -> None:
         self.icid, self.target = icid, target  # target: raw RDbase, or COLLECTION_NOT_MAPPED
 
     @property
-    def mapped(self):
+    def mapped(self) -> bool:
         return self.target != COLLECTION_NOT_MAPPED
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         t = "unmapped" if self.target == COLLECTION_NOT_MAPPED else self.target
         return f"Collection({self.icid}, target={t})"
 
@@ -77,33 +89,33 @@ class Collection:
 class ITE:
     __slots__ = ("event_id", "collection", "lpi")
 
-    def __init__(self, event_id, collection, lpi):
+    def __init__(self, event_id: int, collection: Collection | None, lpi: LPI) -> None:
         self.event_id, self.collection, self.lpi = event_id, collection, lpi
 
 
 # --- register sanitisation (vgic_sanitise_its_baser / _cbaser, vgic-mmio-v3.c) --------------
 
 
-def sanitise_shareability(value, field):
+def sanitise_shareability(value: int, field: Field) -> int:
     # OuterShareable -> InnerShareable (vgic_sanitise_shareability)
     if field.get(value) == R.GIC_BASER_OuterShareable:
         value = field.put(value, R.GIC_BASER_InnerShareable)
     return value
 
 
-def sanitise_inner_cache(value, field):
+def sanitise_inner_cache(value: int, field: Field) -> int:
     if field.get(value) in (R.GIC_BASER_CACHE_nCnB, R.GIC_BASER_CACHE_nC):
         value = field.put(value, R.GIC_BASER_CACHE_RaWb)
     return value
 
 
-def sanitise_outer_cache(value, field):
+def sanitise_outer_cache(value: int, field: Field) -> int:
     if field.get(value) not in (R.GIC_BASER_CACHE_SameAsInner, R.GIC_BASER_CACHE_nC):
         value = field.put(value, R.GIC_BASER_CACHE_SameAsInner)
     return value
 
 
-def _sanitise_cbaser(v):
+def _sanitise_cbaser(v: int) -> int:
     v = sanitise_shareability(v, _C["Shareability"])
     v = sanitise_inner_cache(v, _C["InnerCache"])
     v = sanitise_outer_cache(v, _C["OuterCache"])
@@ -111,14 +123,14 @@ def _sanitise_cbaser(v):
     return _C["PA"].put(v, _C["PA"].get(v) & ~0xF)
 
 
-def _sanitise_baser(v):
+def _sanitise_baser(v: int) -> int:
     v = sanitise_shareability(v, _B["Shareability"])
     v = sanitise_inner_cache(v, _B["InnerCache"])
     v = sanitise_outer_cache(v, _B["OuterCache"])
     return _B["Page_Size"].put(v, R.GITS_BASER_PAGE_SIZE_64K)
 
 
-def _merge(old, value, offset, size):
+def _merge(old: int, value: int, offset: int, size: int) -> int:
     """update_64bit_reg: a 32-bit access writes the half the offset names."""
     if size == 8:
         return value & 0xFFFF_FFFF_FFFF_FFFF
@@ -127,16 +139,22 @@ def _merge(old, value, offset, size):
     return (old & ~0xFFFF_FFFF) | (value & 0xFFFF_FFFF)
 
 
-def _extract(value, offset, size):
+def _extract(value: int, offset: int, size: int) -> int:
     if size == 8:
         return value
     return (value >> 32) & 0xFFFF_FFFF if offset & 4 else value & 0xFFFF_FFFF
 
 
+_ReadFn = Callable[["ITS", int, int], int]
+_WriteFn = Callable[["ITS", int, int, int], int]
+# (offset, length, name, access sizes, read, guest write, userspace write or None)
+_Register = tuple[int, int, str, tuple[int, ...], _ReadFn, _WriteFn, _WriteFn | None]
+
+
 class ITS:
     """A vITS at `base`; `cache` is its translation-cache policy object (maybe VM-shared)."""
 
-    def __init__(self, vm, index, base, cache):
+    def __init__(self, vm: VM, index: int, base: int, cache: CachePolicy) -> None:
         self.vm = vm
         self.index = index
         self.base = base
@@ -149,24 +167,28 @@ class ITS:
         self.cwriter = 0
         self.baser = [0] * R.GITS_BASER_NR_REGS
         self.baser[0], self.baser[1] = BASER_INITIAL[0], BASER_INITIAL[1]
-        self.devices = {}  # DeviceID -> Device: the first of KVM's device list with that ID
+        self.devices: dict[
+            int, Device
+        ] = {}  # DeviceID -> Device: the first of KVM's device list with that ID
         # Devices behind a live one with the same DeviceID, in list order (a restored DTE
         # duplicating a live DeviceID: vgic_its_restore_dte appends, find_its_device returns
         # the first match, so these are invisible until the one in front is freed).
-        self.shadowed = []
-        self.collections = {}  # ICID -> Collection, in creation order
-        self.command_hook = None  # callable(raw32, error) after each queued command
-        self.last_error = 0
+        self.shadowed: list[Device] = []
+        self.collections: dict[int, Collection] = {}  # ICID -> Collection, in creation order
+        self.command_hook: Callable[[bytes, int], object] | None = (
+            None  # callable(raw32, error) after each queued command
+        )
+        self.last_error: int | None = 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ITS({self.index}, base={self.base:#x}, enabled={self.enabled})"
 
     # --- cache invalidation at this ITS's call sites (scope is the policy's) --------------
-    def invalidate_cache(self):
+    def invalidate_cache(self) -> None:
         self.cache.invalidate()
 
     # --- table geometry (vgic_its_check_id) ---------------------------------------------------
-    def check_id(self, baser_index, id_):
+    def check_id(self, baser_index: int, id_: int) -> int | None:
         """GPA of the entry for id_ in BASER<n>'s table, or None (vgic_its_check_id)."""
         baser = self.baser[baser_index]
         btype = _B["Type"].get(baser)
@@ -203,7 +225,7 @@ class ITS:
             return None
         return gpa
 
-    def check_event_id(self, device, event_id):
+    def check_event_id(self, device: Device, event_id: int) -> bool:
         """vgic_its_check_event_id: in the device's EventID range and its ITE in RAM."""
         if event_id >= 1 << device.num_eventid_bits:
             return False
@@ -211,22 +233,22 @@ class ITS:
         return self.vm.memory.is_ram(gpa & ~PAGE_MASK, 1)
 
     # --- lookups -----------------------------------------------------------------------
-    def find_ite(self, device_id, event_id):
+    def find_ite(self, device_id: int, event_id: int) -> ITE | None:
         dev = self.devices.get(device_id)
         return None if dev is None else dev.ites.get(event_id)
 
-    def collection_vcpu(self, coll):
+    def collection_vcpu(self, coll: Collection | None) -> int | None:
         """collection_to_vcpu: the vCPU index a mapped collection targets, or None."""
         if coll is None or coll.target == COLLECTION_NOT_MAPPED:
             return None
         return self.vm.vcpu_from_rdbase(coll.target)
 
-    def all_devices(self) -> list:
+    def all_devices(self) -> list[Device]:
         """Every device on KVM's list: the visible ones, then the shadowed duplicates."""
         return [*self.devices.values(), *self.shadowed]
 
     # --- object lifetime (allocations count against the VM's budget: -ENOMEM) -----------------
-    def alloc_device(self, device_id, itt_addr, num_eventid_bits):
+    def alloc_device(self, device_id: int, itt_addr: int, num_eventid_bits: int) -> Device | None:
         """vgic_its_alloc_device: a new device appended to the list, or None (-ENOMEM).
 
         A DeviceID already live stays in front (find_its_device returns the first match)."""
@@ -245,16 +267,18 @@ class ITS:
         """vgic_its_alloc_ite would succeed (the VM's ITE budget is not spent)."""
         return self.vm.nr_ites < self.vm.budget.max_ites
 
-    def add_ite(self, device, event_id, collection, lpi):
+    def add_ite(
+        self, device: Device, event_id: int, collection: Collection | None, lpi: LPI
+    ) -> None:
         device.ites[event_id] = ITE(event_id, collection, lpi)
         self.vm.nr_ites += 1
 
-    def free_ite(self, device, ite):
+    def free_ite(self, device: Device, ite: ITE) -> None:
         del device.ites[ite.event_id]
         self.vm.nr_ites -= 1
         self.vm.put_lpi(ite.lpi)
 
-    def free_device(self, device):
+    def free_device(self, device: Device) -> None:
         """vgic_its_free_device: drop every ITE, invalidate, unlink the device.
 
         Freeing the visible device of a DeviceID uncovers the next shadowed one."""
@@ -271,12 +295,12 @@ class ITS:
         else:
             self.shadowed = [d for d in self.shadowed if d is not device]
 
-    def free_devices(self):
+    def free_devices(self) -> None:
         """vgic_its_free_device_list: every device, one cache invalidation each."""
         for dev in self.all_devices():
             self.free_device(dev)
 
-    def free_collection(self, icid):
+    def free_collection(self, icid: int) -> None:
         """vgic_its_free_collection: ITEs of this ITS lose their collection."""
         coll = self.collections.pop(icid, None)
         if coll is None:
@@ -286,12 +310,12 @@ class ITS:
                 if ite.collection is coll:
                     ite.collection = None
 
-    def free_collections(self):
+    def free_collections(self) -> None:
         for icid in list(self.collections):
             self.free_collection(icid)
 
     # --- MSI slow path (vgic_its_resolve_lpi + vgic_its_trigger_msi) ---------------------------
-    def resolve_lpi(self, device_id, event_id):
+    def resolve_lpi(self, device_id: int, event_id: int) -> tuple[int, LPI | None]:
         """(error, lpi): the translation without side effects (vgic_its_resolve_lpi, no fill)."""
         if not self.enabled:
             return -R.EBUSY, None
@@ -306,23 +330,24 @@ class ITS:
             return -R.EBUSY, None
         return 0, ite.lpi
 
-    def trigger_msi(self, device_id, event_id):
+    def trigger_msi(self, device_id: int, event_id: int) -> tuple[int, LPI | None, int | None]:
         """vgic_its_trigger_msi: translate, fill the cache, latch pending. Returns (err, lpi, outcome)."""
         err, lpi = self.resolve_lpi(device_id, event_id)
         if err:
             return err, None, None
+        assert lpi is not None  # resolve_lpi returns an LPI with error 0
         outcome = self.cache.fill(self.doorbell, device_id, event_id, lpi)
         lpi.pending = True
         return 0, lpi, outcome
 
     # --- command queue (vgic_its_process_commands) ------------------------------------------------
-    def queue_size(self):
+    def queue_size(self) -> int:
         return (_C["Size"].get(self.cbaser) + 1) * 4096
 
-    def queue_base(self):
+    def queue_base(self) -> int:
         return _C["PA"].in_place(self.cbaser) & ~(SZ_64K - 1)
 
-    def process_commands(self):
+    def process_commands(self) -> None:
         if not self.enabled or not _valid(self.cbaser):
             return
         size = self.queue_size()
@@ -363,11 +388,11 @@ class ITS:
         return err
 
     # --- registers (its_registers[]) ---------------------------------------------------------
-    def _read_ctlr(self, off, size):
+    def _read_ctlr(self, off: int, size: int) -> int:
         v = R.GITS_CTLR_QUIESCENT if self.creadr == self.cwriter else 0
         return v | (R.GITS_CTLR_ENABLE if self.enabled else 0)
 
-    def _write_ctlr(self, off, size, value):
+    def _write_ctlr(self, off: int, size: int, value: int) -> int:
         # vgic_mmio_write_its_ctlr
         if (
             not self.enabled
@@ -381,15 +406,15 @@ class ITS:
         self.process_commands()
         return 0
 
-    def iidr(self):
+    def iidr(self) -> int:
         return R.GITS_IIDR_LAYOUT.encode(
             Implementer=R.IMPLEMENTER_ARM, Revision=self.abi_rev, ProductID=R.PRODUCT_ID_KVM
         )
 
-    def _read_iidr(self, off, size):
+    def _read_iidr(self, off: int, size: int) -> int:
         return self.iidr()
 
-    def _uaccess_write_iidr(self, off, size, value):
+    def _uaccess_write_iidr(self, off: int, size: int, value: int) -> int:
         # vgic_mmio_uaccess_write_its_iidr
         from gictools.abi import ABIS
 
@@ -400,13 +425,13 @@ class ITS:
         ABIS[rev].commit(self)
         return 0
 
-    def _read_typer(self, off, size):
+    def _read_typer(self, off: int, size: int) -> int:
         return _extract(R.KVM_GITS_TYPER, off, size)
 
-    def _read_cbaser(self, off, size):
+    def _read_cbaser(self, off: int, size: int) -> int:
         return _extract(self.cbaser, off, size)
 
-    def _write_cbaser(self, off, size, value):
+    def _write_cbaser(self, off: int, size: int, value: int) -> int:
         if self.enabled:
             return 0
         self.cbaser = _sanitise_cbaser(_merge(self.cbaser, value, off, size))
@@ -414,10 +439,10 @@ class ITS:
         self.cwriter = 0
         return 0
 
-    def _read_cwriter(self, off, size):
+    def _read_cwriter(self, off: int, size: int) -> int:
         return _extract(self.cwriter, off, size)
 
-    def _write_cwriter(self, off, size, value):
+    def _write_cwriter(self, off: int, size: int, value: int) -> int:
         reg = _CWRITER_OFFSET.in_place(_merge(self.cwriter, value, off, size))
         if reg >= self.queue_size():
             return 0
@@ -425,10 +450,10 @@ class ITS:
         self.process_commands()
         return 0
 
-    def _read_creadr(self, off, size):
+    def _read_creadr(self, off: int, size: int) -> int:
         return _extract(self.creadr, off, size)
 
-    def _uaccess_write_creadr(self, off, size, value):
+    def _uaccess_write_creadr(self, off: int, size: int, value: int) -> int:
         if self.enabled:
             return -R.EBUSY
         reg = _CREADR_OFFSET.in_place(_merge(self.creadr, value, off, size))
@@ -437,11 +462,11 @@ class ITS:
         self.creadr = reg
         return 0
 
-    def _read_baser(self, off, size):
+    def _read_baser(self, off: int, size: int) -> int:
         n = ((off - R.GITS_BASER) >> 3) & 7
         return _extract(self.baser[n] if n < 2 else 0, off, size)
 
-    def _write_baser(self, off, size, value):
+    def _write_baser(self, off: int, size: int, value: int) -> int:
         # vgic_mmio_write_its_baser
         n = ((off - R.GITS_BASER) >> 3) & 7
         if self.enabled or n >= 2:
@@ -466,14 +491,14 @@ class ITS:
                 self.free_collections()
         return 0
 
-    def _read_idreg(self, off, size):
+    def _read_idreg(self, off: int, size: int) -> int:
         return ID_REGS.get(off, 0)
 
-    def _ignore(self, off, size, value):
+    def _ignore(self, off: int, size: int, value: int) -> int:
         return 0
 
     # (offset, length, name, access sizes, read, guest write, userspace write or None)
-    REGISTERS = (
+    REGISTERS: tuple[_Register, ...] = (
         (R.GITS_CTLR, 4, "GITS_CTLR", (4,), _read_ctlr, _write_ctlr, None),
         (R.GITS_IIDR, 4, "GITS_IIDR", (4,), _read_iidr, _ignore, _uaccess_write_iidr),
         (R.GITS_TYPER, 8, "GITS_TYPER", (4, 8), _read_typer, _ignore, None),
@@ -485,7 +510,7 @@ class ITS:
     )
 
     @classmethod
-    def find_register(cls, offset):
+    def find_register(cls, offset: int) -> _Register | None:
         for row in cls.REGISTERS:
             if row[0] <= offset < row[0] + row[1]:
                 return row
@@ -506,7 +531,7 @@ class ITS:
 
     # --- userspace register access (KVM_DEV_ARM_VGIC_GRP_ITS_REGS, vgic_its_attr_regs_access) --
     @staticmethod
-    def register_offset(reg) -> int:
+    def register_offset(reg: str | int) -> int:
         if isinstance(reg, int):
             return reg
         name = reg.upper()
@@ -517,7 +542,7 @@ class ITS:
             raise ValueError(f"unknown ITS register {reg!r}")
         return off
 
-    def _uaccess_row(self, offset):
+    def _uaccess_row(self, offset: int) -> tuple[_Register | None, int]:
         align = 4 if offset < 8 or offset >= R.GITS_IDREGS_BASE else 8
         if offset & (align - 1):
             return None, -R.EINVAL
@@ -526,7 +551,7 @@ class ITS:
             return None, -R.ENXIO
         return row, 0
 
-    def read_reg(self, reg) -> int:
+    def read_reg(self, reg: str | int) -> int:
         """Userspace read of a register by name or offset; the whole register."""
         off = self.register_offset(reg)
         row, err = self._uaccess_row(off)
@@ -534,7 +559,7 @@ class ITS:
             raise ValueError(f"ITS register offset {off:#x}: errno {-err}")
         return row[4](self, off, 4 if 4 in row[3] and 8 not in row[3] else 8)
 
-    def write_reg(self, reg, value: int) -> int:
+    def write_reg(self, reg: str | int, value: int) -> int:
         """Userspace write (restore path): 0 or -errno, as the KVM device attribute."""
         off = self.register_offset(reg)
         row, err = self._uaccess_row(off)
@@ -545,7 +570,7 @@ class ITS:
         return fn(self, off, size, value & ((1 << (8 * size)) - 1))
 
     # --- device control (KVM_DEV_ARM_VGIC_GRP_CTRL) ---------------------------------------------
-    def reset(self):
+    def reset(self) -> int:
         """KVM_DEV_ARM_ITS_CTRL_RESET (vgic_its_reset)."""
         self.baser[0] &= ~_BASER_VALID
         self.baser[1] &= ~_BASER_VALID
@@ -560,7 +585,7 @@ class ITS:
 
         return ABIS[self.abi_rev].save(self)
 
-    def restore_tables(self, find=None) -> int:
+    def restore_tables(self, find: Inspection | None = None) -> int:
         """KVM_DEV_ARM_ITS_RESTORE_TABLES; with find (an abi.v0.Inspection) the walk only
         inspects: every problem recorded, the VM left unchanged."""
         from gictools.abi import ABIS

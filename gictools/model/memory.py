@@ -6,8 +6,12 @@ Memory costs one 4 KiB bytearray per page written, never per address named.
 """
 
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 
 from gictools.errors import ConfigError, GuestFault
+
+Journal = list[tuple[int, bytes, list[int]]]
+"""(gpa, old bytes, new page frame numbers) per write, oldest first."""
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -23,7 +27,7 @@ class MemoryBudgetExceeded(GuestFault):
     A GuestFault, so a caller that only knows faults stops as for one; the save/restore
     and image paths report it as -ENOMEM."""
 
-    def __init__(self, gpa, size, max_pages):
+    def __init__(self, gpa: int, size: int, max_pages: int) -> None:
         Exception.__init__(
             self,
             f"guest-physical write at {gpa:#x} (+{size}) needs more than the "
@@ -33,7 +37,9 @@ class MemoryBudgetExceeded(GuestFault):
 
 
 class GuestMemory:
-    def __init__(self, slots=DEFAULT_RAM, max_pages: int | None = None):
+    def __init__(
+        self, slots: Iterable[tuple[int, int]] = DEFAULT_RAM, max_pages: int | None = None
+    ) -> None:
         norm = []
         for base, size in slots:
             if (
@@ -55,19 +61,19 @@ class GuestMemory:
         # sorted, disjoint slot bases and ends: is_ram bisects instead of scanning every slot
         self._bases = [b for b, _ in norm]
         self._ends = [b + sz for b, sz in norm]
-        self.pages = {}  # page frame number -> bytearray(PAGE_SIZE)
+        self.pages: dict[int, bytearray] = {}  # page frame number -> bytearray(PAGE_SIZE)
         self.max_pages = max_pages  # None: unbounded
-        self.journal = None  # list of (gpa, old bytes, new pfns) while journaling
+        self.journal: Journal | None = None  # list of (gpa, old bytes, new pfns) while journaling
 
     # -- undo journal (all-or-nothing operations such as a restore) ---------------------
-    def begin_journal(self):
+    def begin_journal(self) -> None:
         self.journal = []
 
-    def end_journal(self):
+    def end_journal(self) -> Journal:
         journal, self.journal = self.journal, None
         return journal or []
 
-    def undo(self, journal):
+    def undo(self, journal: Journal) -> None:
         """Put back every byte a journal recorded, newest first; drop pages it created."""
         for gpa, old, new_pfns in reversed(journal):
             self.write(gpa, old)
@@ -83,12 +89,12 @@ class GuestMemory:
         i = bisect_right(self._bases, gpa) - 1
         return i >= 0 and gpa + size <= self._ends[i]
 
-    def slot_end(self, gpa: int):
+    def slot_end(self, gpa: int) -> int | None:
         """End of the RAM slot holding gpa, or None."""
         i = bisect_right(self._bases, gpa) - 1
         return self._ends[i] if i >= 0 and gpa < self._ends[i] else None
 
-    def _check(self, gpa, size):
+    def _check(self, gpa: int, size: int) -> None:
         if not self.is_ram(gpa, size):
             raise GuestFault(gpa, size)
 
@@ -106,7 +112,7 @@ class GuestMemory:
             size -= n
         return bytes(out)
 
-    def write(self, gpa: int, data) -> None:
+    def write(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
         data = memoryview(bytes(data))
         self._check(gpa, len(data))
         pages = self.pages
@@ -156,14 +162,14 @@ class GuestMemory:
         self.write(gpa, bytes((value & 0xFF,)))
 
     # -- whole-memory views, for images and comparisons ---------------------------------
-    def nonzero_pages(self):
+    def nonzero_pages(self) -> Iterator[tuple[int, bytes]]:
         """(gpa, bytes) of every page holding a non-zero byte, ascending."""
         for pfn in sorted(self.pages):
             page = self.pages[pfn]
             if any(page):
                 yield pfn << PAGE_SHIFT, bytes(page)
 
-    def nonzero_page_buffers(self):
+    def nonzero_page_buffers(self) -> Iterator[tuple[int, bytearray]]:
         """(gpa, page buffer) of every page holding a non-zero byte, ascending (no copies)."""
         for pfn in sorted(self.pages):
             page = self.pages[pfn]
@@ -175,6 +181,6 @@ class GuestMemory:
         m.pages = {pfn: bytearray(p) for pfn, p in self.pages.items()}
         return m
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[int, bytes]:
         """A comparable view: {pfn: bytes} of non-zero pages."""
         return {gpa >> PAGE_SHIFT: data for gpa, data in self.nonzero_pages()}

@@ -1,13 +1,17 @@
 """The VM: vCPUs (index vs id), redistributors, the LPI set, ITSes and MSI injection."""
 
+from __future__ import annotations
+
 from bisect import bisect_right
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from gictools import regs as R
+from gictools.bits import Layout
 from gictools.errors import ConfigError
 from gictools.model import kernel as K
 from gictools.model.budget import DEFAULT_BUDGET, Budget
-from gictools.model.cache import Outcome, policy_class
+from gictools.model.cache import CachePolicy, Outcome, policy_class
 from gictools.model.its import ITS
 from gictools.model.lpi import LPI
 from gictools.model.memory import DEFAULT_RAM, GuestFault, GuestMemory
@@ -25,18 +29,18 @@ class MsiResult(NamedTuple):
     intid: int | None
     vcpu: int | None
     cache: str  # hit / miss / miss-evict / bypass
-    victim: tuple | None = None
+    victim: tuple[int, int] | None = None
 
 
 class Redistributor:
     __slots__ = ("vcpu", "vcpu_id", "lpis_enabled", "pendbaser")
 
-    def __init__(self, vcpu, vcpu_id):
+    def __init__(self, vcpu: int, vcpu_id: int) -> None:
         self.vcpu, self.vcpu_id = vcpu, vcpu_id
         self.lpis_enabled = False  # GICR_CTLR.EnableLPIs (no RWP window modelled)
         self.pendbaser = R.GICR_PENDBASER_RESET  # PTZ kept as written, read as 0
 
-    def pending_table(self):
+    def pending_table(self) -> int:
         return _PEND["PA"].in_place(self.pendbaser)
 
 
@@ -47,12 +51,12 @@ class VM:
         self,
         vcpus: int = 1,
         *,
-        vcpu_ids=None,
+        vcpu_ids: Iterable[int] | None = None,
         kernel: str = K.DEFAULT_KERNEL,
-        memory=DEFAULT_RAM,
+        memory: Iterable[tuple[int, int]] = DEFAULT_RAM,
         cache: str | None = None,
         budget: Budget | None = None,
-    ):
+    ) -> None:
         if not isinstance(vcpus, int) or not 1 <= vcpus <= 4096:
             raise ConfigError(f"vcpus must be 1..4096, not {vcpus!r}")
         ids = list(range(vcpus)) if vcpu_ids is None else [int(i) for i in vcpu_ids]
@@ -71,16 +75,16 @@ class VM:
         self.nr_ites = 0
         self.redists = [Redistributor(i, vid) for i, vid in enumerate(ids)]
         self.propbaser = R.GICR_PROPBASER_RESET
-        self.lpis = {}  # INTID -> LPI, in creation order
-        self.itses = []
-        self._its_bases = []  # sorted frame bases, and the ITS of each (for its_at)
-        self._its_by_base = []
+        self.lpis: dict[int, LPI] = {}  # INTID -> LPI, in creation order
+        self.itses: list[ITS] = []
+        self._its_bases: list[int] = []  # sorted frame bases, and the ITS of each (for its_at)
+        self._its_by_base: list[ITS] = []
         self.cache_policy = cache or self.kernel.default_cache
         policy_class(self.cache_policy)
-        self._vm_cache = None
+        self._vm_cache: CachePolicy | None = None
 
     # --- vCPUs -----------------------------------------------------------------------------
-    def vcpu_from_rdbase(self, target: int):
+    def vcpu_from_rdbase(self, target: int) -> int | None:
         """collection_to_vcpu: the vCPU index a processor number names, or None."""
         if self.kernel.rdbase_is_vcpu_id:
             return self._index_of_id.get(target)  # kvm_get_vcpu_by_id (v6.7+)
@@ -90,7 +94,7 @@ class VM:
         """The processor number a guest writes in MAPC/MOVALL to name vCPU index `vcpu`."""
         return self.vcpu_ids[vcpu] if self.kernel.rdbase_is_vcpu_id else vcpu
 
-    def _vcpu(self, vcpu):
+    def _vcpu(self, vcpu: object) -> int:
         if not isinstance(vcpu, int) or not 0 <= vcpu < self.nr_vcpus:
             raise ValueError(f"no vCPU index {vcpu!r} (VM has {self.nr_vcpus})")
         return vcpu
@@ -125,7 +129,7 @@ class VM:
         self.propbaser = R.GICR_PROPBASER_RESET
         return its
 
-    def its_at(self, address: int):
+    def its_at(self, address: int) -> ITS | None:
         """The ITS whose 128 KiB frame holds address (kvm_io_bus_get_dev), or None."""
         # frames are disjoint: the candidate is the one with the highest base <= address
         i = bisect_right(self._its_bases, address) - 1
@@ -133,20 +137,20 @@ class VM:
             return self._its_by_base[i]
         return None
 
-    def _its(self, its):
+    def _its(self, its: ITS | int) -> ITS:
         if isinstance(its, ITS):
             return its
         if isinstance(its, int) and 0 <= its < len(self.itses):
             return self.itses[its]
         raise ValueError(f"no ITS {its!r}")
 
-    def caches(self):
+    def caches(self) -> list[CachePolicy]:
         """The distinct translation-cache objects of the VM."""
         if self._vm_cache is not None:
             return [self._vm_cache]
         return [its.cache for its in self.itses]
 
-    def invalidate_all_caches(self):
+    def invalidate_all_caches(self) -> None:
         """vgic_its_invalidate_all_caches (EnableLPIs 1->0): every ITS, or the VM list."""
         for c in self.caches():
             c.invalidate()
@@ -154,7 +158,7 @@ class VM:
     # --- MSI injection (KVM_SIGNAL_MSI -> kvm_send_userspace_msi -> vgic_its_inject_msi) ----------
     def signal_msi(
         self,
-        its,
+        its: ITS | int,
         device_id: int,
         event_id: int,
         *,
@@ -170,6 +174,7 @@ class VM:
         device_id &= 0xFFFF_FFFF
         event_id &= 0xFFFF_FFFF
         # vgic_its_inject_cached_translation: tried before DEVID flag and ITS resolution
+        cache: CachePolicy | None
         if self._vm_cache is not None:
             cache = self._vm_cache
         else:
@@ -193,15 +198,21 @@ class VM:
         if err:
             name = "bypass" if target_its.cache.name == "none" else Outcome.MISS_NOFILL.column
             return MsiResult(err if err < 0 else 0, err, None, None, name)
+        assert lpi is not None and outcome is not None  # translated: trigger_msi returns both
         return MsiResult(
-            1, 0, lpi.intid, lpi.target, Outcome(outcome).column, target_its.cache.last_victim
+            1,
+            0,
+            lpi.intid,
+            lpi.target,
+            Outcome(outcome).column,  # type: ignore[call-arg]  # value lookup, not __new__
+            target_its.cache.last_victim,
         )
 
     # --- LPIs (vgic_add_lpi, update_lpi_config, vgic_v3_lpi_sync_pending_status) --------------
     def max_lpis_propbaser(self) -> int:
         return 1 << min(_PROP["IDbits"].get(self.propbaser) + 1, R.INTERRUPT_ID_BITS_ITS)
 
-    def add_lpi(self, intid: int, target):
+    def add_lpi(self, intid: int, target: int | None) -> tuple[int, LPI | None]:
         """Get-or-create the LPI; a new one reads its config byte and imports its pending bit."""
         lpi = self.lpis.get(intid)
         if lpi is not None:
@@ -219,7 +230,7 @@ class VM:
         self.lpis[intid] = lpi
         return 0, lpi
 
-    def put_lpi(self, lpi):
+    def put_lpi(self, lpi: LPI) -> None:
         lpi.refs -= 1
         if lpi.refs <= 0:
             self.lpis.pop(lpi.intid, None)
@@ -227,7 +238,7 @@ class VM:
     def prop_byte_gpa(self, intid: int) -> int:
         return _PROP["PA"].in_place(self.propbaser) + intid - R.LPI_BASE_INTID
 
-    def update_lpi_config(self, lpi, filter_vcpu) -> int:
+    def update_lpi_config(self, lpi: LPI, filter_vcpu: int | None) -> int:
         """update_lpi_config: re-read the property byte; apply it if no filter or target matches."""
         try:
             prop = self.memory.read_u8(self.prop_byte_gpa(lpi.intid))
@@ -238,7 +249,7 @@ class VM:
             lpi.enabled = bool(prop & R.LPI_PROP_ENABLE)
         return 0
 
-    def _sync_pending_status(self, lpi) -> int:
+    def _sync_pending_status(self, lpi: LPI) -> int:
         """vgic_v3_lpi_sync_pending_status: import the bit and consume it in guest memory."""
         if lpi.target is None:
             return 0
@@ -253,13 +264,13 @@ class VM:
             return -R.EFAULT
         return 0
 
-    def _lpi_walk(self):
+    def _lpi_walk(self) -> list[LPI]:
         """The LPIs in the order the kernel walks them (list: creation; xarray: INTID)."""
         if self.kernel.lpi_creation_order:
             return list(self.lpis.values())
         return [self.lpis[i] for i in sorted(self.lpis)]
 
-    def copy_lpi_list(self, vcpu=None) -> list:
+    def copy_lpi_list(self, vcpu: int | None = None) -> list[int]:
         """vgic_copy_lpi_list: INTIDs, filtered by current target, in the kernel's walk order.
 
         v6.10 removed the function; its callers walk the xarray in INTID order, which is
@@ -272,7 +283,7 @@ class VM:
             if (vcpu is None or lpi.target == vcpu) and lpi.intid <= top
         ]
 
-    def invall(self, vcpu: int):
+    def invall(self, vcpu: int) -> None:
         """vgic_its_invall: re-read the config of every LPI targeting vcpu; errors ignored."""
         if self.kernel.copy_lpi_list:
             for intid in self.copy_lpi_list(vcpu):
@@ -281,7 +292,7 @@ class VM:
             for lpi in self._lpi_walk():  # reads every LPI's byte, applies to vcpu's
                 self.update_lpi_config(lpi, vcpu)
 
-    def _sync_pending_table(self, vcpu: int):
+    def _sync_pending_table(self, vcpu: int) -> int:
         """its_sync_lpi_pending_table (EnableLPIs 0->1): overwrite latches from the table."""
         base = self.redists[vcpu].pending_table()
         last_gpa, byte = None, 0
@@ -311,7 +322,7 @@ class VM:
         "GICR_INVALLR": R.GICR_INVALLR,
     }
 
-    def _redist_offset(self, reg):
+    def _redist_offset(self, reg: str | int) -> int:
         if isinstance(reg, int):
             return reg
         try:
@@ -319,7 +330,7 @@ class VM:
         except KeyError:
             raise ValueError(f"unknown redistributor register {reg!r}") from None
 
-    def read_redist_reg(self, vcpu: int, reg, size: int = 8) -> int:
+    def read_redist_reg(self, vcpu: int, reg: str | int, size: int = 8) -> int:
         rd = self.redists[self._vcpu(vcpu)]
         off = self._redist_offset(reg)
         base, hi = off & ~7, off & 4
@@ -344,7 +355,7 @@ class VM:
             v = (v >> 32) & 0xFFFF_FFFF if hi else v & 0xFFFF_FFFF
         return v
 
-    def write_redist_reg(self, vcpu: int, reg, value: int, size: int = 8) -> None:
+    def write_redist_reg(self, vcpu: int, reg: str | int, value: int, size: int = 8) -> None:
         """A guest (MMIO) write to vCPU's redistributor: GICR_CTLR, PROPBASER, PENDBASER, INV*."""
         rd = self.redists[self._vcpu(vcpu)]
         off = self._redist_offset(reg)
@@ -370,7 +381,7 @@ class VM:
         elif off == R.GICR_INVALLR and rd.lpis_enabled:
             self.invall(vcpu)
 
-    def _write_gicr_ctlr(self, rd, value):
+    def _write_gicr_ctlr(self, rd: Redistributor, value: int) -> None:
         if not self.itses:  # vgic_mmio_write_v3r_ctlr: needs an ITS
             return
         enable = bool(value & R.GICR_CTLR_ENABLE_LPIS)
@@ -383,7 +394,7 @@ class VM:
                 self._sync_pending_table(rd.vcpu)
 
     # --- observation ---------------------------------------------------------------------------
-    def pending_lpis(self, vcpu: int) -> list:
+    def pending_lpis(self, vcpu: int) -> list[int]:
         """Sorted INTIDs whose pending latch is set and that target vcpu."""
         self._vcpu(vcpu)
         return sorted(i for i, lpi in self.lpis.items() if lpi.pending and lpi.target == vcpu)
@@ -403,7 +414,7 @@ class VM:
         """The vCPU acknowledges (takes) the LPI: pending cleared. Returns deliverable-before."""
         was = self.deliverable(vcpu, intid)
         lpi = self.lpis.get(intid)
-        if was:
+        if was and lpi is not None:  # deliverable implies the LPI exists
             lpi.pending = False
         return was
 
@@ -413,7 +424,7 @@ class VM:
 
         return save_pending_tables(self)
 
-    def state(self) -> dict:
+    def state(self) -> dict[str, object]:
         """A comparable, plain-data view of the whole model state (for round-trip checks)."""
         return {
             "propbaser": self.propbaser,
@@ -454,7 +465,7 @@ class VM:
         }
 
 
-def _merge(old, value, off, size):
+def _merge(old: int, value: int, off: int, size: int) -> int:
     if size == 8:
         return value
     if off & 4:
@@ -462,7 +473,7 @@ def _merge(old, value, off, size):
     return (old & ~0xFFFF_FFFF) | value
 
 
-def _sanitise_table_base(v, layout):
+def _sanitise_table_base(v: int, layout: Layout) -> int:
     from gictools.model.its import sanitise_inner_cache, sanitise_outer_cache, sanitise_shareability
 
     v = sanitise_shareability(v, layout["Shareability"])

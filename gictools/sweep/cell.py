@@ -90,7 +90,7 @@ def closed_loop_elapsed_ns(path: Path) -> float | None:
     """Modelled time of the replay's MSIs with a preset: the injectors run closed loop
     (each issues its next MSI when the last completes), so the run ends when the busiest
     injector has spent the sum of its latencies. Streams the file batch by batch."""
-    busy = {}
+    busy: dict[int, int] = {}
     pf = pq.ParquetFile(path)
     for b in pf.iter_batches(columns=["op", "injector", "latency_ns"], batch_size=1 << 20):
         op = b.column(0)
@@ -175,12 +175,14 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
 def _predict_cell(cell: Cell) -> dict:
     from gictools.latency.predict import predict_lpi_stress
 
+    preset = cell.preset_obj
+    assert cell.workload is not None and preset is not None  # a predict cell has both
     v, d, e, i, routing = cell.workload
-    r = predict_lpi_stress(v, d, e, i, cell.preset_obj, routing=routing, host_cpus=cell.host_cpus)
+    r = predict_lpi_stress(v, d, e, i, preset, routing=routing, host_cpus=cell.host_cpus)
     return {
         "kind": "predict",
         "cache_policy": r.get("cache"),
-        "kernel_version": cell.preset_obj.kernel,
+        "kernel_version": preset.kernel,
         "events": r["injections"],
         "msis": r["injections"],
         "lookups": r["injections"],
@@ -205,7 +207,7 @@ def manifest_path(root: Path, cell: Cell) -> Path:
     return root / MANIFEST_DIR / f"{cell.cell_id}.json"
 
 
-def run_cell(cell: Cell, root: str) -> dict:
+def run_cell(cell: Cell, root: str | Path) -> dict:
     """Run and write one cell; returns {"status": "done" | "failed", ...}, never raises for
     a bad input (a failed cell must not stop the others)."""
     root = Path(root)

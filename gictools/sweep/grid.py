@@ -134,7 +134,7 @@ def _check_url(pattern):
 
 def expand_traces(patterns, base=None) -> list[Path]:
     """Glob patterns (relative to base) -> sorted unique absolute paths; each must match."""
-    found = []
+    found: list[Path] = []
     for pat in patterns:
         _check_url(pat)
         p = os.path.expanduser(str(pat))

@@ -235,7 +235,7 @@ def run_sweep(
     t0 = time.monotonic()
     results = {}
     state = Progress(total=len(cells))
-    ex = None
+    ex: DaskExecutor | LocalExecutor | None = None
     todo = []
     try:
         clean_temp_files(root)
@@ -284,8 +284,10 @@ def run_sweep(
             ex.abort()
         clean_temp_files(root)
         _settle_unfinished(root, [c for c in todo if c.partition not in results], results)
-        e.result = SweepResult(root, cells, results, _name(ex, scheduler), 0.0, True)
-        e.result.wall_s = time.monotonic() - t0
+        # the partial result travels with the interrupt (the CLI prints it)
+        result = SweepResult(root, cells, results, _name(ex, scheduler), 0.0, True)
+        result.wall_s = time.monotonic() - t0
+        e.result = result  # type: ignore[attr-defined]
         raise
     except BaseException:
         if ex is not None:

@@ -47,7 +47,7 @@ def group_latency(events: ds.Dataset, key: dict, qs=(0.5, 0.99)):
     flt = pc.field("op") == "msi"
     for k, v in key.items():
         flt = flt & (pc.field(k) == v)
-    acc = {}
+    acc: dict[int, int] = {}
     for batch in events.to_batches(columns=["latency_ns"], filter=flt):
         col = batch.column(0).drop_null().to_numpy()
         vals, cnt = np.unique(col, return_counts=True)
@@ -70,7 +70,7 @@ def _summarize(root) -> dict:
     if not cells:
         raise ConfigError(f"{root}: the dataset has no finished cells")
     events = None
-    groups = {}
+    groups: dict[tuple, list] = {}
     for c in cells:
         if c["kind"] == "replay":
             groups.setdefault(tuple(c[k] for k in GROUP), []).append(c)
@@ -161,13 +161,13 @@ def format_summary(s: dict) -> str:
     return "\n".join(out)
 
 
-def plot(s: dict, outdir) -> list[Path]:
+def plot(s: dict, outdir) -> list[str]:
     """Bar charts of hit rate and predicted LPIs/s per group (matplotlib, the plot extra)."""
     plt = plotting.pyplot()
     outdir = plotting.outdir(outdir)
     rows = [("/".join(r[k] for k in GROUP), r) for r in s["replay"]]
     rows += [(f"{r['preset']}/{r['trace']}", r) for r in s["predict"]]
-    files = []
+    files: list[str] = []
     for key, label, name in (
         ("hit_rate", "hit rate", "sweep-hit-rate.png"),
         ("lpis_per_sec", "predicted LPIs/s", "sweep-lpis.png"),

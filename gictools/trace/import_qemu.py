@@ -1270,8 +1270,8 @@ class Importer:
         "gicv3_its_badwrite": on_its_bad,
         "gicv3_its_translation_write": on_translation_write,
         "gicv3_its_process_command": on_process_command,
-        "gicv3_its_cmd_int": _devev("INT"),
-        "gicv3_its_cmd_clear": _devev("CLEAR"),
+        "gicv3_its_cmd_int": _devev("INT"),  # type: ignore[arg-type]  # class-body factory
+        "gicv3_its_cmd_clear": _devev("CLEAR"),  # type: ignore[arg-type]  # class-body factory
         "gicv3_its_cmd_discard": on_cmd_discard,
         "gicv3_its_cmd_sync": on_cmd_sync,
         "gicv3_its_cmd_mapd": on_cmd_mapd,

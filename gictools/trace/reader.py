@@ -18,7 +18,7 @@ by gictools.trace.format's checks, the writer's too.
 import os
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import msgpack
 
@@ -45,6 +45,16 @@ _LOOKS_LIKE = (
 _SNIFF = 16
 
 
+TraceInput = str | os.PathLike[str] | BinaryIO
+"""A trace file's path, or a binary file object to read it from."""
+Record = tuple[Any, ...]
+"""A validated record tuple (layouts: gictools.trace.format)."""
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
 class _ObjectTooLarge(Exception):
     pass
 
@@ -58,10 +68,10 @@ class _Source:
 
     __slots__ = ("f", "n", "pre", "obj_start", "bounded")
 
-    def __init__(self, f, pre=b"", bounded=True):
+    def __init__(self, f: _Readable, pre: bytes = b"", bounded: bool = True) -> None:
         self.f, self.n, self.pre, self.obj_start, self.bounded = f, 0, pre, 0, bounded
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1) -> bytes:
         if self.bounded and self.n - self.obj_start >= F.MAX_OBJECT:
             raise _ObjectTooLarge
         if size is None or size < 0:
@@ -81,20 +91,20 @@ class _Zstd:
     already; imported only for .zst input). Like _Gunzip, .error holds a damaged or cut
     stream's problem after handing over every byte that could be decompressed."""
 
-    def __init__(self, f):
+    def __init__(self, f: _Readable) -> None:
         import pyarrow as pa
 
         class _Raw:  # what pyarrow's PythonFile needs of the compressed input
             closed = False
             read = f.read
 
-            def close(self):
+            def close(self) -> None:
                 pass
 
-        self.error = None
+        self.error: str | None = None
         self.s = pa.CompressedInputStream(pa.PythonFile(_Raw(), mode="r"), "zstd")
 
-    def read(self, size):
+    def read(self, size: int) -> bytes:
         # in small pieces: pyarrow reports a cut stream instead of returning the bytes it
         # could decompress, and those bytes must reach the reader first
         out, n = [], 0
@@ -110,7 +120,7 @@ class _Zstd:
             n += len(piece)
         return b"".join(out)
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -121,7 +131,8 @@ class _Gunzip:
 
     __slots__ = ("f", "d", "tail", "error", "done")
 
-    def __init__(self, f):
+    def __init__(self, f: _Readable) -> None:
+        self.error: str | None
         self.f, self.d, self.tail, self.error, self.done = (
             f,
             zlib.decompressobj(31),
@@ -130,7 +141,7 @@ class _Gunzip:
             False,
         )
 
-    def read(self, size):
+    def read(self, size: int) -> bytes:
         out = []
         n = 0
         while n < size and not self.done:
@@ -163,7 +174,7 @@ class _Gunzip:
             n += len(chunk)
         return b"".join(out)
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -185,8 +196,10 @@ def _looks_like(head: bytes) -> str | None:
     return "binary data that does not start with a msgpack map"
 
 
-def _open(path_or_fileobj):
+def _open(path_or_fileobj: TraceInput) -> tuple[_Source, str | None, BinaryIO, bool, str | None]:
     """(source, name or None, file, owned, compression): gzip and zstd unwrapped by magic."""
+    f: BinaryIO
+    name: str | None
     if isinstance(path_or_fileobj, (str, bytes, os.PathLike)):
         f = open(path_or_fileobj, "rb")
         name, owned = os.fsdecode(path_or_fileobj), True
@@ -220,11 +233,12 @@ class TraceReader:
     (written before format 1.1, or streamed); events_read: events yielded so far. Both
     are for progress bars."""
 
-    def __init__(self, path_or_fileobj: str | os.PathLike | BinaryIO):
+    def __init__(self, path_or_fileobj: TraceInput) -> None:
         self.record_index = 0  # index of the record last yielded (0: the header)
         self.offset = 0  # byte offset of the record last yielded
         self.events_read = 0
         self._iterated = False
+        self._file: BinaryIO | None
         self._src, self.path, self._file, self._owned, self.compression = _open(path_or_fileobj)
         try:
             self._up = msgpack.Unpacker(
@@ -254,10 +268,16 @@ class TraceReader:
         c = self.counts
         self.events_total = None if c is None else c["records"] - c["msi_blocks"] + c["msis"]
 
-    def _error(self, what, record=None, offset=None, field=None):
+    def _error(
+        self,
+        what: str,
+        record: int | None = None,
+        offset: int | None = None,
+        field: str | None = None,
+    ) -> TraceFormatError:
         return TraceFormatError(what, record=record, offset=offset, field=field, path=self.path)
 
-    def _read_header(self):
+    def _read_header(self) -> dict[str, Any]:
         if self.compression is None:
             what = _looks_like(self._src.pre)
             if what is not None:
@@ -296,23 +316,23 @@ class TraceReader:
         if self._owned:
             f.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         self.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "TraceReader":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __iter__(self) -> Iterator[tuple]:
+    def __iter__(self) -> Iterator[Record]:
         if self._iterated:
             raise RuntimeError("a TraceReader iterates once; open another for a second pass")
         self._iterated = True
         return self._records()
 
     # --- the loop ----------------------------------------------------------------------
-    def _records(self):
+    def _records(self) -> Iterator[Record]:
         up, src = self._up, self._src
         tell = up.tell
         n_its, vcpus = self.n_itses, self.vcpus
@@ -363,19 +383,19 @@ class TraceReader:
             raise self._error(f"{err}; the records before this one are intact", i + 1, end)
 
 
-def _stream_error(src):
+def _stream_error(src: _Source) -> str | None:
     """A damaged or cut gzip/zstd stream's problem, if any."""
     return getattr(src.f, "error", None)
 
 
-def _truncated(src, end):
+def _truncated(src: _Source, end: int) -> str:
     err = _stream_error(src)
     return f"truncated: the file ends inside this record ({src.n - end} of its bytes present)" + (
         f" ({err})" if err else ""
     )
 
 
-def _describe(e):
+def _describe(e: BaseException) -> str:
     if isinstance(e, (msgpack.BufferFull, _ObjectTooLarge)):
         return f"an object larger than {F.MAX_BUFFER_SIZE >> 20} MiB"
     if isinstance(e, msgpack.ExtraData):
@@ -388,13 +408,13 @@ def _describe(e):
     )
 
 
-def read_header(path_or_fileobj) -> dict:
+def read_header(path_or_fileobj: TraceInput) -> dict[str, Any]:
     """The validated header of a trace."""
     with TraceReader(path_or_fileobj) as rd:
         return rd.header
 
 
-def count_records(path_or_fileobj) -> dict:
+def count_records(path_or_fileobj: TraceInput) -> dict[str, int]:
     """{tag name: records} and "events" (MSIs, block or single) over the whole trace."""
     counts = dict.fromkeys(F.TAG_NAMES.values(), 0)
     events = 0

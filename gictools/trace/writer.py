@@ -21,11 +21,14 @@ import sys
 import tempfile
 import zlib
 from array import array
-from typing import BinaryIO
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import IO, Any, BinaryIO
 
 import msgpack
 import numpy as np
 
+from gictools.errors import StrPath
 from gictools.outputs import AtomicOutput
 from gictools.trace import format as F
 
@@ -37,12 +40,12 @@ _SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 _CHUNK = 1 << 20
 
 
-def compression_for(name) -> str:
+def compression_for(name: StrPath) -> str:
     """The compression a file name asks for: gzip (.gz), zstd (.zst, .zstd) or none."""
     return _SUFFIXES.get(os.path.splitext(os.fspath(name))[1].lower(), "none")
 
 
-def _counts_bytes(records, msi_blocks, msis):
+def _counts_bytes(records: int, msi_blocks: int, msis: int) -> bytes:
     """The header's counts map in a fixed-width encoding (uint 64 each), so close() can
     write the final numbers over the placeholder without moving a byte."""
     out = [b"\x83"]
@@ -51,9 +54,18 @@ def _counts_bytes(records, msi_blocks, msis):
     return b"".join(out)
 
 
-def _num(v):
+def _num(v: Any) -> Any:
     """numpy integers as int (the format's checks take exact types); anything else as is."""
     return int(v) if isinstance(v, np.integer) else v
+
+
+_Column = np.ndarray | Sequence[int]
+"""An MSI_BLOCK column: a numpy integer array or a sequence of ints."""
+
+
+def _file(out: AtomicOutput | None) -> IO[bytes]:
+    assert out is not None  # a TraceWriter not on a stream has its AtomicOutput
+    return out.file
 
 
 class TraceWriter:
@@ -61,17 +73,23 @@ class TraceWriter:
 
     def __init__(
         self,
-        path: str | os.PathLike | BinaryIO,
-        vm: dict,
+        path: str | os.PathLike[str] | BinaryIO,
+        vm: dict[str, Any],
         source: str = "",
-        metadata: dict | None = None,
+        metadata: dict[str, Any] | None = None,
         *,
         compression: str | None = None,
-    ):
-        self._stream = None if isinstance(path, (str, bytes, os.PathLike)) else path
-        self.path = os.fsdecode(path) if self._stream is None else getattr(path, "name", None)
-        if compression is None:
-            compression = "none" if self._stream is not None else compression_for(self.path)
+    ) -> None:
+        self._stream: BinaryIO | None
+        self.path: str | None
+        if isinstance(path, (str, bytes, os.PathLike)):
+            self._stream, self.path = None, os.fsdecode(path)
+            if compression is None:
+                compression = compression_for(self.path)
+        else:
+            self._stream, self.path = path, getattr(path, "name", None)
+            if compression is None:
+                compression = "none"
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression {compression!r} is not one of {', '.join(COMPRESSIONS)}")
         self.compression = compression
@@ -96,7 +114,7 @@ class TraceWriter:
         self.records = 0  # records written, MSI_BLOCKs counted once each
         self.msi_blocks = 0
         self.events = 0  # MSIs written
-        self._b_its = None  # the pending block's ITS, None when no block pending
+        self._b_its: int | None = None  # the pending block's ITS, None when no block pending
         self._b_inj = False
         self._new_columns()
         pk = self._packer
@@ -107,19 +125,26 @@ class TraceWriter:
         self._counts_at = len(head)
         head += _counts_bytes(0, 0, 0)
         self._closed = False
-        self._out = None  # the AtomicOutput behind path (None when writing to a stream)
+        # the AtomicOutput behind path (None when writing to a stream)
+        self._out: AtomicOutput | None = None
         self._direct = False  # records go straight into the output's temporary file
-        if self._stream is None:
+        self._f: IO[bytes]
+        if self.path is not None and self._stream is None:
             self._out = AtomicOutput(self.path)
             self._direct = compression == "none" and self._out.kind == "file"
-        if self._direct:
+        if self._direct and self._out is not None:
             self._f = self._out.file
         else:  # finished at close(): compressed or copied into the output
-            d = None if self._stream is not None else os.path.dirname(os.path.abspath(self.path))
+            d = (
+                None
+                if self._stream is not None or self.path is None
+                else os.path.dirname(os.path.abspath(self.path))
+            )
             try:
                 self._f = tempfile.TemporaryFile(dir=d, buffering=_CHUNK)
             except OSError as e:
-                self._out and self._out.abort()
+                if self._out is not None:
+                    self._out.abort()
                 raise OSError(e.errno, e.strerror, self.path) from None
         try:
             self._f.write(head)
@@ -128,10 +153,15 @@ class TraceWriter:
             raise
 
     # --- context manager ---------------------------------------------------------------
-    def __enter__(self):
+    def __enter__(self) -> "TraceWriter":
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -151,11 +181,11 @@ class TraceWriter:
             f.seek(self._counts_at)
             f.write(_counts_bytes(self.records, self.msi_blocks, self.events))
             f.flush()
-            if self._direct:
+            if self._direct and self._out is not None:
                 self._out.commit()
             else:
                 f.seek(0)
-                dst = self._stream if self._stream is not None else self._out.file
+                dst = self._stream if self._stream is not None else _file(self._out)
                 _copy(f, dst, self.compression)
                 dst.flush()
                 f.close()
@@ -179,7 +209,7 @@ class TraceWriter:
                 self._out.abort()
 
     # --- MSIs --------------------------------------------------------------------------
-    def _new_columns(self):
+    def _new_columns(self) -> None:
         self._ts, self._dev, self._ev, self._inj = array("Q"), array("I"), array("I"), array("I")
         self._a_ts, self._a_dev = self._ts.append, self._dev.append
         self._a_ev, self._a_inj = self._ev.append, self._inj.append
@@ -213,7 +243,7 @@ class TraceWriter:
         if len(self._ts) >= F.MAX_BLOCK:
             self._flush_msis()
 
-    def _flush_msis(self):
+    def _flush_msis(self) -> None:
         if self._b_its is None:
             return
         cols = [self._ts, self._dev, self._ev] + ([self._inj] if self._b_inj else [])
@@ -234,7 +264,7 @@ class TraceWriter:
             )
         self._new_columns()
 
-    def _block(self, its, n, ts, dev, ev, inj):
+    def _block(self, its: int, n: int, ts: bytes, dev: bytes, ev: bytes, inj: bytes | None) -> None:
         rec = (F.MSI_BLOCK, n, its, ts, dev, ev, inj)
         F.check_msi_block(rec, self.n_itses, self.vcpus)
         self._f.write(self._packer.pack(rec))
@@ -242,7 +272,14 @@ class TraceWriter:
         self.msi_blocks += 1
         self.events += n
 
-    def msi_block(self, its: int, ts, dev, ev, inj=None) -> None:
+    def msi_block(
+        self,
+        its: int,
+        ts: _Column,
+        dev: _Column,
+        ev: _Column,
+        inj: _Column | None = None,
+    ) -> None:
         """A run of MSIs on one ITS from columns (numpy arrays or int sequences of equal
         length); written as MSI_BLOCK records of at most MAX_BLOCK events."""
         self._flush_msis()
@@ -271,7 +308,14 @@ class TraceWriter:
             self._t = int(ts[-1])
 
     # --- other records -------------------------------------------------------------------
-    def _record(self, check, tag, t_ns, injector, *fields):
+    def _record(
+        self,
+        check: Callable[[tuple[Any, ...], int, int], tuple[Any, ...]],
+        tag: int,
+        t_ns: int | None,
+        injector: int | None,
+        *fields: Any,
+    ) -> None:
         """Checks the record with the format's validation, then writes it."""
         self._flush_msis()
         if t_ns is None:
@@ -332,7 +376,7 @@ class TraceWriter:
         self._record(F.check_ctrl, F.CTRL, t_ns, injector, op, _num(its), _num(ret))
 
     def expect(
-        self, kind: str, args: dict, t_ns: int | None = None, injector: int | None = None
+        self, kind: str, args: dict[str, Any], t_ns: int | None = None, injector: int | None = None
     ) -> None:
         """An expectation on model state (F.EXPECT_KINDS; other kinds are written as given)."""
         args = dict(args) if isinstance(args, dict) else args
@@ -351,7 +395,7 @@ def _umask() -> int:
     return m
 
 
-def _copy(src, dst, compression):
+def _copy(src: IO[bytes], dst: IO[bytes], compression: str) -> None:
     """src's bytes into dst, compressed as asked."""
     if compression == "zstd":
         import pyarrow as pa  # a dependency already: its zstd codec, imported only here
@@ -378,7 +422,7 @@ def _copy(src, dst, compression):
         dst.write(chunk)
 
 
-def _column(x, dtype, field):
+def _column(x: _Column, dtype: str, field: str) -> np.ndarray:
     """x as a contiguous numpy array of dtype; ValueError if a value does not fit it (the
     format's range checks come after, in check_msi_block)."""
     a = np.asarray(x)

@@ -15,7 +15,7 @@ BYPASS = Outcome.BYPASS
 MISS_NOFILL = Outcome.MISS_NOFILL
 RECYCLE = Outcome.RECYCLE
 
-POLICIES = {}
+POLICIES: dict[str, type[CachePolicy]] = {}
 
 
 def register(cls: type) -> type:

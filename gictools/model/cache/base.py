@@ -72,7 +72,7 @@ class CachePolicy:
     def __init__(self, nr_vcpus: int):
         self.nr_vcpus = nr_vcpus
         self.last_victim = None  # (DeviceID, EventID) evicted by the last fill
-        self.doorbells = {}  # GITS_TRANSLATER address -> ITS index (VM-scoped keys)
+        self.doorbells: dict[int, int] = {}  # GITS_TRANSLATER address -> ITS index (VM-scoped keys)
 
     def key(self, db: int, device_id: int, event_id: int):
         """VM key of (doorbell, DeviceID, EventID); None for a doorbell no ITS has (never hits)."""
@@ -133,7 +133,8 @@ class CachePolicy:
         keys = block.keys.tolist()
         lpis = block.lpis
         out = bytearray(len(block.inverse))
-        vidx, vkeys = [], []
+        vidx: list[int] = []
+        vkeys: list[int] = []
         lookup, fill = self.lookup, self.fill
         for i, j in enumerate(block.inverse.tolist()):
             d, e = split_translation_key(keys[j])

@@ -45,6 +45,6 @@ N_OUTCOMES = len(Outcome)
 COLUMN_VALUES = tuple(dict.fromkeys(o.column for o in Outcome))
 # outcome code -> index in COLUMN_VALUES (np.asarray(COLUMN_INDEX)[codes] maps arrays)
 COLUMN_INDEX = tuple(COLUMN_VALUES.index(o.column) for o in Outcome)
-_BY_COLUMN = {}
+_BY_COLUMN: dict[str, Outcome] = {}
 for _o in Outcome:
     _BY_COLUMN.setdefault(_o.column, _o)

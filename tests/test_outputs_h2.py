@@ -211,9 +211,19 @@ time.sleep(60)
 """
 
 
+def _default_signals():
+    # a caller under nohup (SIGHUP ignored) hands that on; the writer rightly keeps an
+    # ignored signal ignored, so the child starts from the default dispositions
+    for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def _child_with_temp(out):
     p = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(out)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _CHILD, str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,
     )
     tmp = p.stdout.readline().strip()
     p.stdout.close()
@@ -247,7 +257,11 @@ def test_signal_removes_the_temp_and_writes_nothing(tmp_path, sig):
     out = tmp_path / "o.bin"
     p, tmp = _child_with_temp(out)
     p.send_signal(sig)
-    rc = p.wait(30)
+    try:
+        rc = p.wait(30)
+    finally:
+        p.kill()
+        p.wait()
     assert rc == -sig  # died by the signal (KeyboardInterrupt re-raises SIGINT at exit)
     assert os.listdir(tmp_path) == []
 

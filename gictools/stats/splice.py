@@ -138,15 +138,20 @@ def _write_value(t, v, out):
         _write_struct(v, out)
 
 
+def _field_header(fid, t, v, last, out):
+    """A compact-protocol field header: the id as a delta from the last one when it fits."""
+    wt = (_TRUE if v else _FALSE) if t in (_TRUE, _FALSE) else t
+    if 0 < fid - last <= 15:
+        out.append((fid - last) << 4 | wt)
+    else:
+        out.append(wt)
+        _zigzag(fid, out)
+
+
 def _write_struct(fields, out):
     last = 0
     for fid, t, v in sorted(fields, key=lambda f: f[0]):
-        wt = (_TRUE if v else _FALSE) if t in (_TRUE, _FALSE) else t
-        if 0 < fid - last <= 15:
-            out.append((fid - last) << 4 | wt)
-        else:
-            out.append(wt)
-            _zigzag(fid, out)
+        _field_header(fid, t, v, last, out)
         _write_value(t, v, out)
         last = fid
     out.append(0)
@@ -265,12 +270,7 @@ def splice(parts, out, key_value_metadata: dict | None = None):
         if kv is not None:
             top = [f for f in top if f[0] != _FMD_KV] + [[_FMD_KV, _LIST, (_STRUCT, kv)]]
         for fid, t, v in sorted(top, key=lambda f: f[0]):
-            wt = (_TRUE if v else _FALSE) if t in (_TRUE, _FALSE) else t
-            if 0 < fid - last <= 15:
-                fmd.append((fid - last) << 4 | wt)
-            else:
-                fmd.append(wt)
-                _zigzag(fid, fmd)
+            _field_header(fid, t, v, last, fmd)
             last = fid
             if fid == _ROW_GROUPS:
                 if n_groups < 15:

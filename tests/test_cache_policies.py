@@ -262,6 +262,7 @@ def test_compiled_block_equals_python_block(name, nr_vcpus, stream):
 def test_numba_loads_only_after_the_python_budget(monkeypatch):
     monkeypatch.setattr(jit, "_loaded", None)
     monkeypatch.setattr(jit, "_python_s", 0.0)
+    monkeypatch.setattr(jit, "_python_events", 0)
     monkeypatch.setattr(jit, "PYTHON_BUDGET_S", 3600.0)
     big = jit.MIN_EVENTS
     assert jit.kernels(big) is None and jit.kernels(big - 1, None) is None
@@ -272,6 +273,9 @@ def test_numba_loads_only_after_the_python_budget(monkeypatch):
         pass
     assert jit._python_s > 0.0 and jit._loaded is None
     monkeypatch.setattr(jit, "_python_s", 3600.0)
+    monkeypatch.setattr(jit, "_python_events", int(jit.FAST_PYTHON_RATE * 3600) + 1)
+    assert jit.kernels(big) is None  # budget spent, but the Python loops are fast: no numba
+    monkeypatch.setattr(jit, "_python_events", int(jit.FAST_PYTHON_RATE * 3600) // 2)
     assert jit.kernels(big - 1) is None  # small blocks stay Python
     assert jit.kernels(big) is not None and jit._loaded
     monkeypatch.setattr(jit, "_python_s", 0.0)

@@ -18,9 +18,13 @@ import time
 
 MIN_EVENTS = 2048  # below this, the Python loop beats the array conversions
 PYTHON_BUDGET_S = 0.5  # Python block time after which loading numba pays off
+# ... unless the Python loops run this fast (a workload of hits): then the model is not the
+# limit of the replay, and loading numba would only add its ~100 MB of runtime to the RSS
+FAST_PYTHON_RATE = 5e6  # events/s
 
 _loaded = None  # the kernel module, or False once numba proved unusable
 _python_s = 0.0  # time spent in Python block loops of >= MIN_EVENTS MSIs
+_python_events = 0  # the events of those loops
 
 
 def kernels(n_events: int, use_jit: bool | None = None):
@@ -31,7 +35,7 @@ def kernels(n_events: int, use_jit: bool | None = None):
     """
     global _loaded
     if use_jit is None:
-        use_jit = n_events >= MIN_EVENTS and (_loaded is not None or _python_s >= PYTHON_BUDGET_S)
+        use_jit = n_events >= MIN_EVENTS and (_loaded is not None or _python_slow())
     if not use_jit:
         return None
     if _loaded is None:
@@ -39,19 +43,26 @@ def kernels(n_events: int, use_jit: bool | None = None):
     return _loaded or None
 
 
+def _python_slow() -> bool:
+    """The Python block loops have had their budget and run slower than FAST_PYTHON_RATE."""
+    return _python_s >= PYTHON_BUDGET_S and _python_events <= FAST_PYTHON_RATE * _python_s
+
+
 class python_loop:
     """Times a Python block loop of n_events toward PYTHON_BUDGET_S (a context manager)."""
 
     def __init__(self, n_events: int):
         self.counts = n_events >= MIN_EVENTS
+        self.n_events = n_events
 
     def __enter__(self):
         self.t0 = time.perf_counter()
 
     def __exit__(self, *exc):
-        global _python_s
+        global _python_s, _python_events
         if self.counts:
             _python_s += time.perf_counter() - self.t0
+            _python_events += self.n_events
 
 
 def available() -> bool:

@@ -962,8 +962,8 @@ def run_replayers(
     return reports
 
 
-def _replay_part(traces, policy, kernel, preset, host_cpus, part, names, meta, trace_names):
-    rps = open_replayers(traces, [policy], kernel, preset, host_cpus, trace_names)
+def _replay_part(traces, policies, kernel, preset, host_cpus, part, names, meta, trace_names):
+    rps = open_replayers(traces, policies, kernel, preset, host_cpus, trace_names)
     return run_replayers(rps, part, policy_names=names, metadata=meta)
 
 
@@ -1023,9 +1023,9 @@ def _in_fresh_processes(tasks, jobs):
 
 
 def _run_parallel(replayers, out, jobs):
-    """Policies are independent replays of the same stream: each runs in a fresh process of
-    its own (so a process holds one policy's state and at most one compiled kernel) and
-    writes a part file; the parts' row groups are then joined into out without re-encoding
+    """Policies are independent replays of the same stream: they are dealt round-robin into
+    `jobs` groups, each replayed in one pass (one decode) by a fresh process that writes a
+    part file; the parts' row groups are then joined into out without re-encoding
     (gictools.stats.splice). Same rows per policy as one process."""
     import tempfile
     from contextlib import ExitStack
@@ -1045,20 +1045,27 @@ def _run_parallel(replayers, out, jobs):
     # parts beside the output (same filesystem, swept like every temporary file), or in the
     # temporary directory when the output is a stream
     d = os.path.dirname(os.path.abspath(out)) if kind == "file" else tempfile.gettempdir()
-    n = len(rp0.policy_args)
+    pols = list(rp0.policy_args)
+    k = min(jobs, len(pols))
+    groups = [list(range(g, len(pols), k)) for g in range(k)]  # policy indices per process
     with ExitStack() as stack:
         name = os.path.basename(out)
-        parts = [stack.enter_context(scratch_path(d, f"{name}.part{i}")) for i in range(n)]
+        parts = [stack.enter_context(scratch_path(d, f"{name}.part{i}")) for i in range(k)]
         tasks = [
-            (traces, pol, rp0.kernel, rp0.preset, rp0.host_cpus, part, names, meta, trace_names)
-            for pol, part in zip(rp0.policy_args, parts)
+            (traces, [pols[i] for i in g], rp0.kernel, rp0.preset, rp0.host_cpus, part)
+            + (names, meta, trace_names)
+            for g, part in zip(groups, parts)
         ]
-        per_policy = _in_fresh_processes(tasks, min(jobs, n))
+        per_group = _in_fresh_processes(tasks, k)
         with atomic_path(out, inputs=traces) as tmp:
             splice(parts, tmp)
+    where = {i: (g, j) for g, idx in enumerate(groups) for j, i in enumerate(idx)}
     reports = []
-    for t, rp in enumerate(replayers):
-        mine = [reps[t] for reps in per_policy]
+    for t, rp in enumerate(replayers):  # trace-major, policies in the order asked
+        mine = []
+        for i in range(len(pols)):
+            g, j = where[i]
+            mine.append(per_group[g][t * len(groups[g]) + j])
         rp.seq = mine[0].events
         reports += mine
     return reports

@@ -211,7 +211,7 @@ def test_policies_in_one_run_equal_one_run_each(stress, tmp_path):
 
 
 def test_policies_in_parallel_processes_write_the_same_file(stress, hotplug, tmp_path):
-    """jobs=2: one process per policy, parts joined without re-encoding; the same rows,
+    """jobs=2: the policies dealt into two processes, parts joined without re-encoding; the same rows,
     metadata and reports as one process, and no part file left behind."""
     one, par = tmp_path / "one.parquet", tmp_path / "par.parquet"
     r1 = replay([stress, hotplug], POLICIES, out=one)

@@ -150,9 +150,9 @@ def replay(
 
 
 def default_jobs(policies: int, with_out: bool) -> int:
-    """--jobs when not given: one process per policy (up to the usable CPUs) when several
-    policies write one Parquet file, since each process holds one policy's state only;
-    one otherwise (without -o the parallel path has nothing to splice)."""
+    """--jobs when not given: the usable CPUs (at most one per policy) when several policies
+    write one Parquet file, their groups replayed side by side; one otherwise (without -o
+    the parallel path has nothing to splice)."""
     if policies < 2 or not with_out:
         return 1
     try:

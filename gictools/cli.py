@@ -23,6 +23,7 @@ from gictools.clikit import (
     HostCpusOpt,
     IterationsOpt,
     JsonOpt,
+    KernelOpt,
     KernelsOpt,
     PlotOpt,
     PresetFileOpt,
@@ -72,25 +73,14 @@ gen_app = typer.Typer(no_args_is_help=True, help="Generate workload traces.")
 app.add_typer(gen_app, name="gen")
 
 
-_fail = clikit.fail  # the replay command's spelling (until it uses clikit.errors())
-
-
 @app.command()
 def replay(
     traces: Annotated[
         list[Path],
         typer.Argument(help="trace files (msgpack, v1; - for stdin); several: one Parquet file"),
     ],
-    cache: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--cache",
-            "-c",
-            help="cache policy (repeat for several): none, lru-v6.8, usage-v2, "
-            "per-its-v6.10; default: the trace kernel's own",
-        ),
-    ] = None,
-    kernel: Annotated[str | None, typer.Option(help="KVM version to model, e.g. 6.8, 7.0")] = None,
+    cache: CacheOpt = None,
+    kernel: KernelOpt = None,
     preset: Annotated[
         str | None,
         typer.Option(
@@ -98,16 +88,14 @@ def replay(
             "(a fixed cost per cache outcome; the default)"
         ),
     ] = None,
-    preset_file: Annotated[Path | None, typer.Option(help="latency preset file (TOML)")] = None,
-    host_cpus: Annotated[
-        int | None, typer.Option(help="host CPUs for the contention model")
-    ] = None,
+    preset_file: PresetFileOpt = None,
+    host_cpus: HostCpusOpt = None,
     out: Annotated[
         Path | None,
         typer.Option("-o", "--out", help="write per-event Parquet here (- for stdout)"),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -125,16 +113,17 @@ def replay(
     Parquet metadata and parallel policies need it twice); `-o -` writes the Parquet file
     to stdout once the replay succeeded, and the summary then goes to stderr."""
     traces = clikit.expand_inputs(traces)
+    policies = [str(c) for c in cache] if cache else None  # CacheName members as plain names
     to_stdout = out is not None and os.fspath(out) == clikit.STDIO
     if to_stdout:
         clikit.check_outputs([out])
     if jobs is None:
-        jobs = default_jobs(len(cache or []), out is not None)
+        jobs = default_jobs(len(policies or []), out is not None)
     with clikit.spooled_inputs(traces) as (paths, names), clikit.spooled_output(out) as dest:
         code = _replay(
             paths,
             names,
-            cache,
+            policies,
             kernel,
             preset,
             preset_file,
@@ -183,18 +172,9 @@ def _replay(
     from gictools.report import summary_table
 
     if out is not None and not to_stdout:
-        problem = None
-        if out.is_dir():
-            problem = "is a directory"
-        elif not out.parent.is_dir():
-            problem = "no such directory"
-        elif out.exists() and any(t.exists() and os.path.samefile(t, out) for t in traces):
-            problem = "is one of the input traces"
-        if problem:
-            typer.echo(f"gictools: error: -o {out}: {problem}", err=True)
-            raise typer.Exit(EXIT_BAD_INPUT)
+        clikit.check_outputs([out], inputs=traces)
     t0 = time.perf_counter()
-    try:
+    with clikit.errors():
         p = None
         if preset_file or (preset and preset != FIXED_PRESET):
             from gictools.latency.presets import load_preset
@@ -203,48 +183,22 @@ def _replay(
         rps = open_replayers(traces, cache or ["default"], kernel, p, host_cpus, names)
         parallel = jobs > 1 and out is not None and len(cache or []) > 1
         tty = not (quiet or json_out or parallel) and sys.stderr.isatty()
-        total = _count_events(rps) if tty else 0
-        if total:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            prog = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                TextColumn("{task.completed:,}/{task.total:,} events"),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            task = prog.add_task("replay", total=total, rate="")
-
-            def events(n):
-                dt = time.perf_counter() - t0
-                prog.update(task, completed=n, rate=f"{n / dt:,.0f} events/s" if dt else "")
-
-            with prog:
-                reports = run_replayers(rps, out, events=events)
-        else:
-            reports = run_replayers(rps, out, jobs=jobs)
-    except (GictoolsError, OSError) as e:
-        _fail(e)
+        total = _count_events(rps) if tty else None
+        with clikit.progress("replay", total, quiet=not tty) as bar:
+            reports = run_replayers(rps, out, events=bar.update, jobs=jobs)
     elapsed = time.perf_counter() - t0
     events_total = sum(rp.seq for rp in rps)
     say = (lambda text: typer.echo(text, err=True)) if to_stdout else typer.echo
     if json_out:
-        say(
-            json.dumps(
-                {
-                    "traces": [{"name": rp.trace, "sha256": rp.sha256} for rp in rps],
-                    "latency_preset": p.name if p else FIXED_PRESET,
-                    "elapsed_s": round(elapsed, 3),
-                    "events": events_total,
-                    "reports": [rep.as_dict() for rep in reports],
-                },
-                indent=2,
-            )
+        doc = clikit.json_doc(
+            "replay",
+            traces=[{"name": rp.trace, "sha256": rp.sha256} for rp in rps],
+            latency_preset=p.name if p else FIXED_PRESET,
+            elapsed_s=round(elapsed, 3),
+            events=events_total,
+            reports=[rep.as_dict() for rep in reports],
         )
+        say(clikit.to_json(doc))
     else:
         for rp in rps:
             mine = [rep for rep in reports if rep.trace == rp.trace]

@@ -76,7 +76,6 @@ RECORDS = {
     "mem": ("gpa", "data"),
     "end": ("count",),
 }
-VM_CONFIG_KEYS = ("vcpus", "vcpu_ids", "kernel", "memory", "cache")
 
 ImageSource = bytes | bytearray | memoryview | StrPath
 """An image in memory, or the path of an image file."""

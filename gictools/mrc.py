@@ -24,6 +24,7 @@ import numpy as np
 from gictools import plotting
 from gictools.errors import ConfigError
 from gictools.model.cache.base import LPI_DEFAULT_PCPU_CACHE_SIZE
+from gictools.model.cache.keys import translation_keys
 from gictools.model.cache.usage_v2 import UsageV2
 
 TARGET_HIT_RATE = 0.99
@@ -120,7 +121,7 @@ def footprints(its, dev, ev, points=FOOTPRINT_POINTS) -> dict:
     out = {}
     for i in sorted(set(its.tolist())):
         sel = its == i
-        key = dev[sel] << 32 | ev[sel]
+        key = translation_keys(dev[sel], ev[sel])
         pos = np.flatnonzero(sel)
         _, first = np.unique(key, return_index=True)
         first_at = np.sort(pos[first])  # global index of each key's first use

@@ -65,8 +65,16 @@ def test_parquet_dictionary_and_latency_paths_derive_from_outcome():
     from gictools.latency.presets import load_preset
     from gictools.stats.schema import DICTIONARIES
 
-    assert DICTIONARIES["cache"] == COLUMN_VALUES
-    assert {o: o.path for o in Outcome} == OUTCOME_PATH
+    # the Parquet dictionary and the preset step names, spelled out: the contract values
+    assert tuple(DICTIONARIES["cache"]) == ("hit", "miss", "miss-evict", "bypass")
+    assert [OUTCOME_PATH[o] for o in Outcome] == [
+        "hit",
+        "miss",
+        "evict",
+        "bypass",
+        "nofill",
+        "recycle",
+    ]
     preset = load_preset("series-v2")
     assert {Outcome.HIT.path, Outcome.MISS.path, Outcome.RECYCLE.path} <= set(preset.paths)
 

@@ -28,7 +28,7 @@ def _as_preset(p):
     return load_preset(p) if isinstance(p, str) else p
 
 
-def _result(preset, lat, wait, outcome, summary, t_done=None):
+def _result(preset, lat, wait, outcome, summary):
     n = len(lat)
     lookups = int((outcome != BYPASS).sum())
     hits = int((outcome == HIT).sum())

@@ -46,6 +46,7 @@ import numpy as np
 
 from gictools.errors import ConfigError
 from gictools.model.cache import BYPASS, EVICT, HIT, MISS, RECYCLE, Outcome
+from gictools.model.cache.keys import split_translation_key, translation_key, translation_keys
 
 DOORBELL = 0x0801_0040  # the selftest's GITS_TRANSLATER (any value works)
 OUTCOME_PATH = {o: o.path for o in Outcome}
@@ -699,7 +700,7 @@ class Simulation:
         if lm is not None:
             vic = policy.last_victim
             if vic is not None:
-                lm.remove(vic[0] << 32 | vic[1])
+                lm.remove(translation_key(*vic))
             k = self.keys[e]
             if o != MISS or self.moves or lm.position(k) is None:
                 lm.touch(k)
@@ -750,8 +751,8 @@ class Simulation:
             self._keysets = []
             for i in self.injectors:
                 idx = np.asarray(i.events, dtype=np.int64)
-                u = np.unique(dev[idx] << 32 | ev[idx]).tolist()
-                self._keysets.append([(k >> 32, k & 0xFFFF_FFFF) for k in u])
+                u = np.unique(translation_keys(dev[idx], ev[idx])).tolist()
+                self._keysets.append([split_translation_key(k) for k in u])
         if all(_cache_key(policy, d, v) in cached for d, v in self._keysets[j.id]):
             return rest
         n = 0
@@ -859,9 +860,11 @@ class Simulation:
             j.t_block += dt
             j.recent = deque(((a + dt, b + dt, w) for a, b, w in j.recent), maxlen=STEADY_WINDOW)
             if self.forced is None:
-                packed, cnt = np.unique(self.dev[evs] << 32 | self.ev[evs], return_counts=True)
+                packed, cnt = np.unique(
+                    translation_keys(self.dev[evs], self.ev[evs]), return_counts=True
+                )
                 for k, c in zip(packed.tolist(), cnt.tolist()):
-                    touched[(k >> 32, k & 0xFFFF_FFFF)] += c
+                    touched[split_translation_key(k)] += c
                 tail = evs[-min(n, 4096) :].tolist()
                 order.append([(int(self.dev[x]), int(self.ev[x]), x) for x in tail])
             elif self.list_model is not None and self.moves:

@@ -516,14 +516,3 @@ CHECKS = {
     EXPECT: check_expect,
     ACK: check_ack,
 }
-
-
-def check_record(rec, n_its, vcpus):
-    """The record validated and normalised (see CHECKS); FieldError names what is wrong."""
-    if type(rec) not in (tuple, list) or not rec:
-        raise FieldError(f"a record must be a non-empty array, got {type(rec).__name__}")
-    tag = rec[0]
-    fn = CHECKS.get(tag) if type(tag) is int else None
-    if fn is None:
-        raise FieldError(f"unknown record tag {show(tag)}", "tag")
-    return fn(rec, n_its, vcpus)

@@ -389,12 +389,6 @@ class TraceWriter:
         self._record(F.check_ack, F.ACK, t_ns, injector, _num(vcpu), _num(intid))
 
 
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
-
-
 def _copy(src: IO[bytes], dst: IO[bytes], compression: str) -> None:
     """src's bytes into dst, compressed as asked."""
     if compression == "zstd":

@@ -12,7 +12,7 @@ empties entries but keeps them linked, so the count does not drop.
 from operator import attrgetter
 
 from gictools.model.cache.base import BlockOutcome, VmWidePolicy
-from gictools.model.cache.keys import split_vm_key
+from gictools.model.cache.keys import split_vm_key, translation_key
 from gictools.model.cache.outcome import Outcome
 
 _M64 = (1 << 64) - 1
@@ -136,7 +136,7 @@ class UsageV2(VmWidePolicy):
             if o == Outcome.EVICT:
                 vd, ve = self.last_victim
                 vidx.append(i)
-                vkey.append(vd << 32 | ve)
+                vkey.append(translation_key(vd, ve))
         return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey)
 
     def _run_block_jit(self, kern, keys, block):

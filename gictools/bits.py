@@ -76,3 +76,20 @@ class Layout:
 
     def describe(self, word: int) -> str:
         return " ".join(f"{n}={v:#x}" for n, v in self.decode(word).items())
+
+
+# 64-bit registers accessed as one 64-bit or two 32-bit halves (vgic-mmio.h)
+def update_64bit_reg(old: int, value: int, offset: int, size: int) -> int:
+    """update_64bit_reg: a 32-bit access writes the half the offset names."""
+    if size == 8:
+        return value & 0xFFFF_FFFF_FFFF_FFFF
+    if offset & 4:
+        return (old & 0xFFFF_FFFF) | ((value & 0xFFFF_FFFF) << 32)
+    return (old & ~0xFFFF_FFFF) | (value & 0xFFFF_FFFF)
+
+
+def extract_bytes(value: int, offset: int, size: int) -> int:
+    """vgic_mmio's extract_bytes for the 32/64-bit accesses the ITS and GICR allow."""
+    if size == 8:
+        return value
+    return (value >> 32) & 0xFFFF_FFFF if offset & 4 else value & 0xFFFF_FFFF

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from gictools import regs as R
 from gictools.abi import entries as E
-from gictools.bits import Field
+from gictools.bits import Field, extract_bytes, update_64bit_reg
 from gictools.model.lpi import LPI
 from gictools.model.memory import PAGE_MASK, GuestFault
 
@@ -128,21 +128,6 @@ def _sanitise_baser(v: int) -> int:
     v = sanitise_inner_cache(v, _B["InnerCache"])
     v = sanitise_outer_cache(v, _B["OuterCache"])
     return _B["Page_Size"].put(v, R.GITS_BASER_PAGE_SIZE_64K)
-
-
-def _merge(old: int, value: int, offset: int, size: int) -> int:
-    """update_64bit_reg: a 32-bit access writes the half the offset names."""
-    if size == 8:
-        return value & 0xFFFF_FFFF_FFFF_FFFF
-    if offset & 4:
-        return (old & 0xFFFF_FFFF) | ((value & 0xFFFF_FFFF) << 32)
-    return (old & ~0xFFFF_FFFF) | (value & 0xFFFF_FFFF)
-
-
-def _extract(value: int, offset: int, size: int) -> int:
-    if size == 8:
-        return value
-    return (value >> 32) & 0xFFFF_FFFF if offset & 4 else value & 0xFFFF_FFFF
 
 
 _ReadFn = Callable[["ITS", int, int], int]
@@ -426,24 +411,24 @@ class ITS:
         return 0
 
     def _read_typer(self, off: int, size: int) -> int:
-        return _extract(R.KVM_GITS_TYPER, off, size)
+        return extract_bytes(R.KVM_GITS_TYPER, off, size)
 
     def _read_cbaser(self, off: int, size: int) -> int:
-        return _extract(self.cbaser, off, size)
+        return extract_bytes(self.cbaser, off, size)
 
     def _write_cbaser(self, off: int, size: int, value: int) -> int:
         if self.enabled:
             return 0
-        self.cbaser = _sanitise_cbaser(_merge(self.cbaser, value, off, size))
+        self.cbaser = _sanitise_cbaser(update_64bit_reg(self.cbaser, value, off, size))
         self.creadr = 0
         self.cwriter = 0
         return 0
 
     def _read_cwriter(self, off: int, size: int) -> int:
-        return _extract(self.cwriter, off, size)
+        return extract_bytes(self.cwriter, off, size)
 
     def _write_cwriter(self, off: int, size: int, value: int) -> int:
-        reg = _CWRITER_OFFSET.in_place(_merge(self.cwriter, value, off, size))
+        reg = _CWRITER_OFFSET.in_place(update_64bit_reg(self.cwriter, value, off, size))
         if reg >= self.queue_size():
             return 0
         self.cwriter = reg
@@ -451,12 +436,12 @@ class ITS:
         return 0
 
     def _read_creadr(self, off: int, size: int) -> int:
-        return _extract(self.creadr, off, size)
+        return extract_bytes(self.creadr, off, size)
 
     def _uaccess_write_creadr(self, off: int, size: int, value: int) -> int:
         if self.enabled:
             return -R.EBUSY
-        reg = _CREADR_OFFSET.in_place(_merge(self.creadr, value, off, size))
+        reg = _CREADR_OFFSET.in_place(update_64bit_reg(self.creadr, value, off, size))
         if reg >= self.queue_size():
             return -R.EINVAL
         self.creadr = reg
@@ -464,7 +449,7 @@ class ITS:
 
     def _read_baser(self, off: int, size: int) -> int:
         n = ((off - R.GITS_BASER) >> 3) & 7
-        return _extract(self.baser[n] if n < 2 else 0, off, size)
+        return extract_bytes(self.baser[n] if n < 2 else 0, off, size)
 
     def _write_baser(self, off: int, size: int, value: int) -> int:
         # vgic_mmio_write_its_baser
@@ -478,7 +463,7 @@ class ITS:
             btype, esz, indirect_mask = R.GITS_BASER_TYPE_DEVICE, abi.dte_esz, _BASER_INDIRECT
         else:
             btype, esz, indirect_mask = R.GITS_BASER_TYPE_COLLECTION, abi.cte_esz, 0
-        reg = _merge(self.baser[n], value, off, size)
+        reg = update_64bit_reg(self.baser[n], value, off, size)
         reg = _B["Entry_Size"].put(reg, esz - 1)
         reg = _B["Type"].put(reg, btype)
         reg &= ~_BASER_INDIRECT | indirect_mask

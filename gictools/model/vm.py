@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from gictools import regs as R
-from gictools.bits import Layout
+from gictools.bits import Layout, extract_bytes, update_64bit_reg
 from gictools.errors import ConfigError
 from gictools.model import kernel as K
 from gictools.model.budget import DEFAULT_BUDGET, Budget
@@ -333,7 +333,7 @@ class VM:
     def read_redist_reg(self, vcpu: int, reg: str | int, size: int = 8) -> int:
         rd = self.redists[self._vcpu(vcpu)]
         off = self._redist_offset(reg)
-        base, hi = off & ~7, off & 4
+        base = off & ~7
         if base == R.GICR_CTLR:
             v = R.GICR_CTLR_ENABLE_LPIS if rd.lpis_enabled else 0
         elif base == R.GICR_TYPER:
@@ -351,9 +351,7 @@ class VM:
             v = rd.pendbaser & ~_PTZ
         else:
             v = 0
-        if size == 4:
-            v = (v >> 32) & 0xFFFF_FFFF if hi else v & 0xFFFF_FFFF
-        return v
+        return extract_bytes(v, off, size)
 
     def write_redist_reg(self, vcpu: int, reg: str | int, value: int, size: int = 8) -> None:
         """A guest (MMIO) write to vCPU's redistributor: GICR_CTLR, PROPBASER, PENDBASER, INV*."""
@@ -365,13 +363,13 @@ class VM:
         elif off & ~7 == R.GICR_PROPBASER:
             if rd.lpis_enabled:  # ignored while this RD has LPIs enabled
                 return
-            v = _merge(self.propbaser, value, off, size)
+            v = update_64bit_reg(self.propbaser, value, off, size)
             v = _sanitise_table_base(v, _PROP)
             self.propbaser = v & ~_PROP.res0_mask
         elif off & ~7 == R.GICR_PENDBASER:
             if rd.lpis_enabled:
                 return
-            v = _merge(rd.pendbaser, value, off, size)
+            v = update_64bit_reg(rd.pendbaser, value, off, size)
             v = _sanitise_table_base(v, _PEND)
             rd.pendbaser = v & ~_PEND.res0_mask
         elif off == R.GICR_INVLPIR and rd.lpis_enabled:
@@ -463,14 +461,6 @@ class VM:
                 for its in self.itses
             ],
         }
-
-
-def _merge(old: int, value: int, off: int, size: int) -> int:
-    if size == 8:
-        return value
-    if off & 4:
-        return (old & 0xFFFF_FFFF) | (value << 32)
-    return (old & ~0xFFFF_FFFF) | value
 
 
 def _sanitise_table_base(v: int, layout: Layout) -> int:

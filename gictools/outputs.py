@@ -411,7 +411,7 @@ def scratch_path(directory: StrPath, name: str = "scratch") -> Iterator[str]:
             remove_stale_temps(d)
         _install_handlers()
     while True:
-        tmp = os.path.join(d, f".{name}.gictools-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        tmp = temp_path(os.path.join(d, name))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
             break

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gictools import __version__
-from gictools.outputs import AtomicOutput, temp_path, write_atomic
+from gictools.outputs import AtomicOutput, atomic_path, write_atomic
 from gictools.sweep.grid import PARTITION_KEYS, Cell
 
 EVENTS_DIR, CELLS_DIR, MANIFEST_DIR = "events", "cells", "_manifest"
@@ -124,8 +124,8 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
     d = root / EVENTS_DIR / cell.partition
     d.mkdir(parents=True, exist_ok=True)
     final = d / EVENTS_FILE
-    tmp = Path(temp_path(final))  # replay writes it whole; renamed once checked
-    try:
+    with atomic_path(final) as tmp_name:  # replay writes it whole; published once checked
+        tmp = Path(tmp_name)
         reports = replay(
             cell.trace_path,
             policies=[cell.cache or "default"],
@@ -138,10 +138,6 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
         meta = pq.read_schema(tmp).metadata or {}
         rows = pq.ParquetFile(tmp).metadata.num_rows
         elapsed = closed_loop_elapsed_ns(tmp) if cell.preset_obj is not None else None
-        os.replace(tmp, final)
-    except BaseException:
-        _unlink(tmp)
-        raise
     rep = reports[0].as_dict()
     kernels = json.loads(meta.get(b"kernel", b"[null]"))
     sha = meta.get(b"trace_sha256", b"").decode() or None

@@ -61,10 +61,28 @@ def _workload(v, d, e, iters, routing):
     return per_inj, dev, evs, vcpu, keys
 
 
-def _check_config(vcpus, devices, events, iterations, routing):
+MAX_VCPUS = 4096  # the model's (and arm64 KVM's largest) vCPU count
+MAX_INJECTIONS = 1 << 25  # devices x events x iterations: the workload arrays take ~40 B each
+MAX_SEEDS = 1000
+
+
+def check_workload(vcpus, devices, events, iterations):
+    """The flags' sizes, bounded: the simulation holds every injection in memory."""
     for flag, val in (("-v", vcpus), ("-d", devices), ("-e", events), ("-i", iterations)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ConfigError(f"{flag} {val!r}: must be an integer >= 1")
+    if vcpus > MAX_VCPUS:
+        raise ConfigError(f"-v {vcpus}: at most {MAX_VCPUS} vCPUs")
+    n = devices * events * iterations
+    if n > MAX_INJECTIONS:
+        raise ConfigError(
+            f"-d x -e x -i = {n:,} injections: at most {MAX_INJECTIONS:,} are simulated "
+            "(the steady rate needs far fewer: lower -i)"
+        )
+
+
+def _check_config(vcpus, devices, events, iterations, routing):
+    check_workload(vcpus, devices, events, iterations)
     if routing not in ROUTINGS:
         raise ConfigError(f"--routing {routing!r}: one of {', '.join(ROUTINGS)}")
 
@@ -237,8 +255,8 @@ def predict_lpi_stress(
     elif seed is not None:
         mixes = [Interleaving(int(seed))]
     else:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise ConfigError(f"--seeds {seeds!r}: must be an integer >= 1")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+            raise ConfigError(f"--seeds {seeds!r}: must be an integer from 1 to {MAX_SEEDS}")
         mixes = [Interleaving(s) for s in range(seeds)]
     kw = {
         "routing": routing,

@@ -136,6 +136,8 @@ def load_preset(name: str | None = None, path=None) -> Preset:
             text = p.read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"preset file {p}: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"preset file {p}: not UTF-8 text (byte {e.start})") from None
         src = str(p)
     elif name is not None:
         if name not in BUNDLED:
@@ -151,6 +153,8 @@ def load_preset(name: str | None = None, path=None) -> Preset:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"preset {src}: not valid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses per nested array/table
+        raise ConfigError(f"preset {src}: nested too deeply") from None
     preset = parse_preset(data, src)
     if path is None and preset.name != name:
         raise ConfigError(f"bundled preset {name!r} names itself {preset.name!r}")
@@ -162,6 +166,8 @@ def _num(where, v, *, lo=0.0):
         raise ConfigError(f"{where}: expected a number, got {v!r}")
     if v < lo or v != v:
         raise ConfigError(f"{where}: {v} is below {lo}")
+    if v == float("inf"):
+        raise ConfigError(f"{where}: {v} is not finite")
     return float(v)
 
 

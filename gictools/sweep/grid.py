@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gictools import __version__
 from gictools.errors import ConfigError, GictoolsError
+from gictools.latency.predict import check_workload
 from gictools.latency.presets import Preset, load_preset
 from gictools.model.cache import POLICIES
 from gictools.model.kernel import profile
@@ -258,6 +259,7 @@ def predict_cells(spec: dict, where="predict", host_cpus=None):
     if hc is not None and (not isinstance(hc, int) or isinstance(hc, bool) or hc < 1):
         raise ConfigError(f"{where}.host_cpus: must be an integer >= 1, got {hc!r}")
     _check_size(where, *axes, routings, pvals)
+    check_workload(max(axes[0]), max(axes[1]), max(axes[2]), max(axes[3]))
     cells = []
     for v, d, e, i, r, (pv, p) in itertools.product(*axes, routings, pvals):
         name = f"lpi-stress-v{v}-d{d}-e{e}-i{i}" + ("-fixed" if r == "fixed" else "")
@@ -316,6 +318,8 @@ def cells_from_toml(path, host_cpus=None) -> list[Cell]:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not a TOML file: {e}") from None
+    except RecursionError:  # tomllib recurses per nested array/table
+        raise ConfigError(f"{path}: nested too deeply") from None
     unknown = set(data) - {"replay", "predict"}
     if unknown or not data:
         raise ConfigError(

@@ -1376,9 +1376,14 @@ class Importer:
         self.recon.enable_load.clear()
         self.recon.map_load.clear()
 
-    def _check_nonempty(self):
-        side = self.sides[0]
+    def _check_nonempty(self, side=None):
+        """A capture has GICv3 ITS events; a migration's destination may be empty (QEMU had
+        delivered everything before `migrate`), but lines with none of them are no capture."""
+        destination = side is not None
+        side = side or self.sides[0]
         if side.lineno == 0:
+            if destination:
+                return
             raise ImportFormatError("empty file: no trace lines", line=1, path=side.path)
         if not side.counts:
             raise ImportFormatError(
@@ -1393,6 +1398,8 @@ class Importer:
         """Close open contexts, reconstruct guest memory; (vm, metadata, records)."""
         if self.migration is None:
             self._check_nonempty()
+        else:
+            self._check_nonempty(self.side)
         self._end_side()
         vcpus = max(self.max_cpu + 1, 1)
         for side in self.sides:

@@ -12,9 +12,13 @@ import pyarrow.parquet as pq
 
 from gictools.outputs import AtomicOutput
 from gictools.stats.schema import COLUMNS, DICTIONARIES, NUMPY, SCHEMA
+from gictools.stats.splice import Joiner
 
-ROW_GROUP = 1 << 17  # rows per row group (each trace and policy its own): 10.5 MB in Arrow
+ROW_GROUP = 1 << 16  # rows per row group (each trace and policy its own): ~5 MB in Arrow
 QUEUE_DEPTH = 1  # row groups waiting for the writer thread (memory bound)
+# row groups per pyarrow writer: it keeps ~17 KB of metadata per row group until closed, so
+# the file is written as parts (splice.Joiner, no copy) and memory stays flat with its length
+PART_ROW_GROUPS = 256
 _TYPES = dict(COLUMNS)
 _DICT_COLUMNS = frozenset(n for n, t in COLUMNS if pa.types.is_dictionary(t))
 # chosen by measurement (bench/replay.py, docs in README "Output"): zstd at its default
@@ -27,6 +31,35 @@ WRITER_OPTIONS = {
 }
 
 
+def _numpy_array(values: np.ndarray, typ: pa.DataType, mask=None) -> pa.Array:
+    """An Arrow array viewing a numpy column (mask: True = null).
+
+    Built from buffers, not pa.array: pa.array imports pandas whenever it is installed
+    (pyarrow probes every input for pandas types), ~50 MB of RSS a replay never uses.
+    """
+    values = np.ascontiguousarray(values)
+    validity = None
+    nulls = 0
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        nulls = int(np.count_nonzero(mask))
+        if nulls:
+            validity = pa.py_buffer(np.packbits(~mask, bitorder="little"))
+    return pa.Array.from_buffers(
+        typ, len(values), [validity, pa.py_buffer(values)], null_count=nulls
+    )
+
+
+def string_array(values) -> pa.Array:
+    """An Arrow string array from Python strings, without pa.array (see _numpy_array)."""
+    data = [v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))]
+    )
+
+
 def _column(name, values, mask, n, dictionary):
     """An Arrow array from a numpy column (+ null mask, True = null), a list with None for
     null, or one value for the whole chunk."""
@@ -35,14 +68,15 @@ def _column(name, values, mask, n, dictionary):
         return pa.nulls(n, typ)
     dt = NUMPY[name]
     if isinstance(values, list):
-        arr = pa.array(values, type=pa.from_numpy_dtype(dt))
-    else:
-        if not isinstance(values, np.ndarray):
-            values = np.full(n, values, dtype=dt)
-        arr = pa.array(values.astype(dt, copy=False), mask=mask)
+        mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        values = np.fromiter((0 if v is None else v for v in values), dtype=dt, count=len(values))
+    elif not isinstance(values, np.ndarray):
+        values = np.full(n, values, dtype=dt)
     if dictionary is not None:
-        return pa.DictionaryArray.from_arrays(arr, dictionary)
-    return arr
+        return pa.DictionaryArray.from_arrays(
+            _numpy_array(values.astype(dt, copy=False), typ.index_type, mask), dictionary
+        )
+    return _numpy_array(values.astype(dt, copy=False), typ, mask)
 
 
 class EventWriter:
@@ -55,12 +89,15 @@ class EventWriter:
     def __init__(self, path, metadata: dict, policies, traces=("",), row_group=None):
         self.path = os.fspath(path)
         self.out = AtomicOutput(self.path)
-        self.dicts = {k: pa.array(v, pa.string()) for k, v in DICTIONARIES.items()}
-        self.dicts["cache_policy"] = pa.array(list(policies), pa.string())
-        self.dicts["trace"] = pa.array(list(traces), pa.string())
+        self.dicts = {k: string_array(v) for k, v in DICTIONARIES.items()}
+        self.dicts["cache_policy"] = string_array(policies)
+        self.dicts["trace"] = string_array(traces)
         self.row_group = row_group or ROW_GROUP
         self.schema = SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()})
-        self.writer = pq.ParquetWriter(self.out.file, self.schema, **WRITER_OPTIONS)
+        self.joiner = Joiner(self.out.file)
+        self.writer = None  # the current part's, opened by the writer thread
+        self.sink = None
+        self.part_groups = 0
         self.buffers = {}  # (trace, policy) -> [batches, rows]
         self.rows = 0
         self.queue = queue.Queue(QUEUE_DEPTH)
@@ -75,9 +112,25 @@ class EventWriter:
                 return
             if self.error is None:
                 try:
-                    self.writer.write_table(table, row_group_size=len(table))
+                    self._write(table)
                 except BaseException as e:  # reported by close()/add()
                     self.error = e
+
+    def _write(self, table):
+        if self.writer is None:
+            self.sink = self.joiner.sink()
+            self.writer = pq.ParquetWriter(self.sink, self.schema, **WRITER_OPTIONS)
+            self.part_groups = 0
+        self.writer.write_table(table, row_group_size=len(table))
+        self.part_groups += 1
+        if self.part_groups >= PART_ROW_GROUPS:
+            self._end_part()
+
+    def _end_part(self):
+        self.sink.footer()
+        self.writer.close()
+        self.writer = None
+        self.sink.end()
 
     def add(self, cols: dict, masks: dict, n: int, policy: int = 0, trace: int = 0):
         """Append n rows of one policy and trace; cols maps column -> numpy array, list
@@ -110,7 +163,12 @@ class EventWriter:
         self.thread.join()
         if self.error is not None:
             raise self.error
-        self.writer.close()
+        if self.writer is None and self.joiner.first is None:  # no rows: schema only
+            self.sink = self.joiner.sink()
+            self.writer = pq.ParquetWriter(self.sink, self.schema, **WRITER_OPTIONS)
+        if self.writer is not None:
+            self._end_part()
+        self.joiner.finish()
         self.out.commit()
 
     def abort(self):
@@ -124,7 +182,8 @@ class EventWriter:
         self.queue.put(None)
         self.thread.join()
         try:
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
         except Exception:
             pass
         self.out.abort()

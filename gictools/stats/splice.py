@@ -15,7 +15,7 @@ MAGIC = b"PAR1"
 _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(1, 13)
 # parquet.thrift field ids of the absolute offsets (FileMetaData.row_groups = 4)
 _ROW_GROUPS = 4
-_RG_COLUMNS, _RG_FILE_OFFSET = 1, 5
+_RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
 _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
 _CM_OFFSETS = (9, 10, 11, 14)  # data_page, index_page, dictionary_page, bloom_filter
 _FMD_NUM_ROWS, _FMD_KV = 3, 5
@@ -214,8 +214,14 @@ def _top_fields(buf):
             fields.append([fid, t, r.value(t)])
 
 
-def _shift_group(group, delta):
+def _shift_group(group, delta, ordinal):
     _shift(group, (_RG_FILE_OFFSET,), delta)
+    o = _field(group, _RG_ORDINAL)
+    if o is not None:  # each part numbers its row groups from 0; an i16 in parquet.thrift
+        if ordinal < 1 << 15:
+            o[2] = ordinal
+        else:
+            group.remove(o)
     for cc in _field(group, _RG_COLUMNS)[2][1]:
         _shift(cc, (_CC_FILE_OFFSET, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX), delta)
         meta = _field(cc, _CC_META)
@@ -223,65 +229,152 @@ def _shift_group(group, delta):
             _shift(meta[2], _CM_OFFSETS, delta)
 
 
-def splice(parts, out, key_value_metadata: dict | None = None):
-    """Write out = the row groups of parts (same schema, in order) with one footer holding
-    key_value_metadata (default: the first part's). Only offsets are rewritten; pages are
-    copied as they are, and the footers are walked one row group at a time."""
-    groups = bytearray()
-    n_groups = rows = 0
-    first = None
-    with open(out, "wb") as dst:
+class Joiner:
+    """Builds one Parquet file in dst from parts of one schema, as they come: each part's
+    pages are appended and its row groups' footer entries (offsets shifted, 1-2 KB each,
+    serialized) kept for the one footer finish() writes.
+
+    Parts are files (add_file: pages copied) or written straight into dst by a Parquet
+    writer given sink() (no copy). The latter bounds a long writer's memory: pyarrow keeps
+    ~17 KB of metadata per row group until its close, so EventWriter closes its pyarrow
+    writer every few hundred row groups and starts a new part.
+    """
+
+    def __init__(self, dst):
+        self.dst = dst
+        self.groups = bytearray()
+        self.n_groups = self.rows = 0
+        self.first = None
+        self.pos = len(MAGIC)
         dst.write(MAGIC)
-        for p in parts:
-            buf, end = _footer_bytes(p)
-            fields, _ = _top_fields(buf)
-            if first is None:
-                first = fields
-            delta = dst.tell() - len(MAGIC)
-            with open(p, "rb") as src:
-                src.seek(len(MAGIC))
-                left = end - len(MAGIC)
-                while left:
-                    chunk = src.read(min(left, 1 << 22))
-                    dst.write(chunk)
-                    left -= len(chunk)
-            rows += _field(fields, _FMD_NUM_ROWS)[2]
-            rg = _field(fields, _ROW_GROUPS)
-            if rg is not None:
-                start, n = rg[2]
-                r = _Reader(buf)
-                r.i = start
-                for _ in range(n):
-                    group = r.struct()
-                    _shift_group(group, delta)
-                    _write_struct(group, groups)
-                n_groups += n
+
+    def _add_footer(self, buf, delta):
+        fields, _ = _top_fields(buf)
+        if self.first is None:
+            self.first = fields
+        self.rows += _field(fields, _FMD_NUM_ROWS)[2]
+        rg = _field(fields, _ROW_GROUPS)
+        if rg is not None:
+            start, n = rg[2]
+            r = _Reader(buf)
+            r.i = start
+            for _ in range(n):
+                group = r.struct()
+                _shift_group(group, delta, self.n_groups)
+                _write_struct(group, self.groups)
+                self.n_groups += 1
+
+    def add_file(self, path):
+        """Append a whole Parquet file's row groups (its pages copied)."""
+        buf, end = _footer_bytes(path)
+        delta = self.pos - len(MAGIC)
+        with open(path, "rb") as src:
+            src.seek(len(MAGIC))
+            left = end - len(MAGIC)
+            while left:
+                chunk = src.read(min(left, 1 << 22))
+                if not chunk:
+                    raise ValueError(f"{path}: truncated Parquet file")
+                self.dst.write(chunk)
+                left -= len(chunk)
+        self.pos += end - len(MAGIC)
+        self._add_footer(buf, delta)
+
+    def sink(self) -> "PartSink":
+        """A file-like for one Parquet writer: its pages go straight into dst."""
+        return PartSink(self)
+
+    def finish(self, key_value_metadata: dict | None = None):
+        """Write the footer: key_value_metadata, default the first part's."""
+        if self.first is None:
+            raise ValueError("no Parquet part to join")
         fmd = bytearray()
         last = 0
-        kv = None
+        top = [f for f in self.first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
+        top.append([_FMD_NUM_ROWS, _I64, self.rows])
+        top.append([_ROW_GROUPS, _LIST, None])
         if key_value_metadata is not None:
             kv = [
                 [[1, _BINARY, str(k).encode()], [2, _BINARY, str(v).encode()]]
                 for k, v in key_value_metadata.items()
             ]
-        top = [f for f in first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
-        top.append([_FMD_NUM_ROWS, _I64, rows])
-        top.append([_ROW_GROUPS, _LIST, None])
-        if kv is not None:
             top = [f for f in top if f[0] != _FMD_KV] + [[_FMD_KV, _LIST, (_STRUCT, kv)]]
         for fid, t, v in sorted(top, key=lambda f: f[0]):
             _field_header(fid, t, v, last, fmd)
             last = fid
             if fid == _ROW_GROUPS:
-                if n_groups < 15:
-                    fmd.append(n_groups << 4 | _STRUCT)
+                if self.n_groups < 15:
+                    fmd.append(self.n_groups << 4 | _STRUCT)
                 else:
                     fmd.append(0xF0 | _STRUCT)
-                    _varint(n_groups, fmd)
-                fmd += groups
+                    _varint(self.n_groups, fmd)
+                fmd += self.groups
             else:
                 _write_value(t, v, fmd)
         fmd.append(0)
-        dst.write(fmd)
-        dst.write(struct.pack("<I", len(fmd)))
-        dst.write(MAGIC)
+        self.dst.write(fmd)
+        self.dst.write(struct.pack("<I", len(fmd)))
+        self.dst.write(MAGIC)
+
+
+class PartSink:
+    """What a pyarrow ParquetWriter writes one part into (pyarrow counts offsets from its
+    own first byte and calls only write()): the part's leading magic is dropped, its pages
+    pass through to the Joiner's file, and from footer() on the bytes are held until end()
+    takes the footer apart."""
+
+    def __init__(self, joiner: Joiner):
+        self.joiner = joiner
+        self.base = joiner.pos  # where the part's byte 4 lands
+        self.seen = 0
+        self.held: bytearray | None = None
+        self.closed = False
+
+    def write(self, data) -> int:
+        n = len(data)
+        skip = max(0, len(MAGIC) - self.seen)
+        self.seen += n
+        if skip:
+            data = memoryview(data)[skip:]
+            if not len(data):
+                return n
+        if self.held is not None:
+            self.held += data
+        else:
+            self.joiner.dst.write(data)
+            self.joiner.pos += len(data)
+        return n
+
+    def flush(self):
+        pass
+
+    def footer(self):
+        """Call before closing the writer: what it writes from now on is held."""
+        self.held = bytearray()
+
+    def end(self):
+        """After the writer closed: its footer joins the Joiner's; any bytes before the
+        footer (page indexes) go to the file."""
+        held = self.held
+        if held is None or len(held) < 8 or held[-4:] != MAGIC:
+            raise ValueError("Parquet part did not end with a footer")
+        (n,) = struct.unpack("<I", held[-8:-4])
+        body = len(held) - 8 - n
+        if body < 0:
+            raise ValueError("Parquet part footer longer than the part")
+        self.held = None
+        if body:
+            self.joiner.dst.write(held[:body])
+            self.joiner.pos += body
+        self.joiner._add_footer(bytes(held[body : body + n]), self.base - len(MAGIC))
+
+
+def splice(parts, out, key_value_metadata: dict | None = None):
+    """Write out = the row groups of parts (same schema, in order) with one footer holding
+    key_value_metadata (default: the first part's). Only offsets are rewritten; pages are
+    copied as they are, and the footers are walked one row group at a time."""
+    with open(out, "wb") as dst:
+        j = Joiner(dst)
+        for p in parts:
+            j.add_file(p)
+        j.finish(key_value_metadata)

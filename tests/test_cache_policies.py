@@ -5,7 +5,6 @@ v6.10 cache key's EventID aliasing on kernels that can restore a >16-bit DTE."""
 import os
 import subprocess
 import sys
-import tempfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -197,7 +196,7 @@ def test_toy_policy_block_equals_per_event(fifo, runs):
 
 
 # --- compiled kernels == the Python reference ------------------------------------------------
-needs_numba = pytest.mark.skipif(not jit.available(), reason="numba not usable here")
+needs_kernels = pytest.mark.skipif(not jit.available(), reason="llvmlite not usable here")
 
 
 def _policy_state(pol):
@@ -252,7 +251,7 @@ def _drive(name, nr_vcpus, pool, nofill, ops, use_jit):
     return trace
 
 
-@needs_numba
+@needs_kernels
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     name=st.sampled_from(["lru-v6.8", "usage-v2"]),
@@ -266,8 +265,99 @@ def test_compiled_block_equals_python_block(name, nr_vcpus, stream):
     )
 
 
-@needs_numba
-def test_numba_loads_only_after_the_python_budget(monkeypatch):
+@needs_kernels
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(["lru-v6.8", "usage-v2"]),
+    stream=key_streams(),
+)
+def test_in_process_build_equals_python_block(name, stream):
+    """The fallback build (llvmlite's MCJIT in this process) runs the same IR."""
+    from gictools.model.cache import _kernels as K
+
+    _, funcs = _in_process_kernels()
+    pool, nofill, ops = stream
+    want = _drive(name, 1, pool, nofill, ops, False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(K, "_lru_loop", funcs["lru_loop"])
+        mp.setattr(K, "_usage_loop", funcs["usage_loop"])
+        assert _drive(name, 1, pool, nofill, ops, True) == want
+
+
+_IN_PROCESS = []
+
+
+def _in_process_kernels():
+    from gictools.model.cache import _kernels as K
+
+    if not _IN_PROCESS:
+        _IN_PROCESS.append(K._load_in_process())
+    return _IN_PROCESS[0]
+
+
+@pytest.mark.skipif(
+    not (sys.platform == "linux" and os.uname().machine == "x86_64"), reason="x86-64 Linux path"
+)
+def test_kernels_are_built_without_llvm_in_the_process():
+    code = (
+        "import sys\n"
+        "from gictools.model.cache import jit\n"
+        "k = jit.kernels(0, True)\n"
+        "assert k is not None, jit.unavailable_reason\n"
+        "assert k.how == 'child', k.how\n"
+        "assert 'llvmlite' not in sys.modules, 'llvmlite imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, GICTOOLS_JIT="1"))
+
+
+def test_object_code_needing_relocations_is_refused():
+    """Code that refers to anything outside its own section would need linking: refused
+    (the replay falls back to building in-process)."""
+    llvm = pytest.importorskip("llvmlite.binding")
+    from gictools.model.cache import _kernels as K
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    ir = """
+@table = internal constant [4 x i64] [i64 3, i64 1, i64 4, i64 1]
+define i64 @f(i64 %i) {
+  %p = getelementptr [4 x i64], ptr @table, i64 0, i64 %i
+  %v = load i64, ptr %p
+  ret i64 %v
+}
+"""
+    tm = llvm.Target.from_default_triple().create_target_machine(reloc="pic", codemodel="small")
+    obj = tm.emit_object(llvm.parse_assembly(ir))
+    if os.uname().machine != "x86_64":
+        pytest.skip("the child build path is x86-64 only")
+    with pytest.raises(ValueError, match="relocations"):
+        K._text_and_symbols(obj)
+    with pytest.raises(ValueError, match="ELF"):
+        K._text_and_symbols(b"\x7fELF\x01" + obj[5:])
+
+
+@needs_kernels
+def test_kernel_wrappers_refuse_ids_out_of_range():
+    """The native loops index with every id: the wrappers check them first."""
+    k = jit.kernels(0, True)
+    out, vic = np.empty(3, np.int8), np.full(3, -1, np.int64)
+    fill = np.ones(4, np.bool_)
+    with pytest.raises(ValueError, match="out of range"):
+        k.lru_block(np.array([0, 4, 1]), fill, np.zeros(0, np.int64), 2, out, vic)
+    with pytest.raises(ValueError, match="out of range"):
+        k.lru_block(np.array([0, 1, 1]), fill, np.array([-1]), 2, out, vic)
+    with pytest.raises(ValueError, match="repeats"):
+        k.lru_block(np.array([0, 1, 1]), fill, np.array([2, 2]), 2, out, vic)
+    with pytest.raises(ValueError, match="out of range"):
+        k.usage_block(np.array([0, 1, 9]), fill, np.zeros(0, np.int64), np.zeros(0), 2, out, vic)
+    with pytest.raises(ValueError, match="repeats"):
+        k.usage_block(np.array([0, 1, 1]), fill, np.array([3, 3]), np.zeros(2), 2, out, vic)
+    with pytest.raises(ValueError, match="match"):
+        k.usage_block(np.array([0, 1]), fill, np.zeros(0, np.int64), np.zeros(0), 2, out, vic)
+
+
+@needs_kernels
+def test_kernels_load_only_after_the_python_budget(monkeypatch):
     monkeypatch.setattr(jit, "_loaded", None)
     monkeypatch.setattr(jit, "_python_s", 0.0)
     monkeypatch.setattr(jit, "_python_events", 0)
@@ -282,7 +372,7 @@ def test_numba_loads_only_after_the_python_budget(monkeypatch):
     assert jit._python_s > 0.0 and jit._loaded is None
     monkeypatch.setattr(jit, "_python_s", 3600.0)
     monkeypatch.setattr(jit, "_python_events", int(jit.FAST_PYTHON_RATE * 3600) + 1)
-    assert jit.kernels(big) is None  # budget spent, but the Python loops are fast: no numba
+    assert jit.kernels(big) is None  # budget spent, but the Python loops are fast: no LLVM
     monkeypatch.setattr(jit, "_python_events", int(jit.FAST_PYTHON_RATE * 3600) // 2)
     assert jit.kernels(big - 1) is None  # small blocks stay Python
     assert jit.kernels(big) is not None and jit._loaded
@@ -290,7 +380,7 @@ def test_numba_loads_only_after_the_python_budget(monkeypatch):
     assert jit.kernels(big) is not None  # once loaded, large blocks use it
 
 
-@needs_numba
+@needs_kernels
 def test_large_blocks_take_the_compiled_kernel(monkeypatch):
     """Above jit.MIN_EVENTS (budget spent) the VM's block path runs compiled and still
     equals per-event."""
@@ -315,26 +405,6 @@ def test_large_blocks_take_the_compiled_kernel(monkeypatch):
     assert calls and all(calls)
 
 
-def test_numba_cache_dir_falls_back_when_the_package_is_read_only(monkeypatch, tmp_path):
-    here = os.path.join(os.path.dirname(jit.__file__), "__pycache__")
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(
-        jit, "_writable", lambda d: d != here and jit.os.makedirs(d, exist_ok=True) is None
-    )
-    jit._ensure_cache_dir()
-    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "xdg" / "gictools" / "numba")
-    monkeypatch.delenv("NUMBA_CACHE_DIR")
-    monkeypatch.setattr(
-        jit, "_writable", lambda d: d.startswith(tempfile.gettempdir()) and d != here
-    )
-    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-such-dir")
-    jit._ensure_cache_dir()
-    assert os.environ["NUMBA_CACHE_DIR"].startswith(
-        os.path.join(tempfile.gettempdir(), "gictools-numba-")
-    )
-
-
 def test_the_model_imports_no_numpy():
     code = (
         "import sys\n"
@@ -345,7 +415,7 @@ def test_the_model_imports_no_numpy():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_small_traces_and_help_never_import_numba():
+def test_small_traces_and_help_never_load_llvm():
     code = (
         "import sys, numpy as np\n"
         "from gictools import VM\n"
@@ -355,7 +425,8 @@ def test_small_traces_and_help_never_import_numba():
         "inject_block(vm, its, np.zeros(5000, np.uint32), np.arange(5000, dtype=np.uint32) % 99)\n"
         "vm.signal_msi(its, 0, 1)\n"
         "from gictools import cli\n"
-        "assert 'numba' not in sys.modules, 'numba imported'\n"
+        "assert 'gictools.model.cache._kernels' not in sys.modules, 'kernels built'\n"
+        "assert 'llvmlite' not in sys.modules, 'llvmlite imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, GICTOOLS_JIT="1"))
 

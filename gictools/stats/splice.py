@@ -288,8 +288,6 @@ class Joiner:
         """Write the footer: key_value_metadata, default the first part's."""
         if self.first is None:
             raise ValueError("no Parquet part to join")
-        fmd = bytearray()
-        last = 0
         top = [f for f in self.first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
         top.append([_FMD_NUM_ROWS, _I64, self.rows])
         top.append([_ROW_GROUPS, _LIST, None])
@@ -299,21 +297,24 @@ class Joiner:
                 for k, v in key_value_metadata.items()
             ]
             top = [f for f in top if f[0] != _FMD_KV] + [[_FMD_KV, _LIST, (_STRUCT, kv)]]
+        head, tail = bytearray(), bytearray()  # the row groups go between, not copied
+        out, last = head, 0
         for fid, t, v in sorted(top, key=lambda f: f[0]):
-            _field_header(fid, t, v, last, fmd)
+            _field_header(fid, t, v, last, out)
             last = fid
             if fid == _ROW_GROUPS:
                 if self.n_groups < 15:
-                    fmd.append(self.n_groups << 4 | _STRUCT)
+                    out.append(self.n_groups << 4 | _STRUCT)
                 else:
-                    fmd.append(0xF0 | _STRUCT)
-                    _varint(self.n_groups, fmd)
-                fmd += self.groups
+                    out.append(0xF0 | _STRUCT)
+                    _varint(self.n_groups, out)
+                out = tail
             else:
-                _write_value(t, v, fmd)
-        fmd.append(0)
-        self.dst.write(fmd)
-        self.dst.write(struct.pack("<I", len(fmd)))
+                _write_value(t, v, out)
+        tail.append(0)
+        for piece in (head, self.groups, tail):
+            self.dst.write(piece)
+        self.dst.write(struct.pack("<I", len(head) + len(self.groups) + len(tail)))
         self.dst.write(MAGIC)
 
 

@@ -614,7 +614,9 @@ def predict_lpi_stress(
     bands: Annotated[
         bool, typer.Option("--bands", help="also predict across unfitted parameters' ranges")
     ] = False,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="parallel processes")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("-j", "--jobs", min=1, help="parallel processes")
+    ] = None,
     json_out: JsonOpt = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
@@ -685,7 +687,8 @@ def sweep(
     ] = None,
     host_cpus: HostCpusOpt = None,
     jobs: Annotated[
-        int | None, typer.Option("-j", "--jobs", help="local worker processes (default: CPUs)")
+        int | None,
+        typer.Option("-j", "--jobs", min=1, help="local worker processes (default: CPUs)"),
     ] = None,
     scheduler: Annotated[
         str | None,

@@ -729,7 +729,8 @@ def summarize(
     with clikit.errors():
         s = _summarize(dataset)
         files = _plot(s, plot) if plot else []
-    clikit.print_result(json_out, s, lambda: format_summary(s), files)
+    doc = clikit.json_doc("summarize", **s)
+    clikit.print_result(json_out, doc, lambda: format_summary(s), files)
 
 
 @app.command()

@@ -740,13 +740,23 @@ def mrc(
         list[int] | None,
         typer.Option(help="capacities to simulate usage-v2 at (repeat; default: a few)"),
     ] = None,
+    max_msis: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=(1 << 32) - 1,
+            help="refuse a trace of more MSIs (exit 2): memory is 4 bytes per MSI "
+            "plus about 100 per distinct translation; the whole stream is analysed, "
+            "never a sample",
+        ),
+    ] = 1 << 24,
     plot: PlotOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """Cache capacity analysis: exact LRU miss-ratio curve, usage-v2 at chosen capacities,
     per-ITS footprint; the capacity for 99 % hits and where the 16 x vCPUs rule lands."""
-    from gictools.mrc import analyse, format_report, trace_accesses
+    from gictools.mrc import analyse_accesses, format_report, trace_accesses
     from gictools.mrc import plot as _plot
 
     if plot:
@@ -761,7 +771,8 @@ def mrc(
                     bar.set_total(total)
                 bar.update(done)
 
-            (its, dev, ev), vcpus = trace_accesses(trace, step)
-        r = analyse(its, dev, ev, vcpus, usage_capacity)
+            acc = trace_accesses(trace, step, max_msis)
+        r = analyse_accesses(acc, usage_capacity)
         files = _plot(r, plot, trace.name) if plot else []
-    clikit.print_result(json_out, r, lambda: format_report(r, trace.name), files)
+    doc = clikit.json_doc("mrc", **r)
+    clikit.print_result(json_out, doc, lambda: format_report(r, trace.name), files)

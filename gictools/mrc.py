@@ -200,18 +200,20 @@ def accesses_of(its, dev, ev, vcpus: int = 1) -> Accesses:
 def _walk(ids, distinct: int, out=None, min_tree: int | None = None):
     """One pass of the Fenwick LRU stack: (hist, first) where hist[d] counts the accesses
     at stack distance d (0: first use, a cold miss) and first[k] is key k's first access.
-    out (optional, indexable by access): each access's distance."""
+    out (optional, indexable by access): each access's distance. Lists, not arrays: they
+    are sized by the distinct keys, and list indexing is the fast path of this loop."""
     cap = max(2 * distinct, MIN_TREE if min_tree is None else min_tree)
-    tree = array("q", bytes(8 * (cap + 1)))
-    last = array("q", bytes(8 * distinct))  # time of each key's latest use, 0: unused
-    first = array("q", bytes(8 * distinct))
+    tree = [0] * (cap + 1)
+    last = [0] * distinct  # time of each key's latest use, 0: unused
+    first = [0] * distinct
     hist = [0] * (distinct + 1)
     live = 0  # marks in the tree: distinct keys so far
     t = 0
     for g, k in enumerate(ids):
         t += 1
         if t > cap:
-            tree, t = _renumber(last, live, cap), live + 1
+            tree, last = _renumber(last, live, cap)
+            t = live + 1
         prev = last[k]
         if prev:
             s, i = 0, prev  # marks at times <= prev
@@ -239,17 +241,16 @@ def _walk(ids, distinct: int, out=None, min_tree: int | None = None):
     return hist, first
 
 
-def _renumber(last: array, live: int, cap: int) -> array:
-    """Times 1..live for the keys' latest uses, in the same order; the tree holding them."""
-    times = np.frombuffer(last, dtype=np.int64)
+def _renumber(last: list, live: int, cap: int) -> tuple[list, list]:
+    """(tree, last) with the keys' latest uses renumbered 1..live in the same order."""
+    times = np.array(last, dtype=np.int64)
     used = np.flatnonzero(times)
     order = used[np.argsort(times[used], kind="stable")]
     times[order] = np.arange(1, live + 1)
-    del times  # last is written through this view; release it
     i = np.arange(cap + 1, dtype=np.int64)
     marks = np.clip(np.minimum(i, live) - (i - (i & -i)), 0, None)  # marks in (i - lowbit, i]
     marks[0] = 0
-    return array("q", marks.tobytes())
+    return marks.tolist(), times.tolist()
 
 
 def stack_distances(keys, min_tree: int | None = None) -> np.ndarray:
@@ -305,7 +306,7 @@ def footprints(acc: Accesses, first, points=FOOTPRINT_POINTS) -> dict:
     """{ITS index: [[accesses so far, distinct translations so far], ...]}."""
     n = acc.n
     marks = sorted({min(n, max(1, round(n * k / points))) for k in range(1, points + 1)})
-    first_use = np.frombuffer(first, dtype=np.int64)
+    first_use = np.asarray(first, dtype=np.int64)
     out = {}
     for i in np.unique(acc.its).tolist():
         first_at = np.sort(first_use[acc.its == i])  # access index of each key's first use

@@ -38,7 +38,8 @@ from gictools.model.cache.usage_v2 import UsageV2
 TARGET_HIT_RATE = 0.99
 FOOTPRINT_POINTS = 200
 DEFAULT_MAX_MSIS = 1 << 24  # 64 MiB of key ids; a few minutes per usage-v2 capacity
-MAX_MSIS = (1 << 32) - 1  # key ids are u32
+_U32_MAX = (1 << 32) - 1
+MAX_MSIS = _U32_MAX  # key ids are u32
 MIN_TREE = 1 << 16  # Fenwick positions before the first renumbering
 _BATCH = 1 << 16  # MSIs given ids together (more when there are more distinct keys)
 _CHUNK = 1 << 16  # key ids turned into Python ints at a time
@@ -188,8 +189,8 @@ def accesses_of(its, dev, ev, vcpus: int = 1) -> Accesses:
     if not len(its) == len(dev) == len(ev):
         raise ValueError("its, dev and ev differ in length")
     for name, a in (("its", its), ("dev", dev), ("ev", ev)):
-        if len(a) and (int(a.min()) < 0 or int(a.max()) > MAX_MSIS):
-            raise ValueError(f"{name}: values must be in 0..{MAX_MSIS:#x}")
+        if len(a) and (int(a.min()) < 0 or int(a.max()) > _U32_MAX):
+            raise ValueError(f"{name}: values must be in 0..{_U32_MAX:#x}")
     b = StreamBuilder(max(len(its), 1))
     for s in range(0, len(its), _BATCH):
         part = slice(s, s + _BATCH)
@@ -200,12 +201,13 @@ def accesses_of(its, dev, ev, vcpus: int = 1) -> Accesses:
 def _walk(ids, distinct: int, out=None, min_tree: int | None = None):
     """One pass of the Fenwick LRU stack: (hist, first) where hist[d] counts the accesses
     at stack distance d (0: first use, a cold miss) and first[k] is key k's first access.
-    out (optional, indexable by access): each access's distance. Lists, not arrays: they
-    are sized by the distinct keys, and list indexing is the fast path of this loop."""
+    out (optional, indexable by access): each access's distance. The tree is a list (read
+    log n times per access; its counts are mostly small, shared ints), the per-key times
+    are 8-byte arrays."""
     cap = max(2 * distinct, MIN_TREE if min_tree is None else min_tree)
     tree = [0] * (cap + 1)
-    last = [0] * distinct  # time of each key's latest use, 0: unused
-    first = [0] * distinct
+    last = array("q", bytes(8 * distinct))  # time of each key's latest use, 0: unused
+    first = array("q", bytes(8 * distinct))
     hist = [0] * (distinct + 1)
     live = 0  # marks in the tree: distinct keys so far
     t = 0
@@ -241,16 +243,16 @@ def _walk(ids, distinct: int, out=None, min_tree: int | None = None):
     return hist, first
 
 
-def _renumber(last: list, live: int, cap: int) -> tuple[list, list]:
+def _renumber(last: array, live: int, cap: int) -> tuple[list, array]:
     """(tree, last) with the keys' latest uses renumbered 1..live in the same order."""
-    times = np.array(last, dtype=np.int64)
+    times = np.frombuffer(last, dtype=np.int64).copy()
     used = np.flatnonzero(times)
     order = used[np.argsort(times[used], kind="stable")]
     times[order] = np.arange(1, live + 1)
     i = np.arange(cap + 1, dtype=np.int64)
     marks = np.clip(np.minimum(i, live) - (i - (i & -i)), 0, None)  # marks in (i - lowbit, i]
     marks[0] = 0
-    return marks.tolist(), times.tolist()
+    return marks.tolist(), array("q", times.tobytes())
 
 
 def stack_distances(keys, min_tree: int | None = None) -> np.ndarray:
@@ -306,7 +308,7 @@ def footprints(acc: Accesses, first, points=FOOTPRINT_POINTS) -> dict:
     """{ITS index: [[accesses so far, distinct translations so far], ...]}."""
     n = acc.n
     marks = sorted({min(n, max(1, round(n * k / points))) for k in range(1, points + 1)})
-    first_use = np.asarray(first, dtype=np.int64)
+    first_use = np.frombuffer(first, dtype=np.int64)
     out = {}
     for i in np.unique(acc.its).tolist():
         first_at = np.sort(first_use[acc.its == i])  # access index of each key's first use

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.main import get_command
 from typer.testing import CliRunner
 
 from gictools import mrc
@@ -130,3 +131,5 @@ def test_the_limit_holds_while_reading_too():
 def test_help_documents_the_limit():
     r = CliRunner().invoke(app, ["mrc", "--help"], terminal_width=200)
     assert "--max-msis" in r.output and "never a sample" in r.output
+    opt = next(p for p in get_command(app).commands["mrc"].params if p.name == "max_msis")
+    assert opt.default == mrc.DEFAULT_MAX_MSIS and opt.max == mrc.MAX_MSIS

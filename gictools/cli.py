@@ -745,9 +745,9 @@ def mrc(
         typer.Option(
             min=1,
             max=(1 << 32) - 1,
-            help="refuse a trace of more MSIs (exit 2): memory is 4 bytes per MSI "
-            "plus about 100 per distinct translation; the whole stream is analysed, "
-            "never a sample",
+            help="refuse a trace of more MSIs (exit 2): memory is 4 bytes per MSI plus "
+            "a few hundred per distinct translation (the curve has a point for each); "
+            "the whole stream is analysed, never a sample",
         ),
     ] = 1 << 24,
     plot: PlotOpt = None,

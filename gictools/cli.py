@@ -614,7 +614,9 @@ def predict_lpi_stress(
     bands: Annotated[
         bool, typer.Option("--bands", help="also predict across unfitted parameters' ranges")
     ] = False,
-    jobs: Annotated[int | None, typer.Option("-j", "--jobs", help="parallel processes")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("-j", "--jobs", min=1, help="parallel processes")
+    ] = None,
     json_out: JsonOpt = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
@@ -685,7 +687,8 @@ def sweep(
     ] = None,
     host_cpus: HostCpusOpt = None,
     jobs: Annotated[
-        int | None, typer.Option("-j", "--jobs", help="local worker processes (default: CPUs)")
+        int | None,
+        typer.Option("-j", "--jobs", min=1, help="local worker processes (default: CPUs)"),
     ] = None,
     scheduler: Annotated[
         str | None,
@@ -726,7 +729,8 @@ def summarize(
     with clikit.errors():
         s = _summarize(dataset)
         files = _plot(s, plot) if plot else []
-    clikit.print_result(json_out, s, lambda: format_summary(s), files)
+    doc = clikit.json_doc("summarize", **s)
+    clikit.print_result(json_out, doc, lambda: format_summary(s), files)
 
 
 @app.command()
@@ -736,13 +740,23 @@ def mrc(
         list[int] | None,
         typer.Option(help="capacities to simulate usage-v2 at (repeat; default: a few)"),
     ] = None,
+    max_msis: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=(1 << 32) - 1,
+            help="refuse a trace of more MSIs (exit 2): memory is 4 bytes per MSI plus "
+            "a few hundred per distinct translation (the curve has a point for each); "
+            "the whole stream is analysed, never a sample",
+        ),
+    ] = 1 << 24,
     plot: PlotOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """Cache capacity analysis: exact LRU miss-ratio curve, usage-v2 at chosen capacities,
     per-ITS footprint; the capacity for 99 % hits and where the 16 x vCPUs rule lands."""
-    from gictools.mrc import analyse, format_report, trace_accesses
+    from gictools.mrc import analyse_accesses, format_report, trace_accesses
     from gictools.mrc import plot as _plot
 
     if plot:
@@ -757,7 +771,8 @@ def mrc(
                     bar.set_total(total)
                 bar.update(done)
 
-            (its, dev, ev), vcpus = trace_accesses(trace, step)
-        r = analyse(its, dev, ev, vcpus, usage_capacity)
+            acc = trace_accesses(trace, step, max_msis)
+        r = analyse_accesses(acc, usage_capacity)
         files = _plot(r, plot, trace.name) if plot else []
-    clikit.print_result(json_out, r, lambda: format_report(r, trace.name), files)
+    doc = clikit.json_doc("mrc", **r)
+    clikit.print_result(json_out, doc, lambda: format_report(r, trace.name), files)

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from gictools.trace.recorder import Recorder
 
 SZ_64K = 0x10000
-PROP_DEFAULT = 0xA0 | R.LPI_PROP_GROUP1 | R.LPI_PROP_ENABLE  # 0xA3, as the selftests
 
 
 class Guest:

@@ -15,131 +15,321 @@ not applied: this is the demand of the stream, the capacity question alone.
   simulated at chosen capacities with the policy's own rules.
 - per-ITS (v6.10): unbounded, so its size is the footprint: distinct
   translations per ITS as the trace goes.
+
+Memory: the stream is held as one 4-byte key id per MSI (dense ids of the distinct
+(ITS, DeviceID, EventID), given batch by batch with numpy); everything else grows with
+the distinct keys only: the Fenwick tree is renumbered down to the live marks whenever
+time runs past twice the distinct keys. A trace of more than max_msis MSIs
+(DEFAULT_MAX_MSIS) is refused with a ConfigError that names the limit.
 """
 
 import math
+from array import array
+from dataclasses import dataclass
 
 import numpy as np
 
 from gictools import plotting
 from gictools.errors import ConfigError
 from gictools.model.cache.base import LPI_DEFAULT_PCPU_CACHE_SIZE
-from gictools.model.cache.keys import translation_keys
+from gictools.model.cache.keys import split_translation_keys, translation_keys
 from gictools.model.cache.usage_v2 import UsageV2
 
 TARGET_HIT_RATE = 0.99
 FOOTPRINT_POINTS = 200
+DEFAULT_MAX_MSIS = 1 << 24  # 64 MiB of key ids; a few minutes per usage-v2 capacity
+_U32_MAX = (1 << 32) - 1
+MAX_MSIS = _U32_MAX  # key ids are u32
+MIN_TREE = 1 << 16  # Fenwick positions before the first renumbering
+_BATCH = 1 << 16  # MSIs given ids together (more when there are more distinct keys)
+_CHUNK = 1 << 16  # key ids turned into Python ints at a time
 
 
-def trace_accesses(trace, progress=None):
-    """(its, device_id, event_id) int64 arrays of the trace's MSIs, and the vCPU count;
-    progress(events_read, events_total or None) after each record."""
+@dataclass
+class Accesses:
+    """An access stream: ids[t] is the key id of MSI t (array of u32); key id k is
+    (its[k], dev[k], ev[k])."""
+
+    ids: array
+    its: np.ndarray
+    dev: np.ndarray
+    ev: np.ndarray
+    vcpus: int = 1
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def distinct(self) -> int:
+        return len(self.its)
+
+
+class StreamBuilder:
+    """Collects MSIs into an Accesses with bounded memory: 4 bytes per MSI plus a sorted
+    table per ITS of its distinct translation keys; ConfigError past max_msis."""
+
+    def __init__(self, max_msis: int = DEFAULT_MAX_MSIS, source: str = "") -> None:
+        self.max_msis, self.source = max_msis, source
+        self.ids = array("I")
+        self.n = 0
+        self._tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._new_its: list[np.ndarray] = []
+        self._new_keys: list[np.ndarray] = []
+        self._distinct = 0
+        self._keys = array("Q")
+        self._its = array("I")
+
+    def _count(self, k: int) -> None:
+        self.n += k
+        if self.n > self.max_msis:
+            raise ConfigError(too_many(self.source, self.max_msis))
+        if len(self._keys) >= max(_BATCH, self._distinct):
+            self._flush()
+
+    def add(self, its: int, device_id: int, event_id: int) -> None:
+        self._keys.append(device_id << 32 | event_id)
+        self._its.append(its)
+        self._count(1)
+
+    def add_block(self, its: int, device_ids, event_ids) -> None:
+        """One ITS's MSIs (u32 arrays)."""
+        self.add_many(np.full(len(device_ids), its, dtype=np.uint32), device_ids, event_ids)
+
+    def add_many(self, its, device_ids, event_ids) -> None:
+        """MSIs in stream order from three arrays (IDs and ITS indexes below 2^32)."""
+        self._keys.frombytes(translation_keys(device_ids, event_ids).tobytes())
+        self._its.frombytes(np.asarray(its).astype(np.uint32).tobytes())
+        self._count(len(device_ids))
+
+    def _flush(self) -> None:
+        if not self._keys:
+            return
+        keys = np.frombuffer(self._keys, dtype=np.uint64)
+        its = np.frombuffer(self._its, dtype=np.uint32)
+        out = np.empty(len(keys), dtype=np.uint32)
+        itses = np.unique(its).tolist()
+        for i in itses:
+            if len(itses) == 1:
+                out[:] = self._ids_of(i, keys)
+            else:
+                sel = its == i
+                out[sel] = self._ids_of(i, keys[sel])
+        del keys, its  # release the buffers before the arrays are replaced
+        self._keys, self._its = array("Q"), array("I")
+        self.ids.frombytes(out.tobytes())
+
+    def _ids_of(self, its: int, keys: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        tkeys, tids = self._tables.get(
+            its, (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint32))
+        )
+        pos = np.searchsorted(tkeys, uniq)
+        found = np.zeros(len(uniq), dtype=bool)
+        inside = pos < len(tkeys)
+        found[inside] = tkeys[pos[inside]] == uniq[inside]
+        uids = np.empty(len(uniq), dtype=np.uint32)
+        uids[found] = tids[pos[found]]
+        new = ~found
+        fresh = np.arange(self._distinct, self._distinct + int(new.sum()), dtype=np.uint32)
+        uids[new] = fresh
+        self._distinct += len(fresh)
+        self._new_its.append(np.full(len(fresh), its, dtype=np.uint32))
+        self._new_keys.append(uniq[new])
+        self._tables[its] = (
+            np.insert(tkeys, pos[new], uniq[new]),
+            np.insert(tids, pos[new], fresh),
+        )
+        return uids[np.ravel(inverse)]
+
+    def finish(self, vcpus: int = 1) -> Accesses:
+        self._flush()
+        self._tables.clear()
+        keys = np.concatenate(self._new_keys) if self._new_keys else np.empty(0, np.uint64)
+        its = np.concatenate(self._new_its) if self._new_its else np.empty(0, np.uint32)
+        dev, ev = split_translation_keys(keys)
+        return Accesses(self.ids, its, dev, ev, vcpus)
+
+
+def too_many(source: str, limit: int) -> str:
+    where = f"{source}: " if source else ""
+    return (
+        f"{where}more than {limit:,} MSIs, the limit of mrc (4 bytes each in memory); "
+        f"raise it with --max-msis N"
+    )
+
+
+def trace_accesses(trace, progress=None, max_msis: int = DEFAULT_MAX_MSIS) -> Accesses:
+    """The trace's MSIs as an Accesses (vcpus from its header); progress(events_read,
+    events_total or None) after each record. ConfigError past max_msis MSIs (checked
+    against the header's counts first, then while reading)."""
     from gictools.trace import format as F
     from gictools.trace.reader import TraceReader
 
     rd = TraceReader(trace)
-    its, dev, ev = [], [], []
+    counts = rd.counts
+    if counts is not None and counts["msis"] > max_msis:
+        raise ConfigError(too_many(str(trace), max_msis))
+    b = StreamBuilder(max_msis, str(trace))
     for rec in rd:
         if rec[0] == F.MSI:
-            its.append(np.array([rec[3]], dtype=np.int64))
-            dev.append(np.array([rec[4]], dtype=np.int64))
-            ev.append(np.array([rec[5]], dtype=np.int64))
+            b.add(rec[3], rec[4], rec[5])
         elif rec[0] == F.MSI_BLOCK:
-            n = rec[1]
-            its.append(np.full(n, rec[2], dtype=np.int64))
-            dev.append(np.asarray(rec[4], dtype=np.int64))
-            ev.append(np.asarray(rec[5], dtype=np.int64))
+            b.add_block(rec[2], rec[4], rec[5])
         if progress is not None:
             progress(rd.events_read, rd.events_total)
-    if not its:
+    if not b.n:
         raise ConfigError(f"{trace}: no MSI injections to analyse")
-    return (np.concatenate(its), np.concatenate(dev), np.concatenate(ev)), rd.header["vm"]["vcpus"]
+    return b.finish(rd.header["vm"]["vcpus"])
 
 
-def stack_distances(keys) -> np.ndarray:
-    """LRU stack distance of each access (0 for a first use: a cold miss)."""
-    keys = keys.tolist() if isinstance(keys, np.ndarray) else list(keys)
-    n = len(keys)
-    tree = [0] * (n + 1)
-    last: dict[int, int] = {}
-    out = np.zeros(n, dtype=np.int64)
+def accesses_of(its, dev, ev, vcpus: int = 1) -> Accesses:
+    """An Accesses from three arrays (or sequences) of ITS index, DeviceID, EventID."""
+    its, dev, ev = (np.asarray(a, dtype=np.int64).ravel() for a in (its, dev, ev))
+    if not len(its) == len(dev) == len(ev):
+        raise ValueError("its, dev and ev differ in length")
+    for name, a in (("its", its), ("dev", dev), ("ev", ev)):
+        if len(a) and (int(a.min()) < 0 or int(a.max()) > _U32_MAX):
+            raise ValueError(f"{name}: values must be in 0..{_U32_MAX:#x}")
+    b = StreamBuilder(max(len(its), 1))
+    for s in range(0, len(its), _BATCH):
+        part = slice(s, s + _BATCH)
+        b.add_many(its[part], dev[part], ev[part])
+    return b.finish(vcpus)
+
+
+def _walk(ids, distinct: int, out=None, min_tree: int | None = None):
+    """One pass of the Fenwick LRU stack: (hist, first) where hist[d] counts the accesses
+    at stack distance d (0: first use, a cold miss) and first[k] is key k's first access.
+    out (optional, indexable by access): each access's distance. The tree is a list (read
+    log n times per access; its counts are mostly small, shared ints), the per-key times
+    are 8-byte arrays."""
+    cap = max(2 * distinct, MIN_TREE if min_tree is None else min_tree)
+    tree = [0] * (cap + 1)
+    last = array("q", bytes(8 * distinct))  # time of each key's latest use, 0: unused
+    first = array("q", bytes(8 * distinct))
+    hist = [0] * (distinct + 1)
     live = 0  # marks in the tree: distinct keys so far
-    for t, k in enumerate(keys, 1):
-        prev = last.get(k)
-        if prev is not None:
+    t = 0
+    for g, k in enumerate(ids):
+        t += 1
+        if t > cap:
+            tree, last = _renumber(last, live, cap)
+            t = live + 1
+        prev = last[k]
+        if prev:
             s, i = 0, prev  # marks at times <= prev
             while i > 0:
                 s += tree[i]
                 i -= i & -i
-            out[t - 1] = live - s + 1
+            d = live - s + 1
             i = prev
-            while i <= n:
+            while i <= cap:
                 tree[i] -= 1
                 i += i & -i
             live -= 1
+        else:
+            d = 0
+            first[k] = g
+        hist[d] += 1
+        if out is not None:
+            out[g] = d
         i = t
-        while i <= n:
+        while i <= cap:
             tree[i] += 1
             i += i & -i
         live += 1
         last[k] = t
+    return hist, first
+
+
+def _renumber(last: array, live: int, cap: int) -> tuple[list, array]:
+    """(tree, last) with the keys' latest uses renumbered 1..live in the same order."""
+    times = np.frombuffer(last, dtype=np.int64).copy()
+    used = np.flatnonzero(times)
+    order = used[np.argsort(times[used], kind="stable")]
+    times[order] = np.arange(1, live + 1)
+    i = np.arange(cap + 1, dtype=np.int64)
+    marks = np.clip(np.minimum(i, live) - (i - (i & -i)), 0, None)  # marks in (i - lowbit, i]
+    marks[0] = 0
+    return marks.tolist(), array("q", times.tobytes())
+
+
+def stack_distances(keys, min_tree: int | None = None) -> np.ndarray:
+    """LRU stack distance of each access of a key sequence (0 for a first use: a cold miss).
+    For small streams (ids through a dict); traces go through analyse_accesses."""
+    seen: dict = {}
+    ids = [
+        seen.setdefault(k, len(seen)) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)
+    ]
+    out = np.zeros(len(ids), dtype=np.int64)
+    _walk(ids, len(seen), out, min_tree)
     return out
 
 
 def lru_curve(distances) -> list:
     """[[capacity, miss_ratio]] for capacity 1..distinct keys, from stack distances."""
-    n = len(distances)
+    distances = np.asarray(distances)
     cold = int((distances == 0).sum())
-    hist = np.bincount(distances[distances > 0], minlength=cold + 1)
-    hits = np.cumsum(hist)[1 : cold + 1]  # hits at capacity C = accesses with 1 <= d <= C
+    return _lru_curve(np.bincount(distances, minlength=cold + 1).tolist())
+
+
+def _lru_curve(hist) -> list:
+    """The curve from a histogram of stack distances (hist[0]: cold misses)."""
+    n = sum(hist)
+    cold = hist[0]
+    hits = np.cumsum(np.asarray(hist[1 : cold + 1], dtype=np.int64))  # accesses with 1 <= d <= C
     return [[c, (n - int(h)) / n] for c, h in zip(range(1, cold + 1), hits.tolist())]
 
 
-def usage_curve(its, dev, ev, capacities) -> list:
+def usage_curve(acc: Accesses, capacities) -> list:
     """[[capacity, miss_ratio]] of the usage-v2 policy, simulated at each capacity."""
-    n = len(dev)
+    n = acc.n
     out = []
-    triples = list(zip(its.tolist(), dev.tolist(), ev.tolist()))
+    ids = np.frombuffer(acc.ids, dtype=np.uint32)
     for cap in capacities:
         pol = UsageV2(1)
         pol.capacity = int(cap)
-        for i in set(its.tolist()):
+        for i in np.unique(acc.its).tolist():
             pol.doorbells[i] = i  # one doorbell per ITS: the kernel's exact-address key
         misses = 0
-        for i, d, e in triples:
-            if pol.lookup(i, d, e) is None:
-                misses += 1
-                pol.fill(i, d, e, 1)
+        for s in range(0, n, _CHUNK):
+            part = ids[s : s + _CHUNK]
+            triples = zip(acc.its[part].tolist(), acc.dev[part].tolist(), acc.ev[part].tolist())
+            for i, d, e in triples:
+                if pol.lookup(i, d, e) is None:
+                    misses += 1
+                    pol.fill(i, d, e, 1)
         out.append([int(cap), misses / n])
     return out
 
 
-def footprints(its, dev, ev, points=FOOTPRINT_POINTS) -> dict:
+def footprints(acc: Accesses, first, points=FOOTPRINT_POINTS) -> dict:
     """{ITS index: [[accesses so far, distinct translations so far], ...]}."""
-    n = len(dev)
+    n = acc.n
     marks = sorted({min(n, max(1, round(n * k / points))) for k in range(1, points + 1)})
+    first_use = np.frombuffer(first, dtype=np.int64)
     out = {}
-    for i in sorted(set(its.tolist())):
-        sel = its == i
-        key = translation_keys(dev[sel], ev[sel])
-        pos = np.flatnonzero(sel)
-        _, first = np.unique(key, return_index=True)
-        first_at = np.sort(pos[first])  # global index of each key's first use
+    for i in np.unique(acc.its).tolist():
+        first_at = np.sort(first_use[acc.its == i])  # access index of each key's first use
         out[int(i)] = [[m, int(np.searchsorted(first_at, m, side="left"))] for m in marks]
     return out
 
 
 def analyse(its, dev, ev, vcpus, usage_capacities=None) -> dict:
-    """The capacity report for an access stream (see the module doc)."""
-    n = len(dev)
-    if int(dev.max()) < 1 << 24 and int(ev.max()) < 1 << 24 and int(its.max()) < 1 << 15:
-        keys = (its << 48) | (dev << 24) | ev  # one int per (doorbell, DeviceID, EventID)
-    else:
-        keys = list(zip(its.tolist(), dev.tolist(), ev.tolist()))
-    lru = lru_curve(stack_distances(keys))
+    """The capacity report for an access stream given as arrays (see the module doc)."""
+    return analyse_accesses(accesses_of(its, dev, ev, vcpus), usage_capacities)
+
+
+def analyse_accesses(acc: Accesses, usage_capacities=None) -> dict:
+    """The capacity report for an Accesses (see the module doc)."""
+    n = acc.n
+    hist, first = _walk(acc.ids, acc.distinct)
+    lru = _lru_curve(hist)
     distinct = len(lru)
     cold = distinct / n
     cap99 = next((c for c, m in lru if m <= 1 - TARGET_HIT_RATE + 1e-12), None)
+    vcpus = acc.vcpus
     rule = LPI_DEFAULT_PCPU_CACHE_SIZE * vcpus
     rule_mr = lru[min(rule, distinct) - 1][1]
     if usage_capacities is None:
@@ -159,8 +349,8 @@ def analyse(its, dev, ev, vcpus, usage_capacities=None) -> dict:
             "miss_ratio": rule_mr,
             "enough": cap99 is not None and rule >= cap99,
         },
-        "usage_v2": usage_curve(its, dev, ev, usage_capacities),
-        "per_its_footprint": footprints(its, dev, ev),
+        "usage_v2": usage_curve(acc, usage_capacities),
+        "per_its_footprint": footprints(acc, first),
     }
 
 

@@ -9,7 +9,6 @@ from gictools.bits import Layout
 # --- errno values (Linux, arm64 = generic) -----------------------------------------
 EPERM, ENXIO, E2BIG, EAGAIN, ENOMEM, EACCES, EFAULT = 1, 6, 7, 11, 12, 13, 14
 EBUSY, EEXIST, ENODEV, EINVAL = 16, 17, 19, 22
-EWOULDBLOCK = EAGAIN
 
 ERRNO_NAMES = {
     EPERM: "EPERM",
@@ -223,7 +222,6 @@ GICR_CTLR, GICR_TYPER = 0x0000, 0x0008
 GICR_PROPBASER, GICR_PENDBASER = 0x0070, 0x0078
 GICR_INVLPIR, GICR_INVALLR = 0x00A0, 0x00B0
 GICR_CTLR_ENABLE_LPIS = 1 << 0
-GICR_CTLR_RWP = 1 << 3
 
 # GICR_TYPER: | Affinity_Value 63:32 | PPInum 31:27 | VSGI 26 | CommonLPIAff 25:24 |
 #             | Processor_Number 23:8 | RVPEID 7 | MPAM 6 | DPGS 5 | Last 4 | DirectLPI 3 |

@@ -239,7 +239,11 @@ def test_changed_trace_reruns_its_cells(tmp_path):
 def test_one_sweep_per_dataset_and_stale_temp_files_removed(tmp_path):
     cells = cells_from_args([str(SMALL[0])], ["none"])
     root = tmp_path / "ds"
-    stale = root / EVENTS_DIR / cells[0].partition / ".part-0.parquet.0123.tmp.tmp-99"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    name = f".part-0.parquet.gictools-{int(dead.stdout)}-0123abcd.tmp"  # outputs.temp_path's
+    stale = root / EVENTS_DIR / cells[0].partition / name
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half a file")
     lock = _Lock(root)

@@ -38,4 +38,3 @@ def _v0_commit(its):
 
 
 ABIS = (Abi(8, 8, 8, _v0_save, _v0_restore, _v0_commit),)
-NR_ITS_ABIS = len(ABIS)

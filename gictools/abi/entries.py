@@ -28,7 +28,6 @@ CTE_LAYOUT = Layout(
 # | V 63 | ... | L2 page address 51:16 | ... |
 L1E_LAYOUT = Layout("L1E", [("L2_addr", 51, 16), ("V", 63, 63)])
 
-LAYOUTS = {"DTE": DTE_LAYOUT, "ITE": ITE_LAYOUT, "CTE": CTE_LAYOUT, "L1E": L1E_LAYOUT}
 
 # Derived constants for the hot loops (never written by hand).
 DTE_VALID_SHIFT = DTE_LAYOUT["V"].shift
@@ -125,10 +124,6 @@ def encode_l1e(e: L1Entry) -> int:
     if e.l2_addr & 0xFFFF:
         raise ValueError(f"L1 entry: L2 address {e.l2_addr:#x} is not 64 KiB aligned")
     return L1E_LAYOUT.encode(V=int(e.valid), L2_addr=e.l2_addr >> 16)
-
-
-DECODERS = {"DTE": decode_dte, "ITE": decode_ite, "CTE": decode_cte, "L1E": decode_l1e}
-ENCODERS = {"DTE": encode_dte, "ITE": encode_ite, "CTE": encode_cte, "L1E": encode_l1e}
 
 
 # --- fast helpers for the save/restore loops (same bits, no dicts) ---------------------------

@@ -22,7 +22,6 @@ from gictools.sweep.grid import PARTITION_KEYS, Cell
 
 EVENTS_DIR, CELLS_DIR, MANIFEST_DIR = "events", "cells", "_manifest"
 EVENTS_FILE, CELL_FILE = "part-0.parquet", "cell.parquet"
-TMP_MARK = ".tmp"  # every temp name (gictools.outputs.temp_path): ".<name>.gictools-PID-HEX.tmp"
 
 # The per-cell summary table (one row per cell). Names avoid the partition keys.
 CELL_SCHEMA = pa.schema(

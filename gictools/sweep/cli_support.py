@@ -1,7 +1,6 @@
 """The sweep command's logic, kept out of cli.py: build the grid, run it, format the result."""
 
-import json
-
+from gictools import clikit
 from gictools.errors import ConfigError
 from gictools.sweep.grid import cells_from_args, cells_from_toml, check_unique
 from gictools.sweep.report import ProgressDisplay, failures, sweep_json, sweep_table
@@ -42,9 +41,8 @@ def run(cells, out, jobs, scheduler, json_out, quiet):
             f"interrupted: {result.count('done') + result.count('skipped')} of "
             f"{len(cells)} cells finished; run the same command again to resume"
         )
-        text = json.dumps(sweep_json(result), indent=2) if json_out else sweep_table(result)
-        return EXIT_INTERRUPTED, [text, msg]
-    text = json.dumps(sweep_json(result), indent=2) if json_out else sweep_table(result)
+        return EXIT_INTERRUPTED, [_text(result, json_out), msg]
+    text = _text(result, json_out)
     errs = failures(result)
     if errs:
         return EXIT_BAD_INPUT, [text, *errs]
@@ -53,3 +51,11 @@ def run(cells, out, jobs, scheduler, json_out, quiet):
     ]
     lines = [f"FAILED expectations in {p}" for p in sorted(failed_checks)]
     return (EXIT_CHECK_FAILED if failed_checks else EXIT_OK), [text, *lines]
+
+
+def _text(result, json_out):
+    """The table, or the `gictools.sweep/1` document (docs/cli-json.md) as every verb prints
+    JSON: schema-tagged, numpy values converted, never a bare NaN."""
+    if not json_out:
+        return sweep_table(result)
+    return clikit.to_json(clikit.json_doc("sweep", **sweep_json(result)))

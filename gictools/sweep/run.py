@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools.errors import ConfigError
+from gictools.outputs import remove_stale_temps
 from gictools.sweep.cell import (
     CELL_FILE,
     CELLS_DIR,
     EVENTS_DIR,
     EVENTS_FILE,
     MANIFEST_DIR,
-    TMP_MARK,
     is_finished,
     read_cell_row,
     run_cell,
@@ -166,17 +166,13 @@ class DaskExecutor:
 
 
 def clean_temp_files(root: Path) -> int:
-    """Remove temp files an interrupted or killed sweep left behind (hidden, '.tmp')."""
+    """Remove temp files an interrupted or killed sweep left behind. Only those whose writer
+    is gone (outputs.remove_stale_temps: its PID dead and its flock free): a worker still
+    writing, of a pool being stopped or of a Dask cluster, keeps its file."""
     n = 0
     for sub in (EVENTS_DIR, CELLS_DIR, MANIFEST_DIR):
-        for dirpath, _, files in os.walk(root / sub):
-            for f in files:
-                if f.startswith(".") and TMP_MARK in f:
-                    try:
-                        os.unlink(os.path.join(dirpath, f))
-                        n += 1
-                    except OSError:
-                        pass
+        for dirpath, _, _ in os.walk(root / sub):
+            n += len(remove_stale_temps(dirpath))
     return n
 
 

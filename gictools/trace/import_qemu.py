@@ -38,6 +38,9 @@ from gictools.trace import format as F
 QEMU_VIRT_ITS_BASE = 0x0808_0000  # hw/arm/virt.c VIRT_GIC_ITS
 QEMU_VIRT_RAM_BASE = 0x4000_0000  # hw/arm/virt.c VIRT_MEM
 QEMU_ITT_ENTRY_SIZE = 12  # QEMU's GITS_TYPER.ITT_entry_size + 1
+# process_mapc keeps RDbase & RDBASE_PROCNUM_MASK (RDBASE_PROCNUM_LENGTH = 16: a
+# GICR_TYPER.Processor_Number) and logs that; the command in the queue keeps all its bits
+QEMU_RDBASE_PROCNUM_MASK = R.GICR_TYPER_LAYOUT["Processor_Number"].mask
 MAX_RECORDS = 1 << 22  # records held in memory until the log is read (about 1 GB of log)
 MAX_LISTED = 4096  # reconstructions listed one by one in the metadata (all are counted)
 MAX_POINTS = 64  # pending-bit points listed, each with at most MAX_LISTED bits
@@ -1004,12 +1007,10 @@ class Importer:
         if raw is not None:
             got, gfields = decode_command(raw)
             want = dict(fields)
-            if name == "MAPC":  # QEMU keeps a 16-bit processor number
-                if fields["V"]:
-                    want["RDbase"] = fields["RDbase"] & 0xFFFF
-                else:
-                    want.pop("RDbase")
-                gfields = dict(gfields, RDbase=gfields["RDbase"] & 0xFFFF)
+            if name == "MAPC":  # QEMU logs a processor number: the RDbase's low 16 bits
+                if not fields["V"]:
+                    want.pop("RDbase")  # logged as 0
+                gfields = dict(gfields, RDbase=gfields["RDbase"] & QEMU_RDBASE_PROCNUM_MASK)
             if got != name or any(gfields.get(k) != v for k, v in want.items()):
                 raise self.error(
                     f"the command queue dump has {got} {gfields} in slot "
@@ -1078,6 +1079,11 @@ class Importer:
 
     def on_cmd_mapc(self, t, tid, args):
         icid, rdbase, valid = args
+        if rdbase > QEMU_RDBASE_PROCNUM_MASK:
+            raise self.error(
+                f"MAPC: RDbase {rdbase:#x} does not fit QEMU's 16-bit processor number "
+                f"(RDBASE_PROCNUM_MASK {QEMU_RDBASE_PROCNUM_MASK:#x}): not a value QEMU can log"
+            )
         c, raw = self._command(t, tid, "MAPC", ICID=icid, RDbase=rdbase, V=valid)
         self._cmd_record(t, tid, "MAPC", raw, ICID=icid, RDbase=rdbase, V=valid)
         sh = self.shadow

@@ -5,7 +5,6 @@ it needs, so `gictools --help` starts fast (docs/cli-json.md: the --json documen
 """
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -464,7 +463,10 @@ def import_qemu(
             progress=lambda done, total: (bar.set_total(total), bar.update(done)),
             **dst,
         )
-    clikit.echo(json.dumps(s.as_json()) if as_json else s.text())
+    if as_json:
+        clikit.print_json(clikit.json_doc("import-qemu", **s.as_json()))
+    else:
+        clikit.echo(s.text())
 
 
 @app.command()
@@ -633,7 +635,7 @@ def predict_lpi_stress(
         if bands:
             r["bands"] = predict_bands(vcpus, devices, events, iterations, p, **kw)
     if json_out:
-        clikit.print_json(r)
+        clikit.print_json(clikit.json_doc("predict", **r))
         return
     clikit.echo(format_prediction(r))
     if bands:
@@ -669,7 +671,8 @@ def compare(
 
             results = compare_trace(trace, presets, host_cpus, progress=staged)
         files = _plot(results, plot, trace=trace.name) if plot else []
-    clikit.print_result(json_out, as_json(results), lambda: format_table(results), files)
+    doc = clikit.json_doc("compare", results=as_json(results))
+    clikit.print_result(json_out, doc, lambda: format_table(results), files)
 
 
 @app.command()

@@ -168,3 +168,33 @@ def test_json_output_stays_json_for_hostile_values(tmp_path):
     for bad in ("1e400s", "nan", "-1"):
         r = runner.invoke(app, ["dump", str(p), "--to", bad])
         assert r.exit_code == 2, (bad, r.output)
+
+
+def test_every_json_document_is_schema_tagged(tmp_path):
+    """predict, compare and import qemu print top-level objects tagged as docs/cli-json.md says."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from gictools.cli import app
+
+    root = Path(__file__).resolve().parent.parent
+    trace = root / "traces" / "lpi-stress-v4-d4-e8-fixed.msgpack"
+    q = root / "fixtures" / "qemu" / "smp2-rebind"
+    runs = {
+        "predict": ["predict", "lpi-stress", "--preset", "v6.10", "-i", "50", "--json"],
+        "compare": ["compare", str(trace), "--preset", "v6.10", "--json"],
+        "import-qemu": [
+            "import", "qemu", f"{q}.trace.log.gz", "--cmdq", f"{q}.cmdq.txt",
+            "--lpiprop", f"{q}.lpiprop.txt", "--cmdline", f"{q}.cmdline.txt",
+            "-o", str(tmp_path / "q.msgpack"), "--json",
+        ],
+    }  # fmt: skip
+    for kind, args in runs.items():
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        doc = _json.loads(r.stdout)
+        assert doc["schema"] == f"gictools.{kind}/1"
+    assert doc["msis"] > 0 and [
+        e["preset"] for e in _json.loads(CliRunner().invoke(app, runs["compare"]).stdout)["results"]
+    ] == ["v6.10"]

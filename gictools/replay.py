@@ -319,6 +319,7 @@ class Replayer:
         writer=None,
         trace_index: int = 0,
         name: str | None = None,
+        sha256: str | None = None,
     ):
         self.path = os.fspath(trace)
         self.trace = name or self.path  # the name in reports and metadata ("<stdin>")
@@ -359,7 +360,7 @@ class Replayer:
         self.trace_index = trace_index
         self.seq = 0
         self.records = 0
-        self.sha256 = _sha256(self.path)
+        self.sha256 = sha256 or _sha256(self.path)  # given: a --jobs worker, hashed by its parent
         preset_name = preset.name if preset else FIXED_PRESET
         for r in self.runs:
             r.report.trace, r.report.trace_sha256, r.report.preset = (
@@ -889,7 +890,13 @@ def _as_list(traces) -> list:
 
 
 def open_replayers(
-    traces, policies=("default",), kernel=None, preset=None, host_cpus=None, names=None
+    traces,
+    policies=("default",),
+    kernel=None,
+    preset=None,
+    host_cpus=None,
+    names=None,
+    sha256s=None,
 ) -> list[Replayer]:
     """One Replayer per trace, every header read and checked before any replay starts.
     names: what to call each trace in reports and metadata (default: its path)."""
@@ -897,9 +904,10 @@ def open_replayers(
     if not paths:
         raise ConfigError("no trace given")
     names = list(names) if names else [None] * len(paths)
+    shas = list(sha256s) if sha256s else [None] * len(paths)
     return [
-        Replayer(t, policies, kernel, None, preset, host_cpus, trace_index=i, name=n)
-        for i, (t, n) in enumerate(zip(paths, names, strict=True))
+        Replayer(t, policies, kernel, None, preset, host_cpus, trace_index=i, name=n, sha256=h)
+        for i, (t, n, h) in enumerate(zip(paths, names, shas, strict=True))
     ]
 
 
@@ -962,8 +970,8 @@ def run_replayers(
     return reports
 
 
-def _replay_part(traces, policies, kernel, preset, host_cpus, part, names, meta, trace_names):
-    rps = open_replayers(traces, policies, kernel, preset, host_cpus, trace_names)
+def _replay_part(traces, policies, kernel, preset, host_cpus, part, names, meta, trace_names, shas):
+    rps = open_replayers(traces, policies, kernel, preset, host_cpus, trace_names, shas)
     return run_replayers(rps, part, policy_names=names, metadata=meta)
 
 
@@ -1053,7 +1061,7 @@ def _run_parallel(replayers, out, jobs):
         parts = [stack.enter_context(scratch_path(d, f"{name}.part{i}")) for i in range(k)]
         tasks = [
             (traces, [pols[i] for i in g], rp0.kernel, rp0.preset, rp0.host_cpus, part)
-            + (names, meta, trace_names)
+            + (names, meta, trace_names, [rp.sha256 for rp in replayers])
             for g, part in zip(groups, parts)
         ]
         per_group = _in_fresh_processes(tasks, k)

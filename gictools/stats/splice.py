@@ -77,6 +77,51 @@ class _Reader:
             return self.struct()
         raise ValueError(f"Thrift compact type {t} at byte {self.i}")
 
+    def skip(self, t):
+        """Step over one value of type t without building it (footers are walked often)."""
+        if t in (_I16, _I32, _I64):
+            self.varint()
+        elif t == _BINARY:
+            n = self.varint()
+            self.i += n
+        elif t == _STRUCT:
+            self.skip_struct()
+        elif t in (_LIST, _SET):
+            h = self.b[self.i]
+            self.i += 1
+            n, et = h >> 4, h & 0x0F
+            if n == 15:
+                n = self.varint()
+            if et in (_TRUE, _FALSE, _BYTE):
+                self.i += n
+            else:
+                for _ in range(n):
+                    self.skip(et)
+        elif t == _BYTE:
+            self.i += 1
+        elif t == _DOUBLE:
+            self.i += 8
+        elif t == _MAP:
+            n = self.varint()
+            if n:
+                kv = self.b[self.i]
+                self.i += 1
+                for _ in range(n):
+                    self.skip(kv >> 4)
+                    self.skip(kv & 0x0F)
+        elif t not in (_TRUE, _FALSE):
+            raise ValueError(f"Thrift compact type {t} at byte {self.i}")
+
+    def skip_struct(self):
+        while True:
+            h = self.b[self.i]
+            self.i += 1
+            if h == 0:
+                return
+            if not h >> 4:
+                self.zigzag()
+            self.skip(h & 0x0F)
+
     def struct(self):
         fields = []
         last = 0
@@ -164,12 +209,6 @@ def _field(fields, fid):
     return None
 
 
-def _shift(fields, fids, delta):
-    for f in fields:
-        if f[0] in fids:
-            f[2] += delta
-
-
 def _footer_bytes(path):
     with open(path, "rb") as f:
         f.seek(-8, os.SEEK_END)
@@ -207,26 +246,66 @@ def _top_fields(buf):
             if n == 15:
                 n = r.varint()
             start = r.i
-            for _ in range(n):  # skip them; splice() walks them one at a time
-                r.struct()
-            fields.append([fid, t, (start, n)])
+            for _ in range(n):  # skip them; the Joiner walks them one at a time
+                r.skip_struct()
+            fields.append([fid, t, (start, n, r.i)])
         else:
             fields.append([fid, t, r.value(t)])
 
 
-def _shift_group(group, delta, ordinal):
-    _shift(group, (_RG_FILE_OFFSET,), delta)
-    o = _field(group, _RG_ORDINAL)
-    if o is not None:  # each part numbers its row groups from 0; an i16 in parquet.thrift
-        if ordinal < 1 << 15:
-            o[2] = ordinal
-        else:
-            group.remove(o)
-    for cc in _field(group, _RG_COLUMNS)[2][1]:
-        _shift(cc, (_CC_FILE_OFFSET, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX), delta)
-        meta = _field(cc, _CC_META)
-        if meta is not None:
-            _shift(meta[2], _CM_OFFSETS, delta)
+_SHIFT, _ORDINAL = "shift", "ordinal"
+# where a row group's absolute file offsets sit (parquet.thrift); anything else is copied
+_CM_PLAN = dict.fromkeys(_CM_OFFSETS, _SHIFT)
+_CC_PLAN = {
+    _CC_FILE_OFFSET: _SHIFT,
+    _CC_META: _CM_PLAN,
+    _CC_OFFSET_INDEX: _SHIFT,
+    _CC_COLUMN_INDEX: _SHIFT,
+}
+_RG_PLAN = {_RG_COLUMNS: _CC_PLAN, _RG_FILE_OFFSET: _SHIFT, _RG_ORDINAL: _ORDINAL}
+
+
+def _rewrite(r, out, plan, delta, ordinal):
+    """Copy the struct at r into out byte for byte, except the offsets plan names (moved by
+    delta) and a row group's ordinal (renumbered while it fits parquet.thrift's i16)."""
+    b = r.b
+    last = 0
+    while True:
+        start = r.i
+        h = b[r.i]
+        r.i += 1
+        if h == 0:
+            out.append(0)
+            return
+        t, d = h & 0x0F, h >> 4
+        fid = last + d if d else r.zigzag()
+        last = fid
+        how = plan.get(fid)
+        if how is None:
+            r.skip(t)
+            out += b[start : r.i]
+            continue
+        out += b[start : r.i]  # the field header, unchanged
+        if how == _SHIFT and t in (_I32, _I64):
+            _zigzag(r.zigzag() + delta, out)
+        elif how == _ORDINAL and t == _I16 and ordinal < 1 << 15:
+            r.zigzag()
+            _zigzag(ordinal, out)
+        elif isinstance(how, dict) and t == _STRUCT:
+            _rewrite(r, out, how, delta, ordinal)
+        elif isinstance(how, dict) and t == _LIST and b[r.i] & 0x0F == _STRUCT:
+            hs = r.i
+            n = b[r.i] >> 4
+            r.i += 1
+            if n == 15:
+                n = r.varint()
+            out += b[hs : r.i]
+            for _ in range(n):
+                _rewrite(r, out, how, delta, ordinal)
+        else:  # not the type expected there: carried over as it is
+            vs = r.i
+            r.skip(t)
+            out += b[vs : r.i]
 
 
 class Joiner:
@@ -254,14 +333,16 @@ class Joiner:
             self.first = fields
         self.rows += _field(fields, _FMD_NUM_ROWS)[2]
         rg = _field(fields, _ROW_GROUPS)
-        if rg is not None:
-            start, n = rg[2]
+        if rg is not None and delta == 0 and self.n_groups == 0:  # as they are
+            start, n, end = rg[2]
+            self.groups += buf[start:end]
+            self.n_groups = n
+        elif rg is not None:
+            start, n, _ = rg[2]
             r = _Reader(buf)
             r.i = start
             for _ in range(n):
-                group = r.struct()
-                _shift_group(group, delta, self.n_groups)
-                _write_struct(group, self.groups)
+                _rewrite(r, self.groups, _RG_PLAN, delta, self.n_groups)
                 self.n_groups += 1
 
     def add_file(self, path):

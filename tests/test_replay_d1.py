@@ -218,6 +218,12 @@ def test_policies_in_parallel_processes_write_the_same_file(stress, hotplug, tmp
     r2 = replay([stress, hotplug], POLICIES, out=par, jobs=2)
     assert [r.as_dict() for r in r1] == [r.as_dict() for r in r2]
     assert pq.read_metadata(one).metadata == pq.read_metadata(par).metadata
+    import hashlib
+    import json as _json
+
+    shas = [hashlib.sha256(Path(t).read_bytes()).hexdigest() for t in (stress, hotplug)]
+    assert _json.loads(pq.read_metadata(par).metadata[b"trace_sha256"]) == shas
+    assert [r.trace_sha256 for r in r2] == [shas[0]] * len(POLICIES) + [shas[1]] * len(POLICIES)
     a, b = pq.read_table(one), pq.read_table(par)
     assert a.schema == b.schema and a.num_rows == b.num_rows
     assert pq.ParquetFile(one).num_row_groups == pq.ParquetFile(par).num_row_groups

@@ -1030,6 +1030,22 @@ def _in_fresh_processes(tasks, jobs):
     return results
 
 
+PREBUILD_MSIS = 1 << 20  # MSIs from which a --jobs parent builds the compiled kernels
+
+
+def _build_kernels_once(replayers, names):
+    """Build the compiled block kernels here, before forking, when the workers would each
+    build them (order-dependent policies, a long trace by its header): one build, inherited."""
+    from gictools.model.cache import jit
+    from gictools.model.cache.base import VmWidePolicy
+
+    if not any(issubclass(POLICIES[n], VmWidePolicy) for n in names if n in POLICIES):
+        return
+    msis = sum((rp.reader.counts or {}).get("msis", 0) for rp in replayers)
+    if msis >= PREBUILD_MSIS:
+        jit.kernels(jit.MIN_EVENTS, True)
+
+
 def _run_parallel(replayers, out, jobs):
     """Policies are independent replays of the same stream: they are dealt round-robin into
     `jobs` groups, each replayed in one pass (one decode) by a fresh process that writes a
@@ -1045,6 +1061,7 @@ def _run_parallel(replayers, out, jobs):
         rp.close()
     rp0 = replayers[0]
     names = _policy_names(replayers)
+    _build_kernels_once(replayers, names)
     meta = _metadata(replayers, names)
     traces = [rp.path for rp in replayers]
     trace_names = [rp.trace for rp in replayers]

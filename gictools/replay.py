@@ -10,6 +10,7 @@ row groups of their own; expectations are checked as they come.
 import hashlib
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -360,17 +361,12 @@ class Replayer:
         self.trace_index = trace_index
         self.seq = 0
         self.records = 0
-        self.sha256 = sha256 or _sha256(self.path)  # given: a --jobs worker, hashed by its parent
+        self._sha256 = sha256  # hashed on first use (a --jobs parent hashes while workers run)
         preset_name = preset.name if preset else FIXED_PRESET
         for r in self.runs:
-            r.report.trace, r.report.trace_sha256, r.report.preset = (
-                self.trace,
-                self.sha256,
-                preset_name,
-            )
-        self.meta = {
+            r.report.trace, r.report.preset = self.trace, preset_name
+        self._meta = {
             "gictools_version": __version__,
-            "trace_sha256": self.sha256,
             "cache_policy": json.dumps(names),
             "kernel": json.dumps([r.vm.kernel.name for r in self.runs]),
             "latency_preset": json.dumps(preset_name),
@@ -380,6 +376,21 @@ class Replayer:
                 else {"cost_ns_by_outcome": _FIXED_COST, "command_ns": FIXED_COMMAND_NS}
             ),
             "vm": json.dumps(self.header["vm"]),
+        }
+
+    @property
+    def sha256(self) -> str:
+        """The trace file's SHA-256 (hex)."""
+        if self._sha256 is None:
+            self._sha256 = _sha256(self.path)
+        return self._sha256
+
+    @property
+    def meta(self) -> dict:
+        """This trace's Parquet key-value metadata."""
+        return {
+            **self._meta,
+            "trace_sha256": self.sha256,
             "traces": json.dumps([self.trace_entry()]),
         }
 
@@ -817,6 +828,8 @@ class Replayer:
             raise
         finally:
             self.close()
+        for r in self.runs:
+            r.report.trace_sha256 = self.sha256
         return [r.report for r in self.runs]
 
 
@@ -970,9 +983,13 @@ def run_replayers(
     return reports
 
 
-def _replay_part(traces, policies, kernel, preset, host_cpus, part, names, meta, trace_names, shas):
+_UNHASHED = "0" * 64  # a --jobs worker's stand-in: its parent hashes the trace meanwhile
+
+
+def _replay_part(traces, policies, kernel, preset, host_cpus, part, names, trace_names):
+    shas = [_UNHASHED] * len(traces)
     rps = open_replayers(traces, policies, kernel, preset, host_cpus, trace_names, shas)
-    return run_replayers(rps, part, policy_names=names, metadata=meta)
+    return run_replayers(rps, part, policy_names=names)
 
 
 def _part_worker(conn, task):
@@ -987,9 +1004,10 @@ def _part_worker(conn, task):
     conn.close()
 
 
-def _in_fresh_processes(tasks, jobs):
+def _in_fresh_processes(tasks, jobs, meanwhile=None):
     """_replay_part(*task) for each task, at most jobs at a time, each in a process of its
-    own (forked from this thread alone: no pool threads, so no lock is inherited held)."""
+    own (forked from this thread alone: no pool threads, so no lock is inherited held).
+    meanwhile() runs here once every process is started."""
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -1006,6 +1024,9 @@ def _in_fresh_processes(tasks, jobs):
                 proc.start()
                 send.close()
                 running[recv] = (i, proc)
+            if meanwhile is not None and not todo:  # no fork after it starts threads
+                meanwhile()
+                meanwhile = None
             for conn in wait(list(running)):
                 i, proc = running.pop(conn)
                 try:
@@ -1055,6 +1076,7 @@ def _run_parallel(replayers, out, jobs):
     from contextlib import ExitStack
 
     from gictools.outputs import atomic_path, check_output, scratch_path
+    from gictools.stats.parquet import empty_file
     from gictools.stats.splice import splice
 
     for rp in replayers:  # the workers open the traces again
@@ -1062,7 +1084,6 @@ def _run_parallel(replayers, out, jobs):
     rp0 = replayers[0]
     names = _policy_names(replayers)
     _build_kernels_once(replayers, names)
-    meta = _metadata(replayers, names)
     traces = [rp.path for rp in replayers]
     trace_names = [rp.trace for rp in replayers]
     out = os.fspath(out)
@@ -1078,12 +1099,16 @@ def _run_parallel(replayers, out, jobs):
         parts = [stack.enter_context(scratch_path(d, f"{name}.part{i}")) for i in range(k)]
         tasks = [
             (traces, [pols[i] for i in g], rp0.kernel, rp0.preset, rp0.host_cpus, part)
-            + (names, meta, trace_names, [rp.sha256 for rp in replayers])
+            + (names, trace_names)
             for g, part in zip(groups, parts)
         ]
-        per_group = _in_fresh_processes(tasks, k)
+        # the workers write stand-in hashes; the file gets the metadata a one-process run
+        # writes (pyarrow's own encoding of it, ARROW:schema included)
+        hashing = threading.Thread(target=lambda: [rp.sha256 for rp in replayers])
+        per_group = _in_fresh_processes(tasks, k, meanwhile=hashing.start)
+        hashing.join()
         with atomic_path(out, inputs=traces) as tmp:
-            splice(parts, tmp)
+            splice(parts, tmp, footer_of=empty_file(_metadata(replayers, names)))
     where = {i: (g, j) for g, idx in enumerate(groups) for j, i in enumerate(idx)}
     reports = []
     for t, rp in enumerate(replayers):  # trace-major, policies in the order asked
@@ -1091,6 +1116,7 @@ def _run_parallel(replayers, out, jobs):
         for i in range(len(pols)):
             g, j = where[i]
             mine.append(per_group[g][t * len(groups[g]) + j])
+            mine[-1].trace_sha256 = rp.sha256
         rp.seq = mine[0].events
         reports += mine
     return reports

@@ -2,6 +2,7 @@
 writer thread (pyarrow releases the GIL) behind a bounded queue; the file appears whole
 or not at all."""
 
+import io
 import os
 import queue
 import threading
@@ -79,6 +80,16 @@ def _column(name, values, mask, n, dictionary):
             _numpy_array(values.astype(dt, copy=False), typ.index_type, mask), dictionary
         )
     return _numpy_array(values.astype(dt, copy=False), typ, mask)
+
+
+def empty_file(metadata: dict) -> bytes:
+    """A Parquet file of no rows with the event schema and this metadata, as EventWriter
+    writes it: its footer is what a joined file of parts written apart should carry."""
+    buf = io.BytesIO()
+    pq.ParquetWriter(
+        buf, SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()}), **WRITER_OPTIONS
+    ).close()
+    return buf.getvalue()
 
 
 class EventWriter:

@@ -365,11 +365,19 @@ class Joiner:
         """A file-like for one Parquet writer: its pages go straight into dst."""
         return PartSink(self)
 
-    def finish(self, key_value_metadata: dict | None = None):
-        """Write the footer: key_value_metadata, default the first part's."""
-        if self.first is None:
+    def finish(self, key_value_metadata: dict | None = None, footer_of: bytes | None = None):
+        """Write the footer: the first part's file-level fields (schema, key-value metadata,
+        created_by, ...), or those of the Parquet file footer_of; key_value_metadata, if
+        given, replaces the key-value metadata."""
+        first = self.first
+        if footer_of is not None:
+            if footer_of[-4:] != MAGIC:
+                raise ValueError("footer_of: not a Parquet file")
+            (n,) = struct.unpack("<I", footer_of[-8:-4])
+            first, _ = _top_fields(footer_of[-8 - n : -8])
+        if first is None:
             raise ValueError("no Parquet part to join")
-        top = [f for f in self.first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
+        top = [f for f in first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
         top.append([_FMD_NUM_ROWS, _I64, self.rows])
         top.append([_ROW_GROUPS, _LIST, None])
         if key_value_metadata is not None:
@@ -451,12 +459,12 @@ class PartSink:
         self.joiner._add_footer(bytes(held[body : body + n]), self.base - len(MAGIC))
 
 
-def splice(parts, out, key_value_metadata: dict | None = None):
-    """Write out = the row groups of parts (same schema, in order) with one footer holding
-    key_value_metadata (default: the first part's). Only offsets are rewritten; pages are
-    copied as they are, and the footers are walked one row group at a time."""
+def splice(parts, out, key_value_metadata: dict | None = None, footer_of: bytes | None = None):
+    """Write out = the row groups of parts (same schema, in order) with one footer (see
+    Joiner.finish). Only offsets are rewritten; pages are copied as they are, and the
+    footers are walked one row group at a time."""
     with open(out, "wb") as dst:
         j = Joiner(dst)
         for p in parts:
             j.add_file(p)
-        j.finish(key_value_metadata)
+        j.finish(key_value_metadata, footer_of)

@@ -113,14 +113,22 @@ class _Reader:
             raise ValueError(f"Thrift compact type {t} at byte {self.i}")
 
     def skip_struct(self):
+        b = self.b
         while True:
-            h = self.b[self.i]
+            h = b[self.i]
             self.i += 1
             if h == 0:
                 return
             if not h >> 4:
                 self.zigzag()
-            self.skip(h & 0x0F)
+            t = h & 0x0F
+            if t in (_I32, _I64, _I16):  # varints, most fields: stepped over inline
+                i = self.i
+                while b[i] & 0x80:
+                    i += 1
+                self.i = i + 1
+            elif t not in (_TRUE, _FALSE):
+                self.skip(t)
 
     def struct(self):
         fields = []
@@ -226,9 +234,10 @@ def _footer(path):
     return _Reader(buf).struct(), end
 
 
-def _top_fields(buf):
-    """FileMetaData's top-level fields, the row groups left unparsed: (fields, row group
-    element type, count, the reader positioned at the first row group)."""
+def _top_fields(buf, whole=True):
+    """FileMetaData's top-level fields, the row groups left unparsed: the row_groups field's
+    value is (start, count, end). whole=False stops at the row groups (end None): the
+    fields before them (num_rows) are all a later part needs."""
     r = _Reader(buf)
     fields, last = [], 0
     while True:
@@ -246,6 +255,9 @@ def _top_fields(buf):
             if n == 15:
                 n = r.varint()
             start = r.i
+            if not whole:
+                fields.append([fid, t, (start, n, None)])
+                return fields, None
             for _ in range(n):  # skip them; the Joiner walks them one at a time
                 r.skip_struct()
             fields.append([fid, t, (start, n, r.i)])
@@ -267,45 +279,53 @@ _RG_PLAN = {_RG_COLUMNS: _CC_PLAN, _RG_FILE_OFFSET: _SHIFT, _RG_ORDINAL: _ORDINA
 
 def _rewrite(r, out, plan, delta, ordinal):
     """Copy the struct at r into out byte for byte, except the offsets plan names (moved by
-    delta) and a row group's ordinal (renumbered while it fits parquet.thrift's i16)."""
+    delta) and a row group's ordinal (renumbered while it fits parquet.thrift's i16).
+    Unchanged bytes are copied in runs, up to the next value that changes."""
     b = r.b
     last = 0
+    run = r.i  # start of the bytes not yet copied
     while True:
-        start = r.i
         h = b[r.i]
         r.i += 1
         if h == 0:
-            out.append(0)
+            out += b[run : r.i]
             return
         t, d = h & 0x0F, h >> 4
         fid = last + d if d else r.zigzag()
         last = fid
         how = plan.get(fid)
         if how is None:
-            r.skip(t)
-            out += b[start : r.i]
-            continue
-        out += b[start : r.i]  # the field header, unchanged
-        if how == _SHIFT and t in (_I32, _I64):
+            if t in (_I32, _I64, _I16):  # a varint: the common case, stepped over here
+                i = r.i
+                while b[i] & 0x80:
+                    i += 1
+                r.i = i + 1
+            else:
+                r.skip(t)
+        elif how == _SHIFT and t in (_I32, _I64):
+            out += b[run : r.i]
             _zigzag(r.zigzag() + delta, out)
+            run = r.i
         elif how == _ORDINAL and t == _I16 and ordinal < 1 << 15:
+            out += b[run : r.i]
             r.zigzag()
             _zigzag(ordinal, out)
+            run = r.i
         elif isinstance(how, dict) and t == _STRUCT:
+            out += b[run : r.i]
             _rewrite(r, out, how, delta, ordinal)
+            run = r.i
         elif isinstance(how, dict) and t == _LIST and b[r.i] & 0x0F == _STRUCT:
-            hs = r.i
             n = b[r.i] >> 4
             r.i += 1
             if n == 15:
                 n = r.varint()
-            out += b[hs : r.i]
+            out += b[run : r.i]
             for _ in range(n):
                 _rewrite(r, out, how, delta, ordinal)
+            run = r.i
         else:  # not the type expected there: carried over as it is
-            vs = r.i
             r.skip(t)
-            out += b[vs : r.i]
 
 
 class Joiner:
@@ -328,12 +348,13 @@ class Joiner:
         dst.write(MAGIC)
 
     def _add_footer(self, buf, delta):
-        fields, _ = _top_fields(buf)
+        as_they_are = delta == 0 and self.n_groups == 0
+        fields, _ = _top_fields(buf, whole=self.first is None or as_they_are)
         if self.first is None:
             self.first = fields
         self.rows += _field(fields, _FMD_NUM_ROWS)[2]
         rg = _field(fields, _ROW_GROUPS)
-        if rg is not None and delta == 0 and self.n_groups == 0:  # as they are
+        if rg is not None and as_they_are:
             start, n, end = rg[2]
             self.groups += buf[start:end]
             self.n_groups = n

@@ -32,11 +32,63 @@ _CODES = {
     "RECYCLE": int(Outcome.RECYCLE),
 }
 
+# IR both loops share: the event loop over inv[0..n) (x = inv[i], outp = &out[i]); a
+# failed slow path caches nothing (vgic_its_cache_translation runs only after a successful
+# translation); a cache of capacity 0 caches nothing; the next event
+
+
+def _loop_head(exit_label: str) -> str:
+    return """
+head:
+  %i = load i64, ptr %i.a
+  %more = icmp slt i64 %i, %n
+  br i1 %more, label %body, label %EXIT
+
+body:
+  %xp = getelementptr i64, ptr %inv, i64 %i
+  %x = load i64, ptr %xp
+  %outp = getelementptr i8, ptr %out, i64 %i
+""".replace("EXIT", exit_label)
+
+
+_MISS = """
+miss:
+  %fillp = getelementptr i8, ptr %fill, i64 %x
+  %f = load i8, ptr %fillp
+  %fillable = icmp ne i8 %f, 0
+  br i1 %fillable, label %fillit, label %nofill
+
+nofill:
+  store i8 {NOFILL}, ptr %outp
+  br label %next
+"""
+
+
+def _full(evict_label: str) -> str:
+    return """
+full.b:
+  %nocap = icmp eq i64 %cap, 0
+  br i1 %nocap, label %bare, label %EVICT_AT
+
+bare:
+  store i8 {MISS}, ptr %outp
+  br label %next
+""".replace("EVICT_AT", evict_label)
+
+
+_NEXT = """
+next:
+  %i1 = add i64 %i, 1
+  store i64 %i1, ptr %i.a
+  br label %head
+"""
+
 # i64 lru_loop(inv, n, fill, prv, nxt, inc, st, cap, out, victim, final, nid)
 # lru-v6.8 (vgic_its_check_cache + vgic_its_cache_translation): an intrusive doubly linked
 # list over ids, LRU at st[0], MRU at st[1], st[2] entries. Writes out/victim per event and
 # final = the ids LRU first; returns their count.
-_LRU = """
+_LRU = (
+    """
 define i64 @lru_loop(ptr %inv, i64 %n, ptr %fill, ptr %prv, ptr %nxt, ptr %inc, ptr %st,
                      i64 %cap, ptr %out, ptr %victim, ptr %final, i64 %nid) {
 entry:
@@ -57,16 +109,9 @@ entry:
   store i64 0, ptr %i.a
   br label %head
 
-head:
-  %i = load i64, ptr %i.a
-  %more = icmp slt i64 %i, %n
-  br i1 %more, label %body, label %walk
-
-body:
-  %xp = getelementptr i64, ptr %inv, i64 %i
-  %x = load i64, ptr %xp
-  %outp = getelementptr i8, ptr %out, i64 %i
-  %incp = getelementptr i8, ptr %inc, i64 %x
+"""
+    + _loop_head("walk")
+    + """  %incp = getelementptr i8, ptr %inc, i64 %x
   %in = load i8, ptr %incp
   %cached = icmp ne i8 %in, 0
   br i1 %cached, label %hit, label %miss
@@ -104,29 +149,17 @@ relink:
   store i64 %x, ptr %mru.a
   br label %next
 
-miss:
-  %fillp = getelementptr i8, ptr %fill, i64 %x
-  %f = load i8, ptr %fillp
-  %fillable = icmp ne i8 %f, 0
-  br i1 %fillable, label %fillit, label %nofill
-
-nofill:
-  store i8 {NOFILL}, ptr %outp
-  br label %next
-
+"""
+    + _MISS
+    + """
 fillit:
   %size = load i64, ptr %size.a
   %full = icmp sge i64 %size, %cap
   br i1 %full, label %full.b, label %grow
 
-full.b:
-  %nocap = icmp eq i64 %cap, 0
-  br i1 %nocap, label %bare, label %evict
-
-bare:
-  store i8 {MISS}, ptr %outp
-  br label %next
-
+"""
+    + _full("evict")
+    + """
 evict:
   %v = load i64, ptr %lru.a
   %nxtv = getelementptr i64, ptr %nxt, i64 %v
@@ -182,11 +215,9 @@ linked:
   store i8 1, ptr %incp
   br label %next
 
-next:
-  %i1 = add i64 %i, 1
-  store i64 %i1, ptr %i.a
-  br label %head
-
+"""
+    + _NEXT
+    + """
 walk:
   %lruw = load i64, ptr %lru.a
   store i64 %lruw, ptr %x.a
@@ -216,11 +247,13 @@ done:
   ret i64 %kk
 }
 """
+)
 
 # i64 usage_loop(inv, n, fill, slot_of, sid, suse, order, cnt, cap, out, victim)
 # usage-v2 (series v2 patch 13/23 victim scan): slots hold (id, usage), order lists the
 # slots tail first (id -1 = an invalidated entry still linked); returns the final count.
-_USAGE = """
+_USAGE = (
+    """
 define i64 @usage_loop(ptr %inv, i64 %n, ptr %fill, ptr %slot_of, ptr %sid, ptr %suse,
                        ptr %order, i64 %cnt0, i64 %cap, ptr %out, ptr %victim) {
 entry:
@@ -235,16 +268,9 @@ entry:
   store i64 0, ptr %i.a
   br label %head
 
-head:
-  %i = load i64, ptr %i.a
-  %more = icmp slt i64 %i, %n
-  br i1 %more, label %body, label %done
-
-body:
-  %xp = getelementptr i64, ptr %inv, i64 %i
-  %x = load i64, ptr %xp
-  %outp = getelementptr i8, ptr %out, i64 %i
-  %slotp = getelementptr i64, ptr %slot_of, i64 %x
+"""
+    + _loop_head("done")
+    + """  %slotp = getelementptr i64, ptr %slot_of, i64 %x
   %s0 = load i64, ptr %slotp
   %cached = icmp sge i64 %s0, 0
   br i1 %cached, label %hit, label %miss
@@ -257,30 +283,18 @@ hit:
   store i8 {HIT}, ptr %outp
   br label %next
 
-miss:
-  %fillp = getelementptr i8, ptr %fill, i64 %x
-  %f = load i8, ptr %fillp
-  %fillable = icmp ne i8 %f, 0
-  br i1 %fillable, label %fillit, label %nofill
-
-nofill:
-  store i8 {NOFILL}, ptr %outp
-  br label %next
-
+"""
+    + _MISS
+    + """
 fillit:
   store i64 0, ptr %usage.a
   %cnt = load i64, ptr %cnt.a
   %full = icmp sge i64 %cnt, %cap
   br i1 %full, label %full.b, label %grow
 
-full.b:
-  %nocap = icmp eq i64 %cap, 0
-  br i1 %nocap, label %bare, label %scan0
-
-bare:
-  store i8 {MISS}, ptr %outp
-  br label %next
-
+"""
+    + _full("scan0")
+    + """
 scan0:
   store i64 -1, ptr %vp.a
   store i64 0, ptr %best.a
@@ -394,16 +408,15 @@ place:
   store i64 %s, ptr %slotp
   br label %next
 
-next:
-  %i1 = add i64 %i, 1
-  store i64 %i1, ptr %i.a
-  br label %head
-
+"""
+    + _NEXT
+    + """
 done:
   %c = load i64, ptr %cnt.a
   ret i64 %c
 }
 """
+)
 
 _p = ctypes.c_void_p
 _i64 = ctypes.c_int64

@@ -510,6 +510,8 @@ def _map_executable(code: bytes) -> int:
 
 def _load_out_of_process():
     code, funcs = _text_and_symbols(_compile_object())
+    if any(not 0 <= funcs.get(n, -1) < len(code) for n in _SIGNATURES):
+        raise ValueError("the object lacks a kernel's symbol")
     base = _map_executable(code)
     return None, {n: sig(base + funcs[n]) for n, sig in _SIGNATURES.items()}
 
@@ -531,8 +533,8 @@ def _load():
     if sys.platform == "linux" and platform.machine() == "x86_64":
         try:
             return "child", *_load_out_of_process()
-        except (OSError, ValueError, RuntimeError, subprocess.SubprocessError):
-            pass  # e.g. no exec mappings allowed: LLVM in this process instead
+        except Exception:  # e.g. no exec mappings allowed: LLVM in this process instead
+            pass
     return "in-process", *_load_in_process()
 
 

@@ -352,8 +352,24 @@ def test_kernel_wrappers_refuse_ids_out_of_range():
         k.usage_block(np.array([0, 1, 9]), fill, np.zeros(0, np.int64), np.zeros(0), 2, out, vic)
     with pytest.raises(ValueError, match="repeats"):
         k.usage_block(np.array([0, 1, 1]), fill, np.array([3, 3]), np.zeros(2), 2, out, vic)
-    with pytest.raises(ValueError, match="match"):
+    with pytest.raises(ValueError, match="out/victim"):
         k.usage_block(np.array([0, 1]), fill, np.zeros(0, np.int64), np.zeros(0), 2, out, vic)
+    inv = np.array([0, 1, 2])
+    none = np.zeros(0, np.int64)
+    for bad_out, bad_vic, cap in (
+        (out, vic.astype(np.int32), 2),  # 8-byte victims written into 4-byte slots
+        (out.astype(np.int64), vic, 2),
+        (out, vic[::-1], 2),  # not contiguous
+        (out, vic, -1),  # an empty list "full": the LRU end is -1
+    ):
+        with pytest.raises(ValueError, match=r"out/victim|capacity"):
+            k.lru_block(inv, fill, none, cap, bad_out, bad_vic)
+        with pytest.raises(ValueError, match=r"out/victim|capacity"):
+            k.usage_block(inv, fill, none, none, cap, bad_out, bad_vic)
+    ro = out.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out/victim"):
+        k.lru_block(inv, fill, none, 2, ro, vic)
 
 
 @needs_kernels

@@ -552,6 +552,15 @@ def _check_ids(name: str, a: np.ndarray, nid: int) -> None:
         raise ValueError(f"{name}: id out of range 0..{nid - 1}")
 
 
+def _check_outputs(n: int, cap: int, out: np.ndarray, victim: np.ndarray) -> None:
+    """What the native loop writes through: checked here, not by assert (python -O)."""
+    if cap < 0:
+        raise ValueError(f"capacity {cap} < 0")
+    for a, dt in ((out, np.int8), (victim, np.int64)):
+        if a.dtype != dt or not a.flags.c_contiguous or not a.flags.writeable or len(a) != n:
+            raise ValueError("out/victim must be writable contiguous int8/int64 of the block")
+
+
 def lru_block(inverse, fillable, order, cap, out, victim):
     """lru-v6.8 over one block. order: the cache's ids, LRU first. Writes out (int8)/victim
     (int64) per event; returns the final order, LRU first."""
@@ -563,10 +572,7 @@ def lru_block(inverse, fillable, order, cap, out, victim):
     _check_ids("order", order, nid)
     if len(np.unique(order)) != len(order):
         raise ValueError("order repeats an id")
-    if len(out) != len(inv) or len(victim) != len(inv):
-        raise ValueError("out/victim do not match the block")
-    assert out.dtype == np.int8 and victim.dtype == np.int64
-    assert out.flags.c_contiguous and victim.flags.c_contiguous
+    _check_outputs(len(inv), cap, out, victim)
     prv = np.full(nid, -1, np.int64)
     nxt = np.full(nid, -1, np.int64)
     inc = np.zeros(nid, np.uint8)
@@ -608,10 +614,7 @@ def usage_block(inverse, fillable, ent_id, ent_use, cap, out, victim):
     _check_ids("ent_id", live, nid)
     if len(np.unique(live)) != len(live) or len(ent_use) != len(ent_id):
         raise ValueError("ent_id repeats an id, or ent_use does not match it")
-    if len(out) != len(inv) or len(victim) != len(inv):
-        raise ValueError("out/victim do not match the block")
-    assert out.dtype == np.int8 and victim.dtype == np.int64
-    assert out.flags.c_contiguous and victim.flags.c_contiguous
+    _check_outputs(len(inv), cap, out, victim)
     m = len(ent_id)
     nslot = max(cap, m)
     slot_of = np.full(nid, -1, np.int64)

@@ -129,26 +129,43 @@ def test_empty_output_has_the_schema(tmp_path):
     assert t.num_rows == 0 and t.schema.names == [n for n, _, _ in COLUMN_TABLE]
 
 
-def test_joiner_keeps_bytes_written_before_the_footer(tmp_path):
-    """Page indexes are written at close, before the footer: they stay in the file and the
-    footer's offsets to them are shifted with the part."""
+def test_joiner_keeps_page_indexes_where_they_stay_valid(tmp_path):
+    """Page indexes are written at close, before the footer: a part that stays where it was
+    written keeps them, and its offset indexes still find their pages; a part that would
+    move is refused, as an OffsetIndex holds absolute page offsets the footer does not."""
+    from gictools.stats import splice as S
+
     p = tmp_path / "j.parquet"
     t = pa.table({"a": pa.array(np.arange(1000, dtype=np.int64))})
+
+    def part(j):
+        sink = j.sink()
+        w = pq.ParquetWriter(sink, t.schema, write_page_index=True)
+        w.write_table(t, row_group_size=400)
+        sink.footer()
+        w.close()
+        sink.end()
+
     with open(p, "wb") as f:
-        j = Joiner(f)
-        for _ in range(3):
-            sink = j.sink()
-            w = pq.ParquetWriter(sink, t.schema, write_page_index=True)
-            w.write_table(t, row_group_size=400)
-            sink.footer()
-            w.close()
-            sink.end()
+        j = S.Joiner(f)
+        part(j)
         j.finish()
-    got = pq.read_table(p)
-    assert got["a"].to_pylist() == list(range(1000)) * 3
-    m = pq.read_metadata(p)
-    assert m.num_row_groups == 9
-    assert m.row_group(8).column(0).has_offset_index
+    assert pq.read_table(p)["a"].to_pylist() == list(range(1000))
+    footer, _ = S._footer_bytes(p)
+    data = p.read_bytes()
+    groups = S._field(S._Reader(footer).struct(), S._ROW_GROUPS)[2][1]
+    for group in groups:  # OffsetIndex.page_locations[0].offset = the first data page
+        (cc,) = S._field(group, S._RG_COLUMNS)[2][1]
+        index = S._Reader(data)
+        index.i = S._field(cc, S._CC_OFFSET_INDEX)[2]
+        first_page = S._field(S._field(index.struct(), 1)[2][1][0], 1)[2]
+        assert first_page == S._field(S._field(cc, S._CC_META)[2], 9)[2]
+    assert len(groups) == 3
+    with open(tmp_path / "k.parquet", "wb") as f:
+        j = S.Joiner(f)
+        part(j)
+        with pytest.raises(ValueError, match="offset indexes cannot be moved"):
+            part(j)
 
 
 def test_joiner_refuses_a_part_without_footer(tmp_path):
@@ -196,7 +213,7 @@ def test_row_group_rewrite_moves_exactly_the_offsets(tmp_path):
 
     p = tmp_path / "f.parquet"
     t = pa.table({"a": pa.array(np.arange(2000)), "s": pa.array(["q", None] * 1000)})
-    pq.write_table(t, p, row_group_size=600, write_page_index=True)
+    pq.write_table(t, p, row_group_size=600)
     buf, _ = S._footer_bytes(p)
     fields, _ = S._top_fields(buf)
     start, n, _ = next(f[2] for f in fields if f[0] == S._ROW_GROUPS)
@@ -219,7 +236,7 @@ def test_row_group_rewrite_moves_exactly_the_offsets(tmp_path):
                 want[[f[0] for f in want].index(fid)][2] = 40 + k
         for cc in S._field(want, S._RG_COLUMNS)[2][1]:
             for f in cc:
-                if f[0] in (S._CC_FILE_OFFSET, S._CC_OFFSET_INDEX, S._CC_COLUMN_INDEX):
+                if f[0] in (S._CC_FILE_OFFSET, S._CC_COLUMN_INDEX):
                     f[2] += 10_000
                     offsets += 1
                 if f[0] == S._CC_META:
@@ -228,4 +245,4 @@ def test_row_group_rewrite_moves_exactly_the_offsets(tmp_path):
                             g[2] += 10_000
                             offsets += 1
         assert moved[k] == want
-    assert offsets >= n * (1 + 2 * 4)  # group, and per column: chunk, data page, 2 indexes
+    assert offsets >= n * (1 + 2 * 2)  # group, and per column: chunk, data page

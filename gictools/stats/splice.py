@@ -18,7 +18,7 @@ _ROW_GROUPS = 4
 _RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
 _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
 _CM_OFFSETS = (9, 10, 11, 14)  # data_page, index_page, dictionary_page, bloom_filter
-_FMD_NUM_ROWS, _FMD_KV = 3, 5
+_FMD_NUM_ROWS = 3
 
 
 class _Reader:
@@ -217,14 +217,20 @@ def _field(fields, fid):
     return None
 
 
+def _footer_length(tail: bytes, what) -> int:
+    """The footer length from a Parquet file's last 8 bytes (length, PAR1)."""
+    if len(tail) < 8 or tail[-4:] != MAGIC:
+        raise ValueError(f"{what}: not a Parquet file (no footer)")
+    return struct.unpack("<I", tail[-8:-4])[0]
+
+
 def _footer_bytes(path):
     with open(path, "rb") as f:
-        f.seek(-8, os.SEEK_END)
-        tail = f.read(8)
-        if tail[4:] != MAGIC:
-            raise ValueError(f"{path}: not a Parquet file")
-        (n,) = struct.unpack("<I", tail[:4])
         size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - 8))
+        n = _footer_length(f.read(8), path)
+        if n > size - 8 - len(MAGIC):
+            raise ValueError(f"{path}: Parquet footer longer than the file")
         f.seek(size - 8 - n)
         return f.read(n), size - 8 - n
 
@@ -265,13 +271,15 @@ def _top_fields(buf, whole=True):
             fields.append([fid, t, r.value(t)])
 
 
-_SHIFT, _ORDINAL = "shift", "ordinal"
+_SHIFT, _ORDINAL, _FIXED = "shift", "ordinal", "fixed"
 # where a row group's absolute file offsets sit (parquet.thrift); anything else is copied
 _CM_PLAN = dict.fromkeys(_CM_OFFSETS, _SHIFT)
 _CC_PLAN = {
     _CC_FILE_OFFSET: _SHIFT,
     _CC_META: _CM_PLAN,
-    _CC_OFFSET_INDEX: _SHIFT,
+    # an OffsetIndex holds absolute page offsets of its own, inside the part's body: a part
+    # with one can only stay where it was written (EventWriter writes no page index)
+    _CC_OFFSET_INDEX: _FIXED,
     _CC_COLUMN_INDEX: _SHIFT,
 }
 _RG_PLAN = {_RG_COLUMNS: _CC_PLAN, _RG_FILE_OFFSET: _SHIFT, _RG_ORDINAL: _ORDINAL}
@@ -306,6 +314,8 @@ def _rewrite(r, out, plan, delta, ordinal):
             out += b[run : r.i]
             _zigzag(r.zigzag() + delta, out)
             run = r.i
+        elif how == _FIXED and delta:
+            raise ValueError("a Parquet part with page offset indexes cannot be moved")
         elif how == _ORDINAL and t == _I16 and ordinal < 1 << 15:
             out += b[run : r.i]
             r.zigzag()
@@ -386,27 +396,18 @@ class Joiner:
         """A file-like for one Parquet writer: its pages go straight into dst."""
         return PartSink(self)
 
-    def finish(self, key_value_metadata: dict | None = None, footer_of: bytes | None = None):
+    def finish(self, footer_of: bytes | None = None):
         """Write the footer: the first part's file-level fields (schema, key-value metadata,
-        created_by, ...), or those of the Parquet file footer_of; key_value_metadata, if
-        given, replaces the key-value metadata."""
+        created_by, ...), or those of the Parquet file footer_of."""
         first = self.first
         if footer_of is not None:
-            if footer_of[-4:] != MAGIC:
-                raise ValueError("footer_of: not a Parquet file")
-            (n,) = struct.unpack("<I", footer_of[-8:-4])
+            n = _footer_length(footer_of, "footer_of")
             first, _ = _top_fields(footer_of[-8 - n : -8])
         if first is None:
             raise ValueError("no Parquet part to join")
         top = [f for f in first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
         top.append([_FMD_NUM_ROWS, _I64, self.rows])
         top.append([_ROW_GROUPS, _LIST, None])
-        if key_value_metadata is not None:
-            kv = [
-                [[1, _BINARY, str(k).encode()], [2, _BINARY, str(v).encode()]]
-                for k, v in key_value_metadata.items()
-            ]
-            top = [f for f in top if f[0] != _FMD_KV] + [[_FMD_KV, _LIST, (_STRUCT, kv)]]
         head, tail = bytearray(), bytearray()  # the row groups go between, not copied
         out, last = head, 0
         for fid, t, v in sorted(top, key=lambda f: f[0]):
@@ -467,9 +468,9 @@ class PartSink:
         """After the writer closed: its footer joins the Joiner's; any bytes before the
         footer (page indexes) go to the file."""
         held = self.held
-        if held is None or len(held) < 8 or held[-4:] != MAGIC:
-            raise ValueError("Parquet part did not end with a footer")
-        (n,) = struct.unpack("<I", held[-8:-4])
+        if held is None:
+            raise ValueError("end() without footer()")
+        n = _footer_length(held, "Parquet part")
         body = len(held) - 8 - n
         if body < 0:
             raise ValueError("Parquet part footer longer than the part")
@@ -480,7 +481,7 @@ class PartSink:
         self.joiner._add_footer(bytes(held[body : body + n]), self.base - len(MAGIC))
 
 
-def splice(parts, out, key_value_metadata: dict | None = None, footer_of: bytes | None = None):
+def splice(parts, out, footer_of: bytes | None = None):
     """Write out = the row groups of parts (same schema, in order) with one footer (see
     Joiner.finish). Only offsets are rewritten; pages are copied as they are, and the
     footers are walked one row group at a time."""
@@ -488,4 +489,4 @@ def splice(parts, out, key_value_metadata: dict | None = None, footer_of: bytes 
         j = Joiner(dst)
         for p in parts:
             j.add_file(p)
-        j.finish(key_value_metadata, footer_of)
+        j.finish(footer_of)

@@ -1051,6 +1051,14 @@ def _in_fresh_processes(tasks, jobs, meanwhile=None):
     return results
 
 
+def _hash_quietly(replayers):
+    try:
+        for rp in replayers:
+            _ = rp.sha256  # computed once, kept on rp
+    except Exception:
+        pass  # not this thread's to report (a thread's exception prints a traceback)
+
+
 PREBUILD_MSIS = 1 << 20  # MSIs from which a --jobs parent builds the compiled kernels
 
 
@@ -1104,9 +1112,9 @@ def _run_parallel(replayers, out, jobs):
         ]
         # the workers write stand-in hashes; the file gets the metadata a one-process run
         # writes (pyarrow's own encoding of it, ARROW:schema included)
-        hashing = threading.Thread(target=lambda: [rp.sha256 for rp in replayers])
+        hashing = threading.Thread(target=_hash_quietly, args=(replayers,))
         per_group = _in_fresh_processes(tasks, k, meanwhile=hashing.start)
-        hashing.join()
+        hashing.join()  # a failure is raised below, here, as rp.sha256 hashes again
         with atomic_path(out, inputs=traces) as tmp:
             splice(parts, tmp, footer_of=empty_file(_metadata(replayers, names)))
     where = {i: (g, j) for g, idx in enumerate(groups) for j, i in enumerate(idx)}

@@ -266,3 +266,20 @@ def test_jobs_parent_builds_the_compiled_kernels_once(stress, tmp_path, monkeypa
     assert jit._loaded is None
     R.replay(stress, ["lru-v6.8", "none"], out=tmp_path / "b.parquet", jobs=2)
     assert jit._loaded
+
+
+def test_the_jobs_hashing_thread_leaves_errors_to_the_parent(stress, tmp_path):
+    """The --jobs parent hashes in a thread; a trace that vanished is not a thread
+    traceback: the hash is left undone, and asking for it raises in the caller."""
+    import shutil
+
+    import gictools.replay as R
+
+    t = tmp_path / "t.msgpack"
+    shutil.copy(stress, t)
+    (rp,) = R.open_replayers([t])
+    rp.close()
+    t.unlink()
+    R._hash_quietly([rp])
+    with pytest.raises(FileNotFoundError):
+        _ = rp.sha256

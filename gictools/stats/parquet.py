@@ -82,13 +82,15 @@ def _column(name, values, mask, n, dictionary):
     return _numpy_array(values.astype(dt, copy=False), typ, mask)
 
 
+def _schema(metadata: dict) -> pa.Schema:
+    return SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()})
+
+
 def empty_file(metadata: dict) -> bytes:
     """A Parquet file of no rows with the event schema and this metadata, as EventWriter
     writes it: its footer is what a joined file of parts written apart should carry."""
     buf = io.BytesIO()
-    pq.ParquetWriter(
-        buf, SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()}), **WRITER_OPTIONS
-    ).close()
+    pq.ParquetWriter(buf, _schema(metadata), **WRITER_OPTIONS).close()
     return buf.getvalue()
 
 
@@ -106,7 +108,7 @@ class EventWriter:
         self.dicts["cache_policy"] = string_array(policies)
         self.dicts["trace"] = string_array(traces)
         self.row_group = row_group or ROW_GROUP
-        self.schema = SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()})
+        self.schema = _schema(metadata)
         self.joiner = Joiner(self.out.file)
         self.writer = None  # the current part's, opened by the writer thread
         self.sink = None
@@ -129,11 +131,14 @@ class EventWriter:
                 except BaseException as e:  # reported by close()/add()
                     self.error = e
 
+    def _new_part(self):
+        self.sink = self.joiner.sink()
+        self.writer = pq.ParquetWriter(self.sink, self.schema, **WRITER_OPTIONS)
+        self.part_groups = 0
+
     def _write(self, table):
         if self.writer is None:
-            self.sink = self.joiner.sink()
-            self.writer = pq.ParquetWriter(self.sink, self.schema, **WRITER_OPTIONS)
-            self.part_groups = 0
+            self._new_part()
         self.writer.write_table(table, row_group_size=len(table))
         self.part_groups += 1
         if self.part_groups >= PART_ROW_GROUPS:
@@ -177,8 +182,7 @@ class EventWriter:
         if self.error is not None:
             raise self.error
         if self.writer is None and self.joiner.first is None:  # no rows: schema only
-            self.sink = self.joiner.sink()
-            self.writer = pq.ParquetWriter(self.sink, self.schema, **WRITER_OPTIONS)
+            self._new_part()
         if self.writer is not None:
             self._end_part()
         self.joiner.finish()

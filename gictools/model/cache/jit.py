@@ -4,9 +4,9 @@ Building the kernels (_kernels.py: LLVM IR compiled in a child process) takes ~0
 ~1 MB of RSS; they then run the block loops 3-35x faster than Python. So blocks run in
 Python until the Python block loops of this process have taken PYTHON_BUDGET_S (rent until
 the cost of buying), and only blocks of at least MIN_EVENTS MSIs count or go compiled.
-Small traces, per-event injection, `gictools --help` and `info` never build them. GICTOOLS_JIT=0 keeps everything
-in Python. The Python run_block of each policy stays the reference (tests compare both);
-which one runs never changes a result.
+Small traces, per-event injection, `gictools --help` and `info` never build them.
+GICTOOLS_JIT=0 keeps everything in Python. The Python run_block of each policy stays the
+reference (tests compare both); which one runs never changes a result.
 """
 
 import os
@@ -45,7 +45,6 @@ class python_loop:
 
     def __init__(self, n_events: int):
         self.counts = n_events >= MIN_EVENTS
-        self.n_events = n_events
 
     def __enter__(self):
         self.t0 = time.perf_counter()

@@ -446,7 +446,7 @@ def import_qemu(
 ):
     """Convert a QEMU GICv3 ITS trace (or a live migration's two) into a trace v1 file
     (docs/import-qemu.md)."""
-    from gictools.trace.import_qemu import import_qemu as _import
+    from gictools.trace.qemu import import_qemu as _import
 
     dst = dict(dst_cmdq=dst_cmdq, dst_lpiprop=dst_lpiprop, dst_cmdline=dst_cmdline)
     if migrate_to is None and any(dst.values()):

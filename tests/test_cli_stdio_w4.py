@@ -111,7 +111,7 @@ def test_default_jobs(policies, with_out, want):
 
 
 def test_import_qemu_hook_counts_the_compressed_log_to_its_end():
-    from gictools.trace.import_qemu import convert
+    from gictools.trace.qemu import convert
 
     fix = Path(__file__).parent.parent / "fixtures" / "qemu"
     log = fix / "smp2-traffic-affinity.trace.log.gz"

@@ -12,7 +12,7 @@ from gictools.cli import app
 from gictools.errors import ImportFormatError
 from gictools.replay import replay
 from gictools.trace import format as F
-from gictools.trace.import_qemu import EVENTS, PARSERS, Importer, convert, import_qemu
+from gictools.trace.qemu import EVENTS, PARSERS, Importer, convert, import_qemu
 from gictools.trace.reader import TraceReader
 
 FIX = FIXTURES / "qemu"
@@ -291,7 +291,7 @@ def test_msi_expectation_from_qemu_lookups(tmp_path):
     assert kinds.count("ack") == 1 and vm["vcpus"] == 1
     # the LPI was delivered, so the byte Linux wrote before enabling it must be "enabled"
     assert ["mem", 0x425B0000, b"\xa3"] in [[r[0], r[3], r[4]] for r in recs]
-    from gictools.trace.import_qemu import write_trace
+    from gictools.trace.qemu import write_trace
 
     out = tmp_path / "s.msgpack"
     write_trace(out, vm, meta, recs, "synthetic")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from gictools.cli import app
 from gictools.trace import format as F
-from gictools.trace.import_qemu import convert
+from gictools.trace.qemu import convert
 from gictools.trace.reader import TraceReader
 
 runner = CliRunner()
@@ -172,7 +172,7 @@ def test_mutated_kut_logs_fail_only_with_import_errors(tmp_path):
     from pathlib import Path
 
     from gictools.errors import ImportFormatError
-    from gictools.trace.import_qemu import import_qemu
+    from gictools.trace.qemu import import_qemu
 
     src = Path(__file__).resolve().parent.parent / "fixtures" / "kut"
     with gzip.open(src / "its-pending-migration-src.trace.log.gz", "rt") as f:

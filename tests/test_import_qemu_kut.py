@@ -17,7 +17,7 @@ from gictools.cli import app
 from gictools.model.commands import encode_command
 from gictools.replay import replay
 from gictools.trace import format as F
-from gictools.trace.import_qemu import convert, import_qemu, write_trace
+from gictools.trace.qemu import convert, import_qemu, write_trace
 from gictools.trace.reader import TraceReader
 
 KUT = FIXTURES / "kut"

@@ -14,7 +14,7 @@ from gictools.model.cache.keys import vm_keys
 from gictools.model.commands import encode_command
 from gictools.replay import Replayer
 from gictools.trace.gen_lpi_stress import ITS_BASE, RAM, generate, setup_records
-from gictools.trace.import_qemu import import_qemu
+from gictools.trace.qemu import import_qemu
 from gictools.trace.writer import TraceWriter
 
 FIX = FIXTURES / "qemu"

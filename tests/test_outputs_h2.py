@@ -182,7 +182,7 @@ def test_same_file_as_input_refused_before_any_work(tmp_path, trace, how):
 
 
 def test_import_refuses_to_overwrite_its_log(tmp_path):
-    from gictools.trace.import_qemu import import_qemu
+    from gictools.trace.qemu import import_qemu
 
     log = tmp_path / "x.trace.log"
     log.write_text("garbage\n")

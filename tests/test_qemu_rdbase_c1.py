@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from gictools.cli import app
 from gictools.model.commands import encode_command
-from gictools.trace.import_qemu import QEMU_RDBASE_PROCNUM_MASK, convert
+from gictools.trace.qemu import QEMU_RDBASE_PROCNUM_MASK, convert
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ import gictools.replay as replay_mod
 from gictools.errors import ConfigError
 from gictools.replay import replay
 from gictools.trace.gen_lpi_stress import generate
-from gictools.trace.import_qemu import import_qemu
+from gictools.trace.qemu import import_qemu
 from gictools.trace.writer import TraceWriter
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "qemu"

@@ -6,7 +6,7 @@ checks (16-bit DeviceID/EventID limits, 8192, all-ones) mixed in.
 
 from hypothesis import strategies as st
 
-from gictools.model.commands import encode_command
+from gictools.cmdlayout import encode_command
 
 POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
 KERNELS = ["6.6", "6.8", "6.9", "7.0"]

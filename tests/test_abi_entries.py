@@ -5,7 +5,7 @@ import random
 import pytest
 
 from gictools import VM
-from gictools.abi import entries as E
+from gictools import entries as E
 from gictools.abi.pending import save_pending_tables
 
 

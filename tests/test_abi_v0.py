@@ -4,7 +4,7 @@ import pytest
 from model_checks import ITS_REGS, restore_target, write_its_regs
 
 from gictools import VM
-from gictools.abi import entries as E
+from gictools import entries as E
 from gictools.guest import Guest
 
 EINVAL, EFAULT, EEXIST = -22, -14, -17

@@ -8,7 +8,7 @@ empties only the ITS concerned, except EnableLPIs 1->0, which empties every ITS'
 import pytest
 
 from gictools import regs as R
-from gictools.model.commands import encode_command
+from gictools.cmdlayout import encode_command
 
 CACHED = ["lru-v6.8", "usage-v2", "per-its-v6.10"]
 

@@ -15,7 +15,8 @@ from model_checks import ITS_REGS, one_device, restore_target, write_its_regs
 from strategies import key_streams, msi_runs
 
 from gictools import VM
-from gictools.abi import entries as E
+from gictools import entries as E
+from gictools.cmdlayout import encode_command
 from gictools.guest import Guest
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
 from gictools.model.cache import (
@@ -37,7 +38,6 @@ from gictools.model.cache.keys import (
     vm_key,
     vm_keys,
 )
-from gictools.model.commands import encode_command
 from gictools.model.kernel import profile
 
 

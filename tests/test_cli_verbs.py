@@ -44,7 +44,7 @@ def test_info_several_traces_globs_and_json(tmp_path):
 def _trace(tmp_path):
     p = tmp_path / "f.msgpack"
     vm = {"vcpus": 2, "itses": [{"base": 0x0800_0000}, {"base": 0x0802_0000}]}
-    from gictools.model.commands import encode_command
+    from gictools.cmdlayout import encode_command
 
     with TraceWriter(p, vm=vm) as w:
         w.command(0, encode_command("MAPD", DeviceID=5, Size=3, ITT_addr=0x1000, V=1), t_ns=10)

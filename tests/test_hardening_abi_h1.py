@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gictools import VM
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.errors import ConfigError, ImageError
 from gictools.guest import Guest
 from gictools.image import HEADER_SIZE, dump_image, load_image, load_image_bytes, save_image

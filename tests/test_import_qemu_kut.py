@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from gictools import regs as R
 from gictools.cli import app
-from gictools.model.commands import encode_command
+from gictools.cmdlayout import encode_command
 from gictools.replay import replay
 from gictools.trace import format as F
 from gictools.trace.qemu import convert, import_qemu, write_trace

@@ -5,8 +5,8 @@ from hypothesis import strategies as st
 from model_checks import build_its_state
 from strategies import WORD_MUTATIONS, mutate_word, table_starts
 
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.errors import ImageError
 from gictools.image import dump_image, load_image_bytes
 from gictools.saverestore import inspect_image

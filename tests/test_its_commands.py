@@ -3,7 +3,7 @@
 import pytest
 
 from gictools import regs as R
-from gictools.model.commands import decode_command, encode_command
+from gictools.cmdlayout import decode_command, encode_command
 from gictools.model.its import COLLECTION_NOT_MAPPED
 
 

@@ -266,7 +266,7 @@ def test_hostile_guest_values_allocate_nothing(make):
     s = make()
     s.mapped(dev=1, events=1)
     pages = len(s.vm.memory.pages)
-    from gictools.model.commands import encode_command
+    from gictools.cmdlayout import encode_command
 
     tracemalloc.start()
     for b in (

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 from captures import FIXTURES, capture_inputs
 
+from gictools.cmdlayout import encode_command
 from gictools.latency.compare import msi_outcomes_from_trace
 from gictools.model.cache import POLICIES, Outcome
 from gictools.model.cache.keys import vm_keys
-from gictools.model.commands import encode_command
 from gictools.replay import Replayer
 from gictools.trace.gen_lpi_stress import ITS_BASE, RAM, generate, setup_records
 from gictools.trace.qemu import import_qemu

@@ -2,7 +2,8 @@
 
 from gictools import VM
 from gictools import regs as R
-from gictools.model.commands import HANDLERS, decode_command, encode_command
+from gictools.cmdlayout import decode_command, encode_command
+from gictools.model.commands import HANDLERS
 
 
 def test_opcode_table_is_the_one_source():

@@ -7,7 +7,7 @@ import re
 from typer.testing import CliRunner
 
 from gictools.cli import app
-from gictools.model.commands import encode_command
+from gictools.cmdlayout import encode_command
 from gictools.trace.qemu import QEMU_RDBASE_PROCNUM_MASK, convert
 
 runner = CliRunner()

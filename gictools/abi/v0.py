@@ -24,8 +24,8 @@ so the old mapping stays in effect (ITS.shadowed). Objects count against the VM'
 (gictools.model.budget): a restore that would exceed it fails with -ENOMEM, rolled back.
 """
 
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.abi.walk import TableReader, scan_its_table
 from gictools.model.its import (
     COLLECTION_NOT_MAPPED,

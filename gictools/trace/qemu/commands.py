@@ -3,9 +3,9 @@ COMMAND record with the 32 raw bytes (from the --cmdq dump, or encoded from the 
 the operands Linux's driver implies, docs/import-qemu.md §4), while the shadow ITS follows
 KVM's rules to see what each command changes and where QEMU differs."""
 
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
-from gictools.model.commands import decode_command, encode_command
+from gictools.cmdlayout import decode_command, encode_command
 from gictools.trace import format as F
 from gictools.trace.qemu.events import CMD_EVENTS
 from gictools.trace.qemu.machine import (

@@ -4,8 +4,8 @@ header's metadata, and the trace file itself."""
 import os
 from collections import Counter
 
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.trace.qemu.machine import MAX_LISTED, MAX_POINTS, QEMU_VIRT_RAM_BASE
 from gictools.trace.qemu.records import (
     CfgByte,

@@ -9,7 +9,7 @@ import zlib
 from gictools.errors import ImportFormatError
 from gictools.outputs import check_output
 from gictools.trace.qemu.importer import Importer
-from gictools.trace.qemu.inputs import open_text, read_cmdline, read_cmdq, read_lpiprop
+from gictools.trace.qemu.inputs import log_lines, open_text, read_cmdline, read_cmdq, read_lpiprop
 from gictools.trace.qemu.machine import QEMU_VIRT_ITS_BASE
 from gictools.trace.qemu.output import write_trace
 from gictools.trace.qemu.summary import ImportSummary
@@ -23,7 +23,7 @@ def _feed_file(imp, log, progress=None):
         with open(log, "rb") as disk, open_text(log, disk) as f:
             total = os.fstat(disk.fileno()).st_size
             feed = imp.feed
-            for n, line in enumerate(f, 1):
+            for n, line in enumerate(log_lines(f, log), 1):
                 feed(line)
                 if progress is not None and not n & 4095:
                     progress(disk.tell(), total)

@@ -158,7 +158,7 @@ class CommandEvents:
             self.flags["mapti_unmapped_device"] += 1
         elif ev in ites:
             self.flags["mapti_over_existing_ite"] += 1  # QEMU overwrites, KVM ignores
-        elif not LPI_BASE <= intid < self._max_intid():
+        elif not LPI_BASE <= intid < self.regs.prop_limit:  # KVM: 2^min(IDbits+1, 16)
             self.flags["mapti_intid_out_of_range"] += 1  # KVM: E_ITS_MAPTI_PHYSICALID_OOR
         else:
             new = sh.refs[intid] <= 0
@@ -169,7 +169,7 @@ class CommandEvents:
                 if target is not None:
                     self._pending_load(t, tid, target, "map", intid)
             self._lpi_event(intid, "map")
-            self._cfg(t, tid, intid, self._prop_gpa(intid))  # only if needed
+            self._cfg(t, tid, intid, self.regs.prop_gpa(intid))  # only if needed
         sh.last_target = self._target(icid)
         self._cmd_record(t, tid, name, raw, **fields)
 
@@ -214,7 +214,7 @@ class CommandEvents:
             self.flags["inv_unmapped"] += 1
         else:
             self.shadow.last_target = self._target(ite[1])
-            gpa = self._prop_gpa(ite[0])
+            gpa = self.regs.prop_gpa(ite[0])
             if gpa is not None:
                 self._lpi_event(ite[0], "inv")
                 self._cfg(t, tid, ite[0], gpa)
@@ -240,7 +240,7 @@ class CommandEvents:
                 for intid, ic in d.values():
                     if cols.get(ic) == rd:
                         events.setdefault(intid, []).append(("invall", len(self.records), side))
-                        emit(CfgByte(t, tid, intid, self._prop_gpa(intid), line, side))
+                        emit(CfgByte(t, tid, intid, self.regs.prop_gpa(intid), line, side))
         self._cmd_record(t, tid, "INVALL", raw, ICID=icid)
 
     def on_cmd_sync(self, t, tid, args):

@@ -36,6 +36,42 @@ class Registers:
     def baser0(self):
         return self.baser.get(0, 0)
 
+    def its_write(self, offset, size, data):
+        """Follow the registers that matter later (tables, queue, enable) under KVM's rules:
+        CBASER/BASER writes are ignored while the ITS is enabled (vgic_mmio_write_its_baser).
+        Returns the (gpa, size) of a table the write placed in guest memory, or None."""
+        reg = offset & ~7
+        if offset == R.GITS_CTLR:
+            if data & R.GITS_CTLR_ENABLE:
+                valid = R.GITS_BASER_LAYOUT["Valid"]
+                ok = all(valid.get(self.baser.get(n, 0)) for n in (0, 1)) and valid.get(
+                    self.cbaser or 0
+                )
+                self.its_enabled = self.its_enabled or bool(ok)  # vgic_mmio_write_its_ctlr
+            else:
+                self.its_enabled = False
+            return None
+        if self.its_enabled or size != 8:
+            return None
+        if reg == R.GITS_CBASER:
+            self.cbaser = data
+            if R.GITS_CBASER_LAYOUT["Valid"].get(data):
+                pa = CBASER_PA.get(data) << CBASER_PA.shift
+                return pa, (R.GITS_CBASER_LAYOUT["Size"].get(data) + 1) << 12
+        elif R.GITS_BASER <= reg < R.GITS_BASER + 8 * R.GITS_BASER_NR_REGS:
+            n = (reg - R.GITS_BASER) // 8
+            self.baser[n] = data
+            if n < 2 and R.GITS_BASER_LAYOUT["Valid"].get(data):
+                pa = BASER_PA.get(data) << BASER_PA.shift
+                return pa, (R.GITS_BASER_LAYOUT["Size"].get(data) + 1) * SZ_64K
+        return None
+
+    def prop_gpa(self, intid):
+        """The guest address of intid's configuration byte, or None when KVM reads none."""
+        if self.propbaser is None or not LPI_BASE <= intid < self.prop_limit:
+            return None
+        return self.prop_base + intid - LPI_BASE
+
 
 # QEMU's register values vs KVM's: what a read can be checked against
 # offset -> (name, Layout or None, fields KVM and QEMU agree on by design, why the rest differ)
@@ -155,39 +191,13 @@ class MmioEvents:
             self.regs.its[offset] = data
             return
         self.regs.its[offset] = data
-        self._kvm_its_write(offset, size, data)
+        self._its_write(offset, size, data)
         self._rec("reg", t, tid, "its", 0, offset, size, data, True)
 
-    def _kvm_its_write(self, offset, size, data):
-        """Follow the registers that matter later (tables, queue, enable) under KVM's rules:
-        CBASER/BASER writes are ignored while the ITS is enabled (vgic_mmio_write_its_baser)."""
-        regs = self.regs
-        reg = offset & ~7
-        if offset == R.GITS_CTLR:
-            if data & R.GITS_CTLR_ENABLE:
-                valid = R.GITS_BASER_LAYOUT["Valid"]
-                ok = all(valid.get(regs.baser.get(n, 0)) for n in (0, 1)) and valid.get(
-                    regs.cbaser or 0
-                )
-                regs.its_enabled = regs.its_enabled or bool(ok)  # vgic_mmio_write_its_ctlr
-            else:
-                regs.its_enabled = False
-            return
-        if regs.its_enabled or size != 8:
-            return
-        if reg == R.GITS_CBASER:
-            regs.cbaser = data
-            if R.GITS_CBASER_LAYOUT["Valid"].get(data):
-                pa = CBASER_PA.get(data) << CBASER_PA.shift
-                self.recon.regions.append((pa, (R.GITS_CBASER_LAYOUT["Size"].get(data) + 1) << 12))
-        elif R.GITS_BASER <= reg < R.GITS_BASER + 8 * R.GITS_BASER_NR_REGS:
-            n = (reg - R.GITS_BASER) // 8
-            regs.baser[n] = data
-            if n < 2 and R.GITS_BASER_LAYOUT["Valid"].get(data):
-                pa = BASER_PA.get(data) << BASER_PA.shift
-                self.recon.regions.append(
-                    (pa, (R.GITS_BASER_LAYOUT["Size"].get(data) + 1) * SZ_64K)
-                )
+    def _its_write(self, offset, size, data):
+        region = self.regs.its_write(offset, size, data)
+        if region is not None:
+            self.recon.regions.append(region)
 
     def on_its_bad(self, t, tid, args):
         """QEMU refused the access (e.g. a 32-bit write to GITS_TYPER); KVM takes any 32/64-bit
@@ -201,7 +211,7 @@ class MmioEvents:
         if size not in (4, 8) or offset >= R.ITS_FRAME_SIZE:
             return
         if is_write and offset & ~7 != R.GITS_CWRITER:
-            self._kvm_its_write(offset, size, data)
+            self._its_write(offset, size, data)
         self._rec("reg", t, tid, "its", 0, offset, size, data, is_write)
 
     def on_redist_write(self, t, tid, args):
@@ -257,15 +267,6 @@ class MmioEvents:
 
     def _cfg(self, t, tid, intid, gpa):
         self._emit(CfgByte(t, tid, intid, gpa, self.lineno, len(self.sides) - 1))
-
-    def _max_intid(self):
-        """KVM's MAPTI bound: INTIDs below 2^min(PROPBASER.IDbits+1, 16)."""
-        return self.regs.prop_limit
-
-    def _prop_gpa(self, intid):
-        if self.regs.propbaser is None or not LPI_BASE <= intid < self.regs.prop_limit:
-            return None
-        return self.regs.prop_base + intid - LPI_BASE
 
     HANDLERS = {
         "gicv3_its_read": on_its_read,

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [
     "gictools/regs.py",
+    "gictools/entries.py",
     "gictools/guest.py",
     *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "gictools" / "abi").glob("*.py")),
 ]

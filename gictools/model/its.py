@@ -343,7 +343,7 @@ class ITS:
             return err, None, None
         assert lpi is not None  # resolve_lpi returns an LPI with error 0
         outcome = self.cache.fill(self.doorbell, device_id, event_id, lpi)
-        lpi.pending = True
+        self.vm.latch(lpi)  # pending_latch = true; vgic_queue_irq_unlock
         return 0, lpi, outcome
 
     # --- command queue (vgic_its_process_commands) ------------------------------------------------

@@ -486,18 +486,24 @@ class VM:
         return was
 
     # --- distributor (vgic-mmio-v3.c, vgic_mmio_{read,write}_v3_misc) -------------------------
-    def read_dist_reg(self, reg: str | int) -> int:
-        """GICD_CTLR: EnableGrp1 as written, ARE_NS and DS always set; other offsets 0."""
-        if reg not in ("GICD_CTLR", R.GICD_CTLR):
+    def read_dist_reg(self, reg: str | int, size: int = 4) -> int:
+        """GICD_CTLR: EnableGrp1 as written, ARE_NS and DS always set. The rest of the
+        distributor is not modelled (reads 0)."""
+        off = R.GICD_CTLR if reg == "GICD_CTLR" else reg
+        if not isinstance(off, int) or off & ~3 != R.GICD_CTLR:
             return 0
         v = R.GICD_CTLR_ARE_NS | R.GICD_CTLR_DS
-        return v | (R.GICD_CTLR_ENABLE_SS_G1 if self.dist_enabled else 0)
+        v |= R.GICD_CTLR_ENABLE_SS_G1 if self.dist_enabled else 0
+        return extract_bytes(v, off, size)
 
-    def write_dist_reg(self, reg: str | int, value: int) -> None:
-        """GICD_CTLR: dist->enabled = EnableGrp1. Enabling queues nothing (vgic_kick_vcpus
-        only): LPIs already pending are queued by their next vgic_queue_irq_unlock."""
-        if reg in ("GICD_CTLR", R.GICD_CTLR):
+    def write_dist_reg(self, reg: str | int, value: int, size: int = 4) -> int:
+        """GICD_CTLR (a 32-bit write): dist->enabled = EnableGrp1. Enabling queues nothing
+        (vgic_kick_vcpus only): LPIs already pending wait for their next
+        vgic_queue_irq_unlock. Returns 0, as the KVM device attribute."""
+        off = R.GICD_CTLR if reg == "GICD_CTLR" else reg
+        if off == R.GICD_CTLR and size == 4:
             self.dist_enabled = bool(value & R.GICD_CTLR_ENABLE_SS_G1)
+        return 0
 
     def init_vgic(self) -> int:
         """KVM_DEV_ARM_VGIC_CTRL_INIT (vgic_init): 0; a second call changes nothing."""

@@ -414,7 +414,7 @@ def _restore_device_tables(its, reader, find=None) -> int:
         err = _restore_itt(its, dev, reader, find)
         if err:
             if find is None or err == -R.ENOMEM or find.full:
-                return err  # the caller rolls everything back
+                return err  # the caller frees the device list (vgic_its_free_device_list)
         return nxt
 
     def scan_l2(base, size, first_id):

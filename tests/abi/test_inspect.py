@@ -94,7 +94,7 @@ def test_selftest_shaped_images_inspect_clean(tmp_path):
     from gictools.image import save_image
     from gictools.replay import Replayer
 
-    trace = Path(__file__).parent.parent / "traces" / "lpi-stress-v4-d4-e8-fixed.msgpack"
+    trace = Path(__file__).resolve().parents[2] / "traces" / "lpi-stress-v4-d4-e8-fixed.msgpack"
     rp = Replayer(trace, ["default"])
     rp.run()
     img = tmp_path / "s.img"

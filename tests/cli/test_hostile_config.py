@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from gictools.cli import app
 
 runner = CliRunner()
-KUT = Path(__file__).parent.parent / "fixtures" / "kut"
+KUT = Path(__file__).resolve().parents[2] / "fixtures" / "kut"
 
 
 def _refused(args, needle):

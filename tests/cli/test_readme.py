@@ -8,7 +8,7 @@ from typer.main import get_command
 
 from gictools.cli import app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _snippets():

@@ -15,7 +15,7 @@ from gictools.image import image_chunks, save_image, stream_vm
 from gictools.saverestore import save_trace
 from gictools.trace.reader import TraceReader
 
-TRACE = Path(__file__).parent.parent / "traces" / "lpi-stress-v4-d4-e8-fixed.msgpack"
+TRACE = Path(__file__).resolve().parents[2] / "traces" / "lpi-stress-v4-d4-e8-fixed.msgpack"
 
 
 def _run(args, stdin=None):
@@ -113,7 +113,7 @@ def test_default_jobs(policies, with_out, want):
 def test_import_qemu_hook_counts_the_compressed_log_to_its_end():
     from gictools.trace.qemu import convert
 
-    fix = Path(__file__).parent.parent / "fixtures" / "qemu"
+    fix = Path(__file__).resolve().parents[2] / "fixtures" / "qemu"
     log = fix / "smp2-traffic-affinity.trace.log.gz"
     seen = []
     _, _, recs = convert(log, progress=lambda d, t: seen.append((d, t)))
@@ -124,7 +124,7 @@ def test_import_qemu_hook_counts_the_compressed_log_to_its_end():
 
 
 def test_import_qemu_prints_nothing_on_stderr_when_piped(tmp_path):
-    fix = Path(__file__).parent.parent / "fixtures" / "qemu"
+    fix = Path(__file__).resolve().parents[2] / "fixtures" / "qemu"
     out = tmp_path / "q.msgpack"
     r = _run(["import", "qemu", str(fix / "smp2-rebind.trace.log.gz"), "-o", str(out)])
     assert r.returncode == 0 and r.stderr == b"" and out.exists()

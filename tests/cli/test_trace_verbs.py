@@ -178,7 +178,7 @@ def test_every_json_document_is_schema_tagged(tmp_path):
 
     from gictools.cli import app
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     trace = root / "traces" / "lpi-stress-v4-d4-e8-fixed.msgpack"
     q = root / "fixtures" / "qemu" / "smp2-rebind"
     runs = {

@@ -15,7 +15,7 @@ from gictools.trace.gen_lpi_stress import generate
 from gictools.trace.qemu import import_qemu
 from gictools.trace.writer import TraceWriter
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "qemu"
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "qemu"
 POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
 
 

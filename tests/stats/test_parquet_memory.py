@@ -18,7 +18,7 @@ import gictools.stats.parquet as P
 from gictools.stats.schema import COLUMN_TABLE, DICTIONARIES
 from gictools.stats.splice import Joiner
 
-TRACE = Path(__file__).resolve().parent.parent / "traces" / "lpi-stress-v1-d1-e17.msgpack"
+TRACE = Path(__file__).resolve().parents[2] / "traces" / "lpi-stress-v1-d1-e17.msgpack"
 
 _PLAIN = [(n, t, d) for n, t, d in COLUMN_TABLE if not pa.types.is_dictionary(t)]
 

@@ -12,7 +12,7 @@ from gictools.sweep.cli_support import _text
 from gictools.sweep.grid import cells_from_args
 from gictools.sweep.run import SweepResult
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "traces" / "lpi-stress-v4-d4-e8-fixed.msgpack"
 
 

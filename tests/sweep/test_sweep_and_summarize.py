@@ -21,7 +21,7 @@ from gictools.sweep.grid import cells_from_args, cells_from_toml, int_range
 from gictools.sweep.run import _Lock, run_sweep
 from gictools.sweep.summarize import open_dataset, summarize
 
-TRACES = Path(__file__).resolve().parent.parent / "traces"
+TRACES = Path(__file__).resolve().parents[2] / "traces"
 SMALL = [TRACES / "lpi-stress-v4-d4-e8-fixed.msgpack", TRACES / "lpi-stress-v16-d16-e16.msgpack"]
 runner = CliRunner()
 
@@ -575,7 +575,7 @@ def test_scheduler_address_checked():
 
 def test_documented_grid_is_valid(tmp_path):
     """The TOML grid in docs/sweep.md expands to the cells its comments promise."""
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "sweep.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sweep.md").read_text()
     toml = doc.split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "captures").mkdir()
     for t in TRACES.glob("*.msgpack"):

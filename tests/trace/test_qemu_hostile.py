@@ -174,7 +174,7 @@ def test_mutated_kut_logs_fail_only_with_import_errors(tmp_path):
     from gictools.errors import ImportFormatError
     from gictools.trace.qemu import import_qemu
 
-    src = Path(__file__).resolve().parent.parent / "fixtures" / "kut"
+    src = Path(__file__).resolve().parents[2] / "fixtures" / "kut"
     with gzip.open(src / "its-pending-migration-src.trace.log.gz", "rt") as f:
         base = f.read().splitlines(keepends=True)
     base = base[:300] + base[-120:]

@@ -8,7 +8,7 @@ import struct
 import tracemalloc
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gictools import VM
@@ -204,7 +204,6 @@ def test_65536_itses_and_frame_lookup():
         vm.add_its(vm.itses[7].base + 0x10000)
 
 
-@settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.integers(0, 200), min_size=1, max_size=30, unique=True),
     st.lists(st.tuples(st.integers(0, 201 * 0x3000), st.integers(0, 0x5000)), max_size=40),

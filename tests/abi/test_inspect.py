@@ -11,11 +11,7 @@ from gictools.errors import ImageError
 from gictools.image import dump_image, load_image_bytes
 from gictools.saverestore import inspect_image
 
-SETTINGS = settings(
-    max_examples=80,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 build = build_its_state

@@ -9,11 +9,7 @@ from strategies import mutate_word, table_starts
 from gictools.errors import ImageError
 from gictools.image import dump_image, load_image_bytes, parse_image
 
-SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 KVM_ERRNOS = {-22, -14, -17, -12}
 
 

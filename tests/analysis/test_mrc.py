@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -20,7 +20,6 @@ def test_cyclic_stream_misses_below_k_and_hits_from_k():
         assert m == (1.0 if c < k else k / n)  # after warm-up, every access hits at k
 
 
-@settings(max_examples=30, deadline=None)
 @given(st.lists(st.integers(0, 12), min_size=1, max_size=120), st.integers(1, 3))
 def test_random_streams_agree_with_the_lru_policy_at_every_capacity(stream, vcpus_unit):
     keys = np.array(stream, dtype=np.int64)

@@ -8,7 +8,7 @@ from array import array
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.main import get_command
 from typer.testing import CliRunner
@@ -28,7 +28,6 @@ def _brute_distances(stream):
     return out
 
 
-@settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(0, 9), min_size=1, max_size=80), st.integers(1, 24))
 def test_renumbered_tree_gives_the_exact_distances(stream, min_tree):
     """A tree of only max(2 x distinct, min_tree) positions, renumbered whenever time runs

@@ -68,7 +68,7 @@ def apply(vm, its, g, c):
         its.mmio_write(0, 4, int(c[1]))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(policy=st.sampled_from(POLICY_NAMES), prog=program)
 def test_block_equals_per_event(policy, prog):
     vm1, its1, g1 = build(policy)
@@ -112,7 +112,6 @@ def test_thrash_shape_lru_and_usage_miss_per_its_hits():
         assert (r.error == 0).all()
 
 
-@settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(0, 2**64 - 1) | st.integers(0, 40), max_size=200))
 def test_unique_matches_numpy(keys):
     from gictools.model.block import _unique

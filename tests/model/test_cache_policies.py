@@ -171,11 +171,7 @@ def test_toy_policy_known_answer(fifo):
     assert [e[2] for e in its.cache.entries()] == [2, 3, 0]
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(runs=st.lists(msi_runs(max_dev=1, max_ev=6), min_size=1, max_size=4))
 def test_toy_policy_block_equals_per_event(fifo, runs):
     vm1, its1 = _fifo_vm()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from model_checks import build, check_cache_matches_slow_path, check_invariants, migrate
-from strategies import KERNELS, POLICIES, command, dev, ev, msi_runs
+from strategies import KERNELS, POLICIES, command, dev, ev, examples, msi_runs
 
 from gictools import regs as R
 from gictools.model.block import inject_block
@@ -107,10 +107,10 @@ class PoliciesInLockStep(RuleBasedStateMachine):
             assert all(s == states[0] for s in states)
 
 
+# each example runs 30 steps on four VMs: ~15x a typical property test's example
 PoliciesInLockStep.TestCase.settings = settings(
-    max_examples=20,
+    max_examples=examples(0.2),
     stateful_step_count=30,
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_policies_in_lock_step = PoliciesInLockStep.TestCase

@@ -57,7 +57,7 @@ def step(vm, guests, o):
 
 
 @pytest.mark.slow
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(op, min_size=20, max_size=80), kernel=st.sampled_from(KERNELS))
 def test_policies_agree_and_state_stays_consistent(ops, kernel):
     runs = [build(p, kernel) for p in POLICIES]

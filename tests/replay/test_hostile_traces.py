@@ -122,7 +122,7 @@ def setup_base():
     return [(k, (0, a) if k == "command" else a) for k, a in setup_records(2, 2, 4, "fixed")]
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(recs=st.lists(record, max_size=40), with_setup=st.booleans())
 def test_random_records_never_raise(tmp_path_factory, recs, with_setup):
     p = tmp_path_factory.mktemp("f") / "t.msgpack"
@@ -141,7 +141,7 @@ def test_random_records_never_raise(tmp_path_factory, recs, with_setup):
         assert len({r.failure_count for r in reports}) == 1
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_corrupt_bytes_only_trace_errors(tmp_path_factory, data):
     d = tmp_path_factory.mktemp("c")

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 import gictools.stats.parquet as P
 from gictools.stats.schema import COLUMN_TABLE, DICTIONARIES
@@ -23,7 +24,8 @@ TRACE = Path(__file__).resolve().parents[2] / "traces" / "lpi-stress-v1-d1-e17.m
 _PLAIN = [(n, t, d) for n, t, d in COLUMN_TABLE if not pa.types.is_dictionary(t)]
 
 
-@settings(max_examples=60, deadline=None)
+# an example builds and reads back a Parquet file: ~5x a typical property test's example
+@settings(max_examples=examples(0.5))
 @given(
     col=st.sampled_from(_PLAIN),
     n=st.integers(0, 300),
@@ -44,7 +46,6 @@ def test_numpy_column_equals_pa_array(col, n, seed, null_rate):
     assert got.null_count == int(mask.sum())
 
 
-@settings(max_examples=30, deadline=None)
 @given(vals=st.lists(st.one_of(st.none(), st.integers(0, 2**31 - 1)), max_size=50))
 def test_list_column_with_nulls(vals):
     got = P._column("error", vals, None, len(vals), None)

@@ -7,7 +7,7 @@ import os
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from gictools.errors import TraceFormatError
@@ -233,7 +233,6 @@ def test_msi_block_splits_and_accepts_sequences(tmp_path):
     assert len(recs) == 5
 
 
-@settings(max_examples=30, deadline=None)
 @given(
     st.lists(
         st.tuples(

@@ -209,9 +209,7 @@ def empty_trace(tmp_path_factory) -> bytes:
     return q.read_bytes()
 
 
-@settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rec=_record())
 def test_writer_and_reader_agree_on_every_record(tmp_path, empty_trace, rec):
     tag, call, fields = rec

@@ -76,7 +76,7 @@ def test_fast_helpers_match_generic():
             assert E.pack_dte(d.next, d.itt_addr, d.size) == E.encode_dte(d) == w
 
 
-# --- pending tables (vgic_v3_save_pending_tables, kvm-its.md §5.3) ----------------------------
+# --- pending tables (vgic_v3_save_pending_tables) ---------------------------------------------
 
 
 def _vm_with_lpis():

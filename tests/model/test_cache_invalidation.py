@@ -1,4 +1,4 @@
-"""Every invalidation trigger of kvm-its reference §8.4, per policy, scoped as its kernel does.
+"""Every invalidation trigger (docs/cache-policies.md), per policy, scoped as its kernel does.
 
 Two ITSes, both with warm caches; a trigger on ITS 0; then which caches still hold entries.
 lru-v6.8 / usage-v2 keep one VM-wide cache (a trigger anywhere empties it); per-its-v6.10

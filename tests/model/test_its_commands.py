@@ -1,4 +1,5 @@
-"""One known-answer test per ITS command and per E_ITS_* code (kvm-its reference §4)."""
+"""One known-answer test per ITS command and per E_ITS_* code (vgic_its_handle_command and
+the handlers it calls)."""
 
 import pytest
 

@@ -4,8 +4,8 @@ the slow path (policy none) delivers.
 
 One KVM behaviour is allowed to break the last two: MAPC V=1 retargets a collection without
 invalidating, and cache hits do not check EnableLPIs, so a cached LPI retargeted to a vCPU
-whose LPIs are off still delivers while the slow path says -EBUSY (kvm-its reference §4.5,
-§7.4). The generator never clears GITS_BASER1.Valid (the other such behaviour).
+whose LPIs are off still delivers while the slow path says -EBUSY (vgic_its_cmd_handle_mapc,
+vgic_its_inject_cached_translation). The generator never clears GITS_BASER1.Valid (the other such behaviour).
 """
 
 import pytest

@@ -1,4 +1,4 @@
-"""ITS and redistributor register rules (kvm-its reference §2, §5), guest memory."""
+"""ITS and redistributor register rules (vgic-its.c, vgic-mmio-v3.c), guest memory."""
 
 import tracemalloc
 

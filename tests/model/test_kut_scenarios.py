@@ -1,4 +1,4 @@
-"""kvm-unit-tests arm/gic.c ITS scenarios (peers.md §4.1), written with Guest.
+"""kvm-unit-tests arm/gic.c ITS scenarios, written with Guest.
 
 CPUs there are vCPUs here; "exactly one LPI acked on CPU n" becomes: the LPI is
 deliverable on vCPU n (pending, enabled, targeted, LPIs on) and nowhere else, and

@@ -23,7 +23,7 @@ BLOCK = 65536
 
 
 def layout(vcpus, devices):
-    """Guest-physical carve-out in the selftest's order (peers.md §1.3)."""
+    """Guest-physical carve-out in the selftest's order (vgic_lpi_stress.c)."""
     base = RAM[0]
     lay = {
         "device_table": base,

@@ -11,8 +11,8 @@ those kernels returned; the model must give the same with --kernel set to the re
 import pytest
 
 from gictools import VM
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.guest import Guest
 from gictools.model import kernel as K
 

@@ -17,7 +17,9 @@ RUN_TIMEOUT = 3600.0  # s: a run of kvmcheck (a 2M-op script takes seconds on ha
 
 
 def kvm_check(
-    inputs: Annotated[list[Path], typer.Argument(help="traces (.msgpack) or images", show_default=False)],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="traces (.msgpack) or images", show_default=False)
+    ],
     kernel: Annotated[
         str | None,
         typer.Option(help="model this kernel (default: the running one, from /proc/version)"),

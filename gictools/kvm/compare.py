@@ -46,6 +46,13 @@ def diff_case(case: O.Case, kernel: list[str], model: list[str]) -> list[str]:
     return out
 
 
+def diff_indexes(case: O.Case, kernel: list[str], model: list[str]) -> list[int]:
+    """The op indexes diff_case reports, in the same order."""
+    n = len(case.lines)
+    pad = ["<no answer>"] * n
+    return [i for i, (k, m) in enumerate(zip(kernel + pad, model + pad)) if i < n and k != m]
+
+
 def diff_all(cases: list[O.Case], kernel: list[list[str]], model: list[list[str]]) -> list[str]:
     out = []
     for c, k, m in zip(cases, kernel, model, strict=True):

@@ -21,12 +21,22 @@ from gictools.model.its import baser_table_base
 MAX_OPS = 2_000_000  # lines of one converted input (kvmcheck runs them all in one process)
 MAX_PROBE_MSIS = 4096
 MEMW_CHUNK = 64 << 10  # bytes of guest memory per memw line
-ITS_64BIT = range(R.GITS_TYPER, R.GITS_IDREGS_BASE)  # the ITS registers userspace accesses as 64 bits
-GUEST_WI = (R.GITS_IIDR, R.GITS_TYPER, R.GITS_CREADR)  # guest writes KVM ignores (its_mmio_write_wi)
+ITS_64BIT = range(
+    R.GITS_TYPER, R.GITS_IDREGS_BASE
+)  # the ITS registers userspace accesses as 64 bits
+GUEST_WI = (
+    R.GITS_IIDR,
+    R.GITS_TYPER,
+    R.GITS_CREADR,
+)  # guest writes KVM ignores (its_mmio_write_wi)
 
 
 # (distributor, redistributors) bases tried in turn: QEMU virt's, then two free ranges below RAM
-VGIC_LAYOUTS = ((O.DIST_BASE, O.REDIST_BASE), (0x0A00_0000, 0x0A10_0000), (0x2000_0000, 0x2010_0000))
+VGIC_LAYOUTS = (
+    (O.DIST_BASE, O.REDIST_BASE),
+    (0x0A00_0000, 0x0A10_0000),
+    (0x2000_0000, 0x2010_0000),
+)
 
 
 _NONZERO = re.compile(rb"[^\x00]+(?:\x00{1,63}[^\x00]+)*")  # runs split at >= 64 zero bytes
@@ -38,7 +48,8 @@ class ConvertError(GictoolsError):
 
 class _Out:
     def __init__(self, name: str) -> None:
-        self.name, self.lines = name, []
+        self.name = name
+        self.lines: list[str] = []
 
     def add(self, name: str, *args: int | bytes) -> None:
         if len(self.lines) >= MAX_OPS:
@@ -55,7 +66,9 @@ class _Out:
 
 def _vm_line(out: _Out, case_id: int, vcpus: int, ids: list[int], memory, its_bases) -> None:
     if list(ids) != list(range(vcpus)):
-        raise ConvertError(f"{out.name}: vcpu_ids other than 0..{vcpus - 1} (KVM's vcpu_id = index here)")
+        raise ConvertError(
+            f"{out.name}: vcpu_ids other than 0..{vcpus - 1} (KVM's vcpu_id = index here)"
+        )
     if vcpus > O.MAX_VCPUS:
         raise ConvertError(f"{out.name}: {vcpus} vCPUs (kvm-check runs at most {O.MAX_VCPUS})")
     slots = [(0x4000_0000, 0x1_0000_0000)] if memory is None else [tuple(s) for s in memory]
@@ -63,7 +76,9 @@ def _vm_line(out: _Out, case_id: int, vcpus: int, ids: list[int], memory, its_ba
         raise ConvertError(f"{out.name}: {len(slots)} RAM slots (kvm-check uses one memslot)")
     base, size = slots[0]
     if size > O.MAX_MEM or (base | size) & 0xFFFF:
-        raise ConvertError(f"{out.name}: RAM slot {base:#x}+{size:#x} (64 KiB aligned, <= {O.MAX_MEM:#x})")
+        raise ConvertError(
+            f"{out.name}: RAM slot {base:#x}+{size:#x} (64 KiB aligned, <= {O.MAX_MEM:#x})"
+        )
     if len(its_bases) != 1:
         raise ConvertError(f"{out.name}: {len(its_bases)} ITSes (kvm-check drives exactly one)")
     its = its_bases[0]
@@ -76,7 +91,9 @@ def _vm_line(out: _Out, case_id: int, vcpus: int, ids: list[int], memory, its_ba
         ):
             out.add("vm", case_id, vcpus, base, size, dist, redist, its)
             return
-    raise ConvertError(f"{out.name}: no room for the vGIC frames beside the ITS at {its:#x} and RAM")
+    raise ConvertError(
+        f"{out.name}: no room for the vGIC frames beside the ITS at {its:#x} and RAM"
+    )
 
 
 def case_from_trace(path: StrPath, case_id: int = 0) -> O.Case:
@@ -86,7 +103,14 @@ def case_from_trace(path: StrPath, case_id: int = 0) -> O.Case:
     out = _Out(str(path))
     with TraceReader(path) as rd:
         vm = rd.header["vm"]
-        _vm_line(out, case_id, vm["vcpus"], vm["vcpu_ids"], vm.get("memory"), [i["base"] for i in vm["itses"]])
+        _vm_line(
+            out,
+            case_id,
+            vm["vcpus"],
+            vm["vcpu_ids"],
+            vm.get("memory"),
+            [i["base"] for i in vm["itses"]],
+        )
         for n, rec in enumerate(rd, start=1):
             tag = rec[0]
             where = f"{path}: record {n}"
@@ -102,8 +126,12 @@ def case_from_trace(path: StrPath, case_id: int = 0) -> O.Case:
             elif tag == F.REG:
                 _reg(out, rec, where)
             elif tag == F.CTRL:
-                op = {"save_tables": "save", "restore_tables": "restore", "reset": "itsreset",
-                      "save_pending_tables": "savep"}.get(rec[3])
+                op = {
+                    "save_tables": "save",
+                    "restore_tables": "restore",
+                    "reset": "itsreset",
+                    "save_pending_tables": "savep",
+                }.get(rec[3])
                 if op is None:
                     raise ConvertError(f"{where}: CTRL {rec[3]} has no KVM counterpart here")
                 out.add(op)
@@ -116,10 +144,17 @@ def case_from_trace(path: StrPath, case_id: int = 0) -> O.Case:
 def _reg(out: _Out, rec: tuple, where: str) -> None:
     _, _t, _inj, frame, index, off, size, value, is_write = rec
     if frame == "redist":
-        halves = [(off, value)] if size == 4 else [(off, None if value is None else value & 0xFFFF_FFFF),
-                                                   (off + 4, None if value is None else value >> 32)]
+        halves = (
+            [(off, value)]
+            if size == 4
+            else [
+                (off, None if value is None else value & 0xFFFF_FFFF),
+                (off + 4, None if value is None else value >> 32),
+            ]
+        )
         for o, v in halves:
             if is_write:
+                assert v is not None  # a REG write carries its value (the reader checks)
                 out.add("rd_w", index, o, v)
             else:
                 out.add("rd_r", index, o)
@@ -129,7 +164,9 @@ def _reg(out: _Out, rec: tuple, where: str) -> None:
     if frame == "its" and is_write and off & ~7 in GUEST_WI:
         return  # a guest write KVM ignores; userspace's would not be ignored
     if off in ITS_64BIT and size != 8:
-        raise ConvertError(f"{where}: {size}-byte access to a 64-bit ITS register (userspace accesses are 64-bit)")
+        raise ConvertError(
+            f"{where}: {size}-byte access to a 64-bit ITS register (userspace accesses are 64-bit)"
+        )
     if is_write:
         out.add("its_w", off, value)
     else:
@@ -143,8 +180,14 @@ def case_from_image(path: StrPath, case_id: int = 0) -> O.Case:
     out = _Out(str(path))
     cfg = img.vm
     vcpus = cfg["vcpus"]
-    _vm_line(out, case_id, vcpus, cfg.get("vcpu_ids") or list(range(vcpus)), cfg.get("memory"),
-             [base for _i, base, _r, _o in img.itses])
+    _vm_line(
+        out,
+        case_id,
+        vcpus,
+        cfg.get("vcpu_ids") or list(range(vcpus)),
+        cfg.get("memory"),
+        [base for _i, base, _r, _o in img.itses],
+    )
     for gpa, data, _off in img.mem:
         out.memw(gpa, data)
     for v in range(vcpus):  # PROPBASER, PENDBASER, then GICR_CTLR (arm-vgic-its.rst)
@@ -175,10 +218,23 @@ def _finish(out: _Out, case_id: int, kind: str) -> O.Case:
     vm, its = runner.vm, runner.its
     if vm is None or its is None:
         return O.Case(case_id, kind, out.lines)
-    for off in (R.GITS_CTLR, R.GITS_CBASER, R.GITS_CWRITER, R.GITS_CREADR, R.GITS_BASER, R.GITS_BASER + 8):
+    for off in (
+        R.GITS_CTLR,
+        R.GITS_CBASER,
+        R.GITS_CWRITER,
+        R.GITS_CREADR,
+        R.GITS_BASER,
+        R.GITS_BASER + 8,
+    ):
         out.add("its_r", off)
     for v in range(vm.nr_vcpus):
-        for off in (R.GICR_CTLR, R.GICR_PROPBASER, R.GICR_PROPBASER + 4, R.GICR_PENDBASER, R.GICR_PENDBASER + 4):
+        for off in (
+            R.GICR_CTLR,
+            R.GICR_PROPBASER,
+            R.GICR_PROPBASER + 4,
+            R.GICR_PENDBASER,
+            R.GICR_PENDBASER + 4,
+        ):
             out.add("rd_r", v, off)
     pairs = sorted((d.device_id, e) for d in its.devices.values() for e in d.ites)
     for d, e in pairs[:MAX_PROBE_MSIS]:
@@ -192,10 +248,10 @@ def _finish(out: _Out, case_id: int, kind: str) -> O.Case:
             base = baser_table_base(b)
             if mem.is_ram(base, size):
                 out.add("memr", base, size)
-    for d in sorted(its.devices.values(), key=lambda d: d.device_id):
-        size = min(max(8 << d.num_eventid_bits, 8), O.MAX_MEMR)
-        if mem.is_ram(d.itt_addr, size) and not d.itt_addr & 7:
-            out.add("memr", d.itt_addr, size)
+    for dev in sorted(its.devices.values(), key=lambda x: x.device_id):
+        size = min(max(8 << dev.num_eventid_bits, 8), O.MAX_MEMR)
+        if mem.is_ram(dev.itt_addr, size) and not dev.itt_addr & 7:
+            out.add("memr", dev.itt_addr, size)
     out.add("savep")
     nbytes = min(vm.max_lpis_propbaser() // 8, O.MAX_MEMR)
     for rd in vm.redists:

@@ -104,7 +104,9 @@ class Builder:
             InnerCache=R.GIC_BASER_CACHE_RaWb,
         )
         cfg = bytes(
-            (0xA0 if self.rng.random() < 0.9 else 0x40) | R.LPI_PROP_GROUP1 | (self.rng.random() < 0.9)
+            (0xA0 if self.rng.random() < 0.9 else 0x40)
+            | R.LPI_PROP_GROUP1
+            | (self.rng.random() < 0.9)
             for _ in range(nlpis)
         )
         self.add("memw", PROP, cfg)
@@ -157,40 +159,73 @@ class Builder:
         return self.rng.choice(((1 << bits), 0xFF, 0xFFFF, 0x1_0000, 0xFFFF_FFFF))
 
     def rand_icid(self) -> int:
-        return self.rng.randrange(4) if self.rng.random() < 0.93 else self.rng.choice((0xFF, 0x1FFF, 0x2000, 0xFFFF))
+        return (
+            self.rng.randrange(4)
+            if self.rng.random() < 0.93
+            else self.rng.choice((0xFF, 0x1FFF, 0x2000, 0xFFFF))
+        )
 
     def rand_vcpu(self) -> int:
-        return self.rng.randrange(self.vcpus) if self.rng.random() < 0.93 else self.rng.choice((self.vcpus, 0xFF, 0xFFFF))
+        return (
+            self.rng.randrange(self.vcpus)
+            if self.rng.random() < 0.93
+            else self.rng.choice((self.vcpus, 0xFF, 0xFFFF))
+        )
 
     def rand_intid(self) -> int:
         r = self.rng.random()
         if r < 0.92:
             return LPI + self.rng.randrange(64)
-        return self.rng.choice((LPI - 1, 1023, 0, LPI + 8191, (1 << IDBITS) - 1, 1 << IDBITS, 0xFFFF_FFFF))
+        return self.rng.choice(
+            (LPI - 1, 1023, 0, LPI + 8191, (1 << IDBITS) - 1, 1 << IDBITS, 0xFFFF_FFFF)
+        )
 
     def random_command(self) -> None:
         rng = self.rng
         name = rng.choices(
             (
-                "MAPD", "MAPC", "MAPTI", "MAPI", "MOVI", "DISCARD", "INT", "CLEAR", "INV",
-                "INVALL", "MOVALL", "SYNC", "UNKNOWN",
+                "MAPD",
+                "MAPC",
+                "MAPTI",
+                "MAPI",
+                "MOVI",
+                "DISCARD",
+                "INT",
+                "CLEAR",
+                "INV",
+                "INVALL",
+                "MOVALL",
+                "SYNC",
+                "UNKNOWN",
             ),
             weights=(10, 8, 20, 4, 8, 6, 8, 5, 5, 3, 4, 2, 1),
         )[0]
         if name == "UNKNOWN":
-            self.add("cmd", bytes((rng.choice((0x00, 0x0E, 0x20, 0x22, 0xFF)),)) + rng.randbytes(31))
+            self.add(
+                "cmd", bytes((rng.choice((0x00, 0x0E, 0x20, 0x22, 0xFF)),)) + rng.randbytes(31)
+            )
             return
         dev, ev = self.rand_dev(), self.rand_ev()
         if name == "MAPD":
             valid = int(rng.random() < 0.85)
-            bits = rng.choice((1, 2, 3, 3, 3, 4, 8)) if rng.random() < 0.97 else rng.choice((17, 32))
-            itt = itt_of(dev) if rng.random() < 0.95 else rng.choice((0, O.MEM_BASE + O.MEM_SIZE, 0x100))
+            bits = (
+                rng.choice((1, 2, 3, 3, 3, 4, 8)) if rng.random() < 0.97 else rng.choice((17, 32))
+            )
+            itt = (
+                itt_of(dev)
+                if rng.random() < 0.95
+                else rng.choice((0, O.MEM_BASE + O.MEM_SIZE, 0x100))
+            )
             self.cmd("MAPD", DeviceID=dev, Size=bits - 1, ITT_addr=itt >> 8, V=valid)
             self.devs.add(dev)
         elif name == "MAPC":
-            self.cmd("MAPC", ICID=self.rand_icid(), RDbase=self.rand_vcpu(), V=int(rng.random() < 0.85))
+            self.cmd(
+                "MAPC", ICID=self.rand_icid(), RDbase=self.rand_vcpu(), V=int(rng.random() < 0.85)
+            )
         elif name == "MAPTI":
-            self.cmd("MAPTI", DeviceID=dev, EventID=ev, pINTID=self.rand_intid(), ICID=self.rand_icid())
+            self.cmd(
+                "MAPTI", DeviceID=dev, EventID=ev, pINTID=self.rand_intid(), ICID=self.rand_icid()
+            )
             self.pairs.add((dev, ev))
         elif name == "MAPI":
             ev = rng.choice((ev, LPI + rng.randrange(8)))
@@ -284,10 +319,38 @@ def gen_msi_edge(b: Builder) -> None:
         b.add("memr", PEND + 0x1_0000 * v, PEND_BYTES)
 
 
-ITS_OFFSETS = (0x0, 0x4, 0x8, 0xC, 0x80, 0x84, 0x88, 0x90, 0x98, 0x100, 0x108, 0x110, 0x138, 0x140,
-               0xFFD0, 0xFFE8, 0xFFFC, 0x10000, 0x10040, 0x2, 0x81)
-RD_OFFSETS = (R.GICR_CTLR, R.GICR_TYPER, R.GICR_TYPER + 4, R.GICR_PROPBASER, R.GICR_PROPBASER + 4,
-              R.GICR_PENDBASER, R.GICR_PENDBASER + 4)
+ITS_OFFSETS = (
+    0x0,
+    0x4,
+    0x8,
+    0xC,
+    0x80,
+    0x84,
+    0x88,
+    0x90,
+    0x98,
+    0x100,
+    0x108,
+    0x110,
+    0x138,
+    0x140,
+    0xFFD0,
+    0xFFE8,
+    0xFFFC,
+    0x10000,
+    0x10040,
+    0x2,
+    0x81,
+)
+RD_OFFSETS = (
+    R.GICR_CTLR,
+    R.GICR_TYPER,
+    R.GICR_TYPER + 4,
+    R.GICR_PROPBASER,
+    R.GICR_PROPBASER + 4,
+    R.GICR_PENDBASER,
+    R.GICR_PENDBASER + 4,
+)
 
 
 def gen_regs(b: Builder) -> None:
@@ -306,14 +369,26 @@ def gen_regs(b: Builder) -> None:
                 if kind == 0:
                     val = rng.getrandbits(64)
                 elif kind == 1:
-                    val = baser(rng.choice((DEVT, COLLT, 0, O.MEM_BASE + O.MEM_SIZE)), valid=rng.randrange(2),
-                                indirect=rng.randrange(2), pages=rng.choice((1, 2, 256)))
+                    val = baser(
+                        rng.choice((DEVT, COLLT, 0, O.MEM_BASE + O.MEM_SIZE)),
+                        valid=rng.randrange(2),
+                        indirect=rng.randrange(2),
+                        pages=rng.choice((1, 2, 256)),
+                    )
                 elif kind == 2:
-                    val = cbaser(rng.choice((QUEUE, 0, O.MEM_BASE + O.MEM_SIZE)), rng.choice((1, 4, 256)), rng.randrange(2))
+                    val = cbaser(
+                        rng.choice((QUEUE, 0, O.MEM_BASE + O.MEM_SIZE)),
+                        rng.choice((1, 4, 256)),
+                        rng.randrange(2),
+                    )
                 elif kind == 3:
                     val = rng.choice((0, 1, 0x20, 0x3FE0, 0x3FFF0, 0x1_0000, R.GITS_CTLR_ENABLE))
                 else:
-                    val = R.GITS_IIDR_LAYOUT.encode(Implementer=R.IMPLEMENTER_ARM, Revision=rng.randrange(3), ProductID=R.PRODUCT_ID_KVM)
+                    val = R.GITS_IIDR_LAYOUT.encode(
+                        Implementer=R.IMPLEMENTER_ARM,
+                        Revision=rng.randrange(3),
+                        ProductID=R.PRODUCT_ID_KVM,
+                    )
                 b.add("its_w", off, val)
             b.add("its_r", off)
         elif r < 0.8:
@@ -352,7 +427,13 @@ def gen_dist(b: Builder) -> None:
         elif step == 3:
             b.cmd("DISCARD", DeviceID=d, EventID=e)
         else:
-            b.cmd("MAPTI", DeviceID=d, EventID=e, pINTID=LPI + rng.randrange(24), ICID=rng.randrange(4))
+            b.cmd(
+                "MAPTI",
+                DeviceID=d,
+                EventID=e,
+                pINTID=LPI + rng.randrange(24),
+                ICID=rng.randrange(4),
+            )
             b.pairs.add((d, e))
     b.probe_msis(extra=0)
     b.probe_tables()
@@ -377,7 +458,18 @@ def gen_saverestore(b: Builder, corrupt: bool) -> None:
     runner.run(src.lines)
     vm, its = runner.vm, runner.its
     assert vm is not None and its is not None
-    regs = {off: its.read_reg(off) for off in (R.GITS_CTLR, R.GITS_IIDR, R.GITS_CBASER, R.GITS_CREADR, R.GITS_CWRITER, R.GITS_BASER, R.GITS_BASER + 8)}
+    regs = {
+        off: its.read_reg(off)
+        for off in (
+            R.GITS_CTLR,
+            R.GITS_IIDR,
+            R.GITS_CBASER,
+            R.GITS_CREADR,
+            R.GITS_CWRITER,
+            R.GITS_BASER,
+            R.GITS_BASER + 8,
+        )
+    }
     words: dict[int, int] = {}
     for gpa, page in vm.memory.nonzero_pages():
         for off in range(0, len(page), 8):
@@ -390,8 +482,12 @@ def gen_saverestore(b: Builder, corrupt: bool) -> None:
         for _ in range(rng.randrange(1, 4)):
             k = rng.randrange(7)
             if k == 6 or not tables:
-                which = rng.choice((R.GITS_BASER, R.GITS_BASER + 8, R.GITS_CBASER, R.GITS_CREADR, R.GITS_IIDR))
-                regs[which] = rng.choice((0, regs[which] ^ (1 << rng.randrange(64)), rng.getrandbits(64)))
+                which = rng.choice(
+                    (R.GITS_BASER, R.GITS_BASER + 8, R.GITS_CBASER, R.GITS_CREADR, R.GITS_IIDR)
+                )
+                regs[which] = rng.choice(
+                    (0, regs[which] ^ (1 << rng.randrange(64)), rng.getrandbits(64))
+                )
                 continue
             a = rng.choice(tables)
             q = words[a]
@@ -409,22 +505,30 @@ def gen_saverestore(b: Builder, corrupt: bool) -> None:
                 q = (q & (1 << 63)) | (rng.getrandbits(16) << 49) | (q & ((1 << 49) - 1))
             words[a] = q & ((1 << 64) - 1)
     # memory first, in runs of consecutive non-zero qwords
-    run_start, run = None, bytearray()
-    for a in sorted(words) + [None]:
-        if a is not None and run_start is not None and a == run_start + len(run):
-            run += words[a].to_bytes(8, "little")
+    run_start: int | None = None
+    run = bytearray()
+    for w in [*sorted(words), None]:
+        if w is not None and run_start is not None and w == run_start + len(run):
+            run += words[w].to_bytes(8, "little")
             continue
         if run_start is not None:
             b.add("memw", run_start, bytes(run))
-        if a is not None:
-            run_start, run = a, bytearray(words[a].to_bytes(8, "little"))
+        if w is not None:
+            run_start, run = w, bytearray(words[w].to_bytes(8, "little"))
     # redistributors (PROPBASER, PENDBASER, then GICR_CTLR), then the ITS: CBASER, IIDR,
     # BASER<n>, CREADR, CWRITER, RESTORE_TABLES, GITS_CTLR last (arm-vgic-its.rst)
     for v in range(b.vcpus):
         b.rd64(v, R.GICR_PROPBASER, vm.read_redist_reg(v, R.GICR_PROPBASER))
         b.rd64(v, R.GICR_PENDBASER, vm.read_redist_reg(v, R.GICR_PENDBASER))
         b.add("rd_w", v, R.GICR_CTLR, vm.read_redist_reg(v, R.GICR_CTLR, 4) & 1)
-    for off in (R.GITS_CBASER, R.GITS_IIDR, R.GITS_BASER, R.GITS_BASER + 8, R.GITS_CREADR, R.GITS_CWRITER):
+    for off in (
+        R.GITS_CBASER,
+        R.GITS_IIDR,
+        R.GITS_BASER,
+        R.GITS_BASER + 8,
+        R.GITS_CREADR,
+        R.GITS_CWRITER,
+    ):
         b.add("its_w", off, regs[off])
     b.add("restore")
     b.add("its_w", R.GITS_CTLR, regs[R.GITS_CTLR] & R.GITS_CTLR_ENABLE)
@@ -432,12 +536,61 @@ def gen_saverestore(b: Builder, corrupt: bool) -> None:
     b.probe_tables()
 
 
+def gen_baser_change(b: Builder) -> None:
+    """GITS_BASER0/1 rewritten while the ITS is off (same value, moved, size, Valid 0), then
+    the ITS on again: which devices and collections survive (vgic_mmio_write_its_baser)."""
+    rng = b.rng
+    b.standard()
+    b.mapped_world(rng.randrange(1, 4), rng.randrange(1, 4))
+    b.probe_msis(extra=0)
+    b.add("its_w", R.GITS_CTLR, 0)
+    for _ in range(rng.randrange(1, 3)):
+        n = rng.randrange(2)
+        pa = (DEVT, COLLT)[n]
+        val = rng.choice(
+            (
+                baser(pa, indirect=int(b.indirect and n == 0)),  # unchanged
+                baser(DEVT_L2 + 0x1_0000 * rng.randrange(3)),  # moved
+                baser(pa, indirect=int(b.indirect and n == 0), pages=2),  # resized
+                baser(pa, valid=0),  # Valid 1 -> 0
+                rng.getrandbits(64),
+            )
+        )
+        b.add("its_w", R.GITS_BASER + 8 * n, val)
+        b.add("its_r", R.GITS_BASER + 8 * n)
+    b.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
+    b.probe_msis()
+    b.probe_tables()
+
+
+def gen_l1_zeroed(b: Builder) -> None:
+    """A two-level device table whose level-1 entry the guest zeroes (or corrupts) after MAPD:
+    what SAVE_TABLES does with the device (vgic_its_save_device_tables)."""
+    rng = b.rng
+    b.lpi_tables(list(range(b.vcpus)))
+    b.its_tables(indirect=True)
+    b.mapped_world(rng.randrange(1, 3), rng.randrange(1, 3))
+    if rng.random() < 0.5:
+        dev = rng.choice((0x2000, 0x4000))
+        b.cmd("MAPD", DeviceID=dev, Size=1, ITT_addr=itt_of(dev) >> 8, V=1)
+        b.cmd("MAPTI", DeviceID=dev, EventID=1, pINTID=LPI + 40, ICID=0)
+        b.devs.add(dev)
+        b.pairs.add((dev, 1))
+    l1 = rng.choice((0, 0, 1, 2))
+    val = rng.choice((0, 0, 1 << 63, rng.getrandbits(64)))
+    b.add("memw", DEVT + 8 * l1, val.to_bytes(8, "little"))
+    b.probe_msis()
+    b.probe_tables()
+
+
 CLASSES: dict[str, tuple[int, Callable[[Builder], None]]] = {
     # name: (share of the cases in per mille, generator)
-    "cmds": (480, gen_cmds),
+    "cmds": (420, gen_cmds),
+    "baser-change": (40, gen_baser_change),
+    "l1-zeroed": (30, gen_l1_zeroed),
     "restore": (60, lambda b: gen_saverestore(b, corrupt=False)),
     "restore-corrupt": (160, lambda b: gen_saverestore(b, corrupt=True)),
-    "regs": (160, gen_regs),
+    "regs": (150, gen_regs),
     "msi-edge": (110, gen_msi_edge),
     "dist": (30, gen_dist),
 }
@@ -481,14 +634,25 @@ def _load(path: Path, fmt: str) -> dict:
         obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except Exception as e:  # msgpack raises several unrelated types for bad input
         raise CorpusError(f"{path}: not msgpack ({e})") from None
-    if not isinstance(obj, dict) or obj.get("format") != fmt or obj.get("version") != FORMAT_VERSION:
+    if (
+        not isinstance(obj, dict)
+        or obj.get("format") != fmt
+        or obj.get("version") != FORMAT_VERSION
+    ):
         raise CorpusError(f"{path}: not a {fmt} v{FORMAT_VERSION} file")
     return obj
 
 
 def save_cases(path: Path, cases: list[O.Case], seed: int) -> None:
-    _dump(path, {"format": CASES_FORMAT, "version": FORMAT_VERSION, "seed": seed,
-                 "cases": [[c.case_id, c.kind, "\n".join(c.lines)] for c in cases]})
+    _dump(
+        path,
+        {
+            "format": CASES_FORMAT,
+            "version": FORMAT_VERSION,
+            "seed": seed,
+            "cases": [[c.case_id, c.kind, "\n".join(c.lines)] for c in cases],
+        },
+    )
 
 
 def load_cases(path: Path) -> list[O.Case]:
@@ -499,9 +663,19 @@ def load_cases(path: Path) -> list[O.Case]:
         raise CorpusError(f"{path}: malformed cases ({e})") from None
 
 
-def save_answers(path: Path, kernel: str, uname: str, cases: list[O.Case], answers: list[list[str]]) -> None:
-    _dump(path, {"format": ANSWERS_FORMAT, "version": FORMAT_VERSION, "kernel": kernel, "uname": uname,
-                 "answers": [[c.case_id, "\n".join(a)] for c, a in zip(cases, answers, strict=True)]})
+def save_answers(
+    path: Path, kernel: str, uname: str, cases: list[O.Case], answers: list[list[str]]
+) -> None:
+    _dump(
+        path,
+        {
+            "format": ANSWERS_FORMAT,
+            "version": FORMAT_VERSION,
+            "kernel": kernel,
+            "uname": uname,
+            "answers": [[c.case_id, "\n".join(a)] for c, a in zip(cases, answers, strict=True)],
+        },
+    )
 
 
 def load_answers(path: Path) -> tuple[str, dict[int, list[str]]]:

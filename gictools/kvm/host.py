@@ -47,7 +47,9 @@ def build(out: Path, cc: str = "cc", static: bool = True) -> Path:
 def upstream_version(proc_version: str, release: str) -> str:
     """The upstream X.Y.Z a kernel is: "Debian 6.1.192-3" in /proc/version names the stable
     release a Debian ABI like 6.1.0-57-arm64 carries; otherwise uname -r's leading X.Y[.Z]."""
-    found = UPSTREAM_RE.findall(proc_version)  # the last: the compiler's "Debian 12.2.0" comes first
+    found = UPSTREAM_RE.findall(
+        proc_version
+    )  # the last: the compiler's "Debian 12.2.0" comes first
     if found:
         return found[-1]
     m = RELEASE_RE.match(release.strip())

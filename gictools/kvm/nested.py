@@ -48,7 +48,9 @@ def boot(kver: str, cases: list[O.Case], binary: Path) -> tuple[str, str, list[l
         (pay / "run").chmod(0o755)
         out = Path(d) / "out.txt"
         t0 = time.monotonic()
-        p = subprocess.run([NESTED, "run", kver, str(pay), str(out)], capture_output=True, text=True)
+        p = subprocess.run(
+            [NESTED, "run", kver, str(pay), str(out)], capture_output=True, text=True
+        )
         secs = time.monotonic() - t0
         if p.returncode != 0 or not out.exists():
             raise host.HostError(f"nested run of {kver} failed: {p.stderr.strip()[-300:]}")
@@ -93,12 +95,18 @@ def check(cases: list[O.Case], kernels: tuple[str, ...], record: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gictools.kvm.nested", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m gictools.kvm.nested", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("inputs", nargs="*", help="traces or images (default: the stored corpus)")
-    ap.add_argument("--corpus", action="store_true", help="regenerate the corpus and record answers")
+    ap.add_argument(
+        "--corpus", action="store_true", help="regenerate the corpus and record answers"
+    )
     ap.add_argument("-n", "--cases", type=int, default=2500, help="cases to generate (--corpus)")
     ap.add_argument("--seed", type=int, default=20)
-    ap.add_argument("--kernel", action="append", choices=KERNELS, help="only this kernel (repeatable)")
+    ap.add_argument(
+        "--kernel", action="append", choices=KERNELS, help="only this kernel (repeatable)"
+    )
     a = ap.parse_args(argv)
     kernels = tuple(a.kernel or KERNELS)
     try:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from gictools.errors import GictoolsError
 
 # The VM layout both runners use unless a trace or an image says otherwise (QEMU virt's RAM
@@ -124,12 +126,9 @@ def parse(text: str) -> Op:
 
 def memr_answer(data: bytes) -> str:
     """memr's answer for these bytes: the non-zero little-endian qwords by offset, or "-"."""
-    words = []
-    for off in range(0, len(data) - len(data) % 8, 8):
-        q = int.from_bytes(data[off : off + 8], "little")
-        if q:
-            words.append(f"{off:x}={q:x}")
-    return " ".join(words) if words else "-"
+    q = np.frombuffer(data, "<u8", count=len(data) // 8)
+    nz = np.flatnonzero(q)  # tables are mostly zero: format only the entries
+    return " ".join(f"{8 * int(i):x}={int(q[i]):x}" for i in nz) if len(nz) else "-"
 
 
 def memr_words(answer: str) -> dict[int, int] | None:

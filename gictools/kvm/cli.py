@@ -51,7 +51,10 @@ def kvm_check(
         for p in inputs:
             if not p.is_file():
                 raise GictoolsError(f"{p}: not a file")
-        cases = convert.cases_from_inputs([str(p) for p in inputs])
+        notes: list[str] = []
+        cases = convert.cases_from_inputs([str(p) for p in inputs], notes)
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
         kinds = {c.case_id: str(p) for c, p in zip(cases, inputs)}
         cases = [c._replace(kind=kinds[c.case_id]) for c in cases]
         text = O.script(cases)

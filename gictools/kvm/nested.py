@@ -117,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         elif a.inputs:
             from gictools.kvm.convert import cases_from_inputs
 
-            cases = cases_from_inputs(a.inputs)
+            notes: list[str] = []
+            cases = cases_from_inputs(a.inputs, notes)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
+            cases = [c._replace(kind=Path(p).name) for c, p in zip(cases, a.inputs)]
         else:
             cases = corpus.load_cases(FIXTURES / corpus.CASES_FILE)
         n = check(cases, kernels, record=a.corpus)

@@ -583,15 +583,164 @@ def gen_l1_zeroed(b: Builder) -> None:
     b.probe_tables()
 
 
+def gen_ctrl(b: Builder) -> None:
+    """The ITS's control attributes in odd orders on a live ITS: RESET, SAVE twice, RESTORE on
+    top of live devices (duplicate IDs), RESTORE while enabled, CREADR/CWRITER/IIDR writes."""
+    rng = b.rng
+    b.standard()
+    b.mapped_world(rng.randrange(1, 4), rng.randrange(1, 4))
+    for _ in range(rng.randrange(2, 7)):
+        step = rng.randrange(9)
+        if step == 0:
+            b.add("itsreset")
+        elif step == 1:
+            b.add("save")
+        elif step == 2:
+            b.add("restore")
+        elif step == 3:
+            b.add("its_w", R.GITS_CTLR, rng.choice((0, R.GITS_CTLR_ENABLE)))
+        elif step == 4:
+            b.add("its_w", R.GITS_CREADR, rng.choice((0, 0x20, 0x40, 0x1F, QUEUE_PAGES * 4096)))
+        elif step == 5:
+            b.add("its_w", R.GITS_CWRITER, rng.choice((0, 0x20, 0x60, QUEUE_PAGES * 4096, 0x21)))
+        elif step == 6:
+            b.add(
+                "its_w",
+                R.GITS_IIDR,
+                R.GITS_IIDR_LAYOUT.encode(
+                    Implementer=R.IMPLEMENTER_ARM,
+                    Revision=rng.randrange(3),
+                    ProductID=R.PRODUCT_ID_KVM,
+                ),
+            )
+        elif step == 7:
+            b.add("savep")
+        else:
+            b.random_command()
+        b.add("its_r", R.GITS_CTLR)
+        b.add("its_r", R.GITS_CREADR)
+        if rng.random() < 0.5:
+            b.probe_msis(extra=1)
+    b.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
+    b.probe_msis()
+    b.probe_tables()
+
+
+def gen_big_vm(b: Builder) -> None:
+    """More than 16 vCPUs (MPIDR Aff1 != 0): GICR_TYPER per vCPU, collections on the high
+    vCPUs, MOVALL/SYNC between them, MSIs, the pending tables."""
+    rng = b.rng
+    b.vcpus = rng.randrange(17, 21)
+    b.lines[0] = O.vm_line(b.case_id, b.vcpus)
+    for v in range(b.vcpus):
+        b.add("rd_r", v, R.GICR_TYPER)
+        b.add("rd_r", v, R.GICR_TYPER + 4)
+    b.standard()
+    for c in range(4):
+        b.cmd("MAPC", ICID=c, RDbase=rng.randrange(b.vcpus + 1), V=1)
+    for d in range(2):
+        b.cmd("MAPD", DeviceID=d, Size=2, ITT_addr=itt_of(d) >> 8, V=1)
+        b.devs.add(d)
+        for e in range(4):
+            b.cmd("MAPTI", DeviceID=d, EventID=e, pINTID=LPI + 8 * d + e, ICID=rng.randrange(4))
+            b.pairs.add((d, e))
+    b.probe_msis(extra=0)
+    for _ in range(rng.randrange(1, 4)):
+        r = rng.randrange(3)
+        if r == 0:
+            b.cmd("MOVALL", RDbase=rng.randrange(b.vcpus), RDbase2=rng.randrange(b.vcpus))
+        elif r == 1:
+            b.cmd(
+                "MOVI", DeviceID=rng.randrange(2), EventID=rng.randrange(4), ICID=rng.randrange(4)
+            )
+        else:
+            b.cmd("SYNC", RDbase=rng.randrange(b.vcpus + 2))
+    b.probe_msis(extra=0)
+    b.probe_tables()
+
+
+def gen_queue(b: Builder) -> None:
+    """A one-page command queue run round more than once, commands queued while the ITS is
+    off (run when it is enabled), CWRITER written past the queue."""
+    rng = b.rng
+    b.lpi_tables(list(range(b.vcpus)))
+    b.add("its_w", R.GITS_CBASER, cbaser(pages=1))
+    b.add("its_w", R.GITS_BASER, baser(DEVT))
+    b.add("its_w", R.GITS_BASER + 8, baser(COLLT))
+    if rng.random() < 0.5:
+        b.cmd("MAPC", ICID=0, RDbase=0, V=1)  # queued, ITS still off
+        b.add("its_r", R.GITS_CREADR)
+    b.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
+    b.mapped_world(2, 2)
+    for _ in range(rng.randrange(130, 300)):
+        d, e = rng.randrange(2), rng.randrange(2)
+        b.cmd(rng.choice(("INT", "CLEAR", "INV")), DeviceID=d, EventID=e)
+        if rng.random() < 0.02:
+            b.add("its_w", R.GITS_CWRITER, rng.choice((0x1000, 0x2000, 0xFE0)))
+            b.add("its_r", R.GITS_CWRITER)
+    b.probe_msis(extra=0)
+    b.probe_tables()
+
+
+def gen_dist_pending(b: Builder) -> None:
+    """The distributor enabled and LPIs queued on vCPUs that never run: DISCARD, re-MAPTI of
+    the same INTID, MOVI, MOVALL, CLEAR, EnableLPIs off and on, with the pending tables saved
+    in between."""
+    rng = b.rng
+    b.add("dist_w", 0, 0x12)
+    b.add("dist_r", 0)
+    b.standard()
+    b.mapped_world(2, 3)
+    for _ in range(rng.randrange(3, 9)):
+        d, e = rng.randrange(2), rng.randrange(3)
+        step = rng.randrange(9)
+        if step in (0, 1):
+            b.add("msi", d, e)
+        elif step == 2:
+            b.cmd("DISCARD", DeviceID=d, EventID=e)
+        elif step == 3:
+            b.cmd(
+                "MAPTI",
+                DeviceID=d,
+                EventID=e,
+                pINTID=LPI + 8 * d + rng.randrange(4),
+                ICID=rng.randrange(4),
+            )
+            b.pairs.add((d, e))
+        elif step == 4:
+            b.cmd("MOVI", DeviceID=d, EventID=e, ICID=rng.randrange(4))
+        elif step == 5:
+            b.cmd("MOVALL", RDbase=rng.randrange(b.vcpus), RDbase2=rng.randrange(b.vcpus))
+        elif step == 6:
+            b.cmd("CLEAR", DeviceID=d, EventID=e)
+        elif step == 7:
+            b.add(
+                "rd_w",
+                rng.randrange(b.vcpus),
+                R.GICR_CTLR,
+                rng.choice((0, R.GICR_CTLR_ENABLE_LPIS)),
+            )
+        else:
+            b.add("savep")
+            for v in range(b.vcpus):
+                b.add("memr", PEND + 0x1_0000 * v, PEND_BYTES)
+    b.probe_msis(extra=0)
+    b.probe_tables()
+
+
 CLASSES: dict[str, tuple[int, Callable[[Builder], None]]] = {
     # name: (share of the cases in per mille, generator)
-    "cmds": (420, gen_cmds),
+    "cmds": (340, gen_cmds),
+    "ctrl": (50, gen_ctrl),
+    "big-vm": (20, gen_big_vm),
+    "queue": (20, gen_queue),
+    "dist-pending": (40, gen_dist_pending),
     "baser-change": (40, gen_baser_change),
     "l1-zeroed": (30, gen_l1_zeroed),
     "restore": (60, lambda b: gen_saverestore(b, corrupt=False)),
     "restore-corrupt": (160, lambda b: gen_saverestore(b, corrupt=True)),
-    "regs": (150, gen_regs),
-    "msi-edge": (110, gen_msi_edge),
+    "regs": (120, gen_regs),
+    "msi-edge": (90, gen_msi_edge),
     "dist": (30, gen_dist),
 }
 

@@ -1,7 +1,7 @@
 """Run the differential check on both Debian kernels under ../shared/kvm-nested, in one command.
 
     python -m gictools.kvm.nested                     # the stored corpus, both kernels: diffs
-    python -m gictools.kvm.nested --corpus [-n 2500]  # regenerate the corpus and record answers
+    python -m gictools.kvm.nested --corpus [-n 4000]  # regenerate the corpus and record answers
     python -m gictools.kvm.nested TRACE|IMAGE...      # kvm-check of these inputs, both kernels
 
 kvmcheck.c is cross-compiled with aarch64-linux-gnu-gcc -static; each kernel boots once with
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--corpus", action="store_true", help="regenerate the corpus and record answers"
     )
-    ap.add_argument("-n", "--cases", type=int, default=2500, help="cases to generate (--corpus)")
+    ap.add_argument("-n", "--cases", type=int, default=4000, help="cases to generate (--corpus)")
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument(
         "--kernel", action="append", choices=KERNELS, help="only this kernel (repeatable)"

@@ -89,7 +89,7 @@ def _vm_line(out: _Out, case_id: int, vcpus: int, ids: list[int], memory, its_ba
             for i, (a, n) in enumerate(frames)
             for b, m in frames[i + 1 :]
         ):
-            out.add("vm", case_id, vcpus, base, size, dist, redist, its)
+            out.add("vm", case_id, vcpus, base, size, dist, redist, its, 0)
             return
     raise ConvertError(
         f"{out.name}: no room for the vGIC frames beside the ITS at {its:#x} and RAM"

@@ -728,9 +728,31 @@ def gen_dist_pending(b: Builder) -> None:
     b.probe_tables()
 
 
+def gen_bare(b: Builder) -> None:
+    """A VM without an ITS device, or before KVM_DEV_ARM_VGIC_CTRL_INIT: KVM_SIGNAL_MSI,
+    SAVE_PENDING_TABLES, and (initialised, no ITS) EnableLPIs and GICR_TYPER.PLPIS."""
+    rng = b.rng
+    flags = rng.choice((O.VM_NO_ITS, O.VM_NO_INIT, O.VM_NO_ITS | O.VM_NO_INIT))
+    b.lines[0] = O.vm_line(b.case_id, b.vcpus, flags=flags)
+    if not flags & O.VM_NO_INIT:
+        b.lpi_tables(list(range(b.vcpus)))
+        for v in range(b.vcpus):
+            b.add("rd_r", v, R.GICR_CTLR)
+            b.add("rd_r", v, R.GICR_TYPER)
+    if not flags & O.VM_NO_ITS:
+        b.add("its_r", R.GITS_CTLR)
+        b.add("its_w", R.GITS_CBASER, cbaser())
+        b.add("its_r", R.GITS_CBASER)
+        b.add("save")
+    for _ in range(rng.randrange(1, 4)):
+        b.add("msi", b.rand_dev(), b.rand_ev())
+    b.add("savep")
+
+
 CLASSES: dict[str, tuple[int, Callable[[Builder], None]]] = {
     # name: (share of the cases in per mille, generator)
-    "cmds": (340, gen_cmds),
+    "cmds": (330, gen_cmds),
+    "bare": (10, gen_bare),
     "ctrl": (50, gen_ctrl),
     "big-vm": (20, gen_big_vm),
     "queue": (20, gen_queue),

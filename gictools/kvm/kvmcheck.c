@@ -7,7 +7,8 @@
  * line (an op or a malformed line) prints exactly one answer line on stdout.
  * The format is defined once, in gictools/kvm/ops.py (this file follows it):
  *
- *   vm ID NVCPUS MEMBASE MEMSIZE DISTBASE REDISTBASE ITSBASE   -> "vm ID 0" | "vm ID !step -errno"
+ *   vm ID NVCPUS MEMBASE MEMSIZE DISTBASE REDISTBASE ITSBASE FLAGS -> "vm ID 0" | "vm ID !step -errno"
+ *                            FLAGS: 1 no ITS device, 2 no KVM_DEV_ARM_VGIC_CTRL_INIT
  *   memw GPA HEXBYTES        -> 0 | -14              memr GPA LEN -> "-" | "off=qword ..." | -14
  *   its_w OFF VAL64          -> 0 | -errno           its_r OFF   -> "=VAL" | -errno
  *   rd_w CPU OFF VAL32       -> 0 | -errno           rd_r CPU OFF -> "=VAL" | -errno
@@ -18,7 +19,8 @@
  *                               "=CREADR" after | -14 (slot outside the memslot) | -errno
  *   save | restore | itsreset  (ITS GRP_CTRL)        savep (VGIC SAVE_PENDING_TABLES) -> 0 | -errno
  * Numbers are hex without 0x. memr lists the non-zero little-endian qwords of the range.
- * Malformed lines answer "!bad REASON"; an op before the first good `vm` answers "!novm".
+ * Malformed lines answer "!bad REASON"; an op before the first good `vm` answers "!novm",
+ * an ITS op on a VM created without one "!noits".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -82,7 +84,7 @@ static uint64_t mpidr_of(int fd)
 
 /* Returns NULL and prints "vm ID 0", or the failed step's name (errno in *err). */
 static const char *create_vm(int n, uint64_t base, uint64_t size, uint64_t dist, uint64_t redist,
-			     uint64_t its, int *err)
+			     uint64_t its, uint64_t flags, int *err)
 {
 	struct kvm_vcpu_init init;
 	*err = 0;
@@ -129,13 +131,16 @@ static const char *create_vm(int n, uint64_t base, uint64_t size, uint64_t dist,
 		return "dist_addr";
 	if ((*err = attr(gic_fd, 1, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_V3_ADDR_TYPE_REDIST, &redist)))
 		return "redist_addr";
-	if ((*err = attr(gic_fd, 1, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, NULL)))
+	if (!(flags & 2) &&
+	    (*err = attr(gic_fd, 1, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, NULL)))
 		return "vgic_init";
+	its_base = its;
+	if (flags & 1)
+		return NULL;
 	cd = (struct kvm_create_device){ .type = KVM_DEV_TYPE_ARM_VGIC_ITS };
 	if (ioctl(vm_fd, KVM_CREATE_DEVICE, &cd) < 0)
 		return *err = -errno, "create_its";
 	its_fd = cd.fd;
-	its_base = its;
 	if ((*err = attr(its_fd, 1, KVM_DEV_ARM_VGIC_GRP_ADDR, KVM_VGIC_ITS_ADDR_TYPE, &its)))
 		return "its_addr";
 	if ((*err = attr(its_fd, 1, KVM_DEV_ARM_VGIC_GRP_CTRL, KVM_DEV_ARM_VGIC_CTRL_INIT, NULL)))
@@ -246,10 +251,10 @@ static void do_line(char *line)
 		}
 	}
 	if (!strcmp(op, "vm")) {
-		if (!nargs_ok(op, n, 7))
+		if (!nargs_ok(op, n, 8))
 			return;
 		int err;
-		const char *step = create_vm((int)a[1], a[2], a[3], a[4], a[5], a[6], &err);
+		const char *step = create_vm((int)a[1], a[2], a[3], a[4], a[5], a[6], a[7], &err);
 		if (step) {
 			teardown();
 			printf("vm %s !%s %d\n", argv[0], step, err);
@@ -260,6 +265,11 @@ static void do_line(char *line)
 	}
 	if (vm_fd < 0) {
 		printf("!novm\n");
+		return;
+	}
+	if (its_fd < 0 && (!strncmp(op, "its_", 4) || !strcmp(op, "cmd") || !strcmp(op, "save") ||
+			   !strcmp(op, "restore") || !strcmp(op, "itsreset"))) {
+		printf("!noits\n");
 		return;
 	}
 	if (!strcmp(op, "memw")) {

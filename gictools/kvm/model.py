@@ -17,6 +17,7 @@ class ModelRunner:
         self.kernel = kernel
         self.vm: VM | None = None
         self.its: ITS | None = None
+        self.its_base = 0
 
     def answer(self, text: str) -> str:
         try:
@@ -27,6 +28,8 @@ class ModelRunner:
             return self._vm(text.split()[1], op)
         if self.vm is None:
             return "!novm"
+        if self.its is None and op.name in O.ITS_OPS:
+            return "!noits"
         try:
             return self._op(op)
         except (ValueError, ConfigError) as e:  # the model refuses what KVM answers
@@ -36,22 +39,34 @@ class ModelRunner:
         return [self.answer(ln) for ln in lines]
 
     def _vm(self, case: str, op: O.Op) -> str:
-        _, n, base, size, _dist, _redist, its_base = op.args
+        _, n, base, size, _dist, _redist, its_base, flags = op.args
         self.vm = self.its = None
+        self.its_base = its_base
         if not 1 <= n <= O.MAX_VCPUS:
             return f"vm {case} !nvcpus {-R.EINVAL}"
         if not size or size > O.MAX_MEM or (size | base) & 0xFFFF:
             return f"vm {case} !memsize {-R.EINVAL}"
-        vm = VM(n, kernel=self.kernel, memory=[(base, size)])
-        self.its = vm.add_its(base=its_base)
+        vm = VM(n, kernel=self.kernel, memory=[(base, size)], initialized=not flags & O.VM_NO_INIT)
+        if not flags & O.VM_NO_ITS:
+            self.its = vm.add_its(base=its_base)
         self.vm = vm
         return f"vm {case} 0"
 
     def _op(self, op: O.Op) -> str:
         vm, its = self.vm, self.its
-        assert vm is not None and its is not None
+        assert vm is not None
         a = op.args
         name = op.name
+        if name == "msi":  # to the ITS's doorbell, as kvmcheck.c (an ITS there or not)
+            if a[0] > 0xFFFF_FFFF or a[1] > 0xFFFF_FFFF:
+                return "!bad IDs are 32 bits"
+            return str(vm.signal_msi(0, a[0], a[1], address=self.its_base + R.GITS_TRANSLATER).ret)
+        if name == "savep":
+            return str(vm.save_pending_tables())
+        if name in ("rd_w", "rd_r"):
+            return self._redist(name, a)
+        if name in ("dist_w", "dist_r"):
+            return self._dist(name, a)
         if name == "memw":
             assert op.data is not None
             try:
@@ -66,25 +81,11 @@ class ModelRunner:
                 return O.memr_answer(vm.memory.read(a[0], a[1]))
             except GuestFault:
                 return str(-R.EFAULT)
+        assert its is not None  # ITS_OPS on a VM without one answered "!noits" above
         if name == "its_w":
             return str(its.write_reg(a[0], a[1]))
         if name == "its_r":
             return self._its_read(a[0])
-        if name in ("rd_w", "rd_r"):
-            if a[0] >= vm.nr_vcpus:
-                return f"!bad no vCPU {a[0]:x}"
-            if a[1] > 0xFFFF_FFFF or (name == "rd_w" and a[2] > 0xFFFF_FFFF):
-                return "!bad offset or value beyond 32 bits"
-            if name == "rd_w":
-                vm.write_redist_reg(a[0], a[1], a[2], 4)
-                return "0"
-            return f"={vm.read_redist_reg(a[0], a[1], 4):x}"
-        if name in ("dist_w", "dist_r"):
-            return self._dist(name, a)
-        if name == "msi":
-            if a[0] > 0xFFFF_FFFF or a[1] > 0xFFFF_FFFF:
-                return "!bad IDs are 32 bits"
-            return str(vm.signal_msi(its, a[0], a[1]).ret)
         if name == "cmd":
             assert op.data is not None
             return self._cmd(op.data)
@@ -94,9 +95,19 @@ class ModelRunner:
             return str(its.restore_tables())
         if name == "itsreset":
             return str(its.reset())
-        if name == "savep":
-            return str(vm.save_pending_tables())
         raise AssertionError(name)  # parse() knows only the ops above
+
+    def _redist(self, name: str, a: tuple[int, ...]) -> str:
+        vm = self.vm
+        assert vm is not None
+        if a[0] >= vm.nr_vcpus:
+            return f"!bad no vCPU {a[0]:x}"
+        if a[1] > 0xFFFF_FFFF or (name == "rd_w" and a[2] > 0xFFFF_FFFF):
+            return "!bad offset or value beyond 32 bits"
+        if name == "rd_w":
+            vm.write_redist_reg(a[0], a[1], a[2], 4)
+            return "0"
+        return f"={vm.read_redist_reg(a[0], a[1], 4):x}"
 
     def _its_read(self, off: int) -> str:
         assert self.its is not None

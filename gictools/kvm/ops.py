@@ -3,7 +3,8 @@
 A script is text, one operation a line; numbers are hex without 0x. Both runners print exactly
 one answer line per script line, so answer i belongs to line i:
 
-    vm ID NVCPUS MEMBASE MEMSIZE DISTBASE REDISTBASE ITSBASE   a fresh VM   -> "vm ID 0"
+    vm ID NVCPUS MEMBASE MEMSIZE DISTBASE REDISTBASE ITSBASE FLAGS   a fresh VM -> "vm ID 0"
+                           FLAGS: 1 no ITS device, 2 no KVM_DEV_ARM_VGIC_CTRL_INIT
     memw GPA HEXBYTES      guest memory write                        -> 0 | -14
     memr GPA LEN           guest memory read (aligned, <= 1 MiB)     -> "-" | "OFF=QWORD ..." | -14
     its_w OFF VAL          KVM_DEV_ARM_VGIC_GRP_ITS_REGS write       -> 0 | -errno
@@ -20,7 +21,8 @@ one answer line per script line, so answer i belongs to line i:
 
 memr lists the non-zero little-endian qwords of the range by offset from GPA, so a saved table
 compares entry by entry and an all-zero page costs one character. A malformed line answers
-"!bad REASON"; any op before the first successful `vm` answers "!novm".
+"!bad REASON"; any op before the first successful `vm` answers "!novm", an ITS op (its_*,
+cmd, save, restore, itsreset) on a VM made without an ITS "!noits".
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ CBASER_PA_MASK = ((1 << 52) - 1) & ~0xFFF  # GITS_CBASER_ADDRESS: bits [51:12]
 
 # op -> number of arguments (memw's second and cmd's only argument are hex data)
 ARITY = {
-    "vm": 7,
+    "vm": 8,
     "memw": 2,
     "memr": 2,
     "its_w": 2,
@@ -88,8 +90,14 @@ def line(name: str, *args: int | bytes) -> str:
     return " ".join(parts)
 
 
-def vm_line(case_id: int, vcpus: int, mem_base: int = MEM_BASE, mem_size: int = MEM_SIZE) -> str:
-    return line("vm", case_id, vcpus, mem_base, mem_size, DIST_BASE, REDIST_BASE, ITS_BASE)
+VM_NO_ITS, VM_NO_INIT = 1, 2  # the vm line's FLAGS
+ITS_OPS = ("its_w", "its_r", "cmd", "save", "restore", "itsreset")
+
+
+def vm_line(
+    case_id: int, vcpus: int, mem_base: int = MEM_BASE, mem_size: int = MEM_SIZE, flags: int = 0
+) -> str:
+    return line("vm", case_id, vcpus, mem_base, mem_size, DIST_BASE, REDIST_BASE, ITS_BASE, flags)
 
 
 def parse(text: str) -> Op:

@@ -73,6 +73,8 @@ def test_model_runner_answers_like_kvmcheck():
     assert got[3:7] == ["-14", "=0", "-22", "-6"]
     assert got[8] == "!bad unknown op 'bogus'"
     assert M.ModelRunner("6.1").run(["msi 0 0"]) == ["!novm"]
+    bare = M.ModelRunner("6.12.118").run([O.vm_line(1, 1, flags=O.VM_NO_ITS), "its_r 0", "save"])
+    assert bare == ["vm 1 0", "!noits", "!noits"]
 
 
 def test_cmd_processes_the_queue_in_the_model():
@@ -115,7 +117,7 @@ def test_split_answers_counts_lines():
 def test_trace_converts_with_commands_through_the_queue():
     c = convert.case_from_trace("traces/lpi-stress-v1-d1-e17.msgpack")
     # the trace's ITS sits at QEMU's distributor address: the vGIC frames move
-    assert c.lines[0] == "vm 0 1 40000000 100000000 a000000 a100000 8000000"
+    assert c.lines[0] == "vm 0 1 40000000 100000000 a000000 a100000 8000000 0"
     assert sum(ln.startswith("cmd ") for ln in c.lines) == 20  # MAPC, MAPD, 17 MAPTI, INVALL
     assert sum(ln.startswith("msi ") for ln in c.lines) == 17000 + 17  # + one probe per event
     answers = M.run_cases([c], "6.12.118")[0]

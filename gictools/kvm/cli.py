@@ -8,7 +8,7 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -18,8 +18,9 @@ RUN_TIMEOUT = 3600.0  # s: a run of kvmcheck (a 2M-op script takes seconds on ha
 
 def kvm_check(
     inputs: Annotated[
-        list[Path], typer.Argument(help="traces (.msgpack) or images", show_default=False)
-    ],
+        Optional[list[Path]],  # noqa: UP045  # typer 0.29 takes `X | None` arguments as required
+        typer.Argument(help="traces (.msgpack) or images", show_default=False),
+    ] = None,
     kernel: Annotated[
         str | None,
         typer.Option(help="model this kernel (default: the running one, from /proc/version)"),
@@ -28,6 +29,13 @@ def kvm_check(
     script: Annotated[
         Path | None, typer.Option(help="also write the op script here (to rerun or bisect)")
     ] = None,
+    corpus_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--corpus",
+            help="also run these generated cases (fixtures/kvm-answers/cases.msgpack.gz)",
+        ),
+    ] = None,
 ) -> None:
     """Run traces and images on this arm64 host's KVM and on the model; print every difference.
 
@@ -35,7 +43,7 @@ def kvm_check(
     2: bad input, or not an arm64 host with /dev/kvm.
     """
     from gictools.errors import GictoolsError
-    from gictools.kvm import compare, convert, host
+    from gictools.kvm import compare, convert, corpus, host
     from gictools.kvm import model as M
     from gictools.kvm import ops as O
 
@@ -47,6 +55,9 @@ def kvm_check(
         fail(f"kvm-check needs an arm64 KVM host (this is {platform.machine()})")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         fail("kvm-check needs /dev/kvm (missing or not accessible)")
+    inputs = inputs or []
+    if not inputs and corpus_file is None:
+        fail("give traces or images, or --corpus CASES")
     try:
         for p in inputs:
             if not p.is_file():
@@ -55,8 +66,10 @@ def kvm_check(
         cases = convert.cases_from_inputs([str(p) for p in inputs], notes)
         for note in notes:
             typer.echo(f"note: {note}", err=True)
-        kinds = {c.case_id: str(p) for c, p in zip(cases, inputs)}
-        cases = [c._replace(kind=kinds[c.case_id]) for c in cases]
+        cases = [c._replace(kind=str(p)) for c, p in zip(cases, inputs)]
+        if corpus_file is not None:
+            base = len(cases)  # case ids stay unique: the corpus' follow the inputs'
+            cases += [c._replace(case_id=base + c.case_id) for c in corpus.load_cases(corpus_file)]
         text = O.script(cases)
         if script is not None:
             script.write_text(text)
@@ -76,7 +89,7 @@ def kvm_check(
         typer.echo(line)
     n = sum(len(a) for a in answers)
     print(
-        f"kvm-check: {len(cases)} inputs, {n} answers on {uname} (modelled as {version}): "
+        f"kvm-check: {len(cases)} cases, {n} answers on {uname} (modelled as {version}): "
         f"{len(diffs)} differences",
         file=sys.stderr,
     )

@@ -5,6 +5,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,54 @@ def test_kvm_check_off_arm64_is_one_line_exit_2():
 def test_kvmcheck_c_builds_static(tmp_path):
     out = host.build(tmp_path / "kvmcheck", cc="aarch64-linux-gnu-gcc")
     assert out.read_bytes()[:4] == b"\x7fELF"
+
+
+def _fake_host(monkeypatch, tmp_path, kernel):
+    """An 'arm64 host' whose kvmcheck is the model at `kernel` (a script standing in for the
+    binary), so the verb's whole path runs here: build, script, run, parse, compare, exit."""
+    from gictools.kvm import cli as kcli
+
+    stub = tmp_path / "kvmcheck"
+    stub.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "from gictools.kvm.model import ModelRunner\n"
+        f"r = ModelRunner({kernel!r})\n"
+        "for ln in open(sys.argv[1]):\n"
+        "    print(r.answer(ln.rstrip('\\n')))\n"
+    )
+    stub.chmod(0o755)
+    monkeypatch.setattr(kcli.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(kcli.os, "access", lambda *a: True)
+    monkeypatch.setattr(host, "build", lambda out, cc="cc", static=True: stub)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+
+
+def _run_verb(args):
+    from typer.testing import CliRunner
+
+    from gictools.cli import app
+
+    return CliRunner().invoke(app, ["kvm-check", *args])
+
+
+def test_kvm_check_verb_agreeing_kernel_exits_0(monkeypatch, tmp_path):
+    _fake_host(monkeypatch, tmp_path, "6.12.118")
+    r = _run_verb(["--kernel", "6.12.118", "traces/lpi-stress-v4-d4-e8-fixed.msgpack"])
+    assert r.exit_code == 0, r.output
+    (summary,) = r.output.strip().splitlines()  # no difference line, the summary (stderr)
+    assert summary.startswith("kvm-check: 1 cases, ") and summary.endswith(": 0 differences")
+
+
+def test_kvm_check_verb_reports_each_difference_exits_1(monkeypatch, tmp_path):
+    from gictools.kvm import corpus as C
+
+    _fake_host(monkeypatch, tmp_path, "6.12.118")  # the "kernel" frees on any BASER write
+    cases = [c for c in C.generate(300) if c.kind == "baser-change"][:5]
+    C.save_cases(tmp_path / "cases.msgpack.gz", cases, 20)
+    r = _run_verb(["--kernel", "6.1.192", "--corpus", str(tmp_path / "cases.msgpack.gz")])
+    assert r.exit_code == 1
+    *lines, summary = r.output.strip().splitlines()
+    assert lines and all(ln.startswith("case ") for ln in lines)
+    assert "`msi 0 0`: kernel 0, model 1" in r.output  # 6.12 freed the devices, 6.1 did not
+    assert summary.endswith(f": {len(lines)} differences")

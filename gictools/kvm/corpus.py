@@ -23,9 +23,9 @@ from pathlib import Path
 import msgpack
 
 from gictools import regs as R
+from gictools.cmdlayout import encode_command
 from gictools.errors import GictoolsError
 from gictools.kvm import ops as O
-from gictools.model.commands import encode_command
 
 CASES_FORMAT, ANSWERS_FORMAT, FORMAT_VERSION = "gictools-kvm-cases", "gictools-kvm-answers", 1
 CASES_FILE = "cases.msgpack.gz"

@@ -41,13 +41,15 @@ class Lock:
     scope: str  # vm | its | vcpu: one instance per VM, per ITS, per target vCPU
     handoff_ns: float  # added when the section passes to a waiter on another CPU
     doc: str = ""
-    kind: str = "spinlock"  # spinlock (FIFO, waiters spin) or mutex (see contention.Lock)
+    kind: str = (
+        "spinlock"  # spinlock (FIFO, waiters spin) or mutex (see gictools.latency.resources.Lock)
+    )
     wake_ns: float = 10_000.0  # mutex: a sleeping waiter runs this long after its wake-up
 
 
 @dataclass(frozen=True)
 class Rcu:
-    """synchronize_rcu()'s duration (contention.GracePeriod): normal or expedited."""
+    """synchronize_rcu()'s duration (gictools.latency.resources.GracePeriod): normal or expedited."""
 
     hz: int = 250  # CONFIG_HZ: the tick that drives normal grace periods
     expedited: bool = False  # rcupdate.rcu_expedited=1: IPI-driven grace periods

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools import __version__
+from gictools.analysis.predict import check_workload
 from gictools.errors import ConfigError, GictoolsError
-from gictools.latency.predict import check_workload
 from gictools.latency.presets import Preset, load_preset
 from gictools.model.cache import POLICIES
 from gictools.model.kernel import profile

@@ -19,7 +19,7 @@ from gictools.errors import ConfigError
 from gictools.latency.events import simulate_events
 from gictools.latency.presets import load_preset
 from gictools.latency.simulation import Injections, RunOptions, Simulation
-from gictools.model.cache import BYPASS, EVICT, HIT, POLICIES, RECYCLE, Outcome
+from gictools.model.cache import BYPASS, EVICT, HIT, RECYCLE, Outcome, policy_class
 from gictools.model.cache.keys import vm_keys
 from gictools.stats.schema import CACHE_VALUES, OP_INDEX
 from gictools.stats.schema import NUMPY as COLUMN_DTYPES
@@ -209,9 +209,9 @@ def compare_events(events, presets, nr_vcpus, host_cpus=None):
     keys = vm_keys(its, dev, ev)
     out = []
     for p in map(_as_preset, presets):
-        if its.max() > 0 and POLICIES[p.cache].scope == "its":
+        if its.max() > 0 and policy_class(p.cache).scope == "its":
             raise ConfigError("compare_events models one ITS per-ITS cache; give ITS 0 only")
-        policy = POLICIES[p.cache](nr_vcpus)
+        policy = policy_class(p.cache)(nr_vcpus)
         policy.doorbells[0x0801_0040] = 0
         work = Injections(per_inj, dev, ev, its, vcpu, keys=keys)
         sim = Simulation(p, work, policy, RunOptions(host_cpus))

@@ -31,7 +31,7 @@ from gictools.errors import ConfigError
 from gictools.latency.presets import load_preset
 from gictools.latency.resources import LOCKSTEP, Interleaving
 from gictools.latency.simulation import Injections, RunOptions, Simulation, shares
-from gictools.model.cache import EVICT, HIT, POLICIES, RECYCLE
+from gictools.model.cache import EVICT, HIT, RECYCLE, policy_class
 from gictools.model.cache.keys import translation_keys
 
 DEFAULT_SEEDS = 5
@@ -135,7 +135,7 @@ def run_once(
     """One closed-loop run of the stress test; a dict of its results and method."""
     vcpus, devices, events, iterations = cfg
     per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, iterations, routing)
-    policy = POLICIES[preset.cache](vcpus)
+    policy = policy_class(preset.cache)(vcpus)
     policy.doorbells[0x0801_0040] = 0
     work = Injections(per_inj, dev, evs, np.zeros(len(dev), np.int64), vcpu, keys=keys)
     opts = RunOptions(host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward)

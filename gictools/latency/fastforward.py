@@ -19,13 +19,6 @@ STEADY_HALVES = 0.02  # the rates of a thread's window's two halves must agree t
 YOUNG_STREAK = 8  # a thread back from a wait joins a jump at the steady threads' pace
 
 
-def _cache_key(policy, dev, ev):
-    """The key the policy stores (dev, ev) under, for side-effect-free membership."""
-    if policy.scope == "its":
-        return dev << 16 | ev
-    return policy.key(DOORBELL, dev, ev)
-
-
 class FastForward:
     """Mixed into Simulation: reads its injectors, policy, forced outcomes and results."""
 
@@ -47,9 +40,9 @@ class FastForward:
                 return -1
             return 0 if rest == 0 else min(rest, int(self._forced_runs[j.events[j.pos]]))
         policy, dev, ev = self.policy, self.dev, self.ev
-        cached = policy.map
+        cached = policy.contains
         e = j.event
-        if _cache_key(policy, int(dev[e]), int(ev[e])) not in cached:
+        if not cached(DOORBELL, int(dev[e]), int(ev[e])):
             return -1
         if self._keysets is None:
             self._keysets = []
@@ -57,18 +50,18 @@ class FastForward:
                 idx = np.asarray(i.events, dtype=np.int64)
                 u = np.unique(translation_keys(dev[idx], ev[idx])).tolist()
                 self._keysets.append([split_translation_key(k) for k in u])
-        if all(_cache_key(policy, d, v) in cached for d, v in self._keysets[j.id]):
+        if all(cached(DOORBELL, d, v) for d, v in self._keysets[j.id]):
             return rest
         n = 0
         for x in j.events[j.pos :]:
-            if _cache_key(policy, int(dev[x]), int(ev[x])) not in cached:
+            if not cached(DOORBELL, int(dev[x]), int(ev[x])):
                 break
             n += 1
         return n
 
     def _try_fast_forward(self, t):
         """Advance every steadily hitting thread to the next moment anything can change."""
-        if self.policy is not None and (self.no_cache or not hasattr(self.policy, "map")):
+        if self.policy is not None and self.no_cache:
             self.ff_rejects["policy"] += 1
             return
         hitting, horizon = [], math.inf
@@ -183,12 +176,9 @@ class FastForward:
     def _bulk_hits(self, counts, order):
         """The cache side effects of the skipped hits: usage counters, LRU order."""
         policy, lm = self.policy, self.list_model
-        if policy is not None and policy.scope != "its":
-            entries = policy.map
+        if policy is not None:
             for (d, v), c in counts.items():
-                ent = entries.get(_cache_key(policy, d, v))
-                if hasattr(ent, "usage"):
-                    ent.usage += c
+                policy.add_hits(DOORBELL, d, v, c)
         if not order or not self.moves:
             return
         # interleave the threads' last hits, oldest first, as they would have happened

@@ -113,7 +113,7 @@ class Simulation(LockQueues, FastForward):
         needs_walk = any(s.walk for s in preset.steps.values())
         self.list_model = ListModel(n + 1) if (needs_walk and self.keys is not None) else None
         self.walks = 0  # list walks so far, by anyone (for the dirty-line count)
-        self.no_cache = policy is not None and policy.name == "none"
+        self.no_cache = policy is not None and not policy.caches
         self.locks = {}  # (lock index, instance) -> Lock (typed in LockQueues)
         self._results(n)
         self._ff_countdown = len(self.injectors)

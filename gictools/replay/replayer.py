@@ -10,7 +10,7 @@ from gictools import __version__
 from gictools.errors import ConfigError, TraceFormatError
 from gictools.latency.fixed import FIXED_COMMAND_NS, FIXED_COST, FIXED_PRESET
 from gictools.latency.model import LatencyModel
-from gictools.model.cache import POLICIES
+from gictools.model.cache import policy_class
 from gictools.model.kernel import parse_version
 from gictools.outputs import check_output
 from gictools.replay import records
@@ -85,8 +85,8 @@ class Replayer:
         if out is not None:
             check_output(out, [self.path])  # before any work: never overwrite the trace
         for p in policies:
-            if p != "default" and p not in POLICIES:
-                raise ConfigError(f"unknown cache policy {p!r} (known: {', '.join(POLICIES)})")
+            if p != "default":
+                policy_class(p)
         if kernel is not None:
             parse_version(kernel)  # the user's --kernel: a ConfigError of its own
         self._open_trace(source.name)

@@ -151,11 +151,13 @@ def run_once(
             break
         finished = sim.run(until_completed=sim.completed + chunk)
     hits_mask = sim.out == HIT
-    ev_mask = (sim.out == EVICT) | (sim.out == RECYCLE)
+    ev_mask = sim.out == EVICT
+    rec_mask = sim.out == RECYCLE
     if rates is None:
         done_mask = np.ones(total, dtype=bool)
         elapsed = float(sim.t_done.max())
         hits, evictions = int(hits_mask.sum()), int(ev_mask.sum())
+        recycles = int(rec_mask.sum())
     else:
         t_now = sim.now
         done_mask = np.zeros(total, dtype=bool)
@@ -173,6 +175,7 @@ def run_once(
         rest = total - int(done_mask.sum())
         hits = int(hits_mask[done_mask].sum() + round(float(hits_mask[win].mean()) * rest))
         evictions = int(ev_mask[done_mask].sum() + round(float(ev_mask[win].mean()) * rest))
+        recycles = int(rec_mask[done_mask].sum() + round(float(rec_mask[win].mean()) * rest))
     lat = (sim.t_done - sim.t_issue)[done_mask]
     tot, steps, locks = sim.breakdown()
     return {
@@ -182,6 +185,7 @@ def run_once(
         "hits": hits,
         "hit_rate": hits / total,
         "evictions": evictions,
+        "recycles": recycles,
         "latency_p50_ns": float(np.percentile(lat, 50)),
         "latency_p99_ns": float(np.percentile(lat, 99)),
         "latency_max_ns": float(lat.max()),
@@ -284,7 +288,7 @@ def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
         "lpis_per_sec_max": hi,
         "elapsed_s": mid["elapsed_s"],
     }
-    for key in ("hit_rate", "evictions", "hits"):
+    for key in ("hit_rate", "evictions", "recycles", "hits"):
         a, m, b = _spread(runs, key)
         out[key] = m
         out[f"{key}_min"], out[f"{key}_max"] = a, b

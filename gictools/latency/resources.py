@@ -25,14 +25,12 @@ class Interleaving:
     """What the real machine randomises. seed None: the deterministic lock-step run.
 
     start_spread_ns: the device threads leave pthread_barrier_wait() one futex wake-up
-    after another (a few us each), so their first MSIs spread over tens of us.
-    jitter: relative standard deviation of every step cost (cache-line transfers,
-    interrupts, frequency changes): uniform, so bounded.
+    after another (a few us each), so their first MSIs spread over tens of us. How much
+    every step cost jitters is the preset's `jitter` (a property of the machine modelled).
     """
 
     seed: int | None = 0
     start_spread_ns: float = 20_000.0
-    jitter: float = 0.05
 
     @property
     def lockstep(self) -> bool:

@@ -117,6 +117,7 @@ class Simulation(LockQueues, FastForward):
         self.locks = {}  # (lock index, instance) -> Lock (typed in LockQueues)
         self._results(n)
         self._ff_countdown = len(self.injectors)
+        self._ff_due = False
         self._forced_runs = self._hit_runs() if self.forced is not None else None
         self._keysets = None
         for j in self.injectors:
@@ -127,14 +128,17 @@ class Simulation(LockQueues, FastForward):
     def _host(self, preset, ninj, options):
         host_cpus, vcpus_busy = options.host_cpus, options.vcpus_busy
         cpus = preset.host_cpus if host_cpus is None else int(host_cpus)
-        if cpus < 1:
+        if cpus is None:  # unlimited: a CPU for every injector
+            cpus = ninj
+        elif cpus < 1:
             raise ConfigError(f"host CPUs must be >= 1, got {cpus}")
         # vCPU threads that spin in the guest (the stress test's never WFI) time-share the
         # host with the injectors: injectors get their fair share of the CPUs
-        if vcpus_busy and ninj + vcpus_busy > cpus:
+        elif vcpus_busy and ninj + vcpus_busy > cpus:
             cpus = max(1, (cpus * ninj) // (ninj + vcpus_busy))
         self.cpus = cpus
         self.host = HostCpus(self, cpus, cpus < ninj)
+        self.jitter = preset.jitter
         self.mix = options.interleaving
         self.rng = None if self.mix.lockstep else random.Random(self.mix.seed)
         self.grace = GracePeriod(preset.rcu, self.rng)
@@ -182,7 +186,7 @@ class Simulation(LockQueues, FastForward):
         rng = self.rng
         if rng is None or not ns:
             return ns
-        return ns * (1.0 + self.mix.jitter * 1.7320508 * (2.0 * rng.random() - 1.0))
+        return ns * (1.0 + self.jitter * 1.7320508 * (2.0 * rng.random() - 1.0))
 
     def run(self, until_completed=None):
         """Simulate until every injector is done (True) or until_completed injections
@@ -192,6 +196,13 @@ class Simulation(LockQueues, FastForward):
             t, _, i = pop(heap)
             self.now = t
             self._advance(inj[i], t)
+            if self._ff_due:
+                # only here, between two events, is every thread where a jump expects it:
+                # in flight (scheduled), queued or asleep. A check from inside _complete saw
+                # the completing thread between two MSIs: its finished MSI was moved by the
+                # jump and its next one started at the old time (latency ~ the whole run).
+                self._ff_due = False
+                self._try_fast_forward(t)
             if until_completed is not None and self.completed >= until_completed:
                 return not heap
         return True
@@ -237,7 +248,7 @@ class Simulation(LockQueues, FastForward):
             self._ff_countdown -= 1
             if self._ff_countdown <= 0:
                 self._ff_countdown = 2 * len(self.injectors)
-                self._try_fast_forward(t)
+                self._ff_due = True
 
     def _advance(self, j, t):
         """Run the injector from t until it blocks, sleeps or starts a timed step."""
@@ -399,29 +410,29 @@ class Simulation(LockQueues, FastForward):
         )
         return total, steps, locks
 
-    def summary(self):
-        lat = self.t_done - self.t_issue
-        total, steps, locks = self.breakdown()
-        span = float(self.t_done.max()) if self.n else 0.0
+    def time_spent(self) -> dict:
+        """Injector-time (ns) by where it went: steps (work), locks (waiting + hand-off),
+        host CPU queueing; sums, so that windows of a replay add up."""
+        _, steps, locks = self.breakdown()
         return {
-            "events": int(self.n),
-            "elapsed_ns": span,
-            "lpis_per_sec": (self.n / span * 1e9) if span > 0 else None,
-            "hits": int((self.out == HIT).sum()),
-            "evictions": int(np.isin(self.out, _EVICTING).sum()),
-            "latency_p50_ns": float(np.percentile(lat, 50)) if self.n else None,
-            "latency_p99_ns": float(np.percentile(lat, 99)) if self.n else None,
-            "latency_max_ns": float(lat.max()) if self.n else None,
-            "host_cpus_for_injectors": self.cpus,
-            "fast_forwarded": self.fast_forwarded,
-            "time_share": shares(total, steps, locks, self.cpu_wait),
+            "steps": steps,
+            "locks": {k: v["wait_ns"] + v["handoff_ns"] for k, v in locks.items()},
+            "cpu_wait": self.cpu_wait,
         }
 
 
 def shares(total, steps, locks, cpu_wait):
-    """Fractions of all injector-time: per step (work), per lock (waiting + handoff), CPU."""
+    """Fractions of all injector-time: per step (work), per lock (waiting + handoff), CPU.
+    locks: name -> {"wait_ns", "handoff_ns"} or name -> ns."""
     if total <= 0:
         return {"steps": {}, "locks": {}, "cpu_wait": 0.0}
     st = {k: v / total for k, v in steps.items()}
     lk = {k: (v["wait_ns"] + v["handoff_ns"]) / total for k, v in locks.items()}
     return {"steps": st, "locks": lk, "cpu_wait": cpu_wait / total}
+
+
+def share_of(spent: dict) -> dict:
+    """time_spent()'s sums as fractions of all injector-time."""
+    locks = {k: {"wait_ns": v, "handoff_ns": 0.0} for k, v in spent["locks"].items()}
+    total = sum(spent["steps"].values()) + sum(spent["locks"].values()) + spent["cpu_wait"]
+    return shares(total, spent["steps"], locks, spent["cpu_wait"])

@@ -7,7 +7,6 @@ The four cases the issue found, each a test that failed before the fix:
 4. a sweep cell decoded and re-encoded its events file.
 """
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 

@@ -141,7 +141,9 @@ class FastForward:
                 if isinstance(ev_slice, range)
                 else np.asarray(ev_slice, dtype=np.int64)
             )
-            lat = sum(r[1] - r[0] for r in j.recent) / len(j.recent)
+            # closed loop: the next MSI is issued when one completes, so a skipped MSI's
+            # latency is at most the period (the window's mean can exceed it by rounding)
+            lat = min(sum(r[1] - r[0] for r in j.recent) / len(j.recent), period)
             wt = sum(r[2] for r in j.recent) / len(j.recent)
             start = self.t_issue[j.event]
             issue = start + period * np.arange(n, dtype=np.float64)

@@ -123,6 +123,7 @@ class Simulation(LockQueues, FastForward):
         for j in self.injectors:
             if self._start(j, 0.0):
                 t0 = 0.0 if self.rng is None else self.rng.random() * self.mix.start_spread_ns
+                self.t_issue[j.event] = t0  # issued when it leaves the barrier, not at 0
                 self.schedule(j, t0)
 
     def _host(self, preset, ninj, options):

@@ -7,7 +7,7 @@ import numpy as np
 
 from gictools import regs as R
 from gictools.latency.presets import DEFAULT_PRESET
-from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES
+from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES, RECYCLE
 
 
 @dataclass
@@ -104,6 +104,7 @@ class PolicyReport:
             "hits": self.hits,
             "misses": self.misses,
             "evictions": self.evictions,
+            "recycles": int(self.outcomes[RECYCLE]),
             "hit_rate": self.hit_rate,
             "msi_errors": {R.error_name(k): v for k, v in self.msi_errors.items()},
             "command_errors": {R.error_name(k): v for k, v in self.command_errors.items()},

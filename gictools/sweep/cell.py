@@ -36,7 +36,8 @@ CELL_SCHEMA = pa.schema(
         ("commands", pa.int64()),
         ("lookups", pa.int64()),
         ("hits", pa.int64()),
-        ("evictions", pa.int64()),
+        ("evictions", pa.int64()),  # valid entries evicted to make room
+        ("recycles", pa.int64()),  # invalidated entries reused (usage-v2: an RCU wait)
         ("hit_rate", pa.float64()),
         ("msi_errors", pa.int64()),
         ("command_errors", pa.int64()),
@@ -118,6 +119,7 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
         "lookups": rep["hits"] + rep["misses"],
         "hits": rep["hits"],
         "evictions": rep["evictions"],
+        "recycles": rep["recycles"],
         "hit_rate": rep["hit_rate"],
         "msi_errors": sum(rep["msi_errors"].values()),
         "command_errors": sum(rep["command_errors"].values()),
@@ -148,6 +150,7 @@ def _predict_cell(cell: Cell) -> dict:
         "lookups": r["injections"],
         "hits": r["hits"],
         "evictions": r["evictions"],
+        "recycles": r["recycles"],
         "hit_rate": r["hit_rate"],
         "latency_p50_ns": r["latency_p50_ns"],
         "latency_p99_ns": r["latency_p99_ns"],

@@ -27,10 +27,13 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 STDIO = "-"  # a trace read from stdin, an output written to stdout
 
 # --- choices ----------------------------------------------------------------------------------
-# The cache policy names are gictools.model.cache.POLICIES' keys (a test pins them); they are
-# spelled out here so that parsing a command line never imports the model.
-CACHE_POLICIES = ("none", "lru-v6.8", "usage-v2", "per-its-v6.10")
 ROUTINGS = ("as-measured", "fixed")
+
+
+def _policy_names() -> tuple:
+    from gictools.model.cache import policy_names
+
+    return policy_names()
 
 
 def _kernels() -> tuple:
@@ -60,14 +63,15 @@ def _presets() -> tuple:
 
 
 KERNELS = _kernels()
+# the cache policies' registry (importing it loads no numpy and no model beyond the policies)
+CACHE_POLICIES = _policy_names()
 PRESETS = _presets()
 # Literal types are typer's choices: listed in --help, completed, case-insensitive below.
 # (a repeatable option needs an Enum: typer takes list[Enum], not list[Literal]; its members
 # are str, so they pass wherever a policy name does)
 CacheName = StrEnum("CacheName", {n: n for n in CACHE_POLICIES})  # type: ignore[misc]
 PresetChoice = StrEnum("PresetChoice", {n: n for n in PRESETS})  # type: ignore[misc]
-# a sweep axis may also be "none": the replay's fixed placeholder cost (fixed-v0)
-SweepPresetChoice = StrEnum("SweepPresetChoice", {n: n for n in (*PRESETS, "none")})  # type: ignore[misc]
+SweepPresetChoice = PresetChoice  # fixed-v0 (no contention) is one of the bundled presets
 RoutingName = Literal[ROUTINGS]  # type: ignore[valid-type]
 PresetName = Literal[PRESETS]  # type: ignore[valid-type]
 
@@ -125,13 +129,17 @@ SweepPresetsOpt = Annotated[
     typer.Option(
         "--preset",
         case_sensitive=False,
-        help="latency preset (bundled), or none: the fixed placeholder cost (repeat)",
+        help="latency preset (bundled; fixed-v0: no contention, fixed cost per outcome) (repeat)",
     ),
 ]
 PresetFileOpt = Annotated[Path | None, typer.Option(help="latency preset file (TOML)")]
 PresetFilesOpt = Annotated[
     list[Path] | None,
     typer.Option("--preset-file", help="latency preset file (TOML; repeat for several)"),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(help="a stochastic interleaving with this seed [default: lock-step]"),
 ]
 HostCpusOpt = Annotated[
     int | None,

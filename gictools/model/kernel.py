@@ -63,7 +63,7 @@ class KernelProfile(NamedTuple):
     save_zeroes_orphan_ite: bool  # stable 6.1.191, 6.12.113: collection-less ITE saved as 0
     baser_change_frees: bool  # stable 6.12.112: any GITS_BASER0/1 change frees the list
     save_skips_unreachable: bool  # stable 6.12.112: save skips a device check_id cannot place
-    default_cache: str  # the translation cache that kernel has
+    default_cache: str  # the translation cache that kernel has (the policies' mainline ranges)
 
 
 def parse_version(name: str) -> tuple:
@@ -94,6 +94,8 @@ def has(feature: str, v: tuple) -> bool:
 
 
 def profile(name: str = DEFAULT_KERNEL) -> KernelProfile:
+    from gictools.model.cache import default_policy  # the policies' ranges decide
+
     v = parse_version(name)
     xy = v[:2]
     return KernelProfile(
@@ -109,5 +111,5 @@ def profile(name: str = DEFAULT_KERNEL) -> KernelProfile:
         save_zeroes_orphan_ite=has("save_zeroes_orphan_ite", v),
         baser_change_frees=has("baser_change_frees", v),
         save_skips_unreachable=has("save_skips_unreachable", v),
-        default_cache="lru-v6.8" if xy < (6, 10) else "per-its-v6.10",
+        default_cache=default_policy(v),
     )

@@ -11,9 +11,9 @@ import pytest
 from captures import FIXTURES, capture_inputs
 
 from gictools.analysis.compare import compare_trace
+from gictools.cmdlayout import encode_command
 from gictools.latency.presets import BUNDLED, load_preset
 from gictools.model.cache import RECYCLE
-from gictools.model.commands import encode_command
 from gictools.replay import replay
 from gictools.trace.gen_lpi_stress import ITS_BASE, RAM, setup_records
 from gictools.trace.writer import TraceWriter

@@ -10,9 +10,9 @@ The four cases the issue found, each a test that failed before the fix:
 import pyarrow.parquet as pq
 import pytest
 
+from gictools.cmdlayout import encode_command
 from gictools.latency.presets import load_preset
 from gictools.model.cache import RECYCLE
-from gictools.model.commands import encode_command
 from gictools.replay import replay
 from gictools.trace.gen_lpi_stress import ITS_BASE, RAM, setup_records
 from gictools.trace.writer import TraceWriter

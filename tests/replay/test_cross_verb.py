@@ -58,7 +58,7 @@ def _recycle(path):
 
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory):
-    from gictools.trace.import_qemu import import_qemu
+    from gictools.trace.qemu import import_qemu
 
     d = tmp_path_factory.mktemp("xverb")
     out = []

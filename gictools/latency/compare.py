@@ -234,6 +234,8 @@ def as_json(results):
 
 
 def format_table(results) -> str:
+    from gictools.report import percent, render_table
+
     head = ("preset", "cache", "LPIs/s", "hit rate", "evictions", "p50 ns", "p99 ns", "max ns")
     rows = []
     for r in results:
@@ -242,16 +244,14 @@ def format_table(results) -> str:
                 r["preset"],
                 r["cache"],
                 f"{r['lpis_per_sec']:,.0f}" if r["lpis_per_sec"] else "-",
-                f"{r['hit_rate']:.2%}" if r["hit_rate"] is not None else "-",
+                percent(r["hit_rate"]),
                 f"{r['evictions']:,}",
                 f"{r['latency_p50_ns']:,.0f}",
                 f"{r['latency_p99_ns']:,.0f}",
                 f"{r['latency_max_ns']:,.0f}",
             )
         )
-    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*head)] + [fmt.format(*x) for x in rows])
+    return render_table(list(head), rows, left=2)
 
 
 HIT_RATE_WINDOW_MAX = 10_000

@@ -10,21 +10,17 @@ def _num(v, fmt="{:,.0f}"):
 
 
 def _pct(v):
-    return "-" if v is None else f"{100 * v:.2f}%"
+    from gictools.report import percent
+
+    return percent(v)
 
 
 def table(head, rows) -> str:
-    """Left-aligned first len(PARTITION_KEYS) text columns, right-aligned numbers."""
-    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    """Left-aligned partition and text columns, right-aligned numbers."""
+    from gictools.report import render_table
+
     nleft = sum(1 for h in head if h in PARTITION_KEYS or h in ("status", "kind", "error"))
-
-    def line(cells):
-        return "  ".join(
-            str(c).ljust(w) if i < nleft else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
+    return render_table(head, rows, left=nleft)
 
 
 def sweep_table(result) -> str:

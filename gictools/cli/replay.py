@@ -1,0 +1,206 @@
+"""gictools replay: traces through the model, one pass per cache policy, a summary per trace."""
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gictools.cli import files, kit
+from gictools.cli.options import (
+    CacheOpt,
+    HostCpusOpt,
+    JsonOpt,
+    KernelOpt,
+    PresetFileOpt,
+    QuietOpt,
+)
+from gictools.cli.progress import progress
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(replay)
+
+
+def replay(
+    traces: Annotated[
+        list[Path],
+        typer.Argument(help="trace files (msgpack, v1; - for stdin); several: one Parquet file"),
+    ],
+    cache: CacheOpt = None,
+    kernel: KernelOpt = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="latency preset: v6.8-rc1, series-v2, v6.10 (contention model) or fixed-v0 "
+            "(a fixed cost per cache outcome; the default)"
+        ),
+    ] = None,
+    preset_file: PresetFileOpt = None,
+    host_cpus: HostCpusOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="write per-event Parquet here (- for stdout)"),
+    ] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="with -o and several --cache: replay the policies in this many processes "
+            "[default: one per policy, up to the usable CPUs]",
+            show_default=False,
+        ),
+    ] = None,
+):
+    """Replay traces through the model, one pass per cache policy; print a summary.
+    A trace `-` is read from stdin (copied to a temporary file first: the SHA-256 in the
+    Parquet metadata and parallel policies need it twice); `-o -` writes the Parquet file
+    to stdout once the replay succeeded, and the summary then goes to stderr."""
+    traces = files.expand_inputs(traces)
+    policies = [str(c) for c in cache] if cache else None  # CacheName members as plain names
+    to_stdout = out is not None and os.fspath(out) == kit.STDIO
+    if to_stdout:
+        files.check_outputs([out])
+    if jobs is None:
+        jobs = default_jobs(len(policies or []), out is not None)
+    req = Request(policies, kernel, preset, preset_file, host_cpus, json_out, quiet, jobs)
+    with files.spooled_inputs(traces) as (paths, names), files.spooled_output(out) as dest:
+        if dest is not None and not to_stdout:
+            files.check_outputs([dest], inputs=paths)
+        code = _replay(req, paths, names, Output(dest, out, to_stdout))
+    raise typer.Exit(code)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What was asked of a replay (the options, parsed)."""
+
+    policies: list[str] | None
+    kernel: str | None
+    preset: str | None
+    preset_file: Path | None
+    host_cpus: int | None
+    json_out: bool
+    quiet: bool
+    jobs: int
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where the Parquet goes: dest (a path, or a spool for stdout), as the user named it."""
+
+    dest: Path | None
+    name: Path | None
+    to_stdout: bool
+
+
+def default_jobs(policies: int, with_out: bool) -> int:
+    """--jobs when not given: the usable CPUs (at most one per policy) when several policies
+    write one Parquet file, their groups replayed side by side; one otherwise (without -o
+    the parallel path has nothing to splice)."""
+    if policies < 2 or not with_out:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(policies, cpus))
+
+
+def _replay(req: Request, traces: list[Path], names: list[str], out: Output) -> int:
+    from gictools.replay import FIXED_PRESET, open_replayers, run_replayers
+
+    t0 = time.perf_counter()
+    with kit.errors():
+        p = None
+        if req.preset_file or (req.preset and req.preset != FIXED_PRESET):
+            from gictools.latency.presets import load_preset
+
+            p = load_preset(req.preset, req.preset_file)
+        rps = open_replayers(
+            traces, req.policies or ["default"], req.kernel, p, req.host_cpus, names
+        )
+        parallel = req.jobs > 1 and out.dest is not None and len(req.policies or []) > 1
+        tty = not (req.quiet or req.json_out or parallel) and sys.stderr.isatty()
+        total = _count_events(rps) if tty else None
+        with progress("replay", total, quiet=not tty) as bar:
+            reports = run_replayers(rps, out.dest, events=bar.update, jobs=req.jobs)
+    elapsed = time.perf_counter() - t0
+    say = (lambda text: typer.echo(text, err=True)) if out.to_stdout else typer.echo
+    preset_name = p.name if p else FIXED_PRESET
+    if req.json_out:
+        say(kit.to_json(_json(rps, reports, preset_name, elapsed)))
+    else:
+        _print_text(say, rps, reports, p is not None, preset_name)
+        events_total = sum(rp.seq for rp in rps)
+        rate = events_total / elapsed if elapsed > 0 else 0.0
+        say(f"replayed {events_total:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)")
+        if out.dest:
+            say(f"wrote {out.name if not out.to_stdout else 'stdout'}")
+    return kit.EXIT_CHECK_FAILED if _print_failures(rps, reports) else 0
+
+
+def _json(rps, reports, preset_name: str, elapsed: float) -> dict[str, Any]:
+    return kit.json_doc(
+        "replay",
+        traces=[{"name": rp.trace, "sha256": rp.sha256} for rp in rps],
+        latency_preset=preset_name,
+        elapsed_s=round(elapsed, 3),
+        events=sum(rp.seq for rp in rps),
+        reports=[rep.as_dict() for rep in reports],
+    )
+
+
+def _print_text(say, rps, reports, contention: bool, preset_name: str) -> None:
+    from gictools.report import summary_table
+
+    for rp in rps:
+        mine = [rep for rep in reports if rep.trace == rp.trace]
+        if len(rps) > 1:
+            say(f"trace {rp.trace} (sha256 {rp.sha256[:16]}...)")
+        say(summary_table(mine))
+        for rep in mine:
+            if rep.unchecked:
+                kinds = ", ".join(f"{k} x{v}" for k, v in sorted(rep.unchecked.items()))
+                say(f"[{rep.policy}] unchecked expectations (unknown kinds): {kinds}")
+    say(
+        f"latency preset: {preset_name}"
+        + ("" if contention else " (fixed cost per cache outcome, no contention; see --preset)")
+    )
+
+
+def _print_failures(rps, reports) -> bool:
+    """FAILED lines on stderr for every failed expectation; whether there was one."""
+    failed = False
+    for rep in reports:
+        tag = f"[{rep.policy}]" if len(rps) == 1 else f"[{rep.trace} {rep.policy}]"
+        for rec, msg in rep.failures:
+            typer.echo(f"FAILED {tag} record {rec}: {msg}", err=True)
+        if rep.failure_count > len(rep.failures):
+            typer.echo(f"FAILED {tag} ... {rep.failure_count - len(rep.failures)} more", err=True)
+        failed |= rep.failure_count > 0
+    return failed
+
+
+def _count_events(rps) -> int:
+    """Events in the traces (MSIs one by one), for the progress bar: the headers' counts,
+    or one quick pass over a trace written without them."""
+    from gictools.trace import format as F
+    from gictools.trace.reader import TraceReader
+
+    n = 0
+    for rp in rps:
+        if rp.reader.events_total is not None:
+            n += rp.reader.events_total
+            continue
+        with TraceReader(rp.path) as rd:
+            for rec in rd:
+                n += rec[1] if rec[0] == F.MSI_BLOCK else 1
+    return n

@@ -13,6 +13,7 @@ import typer
 
 from gictools import __version__
 from gictools.cli import kit
+from gictools.cli.usage import RootGroup
 
 # --help lists the verbs in this order (a module's own verbs in its register order)
 VERB_MODULES = (
@@ -31,6 +32,7 @@ def _version_callback(value: bool):
 
 
 app = typer.Typer(
+    cls=RootGroup,
     rich_markup_mode="rich",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -133,8 +133,9 @@ def mrc(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Cache capacity analysis: exact LRU miss-ratio curve, usage-v2 at chosen capacities,
-    per-ITS footprint; the capacity for 99 % hits and where the 16 x vCPUs rule lands."""
+    """Cache capacity analysis: miss-ratio curve, usage-v2, per-ITS footprint. The exact
+    LRU miss-ratio curve, usage-v2 at chosen capacities, per-ITS footprint; the capacity
+    for 99 % hits and where the 16 x vCPUs rule lands."""
     from gictools.errors import GictoolsError
     from gictools.mrc import analyse_accesses, format_report, trace_accesses
     from gictools.mrc import plot as _plot

@@ -137,3 +137,46 @@ def _check_file_output(p: Path, inputs) -> None:
                         fail(f"{p}: the output is the input {i}; choose another name")
     if not os.access(parent, os.W_OK | os.X_OK):
         fail(f"{p}: directory {parent} is not writable")
+
+
+# what a file's first bytes say it is (a hint when a verb is given the wrong kind of file)
+_KINDS = (
+    (b"GICTIMG\0", "image"),  # gictools.image.MAGIC
+    (b"PAR1", "parquet"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def sniff(path: Path | str) -> str | None:
+    """ "image", "trace" (a msgpack map naming the trace format), "compressed" (gzip, zstd),
+    "parquet", "text", "binary", or None when path is `-`, not a regular file or unreadable
+    (the verb's own open reports it)."""
+    if os.fspath(path) == STDIO or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    for magic, kind in _KINDS:
+        if head.startswith(magic):
+            return "compressed" if kind in ("gzip", "zstd") else kind
+    is_map = head[:1] and (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF))
+    if is_map and b"gictools-trace" in head:  # gictools.trace.format.FORMAT_NAME
+        return "trace"
+    if b"\0" in head:
+        return "binary"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not a character cut at the end of the sample
+            return "binary"
+    return "text"
+
+
+def refuse_kind(path: Path | str, kinds: dict[str, str]) -> None:
+    """Exit 2 with `PATH: WHAT` when the file's first bytes say it is one of kinds."""
+    kind = sniff(path)
+    if kind in kinds:
+        fail(f"{path}: {kinds[kind]}")

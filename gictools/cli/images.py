@@ -51,6 +51,13 @@ def save(
     kit.print_report("save", out, lines, json_out, err=to_stdout)
 
 
+NOT_AN_IMAGE = {
+    "trace": "a trace, not an image (gictools save TRACE -o IMAGE writes one)",
+    "parquet": "a Parquet file (replay output), not an image",
+    "compressed": "a compressed file (gzip/zstd), not an image (images are not compressed)",
+}
+
+
 def restore(
     image: Annotated[Path, typer.Argument(help="image file")],
     json_out: JsonOpt = False,
@@ -60,6 +67,7 @@ def restore(
     and pending LPIs per vCPU."""
     from gictools.saverestore import restore_image
 
+    files.refuse_kind(image, NOT_AN_IMAGE)
     with kit.errors(), StagedProgress(quiet or json_out) as step:
         lines = restore_image(image, progress=lambda done, total: step("restore", done, total))
     kit.print_report("restore", image, lines, json_out)
@@ -90,4 +98,5 @@ def inspect(
     """Decode every ITS table entry of an image; flag malformed ones with their address."""
     from gictools.saverestore import inspect_image
 
+    files.refuse_kind(image, NOT_AN_IMAGE)
     _check("inspect", inspect_image, image, json_out)

@@ -32,9 +32,21 @@ def need_matplotlib() -> None:
         fail(plotting.MISSING)
 
 
+def describe(e: Exception | str) -> str:
+    """An error as the project words it: `FILE: No such file or directory` for an OSError
+    (not Python's `[Errno 2] ...: 'FILE'`), the message of anything else, on one line."""
+    if isinstance(e, OSError) and e.strerror:
+        where = e.filename if e.filename is not None else None
+        text = f"{os.fsdecode(where)}: {e.strerror}" if where is not None else e.strerror
+        if e.filename2 is not None:
+            text += f" (-> {os.fsdecode(e.filename2)})"
+        return text
+    return " ".join(str(e).split("\n")) if str(e) else type(e).__name__
+
+
 def fail(e: Exception | str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """One line on stderr (what, where), no traceback, then exit (2: bad input)."""
-    typer.echo(f"gictools: error: {e}", err=True)
+    typer.echo(f"gictools: error: {describe(e)}", err=True)
     raise typer.Exit(code)
 
 

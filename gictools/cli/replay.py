@@ -64,6 +64,8 @@ def replay(
     Parquet metadata and parallel policies need it twice); `-o -` writes the Parquet file
     to stdout once the replay succeeded, and the summary then goes to stderr."""
     traces = files.expand_inputs(traces)
+    for t in traces:
+        files.refuse_kind(t, NOT_A_TRACE)
     policies = [str(c) for c in cache] if cache else None  # CacheName members as plain names
     to_stdout = out is not None and os.fspath(out) == kit.STDIO
     if to_stdout:
@@ -76,6 +78,12 @@ def replay(
             files.check_outputs([dest], inputs=paths)
         code = _replay(req, paths, names, Output(dest, out, to_stdout))
     raise typer.Exit(code)
+
+
+NOT_A_TRACE = {
+    "image": "an image, not a trace (gictools restore or inspect read images)",
+    "parquet": "a Parquet file (replay output), not a trace",
+}
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ def sweep(
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    """Replay (or predict) every cell of a grid into one hive-partitioned Parquet dataset
-    (docs/sweep.md); finished cells are skipped when run again."""
+    """Replay (or predict) every cell of a grid into one Parquet dataset. The dataset is
+    hive-partitioned (docs/sweep.md); finished cells are skipped when run again."""
     from gictools.sweep import cli_support as S
 
     with kit.errors():
@@ -73,6 +73,8 @@ def summarize(
     from gictools.sweep.summarize import plot as _plot
     from gictools.sweep.summarize import summarize as _summarize
 
+    if not dataset.is_dir():
+        kit.fail(f"{dataset}: " + ("not a directory" if dataset.exists() else "No such directory"))
     if plot:
         kit.need_matplotlib()
     with kit.errors():

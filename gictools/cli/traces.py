@@ -50,7 +50,7 @@ def info(
             kit.pipe_closed()
         except (GictoolsError, OSError) as e:
             # keep going over the other traces; the exit status says one failed
-            kit.echo(f"gictools: error: {e}", err=True)
+            kit.echo(f"gictools: error: {kit.describe(e)}", err=True)
             failed = True
             continue
         name = files.input_name(path)
@@ -222,6 +222,15 @@ def import_qemu(
     if migrate_to is None and any(dst.values()):
         kit.fail("--dst-cmdq/--dst-lpiprop/--dst-cmdline need --migrate-to")
     files.check_outputs([out], inputs=[log, migrate_to])
+    not_a_log = {
+        "binary": "not a text log (not a QEMU `log`-backend trace: those are text, plain or .gz)",
+        "trace": "a gictools trace already, not a QEMU text log",
+        "image": "a gictools image, not a QEMU text log",
+        "parquet": "a Parquet file, not a QEMU text log",
+    }
+    for p in (log, migrate_to):
+        if p is not None and not os.fspath(p).endswith(".gz"):
+            files.refuse_kind(p, not_a_log)
     with kit.errors(), progress("import", unit="bytes", quiet=as_json) as bar:
         s = _import(
             log,

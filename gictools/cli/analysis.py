@@ -59,13 +59,15 @@ def predict_lpi_stress(
         int | None, typer.Option("-j", "--jobs", min=1, help="parallel processes")
     ] = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
     from gictools.latency.predict import format_bands, format_prediction, predict_bands
     from gictools.latency.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
 
-    with kit.errors():
+    # the model reports no progress: an indeterminate bar with the time so far
+    with kit.errors(), progress("predict", None, quiet=quiet or json_out):
         p = load_preset(preset, preset_file)
         kw = {"routing": routing, "host_cpus": host_cpus, "jobs": jobs}
         r = _predict(
@@ -100,10 +102,10 @@ def compare(
     with kit.errors():
         presets = [load_preset(p) for p in preset or []]
         presets += [load_preset(path=f) for f in preset_file or []]
-        with progress(f"compare {trace.name}", quiet=quiet) as bar:
+        with progress("compare", quiet=quiet or json_out) as bar:
 
             def staged(stage, done, total):
-                bar.describe(f"{trace.name}: {stage}")
+                bar.describe(stage)
                 bar.set_total(total)
                 bar.update(done)
 
@@ -145,7 +147,7 @@ def mrc(
     with kit.errors():
         if usage_capacity and min(usage_capacity) < 1:
             raise GictoolsError("--usage-capacity must be >= 1")
-        with progress(f"mrc {trace.name}", quiet=quiet) as bar:
+        with progress("mrc", quiet=quiet or json_out) as bar:
 
             def step(done, total):
                 if total != bar.total:

@@ -9,7 +9,7 @@ import typer
 
 from gictools.cli import files, kit
 from gictools.cli.options import JsonOpt, QuietOpt
-from gictools.cli.progress import StagedProgress
+from gictools.cli.progress import StagedProgress, progress
 
 
 def register(app: typer.Typer) -> None:
@@ -73,9 +73,10 @@ def restore(
     kit.print_report("restore", image, lines, json_out)
 
 
-def _check(kind, fn, arg, json_out):
-    """Run a library check returning (ok, lines); print; exit 0 / 1 / 2."""
-    with kit.errors():
+def _check(kind, fn, arg, json_out, quiet=False):
+    """Run a library check returning (ok, lines); print; exit 0 / 1 / 2. The library
+    reports no progress: an indeterminate bar with the time so far."""
+    with kit.errors(), progress(kind, None, quiet=quiet or json_out):
         ok, lines = fn(arg)
     kit.print_report(kind, arg, lines, json_out, ok=ok)
     raise typer.Exit(0 if ok else kit.EXIT_CHECK_FAILED)
@@ -84,11 +85,12 @@ def _check(kind, fn, arg, json_out):
 def roundtrip(
     source: Annotated[Path, typer.Argument(help="trace or image file")],
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ):
     """save -> restore into a fresh VM -> save: report byte and model-state differences."""
     from gictools.saverestore import roundtrip as _roundtrip
 
-    _check("roundtrip", _roundtrip, source, json_out)
+    _check("roundtrip", _roundtrip, source, json_out, quiet)
 
 
 def inspect(

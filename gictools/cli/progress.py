@@ -88,33 +88,72 @@ def progress(label: str, total: int | None = None, *, quiet: bool = False, unit:
         bar._send()
 
 
-def _rich_progress(unit: str):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
+BAR_WIDTH = 60  # a bar never takes more columns than this (nor than the terminal has)
+LABEL_WIDTH = 12
+UNRATED = ("cells", "runs")  # units too coarse for a rate
+
+
+def si(n: float, unit: str = "") -> str:
+    """n in at most 4 characters plus a prefix (and B for bytes): 999, 12.3k, 1.23M, 12.3MB."""
+    suffix = "B" if unit == "bytes" else ""
+    if n < 999.5:
+        return f"{n:.0f}{suffix}"
+    for scale, p in ((1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T")):
+        text = f"{n / scale:.3g}"
+        if float(text) < 1000:
+            return f"{text}{p}{suffix}"
+    return f"{n / 1e12:.0f}T{suffix}"
+
+
+def _clock(s: float | None) -> str:
+    if s is None:
+        return "-:--"
+    s = int(s)
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
     )
+
+
+def stats_text(completed: float, total: float | None, speed: float | None, elapsed, unit: str):
+    """The text right of the bar: 42% 4.2M/10M 5.1M/s 0:02<0:03 (at most 36 columns)."""
+    rate = "" if not speed or unit in UNRATED else f" {si(speed, unit)}/s"
+    if not total:
+        count = f"{si(completed, unit)}{rate} " if completed else ""
+        return f"{count}{_clock(elapsed)}"
+    left = (total - completed) / speed if speed else None
+    pct = min(100, int(100 * completed / total))
+    return (
+        f"{pct:3d}% {si(completed, unit)}/{si(total, unit)}{rate} {_clock(elapsed)}<{_clock(left)}"
+    )
+
+
+def _rich_progress(unit: str):
+    import shutil
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, ProgressColumn
+    from rich.table import Column
     from rich.text import Text
 
-    class _Rate(ProgressColumn):
+    class _Label(ProgressColumn):
         def render(self, task):
-            s = task.finished_speed or task.speed
-            return Text("" if s is None else f"{s:,.0f} {unit}/s", style="progress.data.speed")
+            d = str(task.description)
+            d = d if len(d) <= LABEL_WIDTH else d[: LABEL_WIDTH - 1] + "…"
+            return Text(d.ljust(LABEL_WIDTH))
 
+    class _Stats(ProgressColumn):
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            text = stats_text(task.completed, task.total, speed, task.elapsed, unit)
+            return Text(text, style="progress.data.speed")
+
+    width = min(BAR_WIDTH, shutil.get_terminal_size((BAR_WIDTH, 24)).columns)
     return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        _Rate(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
+        _Label(table_column=Column(width=LABEL_WIDTH, no_wrap=True)),
+        BarColumn(bar_width=None, table_column=Column(ratio=1)),
+        _Stats(table_column=Column(no_wrap=True)),
+        console=Console(stderr=True, width=width),
+        expand=True,
         transient=True,
     )
 

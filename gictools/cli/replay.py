@@ -1,7 +1,6 @@
 """gictools replay: traces through the model, one pass per cache policy, a summary per trace."""
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from gictools.cli.options import (
     PresetFileOpt,
     QuietOpt,
 )
-from gictools.cli.progress import progress
+from gictools.cli.progress import progress, progress_shown
 
 
 def register(app: typer.Typer) -> None:
@@ -135,11 +134,18 @@ def _replay(req: Request, traces: list[Path], names: list[str], out: Output) -> 
         rps = open_replayers(
             traces, req.policies or ["default"], req.kernel, p, req.host_cpus, names
         )
-        parallel = req.jobs > 1 and out.dest is not None and len(req.policies or []) > 1
-        tty = not (req.quiet or req.json_out or parallel) and sys.stderr.isatty()
-        total = _count_events(rps) if tty else None
-        with progress("replay", total, quiet=not tty) as bar:
-            reports = run_replayers(rps, out.dest, events=bar.update, jobs=req.jobs)
+        shown = progress_shown(req.quiet or req.json_out)
+        total = _count_events(rps) if shown else None
+        with progress("replay", None, quiet=not shown) as bar:
+
+            def events(n: int) -> None:
+                """The runner's progress, on every path (--jobs too): n of the traces'
+                events replayed by every policy. Indeterminate until the first call."""
+                if bar.total is None and total:
+                    bar.set_total(total)
+                bar.update(n)
+
+            reports = run_replayers(rps, out.dest, events=events, jobs=req.jobs)
     elapsed = time.perf_counter() - t0
     say = (lambda text: typer.echo(text, err=True)) if out.to_stdout else typer.echo
     preset_name = p.name if p else FIXED_PRESET

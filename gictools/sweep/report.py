@@ -96,41 +96,28 @@ def sweep_json(result) -> dict:
 
 
 class ProgressDisplay:
-    """A rich progress bar over cells on stderr, only when stderr is a terminal."""
+    """The CLI's progress bar over cells on stderr, only when stderr is a terminal."""
 
     def __init__(self, enabled=None):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.prog = self.task = None
+        self.prog = self._cm = None
 
     def __enter__(self):
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn
+            from gictools.cli.progress import progress
 
-            self.prog = Progress(
-                TextColumn("cells"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TextColumn("{task.fields[detail]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.prog.__enter__()
+            self._cm = progress("sweep", None, unit="cells")
+            self.prog = self._cm.__enter__()
         return self
 
     def __call__(self, s):
         if self.prog is None:
             return
-        detail = f"done {s.done}  running {s.running}  failed {s.failed}" + (
-            f"  skipped {s.skipped}" if s.skipped else ""
-        )
-        eta = s.eta_s()
-        if eta is not None:
-            detail += f"  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-        if self.task is None:
-            self.task = self.prog.add_task("sweep", total=s.total, detail=detail)
-        self.prog.update(self.task, completed=s.finished, detail=detail)
+        if self.prog.total is None:
+            self.prog.set_total(s.total)
+        self.prog.describe(f"sweep {s.failed} failed" if s.failed else "sweep")
+        self.prog.update(s.finished)
 
     def __exit__(self, *exc):
-        if self.prog is not None:
-            self.prog.__exit__(*exc)
+        if self._cm is not None:
+            self._cm.__exit__(*exc)

@@ -21,7 +21,7 @@ from gictools import __version__
 from gictools import regs as R
 from gictools.errors import ConfigError, TraceFormatError
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
-from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES, POLICIES, Outcome
+from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES, POLICIES, Outcome, policy_class
 from gictools.model.cache.keys import translation_keys
 from gictools.model.commands import decode_command
 from gictools.model.kernel import parse_version
@@ -328,8 +328,8 @@ class Replayer:
         if out is not None:
             check_output(out, [self.path])  # before any work: never overwrite the trace
         for p in policies:
-            if p != "default" and p not in POLICIES:
-                raise ConfigError(f"unknown cache policy {p!r} (known: {', '.join(POLICIES)})")
+            if p != "default":
+                policy_class(p)
         if kernel is not None:
             parse_version(kernel)  # the user's --kernel: a ConfigError of its own
         self._file = None

@@ -10,10 +10,14 @@ from typing import Annotated, Literal
 
 import typer
 
-# The cache policy names are gictools.model.cache.POLICIES' keys (a test pins them); they are
-# spelled out here so that parsing a command line never imports the model.
-CACHE_POLICIES = ("none", "lru-v6.8", "usage-v2", "per-its-v6.10")
 ROUTINGS = ("as-measured", "fixed")
+ALL = "all"  # --cache all: every registered policy
+
+
+def _policy_names() -> tuple:
+    from gictools.model.cache import policy_names  # the registry: no numpy, no model
+
+    return policy_names()
 
 
 def _kernels() -> tuple:
@@ -49,11 +53,12 @@ def _presets() -> tuple:
 
 
 KERNELS = _kernels()
+CACHE_POLICIES = _policy_names()
 PRESETS = _presets()
 # Literal types are typer's choices: listed in --help, completed, case-insensitive below.
 # (a repeatable option needs an Enum: typer takes list[Enum], not list[Literal]; its members
 # are str, so they pass wherever a policy name does)
-CacheName = StrEnum("CacheName", {n: n for n in CACHE_POLICIES})  # type: ignore[misc]
+CacheName = StrEnum("CacheName", {n: n for n in (*CACHE_POLICIES, ALL)})  # type: ignore[misc]
 PresetChoice = StrEnum("PresetChoice", {n: n for n in PRESETS})  # type: ignore[misc]
 # a sweep axis may also be "none": the replay's fixed placeholder cost (fixed-v0)
 SweepPresetChoice = StrEnum("SweepPresetChoice", {n: n for n in (*PRESETS, "none")})  # type: ignore[misc]
@@ -66,10 +71,24 @@ CacheOpt = Annotated[
         "--cache",
         "-c",
         case_sensitive=False,
-        help="cache policy (repeat for several) [default: the trace kernel's own]",
+        help="cache policy (repeat for several; all: every one) [default: the trace kernel's own]",
         show_default=False,
     ),
 ]
+
+
+def cache_names(chosen: list | None) -> list[str] | None:
+    """--cache values as policy names, `all` expanded in registry order, repeats dropped."""
+    if not chosen:
+        return None
+    names: list[str] = []
+    for c in map(str, chosen):
+        for n in CACHE_POLICIES if c == ALL else (c,):
+            if n not in names:
+                names.append(n)
+    return names
+
+
 KernelOpt = Annotated[
     str | None,
     typer.Option(
@@ -107,6 +126,37 @@ SweepPresetsOpt = Annotated[
         "--preset",
         case_sensitive=False,
         help="latency preset (bundled), or none: the fixed placeholder cost (repeat)",
+    ),
+]
+
+
+def _fixed_preset() -> str:
+    from gictools.replay import FIXED_PRESET  # the replay's placeholder cost's name
+
+    return FIXED_PRESET
+
+
+def _replay_preset_checked(value: str | None) -> str | None:
+    """replay --preset: a bundled preset or the placeholder, case-insensitive."""
+    if value is None:
+        return None
+    names = (*PRESETS, _fixed_preset())
+    for n in names:
+        if n.lower() == value.lower():
+            return n
+    raise typer.BadParameter(f"{value!r} is not one of {', '.join(names)}")
+
+
+ReplayPresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        callback=_replay_preset_checked,
+        autocompletion=lambda: [*PRESETS, _fixed_preset()],
+        metavar="<preset>",
+        help=f"latency preset: {', '.join(PRESETS)} (contention model), or the fixed "
+        "placeholder cost per cache outcome (the default; its name is in the summary)",
+        show_default=False,
     ),
 ]
 PresetFileOpt = Annotated[Path | None, typer.Option(help="latency preset file (TOML)")]

@@ -16,6 +16,8 @@ from gictools.cli.options import (
     KernelOpt,
     PresetFileOpt,
     QuietOpt,
+    ReplayPresetOpt,
+    cache_names,
 )
 from gictools.cli.progress import progress, progress_shown
 
@@ -31,13 +33,7 @@ def replay(
     ],
     cache: CacheOpt = None,
     kernel: KernelOpt = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            help="latency preset: v6.8-rc1, series-v2, v6.10 (contention model) or fixed-v0 "
-            "(a fixed cost per cache outcome; the default)"
-        ),
-    ] = None,
+    preset: ReplayPresetOpt = None,
     preset_file: PresetFileOpt = None,
     host_cpus: HostCpusOpt = None,
     out: Annotated[
@@ -65,7 +61,7 @@ def replay(
     traces = files.expand_inputs(traces)
     for t in traces:
         files.refuse_kind(t, NOT_A_TRACE)
-    policies = [str(c) for c in cache] if cache else None  # CacheName members as plain names
+    policies = cache_names(cache)
     to_stdout = out is not None and os.fspath(out) == kit.STDIO
     if to_stdout:
         files.check_outputs([out])
@@ -147,7 +143,7 @@ def _replay(req: Request, traces: list[Path], names: list[str], out: Output) -> 
 
             reports = run_replayers(rps, out.dest, events=events, jobs=req.jobs)
     elapsed = time.perf_counter() - t0
-    say = (lambda text: typer.echo(text, err=True)) if out.to_stdout else typer.echo
+    say = (lambda text: kit.echo(text, err=True)) if out.to_stdout else kit.echo
     preset_name = p.name if p else FIXED_PRESET
     if req.json_out:
         say(kit.to_json(_json(rps, reports, preset_name, elapsed)))

@@ -15,6 +15,7 @@ from gictools.cli.options import (
     PresetFilesOpt,
     QuietOpt,
     SweepPresetsOpt,
+    cache_names,
 )
 
 
@@ -55,7 +56,7 @@ def sweep(
     from gictools.sweep import cli_support as S
 
     with kit.errors():
-        cells = S.plan(trace, cache, kernel, preset, preset_file, grid, host_cpus)
+        cells = S.plan(trace, cache_names(cache), kernel, preset, preset_file, grid, host_cpus)
         code, text = S.run(cells, out, jobs, scheduler, json_out, quiet)
     kit.echo(text[0])
     for line in text[1:]:

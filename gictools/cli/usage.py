@@ -167,7 +167,7 @@ class RootGroup(TyperGroup):
         except click_exc.ClickException as e:
             report(e)
             sys.exit(e.exit_code)
-        except click_exc.Abort:
+        except typer.Abort:
             typer.echo("gictools: aborted", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)

@@ -311,13 +311,6 @@ class _ListModel:
             self.touch(k)
 
 
-def _cache_key(policy, dev, ev):
-    """The key the policy stores (dev, ev) under, for side-effect-free membership."""
-    if policy.scope == "its":
-        return dev << 16 | ev
-    return policy.key(DOORBELL, dev, ev)
-
-
 class _Step:
     __slots__ = ("index", "ns", "locks", "walk", "action", "sleeps", "grace_period")
 
@@ -399,7 +392,7 @@ class Simulation:
         needs_walk = any(s.walk for s in preset.steps.values())
         self.list_model = _ListModel(n + 1) if (needs_walk and keys is not None) else None
         self.walks = 0  # list walks so far, by anyone (for the dirty-line count)
-        self.no_cache = policy is not None and policy.name == "none"
+        self.no_cache = policy is not None and not policy.caches
         self.locks = {}  # (lock index, instance) -> Lock
         # results
         self.t_issue = np.zeros(n, dtype=np.float64)
@@ -743,9 +736,9 @@ class Simulation:
                 return -1
             return 0 if rest == 0 else min(rest, int(self._forced_runs[j.events[j.pos]]))
         policy, dev, ev = self.policy, self.dev, self.ev
-        cached = policy.map
+        cached = policy.contains
         e = j.event
-        if _cache_key(policy, int(dev[e]), int(ev[e])) not in cached:
+        if not cached(DOORBELL, int(dev[e]), int(ev[e])):
             return -1
         if self._keysets is None:
             self._keysets = []
@@ -753,18 +746,18 @@ class Simulation:
                 idx = np.asarray(i.events, dtype=np.int64)
                 u = np.unique(translation_keys(dev[idx], ev[idx])).tolist()
                 self._keysets.append([split_translation_key(k) for k in u])
-        if all(_cache_key(policy, d, v) in cached for d, v in self._keysets[j.id]):
+        if all(cached(DOORBELL, d, v) for d, v in self._keysets[j.id]):
             return rest
         n = 0
         for x in j.events[j.pos :]:
-            if _cache_key(policy, int(dev[x]), int(ev[x])) not in cached:
+            if not cached(DOORBELL, int(dev[x]), int(ev[x])):
                 break
             n += 1
         return n
 
     def _try_fast_forward(self, t):
         """Advance every steadily hitting thread to the next moment anything can change."""
-        if self.policy is not None and (self.no_cache or not hasattr(self.policy, "map")):
+        if self.policy is not None and self.no_cache:
             self.ff_rejects["policy"] += 1
             return
         hitting, horizon = [], math.inf
@@ -879,12 +872,9 @@ class Simulation:
     def _bulk_hits(self, counts, order):
         """The cache side effects of the skipped hits: usage counters, LRU order."""
         policy, lm = self.policy, self.list_model
-        if policy is not None and policy.scope != "its":
-            entries = policy.map
+        if policy is not None:
             for (d, v), c in counts.items():
-                ent = entries.get(_cache_key(policy, d, v))
-                if hasattr(ent, "usage"):
-                    ent.usage += c
+                policy.add_hits(DOORBELL, d, v, c)
         if not order or not self.moves:
             return
         # interleave the threads' last hits, oldest first, as they would have happened

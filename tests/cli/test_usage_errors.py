@@ -102,7 +102,7 @@ def test_help_of_every_verb_has_no_type_hint_metavars():
     assert seen >= 17  # every verb and group was looked at
     r = runner.invoke(app, ["replay", "--help"], env={"COLUMNS": "200"})
     assert "replay [OPTIONS] TRACES..." in r.output
-    assert "<none|lru-v6.8|usage-v2|per-its-v6.10>" in r.output
+    assert "<none|lru-v6.8|usage-v2|per-its-v6.10|all>" in r.output
 
 
 def test_verb_list_is_one_line_per_verb():

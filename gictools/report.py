@@ -83,18 +83,71 @@ def summary_table(reports, *, fancy: bool | None = None) -> str:
     return render_table(head, body, fancy=fancy)
 
 
-def describe_record(rec) -> str:
-    """One line per record, commands disassembled."""
+class Clock:
+    """Timestamps as `trace-cmd report` prints them: sec.usec relative to the first record
+    (absolute: since the trace's clock's zero, e.g. the epoch for a QEMU capture; nsec:
+    sec.nsec). The first record's time is taken as it streams by (start)."""
+
+    def __init__(self, absolute: bool = False, nsec: bool = False):
+        self.absolute, self.nsec = absolute, nsec
+        self.base: int | None = 0 if absolute else None
+
+    def start(self, rec) -> None:
+        if self.base is None:
+            self.base = int(rec[3][0]) if rec[0] == F.MSI_BLOCK else rec[1]
+
+    def text(self, t: int) -> str:
+        d = t - (self.base or 0)
+        sec, ns = divmod(abs(d), 1_000_000_000)
+        frac = f"{ns:09d}" if self.nsec else f"{ns // 1000:06d}"
+        return f"{'-' if d < 0 else ''}{sec}.{frac}"
+
+    def offset(self, rel: int | None) -> int | None:
+        """A --from/--to value (ns after the first record; absolute ns with absolute)."""
+        return None if rel is None else rel + (self.base or 0)
+
+
+_DECIMAL_ARGS = {"its", "size", "vcpu", "ret", "count", "n", "index"}
+
+
+def _arg(k: str, v) -> str:
+    """An EXPECT argument as text: IDs, INTIDs, addresses and values in hex, errors named."""
+    if isinstance(v, bool) or v is None:
+        return f"{k}={str(v).lower()}"
+    if isinstance(v, int):
+        if k == "error":
+            return f"{k}={R.error_name(v)}"
+        return f"{k}={v}" if k in _DECIMAL_ARGS else f"{k}={v:#x}"
+    if isinstance(v, (bytes, bytearray)):
+        return f"{k}={bytes(v).hex()}"
+    return f"{k}={_short_json(v, 80)}"
+
+
+def expect_text(kind: str, args) -> str:
+    """An EXPECT record's kind and arguments, as `msi ret=1 intid=0x2002 vcpu=1`."""
+    if not isinstance(args, dict):
+        return f"{kind} {_short_json(args, 80)}"
+    return " ".join([kind, *(_arg(str(k), v) for k, v in args.items())])
+
+
+def describe_record(rec, clock: Clock | None = None) -> str:
+    """One line per record as `trace-cmd report` does: time, kind, fields; commands
+    disassembled, IDs and INTIDs in hex."""
+    clock = clock or Clock(absolute=True)
     tag = rec[0]
     name = F.TAG_NAMES.get(tag, str(tag))
     if tag == F.MSI_BLOCK:
         _, n, its, ts, dev, ev, inj = rec
+        if n == 1:  # an imported capture's MSIs: one per record
+            i = None if inj is None else int(inj[0])
+            return _msi_line(clock, int(ts[0]), i, its, int(dev[0]), int(ev[0]))
         return (
-            f"{name:<9} its={its} n={n} t={int(ts[0])}..{int(ts[-1])} "
-            f"dev={int(dev.min())}..{int(dev.max())} ev={int(ev.min())}..{int(ev.max())}"
+            f"{clock.text(int(ts[0])):>13}: {name:<9} its={its} n={n} "
+            f"DeviceID={int(dev.min()):#x}..{int(dev.max()):#x} "
+            f"EventID={int(ev.min()):#x}..{int(ev.max()):#x} until {clock.text(int(ts[-1]))}"
         )
     t, inj = rec[1], rec[2]
-    pre = f"{name:<9} t={t}" + (f" inj={inj}" if inj is not None else "")
+    pre = f"{clock.text(t):>13}: {name:<9}" + (f" inj={inj}" if inj is not None else "")
     if tag == F.MSI:
         return f"{pre} its={rec[3]} DeviceID={rec[4]:#x} EventID={rec[5]:#x}"
     if tag == F.COMMAND:
@@ -110,11 +163,11 @@ def describe_record(rec) -> str:
         shown = data[:16].hex() + ("..." if len(data) > 16 else "")
         return f"{pre} gpa={rec[3]:#x} len={len(data)} {shown}"
     if tag == F.CTRL:
-        return f"{pre} {rec[3]} its={rec[4]} ret={rec[5]}"
+        return f"{pre} {rec[3]} its={rec[4]} ret={R.error_name(rec[5])}"
     if tag == F.EXPECT:
-        return f"{pre} {rec[3]} {rec[4]}"
+        return f"{pre} {expect_text(rec[3], rec[4])}"
     if tag == F.ACK:
-        return f"{pre} vCPU {rec[3]} acks INTID {rec[4]}"
+        return f"{pre} vCPU {rec[3]} acks INTID {rec[4]:#x}"
     return f"{pre} {rec[3:]}"
 
 
@@ -208,8 +261,10 @@ def info_text(inf: TraceInfo, name: str, header: dict) -> str:
             f"DeviceIDs  {inf.dev[0]:#x}..{inf.dev[1]:#x}   EventIDs {inf.ev[0]:#x}..{inf.ev[1]:#x}"
         )
     if inf.t_first is not None:
+        clock = Clock(absolute=True)
         out.append(
-            f"duration   {(inf.t_last - inf.t_first) / 1e9:.6f} s ({inf.t_first}..{inf.t_last} ns)"
+            f"duration   {(inf.t_last - inf.t_first) / 1e9:.6f} s "
+            f"(first record at {clock.text(inf.t_first)} s on the trace's clock)"
         )
     return "\n".join(out)
 
@@ -248,6 +303,7 @@ class DumpFilter:
     ):
         self.devices, self.events, self.vcpus, self.itses = devices, events, vcpus, itses
         self.t_from, self.t_to = t_from, t_to
+        self.clock = Clock()  # what --from/--to count from, how times print (dump sets it)
         self.kinds = self.mnemonics = None
         if ops is not None:
             self.kinds = {_KINDS[o.lower()] for o in ops if o.lower() in _KINDS}
@@ -267,7 +323,8 @@ class DumpFilter:
             )
 
     def _time_ok(self, t):
-        return (self.t_from is None or t >= self.t_from) and (self.t_to is None or t <= self.t_to)
+        lo, hi = self.clock.offset(self.t_from), self.clock.offset(self.t_to)
+        return (lo is None or t >= lo) and (hi is None or t <= hi)
 
     def msi_mask(self, rec):
         """For an MSI_BLOCK: a boolean mask of the MSIs that pass (None: all pass)."""
@@ -280,9 +337,9 @@ class DumpFilter:
         if self.events is not None:
             m &= np.isin(ev, list(self.events))
         if self.t_from is not None:
-            m &= ts >= self.t_from
+            m &= ts >= self.clock.offset(self.t_from)
         if self.t_to is not None:
-            m &= ts <= self.t_to
+            m &= ts <= self.clock.offset(self.t_to)
         return m
 
     def record_ok(self, rec) -> bool:
@@ -327,8 +384,8 @@ class DumpFilter:
         return True
 
 
-def _msi_line(t, inj, its, dev, ev):
-    pre = f"{'MSI':<9} t={t}" + (f" inj={inj}" if inj is not None else "")
+def _msi_line(clock: Clock, t, inj, its, dev, ev):
+    pre = f"{clock.text(t):>13}: {'MSI':<9}" + (f" inj={inj}" if inj is not None else "")
     return f"{pre} its={its} DeviceID={dev:#x} EventID={ev:#x}"
 
 
@@ -358,7 +415,9 @@ def _record_json(rec) -> dict:
 def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
     """The lines of `gictools dump`, lazily: text, or (as_json) one dict per line for the
     CLI's JSON printer."""
+    clock = flt.clock
     for rec in rd:
+        clock.start(rec)
         if not flt.record_ok(rec):
             continue
         ri, off = rd.record_index, rd.offset
@@ -388,7 +447,8 @@ def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
                             }
                         )
                     else:
-                        yield f"{ri:>8}.{k:<5} @{off:<10} {_msi_line(tl[k], i, its, dl[k], el[k])}"
+                        line = _msi_line(clock, tl[k], i, its, dl[k], el[k])
+                        yield f"{ri:>8}.{k:<5} @{off:<10} {line}"
                 continue
             if mask is not None and not mask.all():
                 extra = f" ({int(mask.sum())} of {rec[1]} match)"
@@ -399,4 +459,4 @@ def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
         if as_json:
             yield {"record": ri, "byte_offset": off, **_record_json(rec)}
         else:
-            yield f"{ri:>8} @{off:<10} {describe_record(rec)}{extra}"
+            yield f"{ri:>8} @{off:<10} {describe_record(rec, clock)}{extra}"

@@ -115,15 +115,27 @@ def dump(
         "ctrl, expect, ack, MAPTI, INV, ...; repeat, or a,b)"
     ) = None,
     start: Annotated[
-        str | None, typer.Option("--from", help="from this time (ns, or 1.5us, 2ms, 0.1s)")
+        str | None,
+        typer.Option(
+            "--from",
+            help="from this time after the first record (0.1s, 2ms, 1.5us; a bare number is ns)",
+        ),
     ] = None,
     end: Annotated[str | None, typer.Option("--to", help="up to this time, inclusive")] = None,
+    absolute: Annotated[
+        bool,
+        typer.Option(
+            "--abs", help="times (and --from/--to) on the trace's own clock, not the first record"
+        ),
+    ] = False,
+    nsec: Annotated[bool, typer.Option("--nsec", "-t", help="times as sec.nsec")] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="one JSON object per line (docs/cli-json.md)")
     ] = False,
 ):
-    """List a trace's records as trace-cmd report does: index, offset, kind, fields."""
-    from gictools.report import DumpFilter, dump_lines
+    """List a trace's records as trace-cmd report does: index, offset, time, kind, fields.
+    Times are sec.usec after the first record (--abs: on the trace's clock)."""
+    from gictools.report import Clock, DumpFilter, dump_lines
     from gictools.trace.reader import TraceReader
 
     flt = DumpFilter(
@@ -139,8 +151,10 @@ def dump(
         flt.check()
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--op") from None
+    flt.clock = Clock(absolute, nsec)
     if count == 0:
         raise typer.Exit(0)
+    n = 0
     with kit.errors():
         rd = TraceReader(files.input_source(trace))
         for n, line in enumerate(dump_lines(rd, flt, expand=expand, as_json=json_out), 1):
@@ -148,6 +162,8 @@ def dump(
             if n == count:
                 rd.close()
                 break
+    if n == 0 and rd.record_index > 0:  # records are numbered from 1 (0: the header)
+        kit.echo(f"gictools: note: no record of {rd.record_index:,} matches", err=True)
 
 
 def gen_lpi_stress(

@@ -460,3 +460,63 @@ def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
             yield {"record": ri, "byte_offset": off, **_record_json(rec)}
         else:
             yield f"{ri:>8} @{off:<10} {describe_record(rec, clock)}{extra}"
+
+
+# --- latency histograms ---------------------------------------------------------------------
+HIST_WIDTH = 52  # bpftrace's bar width
+
+
+def _pow2_label(n: int) -> str:
+    for shift, suffix in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{suffix}"
+    return str(n)
+
+
+def log2_buckets(counts) -> list[tuple[int | None, int | None, int]]:
+    """(lo, hi, count) per power-of-two bucket as bpftrace's hist(): (..., 0) for negative
+    values (lo None), [0], [1], [2, 4), [4, 8), ... (hi None for the one-value buckets),
+    every bucket from the lowest to the highest non-empty one. counts: value -> count (a
+    Counter), or an array of values."""
+    if not isinstance(counts, dict):
+        vals, ns = np.unique(np.asarray(counts, dtype=np.int64), return_counts=True)
+        counts = dict(zip(vals.tolist(), ns.tolist()))
+    by: dict[int, int] = {}
+    for v, n in counts.items():
+        # -2: negative; -1: [0]; k: [2^k, 2^(k+1))
+        b = -2 if v < 0 else -1 if v == 0 else int(v).bit_length() - 1
+        by[b] = by.get(b, 0) + int(n)
+    if not by:
+        return []
+    out: list[tuple[int | None, int | None, int]] = []
+    for b in range(min(by), max(by) + 1):
+        if b == -2:
+            out.append((None, 0, by.get(b, 0)))
+            continue
+        lo, hi = (0, None) if b == -1 else (1, None) if b == 0 else (1 << b, 2 << b)
+        out.append((lo, hi, by.get(b, 0)))
+    return out
+
+
+def hist_text(title: str, counts) -> str:
+    """A latency histogram as bpftrace prints hist(): a title line, then per bucket its
+    range, count and a bar of @ scaled to the largest bucket."""
+    rows = log2_buckets(counts)
+    top = max((n for _, _, n in rows), default=0)
+    lines = [f"@{title}:"]
+    for lo, hi, n in rows:
+        if lo is None:
+            label = "(..., 0)"
+        else:
+            label = f"[{lo}]" if hi is None else f"[{_pow2_label(lo)}, {_pow2_label(hi)})"
+        bar = "@" * (n * HIST_WIDTH // top if top else 0)
+        lines.append(f"{label:<20}{n:>8} |{bar:<{HIST_WIDTH}}|")
+    if not rows:
+        lines.append("(no MSIs)")
+    return "\n".join(lines)
+
+
+def hist_json(counts) -> list[dict]:
+    """The buckets as data: lo (inclusive; null for negatives), hi (exclusive; null for
+    [0] and [1]), count."""
+    return [{"lo": lo, "hi": hi, "count": n} for lo, hi, n in log2_buckets(counts)]

@@ -9,6 +9,7 @@ from gictools.cli import group, kit
 from gictools.cli.options import (
     DevicesOpt,
     EventsOpt,
+    HistOpt,
     HostCpusOpt,
     IterationsOpt,
     JsonOpt,
@@ -89,6 +90,7 @@ def compare(
     preset_file: PresetFilesOpt = None,
     host_cpus: HostCpusOpt = None,
     plot: PlotOpt = None,
+    hist: HistOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -96,6 +98,7 @@ def compare(
     from gictools.latency.compare import as_json, compare_trace, format_table
     from gictools.latency.compare import plot as _plot
     from gictools.latency.presets import load_preset
+    from gictools.report import hist_json, hist_text
 
     if plot:
         kit.need_matplotlib()
@@ -112,7 +115,16 @@ def compare(
             results = compare_trace(trace, presets, host_cpus, progress=staged)
         files = _plot(results, plot, trace=trace.name) if plot else []
     doc = kit.json_doc("compare", results=as_json(results))
-    kit.print_result(json_out, doc, lambda: format_table(results), files)
+    if hist:
+        for r, d in zip(results, doc["results"]):
+            d["latency_hist"] = hist_json(r["_latency"])
+    text = format_table(results)
+    if hist:
+        hists = [
+            hist_text(f"latency_ns[{r['preset']}, {r['cache']}]", r["_latency"]) for r in results
+        ]
+        text = "\n\n".join([text, *hists])
+    kit.print_result(json_out, doc, lambda: text, files)
 
 
 def mrc(

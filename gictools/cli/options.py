@@ -195,3 +195,11 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="print the result as JSON (docs/cli-json.md)")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+HistOpt = Annotated[
+    bool,
+    typer.Option(
+        "--hist",
+        help="also a text latency histogram per policy (power-of-two buckets, as "
+        "bpftrace's hist())",
+    ),
+]

@@ -11,6 +11,7 @@ import typer
 from gictools.cli import files, kit
 from gictools.cli.options import (
     CacheOpt,
+    HistOpt,
     HostCpusOpt,
     JsonOpt,
     KernelOpt,
@@ -40,6 +41,7 @@ def replay(
         Path | None,
         typer.Option("-o", "--out", help="write per-event Parquet here (- for stdout)"),
     ] = None,
+    hist: HistOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     jobs: Annotated[
@@ -67,11 +69,12 @@ def replay(
         files.check_outputs([out])
     if jobs is None:
         jobs = default_jobs(len(policies or []), out is not None)
-    req = Request(policies, kernel, preset, preset_file, host_cpus, json_out, quiet, jobs)
+    req = Request(policies, kernel, preset, preset_file, host_cpus, jobs)
+    show = Show(json_out, quiet, hist)
     with files.spooled_inputs(traces) as (paths, names), files.spooled_output(out) as dest:
         if dest is not None and not to_stdout:
             files.check_outputs([dest], inputs=paths)
-        code = _replay(req, paths, names, Output(dest, out, to_stdout))
+        code = _replay(req, show, paths, names, Output(dest, out, to_stdout))
     raise typer.Exit(code)
 
 
@@ -90,9 +93,16 @@ class Request:
     preset: str | None
     preset_file: Path | None
     host_cpus: int | None
+    jobs: int
+
+
+@dataclass(frozen=True)
+class Show:
+    """How the result is shown."""
+
     json_out: bool
     quiet: bool
-    jobs: int
+    hist: bool
 
 
 @dataclass(frozen=True)
@@ -117,7 +127,7 @@ def default_jobs(policies: int, with_out: bool) -> int:
     return max(1, min(policies, cpus))
 
 
-def _replay(req: Request, traces: list[Path], names: list[str], out: Output) -> int:
+def _replay(req: Request, show: Show, traces: list[Path], names: list[str], out: Output) -> int:
     from gictools.replay import FIXED_PRESET, open_replayers, run_replayers
 
     t0 = time.perf_counter()
@@ -130,7 +140,7 @@ def _replay(req: Request, traces: list[Path], names: list[str], out: Output) -> 
         rps = open_replayers(
             traces, req.policies or ["default"], req.kernel, p, req.host_cpus, names
         )
-        shown = progress_shown(req.quiet or req.json_out)
+        shown = progress_shown(show.quiet or show.json_out)
         total = _count_events(rps) if shown else None
         with progress("replay", None, quiet=not shown) as bar:
 
@@ -145,10 +155,10 @@ def _replay(req: Request, traces: list[Path], names: list[str], out: Output) -> 
     elapsed = time.perf_counter() - t0
     say = (lambda text: kit.echo(text, err=True)) if out.to_stdout else kit.echo
     preset_name = p.name if p else FIXED_PRESET
-    if req.json_out:
-        say(kit.to_json(_json(rps, reports, preset_name, elapsed)))
+    if show.json_out:
+        say(kit.to_json(_json(rps, reports, preset_name, elapsed, show.hist)))
     else:
-        _print_text(say, rps, reports, p is not None, preset_name)
+        _print_text(say, rps, reports, p is not None, preset_name, show.hist)
         events_total = sum(rp.seq for rp in rps)
         rate = events_total / elapsed if elapsed > 0 else 0.0
         say(f"replayed {events_total:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)")
@@ -157,19 +167,25 @@ def _replay(req: Request, traces: list[Path], names: list[str], out: Output) -> 
     return kit.EXIT_CHECK_FAILED if _print_failures(rps, reports) else 0
 
 
-def _json(rps, reports, preset_name: str, elapsed: float) -> dict[str, Any]:
+def _json(rps, reports, preset_name: str, elapsed: float, hist: bool) -> dict[str, Any]:
+    from gictools.report import hist_json
+
+    docs = [rep.as_dict() for rep in reports]
+    if hist:
+        for doc, rep in zip(docs, reports):
+            doc["latency_hist"] = hist_json(rep.latency)
     return kit.json_doc(
         "replay",
         traces=[{"name": rp.trace, "sha256": rp.sha256} for rp in rps],
         latency_preset=preset_name,
         elapsed_s=round(elapsed, 3),
         events=sum(rp.seq for rp in rps),
-        reports=[rep.as_dict() for rep in reports],
+        reports=docs,
     )
 
 
-def _print_text(say, rps, reports, contention: bool, preset_name: str) -> None:
-    from gictools.report import summary_table
+def _print_text(say, rps, reports, contention: bool, preset_name: str, hist: bool) -> None:
+    from gictools.report import hist_text, summary_table
 
     for rp in rps:
         mine = [rep for rep in reports if rep.trace == rp.trace]
@@ -180,6 +196,8 @@ def _print_text(say, rps, reports, contention: bool, preset_name: str) -> None:
             if rep.unchecked:
                 kinds = ", ".join(f"{k} x{v}" for k, v in sorted(rep.unchecked.items()))
                 say(f"[{rep.policy}] unchecked expectations (unknown kinds): {kinds}")
+        for rep in mine if hist else ():
+            say("\n" + hist_text(f"latency_ns[{rep.policy}]", rep.latency))
     say(
         f"latency preset: {preset_name}"
         + ("" if contention else " (fixed cost per cache outcome, no contention; see --preset)")

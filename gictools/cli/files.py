@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from gictools.cli.kit import STDIO, fail, pipe_closed
+from gictools.cli.kit import STDIO, fail, stdout_failed
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
@@ -44,7 +44,15 @@ def input_name(path: Path | str) -> str:
 
 def output_target(path: Path | str):
     """What a writer takes: the path, or stdout's binary stream for `-o -`."""
-    return sys.stdout.buffer if os.fspath(path) == STDIO else path
+    return stdout_binary() if os.fspath(path) == STDIO else path
+
+
+def stdout_binary():
+    """stdout's binary stream; exit 2 with one line when there is none (`>&-`)."""
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        fail("stdout is closed: nowhere to write")
+    return out
 
 
 @contextlib.contextmanager
@@ -90,12 +98,13 @@ def spooled_output(path: Path | None) -> Iterator[Path | None]:
     tmp = Path(d) / "out"
     try:
         yield tmp
+        dest = stdout_binary()
         try:
             with open(tmp, "rb") as f:
-                shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            pipe_closed()
+                shutil.copyfileobj(f, dest, 1 << 20)
+            dest.flush()
+        except OSError as e:  # a closed pipe ends quietly; a full disk is one line, exit 2
+            stdout_failed(e)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -50,14 +50,27 @@ def fail(e: Exception | str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def pipe_closed() -> NoReturn:
-    """The reader of stdout went away (`| head`): stop quietly with success, as cat does.
-    stdout is pointed at /dev/null so that the interpreter's last flush cannot complain."""
+def _stdout_to_devnull() -> None:
+    """Point fd 1 at /dev/null, so that the interpreter's last flush of what is still
+    buffered cannot complain (a traceback-like 'Exception ignored' on stderr)."""
     with contextlib.suppress(OSError, ValueError, AttributeError):
         fd = os.open(os.devnull, os.O_WRONLY)
         os.dup2(fd, sys.stdout.fileno())
         os.close(fd)
+
+
+def pipe_closed() -> NoReturn:
+    """The reader of stdout went away (`| head`): stop quietly with success, as cat does."""
+    _stdout_to_devnull()
     raise typer.Exit(EXIT_OK)
+
+
+def stdout_failed(e: OSError) -> NoReturn:
+    """Writing stdout failed (`> /dev/full`: ENOSPC; EIO, EBADF): one line, exit 2."""
+    if isinstance(e, BrokenPipeError):
+        pipe_closed()
+    _stdout_to_devnull()
+    fail(f"stdout: {e.strerror or e}")
 
 
 @contextlib.contextmanager
@@ -75,11 +88,14 @@ def errors() -> Iterator[None]:
 
 
 def echo(text: str = "", *, err: bool = False) -> None:
-    """A line on stdout (or stderr); a closed stdout pipe ends the program quietly."""
+    """A line on stdout (or stderr); a closed stdout pipe ends the program quietly, any other
+    failure to write stdout is one line and exit 2."""
     try:
         typer.echo(text, err=err)
-    except BrokenPipeError:
-        pipe_closed()
+    except OSError as e:
+        if err:
+            raise
+        stdout_failed(e)
 
 
 def _json_default(o: Any) -> Any:

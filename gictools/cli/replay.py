@@ -74,8 +74,8 @@ def replay(
     with files.spooled_inputs(traces) as (paths, names), files.spooled_output(out) as dest:
         if dest is not None and not to_stdout:
             files.check_outputs([dest], inputs=paths)
-        code = _replay(req, show, paths, names, Output(dest, out, to_stdout))
-    raise typer.Exit(code)
+        done = _replay(req, show, paths, names, Output(dest, out, to_stdout))
+    raise typer.Exit(done())  # the report once the Parquet is out (a failed copy: no report)
 
 
 NOT_A_TRACE = {
@@ -127,7 +127,8 @@ def default_jobs(policies: int, with_out: bool) -> int:
     return max(1, min(policies, cpus))
 
 
-def _replay(req: Request, show: Show, traces: list[Path], names: list[str], out: Output) -> int:
+def _replay(req: Request, show: Show, traces: list[Path], names: list[str], out: Output):
+    """Run the replay; returns the function that prints its report and gives the exit code."""
     from gictools.replay import FIXED_PRESET, open_replayers, run_replayers
 
     t0 = time.perf_counter()
@@ -153,12 +154,20 @@ def _replay(req: Request, show: Show, traces: list[Path], names: list[str], out:
 
             reports = run_replayers(rps, out.dest, events=events, jobs=req.jobs)
     elapsed = time.perf_counter() - t0
-    say = (lambda text: kit.echo(text, err=True)) if out.to_stdout else kit.echo
     preset_name = p.name if p else FIXED_PRESET
+    return lambda: _report(show, out, (rps, reports), (p is not None, preset_name), elapsed)
+
+
+def _report(show: Show, out: Output, ran, preset: tuple[bool, str], elapsed: float) -> int:
+    """The summary (text or JSON; on stderr when the Parquet went to stdout), FAILED lines;
+    the exit code."""
+    rps, reports = ran
+    contention, preset_name = preset
+    say = (lambda text: kit.echo(text, err=True)) if out.to_stdout else kit.echo
     if show.json_out:
         say(kit.to_json(_json(rps, reports, preset_name, elapsed, show.hist)))
     else:
-        _print_text(say, rps, reports, p is not None, preset_name, show.hist)
+        _print_text(say, rps, reports, contention, preset_name, show.hist)
         events_total = sum(rp.seq for rp in rps)
         rate = events_total / elapsed if elapsed > 0 else 0.0
         say(f"replayed {events_total:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)")

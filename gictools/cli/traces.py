@@ -189,17 +189,15 @@ def gen_lpi_stress(
     from gictools.trace.gen_lpi_stress import generate
 
     total = devices * events * iterations
-    with kit.errors(), progress("gen", total, quiet=quiet or json_out) as bar:
-        n = generate(
-            files.output_target(out),
-            vcpus,
-            devices,
-            events,
-            iterations,
-            routing,
-            progress=bar.advance,
-        )
     to_stdout = os.fspath(out) == kit.STDIO
+    target = files.output_target(out)
+    with kit.errors(), progress("gen", total, quiet=quiet or json_out) as bar:
+        try:
+            n = generate(target, vcpus, devices, events, iterations, routing, progress=bar.advance)
+        except OSError as e:
+            if to_stdout:  # the only stream gen writes to: > /dev/full, a closed pipe
+                kit.stdout_failed(e)
+            raise
     if json_out and not to_stdout:
         kit.print_json(kit.json_doc("gen", out=os.fspath(out), msis=n))
     else:

@@ -3,6 +3,7 @@ the verb list as one-line summaries. typer's defaults print a framed box with py
 wording ("Input should be greater than or equal to 1") and `<list[Path]>`; every verb,
 wherever registered, gets these rules through the root group below."""
 
+import os
 import re
 import sys
 from typing import Any
@@ -160,6 +161,9 @@ class RootGroup(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        if sys.stdout is None:  # `>&-`: every verb writes there (its result, or `-o -`)
+            typer.echo("gictools: error: stdout is closed: nowhere to write", err=True)
+            sys.exit(2)
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
         except click_exc.NoArgsIsHelpError as e:
@@ -170,4 +174,11 @@ class RootGroup(TyperGroup):
         except typer.Abort:
             typer.echo("gictools: aborted", err=True)
             sys.exit(1)
+        except OSError as e:  # outside a verb's own error edge: writing its help, say
+            from gictools.cli import kit
+
+            kit._stdout_to_devnull()
+            where = "stdout" if e.filename is None else os.fsdecode(e.filename)
+            typer.echo(f"gictools: error: {where}: {e.strerror or e}", err=True)
+            sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)

@@ -25,9 +25,9 @@ from gictools.outputs import check_output
 
 
 def _replayer(trace, name=None, kernel=None):
-    from gictools.replay import Replayer
+    from gictools.replay import Replayer, TraceSource
 
-    return Replayer(trace, ["default"], kernel, name=name)
+    return Replayer(trace, ["default"], kernel, source=TraceSource(name))
 
 
 def _numbered(out, k):

@@ -20,6 +20,7 @@ from gictools.cli.options import (
     PresetsOpt,
     QuietOpt,
     RoutingOpt,
+    SeedOpt,
     VcpusOpt,
 )
 from gictools.cli.progress import progress
@@ -63,8 +64,8 @@ def predict_lpi_stress(
     quiet: QuietOpt = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
-    from gictools.latency.predict import format_bands, format_prediction, predict_bands
-    from gictools.latency.predict import predict_lpi_stress as _predict
+    from gictools.analysis.predict import format_bands, format_prediction, predict_bands
+    from gictools.analysis.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
 
     # the model reports no progress: an indeterminate bar with the time so far
@@ -89,14 +90,15 @@ def compare(
     preset: PresetsOpt = None,
     preset_file: PresetFilesOpt = None,
     host_cpus: HostCpusOpt = None,
+    seed: SeedOpt = None,
     plot: PlotOpt = None,
     hist: HistOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """Side-by-side latency presets over one trace: LPIs/s, hit rate, evictions, p50/p99/max."""
-    from gictools.latency.compare import as_json, compare_trace, format_table
-    from gictools.latency.compare import plot as _plot
+    from gictools.analysis.compare import as_json, compare_trace, format_table
+    from gictools.analysis.compare import plot as _plot
     from gictools.latency.presets import load_preset
     from gictools.report import hist_json, hist_text
 
@@ -112,7 +114,7 @@ def compare(
                 bar.set_total(total)
                 bar.update(done)
 
-            results = compare_trace(trace, presets, host_cpus, progress=staged)
+            results = compare_trace(trace, presets, host_cpus, progress=staged, seed=seed)
         files = _plot(results, plot, trace=trace.name) if plot else []
     doc = kit.json_doc("compare", results=as_json(results))
     if hist:

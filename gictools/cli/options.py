@@ -60,8 +60,7 @@ PRESETS = _presets()
 # are str, so they pass wherever a policy name does)
 CacheName = StrEnum("CacheName", {n: n for n in (*CACHE_POLICIES, ALL)})  # type: ignore[misc]
 PresetChoice = StrEnum("PresetChoice", {n: n for n in PRESETS})  # type: ignore[misc]
-# a sweep axis may also be "none": the replay's fixed placeholder cost (fixed-v0)
-SweepPresetChoice = StrEnum("SweepPresetChoice", {n: n for n in (*PRESETS, "none")})  # type: ignore[misc]
+SweepPresetChoice = PresetChoice  # fixed-v0 (no contention) is one of the bundled presets
 RoutingName = Literal[ROUTINGS]  # type: ignore[valid-type]
 PresetName = Literal[PRESETS]  # type: ignore[valid-type]
 
@@ -125,37 +124,17 @@ SweepPresetsOpt = Annotated[
     typer.Option(
         "--preset",
         case_sensitive=False,
-        help="latency preset (bundled), or none: the fixed placeholder cost (repeat)",
+        help="latency preset (bundled; fixed-v0: no contention, fixed cost per outcome) (repeat)",
     ),
 ]
 
 
-def _fixed_preset() -> str:
-    from gictools.replay import FIXED_PRESET  # the replay's placeholder cost's name
-
-    return FIXED_PRESET
-
-
-def _replay_preset_checked(value: str | None) -> str | None:
-    """replay --preset: a bundled preset or the placeholder, case-insensitive."""
-    if value is None:
-        return None
-    names = (*PRESETS, _fixed_preset())
-    for n in names:
-        if n.lower() == value.lower():
-            return n
-    raise typer.BadParameter(f"{value!r} is not one of {', '.join(names)}")
-
-
 ReplayPresetOpt = Annotated[
-    str | None,
+    PresetName | None,
     typer.Option(
-        "--preset",
-        callback=_replay_preset_checked,
-        autocompletion=lambda: [*PRESETS, _fixed_preset()],
-        metavar="<preset>",
-        help=f"latency preset: {', '.join(PRESETS)} (contention model), or the fixed "
-        "placeholder cost per cache outcome (the default; its name is in the summary)",
+        case_sensitive=False,
+        help="latency preset (bundled; fixed-v0: no contention, a fixed cost per cache "
+        "outcome) [default: fixed-v0]",
         show_default=False,
     ),
 ]
@@ -163,6 +142,10 @@ PresetFileOpt = Annotated[Path | None, typer.Option(help="latency preset file (T
 PresetFilesOpt = Annotated[
     list[Path] | None,
     typer.Option("--preset-file", help="latency preset file (TOML; repeat for several)"),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(help="a stochastic interleaving with this seed [default: lock-step]"),
 ]
 HostCpusOpt = Annotated[
     int | None,

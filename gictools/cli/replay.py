@@ -18,6 +18,7 @@ from gictools.cli.options import (
     PresetFileOpt,
     QuietOpt,
     ReplayPresetOpt,
+    SeedOpt,
     cache_names,
 )
 from gictools.cli.progress import progress, progress_shown
@@ -37,6 +38,7 @@ def replay(
     preset: ReplayPresetOpt = None,
     preset_file: PresetFileOpt = None,
     host_cpus: HostCpusOpt = None,
+    seed: SeedOpt = None,
     out: Annotated[
         Path | None,
         typer.Option("-o", "--out", help="write per-event Parquet here (- for stdout)"),
@@ -69,7 +71,7 @@ def replay(
         files.check_outputs([out])
     if jobs is None:
         jobs = default_jobs(len(policies or []), out is not None)
-    req = Request(policies, kernel, preset, preset_file, host_cpus, jobs)
+    req = Request(policies, kernel, preset, preset_file, host_cpus, seed, jobs)
     show = Show(json_out, quiet, hist)
     with files.spooled_inputs(traces) as (paths, names), files.spooled_output(out) as dest:
         if dest is not None and not to_stdout:
@@ -93,6 +95,7 @@ class Request:
     preset: str | None
     preset_file: Path | None
     host_cpus: int | None
+    seed: int | None
     jobs: int
 
 
@@ -129,18 +132,15 @@ def default_jobs(policies: int, with_out: bool) -> int:
 
 def _replay(req: Request, show: Show, traces: list[Path], names: list[str], out: Output):
     """Run the replay; returns the function that prints its report and gives the exit code."""
-    from gictools.replay import FIXED_PRESET, open_replayers, run_replayers
+    from gictools.latency.presets import DEFAULT_PRESET, load_preset
+    from gictools.replay import open_replayers, run_replayers
 
     t0 = time.perf_counter()
     with kit.errors():
-        p = None
-        if req.preset_file or (req.preset and req.preset != FIXED_PRESET):
-            from gictools.latency.presets import load_preset
-
-            p = load_preset(req.preset, req.preset_file)
-        rps = open_replayers(
-            traces, req.policies or ["default"], req.kernel, p, req.host_cpus, names
-        )
+        name = None if req.preset_file else req.preset or DEFAULT_PRESET
+        p = load_preset(name, req.preset_file)
+        policies = req.policies or ["default"]
+        rps = open_replayers(traces, policies, req.kernel, p, req.host_cpus, names, seed=req.seed)
         shown = progress_shown(show.quiet or show.json_out)
         total = _count_events(rps) if shown else None
         with progress("replay", None, quiet=not shown) as bar:
@@ -154,20 +154,28 @@ def _replay(req: Request, show: Show, traces: list[Path], names: list[str], out:
 
             reports = run_replayers(rps, out.dest, events=events, jobs=req.jobs)
     elapsed = time.perf_counter() - t0
-    preset_name = p.name if p else FIXED_PRESET
-    return lambda: _report(show, out, (rps, reports), (p is not None, preset_name), elapsed)
+    return lambda: _report(show, out, (rps, reports), (p, req.seed), elapsed)
 
 
-def _report(show: Show, out: Output, ran, preset: tuple[bool, str], elapsed: float) -> int:
+def _report(show: Show, out: Output, ran, latency: tuple, elapsed: float) -> int:
     """The summary (text or JSON; on stderr when the Parquet went to stdout), FAILED lines;
-    the exit code."""
+    the exit code. latency: (the preset, the seed)."""
     rps, reports = ran
-    contention, preset_name = preset
+    preset, seed = latency
     say = (lambda text: kit.echo(text, err=True)) if out.to_stdout else kit.echo
     if show.json_out:
-        say(kit.to_json(_json(rps, reports, preset_name, elapsed, show.hist)))
+        say(kit.to_json(_json(rps, reports, latency, elapsed, show.hist)))
     else:
-        _print_text(say, rps, reports, contention, preset_name, show.hist)
+        _print_text(say, rps, reports, show.hist)
+        say(
+            f"latency preset: {preset.name}"
+            + (
+                " (no contention, fixed cost per cache outcome; see --preset)"
+                if preset.contention_free
+                else ""
+            )
+            + (", lock-step" if seed is None else f", stochastic, seed {seed}")
+        )
         events_total = sum(rp.seq for rp in rps)
         rate = events_total / elapsed if elapsed > 0 else 0.0
         say(f"replayed {events_total:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)")
@@ -176,7 +184,7 @@ def _report(show: Show, out: Output, ran, preset: tuple[bool, str], elapsed: flo
     return kit.EXIT_CHECK_FAILED if _print_failures(rps, reports) else 0
 
 
-def _json(rps, reports, preset_name: str, elapsed: float, hist: bool) -> dict[str, Any]:
+def _json(rps, reports, latency: tuple, elapsed: float, hist: bool) -> dict[str, Any]:
     from gictools.report import hist_json
 
     docs = [rep.as_dict() for rep in reports]
@@ -186,14 +194,15 @@ def _json(rps, reports, preset_name: str, elapsed: float, hist: bool) -> dict[st
     return kit.json_doc(
         "replay",
         traces=[{"name": rp.trace, "sha256": rp.sha256} for rp in rps],
-        latency_preset=preset_name,
+        latency_preset=latency[0].name,
+        latency_seed=latency[1],
         elapsed_s=round(elapsed, 3),
         events=sum(rp.seq for rp in rps),
         reports=docs,
     )
 
 
-def _print_text(say, rps, reports, contention: bool, preset_name: str, hist: bool) -> None:
+def _print_text(say, rps, reports, hist: bool) -> None:
     from gictools.report import hist_text, summary_table
 
     for rp in rps:
@@ -207,10 +216,6 @@ def _print_text(say, rps, reports, contention: bool, preset_name: str, hist: boo
                 say(f"[{rep.policy}] unchecked expectations (unknown kinds): {kinds}")
         for rep in mine if hist else ():
             say("\n" + hist_text(f"latency_ns[{rep.policy}]", rep.latency))
-    say(
-        f"latency preset: {preset_name}"
-        + ("" if contention else " (fixed cost per cache outcome, no contention; see --preset)")
-    )
 
 
 def _print_failures(rps, reports) -> bool:

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools import __version__
+from gictools.analysis.predict import check_workload
 from gictools.errors import ConfigError, GictoolsError
-from gictools.latency.predict import check_workload
-from gictools.latency.presets import Preset, load_preset
+from gictools.latency.presets import DEFAULT_PRESET, Preset, load_preset
 from gictools.model.cache import policy_class
 from gictools.model.kernel import profile
 
 PARTITION_KEYS = ("policy", "kernel", "preset", "trace")
-NO_PRESET = "none"  # the replay's fixed placeholder cost (metadata: fixed-v0)
+NO_PRESET = DEFAULT_PRESET  # the default axis: no contention, fixed cost per outcome
 DEFAULT = "default"  # policy / kernel: what the trace's header (or the model) picks
 PREDICT_KERNEL = "preset"  # predict cells: the kernel the preset describes
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -109,12 +109,10 @@ class Cell:
 
 
 def _presets(names, files=()):
-    """[(partition value, Preset | None)]; 'none' is the fixed placeholder cost."""
+    """[(partition value, Preset)]."""
     out = []
     for n in names:
-        if n == NO_PRESET:
-            out.append((NO_PRESET, None))
-        elif n.endswith(".toml"):
+        if n.endswith(".toml"):
             p = load_preset(path=n)
             out.append((partition_value(p.name), p))
         else:
@@ -250,8 +248,6 @@ def predict_cells(spec: dict, where="predict", host_cpus=None):
             raise ConfigError(f"{where}.routing: {r!r} is not as-measured or fixed")
     names = _strs(f"{where}.preset", spec.get("preset", []))
     files = _strs(f"{where}.preset_file", spec.get("preset_file", []))
-    if NO_PRESET in names:
-        raise ConfigError(f"{where}.preset: a prediction needs a latency preset, not 'none'")
     pvals = _presets(names, files)
     if not pvals:
         raise ConfigError(f"[{where}]: give at least one preset")

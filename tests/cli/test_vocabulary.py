@@ -67,7 +67,7 @@ def _complete(words: str) -> list[str]:
 
 
 def test_preset_completed_on_replay_as_on_compare():
-    from gictools.replay import FIXED_PRESET
+    from gictools.latency.presets import DEFAULT_PRESET as FIXED_PRESET
 
     assert _complete("gictools replay t --preset v6") == ["v6.10", "v6.8-rc1"]
     assert _complete("gictools compare t --preset v6") == ["v6.10", "v6.8-rc1"]

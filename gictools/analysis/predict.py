@@ -8,13 +8,13 @@ The selftest's rate is d*e*i / elapsed, counting KVM_SIGNAL_MSI calls; its
 timer stops when the last device thread ends, so every run is simulated to the
 last thread.
 
-A prediction is several seeded stochastic runs (contention.Interleaving), in
+A prediction is several seeded stochastic runs (gictools.latency.resources.Interleaving), in
 parallel processes; it reports the median and the spread. `seed=S` is one run,
 reproducible; `lockstep=True` the deterministic lock-step run (the worst case for the hit
 rate).
 
 Speed: the simulation fast-forwards phases where every running thread hits
-(contention.Simulation). Beyond that, a run is extrapolated from a window only
+(gictools.latency.simulation). Beyond that, a run is extrapolated from a window only
 when every thread's progress is steady (its rate in the last two quarters of
 the simulated time agrees within STEADY_TOLERANCE) and all threads progress at
 the same rate (else they would finish at different times and the rest speed
@@ -28,9 +28,10 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from gictools.errors import ConfigError
-from gictools.latency.contention import LOCKSTEP, Interleaving, Simulation
 from gictools.latency.presets import load_preset
-from gictools.model.cache import EVICT, HIT, POLICIES, RECYCLE
+from gictools.latency.resources import LOCKSTEP, Interleaving
+from gictools.latency.simulation import Injections, RunOptions, Simulation, shares
+from gictools.model.cache import EVICT, HIT, RECYCLE, policy_class
 from gictools.model.cache.keys import translation_keys
 
 DEFAULT_SEEDS = 5
@@ -134,22 +135,11 @@ def run_once(
     """One closed-loop run of the stress test; a dict of its results and method."""
     vcpus, devices, events, iterations = cfg
     per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, iterations, routing)
-    policy = POLICIES[preset.cache](vcpus)
+    policy = policy_class(preset.cache)(vcpus)
     policy.doorbells[0x0801_0040] = 0
-    sim = Simulation(
-        preset,
-        per_inj,
-        dev=dev,
-        ev=evs,
-        its=np.zeros(len(dev), np.int64),
-        vcpu=vcpu,
-        policy=policy,
-        keys=keys,
-        host_cpus=host_cpus,
-        vcpus_busy=vcpus if vcpu_threads_busy else 0,
-        interleaving=interleaving,
-        fast_forward=fast_forward,
-    )
+    work = Injections(per_inj, dev, evs, np.zeros(len(dev), np.int64), vcpu, keys=keys)
+    opts = RunOptions(host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward)
+    sim = Simulation(preset, work, policy, opts)
     total = sim.n
     method = "simulated"
     rates = None
@@ -161,11 +151,13 @@ def run_once(
             break
         finished = sim.run(until_completed=sim.completed + chunk)
     hits_mask = sim.out == HIT
-    ev_mask = (sim.out == EVICT) | (sim.out == RECYCLE)
+    ev_mask = sim.out == EVICT
+    rec_mask = sim.out == RECYCLE
     if rates is None:
         done_mask = np.ones(total, dtype=bool)
         elapsed = float(sim.t_done.max())
         hits, evictions = int(hits_mask.sum()), int(ev_mask.sum())
+        recycles = int(rec_mask.sum())
     else:
         t_now = sim.now
         done_mask = np.zeros(total, dtype=bool)
@@ -183,10 +175,9 @@ def run_once(
         rest = total - int(done_mask.sum())
         hits = int(hits_mask[done_mask].sum() + round(float(hits_mask[win].mean()) * rest))
         evictions = int(ev_mask[done_mask].sum() + round(float(ev_mask[win].mean()) * rest))
+        recycles = int(rec_mask[done_mask].sum() + round(float(rec_mask[win].mean()) * rest))
     lat = (sim.t_done - sim.t_issue)[done_mask]
     tot, steps, locks = sim.breakdown()
-    from gictools.latency.contention import shares
-
     return {
         "seed": interleaving.seed,
         "lpis_per_sec": total / elapsed * 1e9 if elapsed > 0 else None,
@@ -194,6 +185,7 @@ def run_once(
         "hits": hits,
         "hit_rate": hits / total,
         "evictions": evictions,
+        "recycles": recycles,
         "latency_p50_ns": float(np.percentile(lat, 50)),
         "latency_p99_ns": float(np.percentile(lat, 99)),
         "latency_max_ns": float(lat.max()),
@@ -296,7 +288,7 @@ def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
         "lpis_per_sec_max": hi,
         "elapsed_s": mid["elapsed_s"],
     }
-    for key in ("hit_rate", "evictions", "hits"):
+    for key in ("hit_rate", "evictions", "recycles", "hits"):
         a, m, b = _spread(runs, key)
         out[key] = m
         out[f"{key}_min"], out[f"{key}_max"] = a, b

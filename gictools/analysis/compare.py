@@ -223,68 +223,35 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_xscale("log")
     ax.set_xlabel("modelled latency per MSI (ns)")
     ax.set_ylabel("fraction of MSIs")
+    plotting.plain_ticks(ax.xaxis)
     ax.set_title(_title("Latency CDF (o p50, ^ p99)", results, trace), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    plotting.legend_outside(ax)
     plotting.save(fig, out / "latency_cdf.png", files, dpi=100, bbox_inches="tight")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     w = 1
     for k, r in enumerate(results):
-        ls, mk = STYLES[k % len(STYLES)]
         o = r["_outcome"]
         hit = (o == HIT).astype(np.float64)
         w = max(1, min(len(hit) // 50, HIT_RATE_WINDOW_MAX))
         roll = np.convolve(hit, np.ones(w) / w, mode="valid")
         x = np.arange(len(roll)) + w
-        ax.plot(
-            x,
-            roll,
-            linestyle=ls,
-            marker=mk,
-            markevery=max(1, len(x) // 12),
-            label=r["preset"],
-            lw=1.6,
-            alpha=0.85,
-        )
+        style = plotting.distinct(k, len(results), len(x))
+        ax.plot(x, roll, label=f"{r['preset']} ({r['cache']})", alpha=0.85, **style)
     ax.set_xlabel("MSI number in the trace")
     ax.set_ylabel(f"hit rate (moving window of {w:,} MSIs)")
     ax.set_ylim(-0.02, 1.02)
+    plotting.plain_ticks(ax.xaxis, integer=True)
+    plotting.percent_ticks(ax.yaxis)
     ax.set_title(
         _title(f"Translation-cache hit rate, window {w:,} MSIs", results, trace), fontsize=10
     )
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    plotting.legend_outside(ax)
     plotting.save(fig, out / "hit_rate.png", files, dpi=100, bbox_inches="tight")
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    labels = []
-    for r in results:
-        ts = r["time_share"]
-        for k in ts.get("steps", {}):
-            if f"step {k}" not in labels:
-                labels.append(f"step {k}")
-        for k in ts.get("locks", {}):
-            if f"wait {k}" not in labels:
-                labels.append(f"wait {k}")
-    if any(r["time_share"].get("cpu_wait") for r in results):
-        labels.append("wait host CPU")
     names = [r["preset"] for r in results]
-    bottom = np.zeros(len(results))
-    hatches = ("", "//", "..", "xx", "\\\\", "++")
-    for n, lab in enumerate(labels):
-        kind, key = lab.split(" ", 1)
-        vals = []
-        for r in results:
-            ts = r["time_share"]
-            if lab == "wait host CPU":
-                vals.append(ts.get("cpu_wait", 0.0))
-            else:
-                vals.append(ts.get("steps" if kind == "step" else "locks", {}).get(key, 0.0))
-        ax.bar(names, vals, bottom=bottom, label=lab, hatch=hatches[n % len(hatches)])
-        bottom += np.array(vals)
-    ax.set_ylabel("share of injector time")
-    ax.set_title(_title("Where the time went", results, trace), fontsize=10)
-    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    plotting.save(fig, out / "time_share.png", files, dpi=100, bbox_inches="tight")
+    title = _title("Where the time went", results, trace)
+    plotting.time_share(names, [r["time_share"] for r in results], title, out, files)
     return [str(f) for f in files]

@@ -60,14 +60,18 @@ def predict_lpi_stress(
     jobs: Annotated[
         int | None, typer.Option("-j", "--jobs", min=1, help="parallel processes")
     ] = None,
+    plot: PlotOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
+    from gictools import plotting
     from gictools.analysis.predict import format_bands, format_prediction, predict_bands
     from gictools.analysis.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
 
+    if plot:
+        kit.need_matplotlib()
     # the model reports no progress: an indeterminate bar with the time so far
     with kit.errors(), progress("predict", None, quiet=quiet or json_out):
         p = load_preset(preset, preset_file)
@@ -77,12 +81,11 @@ def predict_lpi_stress(
         )
         if bands:
             r["bands"] = predict_bands(vcpus, devices, events, iterations, p, **kw)
-    if json_out:
-        kit.print_json(kit.json_doc("predict", **r))
-        return
-    kit.echo(format_prediction(r))
-    if bands:
-        kit.echo(format_bands(r["bands"]))
+    with kit.errors():
+        files = plotting.predict_plots(r, plot) if plot else []
+    text = format_prediction(r) + ("\n" + format_bands(r["bands"]) if bands else "")
+    doc = kit.json_doc("predict", **kit.integer_latencies(r))
+    kit.print_result(json_out, doc, lambda: text, files)
 
 
 def compare(

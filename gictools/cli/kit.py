@@ -160,6 +160,24 @@ def print_report(kind: str, path, lines: list[str], json_out: bool, err=False, *
         echo("\n".join(lines), err=err)
 
 
+def integer_latencies(doc: Any) -> Any:
+    """Every finite float under a key ending in `_ns`, at any depth, as whole ns: the JSON
+    documents give times as integers (docs/cli-json.md), whatever the model computed in."""
+    if isinstance(doc, dict):
+        return {
+            k: round(v)
+            if isinstance(k, str)
+            and k.endswith("_ns")
+            and isinstance(v, float)
+            and math.isfinite(v)
+            else integer_latencies(v)
+            for k, v in doc.items()
+        }
+    if isinstance(doc, (list, tuple)):
+        return [integer_latencies(v) for v in doc]
+    return doc
+
+
 def json_doc(kind: str, **fields: Any) -> dict:
     """A top-level JSON object tagged with its schema name and version ("gictools.info/1")."""
     return {"schema": f"gictools.{kind}/{JSON_SCHEMA_VERSION}", **fields}

@@ -152,7 +152,10 @@ HostCpusOpt = Annotated[
     typer.Option(help="host CPUs for the contention model (default: the preset's)"),
 ]
 PlotOpt = Annotated[
-    Path | None, typer.Option(help="write PNG plots into this directory (needs gictools[plot])")
+    Path | None,
+    typer.Option(
+        help="write PNG plots into this directory (needs matplotlib: pip install 'gictools[plot]')"
+    ),
 ]
 RoutingOpt = Annotated[
     RoutingName,

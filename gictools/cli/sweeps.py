@@ -80,6 +80,9 @@ def summarize(
         kit.need_matplotlib()
     with kit.errors():
         s = _summarize(dataset)
-        files = _plot(s, plot) if plot else []
-    doc = kit.json_doc("summarize", **s)
+        skipped: list[str] = []
+        files = _plot(s, plot, skipped) if plot else []
+    for line in skipped if plot else ():
+        kit.echo(f"note: {line}", err=True)
+    doc = kit.json_doc("summarize", **kit.integer_latencies(s))
     kit.print_result(json_out, doc, lambda: format_summary(s), files)

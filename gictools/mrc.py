@@ -383,7 +383,16 @@ def format_report(r, name="") -> str:
     lines.append("  per-ITS footprint (v6.10 cache size at the end):")
     for i, pts in r["per_its_footprint"].items():
         lines.append(f"    ITS {i}: {pts[-1][1]:,} translations")
+    lines.append(f"  note: {INVALIDATIONS_IGNORED}")
     return "\n".join(lines)
+
+
+# What the curve leaves out, said wherever it is shown (text; "note" in --json)
+INVALIDATIONS_IGNORED = (
+    "the curve follows the MSIs' translations only; commands that empty the cache (DISCARD, "
+    "MAPD, MOVI, INV..., disabling LPIs) are ignored, so a replay of the same trace can miss "
+    "more"
+)
 
 
 def plot(r, outdir, title="") -> list:

@@ -252,7 +252,8 @@ def info_text(inf: TraceInfo, name: str, header: dict) -> str:
         f"{len(vm.get('itses', []))} ITS at "
         + ", ".join(f"{i['base']:#x}" for i in vm.get("itses", [])),
         f"metadata   {_short_json(header.get('metadata', {}))}",
-        "records    " + ", ".join(f"{k} {v:,}" for k, v in inf.counts.items()),
+        f"records    {sum(inf.counts.values()):,}: "
+        + ", ".join(f"{k} {v:,}" for k, v in inf.counts.items()),
         f"MSIs       {inf.msis:,}",
         "commands   " + (", ".join(f"{k} {v}" for k, v in sorted(inf.commands.items())) or "-"),
     ]

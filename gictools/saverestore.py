@@ -58,8 +58,8 @@ def save_trace(
         lines = _replay_saving(rp, out, at_saves, progress)
     step = None if progress is None else (lambda done, total: progress("write", done, total))
     n = save_image(rp.runs[0].vm, out, progress=step)
-    records = rp.reader.record_index + 1
-    lines.append(f"wrote {out_name or out} ({n:,} bytes) after {records} records")
+    records = rp.reader.record_index  # records are numbered from 1 (0: the header), as dump
+    lines.append(f"wrote {out_name or out} ({n:,} bytes) after {records:,} records")
     return lines
 
 

@@ -174,5 +174,7 @@ def mrc(
             acc = trace_accesses(trace, step, max_msis)
         r = analyse_accesses(acc, usage_capacity)
         files = _plot(r, plot, trace.name) if plot else []
-    doc = kit.json_doc("mrc", **r)
+    from gictools.mrc import INVALIDATIONS_IGNORED
+
+    doc = kit.json_doc("mrc", **r, note=INVALIDATIONS_IGNORED)
     kit.print_result(json_out, doc, lambda: format_report(r, trace.name), files)

@@ -58,7 +58,48 @@ def sweep_table(result) -> str:
         + (f", {len(n.cells) - len(n.results)} not run (interrupted)" if n.interrupted else "")
         + f"; {n.wall_s:.1f} s on {n.executor}; dataset {n.root}"
     )
-    return table(head, rows) + "\n" + tail
+    head, rows, common = _fit(head, rows)
+    same = "every cell: " + ", ".join(f"{k} {v}" for k, v in common) + "\n" if common else ""
+    return same + table(head, rows) + "\n" + tail
+
+
+TABLE_WIDTH = 100  # a sweep table fits a 100-column terminal or mail
+
+
+def _fit(head, rows, width=TABLE_WIDTH):
+    """(head, rows, [(column, value)...]): text columns whose value is the same in every
+    row go to one line above the table; then, if the table is still wider than width, the
+    longest text column (a trace name) loses the prefix all its values share (said above
+    the table as `trace lpi-stress-*`), then is shortened in the middle with `~`."""
+    n = len(head)
+    text = [i for i, h in enumerate(head) if h in PARTITION_KEYS or h == "status"]
+    common = [
+        (head[i], rows[0][i]) for i in text if len(rows) > 1 and len({r[i] for r in rows}) == 1
+    ]
+    keep = [i for i in range(n) if (head[i], rows[0][i] if rows else None) not in common]
+    head = [head[i] for i in keep]
+    rows = [[str(r[i]) for i in keep] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    over = sum(widths) + 2 * (len(widths) - 1) - width
+    texts = [j for j, h in enumerate(head) if h in PARTITION_KEYS]
+    if over > 0 and texts:
+        j = max(texts, key=lambda j: widths[j])
+        lo, hi = min(r[j] for r in rows), max(r[j] for r in rows)
+        k = next((i for i, (a, b) in enumerate(zip(lo, hi)) if a != b), min(len(lo), len(hi)))
+        prefix = lo[: lo.rfind("-", 0, k) + 1] if len(rows) > 1 else ""
+        if len(prefix) > 3:
+            common.append((head[j], prefix + "*"))
+            for r in rows:
+                r[j] = r[j][len(prefix) :]
+            over -= widths[j] - max(len(head[j]), *(len(r[j]) for r in rows))
+            widths[j] = max(len(head[j]), *(len(r[j]) for r in rows))
+    if over > 0 and texts:
+        room = max(len(head[j]), widths[j] - over)
+        for r in rows:
+            if len(r[j]) > room:
+                keep_l = (room - 1) // 2
+                r[j] = r[j][:keep_l] + "~" + r[j][len(r[j]) - (room - 1 - keep_l) :]
+    return head, rows, common
 
 
 def failures(result) -> list[str]:

@@ -1,5 +1,6 @@
 """Human-readable text for replay summaries and trace listings (kept out of the CLI and model)."""
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -174,13 +175,14 @@ def describe_record(rec, clock: Clock | None = None) -> str:
 class TraceInfo:
     """Counts and spans gathered in one pass (gictools info)."""
 
-    def __init__(self):
-        self.counts = {}
+    def __init__(self, header: dict | None = None):
+        self.counts: dict[str, int] = {}
+        self.queue = QueueWatch(header) if header is not None else None
         self.msis = 0
         self.t_first = self.t_last = None
         self.dev = [None, None]
         self.ev = [None, None]
-        self.commands = {}
+        self.commands: dict[str, int] = {}
 
     def _span(self, span, lo, hi):
         span[0] = lo if span[0] is None else min(span[0], lo)
@@ -194,6 +196,9 @@ class TraceInfo:
         tag = rec[0]
         name = F.TAG_NAMES.get(tag, str(tag))
         self.counts[name] = self.counts.get(name, 0) + 1
+        for _its, raw, _err in self.queue.feed(rec) if self.queue is not None else ():
+            mnem, _ = decode_command(raw)
+            self.commands[mnem] = self.commands.get(mnem, 0) + 1
         if tag == F.MSI_BLOCK:
             _, n, _, ts, dev, ev, _ = rec
             self.msis += n
@@ -227,6 +232,7 @@ class TraceInfo:
             "records": dict(self.counts),
             "msis": self.msis,
             "commands": dict(sorted(self.commands.items())),
+            "commands_from_queue": self.queue.total if self.queue is not None else None,
             "device_ids": None if self.dev[0] is None else list(self.dev),
             "event_ids": None if self.ev[0] is None else list(self.ev),
             "t_first_ns": self.t_first,
@@ -257,6 +263,11 @@ def info_text(inf: TraceInfo, name: str, header: dict) -> str:
         f"MSIs       {inf.msis:,}",
         "commands   " + (", ".join(f"{k} {v}" for k, v in sorted(inf.commands.items())) or "-"),
     ]
+    q = inf.queue
+    if q is not None and q.total:
+        out[-1] += f" ({q.total:,} from the command queue)"
+    if q is not None and q.broken:
+        out.append(f"           (the command queue not followed past a record: {q.broken})")
     if inf.dev[0] is not None:
         out.append(
             f"DeviceIDs  {inf.dev[0]:#x}..{inf.dev[1]:#x}   EventIDs {inf.ev[0]:#x}..{inf.ev[1]:#x}"
@@ -413,54 +424,80 @@ def _record_json(rec) -> dict:
     return d
 
 
+def _queue_lines(rd, flt: DumpFilter, rec, taken, as_json):
+    """The commands a record made the ITSes take from their queues, after the record's own
+    line, numbered RECORD.k (k from 1: .0 would be the record itself)."""
+    ri, off, t, inj = rd.record_index, rd.offset, rec[1], rec[2]
+    lines: list[Any] = []
+    for k, (its, raw, err) in enumerate(taken, 1):
+        cmd = (F.COMMAND, t, inj, its, raw)
+        if not flt.record_ok(cmd):
+            continue
+        if as_json:
+            j = {"record": ri, "byte_offset": off, "index": k, "from_queue": True}
+            lines.append({**j, **_record_json(cmd), "error": err})
+        else:
+            ret = f" -> {R.error_name(err)}" if err else ""
+            text = describe_record(cmd, flt.clock)
+            lines.append(f"{ri:>8}.{k:<5} @{off:<10} {text}  (from the queue){ret}")
+    return lines
+
+
 def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
     """The lines of `gictools dump`, lazily: text, or (as_json) one dict per line for the
-    CLI's JSON printer."""
+    CLI's JSON printer. A record's line is followed by the commands it made an ITS take
+    from its command queue (QueueWatch)."""
     clock = flt.clock
+    queue = QueueWatch(rd.header)
     for rec in rd:
         clock.start(rec)
-        if not flt.record_ok(rec):
-            continue
-        ri, off = rd.record_index, rd.offset
-        if rec[0] == F.MSI_BLOCK:
-            mask = flt.msi_mask(rec)
-            if mask is not None and not mask.any():
-                continue
-            if expand:
-                _, n, its, ts, dev, ev, inj = rec
-                idx = range(n) if mask is None else np.flatnonzero(mask).tolist()
-                tl, dl, el = ts.tolist(), dev.tolist(), ev.tolist()
-                il = inj.tolist() if inj is not None else None
-                for k in idx:
-                    i = None if il is None else il[k]
-                    if as_json:
-                        yield (
-                            {
-                                "record": ri,
-                                "byte_offset": off,
-                                "index": k,
-                                "type": "MSI",
-                                "t_ns": tl[k],
-                                "injector": i,
-                                "its": its,
-                                "device_id": dl[k],
-                                "event_id": el[k],
-                            }
-                        )
-                    else:
-                        line = _msi_line(clock, tl[k], i, its, dl[k], el[k])
-                        yield f"{ri:>8}.{k:<5} @{off:<10} {line}"
-                continue
-            if mask is not None and not mask.all():
-                extra = f" ({int(mask.sum())} of {rec[1]} match)"
-            else:
-                extra = ""
-        else:
-            extra = ""
+        taken = queue.feed(rec)
+        if flt.record_ok(rec):
+            yield from _record_lines(rd, flt, rec, expand, as_json)
+        if taken:
+            yield from _queue_lines(rd, flt, rec, taken, as_json)
+
+
+def _record_lines(rd, flt: DumpFilter, rec, expand, as_json):
+    ri, off = rd.record_index, rd.offset
+    extra = ""
+    if rec[0] == F.MSI_BLOCK:
+        mask = flt.msi_mask(rec)
+        if mask is not None and not mask.any():
+            return
+        if expand:
+            yield from _expanded(ri, off, flt.clock, rec, mask, as_json)
+            return
+        if mask is not None and not mask.all():
+            extra = f" ({int(mask.sum())} of {rec[1]} match)"
+    if as_json:
+        yield {"record": ri, "byte_offset": off, **_record_json(rec)}
+    else:
+        yield f"{ri:>8} @{off:<10} {describe_record(rec, flt.clock)}{extra}"
+
+
+def _expanded(ri, off, clock, rec, mask, as_json):
+    """An MSI_BLOCK as one line per MSI (those mask lets through)."""
+    _, n, its, ts, dev, ev, inj = rec
+    idx = range(n) if mask is None else np.flatnonzero(mask).tolist()
+    tl, dl, el = ts.tolist(), dev.tolist(), ev.tolist()
+    il = inj.tolist() if inj is not None else None
+    for k in idx:
+        i = None if il is None else il[k]
         if as_json:
-            yield {"record": ri, "byte_offset": off, **_record_json(rec)}
+            yield {
+                "record": ri,
+                "byte_offset": off,
+                "index": k,
+                "type": "MSI",
+                "t_ns": tl[k],
+                "injector": i,
+                "its": its,
+                "device_id": dl[k],
+                "event_id": el[k],
+            }
         else:
-            yield f"{ri:>8} @{off:<10} {describe_record(rec, clock)}{extra}"
+            yield f"{ri:>8}.{k:<5} @{off:<10} {_msi_line(clock, tl[k], i, its, dl[k], el[k])}"
 
 
 # --- latency histograms ---------------------------------------------------------------------
@@ -521,3 +558,108 @@ def hist_json(counts) -> list[dict]:
     """The buckets as data: lo (inclusive; null for negatives), hi (exclusive; null for
     [0] and [1]), count."""
     return [{"lo": lo, "hi": hi, "count": n} for lo, hi, n in log2_buckets(counts)]
+
+
+# --- commands taken from the command queue ----------------------------------------------------
+_QUEUE_MEM_BUFFER = 64 << 20  # memory writes kept before the first ITS register write
+
+
+class QueueWatch:
+    """The commands each ITS takes from its command queue (guest-memory writes, then a
+    GITS_CWRITER write, as the Recorder API and real guests issue them), found by running the
+    trace's register, memory, control and command records through the model with its
+    command hook (vgic_its_process_commands' loop): exactly what a replay executes. MSIs are
+    not run (they do not move a queue). The model is loaded at the first ITS register write,
+    so a trace that never touches an ITS register costs nothing."""
+
+    def __init__(self, header: dict):
+        self.header = header
+        self.vm: Any = None
+        self.pending_mem: list = []
+        self.mem_bytes = 0
+        self.taken: list = []  # (its, raw, err) of the record being fed
+        self.total = 0
+        self.broken: str | None = None  # why the watch stopped (a record it could not run)
+
+    def _start(self) -> None:
+        from gictools.model.memory import DEFAULT_RAM
+        from gictools.model.vm import VM
+
+        vmh = self.header["vm"]
+        kw: dict[str, Any] = {
+            "vcpu_ids": vmh.get("vcpu_ids"),
+            "memory": [tuple(s) for s in vmh["memory"]] if vmh.get("memory") else DEFAULT_RAM,
+        }
+        if vmh.get("kernel"):
+            kw["kernel"] = vmh["kernel"]
+        memory = self.vm.memory if self.vm is not None else None  # CTRL migrate keeps RAM
+        self.vm = VM(vmh["vcpus"], **kw)
+        if memory is not None:
+            self.vm.memory = memory
+        for i, its in enumerate(vmh.get("itses", [])):
+            self.vm.add_its(its["base"])
+            self.vm.itses[i].command_hook = lambda raw, err, i=i: self.taken.append(
+                (i, bytes(raw), err)
+            )
+
+    def feed(self, rec) -> list:
+        """The commands (its, raw, err) the ITSes took from their queues because of rec."""
+        if self.broken is not None or rec[0] in (F.MSI, F.MSI_BLOCK, F.ACK, F.EXPECT):
+            return []
+        self.taken = []
+        try:
+            self._apply(rec)
+        except Exception as e:  # a record replay would refuse: stop watching, say so once
+            self.broken = f"{type(e).__name__}: {e}"
+            return []
+        self.total += len(self.taken)
+        return self.taken
+
+    def _apply(self, rec) -> None:
+        from gictools.model.memory import GuestFault
+
+        tag = rec[0]
+        if self.vm is None:
+            if tag == F.MEM:
+                self.mem_bytes += len(rec[4])
+                if self.mem_bytes > _QUEUE_MEM_BUFFER:
+                    raise ValueError("over 64 MiB of memory writes before any ITS register")
+                self.pending_mem.append(rec)
+                return
+            if not (tag == F.REG and rec[3] in ("its", "its-user")):
+                return
+            self._start()
+            for m in self.pending_mem:
+                self._apply(m)
+            self.pending_mem = []
+        vm = self.vm
+        if tag == F.MEM:
+            with contextlib.suppress(GuestFault):
+                vm.memory.write(rec[3], rec[4])
+        elif tag == F.REG:
+            _, _, _, frame, index, offset, size, value, is_write = rec
+            if not is_write:
+                return
+            if frame == "its":
+                vm.itses[index].mmio_write(offset, size, value)
+            elif frame == "its-user":
+                vm.itses[index].write_reg(offset, value)
+            elif 0 <= index < vm.nr_vcpus:
+                vm.write_redist_reg(index, offset, value, size)
+        elif tag == F.COMMAND:
+            vm.itses[rec[3]].process_command(rec[4])
+        elif tag == F.CTRL:
+            self._ctrl(rec[3], rec[4])
+
+    def _ctrl(self, op: str, its_i) -> None:
+        if op == "save_pending_tables":
+            self.vm.save_pending_tables()
+        elif op == F.CTRL_MIGRATE:
+            self._start()
+        else:
+            its = self.vm.itses[its_i]
+            {
+                "save_tables": its.save_tables,
+                "restore_tables": its.restore_tables,
+                "reset": its.reset,
+            }[op]()

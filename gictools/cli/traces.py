@@ -43,7 +43,7 @@ def info(
     for i, path in enumerate(files.expand_inputs(traces)):
         try:
             with TraceReader(files.input_source(path)) as rd:
-                inf = TraceInfo()
+                inf = TraceInfo(rd.header)
                 for rec in track(rd, "info", quiet=quiet or json_out):
                     inf.add(rec)
         except BrokenPipeError:

@@ -164,7 +164,8 @@ def describe_record(rec, clock: Clock | None = None) -> str:
         shown = data[:16].hex() + ("..." if len(data) > 16 else "")
         return f"{pre} gpa={rec[3]:#x} len={len(data)} {shown}"
     if tag == F.CTRL:
-        return f"{pre} {rec[3]} its={rec[4]} ret={R.error_name(rec[5])}"
+        ret = "" if rec[5] is None else f" ret={R.error_name(rec[5])}"  # None: not recorded
+        return f"{pre} {rec[3]} its={rec[4]}{ret}"
     if tag == F.EXPECT:
         return f"{pre} {expect_text(rec[3], rec[4])}"
     if tag == F.ACK:

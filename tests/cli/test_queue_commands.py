@@ -80,3 +80,13 @@ def test_a_trace_without_its_registers_loads_no_model(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_replay_counts_them(tmp_path):
+    """The replay's summary counts queue commands as it counts COMMAND records (their Parquet
+    rows are not written yet: the replay owner's part of point 4)."""
+    path, _ = _recorded(tmp_path / "q.msgpack")
+    r = runner.invoke(app, ["replay", str(path), "--json"])
+    assert r.exit_code == 0, r.output
+    (rep,) = json.loads(r.stdout)["reports"]
+    assert rep["commands"] == 8

@@ -282,8 +282,11 @@ class _Body:
         return data
 
 
-def _check_header(f: BinaryIO, file_size: int, path: StrPath | None) -> int:
-    """Check magic, version, reserved field, length and digest, streaming; returns body length."""
+def _check_header(
+    f: BinaryIO, file_size: int, path: StrPath | None, verify_checksum: bool = True
+) -> int:
+    """Check magic, version, reserved field, length and digest, streaming; returns body length.
+    verify_checksum=False skips the digest (inspect --ignore-checksum: hand-edited tables)."""
     if file_size < HEADER_SIZE + DIGEST_SIZE:
         raise ImageError(f"file too short for an image ({file_size} bytes)", offset=0, path=path)
     f.seek(0)
@@ -303,6 +306,8 @@ def _check_header(f: BinaryIO, file_size: int, path: StrPath | None) -> int:
         raise ImageError(
             f"body length {n} does not match the file size {file_size}", offset=16, path=path
         )
+    if not verify_checksum:
+        return n
     h = hashlib.sha256(head)
     left = n
     while left:
@@ -462,7 +467,10 @@ def parse_image(data: ImageSource, path: StrPath | None = None) -> _Image:
     return img
 
 
-def _create_vm(img: _Image, path: StrPath | None, budget: "Budget | None" = None) -> "VM":
+def _create_vm(
+    img: _Image, path: StrPath | None, budget: "Budget | None" = None, kernel: str | None = None
+) -> "VM":
+    """kernel: model this KVM version instead of the one the image names (--kernel)."""
     from gictools.model.vm import VM
 
     c = img.vm
@@ -470,7 +478,7 @@ def _create_vm(img: _Image, path: StrPath | None, budget: "Budget | None" = None
         vm = VM(
             c["vcpus"],
             vcpu_ids=c["vcpu_ids"],
-            kernel=c["kernel"],
+            kernel=kernel or c["kernel"],
             memory=c["memory"],
             cache=c["cache"],
             budget=budget,
@@ -568,13 +576,14 @@ def build_vm(
     *,
     restore: bool = True,
     budget: "Budget | None" = None,
+    kernel: str | None = None,
 ) -> "VM":
     """A fresh VM from a parsed image, restored in KVM's order (see module doc).
 
     With restore=False only the VM, its ITSes and guest memory are set up (for inspection).
     budget: the VM's allocation budget (gictools.model.budget.Budget; None = the default).
     """
-    vm = _create_vm(img, path, budget)
+    vm = _create_vm(img, path, budget, kernel)
     for gpa, data, off in img.mem:  # 1. guest memory
         _write_run(vm, gpa, data, off, path)
     if not restore:
@@ -583,9 +592,13 @@ def build_vm(
 
 
 def load_image_bytes(
-    data: bytes, path: StrPath | None = None, *, budget: "Budget | None" = None
+    data: bytes,
+    path: StrPath | None = None,
+    *,
+    budget: "Budget | None" = None,
+    kernel: str | None = None,
 ) -> "VM":
-    return build_vm(parse_image(data, path), path, budget=budget)
+    return build_vm(parse_image(data, path), path, budget=budget, kernel=kernel)
 
 
 def stream_vm(
@@ -596,6 +609,8 @@ def stream_vm(
     budget: "Budget | None" = None,
     fail: "StepFailures | None" = None,
     progress: Callable[[int, int], None] | None = None,
+    kernel: str | None = None,
+    verify_checksum: bool = True,
 ) -> "tuple[VM, _Image]":
     """load_image's streaming core: (vm, img) with img.mem left empty; memory runs go
     straight into the VM as they are decoded (bounded by one record, whatever the size).
@@ -608,17 +623,17 @@ def stream_vm(
     def on_mem(gpa: int, data: bytes, off: int) -> None:
         vm = state.get("vm")
         if vm is None:
-            vm = state["vm"] = _create_vm(img, path, budget)
+            vm = state["vm"] = _create_vm(img, path, budget, kernel)
         _write_run(vm, gpa, data, off, path)
         if progress is not None:
             progress(min(off + len(data), size), size)
 
     f, size = _open_source(src, path)
     with f:
-        n = _check_header(f, size, path)
+        n = _check_header(f, size, path, verify_checksum)
         f.seek(HEADER_SIZE)
         _parse_records(f, n, path, img, on_mem)
-    vm = state.get("vm") or _create_vm(img, path, budget)
+    vm = state.get("vm") or _create_vm(img, path, budget, kernel)
     if progress is not None:
         progress(size, size)
     if restore:

@@ -8,43 +8,52 @@ import numpy as np
 
 from gictools import regs as R
 from gictools.cmdlayout import decode_command
+from gictools.queuewatch import QueueWatch
 from gictools.trace import format as F
+
+
+def percent(v: float | None) -> str:
+    """A rate as a percentage, with enough digits that a rate short of 100 % (or above
+    0 %) never prints as 100.00 % (0.00 %): 272 misses in 10 M lookups is 99.9973%."""
+    if v is None:
+        return "-"
+    for digits in range(2, 8):
+        s = f"{100 * v:.{digits}f}"
+        if not ((v < 1 and float(s) >= 100) or (v > 0 and float(s) <= 0)):
+            break
+    return s + "%"
 
 
 def _fmt(v, pct=False):
     if v is None:
         return "-"
     if pct:
-        return f"{100 * v:.2f}%"
+        return percent(v)
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def render_table(head: list, body: list, *, fancy: bool | None = None) -> str:
-    """A table as text: a rich table with box and colours on a terminal, plain aligned
-    columns when piped (first column left-aligned, the others right-aligned)."""
-    import io
-
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
+def render_table(
+    head: list, body: list, *, left: int = 1, fancy: bool | None = None, gap: int = 2
+) -> str:
+    """The CLI's one table renderer: a header, a rule, then rows; the first `left` columns
+    left-aligned, the others right-aligned (numbers), every line as wide as the table.
+    On a terminal (fancy) the header is bold and the rule a line; piped, plain ASCII."""
     if fancy is None:
         fancy = sys.stdout.isatty()
-    t = Table(
-        box=box.SIMPLE_HEAD if fancy else None,
-        show_edge=False,
-        pad_edge=False,
-        header_style="bold" if fancy else None,
-    )
-    for i, h in enumerate(head):
-        t.add_column(str(h), justify="left" if i == 0 else "right", no_wrap=True)
-    for row in body:
-        t.add_row(*[str(x) for x in row])
-    buf = io.StringIO()
-    Console(
-        file=buf, width=1 << 12, force_terminal=fancy, color_system="auto" if fancy else None
-    ).print(t)
-    return "\n".join(line.rstrip() for line in buf.getvalue().rstrip("\n").splitlines())
+    cells = [[str(x) for x in row] for row in [head, *body]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    sep = " " * gap
+
+    def line(row: list[str]) -> str:
+        return sep.join(
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+        )
+
+    header = line(cells[0])
+    rule = sep.join(("─" if fancy else "-") * w for w in widths)
+    if fancy:
+        header = f"\x1b[1m{header}\x1b[0m"
+    return "\n".join([header, rule, *map(line, cells[1:])])
 
 
 def summary_table(reports, *, fancy: bool | None = None) -> str:
@@ -75,18 +84,71 @@ def summary_table(reports, *, fancy: bool | None = None) -> str:
     return render_table(head, body, fancy=fancy)
 
 
-def describe_record(rec) -> str:
-    """One line per record, commands disassembled."""
+class Clock:
+    """Timestamps as `trace-cmd report` prints them: sec.usec relative to the first record
+    (absolute: since the trace's clock's zero, e.g. the epoch for a QEMU capture; nsec:
+    sec.nsec). The first record's time is taken as it streams by (start)."""
+
+    def __init__(self, absolute: bool = False, nsec: bool = False):
+        self.absolute, self.nsec = absolute, nsec
+        self.base: int | None = 0 if absolute else None
+
+    def start(self, rec) -> None:
+        if self.base is None:
+            self.base = int(rec[3][0]) if rec[0] == F.MSI_BLOCK else rec[1]
+
+    def text(self, t: int) -> str:
+        d = t - (self.base or 0)
+        sec, ns = divmod(abs(d), 1_000_000_000)
+        frac = f"{ns:09d}" if self.nsec else f"{ns // 1000:06d}"
+        return f"{'-' if d < 0 else ''}{sec}.{frac}"
+
+    def offset(self, rel: int | None) -> int | None:
+        """A --from/--to value (ns after the first record; absolute ns with absolute)."""
+        return None if rel is None else rel + (self.base or 0)
+
+
+_DECIMAL_ARGS = {"its", "size", "vcpu", "ret", "count", "n", "index"}
+
+
+def _arg(k: str, v) -> str:
+    """An EXPECT argument as text: IDs, INTIDs, addresses and values in hex, errors named."""
+    if isinstance(v, bool) or v is None:
+        return f"{k}={str(v).lower()}"
+    if isinstance(v, int):
+        if k == "error":
+            return f"{k}={R.error_name(v)}"
+        return f"{k}={v}" if k in _DECIMAL_ARGS else f"{k}={v:#x}"
+    if isinstance(v, (bytes, bytearray)):
+        return f"{k}={bytes(v).hex()}"
+    return f"{k}={_short_json(v, 80)}"
+
+
+def expect_text(kind: str, args) -> str:
+    """An EXPECT record's kind and arguments, as `msi ret=1 intid=0x2002 vcpu=1`."""
+    if not isinstance(args, dict):
+        return f"{kind} {_short_json(args, 80)}"
+    return " ".join([kind, *(_arg(str(k), v) for k, v in args.items())])
+
+
+def describe_record(rec, clock: Clock | None = None) -> str:
+    """One line per record as `trace-cmd report` does: time, kind, fields; commands
+    disassembled, IDs and INTIDs in hex."""
+    clock = clock or Clock(absolute=True)
     tag = rec[0]
     name = F.TAG_NAMES.get(tag, str(tag))
     if tag == F.MSI_BLOCK:
         _, n, its, ts, dev, ev, inj = rec
+        if n == 1:  # an imported capture's MSIs: one per record
+            i = None if inj is None else int(inj[0])
+            return _msi_line(clock, int(ts[0]), i, its, int(dev[0]), int(ev[0]))
         return (
-            f"{name:<9} its={its} n={n} t={int(ts[0])}..{int(ts[-1])} "
-            f"dev={int(dev.min())}..{int(dev.max())} ev={int(ev.min())}..{int(ev.max())}"
+            f"{clock.text(int(ts[0])):>13}: {name:<9} its={its} n={n} "
+            f"DeviceID={int(dev.min()):#x}..{int(dev.max()):#x} "
+            f"EventID={int(ev.min()):#x}..{int(ev.max()):#x} until {clock.text(int(ts[-1]))}"
         )
     t, inj = rec[1], rec[2]
-    pre = f"{name:<9} t={t}" + (f" inj={inj}" if inj is not None else "")
+    pre = f"{clock.text(t):>13}: {name:<9}" + (f" inj={inj}" if inj is not None else "")
     if tag == F.MSI:
         return f"{pre} its={rec[3]} DeviceID={rec[4]:#x} EventID={rec[5]:#x}"
     if tag == F.COMMAND:
@@ -102,24 +164,26 @@ def describe_record(rec) -> str:
         shown = data[:16].hex() + ("..." if len(data) > 16 else "")
         return f"{pre} gpa={rec[3]:#x} len={len(data)} {shown}"
     if tag == F.CTRL:
-        return f"{pre} {rec[3]} its={rec[4]} ret={rec[5]}"
+        ret = "" if rec[5] is None else f" ret={R.error_name(rec[5])}"  # None: not recorded
+        return f"{pre} {rec[3]} its={rec[4]}{ret}"
     if tag == F.EXPECT:
-        return f"{pre} {rec[3]} {rec[4]}"
+        return f"{pre} {expect_text(rec[3], rec[4])}"
     if tag == F.ACK:
-        return f"{pre} vCPU {rec[3]} acks INTID {rec[4]}"
+        return f"{pre} vCPU {rec[3]} acks INTID {rec[4]:#x}"
     return f"{pre} {rec[3:]}"
 
 
 class TraceInfo:
     """Counts and spans gathered in one pass (gictools info)."""
 
-    def __init__(self):
-        self.counts = {}
+    def __init__(self, header: dict | None = None):
+        self.counts: dict[str, int] = {}
+        self.queue = QueueWatch(header) if header is not None else None
         self.msis = 0
         self.t_first = self.t_last = None
         self.dev = [None, None]
         self.ev = [None, None]
-        self.commands = {}
+        self.commands: dict[str, int] = {}
 
     def _span(self, span, lo, hi):
         span[0] = lo if span[0] is None else min(span[0], lo)
@@ -133,6 +197,9 @@ class TraceInfo:
         tag = rec[0]
         name = F.TAG_NAMES.get(tag, str(tag))
         self.counts[name] = self.counts.get(name, 0) + 1
+        for _its, raw, _err in self.queue.feed(rec) if self.queue is not None else ():
+            mnem, _ = decode_command(raw)
+            self.commands[mnem] = self.commands.get(mnem, 0) + 1
         if tag == F.MSI_BLOCK:
             _, n, _, ts, dev, ev, _ = rec
             self.msis += n
@@ -166,6 +233,7 @@ class TraceInfo:
             "records": dict(self.counts),
             "msis": self.msis,
             "commands": dict(sorted(self.commands.items())),
+            "commands_from_queue": self.queue.total if self.queue is not None else None,
             "device_ids": None if self.dev[0] is None else list(self.dev),
             "event_ids": None if self.ev[0] is None else list(self.ev),
             "t_first_ns": self.t_first,
@@ -191,17 +259,25 @@ def info_text(inf: TraceInfo, name: str, header: dict) -> str:
         f"{len(vm.get('itses', []))} ITS at "
         + ", ".join(f"{i['base']:#x}" for i in vm.get("itses", [])),
         f"metadata   {_short_json(header.get('metadata', {}))}",
-        "records    " + ", ".join(f"{k} {v:,}" for k, v in inf.counts.items()),
+        f"records    {sum(inf.counts.values()):,}: "
+        + ", ".join(f"{k} {v:,}" for k, v in inf.counts.items()),
         f"MSIs       {inf.msis:,}",
         "commands   " + (", ".join(f"{k} {v}" for k, v in sorted(inf.commands.items())) or "-"),
     ]
+    q = inf.queue
+    if q is not None and q.total:
+        out[-1] += f" ({q.total:,} from the command queue)"
+    if q is not None and q.broken:
+        out.append(f"           (the command queue not followed past a record: {q.broken})")
     if inf.dev[0] is not None:
         out.append(
             f"DeviceIDs  {inf.dev[0]:#x}..{inf.dev[1]:#x}   EventIDs {inf.ev[0]:#x}..{inf.ev[1]:#x}"
         )
     if inf.t_first is not None:
+        clock = Clock(absolute=True)
         out.append(
-            f"duration   {(inf.t_last - inf.t_first) / 1e9:.6f} s ({inf.t_first}..{inf.t_last} ns)"
+            f"duration   {(inf.t_last - inf.t_first) / 1e9:.6f} s "
+            f"(first record at {clock.text(inf.t_first)} s on the trace's clock)"
         )
     return "\n".join(out)
 
@@ -240,6 +316,7 @@ class DumpFilter:
     ):
         self.devices, self.events, self.vcpus, self.itses = devices, events, vcpus, itses
         self.t_from, self.t_to = t_from, t_to
+        self.clock = Clock()  # what --from/--to count from, how times print (dump sets it)
         self.kinds = self.mnemonics = None
         if ops is not None:
             self.kinds = {_KINDS[o.lower()] for o in ops if o.lower() in _KINDS}
@@ -259,7 +336,8 @@ class DumpFilter:
             )
 
     def _time_ok(self, t):
-        return (self.t_from is None or t >= self.t_from) and (self.t_to is None or t <= self.t_to)
+        lo, hi = self.clock.offset(self.t_from), self.clock.offset(self.t_to)
+        return (lo is None or t >= lo) and (hi is None or t <= hi)
 
     def msi_mask(self, rec):
         """For an MSI_BLOCK: a boolean mask of the MSIs that pass (None: all pass)."""
@@ -272,9 +350,9 @@ class DumpFilter:
         if self.events is not None:
             m &= np.isin(ev, list(self.events))
         if self.t_from is not None:
-            m &= ts >= self.t_from
+            m &= ts >= self.clock.offset(self.t_from)
         if self.t_to is not None:
-            m &= ts <= self.t_to
+            m &= ts <= self.clock.offset(self.t_to)
         return m
 
     def record_ok(self, rec) -> bool:
@@ -319,8 +397,8 @@ class DumpFilter:
         return True
 
 
-def _msi_line(t, inj, its, dev, ev):
-    pre = f"{'MSI':<9} t={t}" + (f" inj={inj}" if inj is not None else "")
+def _msi_line(clock: Clock, t, inj, its, dev, ev):
+    pre = f"{clock.text(t):>13}: {'MSI':<9}" + (f" inj={inj}" if inj is not None else "")
     return f"{pre} its={its} DeviceID={dev:#x} EventID={ev:#x}"
 
 
@@ -347,48 +425,137 @@ def _record_json(rec) -> dict:
     return d
 
 
+def _queue_lines(rd, flt: DumpFilter, rec, taken, as_json):
+    """The commands a record made the ITSes take from their queues, after the record's own
+    line, numbered RECORD.k (k from 1: .0 would be the record itself)."""
+    ri, off, t, inj = rd.record_index, rd.offset, rec[1], rec[2]
+    lines: list[Any] = []
+    for k, (its, raw, err) in enumerate(taken, 1):
+        cmd = (F.COMMAND, t, inj, its, raw)
+        if not flt.record_ok(cmd):
+            continue
+        if as_json:
+            j = {"record": ri, "byte_offset": off, "index": k, "from_queue": True}
+            lines.append({**j, **_record_json(cmd), "error": err})
+        else:
+            ret = f" -> {R.error_name(err)}" if err else ""
+            text = describe_record(cmd, flt.clock)
+            lines.append(f"{ri:>8}.{k:<5} @{off:<10} {text}  (from the queue){ret}")
+    return lines
+
+
 def dump_lines(rd, flt: DumpFilter, *, expand=False, as_json=False):
     """The lines of `gictools dump`, lazily: text, or (as_json) one dict per line for the
-    CLI's JSON printer."""
+    CLI's JSON printer. A record's line is followed by the commands it made an ITS take
+    from its command queue (QueueWatch)."""
+    clock = flt.clock
+    queue = QueueWatch(rd.header)
     for rec in rd:
-        if not flt.record_ok(rec):
-            continue
-        ri, off = rd.record_index, rd.offset
-        if rec[0] == F.MSI_BLOCK:
-            mask = flt.msi_mask(rec)
-            if mask is not None and not mask.any():
-                continue
-            if expand:
-                _, n, its, ts, dev, ev, inj = rec
-                idx = range(n) if mask is None else np.flatnonzero(mask).tolist()
-                tl, dl, el = ts.tolist(), dev.tolist(), ev.tolist()
-                il = inj.tolist() if inj is not None else None
-                for k in idx:
-                    i = None if il is None else il[k]
-                    if as_json:
-                        yield (
-                            {
-                                "record": ri,
-                                "byte_offset": off,
-                                "index": k,
-                                "type": "MSI",
-                                "t_ns": tl[k],
-                                "injector": i,
-                                "its": its,
-                                "device_id": dl[k],
-                                "event_id": el[k],
-                            }
-                        )
-                    else:
-                        yield f"{ri:>8}.{k:<5} @{off:<10} {_msi_line(tl[k], i, its, dl[k], el[k])}"
-                continue
-            if mask is not None and not mask.all():
-                extra = f" ({int(mask.sum())} of {rec[1]} match)"
-            else:
-                extra = ""
-        else:
-            extra = ""
+        clock.start(rec)
+        taken = queue.feed(rec)
+        if flt.record_ok(rec):
+            yield from _record_lines(rd, flt, rec, expand, as_json)
+        if taken:
+            yield from _queue_lines(rd, flt, rec, taken, as_json)
+
+
+def _record_lines(rd, flt: DumpFilter, rec, expand, as_json):
+    ri, off = rd.record_index, rd.offset
+    extra = ""
+    if rec[0] == F.MSI_BLOCK:
+        mask = flt.msi_mask(rec)
+        if mask is not None and not mask.any():
+            return
+        if expand:
+            yield from _expanded(ri, off, flt.clock, rec, mask, as_json)
+            return
+        if mask is not None and not mask.all():
+            extra = f" ({int(mask.sum())} of {rec[1]} match)"
+    if as_json:
+        yield {"record": ri, "byte_offset": off, **_record_json(rec)}
+    else:
+        yield f"{ri:>8} @{off:<10} {describe_record(rec, flt.clock)}{extra}"
+
+
+def _expanded(ri, off, clock, rec, mask, as_json):
+    """An MSI_BLOCK as one line per MSI (those mask lets through)."""
+    _, n, its, ts, dev, ev, inj = rec
+    idx = range(n) if mask is None else np.flatnonzero(mask).tolist()
+    tl, dl, el = ts.tolist(), dev.tolist(), ev.tolist()
+    il = inj.tolist() if inj is not None else None
+    for k in idx:
+        i = None if il is None else il[k]
         if as_json:
-            yield {"record": ri, "byte_offset": off, **_record_json(rec)}
+            yield {
+                "record": ri,
+                "byte_offset": off,
+                "index": k,
+                "type": "MSI",
+                "t_ns": tl[k],
+                "injector": i,
+                "its": its,
+                "device_id": dl[k],
+                "event_id": el[k],
+            }
         else:
-            yield f"{ri:>8} @{off:<10} {describe_record(rec)}{extra}"
+            yield f"{ri:>8}.{k:<5} @{off:<10} {_msi_line(clock, tl[k], i, its, dl[k], el[k])}"
+
+
+# --- latency histograms ---------------------------------------------------------------------
+HIST_WIDTH = 52  # bpftrace's bar width
+
+
+def _pow2_label(n: int) -> str:
+    for shift, suffix in ((40, "T"), (30, "G"), (20, "M"), (10, "K")):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{suffix}"
+    return str(n)
+
+
+def log2_buckets(counts) -> list[tuple[int | None, int | None, int]]:
+    """(lo, hi, count) per power-of-two bucket as bpftrace's hist(): (..., 0) for negative
+    values (lo None), [0], [1], [2, 4), [4, 8), ... (hi None for the one-value buckets),
+    every bucket from the lowest to the highest non-empty one. counts: value -> count (a
+    Counter), or an array of values."""
+    if not isinstance(counts, dict):
+        vals, ns = np.unique(np.asarray(counts, dtype=np.int64), return_counts=True)
+        counts = dict(zip(vals.tolist(), ns.tolist()))
+    by: dict[int, int] = {}
+    for v, n in counts.items():
+        # -2: negative; -1: [0]; k: [2^k, 2^(k+1))
+        b = -2 if v < 0 else -1 if v == 0 else int(v).bit_length() - 1
+        by[b] = by.get(b, 0) + int(n)
+    if not by:
+        return []
+    out: list[tuple[int | None, int | None, int]] = []
+    for b in range(min(by), max(by) + 1):
+        if b == -2:
+            out.append((None, 0, by.get(b, 0)))
+            continue
+        lo, hi = (0, None) if b == -1 else (1, None) if b == 0 else (1 << b, 2 << b)
+        out.append((lo, hi, by.get(b, 0)))
+    return out
+
+
+def hist_text(title: str, counts) -> str:
+    """A latency histogram as bpftrace prints hist(): a title line, then per bucket its
+    range, count and a bar of @ scaled to the largest bucket."""
+    rows = log2_buckets(counts)
+    top = max((n for _, _, n in rows), default=0)
+    lines = [f"@{title}:"]
+    for lo, hi, n in rows:
+        if lo is None:
+            label = "(..., 0)"
+        else:
+            label = f"[{lo}]" if hi is None else f"[{_pow2_label(lo)}, {_pow2_label(hi)})"
+        bar = "@" * (n * HIST_WIDTH // top if top else 0)
+        lines.append(f"{label:<20}{n:>8} |{bar:<{HIST_WIDTH}}|")
+    if not rows:
+        lines.append("(no MSIs)")
+    return "\n".join(lines)
+
+
+def hist_json(counts) -> list[dict]:
+    """The buckets as data: lo (inclusive; null for negatives), hi (exclusive; null for
+    [0] and [1]), count."""
+    return [{"lo": lo, "hi": hi, "count": n} for lo, hi, n in log2_buckets(counts)]

@@ -24,10 +24,10 @@ from gictools.outputs import check_output
 # --- save TRACE -----------------------------------------------------------------------------
 
 
-def _replayer(trace, name=None):
+def _replayer(trace, name=None, kernel=None):
     from gictools.replay import Replayer, TraceSource
 
-    return Replayer(trace, ["default"], source=TraceSource(name))
+    return Replayer(trace, ["default"], kernel, source=TraceSource(name))
 
 
 def _numbered(out, k):
@@ -43,21 +43,23 @@ def save_trace(
     name: str | None = None,
     out_name: str | None = None,
     progress: Callable[[str, int, int | None], None] | None = None,
+    kernel: str | None = None,
 ) -> list:
     """Replay trace, then write an image of the final state to out (KVM save sequence
     first). With at_saves, also write OUT-<k>.EXT right after the k-th save_tables record
     (memory as the trace's own save left it). Returns one line per image written.
     name/out_name: how the lines call the trace and out (a spooled stdin or stdout).
     progress(stage, done, total): "replay" in events (total None if the trace does not
-    say), then "write" in bytes, for a progress bar."""
+    say), then "write" in bytes, for a progress bar. kernel: the KVM version to model
+    (default: the trace's)."""
     check_output(out, [trace])  # before any work: never overwrite the trace
-    rp = _replayer(trace, name)
+    rp = _replayer(trace, name, kernel)
     with contextlib.closing(rp):
         lines = _replay_saving(rp, out, at_saves, progress)
     step = None if progress is None else (lambda done, total: progress("write", done, total))
     n = save_image(rp.runs[0].vm, out, progress=step)
-    records = rp.reader.record_index + 1
-    lines.append(f"wrote {out_name or out} ({n:,} bytes) after {records} records")
+    records = rp.reader.record_index  # records are numbered from 1 (0: the header), as dump
+    lines.append(f"wrote {out_name or out} ({n:,} bytes) after {records:,} records")
     return lines
 
 
@@ -129,10 +131,13 @@ def describe_vm(vm) -> list:
     return out
 
 
-def restore_image(path, progress: Callable[[int, int], None] | None = None) -> list:
+def restore_image(
+    path, progress: Callable[[int, int], None] | None = None, kernel: str | None = None
+) -> list:
     """Restore the image at path into a fresh VM, streaming it (memory: the VM plus one
-    record); progress(done, total) in file bytes."""
-    return describe_vm(stream_vm(path, path, progress=progress)[0])
+    record); progress(done, total) in file bytes; kernel: the KVM version to model
+    (default: the image's)."""
+    return describe_vm(stream_vm(path, path, progress=progress, kernel=kernel)[0])
 
 
 # --- roundtrip TRACE|IMAGE -------------------------------------------------------------------
@@ -192,14 +197,15 @@ def _diff_images(x: bytes, y: bytes, limit=20) -> list:
     return out or ["images differ (encoding only)"]
 
 
-def roundtrip(path) -> tuple:
-    """(ok, lines): save -> restore into a fresh VM -> save; compare bytes and model state."""
+def roundtrip(path, kernel: str | None = None) -> tuple:
+    """(ok, lines): save -> restore into a fresh VM -> save; compare bytes and model state.
+    kernel: the KVM version to model (default: the trace's or image's)."""
     if is_image(path):
         with open(path, "rb") as f:
-            vm0 = load_image_bytes(f.read(), path)
+            vm0 = load_image_bytes(f.read(), path, kernel=kernel)
         src = "image"
     else:
-        rp = _replayer(path)
+        rp = _replayer(path, kernel=kernel)
         rp.run()
         vm0 = rp.runs[0].vm
         src = "trace"
@@ -241,22 +247,52 @@ def _overlap_notes(vm, walks) -> list:
     return every.overlap_notes()
 
 
-def inspect_image(path) -> tuple:
+def inspect_image(path, kernel: str | None = None, *, verify_checksum: bool = True) -> tuple:
     """(ok, lines): the restore itself run in inspect mode (image.StepFailures and the walk's
     abi.v0.Inspection): every entry it meets listed, every problem flagged with its address
-    and KVM's errno, table overlaps noted. ok is exactly "load_image would succeed"."""
+    and KVM's errno, table overlaps noted. ok is exactly "load_image would succeed".
+    verify_checksum=False reads an image whose tables were edited by hand."""
+    ok, lines, _ = inspect_problems(path, kernel, verify_checksum=verify_checksum)
+    return ok, lines
+
+
+def _problem(step, err, what, **where) -> dict:
+    """One problem as data (inspect/restore --json): where, KVM's errno, what."""
+    return {
+        **where,
+        "step": step,
+        "errno": -err if err < 0 else err,
+        "error": R.error_name(err),
+        "what": what,
+    }
+
+
+def _in_table(find, gpa) -> dict:
+    """The table (the smallest range the walk read) holding gpa, and the entry's index."""
+    hits = [(b - a, a, what) for a, b, what in find.ranges if gpa is not None and a <= gpa < b]
+    if not hits:
+        return {"table": None, "index": None, "address": gpa}
+    _, start, what = min(hits)
+    return {"table": what, "index": (gpa - start) // 8, "address": gpa}  # 8-byte entries (v0)
+
+
+def inspect_problems(path, kernel: str | None = None, *, verify_checksum: bool = True):
+    """(ok, lines, problems): inspect_image's report and each problem as a dict
+    (its, table, index, address, step, errno, error, what), in the order restore meets them."""
     from gictools.image import StepFailures, stream_vm
 
     fail = StepFailures()
     src, path = path, None if isinstance(path, (bytes, bytearray)) else path
-    head = f"image {path or '(bytes)'}: version ok, checksum ok"
+    checked = "checksum ok" if verify_checksum else "checksum not checked"
+    head = f"image {path or '(bytes)'}: version ok, {checked}"
     try:
-        vm, img = stream_vm(src, path, fail=fail)
+        vm, img = stream_vm(src, path, fail=fail, kernel=kernel, verify_checksum=verify_checksum)
     except ImageError as e:
         if e.step is None:
             raise  # not an image at all: a format error (exit 2)
         err = f" ({R.error_name(e.errno)})" if e.errno else ""
-        return False, [head, f"restore: FAILS at step {e.step}: {e.what}{err}", "1 problem"]
+        line = f"restore: FAILS at step {e.step}: {e.what}{err}"
+        return False, [head, line, "1 problem"], [_problem(e.step, e.errno or 0, e.what)]
     lines = [
         f"{head}, {vm.nr_vcpus} vCPU(s), kernel {vm.kernel.name}, cache {vm.cache_policy}",
     ]
@@ -287,7 +323,24 @@ def inspect_image(path) -> tuple:
     else:
         lines.append("restore: ok")
     lines.append(f"{nbad} malformed entr{'y' if nbad == 1 else 'ies'}")
-    return not fail.failures, lines
+    problems = [
+        _problem(f"its{idx}.restore_tables", err, what, its=idx, **_in_table(find, gpa))
+        for idx, find in fail.walks
+        for err, gpa, what in find.problems
+    ]
+    problems += [
+        _problem(step, err, what)
+        for step, err, what in fail.failures
+        if not step.endswith(".restore_tables")
+    ]
+    return not fail.failures, lines, problems
 
 
-__all__ = ["save_trace", "restore_image", "roundtrip", "inspect_image", "describe_vm"]
+__all__ = [
+    "save_trace",
+    "restore_image",
+    "roundtrip",
+    "inspect_image",
+    "inspect_problems",
+    "describe_vm",
+]

@@ -164,6 +164,8 @@ def as_json(results):
 
 
 def format_table(results) -> str:
+    from gictools.report import percent, render_table
+
     head = ("preset", "cache", "LPIs/s", "hit rate", "evictions", "p50 ns", "p99 ns", "max ns")
     rows = []
     for r in results:
@@ -172,16 +174,14 @@ def format_table(results) -> str:
                 r["preset"],
                 r["cache"],
                 f"{r['lpis_per_sec']:,.0f}" if r["lpis_per_sec"] else "-",
-                f"{r['hit_rate']:.2%}" if r["hit_rate"] is not None else "-",
+                percent(r["hit_rate"]),
                 f"{r['evictions']:,}",
                 f"{r['latency_p50_ns']:,.0f}",
                 f"{r['latency_p99_ns']:,.0f}",
                 f"{r['latency_max_ns']:,.0f}",
             )
         )
-    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*head)] + [fmt.format(*x) for x in rows])
+    return render_table(list(head), rows, left=2)
 
 
 HIT_RATE_WINDOW_MAX = 10_000
@@ -230,9 +230,10 @@ def _plot_cdf(plt, results, trace, path, files):
     ax.set_xscale("log")
     ax.set_xlabel("modelled latency per MSI (ns)")
     ax.set_ylabel("fraction of MSIs")
+    plotting.plain_ticks(ax.xaxis)
     ax.set_title(_title("Latency CDF (o p50, ^ p99)", results, trace), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    plotting.legend_outside(ax)
     plotting.save(fig, path, files, dpi=100, bbox_inches="tight")
 
 
@@ -240,61 +241,27 @@ def _plot_hit_rate(plt, results, trace, path, files):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     w = 1
     for k, r in enumerate(results):
-        ls, mk = STYLES[k % len(STYLES)]
         o = r["_outcome"]
         hit = (o == HIT).astype(np.float64)
         w = max(1, min(len(hit) // 50, HIT_RATE_WINDOW_MAX))
         roll = np.convolve(hit, np.ones(w) / w, mode="valid")
         x = np.arange(len(roll)) + w
-        ax.plot(
-            x,
-            roll,
-            linestyle=ls,
-            marker=mk,
-            markevery=max(1, len(x) // 12),
-            label=r["preset"],
-            lw=1.6,
-            alpha=0.85,
-        )
+        style = plotting.distinct(k, len(results), len(x))
+        ax.plot(x, roll, label=f"{r['preset']} ({r['cache']})", alpha=0.85, **style)
     ax.set_xlabel("MSI number in the trace")
     ax.set_ylabel(f"hit rate (moving window of {w:,} MSIs)")
     ax.set_ylim(-0.02, 1.02)
+    plotting.plain_ticks(ax.xaxis, integer=True)
+    plotting.percent_ticks(ax.yaxis)
     ax.set_title(
         _title(f"Translation-cache hit rate, window {w:,} MSIs", results, trace), fontsize=10
     )
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    plotting.legend_outside(ax)
     plotting.save(fig, path, files, dpi=100, bbox_inches="tight")
 
 
 def _plot_time_share(plt, results, trace, path, files):
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    labels = []
-    for r in results:
-        ts = r["time_share"]
-        for k in ts.get("steps", {}):
-            if f"step {k}" not in labels:
-                labels.append(f"step {k}")
-        for k in ts.get("locks", {}):
-            if f"wait {k}" not in labels:
-                labels.append(f"wait {k}")
-    if any(r["time_share"].get("cpu_wait") for r in results):
-        labels.append("wait host CPU")
     names = [r["preset"] for r in results]
-    bottom = np.zeros(len(results))
-    hatches = ("", "//", "..", "xx", "\\\\", "++")
-    for n, lab in enumerate(labels):
-        kind, key = lab.split(" ", 1)
-        vals = []
-        for r in results:
-            ts = r["time_share"]
-            if lab == "wait host CPU":
-                vals.append(ts.get("cpu_wait", 0.0))
-            else:
-                vals.append(ts.get("steps" if kind == "step" else "locks", {}).get(key, 0.0))
-        ax.bar(names, vals, bottom=bottom, label=lab, hatch=hatches[n % len(hatches)])
-        bottom += np.array(vals)
-    ax.set_ylabel("share of injector time")
-    ax.set_title(_title("Where the time went", results, trace), fontsize=10)
-    ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    plotting.save(fig, path, files, dpi=100, bbox_inches="tight")
+    title = _title("Where the time went", results, trace)
+    plotting.time_share(names, [r["time_share"] for r in results], title, path.parent, files)

@@ -363,6 +363,7 @@ def format_prediction(r) -> str:
     """A human-readable report of predict_lpi_stress's dict."""
     c = r["config"]
     n = len(r["runs"])
+    seeds = [s for s in r["seeds"] if s is not None]  # --lockstep has none
     spread = (
         f"   (min {r['lpis_per_sec_min']:,.0f}, max {r['lpis_per_sec_max']:,.0f} over {n} seeds)"
         if n > 1
@@ -372,7 +373,8 @@ def format_prediction(r) -> str:
         f"lpi-stress -v {c['vcpus']} -d {c['devices']} -e {c['events']} "
         f"-i {c['iterations']} ({c['routing']} routing), preset {r['preset']} "
         f"(cache {r['cache']}), {r['host_cpus']} host CPUs",
-        f"  interleaving   {r['interleaving']}, seed(s) {', '.join(map(str, r['seeds']))}",
+        f"  interleaving   {r['interleaving']}"
+        + (f", seed(s) {', '.join(map(str, seeds))}" if seeds else ""),
         f"  predicted      {r['lpis_per_sec']:,.0f} LPIs/s{spread}",
         f"  hit rate       {r['hit_rate']:.2%} (min {r['hit_rate_min']:.2%}, max "
         f"{r['hit_rate_max']:.2%})   evictions {r['evictions']:,} (min "
@@ -394,8 +396,9 @@ def format_prediction(r) -> str:
             if run["method"] == "extrapolated"
             else "simulated to the last thread"
         )
+        which = "lock-step" if run["seed"] is None else f"seed {run['seed']}"
         lines.append(
-            f"  seed {run['seed']}: {run['lpis_per_sec']:,.0f} LPIs/s, {how} "
+            f"  {which}: {run['lpis_per_sec']:,.0f} LPIs/s, {how} "
             f"({run['simulated_events']:,} simulated, {run['fast_forwarded_events']:,} "
             "fast-forwarded)"
         )

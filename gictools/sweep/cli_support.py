@@ -1,6 +1,6 @@
 """The sweep command's logic, kept out of cli.py: build the grid, run it, format the result."""
 
-from gictools import clikit
+from gictools.cli import kit
 from gictools.errors import ConfigError
 from gictools.sweep.grid import cells_from_args, cells_from_toml, check_unique
 from gictools.sweep.report import ProgressDisplay, failures, sweep_json, sweep_table
@@ -58,4 +58,4 @@ def _text(result, json_out):
     JSON: schema-tagged, numpy values converted, never a bare NaN."""
     if not json_out:
         return sweep_table(result)
-    return clikit.to_json(clikit.json_doc("sweep", **sweep_json(result)))
+    return kit.to_json(kit.json_doc("sweep", **sweep_json(result)))

@@ -10,21 +10,17 @@ def _num(v, fmt="{:,.0f}"):
 
 
 def _pct(v):
-    return "-" if v is None else f"{100 * v:.2f}%"
+    from gictools.report import percent
+
+    return percent(v)
 
 
 def table(head, rows) -> str:
-    """Left-aligned first len(PARTITION_KEYS) text columns, right-aligned numbers."""
-    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    """Left-aligned partition and text columns, right-aligned numbers."""
+    from gictools.report import render_table
+
     nleft = sum(1 for h in head if h in PARTITION_KEYS or h in ("status", "kind", "error"))
-
-    def line(cells):
-        return "  ".join(
-            str(c).ljust(w) if i < nleft else str(c).rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    return "\n".join([line(head), "  ".join("-" * w for w in widths), *map(line, rows)])
+    return render_table(head, rows, left=nleft)
 
 
 def sweep_table(result) -> str:
@@ -62,7 +58,48 @@ def sweep_table(result) -> str:
         + (f", {len(n.cells) - len(n.results)} not run (interrupted)" if n.interrupted else "")
         + f"; {n.wall_s:.1f} s on {n.executor}; dataset {n.root}"
     )
-    return table(head, rows) + "\n" + tail
+    head, rows, common = _fit(head, rows)
+    same = "every cell: " + ", ".join(f"{k} {v}" for k, v in common) + "\n" if common else ""
+    return same + table(head, rows) + "\n" + tail
+
+
+TABLE_WIDTH = 100  # a sweep table fits a 100-column terminal or mail
+
+
+def _fit(head, rows, width=TABLE_WIDTH):
+    """(head, rows, [(column, value)...]): text columns whose value is the same in every
+    row go to one line above the table; then, if the table is still wider than width, the
+    longest text column (a trace name) loses the prefix all its values share (said above
+    the table as `trace lpi-stress-*`), then is shortened in the middle with `~`."""
+    n = len(head)
+    text = [i for i, h in enumerate(head) if h in PARTITION_KEYS or h == "status"]
+    common = [
+        (head[i], rows[0][i]) for i in text if len(rows) > 1 and len({r[i] for r in rows}) == 1
+    ]
+    keep = [i for i in range(n) if (head[i], rows[0][i] if rows else None) not in common]
+    head = [head[i] for i in keep]
+    rows = [[str(r[i]) for i in keep] for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    over = sum(widths) + 2 * (len(widths) - 1) - width
+    texts = [j for j, h in enumerate(head) if h in PARTITION_KEYS]
+    if over > 0 and texts:
+        j = max(texts, key=lambda j: widths[j])
+        lo, hi = min(r[j] for r in rows), max(r[j] for r in rows)
+        k = next((i for i, (a, b) in enumerate(zip(lo, hi)) if a != b), min(len(lo), len(hi)))
+        prefix = lo[: lo.rfind("-", 0, k) + 1] if len(rows) > 1 else ""
+        if len(prefix) > 3:
+            common.append((head[j], prefix + "*"))
+            for r in rows:
+                r[j] = r[j][len(prefix) :]
+            over -= widths[j] - max(len(head[j]), *(len(r[j]) for r in rows))
+            widths[j] = max(len(head[j]), *(len(r[j]) for r in rows))
+    if over > 0 and texts:
+        room = max(len(head[j]), widths[j] - over)
+        for r in rows:
+            if len(r[j]) > room:
+                keep_l = (room - 1) // 2
+                r[j] = r[j][:keep_l] + "~" + r[j][len(r[j]) - (room - 1 - keep_l) :]
+    return head, rows, common
 
 
 def failures(result) -> list[str]:
@@ -100,41 +137,28 @@ def sweep_json(result) -> dict:
 
 
 class ProgressDisplay:
-    """A rich progress bar over cells on stderr, only when stderr is a terminal."""
+    """The CLI's progress bar over cells on stderr, only when stderr is a terminal."""
 
     def __init__(self, enabled=None):
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.prog = self.task = None
+        self.prog = self._cm = None
 
     def __enter__(self):
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn
+            from gictools.cli.progress import progress
 
-            self.prog = Progress(
-                TextColumn("cells"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TextColumn("{task.fields[detail]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self.prog.__enter__()
+            self._cm = progress("sweep", None, unit="cells")
+            self.prog = self._cm.__enter__()
         return self
 
     def __call__(self, s):
         if self.prog is None:
             return
-        detail = f"done {s.done}  running {s.running}  failed {s.failed}" + (
-            f"  skipped {s.skipped}" if s.skipped else ""
-        )
-        eta = s.eta_s()
-        if eta is not None:
-            detail += f"  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-        if self.task is None:
-            self.task = self.prog.add_task("sweep", total=s.total, detail=detail)
-        self.prog.update(self.task, completed=s.finished, detail=detail)
+        if self.prog.total is None:
+            self.prog.set_total(s.total)
+        self.prog.describe(f"sweep {s.failed} failed" if s.failed else "sweep")
+        self.prog.update(s.finished)
 
     def __exit__(self, *exc):
-        if self.prog is not None:
-            self.prog.__exit__(*exc)
+        if self._cm is not None:
+            self._cm.__exit__(*exc)

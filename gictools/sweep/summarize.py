@@ -162,25 +162,46 @@ def format_summary(s: dict) -> str:
     return "\n".join(out)
 
 
-def plot(s: dict, outdir) -> list[str]:
-    """Bar charts of hit rate and predicted LPIs/s per group (matplotlib, the plot extra)."""
+_PLOTS = (  # (key, axis label, title, file, why a group has no value)
+    (
+        "hit_rate",
+        "translation-cache hit rate",
+        "Translation-cache hit rate",
+        "sweep-hit-rate.png",
+        "no cache lookups (policy none)",
+    ),
+    ("lpis_per_sec", "predicted LPIs/s", "Predicted LPIs/s", "sweep-lpis.png", "no modelled time"),
+)
+
+
+def plot(s: dict, outdir, skipped: list[str] | None = None) -> list[str]:
+    """Bar charts of hit rate and predicted LPIs/s per group (matplotlib, the plot extra).
+    skipped, if given, gets one line per plot or group left out and why."""
     plt = plotting.pyplot()
     outdir = plotting.outdir(outdir)
     rows = [("/".join(r[k] for k in GROUP), r) for r in s["replay"]]
-    rows += [(f"{r['preset']}/{r['trace']}", r) for r in s["predict"]]
+    rows += [(f"predict {r['preset']}/{r['trace']}", r) for r in s["predict"]]
+    ntraces = max((r["traces"] for r in s["replay"]), default=0)
     files: list[str] = []
-    for key, label, name in (
-        ("hit_rate", "hit rate", "sweep-hit-rate.png"),
-        ("lpis_per_sec", "predicted LPIs/s", "sweep-lpis.png"),
-    ):
+    for key, label, title, name, why in _PLOTS:
         pts = [(n, r[key]) for n, r in rows if r[key] is not None]
+        missing = [n for n, r in rows if r[key] is None]
+        if skipped is not None and missing and pts:
+            skipped.append(f"{name}: left out {', '.join(missing)}: {why}")
         if not pts:
+            if skipped is not None:
+                skipped.append(f"{name}: not drawn: no group has a value ({why})")
             continue
-        fig, ax = plt.subplots(figsize=(8, 0.35 * len(pts) + 1.2))
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(pts) + 1.4))
         ax.barh([n for n, _ in pts], [v for _, v in pts])
         ax.invert_yaxis()
         ax.set_xlabel(label)
-        ax.set_title(f"{label} per cell group")
+        if key == "hit_rate":
+            plotting.percent_ticks(ax.xaxis)
+        else:
+            plotting.plain_ticks(ax.xaxis)
+        summed = f", summed over {ntraces} trace(s)" if ntraces else ""
+        ax.set_title(f"{title} per policy/kernel/preset{summed}", fontsize=10)
         fig.tight_layout()
         plotting.save(fig, outdir / name, files)
     return files

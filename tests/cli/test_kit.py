@@ -1,4 +1,4 @@
-"""The shared CLI helpers (gictools.clikit) and the conventions every verb follows: progress on
+"""The shared CLI helpers (gictools.cli) and the conventions every verb follows: progress on
 stderr only on a terminal, choices, output checks before work, quiet broken pipes, JSON."""
 
 import io
@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gictools import clikit
-from gictools.cli import app
+from gictools.cli import app, files, kit, options, progress
 
 runner = CliRunner()
 T4 = "traces/lpi-stress-v4-d4-e8-fixed.msgpack"
@@ -26,7 +25,7 @@ class _Tty(io.StringIO):
 
 def test_progress_drawn_on_stderr_tty_only(monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    with clikit.progress("gen", total=10) as bar:
+    with progress.progress("gen", total=10) as bar:
         bar.advance(4)
         bar.advance(6)
     assert bar.completed == 10 and sys.stderr.getvalue() == ""  # piped: nothing drawn
@@ -34,25 +33,25 @@ def test_progress_drawn_on_stderr_tty_only(monkeypatch):
     monkeypatch.setattr(sys, "stderr", tty)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
-    with clikit.progress("gen", total=10) as bar:
+    with progress.progress("gen", total=10) as bar:
         bar.advance(10)
-    assert "10/10" in tty.getvalue() and "events" in tty.getvalue()
+    assert "100% 10/10" in tty.getvalue()
     assert out.getvalue() == ""  # never on stdout
     tty2 = _Tty()
     monkeypatch.setattr(sys, "stderr", tty2)
-    with clikit.progress("gen", total=10, quiet=True) as bar:
+    with progress.progress("gen", total=10, quiet=True) as bar:
         bar.advance(10)
     assert tty2.getvalue() == ""
     tty3 = _Tty()
     monkeypatch.setattr(sys, "stderr", tty3)
-    with clikit.progress("read", total=None) as bar:  # indeterminate: still counts
+    with progress.progress("read", total=None) as bar:  # indeterminate: still counts
         bar.advance(7)
     assert "7" in tty3.getvalue()
 
 
 def test_json_conversions():
-    doc = clikit.json_doc("x", a=np.uint32(7), b=np.arange(3), c=b"\x01\xff", d=(1, 2))
-    assert json.loads(clikit.to_json(doc)) == {
+    doc = kit.json_doc("x", a=np.uint32(7), b=np.arange(3), c=b"\x01\xff", d=(1, 2))
+    assert json.loads(kit.to_json(doc)) == {
         "schema": "gictools.x/1",
         "a": 7,
         "b": [0, 1, 2],
@@ -65,8 +64,8 @@ def test_choice_lists_match_the_library():
     from gictools.latency.presets import BUNDLED
     from gictools.model.cache import POLICIES
 
-    assert set(clikit.CACHE_POLICIES) == set(POLICIES)
-    assert set(clikit.PRESETS) == set(BUNDLED)
+    assert set(options.CACHE_POLICIES) == set(POLICIES)
+    assert set(options.PRESETS) == set(BUNDLED)
 
 
 def test_choices_case_insensitive_listed_and_checked(tmp_path):
@@ -92,11 +91,11 @@ def test_shared_choice_options():
 
     @toy.command()
     def run(
-        cache: clikit.CacheOpt = None,
-        kernel: clikit.KernelOpt = None,
-        preset: clikit.PresetOpt = None,
+        cache: options.CacheOpt = None,
+        kernel: options.KernelOpt = None,
+        preset: options.PresetOpt = None,
     ):
-        clikit.print_json({"cache": cache, "kernel": kernel, "preset": preset})
+        kit.print_json({"cache": cache, "kernel": kernel, "preset": preset})
 
     r = runner.invoke(
         toy, ["--cache", "LRU-v6.8", "-c", "None", "--preset", "V6.10", "--kernel", "6.8"]
@@ -198,18 +197,18 @@ def test_binary_to_a_terminal_refused(monkeypatch):
 
     monkeypatch.setattr(sys, "stdout", _Tty())
     with pytest.raises(typer.Exit) as ei:
-        clikit.check_outputs(["-"])
+        files.check_outputs(["-"])
     assert ei.value.exit_code == 2
-    clikit.check_outputs(["-"], binary=False)  # text to a terminal is fine
+    files.check_outputs(["-"], binary=False)  # text to a terminal is fine
 
 
 def test_many_small_updates_reach_the_bar(monkeypatch):
     tty = _Tty()
     monkeypatch.setattr(sys, "stderr", tty)
-    with clikit.progress("x", total=100_000) as bar:
+    with progress.progress("x", total=100_000) as bar:
         for _ in range(100_000):
             bar.advance(1)
-    assert "100,000/100,000" in tty.getvalue() or "100000/100000" in tty.getvalue()
+    assert "100% 100k/100k" in tty.getvalue()
 
 
 def test_stdin_terminal_refused(monkeypatch):
@@ -217,6 +216,6 @@ def test_stdin_terminal_refused(monkeypatch):
 
     monkeypatch.setattr(sys, "stdin", _Tty())
     with pytest.raises(typer.Exit) as ei:
-        clikit.input_source("-")
+        files.input_source("-")
     assert ei.value.exit_code == 2
-    assert clikit.input_source("t.msgpack") == "t.msgpack"
+    assert files.input_source("t.msgpack") == "t.msgpack"

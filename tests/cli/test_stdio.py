@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from gictools.cli import default_jobs
+from gictools.cli.replay import default_jobs
 from gictools.image import image_chunks, save_image, stream_vm
 from gictools.saverestore import save_trace
 from gictools.trace.reader import TraceReader

@@ -81,13 +81,13 @@ def test_dump_filters_and_expand(tmp_path):
     assert len(lines) == 2 and "ACK" in lines[0] and "EXPECT" in lines[1]
     lines = _dump(p, "--its", "1")
     assert len(lines) == 1 and "MAPTI" in lines[0]
-    lines = _dump(p, "--expand", "--from", "1.002us", "--to", "3us")
-    assert [ln.split("t=")[1].split()[0] for ln in lines] == [
-        "1002",
-        "1003",
-        "1004",
-        "1005",
-        "3000",
+    # times after the first record (at 10 ns), or on the trace's clock with --abs
+    want = ["0.000001002", "0.000001003", "0.000001004", "0.000001005", "0.000003000"]
+    lines = _dump(p, "--expand", "--abs", "--nsec", "--from", "1.002us", "--to", "3us")
+    assert [ln.split(": ")[0].split()[-1] for ln in lines] == want
+    lines = _dump(p, "--expand", "--nsec", "--from", "992ns", "--to", "2.99us")
+    assert [ln.split(": ")[0].split()[-1] for ln in lines] == [
+        f"0.{int(w[2:]) - 10:09d}" for w in want
     ]
     lines = _dump(p, "--event", "0x3", "--expand", "-n", "1")
     assert len(lines) == 1 and "EventID=0x3" in lines[0]

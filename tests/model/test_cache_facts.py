@@ -90,7 +90,7 @@ def test_overlapping_ranges_are_refused(monkeypatch):
 
 
 def test_cli_choices_and_presets_ask_the_policies():
-    from gictools import clikit
+    from gictools.cli import options as clikit
     from gictools.latency.presets import load_preset, parse_preset
 
     assert policy_names() == clikit.CACHE_POLICIES

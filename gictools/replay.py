@@ -21,7 +21,7 @@ from gictools import __version__
 from gictools import regs as R
 from gictools.errors import ConfigError, TraceFormatError
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
-from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES, POLICIES, Outcome, policy_class
+from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES, Outcome, policy_class
 from gictools.model.cache.keys import translation_keys
 from gictools.model.commands import decode_command
 from gictools.model.kernel import parse_version
@@ -1059,22 +1059,6 @@ def _hash_quietly(replayers):
         pass  # not this thread's to report (a thread's exception prints a traceback)
 
 
-PREBUILD_MSIS = 1 << 20  # MSIs from which a --jobs parent builds the compiled kernels
-
-
-def _build_kernels_once(replayers, names):
-    """Build the compiled block kernels here, before forking, when the workers would each
-    build them (order-dependent policies, a long trace by its header): one build, inherited."""
-    from gictools.model.cache import jit
-    from gictools.model.cache.base import VmWidePolicy
-
-    if not any(issubclass(POLICIES[n], VmWidePolicy) for n in names if n in POLICIES):
-        return
-    msis = sum((rp.reader.counts or {}).get("msis", 0) for rp in replayers)
-    if msis >= PREBUILD_MSIS:
-        jit.kernels(jit.MIN_EVENTS, True)
-
-
 def _run_parallel(replayers, out, jobs):
     """Policies are independent replays of the same stream: they are dealt round-robin into
     `jobs` groups, each replayed in one pass (one decode) by a fresh process that writes a
@@ -1091,7 +1075,6 @@ def _run_parallel(replayers, out, jobs):
         rp.close()
     rp0 = replayers[0]
     names = _policy_names(replayers)
-    _build_kernels_once(replayers, names)
     traces = [rp.path for rp in replayers]
     trace_names = [rp.trace for rp in replayers]
     out = os.fspath(out)

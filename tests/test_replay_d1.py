@@ -252,22 +252,6 @@ def test_splice_keeps_every_footer_field(tmp_path):
     assert bytes(buf) == p.read_bytes()[end:-8]
 
 
-def test_jobs_parent_builds_the_compiled_kernels_once(stress, tmp_path, monkeypatch):
-    """A long trace (by its header) with an order-dependent policy: the --jobs parent builds
-    the kernels before forking (the workers inherit them); other policies never build them."""
-    import gictools.replay as R
-    from gictools.model.cache import jit
-
-    if not jit.available():
-        pytest.skip(f"no compiled kernels here: {jit.unavailable_reason}")
-    monkeypatch.setattr(jit, "_loaded", None)
-    monkeypatch.setattr(R, "PREBUILD_MSIS", 1)
-    R.replay(stress, ["per-its-v6.10", "none"], out=tmp_path / "a.parquet", jobs=2)
-    assert jit._loaded is None
-    R.replay(stress, ["lru-v6.8", "none"], out=tmp_path / "b.parquet", jobs=2)
-    assert jit._loaded
-
-
 def test_the_jobs_hashing_thread_leaves_errors_to_the_parent(stress, tmp_path):
     """The --jobs parent hashes in a thread; a trace that vanished is not a thread
     traceback: the hash is left undone, and asking for it raises in the caller."""

@@ -11,6 +11,7 @@ empties entries but keeps them linked, so the count does not drop.
 
 from operator import attrgetter
 
+from gictools.model.cache import native
 from gictools.model.cache.base import BlockOutcome, VmWidePolicy
 from gictools.model.cache.keys import split_vm_key, translation_key
 from gictools.model.cache.outcome import Outcome
@@ -115,6 +116,10 @@ class UsageV2(VmWidePolicy):
             if e.lpi is not None
         ]
 
+    def linked(self):
+        """(vm_key, usage) of every linked entry, tail first; key None: an empty entry."""
+        return [(e.key, e.usage) for e in self.order]
+
     def resident(self):
         return ((k, e.lpi) for k, e in self.map.items())
 
@@ -145,7 +150,7 @@ class UsageV2(VmWidePolicy):
                 vkey.append(translation_key(vd, ve))
         return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey)
 
-    def _run_block_jit(self, kern, keys, block):
+    def _run_block_native(self, keys, block):
         import numpy as np
 
         ids = {k: j for j, k in enumerate(keys)}
@@ -169,7 +174,7 @@ class UsageV2(VmWidePolicy):
         n = len(block.inverse)
         out = np.empty(n, dtype=np.int8)
         victim = np.full(n, -1, dtype=np.int64)
-        fid, fuse = kern.usage_block(
+        fid, fuse = native.usage_block(
             block.inverse.astype(np.int64),
             fillable,
             np.asarray(ent_id, dtype=np.int64),

@@ -24,9 +24,11 @@ _c: ModuleType | None = None
 unavailable_reason: str | None = "disabled by GICTOOLS_NATIVE=0"
 if os.environ.get("GICTOOLS_NATIVE", "1") != "0":
     try:
-        from gictools.model.cache import _blocks
-    except ImportError as e:  # not built (no compiler at install time): Python loops
-        unavailable_reason = f"the C extension is not built ({e})"
+        import gictools.model.cache._blocks as _blocks
+    except ModuleNotFoundError:  # no C compiler at install time: Python loops
+        unavailable_reason = "the C extension was not built when gictools was installed"
+    except ImportError as e:  # built for another Python, say
+        unavailable_reason = f"the C extension does not load: {e}"
     else:
         _blocks.set_codes(
             Outcome.HIT, Outcome.MISS, Outcome.EVICT, Outcome.MISS_NOFILL, Outcome.RECYCLE

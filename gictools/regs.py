@@ -222,6 +222,9 @@ GICR_CTLR, GICR_TYPER = 0x0000, 0x0008
 GICR_PROPBASER, GICR_PENDBASER = 0x0070, 0x0078
 GICR_INVLPIR, GICR_INVALLR = 0x00A0, 0x00B0
 GICR_CTLR_ENABLE_LPIS = 1 << 0
+GICR_CTLR_CES, GICR_CTLR_IR = 1 << 1, 1 << 2  # reported from KVM_VGIC_IMP_REV_3 (v6.0)
+GICD_CTLR = 0x0000  # distributor: EnableGrp1 (KVM's dist->enabled), ARE_NS, DS
+GICD_CTLR_ENABLE_SS_G1, GICD_CTLR_ARE_NS, GICD_CTLR_DS = 1 << 1, 1 << 4, 1 << 6
 
 # GICR_TYPER: | Affinity_Value 63:32 | PPInum 31:27 | VSGI 26 | CommonLPIAff 25:24 |
 #             | Processor_Number 23:8 | RVPEID 7 | MPAM 6 | DPGS 5 | Last 4 | DirectLPI 3 |

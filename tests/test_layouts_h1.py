@@ -29,8 +29,11 @@ def test_res0_masks_are_the_kernels():
 
 def test_gicr_typer_from_its_layout():
     vm = VM(3, vcpu_ids=[4, 0x1234, 9])
-    # PLPIS | Processor_Number = vcpu_id | Affinity (Aff0 = vcpu_id & 0xff) | Last
-    assert vm.read_redist_reg(1, "GICR_TYPER") == 1 | (0x1234 << 8) | (0x34 << 32)
+    vm.add_its()
+    # PLPIS | Processor_Number = vcpu_id | Affinity = reset_mpidr's Aff2:Aff1:Aff0 of vcpu_id
+    # (Aff0 = id & 0xf, Aff1 = id >> 4 & 0xff, Aff2 = id >> 12 & 0xff) | Last. The Affinity
+    # was Aff0 = id & 0xff before; real 6.1.192 / 6.12.118 read 0x0000_0101_0000_1101 for id 17
+    assert vm.read_redist_reg(1, "GICR_TYPER") == 1 | (0x1234 << 8) | (0x012304 << 32)
     assert vm.read_redist_reg(2, "GICR_TYPER") == 1 | (9 << 8) | (9 << 32) | (1 << 4)
     assert vm.read_redist_reg(2, "GICR_TYPER", size=4) == 1 | (9 << 8) | (1 << 4)
 

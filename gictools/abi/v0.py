@@ -4,24 +4,27 @@ Save (kvm-its.md §9.4): device tables and ITTs, then the collection table; no r
 entries written before an error stay written. Restore (§9.6): collection table, then the
 device table (flat or two-level) and each device's ITT, with KVM's checks and errnos.
 
-Model choices where KVM gives no usable answer (one comment form: "MODEL CHOICE"):
-* An ITE whose collection was freed by MAPC V=0 (collection None): mainline
-  vgic_its_save_ite dereferences NULL (a host crash). The model fails the save with
-  -EINVAL at that ITE; ITEs and DTEs written before it stay written, as for any save error.
-* Restore is all-or-nothing, stricter than KVM. KVM's roll-back frees every device and
-  collection of the ITS (including ones that existed before the call) and leaves consumed
-  pending bits and released LPIs as they are. Here a failing restore leaves the VM exactly
-  as it was before the call: devices, collections, the LPI set (objects, refcounts, order)
-  and every guest-memory byte restore wrote (consumed pending bits) are put back. What is
-  kept from KVM's roll-back is its effect on the translation cache: each device KVM frees
-  (vgic_its_free_device_list after a device-table error, every device on the ITS's list,
-  the failing one included) invalidates the cache once, through the policy (VM-wide for
-  the per-VM list of <= v6.9, this ITS for the per-ITS cache of v6.10+).
+Model choice where KVM gives no usable answer (one comment form: "MODEL CHOICE"):
+* An ITE whose collection was freed by MAPC V=0 (collection None), on a kernel without
+  the 2026 stable fix "Don't dereference a NULL collection on ITT save" (before 6.1.191 /
+  6.12.113; mainline release not known here): vgic_its_save_ite dereferences NULL (a host
+  crash). The model fails the save with -EINVAL at that ITE; ITEs and DTEs written before
+  it stay written, as for any save error. With the fix (kernel.save_zeroes_orphan_ite) a
+  zero entry is written for it and the save goes on, as KVM.
 
-As KVM (no model choice): a restored DTE whose DeviceID is already live is appended behind
-it (vgic_its_alloc_device: list_add_tail) and find_its_device keeps returning the old one,
-so the old mapping stays in effect (ITS.shadowed). Objects count against the VM's budget
-(gictools.model.budget): a restore that would exceed it fails with -ENOMEM, rolled back.
+As KVM (no model choice):
+* A failing restore is not rolled back (vgic_its_restore_tables_v0): a collection table
+  error frees every collection of the ITS, a device table error every device and then
+  every collection, including the ones that were live before the call (each freed device
+  invalidates the translation cache); pending bits the walk consumed stay cleared in guest
+  memory and the LPIs of freed ITEs are released. (Only inspect mode puts the VM back.)
+* A restored DTE whose DeviceID is already live is appended behind it
+  (vgic_its_alloc_device: list_add_tail) and find_its_device keeps returning the old one,
+  so the old mapping stays in effect (ITS.shadowed) -- until a save: list_sort with
+  vgic_its_device_cmp reverses devices of equal DeviceID (ITS.sort_device_list), so the
+  restored duplicate then wins, and the live device's DTE is the one left in memory.
+* Objects count against the VM's budget (gictools.model.budget): a restore that would
+  exceed it fails with -ENOMEM, handled as any failing restore.
 """
 
 from gictools import regs as R
@@ -93,11 +96,20 @@ def _save_itt(its, dev, w: _Writer) -> int:
     pack = E.pack_ite
     next_max = E.ITE_NEXT_MAX
     n = len(eids)
+    zero_orphans = its.vm.kernel.save_zeroes_orphan_ite
     for i, eid in enumerate(eids):
         ite = ites[eid]
         coll = ite.collection
         if coll is None:
-            # MODEL CHOICE (mainline: NULL dereference in vgic_its_save_ite): -EINVAL.
+            if zero_orphans:
+                # vgic_its_save_ite, stable 6.1.191 / 6.12.113: a zero entry (read back as
+                # invalid); the ITE before it still points at it (compute_next_eventid_offset)
+                err = w.put(base + eid * _ESZ, 0)
+                if err:
+                    return err
+                continue
+            # MODEL CHOICE (kernels without that fix: NULL dereference in vgic_its_save_ite):
+            # -EINVAL.
             err = w.flush()
             return err or -R.EINVAL
         # compute_next_eventid_offset: min_t(u32, next_offset, VITS_ITE_MAX_EVENTID_OFFSET)
@@ -116,30 +128,35 @@ def _save_device_tables(its) -> int:
     if not baser & _VALID:
         return 0
     w = _Writer(its.vm.memory)
-    # list_sort (stable) by DeviceID: a shadowed duplicate follows the live device, so its
-    # DTE is written last at the same address; the live one's next is then 0 (distance 0).
-    devs = sorted(its.all_devices(), key=lambda d: d.device_id)
+    # list_sort(vgic_its_device_cmp) first, whatever happens next: duplicates of a DeviceID
+    # come out reversed, so the DTE written last at their address is the live one's.
+    devs = its.sort_device_list()
+    skip = its.vm.kernel.save_skips_unreachable
+    check_id = its.check_id  # read when the kernel reads it: an ITT written may be a table
     n = len(devs)
     for i, dev in enumerate(devs):
         device_id = dev.device_id
         err = w.flush()
         if err:
             return err
-        gpa = its.check_id(0, device_id)
+        gpa = check_id(0, device_id)
         if gpa is None:
+            if skip:  # stable 6.12.112: "Don't fail a save that userspace must be able to issue"
+                continue
             return -R.EINVAL
         err = _save_itt(its, dev, w) or w.flush()
         if err:
             return err
-        # compute_next_devid_offset: min_t(u32, next_offset, VITS_DTE_MAX_DEVID_OFFSET)
-        nxt = min(devs[i + 1].device_id - device_id, E.DTE_NEXT_MAX) if i + 1 < n else 0
+        # compute_next_devid_offset: the next device on the list (stable 6.12.112: the next
+        # one check_id can place), min_t(u32, distance, VITS_DTE_MAX_DEVID_OFFSET)
+        nxt = 0
+        for j in range(i + 1, n):
+            if not skip or check_id(0, devs[j].device_id) is not None:
+                nxt = min(devs[j].device_id - device_id, E.DTE_NEXT_MAX)
+                break
         err = w.put(gpa, E.pack_dte(nxt, dev.itt_addr, dev.num_eventid_bits - 1))
         if err:
             return err
-    # list_sort leaves the kernel's device list sorted: keep the dict in that order too.
-    if list(its.devices) != sorted(its.devices):
-        its.devices = {d: its.devices[d] for d in sorted(its.devices)}
-    its.shadowed.sort(key=lambda d: d.device_id)
     return w.flush()
 
 
@@ -397,7 +414,7 @@ def _restore_device_tables(its, reader, find=None) -> int:
         err = _restore_itt(its, dev, reader, find)
         if err:
             if find is None or err == -R.ENOMEM or find.full:
-                return err  # the caller rolls everything back
+                return err  # the caller frees the device list (vgic_its_free_device_list)
         return nxt
 
     def scan_l2(base, size, first_id):
@@ -445,36 +462,36 @@ def restore_tables_v0(its, find: Inspection | None = None) -> int:
     """KVM_DEV_ARM_ITS_RESTORE_TABLES, ABI rev 0: 0 or -errno (-EINVAL, -EEXIST, -EFAULT,
     -ENOMEM).
 
-    All-or-nothing: on failure the VM is left exactly as before the call (see module doc).
+    A failure is handled as vgic_its_restore_tables_v0 does (see module doc): a collection
+    table error frees every collection of the ITS; a device table error frees every device
+    and then every collection, live ones included; guest memory keeps what the walk wrote.
     With find (inspect mode) the walk records every problem in it, goes on past each, and
     the VM is always left as before; the return value is then the first problem's errno
     (what restore returns) or 0.
     """
+    if find is None:
+        reader = TableReader(its.vm.memory)
+        # vgic_its_restore_collection_table: on error, vgic_its_free_collection_list
+        ret = _restore_collection_table(its, reader)
+        if ret:
+            its.free_collections()
+            return ret
+        ret = _restore_device_tables(its, reader)
+        if ret:
+            # vgic_its_restore_device_tables: vgic_its_free_device_list (each device
+            # invalidates the cache); then vgic_its_restore_tables_v0 frees the collections
+            its.free_devices()
+            its.free_collections()
+        return ret
     undo = _Undo(its)
-    freed = 0
     try:
         reader = TableReader(its.vm.memory)
         ret = _restore_collection_table(its, reader, find)
-        if find is not None and not find.full and ret != -R.ENOMEM:
+        if not find.full and ret != -R.ENOMEM:
             _restore_device_tables(its, reader, find)
-            ret = find.problems[0][0] if find.problems else 0
-        elif not ret:
-            ret = _restore_device_tables(its, reader)
-            if ret:
-                freed = len(its.devices) + len(its.shadowed)  # vgic_its_free_device_list
-    except BaseException:
+    finally:
         undo.rollback()
-        raise
-    if find is not None:
-        undo.rollback()
-        return find.problems[0][0] if find.problems else 0
-    if ret:
-        undo.rollback()
-        for _ in range(freed):  # vgic_its_free_device -> vgic_its_invalidate_cache
-            its.invalidate_cache()
-    else:
-        undo.close()
-    return ret
+    return find.problems[0][0] if find.problems else 0
 
 
 __all__ = ["save_tables_v0", "restore_tables_v0", "Inspection"]

@@ -92,9 +92,10 @@ def inject_block(vm, its, dev: np.ndarray, ev: np.ndarray) -> BlockResult | None
     res = policy.run_block(its, Block(uniq, lpis, inverse, first))
     if res is None:
         return None
-    for lpi in lpis:  # the latch every delivered event set
+    latch = its.vm.latch
+    for lpi in lpis:  # the latch every delivered event set (and the ap_list it joins)
         if lpi is not None:
-            lpi.pending = True
+            latch(lpi)
     r = BlockResult()
     r.outcome = res.outcome
     r.intid = u_intid[inverse]

@@ -2,7 +2,7 @@
 
 KVM allocates one object per device (vgic_its_alloc_device), per ITE (vgic_its_alloc_ite)
 and per LPI (vgic_add_lpi); when the kernel runs out of memory these fail with -ENOMEM
-and the command or the restore fails (a restore is then rolled back). Guest-controlled
+and the command or the restore fails (a restore then frees as any failing one). Guest-controlled
 tables can ask for far more objects than their size suggests: 8,192 DTEs of a 631 KB
 image may all name one ITT of 65,536 ITEs, i.e. 2^29 ITEs to allocate. The model applies
 a fixed, configurable budget per VM instead of the host's memory, so such input fails

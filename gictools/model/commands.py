@@ -181,9 +181,15 @@ def cmd_movall(its, dw0, dw1, dw2, dw3):
         return R.E_ITS_MOVALL_PROCNUM_OOR
     if vcpu1 == vcpu2:
         return 0
-    if vm.kernel.movall_filters_source:
+    if vm.kernel.copy_lpi_list:  # <= v6.9: vgic_copy_lpi_list(vcpu1), then update_affinity
         for intid in vm.copy_lpi_list(vcpu1):
             vm.lpis[intid].target = vcpu2
+    elif vm.kernel.movall_filters_source:
+        # stable 6.12.113 ("Fix MOVALL handling of source redistributor"): the xarray walk
+        # calls update_affinity(irq, vcpu1, vcpu2), which skips LPIs not targeting vcpu1
+        for lpi in vm.lpis.values():
+            if lpi.target == vcpu1:
+                lpi.target = vcpu2
     else:
         # v6.10+: the xarray walk retargets every LPI of the VM (no vCPU1 filter)
         for lpi in vm.lpis.values():

@@ -285,6 +285,27 @@ class ITS:
         for dev in self.all_devices():
             self.free_device(dev)
 
+    def sort_device_list(self) -> list[Device]:
+        """list_sort(device_list, vgic_its_device_cmp), as a save does; the new list order.
+
+        vgic_its_device_cmp returns 1 for equal DeviceIDs and list_sort takes the later
+        element on a positive answer, so devices sharing a DeviceID come out in reverse
+        order: after a save, the last restored duplicate is the one find_its_device sees."""
+        groups: dict[int, list[Device]] = {d: [dev] for d, dev in self.devices.items()}
+        for dev in self.shadowed:
+            groups[dev.device_id].append(dev)
+        order: list[Device] = []
+        for device_id in sorted(groups):
+            order.extend(reversed(groups[device_id]))
+        self.devices = {}
+        self.shadowed = []
+        for dev in order:
+            if dev.device_id in self.devices:
+                self.shadowed.append(dev)
+            else:
+                self.devices[dev.device_id] = dev
+        return order
+
     def free_collection(self, icid: int) -> None:
         """vgic_its_free_collection: ITEs of this ITS lose their collection."""
         coll = self.collections.pop(icid, None)
@@ -322,7 +343,7 @@ class ITS:
             return err, None, None
         assert lpi is not None  # resolve_lpi returns an LPI with error 0
         outcome = self.cache.fill(self.doorbell, device_id, event_id, lpi)
-        lpi.pending = True
+        self.vm.latch(lpi)  # pending_latch = true; vgic_queue_irq_unlock
         return 0, lpi, outcome
 
     # --- command queue (vgic_its_process_commands) ------------------------------------------------
@@ -468,8 +489,17 @@ class ITS:
         reg = _B["Type"].put(reg, btype)
         reg &= ~_BASER_INDIRECT | indirect_mask
         reg = _sanitise_baser(reg)
-        self.baser[n] = reg
-        if not _valid(reg):
+        old, self.baser[n] = self.baser[n], reg
+        if self.vm.kernel.baser_change_frees:
+            # stable 6.12.112: any change frees the list, then vgic_its_invalidate_cache
+            # (an unchanged rewrite, as the ITS driver does on resume, frees nothing)
+            if reg != old:
+                if n == 0:
+                    self.free_devices()
+                else:
+                    self.free_collections()
+                self.invalidate_cache()
+        elif not _valid(reg):  # before: Valid 0 frees, and collections without invalidating
             if n == 0:
                 self.free_devices()
             else:

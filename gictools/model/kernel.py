@@ -19,10 +19,10 @@ OLDEST = (6, 1)
 # Behaviours backported to stable branches: (mainline release, {branch: first point release}).
 BACKPORTS = {
     # "KVM: arm64: vgic-its: Clear DTE when MAPD unmaps a device" (e9649129d33d) and "Clear ITE
-    # when DISCARD frees an ITE" (7602ffd1d5e8), v6.13. Stable, Dec 2024: 6.6.64 and 6.12.2
-    # (the linux-stable-rc pushes of 3 Dec 2024 for 6.6.64-rc1 / 6.12.2-rc1 carry both),
-    # 6.1.120 and 5.15.174 (the 12 Dec 2024 review batch; 5.15 is older than the model).
-    "zero_on_unmap": ((6, 13, 0), {(6, 1): 120, (6, 6): 64, (6, 12): 2}),
+    # when DISCARD frees an ITE" (7602ffd1d5e8), v6.13. Stable, Dec 2024: 6.6.64, 6.11.11 and
+    # 6.12.2 (the linux-stable-rc pushes of 3 Dec 2024 carry both), 6.1.120 (Debian's 6.1
+    # changelog lists both under ChangeLog-6.1.120) and 5.15.174 (older than the model).
+    "zero_on_unmap": ((6, 13, 0), {(6, 1): 120, (6, 6): 64, (6, 11): 11, (6, 12): 2}),
     # "KVM: arm64: vgic-its: Reject restored DTE with out-of-range num_eventid_bits"
     # (9ce754ed8e7a), mainline 7.1; stable 6.1.175, 6.6.142, 6.12.92, 6.18.34, 7.0.11
     # (fixed versions of CVE-2026-64106, osv.dev).
@@ -30,6 +30,23 @@ BACKPORTS = {
         (7, 1, 0),
         {(6, 1): 175, (6, 6): 142, (6, 12): 92, (6, 18): 34, (7, 0): 11},
     ),
+    # The 2026 stable fixes below: the stable releases are read from Debian's changelogs of
+    # linux-source-6.1 (6.1.192-3) and linux-source-6.12 (6.12.118-1~deb12u1), which list each
+    # commit under the upstream ChangeLog-X.Y.Z that brought it, and each was checked on the
+    # booted 6.1.192 / 6.12.118 kernels. Their mainline release is not known here (None): a
+    # mainline X.Y keeps the old behaviour until it is.
+    # "vgic-its: Don't dereference a NULL collection on ITT save" (CVE-2026-89912):
+    # vgic_its_save_ite writes a zero ITE for an ITE whose collection MAPC V=0 freed.
+    "save_zeroes_orphan_ite": (None, {(6, 1): 191, (6, 12): 113}),
+    # "vgic-its: Fix MOVALL handling of source redistributor": the v6.10 xarray walk of
+    # vgic_its_cmd_handle_movall filters on vCPU1 again (update_affinity(irq, vcpu1, vcpu2)).
+    "movall_filters_source": (None, {(6, 12): 113}),
+    # "vgic-its: Free the caches when GITS_BASER changes": vgic_mmio_write_its_baser frees the
+    # device / collection list on any change of the register, not only Valid 1->0.
+    "baser_change_frees": (None, {(6, 12): 112}),
+    # "vgic-its: Skip unreachable devices instead of failing the save":
+    # vgic_its_save_device_tables skips a device vgic_its_check_id cannot place.
+    "save_skips_unreachable": (None, {(6, 12): 112}),
 }
 
 
@@ -40,9 +57,12 @@ class KernelProfile(NamedTuple):
     lpi_creation_order: bool  # <= v6.8: LPI list in creation order; v6.9+: xarray by INTID
     copy_lpi_list: bool  # <= v6.9: vgic_copy_lpi_list callers; v6.10 walks the xarray
     copy_lpi_list_max: int  # v6.9: the xarray walk stops at INTID 65535
-    movall_filters_source: bool  # <= v6.9: MOVALL moves only vCPU1's LPIs
+    movall_filters_source: bool  # <= v6.9, and stable 6.12.113: MOVALL moves only vCPU1's LPIs
     zero_on_unmap: bool  # v6.13 (+stable, BACKPORTS): MAPD V=0 zeroes the DTE, DISCARD the ITE
     restore_checks_dte_size: bool  # v7.1 (+stable, BACKPORTS): restore rejects Size+1 > 16
+    save_zeroes_orphan_ite: bool  # stable 6.1.191, 6.12.113: collection-less ITE saved as 0
+    baser_change_frees: bool  # stable 6.12.112: any GITS_BASER0/1 change frees the list
+    save_skips_unreachable: bool  # stable 6.12.112: save skips a device check_id cannot place
     default_cache: str  # the translation cache that kernel has (the policies' mainline ranges)
 
 
@@ -65,10 +85,12 @@ def parse_version(name: str) -> tuple:
 
 
 def has(feature: str, v: tuple) -> bool:
-    """Does kernel v carry a backported behaviour: mainline release or a stable point release."""
+    """Does kernel v carry a backported behaviour: mainline release or a stable point release.
+
+    A mainline of None: only the stable releases listed are known to carry it."""
     mainline, stable = BACKPORTS[feature]
     first = stable.get(v[:2])
-    return v >= mainline or (first is not None and v[2] >= first)
+    return (mainline is not None and v >= mainline) or (first is not None and v[2] >= first)
 
 
 def profile(name: str = DEFAULT_KERNEL) -> KernelProfile:
@@ -83,8 +105,11 @@ def profile(name: str = DEFAULT_KERNEL) -> KernelProfile:
         lpi_creation_order=xy < (6, 9),
         copy_lpi_list=xy < (6, 10),
         copy_lpi_list_max=65535 if xy == (6, 9) else (1 << 32) - 1,
-        movall_filters_source=xy < (6, 10),
+        movall_filters_source=xy < (6, 10) or has("movall_filters_source", v),
         zero_on_unmap=has("zero_on_unmap", v),
         restore_checks_dte_size=has("restore_checks_dte_size", v),
+        save_zeroes_orphan_ite=has("save_zeroes_orphan_ite", v),
+        baser_change_frees=has("baser_change_frees", v),
+        save_skips_unreachable=has("save_skips_unreachable", v),
         default_cache=default_policy(v),
     )

@@ -2,7 +2,7 @@
 
 
 class LPI:
-    __slots__ = ("intid", "priority", "enabled", "pending", "target", "refs")
+    __slots__ = ("intid", "priority", "enabled", "pending", "target", "refs", "queued")
 
     def __init__(self, intid, target):
         self.intid = intid
@@ -10,7 +10,8 @@ class LPI:
         self.enabled = False
         self.pending = False
         self.target = target  # vCPU index, or None (collection unmapped)
-        self.refs = 0  # ITEs mapping this INTID; the object dies at 0
+        self.refs = 0  # ITEs mapping this INTID, + 1 while on an ap_list; the object dies at 0
+        self.queued = None  # irq->vcpu: the vCPU index whose ap_list holds it, or None
 
     def __repr__(self):
         return (

@@ -65,7 +65,7 @@ class GuestMemory:
         self.max_pages = max_pages  # None: unbounded
         self.journal: Journal | None = None  # list of (gpa, old bytes, new pfns) while journaling
 
-    # -- undo journal (all-or-nothing operations such as a restore) ---------------------
+    # -- undo journal (operations put back afterwards, such as an inspect walk) --------------------
     def begin_journal(self) -> None:
         self.journal = []
 

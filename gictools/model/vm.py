@@ -33,12 +33,21 @@ class MsiResult(NamedTuple):
 
 
 class Redistributor:
-    __slots__ = ("vcpu", "vcpu_id", "lpis_enabled", "pendbaser")
+    __slots__ = ("vcpu", "vcpu_id", "lpis_enabled", "pendbaser", "ap_list")
 
     def __init__(self, vcpu: int, vcpu_id: int) -> None:
         self.vcpu, self.vcpu_id = vcpu, vcpu_id
         self.lpis_enabled = False  # GICR_CTLR.EnableLPIs (no RWP window modelled)
         self.pendbaser = R.GICR_PENDBASER_RESET  # PTZ kept as written, read as 0
+        # vgic_cpu->ap_list_head, LPIs only: queued by vgic_queue_irq_unlock, each holding
+        # a reference, until the vCPU runs (vgic_prune_ap_list) or EnableLPIs 1->0
+        self.ap_list: dict[int, LPI] = {}
+
+    def mpidr_aff(self) -> int:
+        """kvm_vcpu_get_mpidr_aff: the affinity reset_mpidr gives vcpu_id (Aff0: 4 bits,
+        Aff1 and Aff2: 8 bits each), as Aff2:Aff1:Aff0."""
+        i = self.vcpu_id
+        return (i & 0xF) | ((i >> 4) & 0xFF) << 8 | ((i >> 12) & 0xFF) << 16
 
     def pending_table(self) -> int:
         return _PEND["PA"].in_place(self.pendbaser)
@@ -56,6 +65,7 @@ class VM:
         memory: Iterable[tuple[int, int]] = DEFAULT_RAM,
         cache: str | None = None,
         budget: Budget | None = None,
+        initialized: bool = True,
     ) -> None:
         if not isinstance(vcpus, int) or not 1 <= vcpus <= 4096:
             raise ConfigError(f"vcpus must be 1..4096, not {vcpus!r}")
@@ -74,6 +84,10 @@ class VM:
         self.nr_devices = 0  # devices and ITEs of all ITSes, against the budget
         self.nr_ites = 0
         self.redists = [Redistributor(i, vid) for i, vid in enumerate(ids)]
+        # vgic_initialized (KVM_DEV_ARM_VGIC_CTRL_INIT or a first vCPU run): a VM as a VMM
+        # runs it is initialised; initialized=False models the time before CTRL_INIT
+        self.vgic_initialized = bool(initialized)
+        self.dist_enabled = False  # GICD_CTLR.EnableGrp1 (KVM's dist->enabled)
         self.propbaser = R.GICR_PROPBASER_RESET
         self.lpis: dict[int, LPI] = {}  # INTID -> LPI, in creation order
         self.itses: list[ITS] = []
@@ -183,7 +197,7 @@ class VM:
         if cache is not None:
             lpi = cache.lookup(address, device_id, event_id)
             if lpi is not None:
-                lpi.pending = True
+                self.latch(lpi)
                 return MsiResult(1, 0, lpi.intid, lpi.target, "hit")
         target_its = self.its_at(address)
         if not flags & R.KVM_MSI_VALID_DEVID or target_its is None:
@@ -235,6 +249,50 @@ class VM:
         if lpi.refs <= 0:
             self.lpis.pop(lpi.intid, None)
 
+    # --- ap_lists (vgic.c): what a vCPU that has not run yet still holds ------------------------
+    def queue(self, lpi: LPI) -> None:
+        """vgic_queue_irq_unlock: put the LPI on its target's ap_list, with a reference, when
+        vgic_target_oracle names a vCPU (enabled, pending, the distributor enabled). An LPI
+        already on a list stays there (moved only when that vCPU runs)."""
+        if lpi.queued is not None or not (lpi.enabled and lpi.pending) or lpi.target is None:
+            return
+        if not self.dist_enabled:
+            return
+        lpi.queued = lpi.target
+        lpi.refs += 1  # vgic_get_irq_kref
+        self.redists[lpi.target].ap_list[lpi.intid] = lpi
+
+    def latch(self, lpi: LPI) -> None:
+        """An MSI's effect (vgic_its_trigger_msi, vgic_its_inject_cached_translation)."""
+        lpi.pending = True
+        self.queue(lpi)
+
+    def _unqueue(self, lpi: LPI) -> None:
+        """list_del from its ap_list, irq->vcpu = NULL, vgic_put_irq."""
+        if lpi.queued is not None:
+            self.redists[lpi.queued].ap_list.pop(lpi.intid, None)
+            lpi.queued = None
+            self.put_lpi(lpi)
+
+    def flush_pending_lpis(self, vcpu: int) -> None:
+        """vgic_flush_pending_lpis (EnableLPIs 1->0): LPIs queued on vcpu lose their pending
+        state and leave the list; LPIs pending but never queued keep theirs."""
+        for lpi in list(self.redists[vcpu].ap_list.values()):
+            lpi.pending = False
+            self._unqueue(lpi)
+
+    def prune_ap_list(self, vcpu: int) -> None:
+        """vgic_prune_ap_list, run when vcpu runs: an LPI the oracle no longer sends here
+        leaves (and is freed if nothing else holds it) or moves to its new target."""
+        for lpi in list(self.redists[vcpu].ap_list.values()):
+            if lpi.enabled and lpi.pending and lpi.target is not None and self.dist_enabled:
+                if lpi.target != vcpu:  # migrate to the new target's list
+                    del self.redists[vcpu].ap_list[lpi.intid]
+                    lpi.queued = lpi.target
+                    self.redists[lpi.target].ap_list[lpi.intid] = lpi
+            else:
+                self._unqueue(lpi)
+
     def prop_byte_gpa(self, intid: int) -> int:
         return _PROP["PA"].in_place(self.propbaser) + intid - R.LPI_BASE_INTID
 
@@ -247,6 +305,7 @@ class VM:
         if filter_vcpu is None or lpi.target == filter_vcpu:
             lpi.priority = prop & R.LPI_PROP_PRIORITY_MASK
             lpi.enabled = bool(prop & R.LPI_PROP_ENABLE)
+            self.queue(lpi)
         return 0
 
     def _sync_pending_status(self, lpi: LPI) -> int:
@@ -258,6 +317,7 @@ class VM:
             byte = self.memory.read_u8(gpa)
             bit = 1 << (lpi.intid % 8)
             lpi.pending = bool(byte & bit)
+            self.queue(lpi)
             if byte & bit:
                 self.memory.write_u8(gpa, byte & ~bit)
         except GuestFault:
@@ -310,6 +370,7 @@ class VM:
                 last_gpa = gpa
             if lpi.target == vcpu:
                 lpi.pending = bool(byte & (1 << (lpi.intid % 8)))
+                self.queue(lpi)
         return 0
 
     # --- redistributor registers (vgic-mmio-v3.c) -------------------------------------------
@@ -335,14 +396,18 @@ class VM:
         off = self._redist_offset(reg)
         base = off & ~7
         if base == R.GICR_CTLR:
+            # vgic_mmio_read_v3r_ctlr: EnableLPIs, and IR | CES from implementation_rev >=
+            # KVM_VGIC_IMP_REV_3, which vgic_init sets (real 6.1.192 / 6.12.118: 0x7 / 0x6)
             v = R.GICR_CTLR_ENABLE_LPIS if rd.lpis_enabled else 0
+            if self.vgic_initialized:
+                v |= R.GICR_CTLR_IR | R.GICR_CTLR_CES
         elif base == R.GICR_TYPER:
-            # vgic_mmio_read_v3r_typer: PLPIS, Processor_Number = vcpu_id, Affinity = vcpu_id
-            # (simplified MPIDR, Aff0 only), Last on the last redistributor
+            # vgic_mmio_read_v3r_typer: Affinity = MPIDR Aff2:Aff1:Aff0, Processor_Number =
+            # vcpu_id, PLPIS (an ITS exists), Last on the last redistributor
             v = _TYPER.encode(
-                PLPIS=1,
+                PLPIS=int(bool(self.itses)),
                 Processor_Number=rd.vcpu_id & _TYPER["Processor_Number"].mask,
-                Affinity_Value=rd.vcpu_id & 0xFF,
+                Affinity_Value=rd.mpidr_aff(),
                 Last=int(vcpu == self.nr_vcpus - 1),
             )
         elif base == R.GICR_PROPBASER:
@@ -384,7 +449,8 @@ class VM:
             return
         enable = bool(value & R.GICR_CTLR_ENABLE_LPIS)
         if rd.lpis_enabled and not enable:
-            rd.lpis_enabled = False  # vgic_flush_pending_lpis keeps the latches
+            rd.lpis_enabled = False
+            self.flush_pending_lpis(rd.vcpu)  # only what is queued on rd's ap_list
             self.invalidate_all_caches()
         elif not rd.lpis_enabled and enable:
             rd.lpis_enabled = True
@@ -409,22 +475,58 @@ class VM:
         )
 
     def ack(self, vcpu: int, intid: int) -> bool:
-        """The vCPU acknowledges (takes) the LPI: pending cleared. Returns deliverable-before."""
+        """The vCPU acknowledges (takes) the LPI: pending cleared. Returns deliverable-before.
+
+        The vCPU has run: its ap_list is pruned (vgic_prune_ap_list)."""
         was = self.deliverable(vcpu, intid)
         lpi = self.lpis.get(intid)
         if was and lpi is not None:  # deliverable implies the LPI exists
             lpi.pending = False
+        self.prune_ap_list(vcpu)
         return was
 
+    # --- distributor (vgic-mmio-v3.c, vgic_mmio_{read,write}_v3_misc) -------------------------
+    def read_dist_reg(self, reg: str | int, size: int = 4) -> int:
+        """GICD_CTLR: EnableGrp1 as written, ARE_NS and DS always set. The rest of the
+        distributor is not modelled (reads 0)."""
+        off = R.GICD_CTLR if reg == "GICD_CTLR" else reg
+        if not isinstance(off, int) or off & ~3 != R.GICD_CTLR:
+            return 0
+        v = R.GICD_CTLR_ARE_NS | R.GICD_CTLR_DS
+        v |= R.GICD_CTLR_ENABLE_SS_G1 if self.dist_enabled else 0
+        return extract_bytes(v, off, size)
+
+    def write_dist_reg(self, reg: str | int, value: int, size: int = 4) -> int:
+        """GICD_CTLR (a 32-bit write): dist->enabled = EnableGrp1. Enabling queues nothing
+        (vgic_kick_vcpus only): LPIs already pending wait for their next
+        vgic_queue_irq_unlock. Returns 0, as the KVM device attribute."""
+        off = R.GICD_CTLR if reg == "GICD_CTLR" else reg
+        if off == R.GICD_CTLR and size == 4:
+            self.dist_enabled = bool(value & R.GICD_CTLR_ENABLE_SS_G1)
+        return 0
+
+    def init_vgic(self) -> int:
+        """KVM_DEV_ARM_VGIC_CTRL_INIT (vgic_init): 0; a second call changes nothing."""
+        self.vgic_initialized = True
+        return 0
+
     def save_pending_tables(self) -> int:
-        """KVM_DEV_ARM_VGIC_SAVE_PENDING_TABLES (vgic_v3_save_pending_tables)."""
+        """KVM_DEV_ARM_VGIC_SAVE_PENDING_TABLES (vgic_v3_save_pending_tables): -ENXIO before
+        the vGIC is initialised (real 6.1.192 / 6.12.118)."""
         from gictools.abi.pending import save_pending_tables
 
+        if not self.vgic_initialized:
+            return -R.ENXIO
         return save_pending_tables(self)
 
     def state(self) -> dict[str, object]:
         """A comparable, plain-data view of the whole model state (for round-trip checks)."""
+        queued = {
+            "dist_enabled": self.dist_enabled,
+            "ap_lists": [list(rd.ap_list) for rd in self.redists],
+        }
         return {
+            **(queued if self.dist_enabled or any(rd.ap_list for rd in self.redists) else {}),
             "propbaser": self.propbaser,
             "redists": [(rd.lpis_enabled, rd.pendbaser) for rd in self.redists],
             "lpis": {i: lpi.state() for i, lpi in sorted(self.lpis.items())},

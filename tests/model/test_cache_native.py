@@ -137,16 +137,16 @@ def test_c_loops_known_answer(c_loops):
     assert out.tolist() == [Outcome.MISS, Outcome.MISS, Outcome.HIT, Outcome.EVICT,
                             Outcome.MISS_NOFILL, Outcome.EVICT]  # fmt: skip
     assert vic.tolist() == [-1, -1, -1, 1, -1, 0] and final.tolist() == [2, 1]
-    # usage, capacity 2, an empty entry (usage 5) at the tail and id 0 (usage 1) at the head:
-    # 1 recycles the empty one (new usage = 1, the largest seen before it), 0 hits (2), 2 evicts
-    # the least used: 1 (usage 1), new usage 2
+    # usage, capacity 2, an empty entry (stale usage 5) at the tail and id 0 (usage 1) at the
+    # head: 1 recycles the empty one and starts at 5 (the stale counter counts), 0 hits (2),
+    # 2 evicts the least used: 0, and starts at 5
     out, vic = np.empty(3, np.int8), np.full(3, -1, np.int64)
     ids, uses = native.usage_block(
         np.array([1, 0, 2], np.int64), np.ones(3, np.bool_), [-1, 0], [5, 1], 2, out, vic
     )
     assert out.tolist() == [Outcome.RECYCLE, Outcome.HIT, Outcome.EVICT]
-    assert vic.tolist() == [-1, -1, 1]
-    assert ids.tolist() == [0, 2] and uses.tolist() == [2, 2]
+    assert vic.tolist() == [-1, -1, 0]
+    assert ids.tolist() == [1, 2] and uses.tolist() == [5, 5]
 
 
 def test_c_loops_refuse_bad_ids_and_buffers(c_loops):

@@ -208,7 +208,8 @@ r1:
  * usage-v2 (series v2 patch 13/23): a hit bumps the entry's counter; a fill into a full
  * cache scans from the head: the first empty entry wins at once, else the smallest
  * counter, ties to the tail; the new entry is linked at the head with the largest counter
- * the scan saw. Slots hold (id, usage); order lists the slots tail first. */
+ * the scan read (an empty entry's stale one included). Slots hold (id, usage); order
+ * lists the slots tail first. */
 static PyObject *
 usage_block(PyObject *self, PyObject *args)
 {
@@ -290,12 +291,12 @@ usage_block(PyObject *self, PyObject *args)
             int64_t best = 0;
             for (Py_ssize_t p = cnt - 1; p >= 0; p--) { /* from the head */
                 int64_t u = suse[order[p]];
+                if (u > usage) /* read before the empty check: a stale counter counts */
+                    usage = u;
                 if (sid[order[p]] < 0) { /* an empty entry wins at once */
                     vp = p;
                     break;
                 }
-                if (u > usage)
-                    usage = u;
                 if (vp < 0 || u <= best) {
                     best = u;
                     vp = p;

@@ -4,7 +4,9 @@ Entries are allocated lazily up to 16 x vCPUs and linked at the head; a hit
 only increments the entry's usage counter (no move: the list is an rculist).
 When full, the victim is found scanning from the head: the first invalidated
 (empty) entry wins at once, else the smallest counter, ties to the tail. The
-new entry starts at the largest counter seen in that scan. Unlinking a victim
+new entry starts at the largest counter seen in that scan, the empty entry's
+stale counter (kept through invalidation) included. The fill's own check for
+an existing translation is a lookup, so finding one counts a use. Unlinking a victim
 waits for synchronize_rcu() (the cost the latency model charges). Invalidation
 empties entries but keeps them linked, so the count does not drop.
 """
@@ -58,7 +60,9 @@ class UsageV2(VmWidePolicy):
     def fill_key(self, key, lpi):
         """fill() for a VM key (the block path's form)."""
         self.last_victim = None
-        if key in self.map:
+        e = self.map.get(key)
+        if e is not None:  # the fill-time lookup is a hit: it counts a use
+            e.usage += 1
             return Outcome.MISS
         order = self.order
         usage = 0
@@ -91,10 +95,10 @@ class UsageV2(VmWidePolicy):
         usage = 0
         victim = None
         for e in reversed(self.order):
+            if e.usage > usage:  # read before the empty check: a stale counter counts
+                usage = e.usage
             if e.lpi is None:
                 return e, usage
-            if e.usage > usage:
-                usage = e.usage
             if victim is None or e.usage <= victim.usage:
                 victim = e
         return victim, usage

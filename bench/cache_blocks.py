@@ -23,7 +23,10 @@ def cold_start():
         "import time; t = time.perf_counter(); from gictools.model.cache import native; "
         "print(time.perf_counter() - t, native.available())"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    here = os.path.dirname(os.path.abspath(__file__))  # import gictools as the children do
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=here
+    )
     t, ok = r.stdout.split()
     print(
         f"C loops: {'available' if ok == 'True' else 'NOT BUILT'}; import {float(t) * 1e3:.1f} ms"

@@ -33,7 +33,7 @@ def _policy(name, nr_vcpus=1):
 
 def _state(pol):
     """Everything a hit may change: entry order and, where the policy has them, counters."""
-    usage = [e.usage for e in pol.order] if hasattr(pol, "order") else None
+    usage = pol.linked() if hasattr(pol, "linked") else None
     return pol.entries(), usage
 
 

@@ -237,21 +237,6 @@ def test_policies_in_parallel_processes_write_the_same_file(stress, hotplug, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.parquet", "par.parquet"]
 
 
-def test_splice_keeps_every_footer_field(tmp_path):
-    """The footer decoder/encoder reproduces a pyarrow footer byte for byte."""
-    from gictools.stats.splice import _footer, _write_struct
-
-    p = tmp_path / "f.parquet"
-    import pyarrow as pa
-
-    t = pa.table({"a": pa.array(range(1000)), "s": pa.array(["x", None] * 500).dictionary_encode()})
-    pq.write_table(t, p, row_group_size=300, write_page_index=True)
-    fmd, end = _footer(p)
-    buf = bytearray()
-    _write_struct(fmd, buf)
-    assert bytes(buf) == p.read_bytes()[end:-8]
-
-
 def test_the_jobs_hashing_thread_leaves_errors_to_the_parent(stress, tmp_path):
     """The --jobs parent hashes in a thread; a trace that vanished is not a thread
     traceback: the hash is left undone, and asking for it raises in the caller."""

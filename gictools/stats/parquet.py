@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from gictools.outputs import AtomicOutput
 from gictools.stats.schema import COLUMNS, DICTIONARIES, NUMPY, SCHEMA
-from gictools.stats.splice import Joiner
+from gictools.stats.splice import Joiner, check_offsets
 
 ROW_GROUP = 1 << 16  # rows per row group (each trace and policy its own): ~5 MB in Arrow
 QUEUE_DEPTH = 1  # row groups waiting for the writer thread (memory bound)
@@ -31,6 +31,8 @@ WRITER_OPTIONS = {
     "write_statistics": True,
     # values handed to the encoders per call (default 1024): -16 % of the encode time
     "write_batch_size": 1 << 16,
+    # parts are moved by splice.Joiner, and an OffsetIndex holds absolute page offsets
+    "write_page_index": False,
 }
 
 
@@ -186,6 +188,9 @@ class EventWriter:
         if self.writer is not None:
             self._end_part()
         self.joiner.finish()
+        if self.out.kind == "file":  # read back before it replaces anything
+            self.out.file.flush()
+            check_offsets(self.out.tmp)
         self.out.commit()
 
     def abort(self):

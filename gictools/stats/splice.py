@@ -3,10 +3,12 @@
 Several cache policies replay in parallel processes, each writing its own part; the parts'
 row groups are copied byte for byte after one another and their footers merged: only the
 absolute file offsets in the footer (Thrift compact protocol, parquet.thrift) change. The
-footer is decoded generically (field id, type, value), so fields this code does not know
-are carried over unchanged.
+footer is walked, not decoded: the offsets are rewritten in place and every other field,
+known or not, is copied as bytes. check_offsets() then reads the joined file back: every
+column chunk must lie inside it and start at a page header.
 """
 
+import mmap
 import os
 import struct
 
@@ -19,6 +21,10 @@ _RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
 _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
 _CM_OFFSETS = (9, 10, 11, 14)  # data_page, index_page, dictionary_page, bloom_filter
 _FMD_NUM_ROWS = 3
+_CM_TOTAL_COMPRESSED, _CM_DATA_PAGE, _CM_DICT_PAGE = 7, 9, 11
+# PageHeader: type (PageType), uncompressed_page_size, compressed_page_size
+_DATA_PAGE, _DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 2, 3
+_PAGE_HEADER_I32 = 1 << 4 | 5  # a field header: id + 1, type i32 (compact protocol)
 
 
 class _Reader:
@@ -38,44 +44,6 @@ class _Reader:
     def zigzag(self):
         v = self.varint()
         return (v >> 1) ^ -(v & 1)
-
-    def value(self, t):
-        if t in (_TRUE, _FALSE):
-            return t == _TRUE
-        if t == _BYTE:
-            self.i += 1
-            return self.b[self.i - 1]
-        if t in (_I16, _I32, _I64):
-            return self.zigzag()
-        if t == _DOUBLE:
-            self.i += 8
-            return self.b[self.i - 8 : self.i]
-        if t == _BINARY:
-            n = self.varint()
-            self.i += n
-            return self.b[self.i - n : self.i]
-        if t in (_LIST, _SET):
-            h = self.b[self.i]
-            self.i += 1
-            n, et = h >> 4, h & 0x0F
-            if n == 15:
-                n = self.varint()
-            if et in (_TRUE, _FALSE):
-                items = [self.b[self.i + k] == 1 for k in range(n)]
-                self.i += n
-                return (et, items)
-            return (et, [self.value(et) for _ in range(n)])
-        if t == _MAP:
-            n = self.varint()
-            if n == 0:
-                return (0, 0, [])
-            kv = self.b[self.i]
-            self.i += 1
-            kt, vt = kv >> 4, kv & 0x0F
-            return (kt, vt, [(self.value(kt), self.value(vt)) for _ in range(n)])
-        if t == _STRUCT:
-            return self.struct()
-        raise ValueError(f"Thrift compact type {t} at byte {self.i}")
 
     def skip(self, t):
         """Step over one value of type t without building it (footers are walked often)."""
@@ -130,19 +98,6 @@ class _Reader:
             elif t not in (_TRUE, _FALSE):
                 self.skip(t)
 
-    def struct(self):
-        fields = []
-        last = 0
-        while True:
-            h = self.b[self.i]
-            self.i += 1
-            if h == 0:
-                return fields
-            t, delta = h & 0x0F, h >> 4
-            fid = last + delta if delta else self.zigzag()
-            fields.append([fid, t, self.value(t)])
-            last = fid
-
 
 def _varint(v, out):
     while v >= 0x80:
@@ -155,59 +110,14 @@ def _zigzag(v, out):
     _varint((v << 1) ^ (v >> 63), out)
 
 
-def _write_value(t, v, out):
-    if t in (_TRUE, _FALSE):
-        return
-    if t == _BYTE:
-        out.append(v)
-    elif t in (_I16, _I32, _I64):
-        _zigzag(v, out)
-    elif t == _DOUBLE:
-        out += v
-    elif t == _BINARY:
-        _varint(len(v), out)
-        out += v
-    elif t in (_LIST, _SET):
-        et, items = v
-        if len(items) < 15:
-            out.append(len(items) << 4 | et)
-        else:
-            out.append(0xF0 | et)
-            _varint(len(items), out)
-        for x in items:
-            if et in (_TRUE, _FALSE):
-                out.append(1 if x else 2)
-            else:
-                _write_value(et, x, out)
-    elif t == _MAP:
-        kt, vt, items = v
-        _varint(len(items), out)
-        if items:
-            out.append(kt << 4 | vt)
-            for k, x in items:
-                _write_value(kt, k, out)
-                _write_value(vt, x, out)
-    elif t == _STRUCT:
-        _write_struct(v, out)
-
-
-def _field_header(fid, t, v, last, out):
-    """A compact-protocol field header: the id as a delta from the last one when it fits."""
-    wt = (_TRUE if v else _FALSE) if t in (_TRUE, _FALSE) else t
+def _field_header(fid, t, last, out):
+    """A compact-protocol field header: the id as a delta from the last one when it fits
+    (t: the header's type nibble, which for a bool is its value)."""
     if 0 < fid - last <= 15:
-        out.append((fid - last) << 4 | wt)
+        out.append((fid - last) << 4 | t)
     else:
-        out.append(wt)
+        out.append(t)
         _zigzag(fid, out)
-
-
-def _write_struct(fields, out):
-    last = 0
-    for fid, t, v in sorted(fields, key=lambda f: f[0]):
-        _field_header(fid, t, v, last, out)
-        _write_value(t, v, out)
-        last = fid
-    out.append(0)
 
 
 def _field(fields, fid):
@@ -235,15 +145,11 @@ def _footer_bytes(path):
         return f.read(n), size - 8 - n
 
 
-def _footer(path):
-    buf, end = _footer_bytes(path)
-    return _Reader(buf).struct(), end
-
-
 def _top_fields(buf, whole=True):
-    """FileMetaData's top-level fields, the row groups left unparsed: the row_groups field's
-    value is (start, count, end). whole=False stops at the row groups (end None): the
-    fields before them (num_rows) are all a later part needs."""
+    """FileMetaData's top-level fields as [id, type nibble, value bytes]; num_rows decoded
+    (an int), the row groups' value (start, count, end) left unparsed. whole=False stops at
+    the row groups (end None): the fields before them (num_rows) are all a later part
+    needs."""
     r = _Reader(buf)
     fields, last = [], 0
     while True:
@@ -267,8 +173,12 @@ def _top_fields(buf, whole=True):
             for _ in range(n):  # skip them; the Joiner walks them one at a time
                 r.skip_struct()
             fields.append([fid, t, (start, n, r.i)])
+        elif fid == _FMD_NUM_ROWS and t == _I64:
+            fields.append([fid, t, r.zigzag()])
         else:
-            fields.append([fid, t, r.value(t)])
+            start = r.i
+            r.skip(t)
+            fields.append([fid, t, r.b[start : r.i]])
 
 
 _SHIFT, _ORDINAL, _FIXED = "shift", "ordinal", "fixed"
@@ -406,12 +316,14 @@ class Joiner:
         if first is None:
             raise ValueError("no Parquet part to join")
         top = [f for f in first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
-        top.append([_FMD_NUM_ROWS, _I64, self.rows])
+        rows = bytearray()
+        _zigzag(self.rows, rows)
+        top.append([_FMD_NUM_ROWS, _I64, rows])
         top.append([_ROW_GROUPS, _LIST, None])
         head, tail = bytearray(), bytearray()  # the row groups go between, not copied
         out, last = head, 0
         for fid, t, v in sorted(top, key=lambda f: f[0]):
-            _field_header(fid, t, v, last, out)
+            _field_header(fid, t, last, out)
             last = fid
             if fid == _ROW_GROUPS:
                 if self.n_groups < 15:
@@ -421,7 +333,7 @@ class Joiner:
                     _varint(self.n_groups, out)
                 out = tail
             else:
-                _write_value(t, v, out)
+                out += v  # the first part's bytes, as they were
         tail.append(0)
         for piece in (head, self.groups, tail):
             self.dst.write(piece)
@@ -484,9 +396,95 @@ class PartSink:
 def splice(parts, out, footer_of: bytes | None = None):
     """Write out = the row groups of parts (same schema, in order) with one footer (see
     Joiner.finish). Only offsets are rewritten; pages are copied as they are, and the
-    footers are walked one row group at a time."""
+    footers are walked one row group at a time. The result is checked (check_offsets)."""
     with open(out, "wb") as dst:
         j = Joiner(dst)
         for p in parts:
             j.add_file(p)
         j.finish(footer_of)
+    check_offsets(out)
+
+
+def _pick(r, plan):
+    """The fields plan names in the struct at r ({id: int | sub-plan}): integers decoded,
+    structs and lists of structs walked with their sub-plan; everything else skipped."""
+    b, got, last = r.b, {}, 0
+    while True:
+        h = b[r.i]
+        r.i += 1
+        if h == 0:
+            return got
+        t, d = h & 0x0F, h >> 4
+        fid = last + d if d else r.zigzag()
+        last = fid
+        how = plan.get(fid)
+        if how is int and t in (_I16, _I32, _I64):
+            got[fid] = r.zigzag()
+        elif isinstance(how, dict) and t == _STRUCT:
+            got[fid] = _pick(r, how)
+        elif isinstance(how, dict) and t == _LIST and b[r.i] & 0x0F == _STRUCT:
+            n = b[r.i] >> 4
+            r.i += 1
+            if n == 15:
+                n = r.varint()
+            got[fid] = [_pick(r, how) for _ in range(n)]
+        else:
+            r.skip(t)
+
+
+_CHUNK_PLAN = {
+    _RG_COLUMNS: {_CC_META: {_CM_TOTAL_COMPRESSED: int, _CM_DATA_PAGE: int, _CM_DICT_PAGE: int}}
+}
+
+
+def _page_type(b, pos: int, end: int) -> int | None:
+    """The PageType of the page header at b[pos] (type, uncompressed and compressed sizes
+    as its first three fields, sizes >= 0, inside b[:end]); None if there is none."""
+    r = _Reader(b)
+    r.i = pos
+    try:
+        values = []
+        for _ in range(3):
+            if b[r.i] != _PAGE_HEADER_I32:
+                return None
+            r.i += 1
+            values.append(r.zigzag())
+    except IndexError:
+        return None
+    kind, raw, packed = values
+    if raw < 0 or packed < 0 or r.i > end:
+        return None
+    return kind
+
+
+def check_offsets(path) -> None:
+    """Every row group's column chunks lie inside the file before its footer and start at
+    a page header: the dictionary page where the footer names one, a data page at
+    data_page_offset. ValueError naming the first chunk that does not."""
+    buf, end = _footer_bytes(path)
+    fields, _ = _top_fields(buf)
+    rg = _field(fields, _ROW_GROUPS)
+    if rg is None:
+        return
+    start, n, _ = rg[2]
+    r = _Reader(buf)
+    r.i = start
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        for g in range(n):
+            for c, cc in enumerate(_pick(r, _CHUNK_PLAN).get(_RG_COLUMNS, [])):
+                where = f"{path}: row group {g}, column {c}"
+                meta = cc.get(_CC_META, {})
+                data, size = meta.get(_CM_DATA_PAGE), meta.get(_CM_TOTAL_COMPRESSED)
+                if data is None or size is None:
+                    raise ValueError(f"{where}: no data page offset or size in the footer")
+                dic = meta.get(_CM_DICT_PAGE)
+                first = data if dic is None else dic
+                if not (len(MAGIC) <= first <= data and first + size <= end):
+                    raise ValueError(
+                        f"{where}: bytes {first}..{first + size} outside the pages "
+                        f"({len(MAGIC)}..{end})"
+                    )
+                if dic is not None and _page_type(m, dic, end) != _DICTIONARY_PAGE:
+                    raise ValueError(f"{where}: no dictionary page header at byte {dic}")
+                if _page_type(m, data, end) not in (_DATA_PAGE, _DATA_PAGE_V2):
+                    raise ValueError(f"{where}: no data page header at byte {data}")

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from gictools.outputs import AtomicOutput
 from gictools.stats.schema import COLUMNS, DICTIONARIES, NUMPY, SCHEMA
-from gictools.stats.splice import Joiner, check_offsets
+from gictools.stats.splice import Joiner
 
 ROW_GROUP = 1 << 16  # rows per row group (each trace and policy its own): ~5 MB in Arrow
 QUEUE_DEPTH = 1  # row groups waiting for the writer thread (memory bound)
@@ -190,7 +190,7 @@ class EventWriter:
         self.joiner.finish()
         if self.out.kind == "file":  # read back before it replaces anything
             self.out.file.flush()
-            check_offsets(self.out.tmp)
+            self.joiner.check(self.out.tmp)
         self.out.commit()
 
     def abort(self):

@@ -11,6 +11,7 @@ column chunk must lie inside it and start at a page header.
 import mmap
 import os
 import struct
+from array import array
 
 MAGIC = b"PAR1"
 # compact protocol type ids
@@ -181,9 +182,10 @@ def _top_fields(buf, whole=True):
             fields.append([fid, t, r.b[start : r.i]])
 
 
-_SHIFT, _ORDINAL, _FIXED = "shift", "ordinal", "fixed"
-# where a row group's absolute file offsets sit (parquet.thrift); anything else is copied
-_CM_PLAN = dict.fromkeys(_CM_OFFSETS, _SHIFT)
+_SHIFT, _ORDINAL, _FIXED, _READ = "shift", "ordinal", "fixed", "read"
+# where a row group's absolute file offsets sit (parquet.thrift); anything else is copied.
+# A ColumnMetaData's page offsets and size are also noted for check_offsets.
+_CM_PLAN = {**dict.fromkeys(_CM_OFFSETS, _SHIFT), _CM_TOTAL_COMPRESSED: _READ}
 _CC_PLAN = {
     _CC_FILE_OFFSET: _SHIFT,
     _CC_META: _CM_PLAN,
@@ -195,18 +197,29 @@ _CC_PLAN = {
 _RG_PLAN = {_RG_COLUMNS: _CC_PLAN, _RG_FILE_OFFSET: _SHIFT, _RG_ORDINAL: _ORDINAL}
 
 
-def _rewrite(r, out, plan, delta, ordinal):
+def _rewrite(r, out, plan, delta, ordinal, chunks):
     """Copy the struct at r into out byte for byte, except the offsets plan names (moved by
     delta) and a row group's ordinal (renumbered while it fits parquet.thrift's i16).
-    Unchanged bytes are copied in runs, up to the next value that changes."""
+    Unchanged bytes are copied in runs, up to the next value that changes. Each column
+    chunk's (data page, dictionary page or -1, compressed size), as written, is appended
+    to chunks (an array)."""
     b = r.b
     last = 0
     run = r.i  # start of the bytes not yet copied
+    seen = {} if plan is _CM_PLAN else None
     while True:
         h = b[r.i]
         r.i += 1
         if h == 0:
             out += b[run : r.i]
+            if seen is not None:
+                chunks.extend(
+                    (
+                        seen.get(_CM_DATA_PAGE, -1),
+                        seen.get(_CM_DICT_PAGE, -1),
+                        seen.get(_CM_TOTAL_COMPRESSED, -1),
+                    )
+                )
             return
         t, d = h & 0x0F, h >> 4
         fid = last + d if d else r.zigzag()
@@ -222,8 +235,15 @@ def _rewrite(r, out, plan, delta, ordinal):
                 r.skip(t)
         elif how == _SHIFT and t in (_I32, _I64):
             out += b[run : r.i]
-            _zigzag(r.zigzag() + delta, out)
+            v = r.zigzag() + delta
+            _zigzag(v, out)
             run = r.i
+            if seen is not None:
+                seen[fid] = v
+        elif how == _READ and t in (_I32, _I64):
+            v = r.zigzag()  # left in the run: copied as it is
+            if seen is not None:
+                seen[fid] = v
         elif how == _FIXED and delta:
             raise ValueError("a Parquet part with page offset indexes cannot be moved")
         elif how == _ORDINAL and t == _I16 and ordinal < 1 << 15:
@@ -233,7 +253,7 @@ def _rewrite(r, out, plan, delta, ordinal):
             run = r.i
         elif isinstance(how, dict) and t == _STRUCT:
             out += b[run : r.i]
-            _rewrite(r, out, how, delta, ordinal)
+            _rewrite(r, out, how, delta, ordinal, chunks)
             run = r.i
         elif isinstance(how, dict) and t == _LIST and b[r.i] & 0x0F == _STRUCT:
             n = b[r.i] >> 4
@@ -242,7 +262,7 @@ def _rewrite(r, out, plan, delta, ordinal):
                 n = r.varint()
             out += b[run : r.i]
             for _ in range(n):
-                _rewrite(r, out, how, delta, ordinal)
+                _rewrite(r, out, how, delta, ordinal, chunks)
             run = r.i
         else:  # not the type expected there: carried over as it is
             r.skip(t)
@@ -263,6 +283,7 @@ class Joiner:
         self.dst = dst
         self.groups = bytearray()
         self.n_groups = self.rows = 0
+        self.chunks = array("q")  # (data page, dictionary page or -1, size) per column chunk
         self.first = None
         self.pos = len(MAGIC)
         dst.write(MAGIC)
@@ -278,12 +299,13 @@ class Joiner:
             start, n, end = rg[2]
             self.groups += buf[start:end]
             self.n_groups = n
+            self.chunks += _chunks(buf, start, n)
         elif rg is not None:
             start, n, _ = rg[2]
             r = _Reader(buf)
             r.i = start
             for _ in range(n):
-                _rewrite(r, self.groups, _RG_PLAN, delta, self.n_groups)
+                _rewrite(r, self.groups, _RG_PLAN, delta, self.n_groups, self.chunks)
                 self.n_groups += 1
 
     def add_file(self, path):
@@ -301,6 +323,10 @@ class Joiner:
                 left -= len(chunk)
         self.pos += end - len(MAGIC)
         self._add_footer(buf, delta)
+
+    def check(self, path) -> None:
+        """check_offsets(path) with the chunks noted while joining (no footer walk)."""
+        check_offsets(path, self.chunks)
 
     def sink(self) -> "PartSink":
         """A file-like for one Parquet writer: its pages go straight into dst."""
@@ -402,46 +428,23 @@ def splice(parts, out, footer_of: bytes | None = None):
         for p in parts:
             j.add_file(p)
         j.finish(footer_of)
-    check_offsets(out)
+    j.check(out)
 
 
-def _pick(r, plan):
-    """The fields plan names in the struct at r ({id: int | sub-plan}): integers decoded,
-    structs and lists of structs walked with their sub-plan; everything else skipped."""
-    b, got, last = r.b, {}, 0
-    while True:
-        h = b[r.i]
-        r.i += 1
-        if h == 0:
-            return got
-        t, d = h & 0x0F, h >> 4
-        fid = last + d if d else r.zigzag()
-        last = fid
-        how = plan.get(fid)
-        if how is int and t in (_I16, _I32, _I64):
-            got[fid] = r.zigzag()
-        elif isinstance(how, dict) and t == _STRUCT:
-            got[fid] = _pick(r, how)
-        elif isinstance(how, dict) and t == _LIST and b[r.i] & 0x0F == _STRUCT:
-            n = b[r.i] >> 4
-            r.i += 1
-            if n == 15:
-                n = r.varint()
-            got[fid] = [_pick(r, how) for _ in range(n)]
-        else:
-            r.skip(t)
+def _chunks(buf, start: int, n: int) -> array:
+    """(data page, dictionary page or -1, size) of every column chunk of the n row groups
+    at buf[start:]."""
+    r, chunks = _Reader(buf), array("q")
+    r.i = start
+    for k in range(n):
+        _rewrite(r, bytearray(), _RG_PLAN, 0, k, chunks)
+    return chunks
 
 
-_CHUNK_PLAN = {
-    _RG_COLUMNS: {_CC_META: {_CM_TOTAL_COMPRESSED: int, _CM_DATA_PAGE: int, _CM_DICT_PAGE: int}}
-}
-
-
-def _page_type(b, pos: int, end: int) -> int | None:
-    """The PageType of the page header at b[pos] (type, uncompressed and compressed sizes
-    as its first three fields, sizes >= 0, inside b[:end]); None if there is none."""
+def _page_type(b: bytes) -> int | None:
+    """The PageType of the page header b starts with (type, uncompressed and compressed
+    sizes as its first three fields, sizes >= 0); None if it is not one."""
     r = _Reader(b)
-    r.i = pos
     try:
         values = []
         for _ in range(3):
@@ -452,39 +455,31 @@ def _page_type(b, pos: int, end: int) -> int | None:
     except IndexError:
         return None
     kind, raw, packed = values
-    if raw < 0 or packed < 0 or r.i > end:
-        return None
-    return kind
+    return kind if raw >= 0 and packed >= 0 else None
 
 
-def check_offsets(path) -> None:
-    """Every row group's column chunks lie inside the file before its footer and start at
-    a page header: the dictionary page where the footer names one, a data page at
-    data_page_offset. ValueError naming the first chunk that does not."""
-    buf, end = _footer_bytes(path)
-    fields, _ = _top_fields(buf)
-    rg = _field(fields, _ROW_GROUPS)
-    if rg is None:
-        return
-    start, n, _ = rg[2]
-    r = _Reader(buf)
-    r.i = start
+def check_offsets(path, chunks: array | None = None) -> None:
+    """Every column chunk lies inside the file before its footer and starts at a page
+    header: the dictionary page where the footer names one, a data page at
+    data_page_offset. chunks: the footer's (data page, dictionary page or -1, size)
+    triples, if known (Joiner.check); else the footer is walked. ValueError naming the
+    first chunk that does not."""
+    if chunks is None:
+        buf, _ = _footer_bytes(path)
+        fields, _ = _top_fields(buf, whole=False)
+        rg = _field(fields, _ROW_GROUPS)
+        chunks = array("q") if rg is None else _chunks(buf, rg[2][0], rg[2][1])
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        for g in range(n):
-            for c, cc in enumerate(_pick(r, _CHUNK_PLAN).get(_RG_COLUMNS, [])):
-                where = f"{path}: row group {g}, column {c}"
-                meta = cc.get(_CC_META, {})
-                data, size = meta.get(_CM_DATA_PAGE), meta.get(_CM_TOTAL_COMPRESSED)
-                if data is None or size is None:
-                    raise ValueError(f"{where}: no data page offset or size in the footer")
-                dic = meta.get(_CM_DICT_PAGE)
-                first = data if dic is None else dic
-                if not (len(MAGIC) <= first <= data and first + size <= end):
-                    raise ValueError(
-                        f"{where}: bytes {first}..{first + size} outside the pages "
-                        f"({len(MAGIC)}..{end})"
-                    )
-                if dic is not None and _page_type(m, dic, end) != _DICTIONARY_PAGE:
-                    raise ValueError(f"{where}: no dictionary page header at byte {dic}")
-                if _page_type(m, data, end) not in (_DATA_PAGE, _DATA_PAGE_V2):
-                    raise ValueError(f"{where}: no data page header at byte {data}")
+        end = len(m) - 8 - _footer_length(m[-8:], path)  # where the pages end
+        for k in range(0, len(chunks), 3):
+            data, dic, size = chunks[k : k + 3]
+            first = data if dic < 0 else dic
+            if not (len(MAGIC) <= first <= data and size >= 0 and first + size <= end):
+                what = f"bytes {first}..{first + size} outside the pages ({len(MAGIC)}..{end})"
+            elif dic >= 0 and _page_type(m[dic : dic + 32]) != _DICTIONARY_PAGE:
+                what = f"no dictionary page header at byte {dic}"
+            elif _page_type(m[data : data + 32]) not in (_DATA_PAGE, _DATA_PAGE_V2):
+                what = f"no data page header at byte {data}"
+            else:
+                continue
+            raise ValueError(f"{path}: column chunk {k // 3}: {what}")

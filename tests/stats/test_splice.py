@@ -4,6 +4,8 @@ are written without page indexes, and a joined file is read back: every column c
 lie inside it at a page header. The reference decoder below is the test's own (plain
 Thrift compact protocol), sharing no code with splice.py, which only walks footers."""
 
+from array import array
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -133,7 +135,7 @@ def test_row_group_rewrite_moves_exactly_the_offsets(tmp_path):
     moved = 0
     for k in range(n):
         out = bytearray()
-        S._rewrite(r, out, S._RG_PLAN, 10_000, 40 + k)
+        S._rewrite(r, out, S._RG_PLAN, 10_000, 40 + k, array("q"))
         want = ref.struct()
         for f in want:
             if f[0] == 5:  # RowGroup.file_offset
@@ -181,11 +183,15 @@ def test_splice_joins_rows_and_keeps_the_first_footer_fields(tmp_path):
     assert ordinals in ([None] * 9, list(range(9)))  # renumbered where the writer set them
     md = pq.ParquetFile(out).metadata  # pyarrow agrees on every chunk's place
     assert md.metadata == pq.ParquetFile(parts[0]).metadata.metadata
-    assert all(
-        4 <= md.row_group(g).column(c).data_page_offset < out.stat().st_size
-        for g in range(9)
-        for c in range(4)
-    )
+    want = []
+    for g in range(9):
+        for c in range(4):
+            m = md.row_group(g).column(c)
+            d = m.dictionary_page_offset if m.has_dictionary_page else -1
+            want += [m.data_page_offset, d, m.total_compressed_size]
+    buf, _ = S._footer_bytes(out)
+    start, n, _ = next(f[2] for f in S._top_fields(buf)[0] if f[0] == S._ROW_GROUPS)
+    assert S._chunks(buf, start, n).tolist() == want  # what check_offsets follows
 
 
 def test_joiner_keeps_page_indexes_where_they_stay_valid(tmp_path):
@@ -245,7 +251,7 @@ def _with_footer_shifted(src, dst, delta):
     r.i = start
     groups = bytearray()
     for k in range(n):
-        S._rewrite(r, groups, S._RG_PLAN, delta, k)
+        S._rewrite(r, groups, S._RG_PLAN, delta, k, array("q"))
     new = buf[:start] + bytes(groups) + buf[stop:]
     data = src.read_bytes()[:end]
     dst.write_bytes(data + new + len(new).to_bytes(4, "little") + S.MAGIC)
@@ -254,9 +260,9 @@ def _with_footer_shifted(src, dst, delta):
 @pytest.mark.parametrize(
     "delta, message",
     [
-        (1, "row group 0, column 0: no (dictionary|data) page header at byte 5"),
-        (-3, r"row group 0, column 0: bytes 1\.\..* outside the pages"),
-        (10**6, "row group 0, column 0: bytes .* outside the pages"),
+        (1, "column chunk 0: no (dictionary|data) page header at byte 5"),
+        (-3, r"column chunk 0: bytes 1\.\..* outside the pages"),
+        (10**6, "column chunk 0: bytes .* outside the pages"),
     ],
 )
 def test_check_offsets_finds_a_chunk_off_its_page(tmp_path, delta, message):
@@ -268,6 +274,14 @@ def test_check_offsets_finds_a_chunk_off_its_page(tmp_path, delta, message):
         S.check_offsets(bad)
 
 
+def test_splice_refuses_a_join_whose_chunks_miss_their_pages(tmp_path):
+    _, parts = _parts(tmp_path, 2)
+    bad = tmp_path / "bad.parquet"
+    _with_footer_shifted(parts[1], bad, 1)
+    with pytest.raises(ValueError, match=r"column chunk 12: no (dictionary|data) page header"):
+        S.splice([parts[0], bad], tmp_path / "j.parquet")
+
+
 def test_a_dictionary_offset_off_its_page_is_found(tmp_path):
     """Column s is dictionary-encoded: its dictionary page is checked as such."""
     _, parts = _parts(tmp_path, 1)
@@ -277,7 +291,7 @@ def test_a_dictionary_offset_off_its_page_is_found(tmp_path):
     data[md.dictionary_page_offset] ^= 0xFF  # the page header's first byte
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="column 1: no dictionary page header"):
+    with pytest.raises(ValueError, match="column chunk 1: no dictionary page header"):
         S.check_offsets(bad)
 
 
@@ -285,10 +299,10 @@ def test_eventwriter_checks_before_it_replaces_the_output(tmp_path, monkeypatch)
     out = tmp_path / "e.parquet"
     out.write_bytes(b"keep me")
 
-    def refuse(path):
+    def refuse(path, chunks=None):
         raise ValueError(f"{path}: checked")
 
-    monkeypatch.setattr(P, "check_offsets", refuse)
+    monkeypatch.setattr(S, "check_offsets", refuse)
     w = P.EventWriter(out, {}, ["none"])
     w.add({"seq": np.arange(10)}, {}, 10)
     with pytest.raises(ValueError, match="checked"):

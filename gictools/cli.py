@@ -446,7 +446,7 @@ def import_qemu(
 ):
     """Convert a QEMU GICv3 ITS trace (or a live migration's two) into a trace v1 file
     (docs/import-qemu.md)."""
-    from gictools.trace.import_qemu import import_qemu as _import
+    from gictools.trace.qemu import import_qemu as _import
 
     dst = dict(dst_cmdq=dst_cmdq, dst_lpiprop=dst_lpiprop, dst_cmdline=dst_cmdline)
     if migrate_to is None and any(dst.values()):
@@ -779,3 +779,9 @@ def mrc(
         files = _plot(r, plot, trace.name) if plot else []
     doc = clikit.json_doc("mrc", **r)
     clikit.print_result(json_out, doc, lambda: format_report(r, trace.name), files)
+
+
+# kvm-check: its own module (gictools/kvm/cli.py); with gictools/cli/ this is a VERB_MODULES line
+from gictools.kvm.cli import register as _register_kvm  # noqa: E402
+
+_register_kvm(app)

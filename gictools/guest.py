@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
-from gictools.model.commands import encode_command
+from gictools.cmdlayout import encode_command
 
 if TYPE_CHECKING:
     from gictools.model.its import ITS

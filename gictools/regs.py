@@ -25,38 +25,44 @@ ERRNO_NAMES = {
 }
 
 # --- ITS command opcodes (GITS_CMD_* in arm-gic-v3.h): declared once ------------------
-# name <-> opcode. The physical commands (< 0x20) are the ones KVM's vITS handles; the GICv4
-# ones are decoded for display only (KVM's vITS answers them -ENODEV, as any unknown opcode).
+# The physical commands (< 0x20) are the ones KVM's vITS handles; the GICv4 ones
+# (GITS_CMD_GICv4(x) = x | 0x20) are decoded for display only (KVM's vITS answers them
+# -ENODEV, as any unknown opcode).
+GITS_CMD_MOVI, GITS_CMD_INT, GITS_CMD_CLEAR, GITS_CMD_SYNC = 0x01, 0x03, 0x04, 0x05
+GITS_CMD_MAPD, GITS_CMD_MAPC, GITS_CMD_MAPTI, GITS_CMD_MAPI = 0x08, 0x09, 0x0A, 0x0B
+GITS_CMD_INV, GITS_CMD_INVALL, GITS_CMD_MOVALL, GITS_CMD_DISCARD = 0x0C, 0x0D, 0x0E, 0x0F
+GITS_CMD_VMOVI, GITS_CMD_VMOVP, GITS_CMD_VSGI, GITS_CMD_VSYNC = 0x21, 0x22, 0x23, 0x25
+GITS_CMD_VMAPP, GITS_CMD_VMAPTI, GITS_CMD_VMAPI = 0x29, 0x2A, 0x2B
+GITS_CMD_VINVALL, GITS_CMD_INVDB = 0x2D, 0x2E
+# name <-> opcode
 ITS_OPCODES = {
-    "MOVI": 0x01,
-    "INT": 0x03,
-    "CLEAR": 0x04,
-    "SYNC": 0x05,
-    "MAPD": 0x08,
-    "MAPC": 0x09,
-    "MAPTI": 0x0A,
-    "MAPI": 0x0B,
-    "INV": 0x0C,
-    "INVALL": 0x0D,
-    "MOVALL": 0x0E,
-    "DISCARD": 0x0F,
-    "VMOVI": 0x21,
-    "VMOVP": 0x22,
-    "VSGI": 0x23,
-    "VSYNC": 0x25,
-    "VMAPP": 0x29,
-    "VMAPTI": 0x2A,
-    "VMAPI": 0x2B,
-    "VINVALL": 0x2D,
-    "INVDB": 0x2E,
+    "MOVI": GITS_CMD_MOVI,
+    "INT": GITS_CMD_INT,
+    "CLEAR": GITS_CMD_CLEAR,
+    "SYNC": GITS_CMD_SYNC,
+    "MAPD": GITS_CMD_MAPD,
+    "MAPC": GITS_CMD_MAPC,
+    "MAPTI": GITS_CMD_MAPTI,
+    "MAPI": GITS_CMD_MAPI,
+    "INV": GITS_CMD_INV,
+    "INVALL": GITS_CMD_INVALL,
+    "MOVALL": GITS_CMD_MOVALL,
+    "DISCARD": GITS_CMD_DISCARD,
+    "VMOVI": GITS_CMD_VMOVI,
+    "VMOVP": GITS_CMD_VMOVP,
+    "VSGI": GITS_CMD_VSGI,
+    "VSYNC": GITS_CMD_VSYNC,
+    "VMAPP": GITS_CMD_VMAPP,
+    "VMAPTI": GITS_CMD_VMAPTI,
+    "VMAPI": GITS_CMD_VMAPI,
+    "VINVALL": GITS_CMD_VINVALL,
+    "INVDB": GITS_CMD_INVDB,
 }
 GICV4_OPCODE_MIN = 0x20
 ITS_OPCODE_NAMES = {op: n for n, op in ITS_OPCODES.items()}
 # Kept names: opcode -> name (all), name -> opcode (the physical commands KVM handles).
 COMMAND_NAMES = ITS_OPCODE_NAMES
 COMMAND_OPCODES = {n: op for n, op in ITS_OPCODES.items() if op < GICV4_OPCODE_MIN}
-# GITS_CMD_<name> constants, derived (kept importable).
-globals().update({f"GITS_CMD_{n}": op for n, op in ITS_OPCODES.items()})
 
 # --- architectural command error codes (0x01_<opcode>_<reason>) --------------------
 E_ITS_MOVI_UNMAPPED_INTERRUPT = 0x010107

@@ -19,11 +19,11 @@ import numpy as np
 
 from gictools import __version__
 from gictools import regs as R
+from gictools.cmdlayout import decode_command
 from gictools.errors import ConfigError, TraceFormatError
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
 from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES, Outcome, policy_class
 from gictools.model.cache.keys import translation_keys
-from gictools.model.commands import decode_command
 from gictools.model.kernel import parse_version
 from gictools.model.memory import DEFAULT_RAM, GuestFault
 from gictools.model.vm import VM

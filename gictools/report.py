@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from gictools import regs as R
-from gictools.model.commands import decode_command
+from gictools.cmdlayout import decode_command
 from gictools.trace import format as F
 
 

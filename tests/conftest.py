@@ -1,9 +1,26 @@
-"""Shared fixtures: a VM with one enabled ITS and a Guest driving it."""
+"""Shared fixtures (a VM with one enabled ITS and a Guest driving it) and the Hypothesis
+profiles, for every test under tests/.
+
+Profiles: "dev" (the default: quick, for running tests while working) and "ci" (thorough,
+for CI and nightly runs): HYPOTHESIS_PROFILE=ci python -m pytest. A test sets only what is its
+own: health checks, and a relative weight for a test much cheaper or costlier per example than
+the rest (strategies.examples). deadline is off in both: the machine running the suite may be
+shared, and a per-example time limit would then fail at random.
+"""
+
+import os
 
 import pytest
+from hypothesis import settings
 
 from gictools import VM
 from gictools.guest import Guest
+
+# max_examples per property test (times its weight); "ci" is the level the suite ran at before
+# the profiles existed (~52 s for the whole suite on 2 cores), "dev" a fifth of it
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 class Setup:

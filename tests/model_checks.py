@@ -94,7 +94,7 @@ def check_invariants(vm):
         assert lpi.target is None or 0 <= lpi.target < vm.nr_vcpus
 
 
-ITS_REGS = (  # what userspace writes back before GITS_CTLR (kvm-its §9.2)
+ITS_REGS = (  # what userspace writes back before GITS_CTLR (arm-vgic-its.rst)
     "GITS_CBASER",
     "GITS_IIDR",
     "GITS_BASER0",
@@ -121,8 +121,8 @@ def write_its_regs(its, its2):
 
 
 def migrate(vm, guests):
-    """Save everything, restore into a fresh VM of the same kind in KVM's order (kvm-its
-    §9.2, §9.7); the guests now drive the new VM. Returns (results, new vm)."""
+    """Save everything, restore into a fresh VM of the same kind in KVM's order
+    (arm-vgic-its.rst, "ITS Restore Sequence"); the guests now drive the new VM. Returns (results, new vm)."""
     results = [vm.save_pending_tables()] + [g.its.save_tables() for g in guests]
     vm2 = VM(vm.nr_vcpus, kernel=vm.kernel.name, cache=vm.cache_policy, vcpu_ids=vm.vcpu_ids)
     itses = restore_target(vm, [g.its.base for g in guests], vm2)

@@ -4,9 +4,10 @@ IDs lean on the small live values the set-ups map, with the boundary values KVM
 checks (16-bit DeviceID/EventID limits, 8192, all-ones) mixed in.
 """
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from gictools.model.commands import encode_command
+from gictools.cmdlayout import encode_command
 
 POLICIES = ["none", "lru-v6.8", "usage-v2", "per-its-v6.10"]
 KERNELS = ["6.6", "6.8", "6.9", "7.0"]
@@ -131,3 +132,9 @@ def mutate_word(data, word: int, kind: str) -> int:
         return data.draw(st.integers(0, (1 << 64) - 1))
     assert kind == "zero", kind
     return 0
+
+
+def examples(weight: float) -> int:
+    """max_examples for a test `weight` times as cheap per example as the typical property
+    test (below 1: costlier), under the loaded profile (tests/conftest.py)."""
+    return max(1, round(settings.default.max_examples * weight))

@@ -1,7 +1,7 @@
 """ITS table save/restore, ABI revision 0 (vgic_its_save_tables_v0 / vgic_its_restore_tables_v0).
 
-Save (kvm-its.md §9.4): device tables and ITTs, then the collection table; no roll-back,
-entries written before an error stay written. Restore (§9.6): collection table, then the
+Save: device tables and ITTs, then the collection table; no roll-back,
+entries written before an error stay written. Restore: collection table, then the
 device table (flat or two-level) and each device's ITT, with KVM's checks and errnos.
 
 Model choice where KVM gives no usable answer (one comment form: "MODEL CHOICE"):
@@ -27,8 +27,8 @@ As KVM (no model choice):
   exceed it fails with -ENOMEM, handled as any failing restore.
 """
 
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.abi.walk import TableReader, scan_its_table
 from gictools.model.its import (
     COLLECTION_NOT_MAPPED,

@@ -1,6 +1,6 @@
 """scan_its_table: walk a table in guest RAM with the kernel's <0 / 0 / >0 callback contract.
 
-vgic-its.c (trees B-E), kvm-its.md §9.5: read the entry at the current address (a read
+vgic-its.c: read the entry at the current address (a read
 outside guest RAM returns -EFAULT); call fn(id, entry); r < 0 -> return r; r == 0 ->
 return 0 ("last element found"); else step r entries; if that step reaches or passes the
 end of the table -> return 1 ("ran off the end"); else advance and repeat.

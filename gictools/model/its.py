@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.bits import Field, extract_bytes, update_64bit_reg
 from gictools.model.lpi import LPI
 from gictools.model.memory import PAGE_MASK, GuestFault

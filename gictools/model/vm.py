@@ -179,10 +179,10 @@ class VM:
         address: int | None = None,
         flags: int = R.KVM_MSI_VALID_DEVID,
     ) -> MsiResult:
-        if not self.itses:
-            return MsiResult(-R.ENODEV, -R.ENODEV, None, None, "bypass")
-        if flags & ~R.KVM_MSI_VALID_DEVID:
+        if flags & ~R.KVM_MSI_VALID_DEVID:  # kvm_send_userspace_msi, before kvm_set_msi
             return MsiResult(-R.EINVAL, -R.EINVAL, None, None, "bypass")
+        if not self.itses:  # kvm_set_msi: !vgic_has_its (real 6.1.192 / 6.12.118: -ENODEV)
+            return MsiResult(-R.ENODEV, -R.ENODEV, None, None, "bypass")
         if address is None:
             address = self._its(its).doorbell
         device_id &= 0xFFFF_FFFF

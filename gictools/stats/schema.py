@@ -1,4 +1,4 @@
-"""The contract Parquet columns (DESIGN.md "Replay output") and their Arrow types, declared once.
+"""The contract Parquet columns (docs/replay-output.md) and their Arrow types, declared once.
 
 IDs are uint32, seq/t_ns int64 (no uint64, no timestamp[ns]: Spark reads neither
 cleanly); op, command, cache, cache_policy and trace are dictionary strings.

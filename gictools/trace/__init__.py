@@ -1,7 +1,8 @@
 """Trace format v1: format (tags, header), reader (streaming), writer (streaming), Recorder.
 
 See docs/trace-format.md. TraceReader, TraceWriter and Recorder are importable from here;
-they load on first use, so importing a submodule pulls in nothing else.
+they load on first use, so importing a submodule pulls in nothing else. The importer of
+QEMU logs is the package gictools.trace.qemu (docs/import-qemu.md).
 """
 
 _EXPORTS = {

@@ -11,8 +11,8 @@ takes them round-robin, one MSI per device per turn (documented choice).
 import numpy as np
 
 from gictools import regs as R
+from gictools.cmdlayout import encode_command
 from gictools.errors import ConfigError
-from gictools.model.commands import encode_command
 from gictools.trace.writer import TraceWriter
 
 ITS_BASE = 0x0800_0000  # selftest gic.h GITS base; doorbell 0x0801_0040
@@ -23,7 +23,7 @@ BLOCK = 65536
 
 
 def layout(vcpus, devices):
-    """Guest-physical carve-out in the selftest's order (peers.md §1.3)."""
+    """Guest-physical carve-out in the selftest's order (vgic_lpi_stress.c)."""
     base = RAM[0]
     lay = {
         "device_table": base,

@@ -11,8 +11,8 @@ those kernels returned; the model must give the same with --kernel set to the re
 import pytest
 
 from gictools import VM
+from gictools import entries as E
 from gictools import regs as R
-from gictools.abi import entries as E
 from gictools.guest import Guest
 from gictools.model import kernel as K
 
@@ -131,7 +131,9 @@ def test_d_save_skips_unreachable_device(kernel, ret):
 
 def test_d_next_skips_unreachable_devices():
     """compute_next_devid_offset (6.12.112+): next points at the next device check_id can
-    place, so restore does not walk into the skipped one (6.1: the next on the list)."""
+    place, so restore does not walk into the skipped one (before: the next on the list).
+    Real: 6.12.118 save 0, DTE 8191 0xc002000008242003 (next 8193); 6.1.192 -EINVAL,
+    DTE 8191 0x8002000008242003 (next 1)."""
     for kernel, nxt in (("6.12.118", 16384 - 8191), ("6.12.111", 1)):
         vm, its, g = build(kernel, indirect=True)
         assert [g.mapd(8191, 4), g.mapd(8192, 4), g.mapd(16384, 4)] == [0, 0, 0]
@@ -258,6 +260,18 @@ def test_j_msi_without_an_its_is_enodev(kernel):
     vm = VM(1, kernel=kernel)
     assert vm.signal_msi(0, 1, 0, address=0x0808_0040).ret == -R.ENODEV
     assert vm.signal_msi(0, 1, 0, address=0x0808_0040, flags=0).ret == -R.ENODEV
+    # kvm_send_userspace_msi checks the flags first (real, both: -22)
+    assert vm.signal_msi(0, 1, 0, address=0x0808_0040, flags=2).ret == EINVAL
+
+
+@pytest.mark.parametrize("kernel", BOTH)
+def test_gicd_ctlr(kernel):
+    """vgic_mmio_read_v3_misc: ARE_NS | DS, EnableGrp1 as written. Real (both): 0x50, then
+    0x52 after writing 0x12."""
+    vm = VM(1, kernel=kernel)
+    assert vm.read_dist_reg("GICD_CTLR") == 0x50
+    assert vm.write_dist_reg(0, 0x12, 4) == 0
+    assert vm.read_dist_reg(0, 4) == 0x52 and vm.dist_enabled
 
 
 # --- i. a restored duplicate DeviceID wins after a save ------------------------------------------

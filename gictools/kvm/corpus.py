@@ -1,0 +1,857 @@
+"""The recorded-answers corpus: generated op-script cases and a real kernel's answers to them.
+
+Cases come from random.Random(seed) (no test-only dependency): command streams through the
+queue, save/restore of images with random corruptions, register sequences, MSIs at the
+edges, and the distributor enabled. Stored in fixtures/kvm-answers/:
+
+    cases.msgpack.gz          {"format": "gictools-kvm-cases", "version": 1, "seed": S,
+                               "cases": [[case_id, kind, script_text], ...]}
+    KERNEL.msgpack.gz         {"format": "gictools-kvm-answers", "version": 1, "kernel":
+                               "6.1.192", "uname": ..., "answers": [[case_id, answers_text], ...]}
+
+Scripts are stored, not regenerated, so the recorded answers stay valid when the generator
+changes. Regenerate with `python -m gictools.kvm.nested --corpus` (docs/kvm-check.md).
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+
+from gictools import regs as R
+from gictools.cmdlayout import encode_command
+from gictools.errors import GictoolsError
+from gictools.kvm import ops as O
+
+CASES_FORMAT, ANSWERS_FORMAT, FORMAT_VERSION = "gictools-kvm-cases", "gictools-kvm-answers", 1
+CASES_FILE = "cases.msgpack.gz"
+MAX_FILE = 64 << 20  # bytes of a decompressed corpus file
+
+# Guest-memory layout of every generated case (offsets from MEM_BASE; all inside MEM_SIZE).
+PROP = O.MEM_BASE + 0x1_0000  # LPI configuration table, IDbits 16 (8 KiB used)
+PEND = O.MEM_BASE + 0x2_0000  # + 0x1_0000 * vCPU: pending tables
+DEVT = O.MEM_BASE + 0x10_0000  # device table (flat, one 64 KiB page; or level 1)
+DEVT_L2 = O.MEM_BASE + 0x11_0000  # level-2 device tables (indirect), one 64 KiB page each
+COLLT = O.MEM_BASE + 0x14_0000  # collection table
+QUEUE = O.MEM_BASE + 0x15_0000  # command queue, QUEUE_PAGES 4 KiB pages
+QUEUE_PAGES = 4
+ITT = O.MEM_BASE + 0x20_0000  # + 0x1000 * DeviceID (DeviceID < ITT_DEVICES)
+ITT_DEVICES = 64
+LPI = 8192
+IDBITS = 16
+PEND_BYTES = (1 << IDBITS) // 8
+
+_B, _C = R.GITS_BASER_LAYOUT, R.GITS_CBASER_LAYOUT
+
+
+def cbaser(pa: int = QUEUE, pages: int = QUEUE_PAGES, valid: int = 1) -> int:
+    return _C.encode(
+        Valid=valid,
+        PA=pa >> 12,
+        Size=pages - 1,
+        Shareability=R.GIC_BASER_InnerShareable,
+        InnerCache=R.GIC_BASER_CACHE_RaWb,
+    )
+
+
+def baser(pa: int, valid: int = 1, indirect: int = 0, pages: int = 1) -> int:
+    return _B.encode(
+        Valid=valid,
+        Indirect=indirect,
+        PA=pa >> 16,
+        Size=pages - 1,
+        Shareability=R.GIC_BASER_InnerShareable,
+        InnerCache=R.GIC_BASER_CACHE_RaWb,
+        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
+    )
+
+
+def itt_of(dev: int) -> int:
+    return ITT + 0x1000 * (dev % ITT_DEVICES)
+
+
+class Builder:
+    """Lines of one case plus what the probes need (IDs used, vCPUs, table layout)."""
+
+    def __init__(self, rng: random.Random, case_id: int, kind: str, vcpus: int) -> None:
+        self.rng, self.case_id, self.kind, self.vcpus = rng, case_id, kind, vcpus
+        self.lines = [O.vm_line(case_id, vcpus)]
+        self.pairs: set[tuple[int, int]] = set()
+        self.devs: set[int] = set()
+        self.indirect = False
+
+    def add(self, name: str, *args: int | bytes) -> None:
+        self.lines.append(O.line(name, *args))
+
+    def rd64(self, vcpu: int, off: int, value: int) -> None:
+        """A 64-bit redistributor register as the two 32-bit halves the uaccess ABI takes."""
+        self.add("rd_w", vcpu, off, value & 0xFFFF_FFFF)
+        self.add("rd_w", vcpu, off + 4, value >> 32)
+
+    def case(self) -> O.Case:
+        return O.Case(self.case_id, self.kind, self.lines)
+
+    # --- the guest driver's set-up ---------------------------------------------------------
+    def lpi_tables(self, enable: list[int], nlpis: int = 64) -> None:
+        prop = R.GICR_PROPBASER_LAYOUT.encode(
+            IDbits=IDBITS - 1,
+            PA=PROP >> 12,
+            Shareability=R.GIC_BASER_InnerShareable,
+            InnerCache=R.GIC_BASER_CACHE_RaWb,
+        )
+        cfg = bytes(
+            (0xA0 if self.rng.random() < 0.9 else 0x40)
+            | R.LPI_PROP_GROUP1
+            | (self.rng.random() < 0.9)
+            for _ in range(nlpis)
+        )
+        self.add("memw", PROP, cfg)
+        for v in range(self.vcpus):
+            self.rd64(v, R.GICR_PROPBASER, prop)
+            pend = R.GICR_PENDBASER_LAYOUT.encode(
+                PA=(PEND + 0x1_0000 * v) >> 16,
+                Shareability=R.GIC_BASER_InnerShareable,
+                InnerCache=R.GIC_BASER_CACHE_RaWb,
+            )
+            self.rd64(v, R.GICR_PENDBASER, pend)
+        for v in enable:
+            self.add("rd_w", v, R.GICR_CTLR, R.GICR_CTLR_ENABLE_LPIS)
+
+    def its_tables(self, indirect: bool = False, enable: bool = True) -> None:
+        self.indirect = indirect
+        self.add("its_w", R.GITS_CBASER, cbaser())
+        self.add("its_w", R.GITS_BASER, baser(DEVT, indirect=int(indirect)))
+        self.add("its_w", R.GITS_BASER + 8, baser(COLLT))
+        if enable:
+            self.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
+
+    def standard(self, nlpis: int = 64) -> None:
+        """LPIs on every vCPU (or most), the ITS tables, the ITS enabled."""
+        enable = [v for v in range(self.vcpus) if self.rng.random() < 0.9] or [0]
+        self.lpi_tables(enable, nlpis)
+        self.its_tables(indirect=self.rng.random() < 0.2)
+
+    # --- commands ---------------------------------------------------------------------------
+    def cmd(self, name: str, **fields: int) -> None:
+        if name == "MAPD" and fields.get("V"):
+            dev = fields["DeviceID"]
+            if self.indirect and dev < 8192 * 4:
+                # the L2 page a guest allocates before mapping (one per 8192 DeviceIDs)
+                l1 = dev // 8192
+                l2 = DEVT_L2 + 0x1_0000 * (l1 % 3)
+                self.add("memw", DEVT + 8 * l1, ((1 << 63) | l2).to_bytes(8, "little"))
+        self.add("cmd", encode_command(name, **fields))
+
+    def rand_dev(self) -> int:
+        r = self.rng.random()
+        if r < 0.9:
+            return self.rng.randrange(4)
+        return self.rng.choice((5, 63, 0x1FFF, 0x2000, 0xFFFF, 0x1_0000, 0xFFFF_FFFF))
+
+    def rand_ev(self, bits: int = 3) -> int:
+        r = self.rng.random()
+        if r < 0.9:
+            return self.rng.randrange(1 << bits)
+        return self.rng.choice(((1 << bits), 0xFF, 0xFFFF, 0x1_0000, 0xFFFF_FFFF))
+
+    def rand_icid(self) -> int:
+        return (
+            self.rng.randrange(4)
+            if self.rng.random() < 0.93
+            else self.rng.choice((0xFF, 0x1FFF, 0x2000, 0xFFFF))
+        )
+
+    def rand_vcpu(self) -> int:
+        return (
+            self.rng.randrange(self.vcpus)
+            if self.rng.random() < 0.93
+            else self.rng.choice((self.vcpus, 0xFF, 0xFFFF))
+        )
+
+    def rand_intid(self) -> int:
+        r = self.rng.random()
+        if r < 0.92:
+            return LPI + self.rng.randrange(64)
+        return self.rng.choice(
+            (LPI - 1, 1023, 0, LPI + 8191, (1 << IDBITS) - 1, 1 << IDBITS, 0xFFFF_FFFF)
+        )
+
+    def random_command(self) -> None:
+        rng = self.rng
+        name = rng.choices(
+            (
+                "MAPD",
+                "MAPC",
+                "MAPTI",
+                "MAPI",
+                "MOVI",
+                "DISCARD",
+                "INT",
+                "CLEAR",
+                "INV",
+                "INVALL",
+                "MOVALL",
+                "SYNC",
+                "UNKNOWN",
+            ),
+            weights=(10, 8, 20, 4, 8, 6, 8, 5, 5, 3, 4, 2, 1),
+        )[0]
+        if name == "UNKNOWN":
+            self.add(
+                "cmd", bytes((rng.choice((0x00, 0x0E, 0x20, 0x22, 0xFF)),)) + rng.randbytes(31)
+            )
+            return
+        dev, ev = self.rand_dev(), self.rand_ev()
+        if name == "MAPD":
+            valid = int(rng.random() < 0.85)
+            bits = (
+                rng.choice((1, 2, 3, 3, 3, 4, 8)) if rng.random() < 0.97 else rng.choice((17, 32))
+            )
+            itt = (
+                itt_of(dev)
+                if rng.random() < 0.95
+                else rng.choice((0, O.MEM_BASE + O.MEM_SIZE, 0x100))
+            )
+            self.cmd("MAPD", DeviceID=dev, Size=bits - 1, ITT_addr=itt >> 8, V=valid)
+            self.devs.add(dev)
+        elif name == "MAPC":
+            self.cmd(
+                "MAPC", ICID=self.rand_icid(), RDbase=self.rand_vcpu(), V=int(rng.random() < 0.85)
+            )
+        elif name == "MAPTI":
+            self.cmd(
+                "MAPTI", DeviceID=dev, EventID=ev, pINTID=self.rand_intid(), ICID=self.rand_icid()
+            )
+            self.pairs.add((dev, ev))
+        elif name == "MAPI":
+            ev = rng.choice((ev, LPI + rng.randrange(8)))
+            self.cmd("MAPI", DeviceID=dev, EventID=ev, ICID=self.rand_icid())
+            self.pairs.add((dev, ev))
+        elif name in ("MOVI",):
+            self.cmd("MOVI", DeviceID=dev, EventID=ev, ICID=self.rand_icid())
+        elif name in ("DISCARD", "INT", "CLEAR", "INV"):
+            self.cmd(name, DeviceID=dev, EventID=ev)
+        elif name == "INVALL":
+            self.cmd("INVALL", ICID=self.rand_icid())
+        elif name == "MOVALL":
+            self.cmd("MOVALL", RDbase=self.rand_vcpu(), RDbase2=self.rand_vcpu())
+        else:
+            self.cmd("SYNC", RDbase=self.rand_vcpu())
+
+    def mapped_world(self, ndev: int = 3, nev: int = 4) -> None:
+        """A well-formed mapping: collections on each vCPU, devices, events (valid IDs)."""
+        for c in range(min(4, self.vcpus + 1)):
+            self.cmd("MAPC", ICID=c, RDbase=c % self.vcpus, V=1)
+        for d in range(ndev):
+            self.cmd("MAPD", DeviceID=d, Size=2, ITT_addr=itt_of(d) >> 8, V=1)
+            self.devs.add(d)
+            for e in range(nev):
+                self.cmd("MAPTI", DeviceID=d, EventID=e, pINTID=LPI + 8 * d + e, ICID=(d + e) % 4)
+                self.pairs.add((d, e))
+
+    # --- probes: what the kernel shows of the state --------------------------------------------
+    def probe_msis(self, extra: int = 2) -> None:
+        pairs = sorted(self.pairs)
+        for _ in range(extra):
+            pairs.append((self.rand_dev(), self.rand_ev()))
+        for d, e in pairs:
+            self.add("msi", d, e)
+
+    def probe_tables(self) -> None:
+        self.add("its_r", R.GITS_CREADR)
+        self.add("save")
+        self.add("memr", DEVT, 0x1_0000)
+        if self.indirect:
+            for i in range(3):
+                self.add("memr", DEVT_L2 + 0x1_0000 * i, 0x200)
+        self.add("memr", COLLT, 0x100)
+        for d in sorted(self.devs):
+            if d < 0x1_0000:
+                self.add("memr", itt_of(d), 0x800)
+        self.add("savep")
+        for v in range(self.vcpus):
+            self.add("memr", PEND + 0x1_0000 * v, PEND_BYTES)
+
+
+# --- case classes ---------------------------------------------------------------------------
+def gen_cmds(b: Builder) -> None:
+    """A random command stream through the queue, then the MSIs, the tables, the pending bits."""
+    b.standard()
+    if b.rng.random() < 0.5:
+        b.mapped_world(b.rng.randrange(1, 4), b.rng.randrange(1, 5))
+    for _ in range(b.rng.randrange(5, 40)):
+        b.random_command()
+        if b.rng.random() < 0.15:
+            b.add("msi", b.rand_dev(), b.rand_ev())
+    b.probe_msis()
+    b.probe_tables()
+
+
+def gen_msi_edge(b: Builder) -> None:
+    """MSIs at the edges: IDs out of range, unmapped, LPIs off, ITS off, tables invalid."""
+    rng = b.rng
+    b.lpi_tables([v for v in range(b.vcpus) if rng.random() < 0.7])
+    b.its_tables(indirect=rng.random() < 0.2, enable=True)
+    b.mapped_world(2, 4)
+    b.probe_msis(extra=6)
+    for _ in range(rng.randrange(1, 4)):
+        step = rng.randrange(6)
+        if step == 0:
+            b.add("rd_w", rng.randrange(b.vcpus), R.GICR_CTLR, 0)  # EnableLPIs 1 -> 0
+        elif step == 1:
+            b.add("its_w", R.GITS_CTLR, 0)  # ITS disabled
+        elif step == 2:
+            b.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
+        elif step == 3:
+            b.add("memw", PROP + rng.randrange(16), bytes((rng.choice((0, 0xA2, 0xA3)),)))
+            b.cmd("INV", DeviceID=rng.randrange(2), EventID=rng.randrange(4))
+        elif step == 4:
+            b.add("rd_w", rng.randrange(b.vcpus), R.GICR_CTLR, R.GICR_CTLR_ENABLE_LPIS)
+        else:
+            b.cmd("DISCARD", DeviceID=rng.randrange(2), EventID=rng.randrange(4))
+        b.probe_msis(extra=4)
+    b.add("savep")
+    for v in range(b.vcpus):
+        b.add("memr", PEND + 0x1_0000 * v, PEND_BYTES)
+
+
+ITS_OFFSETS = (
+    0x0,
+    0x4,
+    0x8,
+    0xC,
+    0x80,
+    0x84,
+    0x88,
+    0x90,
+    0x98,
+    0x100,
+    0x108,
+    0x110,
+    0x138,
+    0x140,
+    0xFFD0,
+    0xFFE8,
+    0xFFFC,
+    0x10000,
+    0x10040,
+    0x2,
+    0x81,
+)
+RD_OFFSETS = (
+    R.GICR_CTLR,
+    R.GICR_TYPER,
+    R.GICR_TYPER + 4,
+    R.GICR_PROPBASER,
+    R.GICR_PROPBASER + 4,
+    R.GICR_PENDBASER,
+    R.GICR_PENDBASER + 4,
+)
+
+
+def gen_regs(b: Builder) -> None:
+    """Register sequences: ITS BASER/CBASER/CWRITER/CREADR/CTLR/IIDR, redistributor CTLR/BASERs."""
+    rng = b.rng
+    if rng.random() < 0.5:
+        b.standard()
+        if rng.random() < 0.5:
+            b.mapped_world(1, 2)
+    for _ in range(rng.randrange(6, 30)):
+        r = rng.random()
+        if r < 0.45:
+            off = rng.choice(ITS_OFFSETS)
+            if rng.random() < 0.6:
+                kind = rng.randrange(5)
+                if kind == 0:
+                    val = rng.getrandbits(64)
+                elif kind == 1:
+                    val = baser(
+                        rng.choice((DEVT, COLLT, 0, O.MEM_BASE + O.MEM_SIZE)),
+                        valid=rng.randrange(2),
+                        indirect=rng.randrange(2),
+                        pages=rng.choice((1, 2, 256)),
+                    )
+                elif kind == 2:
+                    val = cbaser(
+                        rng.choice((QUEUE, 0, O.MEM_BASE + O.MEM_SIZE)),
+                        rng.choice((1, 4, 256)),
+                        rng.randrange(2),
+                    )
+                elif kind == 3:
+                    val = rng.choice((0, 1, 0x20, 0x3FE0, 0x3FFF0, 0x1_0000, R.GITS_CTLR_ENABLE))
+                else:
+                    val = R.GITS_IIDR_LAYOUT.encode(
+                        Implementer=R.IMPLEMENTER_ARM,
+                        Revision=rng.randrange(3),
+                        ProductID=R.PRODUCT_ID_KVM,
+                    )
+                b.add("its_w", off, val)
+            b.add("its_r", off)
+        elif r < 0.8:
+            v = rng.randrange(b.vcpus)
+            off = rng.choice(RD_OFFSETS)
+            if rng.random() < 0.6:
+                val = rng.choice((0, 1, rng.getrandbits(32), PROP | 0xF, PEND, 0x4000_0000 | 0x780))
+                b.add("rd_w", v, off, val)
+            b.add("rd_r", v, off)
+        elif r < 0.9:
+            b.random_command()
+        else:
+            b.add("msi", b.rand_dev(), b.rand_ev())
+    for off in (0x0, 0x80, 0x88, 0x90, 0x100, 0x108):
+        b.add("its_r", off)
+    for v in range(b.vcpus):
+        for off in (R.GICR_PROPBASER, R.GICR_PROPBASER + 4, R.GICR_PENDBASER, R.GICR_PENDBASER + 4):
+            b.add("rd_r", v, off)
+
+
+def gen_dist(b: Builder) -> None:
+    """The distributor enabled (GICD_CTLR.EnableGrp1A): LPIs turned off, DISCARD of a pending LPI."""
+    rng = b.rng
+    b.add("dist_w", 0, 0x12)  # ARE_NS | EnableGrp1A
+    b.standard()
+    b.mapped_world(2, 3)
+    for _ in range(rng.randrange(2, 6)):
+        d, e = rng.randrange(2), rng.randrange(3)
+        step = rng.randrange(5)
+        if step == 0:
+            b.add("msi", d, e)
+        elif step == 1:
+            b.cmd("INT", DeviceID=d, EventID=e)
+        elif step == 2:
+            b.add("rd_w", rng.randrange(b.vcpus), R.GICR_CTLR, 0)
+        elif step == 3:
+            b.cmd("DISCARD", DeviceID=d, EventID=e)
+        else:
+            b.cmd(
+                "MAPTI",
+                DeviceID=d,
+                EventID=e,
+                pINTID=LPI + rng.randrange(24),
+                ICID=rng.randrange(4),
+            )
+            b.pairs.add((d, e))
+    b.probe_msis(extra=0)
+    b.probe_tables()
+
+
+def gen_saverestore(b: Builder, corrupt: bool) -> None:
+    """An image (tables the model saved for a random mapping) restored in arm-vgic-its.rst's order
+    into a fresh VM, possibly corrupted; then the MSIs, a save and the pending bits."""
+    from gictools.kvm.model import ModelRunner
+
+    rng = b.rng
+    src = Builder(rng, b.case_id, b.kind, b.vcpus)
+    src.standard()
+    src.mapped_world(rng.randrange(1, 4), rng.randrange(1, 5))
+    for _ in range(rng.randrange(0, 8)):
+        src.random_command()
+    for _ in range(rng.randrange(0, 4)):
+        src.add("msi", src.rng.randrange(3), src.rng.randrange(4))
+    src.add("save")
+    src.add("savep")
+    runner = ModelRunner("6.1")
+    runner.run(src.lines)
+    vm, its = runner.vm, runner.its
+    assert vm is not None and its is not None
+    regs = {
+        off: its.read_reg(off)
+        for off in (
+            R.GITS_CTLR,
+            R.GITS_IIDR,
+            R.GITS_CBASER,
+            R.GITS_CREADR,
+            R.GITS_CWRITER,
+            R.GITS_BASER,
+            R.GITS_BASER + 8,
+        )
+    }
+    words: dict[int, int] = {}
+    for gpa, page in vm.memory.nonzero_pages():
+        for off in range(0, len(page), 8):
+            q = int.from_bytes(page[off : off + 8], "little")
+            if q:
+                words[gpa + off] = q
+    b.pairs, b.devs, b.indirect = src.pairs, src.devs, src.indirect
+    if corrupt:
+        tables = [a for a in words if DEVT <= a < QUEUE or ITT <= a < ITT + 0x1000 * ITT_DEVICES]
+        for _ in range(rng.randrange(1, 4)):
+            k = rng.randrange(7)
+            if k == 6 or not tables:
+                which = rng.choice(
+                    (R.GITS_BASER, R.GITS_BASER + 8, R.GITS_CBASER, R.GITS_CREADR, R.GITS_IIDR)
+                )
+                regs[which] = rng.choice(
+                    (0, regs[which] ^ (1 << rng.randrange(64)), rng.getrandbits(64))
+                )
+                continue
+            a = rng.choice(tables)
+            q = words[a]
+            if k == 0:
+                q = rng.getrandbits(64)
+            elif k == 1:
+                q ^= 1 << rng.randrange(64)
+            elif k == 2:
+                q = 0
+            elif k == 3:  # another slot gets this entry: duplicates, out-of-order IDs
+                a = (a & ~0xFFF) + 8 * rng.randrange(16)
+            elif k == 4:
+                q |= rng.choice((0x1F, 0x3FFF << 49, 0xFFFF << 48, 0xFFFF << 16))
+            else:
+                q = (q & (1 << 63)) | (rng.getrandbits(16) << 49) | (q & ((1 << 49) - 1))
+            words[a] = q & ((1 << 64) - 1)
+    # memory first, in runs of consecutive non-zero qwords
+    run_start: int | None = None
+    run = bytearray()
+    for w in [*sorted(words), None]:
+        if w is not None and run_start is not None and w == run_start + len(run):
+            run += words[w].to_bytes(8, "little")
+            continue
+        if run_start is not None:
+            b.add("memw", run_start, bytes(run))
+        if w is not None:
+            run_start, run = w, bytearray(words[w].to_bytes(8, "little"))
+    # redistributors (PROPBASER, PENDBASER, then GICR_CTLR), then the ITS: CBASER, IIDR,
+    # BASER<n>, CREADR, CWRITER, RESTORE_TABLES, GITS_CTLR last (arm-vgic-its.rst)
+    for v in range(b.vcpus):
+        b.rd64(v, R.GICR_PROPBASER, vm.read_redist_reg(v, R.GICR_PROPBASER))
+        b.rd64(v, R.GICR_PENDBASER, vm.read_redist_reg(v, R.GICR_PENDBASER))
+        b.add("rd_w", v, R.GICR_CTLR, vm.read_redist_reg(v, R.GICR_CTLR, 4) & 1)
+    for off in (
+        R.GITS_CBASER,
+        R.GITS_IIDR,
+        R.GITS_BASER,
+        R.GITS_BASER + 8,
+        R.GITS_CREADR,
+        R.GITS_CWRITER,
+    ):
+        b.add("its_w", off, regs[off])
+    b.add("restore")
+    b.add("its_w", R.GITS_CTLR, regs[R.GITS_CTLR] & R.GITS_CTLR_ENABLE)
+    b.probe_msis()
+    b.probe_tables()
+
+
+def gen_baser_change(b: Builder) -> None:
+    """GITS_BASER0/1 rewritten while the ITS is off (same value, moved, size, Valid 0), then
+    the ITS on again: which devices and collections survive (vgic_mmio_write_its_baser)."""
+    rng = b.rng
+    b.standard()
+    b.mapped_world(rng.randrange(1, 4), rng.randrange(1, 4))
+    b.probe_msis(extra=0)
+    b.add("its_w", R.GITS_CTLR, 0)
+    for _ in range(rng.randrange(1, 3)):
+        n = rng.randrange(2)
+        pa = (DEVT, COLLT)[n]
+        val = rng.choice(
+            (
+                baser(pa, indirect=int(b.indirect and n == 0)),  # unchanged
+                baser(DEVT_L2 + 0x1_0000 * rng.randrange(3)),  # moved
+                baser(pa, indirect=int(b.indirect and n == 0), pages=2),  # resized
+                baser(pa, valid=0),  # Valid 1 -> 0
+                rng.getrandbits(64),
+            )
+        )
+        b.add("its_w", R.GITS_BASER + 8 * n, val)
+        b.add("its_r", R.GITS_BASER + 8 * n)
+    b.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
+    b.probe_msis()
+    b.probe_tables()
+
+
+def gen_l1_zeroed(b: Builder) -> None:
+    """A two-level device table whose level-1 entry the guest zeroes (or corrupts) after MAPD:
+    what SAVE_TABLES does with the device (vgic_its_save_device_tables)."""
+    rng = b.rng
+    b.lpi_tables(list(range(b.vcpus)))
+    b.its_tables(indirect=True)
+    b.mapped_world(rng.randrange(1, 3), rng.randrange(1, 3))
+    if rng.random() < 0.5:
+        dev = rng.choice((0x2000, 0x4000))
+        b.cmd("MAPD", DeviceID=dev, Size=1, ITT_addr=itt_of(dev) >> 8, V=1)
+        b.cmd("MAPTI", DeviceID=dev, EventID=1, pINTID=LPI + 40, ICID=0)
+        b.devs.add(dev)
+        b.pairs.add((dev, 1))
+    l1 = rng.choice((0, 0, 1, 2))
+    val = rng.choice((0, 0, 1 << 63, rng.getrandbits(64)))
+    b.add("memw", DEVT + 8 * l1, val.to_bytes(8, "little"))
+    b.probe_msis()
+    b.probe_tables()
+
+
+def gen_ctrl(b: Builder) -> None:
+    """The ITS's control attributes in odd orders on a live ITS: RESET, SAVE twice, RESTORE on
+    top of live devices (duplicate IDs), RESTORE while enabled, CREADR/CWRITER/IIDR writes."""
+    rng = b.rng
+    b.standard()
+    b.mapped_world(rng.randrange(1, 4), rng.randrange(1, 4))
+    for _ in range(rng.randrange(2, 7)):
+        step = rng.randrange(9)
+        if step == 0:
+            b.add("itsreset")
+        elif step == 1:
+            b.add("save")
+        elif step == 2:
+            b.add("restore")
+        elif step == 3:
+            b.add("its_w", R.GITS_CTLR, rng.choice((0, R.GITS_CTLR_ENABLE)))
+        elif step == 4:
+            b.add("its_w", R.GITS_CREADR, rng.choice((0, 0x20, 0x40, 0x1F, QUEUE_PAGES * 4096)))
+        elif step == 5:
+            b.add("its_w", R.GITS_CWRITER, rng.choice((0, 0x20, 0x60, QUEUE_PAGES * 4096, 0x21)))
+        elif step == 6:
+            b.add(
+                "its_w",
+                R.GITS_IIDR,
+                R.GITS_IIDR_LAYOUT.encode(
+                    Implementer=R.IMPLEMENTER_ARM,
+                    Revision=rng.randrange(3),
+                    ProductID=R.PRODUCT_ID_KVM,
+                ),
+            )
+        elif step == 7:
+            b.add("savep")
+        else:
+            b.random_command()
+        b.add("its_r", R.GITS_CTLR)
+        b.add("its_r", R.GITS_CREADR)
+        if rng.random() < 0.5:
+            b.probe_msis(extra=1)
+    b.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
+    b.probe_msis()
+    b.probe_tables()
+
+
+def gen_big_vm(b: Builder) -> None:
+    """More than 16 vCPUs (MPIDR Aff1 != 0): GICR_TYPER per vCPU, collections on the high
+    vCPUs, MOVALL/SYNC between them, MSIs, the pending tables."""
+    rng = b.rng
+    b.vcpus = rng.randrange(17, 21)
+    b.lines[0] = O.vm_line(b.case_id, b.vcpus)
+    for v in range(b.vcpus):
+        b.add("rd_r", v, R.GICR_TYPER)
+        b.add("rd_r", v, R.GICR_TYPER + 4)
+    b.standard()
+    for c in range(4):
+        b.cmd("MAPC", ICID=c, RDbase=rng.randrange(b.vcpus + 1), V=1)
+    for d in range(2):
+        b.cmd("MAPD", DeviceID=d, Size=2, ITT_addr=itt_of(d) >> 8, V=1)
+        b.devs.add(d)
+        for e in range(4):
+            b.cmd("MAPTI", DeviceID=d, EventID=e, pINTID=LPI + 8 * d + e, ICID=rng.randrange(4))
+            b.pairs.add((d, e))
+    b.probe_msis(extra=0)
+    for _ in range(rng.randrange(1, 4)):
+        r = rng.randrange(3)
+        if r == 0:
+            b.cmd("MOVALL", RDbase=rng.randrange(b.vcpus), RDbase2=rng.randrange(b.vcpus))
+        elif r == 1:
+            b.cmd(
+                "MOVI", DeviceID=rng.randrange(2), EventID=rng.randrange(4), ICID=rng.randrange(4)
+            )
+        else:
+            b.cmd("SYNC", RDbase=rng.randrange(b.vcpus + 2))
+    b.probe_msis(extra=0)
+    b.probe_tables()
+
+
+def gen_queue(b: Builder) -> None:
+    """A one-page command queue run round more than once, commands queued while the ITS is
+    off (run when it is enabled), CWRITER written past the queue."""
+    rng = b.rng
+    b.lpi_tables(list(range(b.vcpus)))
+    b.add("its_w", R.GITS_CBASER, cbaser(pages=1))
+    b.add("its_w", R.GITS_BASER, baser(DEVT))
+    b.add("its_w", R.GITS_BASER + 8, baser(COLLT))
+    if rng.random() < 0.5:
+        b.cmd("MAPC", ICID=0, RDbase=0, V=1)  # queued, ITS still off
+        b.add("its_r", R.GITS_CREADR)
+    b.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
+    b.mapped_world(2, 2)
+    for _ in range(rng.randrange(130, 300)):
+        d, e = rng.randrange(2), rng.randrange(2)
+        b.cmd(rng.choice(("INT", "CLEAR", "INV")), DeviceID=d, EventID=e)
+        if rng.random() < 0.02:
+            b.add("its_w", R.GITS_CWRITER, rng.choice((0x1000, 0x2000, 0xFE0)))
+            b.add("its_r", R.GITS_CWRITER)
+    b.probe_msis(extra=0)
+    b.probe_tables()
+
+
+def gen_dist_pending(b: Builder) -> None:
+    """The distributor enabled and LPIs queued on vCPUs that never run: DISCARD, re-MAPTI of
+    the same INTID, MOVI, MOVALL, CLEAR, EnableLPIs off and on, with the pending tables saved
+    in between."""
+    rng = b.rng
+    b.add("dist_w", 0, 0x12)
+    b.add("dist_r", 0)
+    b.standard()
+    b.mapped_world(2, 3)
+    for _ in range(rng.randrange(3, 9)):
+        d, e = rng.randrange(2), rng.randrange(3)
+        step = rng.randrange(9)
+        if step in (0, 1):
+            b.add("msi", d, e)
+        elif step == 2:
+            b.cmd("DISCARD", DeviceID=d, EventID=e)
+        elif step == 3:
+            b.cmd(
+                "MAPTI",
+                DeviceID=d,
+                EventID=e,
+                pINTID=LPI + 8 * d + rng.randrange(4),
+                ICID=rng.randrange(4),
+            )
+            b.pairs.add((d, e))
+        elif step == 4:
+            b.cmd("MOVI", DeviceID=d, EventID=e, ICID=rng.randrange(4))
+        elif step == 5:
+            b.cmd("MOVALL", RDbase=rng.randrange(b.vcpus), RDbase2=rng.randrange(b.vcpus))
+        elif step == 6:
+            b.cmd("CLEAR", DeviceID=d, EventID=e)
+        elif step == 7:
+            b.add(
+                "rd_w",
+                rng.randrange(b.vcpus),
+                R.GICR_CTLR,
+                rng.choice((0, R.GICR_CTLR_ENABLE_LPIS)),
+            )
+        else:
+            b.add("savep")
+            for v in range(b.vcpus):
+                b.add("memr", PEND + 0x1_0000 * v, PEND_BYTES)
+    b.probe_msis(extra=0)
+    b.probe_tables()
+
+
+def gen_bare(b: Builder) -> None:
+    """A VM without an ITS device, or before KVM_DEV_ARM_VGIC_CTRL_INIT: KVM_SIGNAL_MSI,
+    SAVE_PENDING_TABLES, and (initialised, no ITS) EnableLPIs and GICR_TYPER.PLPIS."""
+    rng = b.rng
+    flags = rng.choice((O.VM_NO_ITS, O.VM_NO_INIT, O.VM_NO_ITS | O.VM_NO_INIT))
+    b.lines[0] = O.vm_line(b.case_id, b.vcpus, flags=flags)
+    if not flags & O.VM_NO_INIT:
+        b.lpi_tables(list(range(b.vcpus)))
+        for v in range(b.vcpus):
+            b.add("rd_r", v, R.GICR_CTLR)
+            b.add("rd_r", v, R.GICR_TYPER)
+    if not flags & O.VM_NO_ITS:
+        b.add("its_r", R.GITS_CTLR)
+        b.add("its_w", R.GITS_CBASER, cbaser())
+        b.add("its_r", R.GITS_CBASER)
+        b.add("save")
+    for _ in range(rng.randrange(1, 4)):
+        b.add("msi", b.rand_dev(), b.rand_ev())
+    b.add("savep")
+
+
+CLASSES: dict[str, tuple[int, Callable[[Builder], None]]] = {
+    # name: (share of the cases in per mille, generator)
+    "cmds": (330, gen_cmds),
+    "bare": (10, gen_bare),
+    "ctrl": (50, gen_ctrl),
+    "big-vm": (20, gen_big_vm),
+    "queue": (20, gen_queue),
+    "dist-pending": (40, gen_dist_pending),
+    "baser-change": (40, gen_baser_change),
+    "l1-zeroed": (30, gen_l1_zeroed),
+    "restore": (60, lambda b: gen_saverestore(b, corrupt=False)),
+    "restore-corrupt": (160, lambda b: gen_saverestore(b, corrupt=True)),
+    "regs": (120, gen_regs),
+    "msi-edge": (90, gen_msi_edge),
+    "dist": (30, gen_dist),
+}
+
+
+def generate(n: int, seed: int = 20) -> list[O.Case]:
+    """n cases (the classes in CLASSES' proportions), reproducible from seed."""
+    cases = []
+    names = list(CLASSES)
+    weights = [CLASSES[k][0] for k in names]
+    for i in range(n):
+        rng = random.Random(f"{seed}:{i}")
+        kind = rng.choices(names, weights)[0]
+        b = Builder(rng, i, kind, rng.choice((1, 2, 2, 3, 4)))
+        CLASSES[kind][1](b)
+        cases.append(b.case())
+    return cases
+
+
+# --- storage -------------------------------------------------------------------------------------
+class CorpusError(GictoolsError):
+    """A corpus file is missing, malformed or does not match the cases."""
+
+
+def _dump(path: Path, obj: object) -> None:
+    data = gzip.compress(msgpack.packb(obj, use_bin_type=True), compresslevel=9, mtime=0)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _load(path: Path, fmt: str) -> dict:
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read(MAX_FILE + 1)
+    except (OSError, EOFError) as e:
+        raise CorpusError(f"{path}: {e}") from None
+    if len(raw) > MAX_FILE:
+        raise CorpusError(f"{path}: more than {MAX_FILE} bytes decompressed")
+    try:
+        obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception as e:  # msgpack raises several unrelated types for bad input
+        raise CorpusError(f"{path}: not msgpack ({e})") from None
+    if (
+        not isinstance(obj, dict)
+        or obj.get("format") != fmt
+        or obj.get("version") != FORMAT_VERSION
+    ):
+        raise CorpusError(f"{path}: not a {fmt} v{FORMAT_VERSION} file")
+    return obj
+
+
+def save_cases(path: Path, cases: list[O.Case], seed: int) -> None:
+    _dump(
+        path,
+        {
+            "format": CASES_FORMAT,
+            "version": FORMAT_VERSION,
+            "seed": seed,
+            "cases": [[c.case_id, c.kind, "\n".join(c.lines)] for c in cases],
+        },
+    )
+
+
+def load_cases(path: Path) -> list[O.Case]:
+    obj = _load(path, CASES_FORMAT)
+    try:
+        return [O.Case(int(i), str(k), str(s).split("\n")) for i, k, s in obj["cases"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorpusError(f"{path}: malformed cases ({e})") from None
+
+
+def save_answers(
+    path: Path, kernel: str, uname: str, cases: list[O.Case], answers: list[list[str]]
+) -> None:
+    _dump(
+        path,
+        {
+            "format": ANSWERS_FORMAT,
+            "version": FORMAT_VERSION,
+            "kernel": kernel,
+            "uname": uname,
+            "answers": [[c.case_id, "\n".join(a)] for c, a in zip(cases, answers, strict=True)],
+        },
+    )
+
+
+def load_answers(path: Path) -> tuple[str, dict[int, list[str]]]:
+    obj = _load(path, ANSWERS_FORMAT)
+    try:
+        return str(obj["kernel"]), {int(i): str(a).split("\n") for i, a in obj["answers"]}
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorpusError(f"{path}: malformed answers ({e})") from None

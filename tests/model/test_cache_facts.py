@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 from gictools.errors import ConfigError
 from gictools.model.cache import (
@@ -125,7 +126,7 @@ _ops = st.lists(
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(3))
 @given(ops=_ops)
 def test_contains_key_of_add_hits_agree_with_lookup(name, ops):
     pol = _policy(name)

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_checks import one_device
-from strategies import key_streams
+from strategies import examples, key_streams
 
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
 from gictools.model.cache import COLUMN_VALUES, POLICIES, Block, native
@@ -115,7 +115,7 @@ def _drive(name, nr_vcpus, pool, nofill, ops, native_loop):
     return trace
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(1.5), suppress_health_check=list(HealthCheck))
 @given(
     name=st.sampled_from(["lru-v6.8", "usage-v2"]),
     nr_vcpus=st.integers(1, 2),

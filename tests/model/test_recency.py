@@ -4,6 +4,7 @@ room forces them), with dense int keys and with any keys."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 from gictools.model.cache.recency import KeyedRecencyList, RecencyList
 
@@ -38,13 +39,13 @@ def _check(stack, ops, key):
             assert stack.position(x) == (ref.index(x) + 1 if x in ref else None)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(5))
 @given(ops=_ops, room=st.integers(2, 20))
 def test_dense_keys_equal_a_list(ops, room):
     _check(RecencyList(room), ops, lambda k: k)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(3))
 @given(ops=_ops, capacity=st.integers(0, 6))
 def test_any_keys_equal_a_list(ops, capacity):
     _check(KeyedRecencyList(capacity), ops, lambda k: (k, 1 << 70))

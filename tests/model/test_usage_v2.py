@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 from gictools.model.cache import EVICT, MISS, RECYCLE
 from gictools.model.cache.keys import translation_key
@@ -69,7 +70,7 @@ _op = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(5))
 @given(capacity=st.integers(0, 6), ops=st.lists(_op, max_size=80))
 def test_fast_fill_equals_the_kernel_scan(capacity, ops):
     pol = UsageV2(1)

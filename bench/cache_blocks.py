@@ -35,6 +35,7 @@ def cold_start():
 
 def child(trace, policy, engine, out):
     import gictools.replay as rp
+    import gictools.replay.block as rp_block
     from gictools.model import block
     from gictools.model.cache import native
 
@@ -52,7 +53,7 @@ def child(trace, policy, engine, out):
     if engine is not None:
         orig = native.use
         native.use = lambda n, u=None, c=0: orig(n, engine, c)
-    rp.inject_block = timed
+    rp_block.inject_block = timed
     t, c = time.perf_counter(), time.process_time()
     rep = rp.Replayer(trace, [policy], out=out).run()[0]
     total, total_cpu = time.perf_counter() - t, time.process_time() - c

@@ -97,6 +97,7 @@ def _summarize(root) -> dict:
                 "evictions": sum(c["evictions"] for c in g),
                 "latency_p50_ns": p50,
                 "latency_p99_ns": p99,
+                "latency_max_ns": max((c["latency_max_ns"] or 0 for c in g), default=None),
                 "lpis_per_sec": msis / sum(elapsed) * 1e9 if have_time else None,
                 "failed_expectations": sum(c["failed_expectations"] or 0 for c in g),
                 "msi_errors": sum(c["msi_errors"] or 0 for c in g),

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import gictools.replay as replay_mod
+import gictools.replay.block as replay_block
 from gictools.errors import ConfigError
 from gictools.replay import replay
 from gictools.trace.gen_lpi_stress import generate
@@ -55,7 +56,7 @@ def test_per_event_path_equals_block_path(hotplug, tmp_path, monkeypatch):
     vm.signal_msi path give the same rows and reports under every policy."""
     fast = tmp_path / "fast.parquet"
     rf = replay(hotplug, POLICIES, out=fast)
-    monkeypatch.setattr(replay_mod, "SCALAR_MAX", 1)
+    monkeypatch.setattr(replay_block, "SCALAR_MAX", 1)
     slow = tmp_path / "slow.parquet"
     rs = replay(hotplug, POLICIES, out=slow)
     assert [r.as_dict() for r in rf] == [r.as_dict() for r in rs]
@@ -243,12 +244,13 @@ def test_the_jobs_hashing_thread_leaves_errors_to_the_parent(stress, tmp_path):
     import shutil
 
     import gictools.replay as R
+    import gictools.replay.jobs as replay_jobs
 
     t = tmp_path / "t.msgpack"
     shutil.copy(stress, t)
     (rp,) = R.open_replayers([t])
     rp.close()
     t.unlink()
-    R._hash_quietly([rp])
+    replay_jobs._hash_quietly([rp])
     with pytest.raises(FileNotFoundError):
         _ = rp.sha256

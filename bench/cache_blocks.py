@@ -2,10 +2,9 @@
 
 For each lpi-stress shape, replays the trace through gictools.replay.Replayer without a
 Parquet file and times only the policy's share: the inject_block calls (translation of
-each distinct key, the policy's run_block, latches). lru-v6.8 and usage-v2 run twice:
-compiled (LLVM kernels, gictools/model/cache/_kernels.py) and pure Python (GICTOOLS_JIT=0
-semantics via use_jit=False). Also measures the kernels' start (compile in a child process
-and map the code, or MCJIT in-process where that is the path) in a fresh process.
+each distinct key, the policy's run_block, latches). lru-v6.8 and usage-v2 run twice: the
+C loops (gictools/model/cache/_blocks.c, where the install built them) and pure Python
+(what a machine without a C compiler runs).
 
     python bench/cache_blocks.py                       # 10 M MSIs, -v16 -d16 -e16 and -v1 -d1 -e17
     python bench/cache_blocks.py --events 1000000 --shapes 1,1,17
@@ -18,54 +17,27 @@ import subprocess
 import sys
 import time
 
-COLD = r"""
-import json, time
-t0 = time.perf_counter()
-from gictools.model.cache import jit
-k = jit.kernels(0, True)
-t1 = time.perf_counter()
-import numpy as np
-out = np.empty(4, np.int8); vic = np.full(4, -1, np.int64)
-k.lru_block(np.zeros(4, np.int64), np.ones(1, np.bool_), np.zeros(0, np.int64), 16, out, vic)
-t2 = time.perf_counter()
-k.usage_block(np.zeros(4, np.int64), np.ones(1, np.bool_), np.zeros(0, np.int64),
-              np.zeros(0, np.int64), 16, out, vic)
-t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "lru": t2 - t1, "usage": t3 - t2}))
-"""
-
 
 def cold_start():
-    r = subprocess.run([sys.executable, "-c", COLD], capture_output=True, text=True, check=True)
-    t = json.loads(r.stdout)
+    code = (
+        "import time; t = time.perf_counter(); from gictools.model.cache import native; "
+        "print(time.perf_counter() - t, native.available())"
+    )
+    here = os.path.dirname(os.path.abspath(__file__))  # import gictools as the children do
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=here
+    )
+    t, ok = r.stdout.split()
     print(
-        f"kernels start: load {t['import']:.2f} s, lru first call {t['lru']:.3f} s, "
-        f"usage first call {t['usage']:.3f} s, total {sum(t.values()):.2f} s"
+        f"C loops: {'available' if ok == 'True' else 'NOT BUILT'}; import {float(t) * 1e3:.1f} ms"
     )
 
 
-def child(trace, policy, use_jit, out):
+def child(trace, policy, engine, out):
     import gictools.replay as rp
     import gictools.replay.block as rp_block
     from gictools.model import block
-    from gictools.model.cache import jit
-
-    if use_jit is not False:  # load (or compile) the kernels first: cold start is measured apart
-        import numpy as np
-
-        k = jit.kernels(0, True)
-        if k is not None:
-            o, v = np.empty(1, np.int8), np.full(1, -1, np.int64)
-            k.lru_block(np.zeros(1, np.int64), np.ones(1, np.bool_), np.zeros(0, np.int64), 1, o, v)
-            k.usage_block(
-                np.zeros(1, np.int64),
-                np.ones(1, np.bool_),
-                np.zeros(0, np.int64),
-                np.zeros(0, np.int64),
-                1,
-                o,
-                v,
-            )
+    from gictools.model.cache import native
 
     spent = [0.0, 0, 0.0]  # wall s, MSIs, CPU s
     real = block.inject_block
@@ -78,9 +50,9 @@ def child(trace, policy, use_jit, out):
         spent[1] += len(dev)
         return r
 
-    if use_jit is not None:
-        orig = jit.kernels
-        jit.kernels = lambda n, u=None: orig(n, use_jit)
+    if engine is not None:
+        orig = native.use
+        native.use = lambda n, u=None, c=0: orig(n, engine, c)
     rp_block.inject_block = timed
     t, c = time.perf_counter(), time.process_time()
     rep = rp.Replayer(trace, [policy], out=out).run()[0]
@@ -114,14 +86,14 @@ def main():
     ap.add_argument(
         "--parquet", action="store_true", help="also write the Parquet file (end to end)"
     )
-    ap.add_argument("--child", nargs=4, metavar=("TRACE", "POLICY", "JIT", "OUT"))
+    ap.add_argument("--child", nargs=4, metavar=("TRACE", "POLICY", "ENGINE", "OUT"))
     a = ap.parse_args()
     if a.child:
         trace, policy, j, out = a.child
         child(
             trace,
             policy,
-            {"auto": None, "jit": True, "python": False}[j],
+            {"auto": None, "c": True, "python": False}[j],
             None if out == "-" else out,
         )
         return
@@ -149,8 +121,8 @@ def main():
         for pol, engines in (
             ("none", ["auto"]),
             ("per-its-v6.10", ["auto"]),
-            ("lru-v6.8", ["jit", "python"]),
-            ("usage-v2", ["jit", "python"]),
+            ("lru-v6.8", ["c", "python"]),
+            ("usage-v2", ["c", "python"]),
         ):
             for eng in engines:
                 out = os.path.join(a.dir, "out.parquet") if a.parquet else "-"

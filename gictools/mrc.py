@@ -9,8 +9,8 @@ not applied: this is the demand of the stream, the capacity question alone.
 - LRU: exact miss ratio at every capacity in one pass. An access's stack
   distance is 1 + the number of distinct keys used since its key's last use;
   LRU of capacity C hits exactly the accesses with distance <= C (Mattson et
-  al., 1970). Distinct keys since the last use = marks in a Fenwick tree over
-  access times that hold only each key's latest use.
+  al., 1970): gictools.model.cache.recency, the LRU stack the latency model's
+  list walks use too.
 - usage-v2: no stack property (a victim is chosen by counters), so its curve is
   simulated at chosen capacities with the policy's own rules.
 - per-ITS (v6.10): unbounded, so its size is the footprint: distinct
@@ -18,8 +18,8 @@ not applied: this is the demand of the stream, the capacity question alone.
 
 Memory: the stream is held as one 4-byte key id per MSI (dense ids of the distinct
 (ITS, DeviceID, EventID), given batch by batch with numpy); everything else grows with
-the distinct keys only: the Fenwick tree is renumbered down to the live marks whenever
-time runs past twice the distinct keys. A trace of more than max_msis MSIs
+the distinct keys only: the LRU stack's clock is renumbered down to the live keys whenever
+it runs past twice the distinct keys. A trace of more than max_msis MSIs
 (DEFAULT_MAX_MSIS) is refused with a ConfigError that names the limit.
 """
 
@@ -33,6 +33,7 @@ from gictools import plotting
 from gictools.errors import ConfigError
 from gictools.model.cache.base import LPI_DEFAULT_PCPU_CACHE_SIZE
 from gictools.model.cache.keys import split_translation_keys, translation_keys
+from gictools.model.cache.recency import RecencyList
 from gictools.model.cache.usage_v2 import UsageV2
 
 TARGET_HIT_RATE = 0.99
@@ -199,60 +200,22 @@ def accesses_of(its, dev, ev, vcpus: int = 1) -> Accesses:
 
 
 def _walk(ids, distinct: int, out=None, min_tree: int | None = None):
-    """One pass of the Fenwick LRU stack: (hist, first) where hist[d] counts the accesses
-    at stack distance d (0: first use, a cold miss) and first[k] is key k's first access.
-    out (optional, indexable by access): each access's distance. The tree is a list (read
-    log n times per access; its counts are mostly small, shared ints), the per-key times
-    are 8-byte arrays."""
-    cap = max(2 * distinct, MIN_TREE if min_tree is None else min_tree)
-    tree = [0] * (cap + 1)
-    last = array("q", bytes(8 * distinct))  # time of each key's latest use, 0: unused
+    """One pass of the LRU stack (model.cache.recency): (hist, first) where hist[d] counts
+    the accesses at stack distance d (0: first use, a cold miss) and first[k] is key k's
+    first access. out (optional, indexable by access): each access's distance. The stack
+    holds 8 bytes per key and renumbers its clock past twice the distinct keys."""
+    stack = RecencyList(max(2 * distinct, MIN_TREE if min_tree is None else min_tree), distinct)
+    touch = stack.touch
     first = array("q", bytes(8 * distinct))
     hist = [0] * (distinct + 1)
-    live = 0  # marks in the tree: distinct keys so far
-    t = 0
     for g, k in enumerate(ids):
-        t += 1
-        if t > cap:
-            tree, last = _renumber(last, live, cap)
-            t = live + 1
-        prev = last[k]
-        if prev:
-            s, i = 0, prev  # marks at times <= prev
-            while i > 0:
-                s += tree[i]
-                i -= i & -i
-            d = live - s + 1
-            i = prev
-            while i <= cap:
-                tree[i] -= 1
-                i += i & -i
-            live -= 1
-        else:
-            d = 0
+        d = touch(k)
+        if not d:
             first[k] = g
         hist[d] += 1
         if out is not None:
             out[g] = d
-        i = t
-        while i <= cap:
-            tree[i] += 1
-            i += i & -i
-        live += 1
-        last[k] = t
     return hist, first
-
-
-def _renumber(last: array, live: int, cap: int) -> tuple[list, array]:
-    """(tree, last) with the keys' latest uses renumbered 1..live in the same order."""
-    times = np.frombuffer(last, dtype=np.int64).copy()
-    used = np.flatnonzero(times)
-    order = used[np.argsort(times[used], kind="stable")]
-    times[order] = np.arange(1, live + 1)
-    i = np.arange(cap + 1, dtype=np.int64)
-    marks = np.clip(np.minimum(i, live) - (i - (i & -i)), 0, None)  # marks in (i - lowbit, i]
-    marks[0] = 0
-    return marks.tolist(), array("q", times.tobytes())
 
 
 def stack_distances(keys, min_tree: int | None = None) -> np.ndarray:

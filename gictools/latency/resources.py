@@ -8,7 +8,8 @@
   while it sleeps (synchronize_rcu(), a mutex wait list).
 - `GracePeriod`: the duration of one synchronize_rcu() (HZ and normal or
   expedited RCU; see docs/latency-model.md).
-- `ListModel`: positions in a list cache, for the list-walk cost.
+- `ListModel`: positions in a list cache, for the list-walk cost (the LRU stack of
+  gictools.model.cache.recency, which `mrc` uses too).
 - `Interleaving`: what the real machine randomises (or the lock-step run).
 - `Injector`: one device thread and where it is.
 """
@@ -16,6 +17,8 @@
 import math
 from collections import deque
 from dataclasses import dataclass
+
+from gictools.model.cache.recency import KeyedRecencyList as ListModel  # noqa: F401
 
 STEADY_WINDOW = 256  # consecutive hits per thread before its rate is trusted for fast-forward
 
@@ -193,82 +196,3 @@ class HostCpus:
             self.wait_ns += waited
             w.wait += waited
             self.sim.schedule(w, t)
-
-
-class ListModel:
-    """Positions in a list cache, for the walk cost: a Fenwick tree over stamps.
-
-    moves_on_hit (LRU): a key's stamp is its last use, so its position from the head
-    is 1 + the number of keys used since (the LRU stack distance). Otherwise (usage-v2,
-    entries linked at the head and never moved) the stamp is the insertion.
-    """
-
-    def __init__(self, capacity):
-        """capacity: stamps before the first renumbering (it grows with the keys held)."""
-        self.n = capacity + 2
-        self.tree = [0] * (self.n + 1)
-        self.stamp = {}
-        self.present = bytearray(self.n + 1)
-        self.next = 1
-        self.oldest = 1
-        self.count = 0
-
-    def _add(self, i, d):
-        tree, n = self.tree, self.n
-        while i <= n:
-            tree[i] += d
-            i += i & -i
-
-    def _prefix(self, i):
-        s, tree = 0, self.tree
-        while i > 0:
-            s += tree[i]
-            i -= i & -i
-        return s
-
-    def position(self, key):
-        s = self.stamp.get(key)
-        if s is None:
-            return None
-        return self.count - self._prefix(s) + 1
-
-    def touch(self, key):
-        self.remove(key)
-        if self.next > self.n:  # out of stamps: renumber in order
-            self._renumber()
-        s = self.next
-        self.next += 1
-        self.stamp[key] = s
-        self.present[s] = 1
-        self._add(s, 1)
-        self.count += 1
-
-    def remove(self, key):
-        s = self.stamp.pop(key, None)
-        if s is not None:
-            self._add(s, -1)
-            self.present[s] = 0
-            self.count -= 1
-
-    def remove_oldest(self):
-        while self.oldest < self.next and not self.present[self.oldest]:
-            self.oldest += 1
-        if self.oldest >= self.next:
-            return
-        for k, s in self.stamp.items():
-            if s == self.oldest:
-                self.remove(k)
-                return
-
-    def _renumber(self):
-        """Out of stamps: the keys get 1..count in order (positions are relative, so the
-        same), in a tree at least 4x the keys present (so renumbering stays rare)."""
-        order = sorted(self.stamp.items(), key=lambda kv: kv[1])
-        self.n = max(self.n, 4 * len(order) + 2)
-        self.tree = [0] * (self.n + 1)
-        self.present = bytearray(self.n + 1)
-        self.stamp = {}
-        self.count = 0
-        self.next = self.oldest = 1
-        for k, _ in order:
-            self.touch(k)

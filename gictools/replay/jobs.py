@@ -7,7 +7,6 @@ file), kept in a module of its own: process supervision is being reworked (issue
 import os
 import threading
 
-from gictools.model.cache import POLICIES
 from gictools.replay.runner import _metadata, _policy_names, open_replayers, run_replayers
 
 _UNHASHED = "0" * 64  # a --jobs worker's stand-in: its parent hashes the trace meanwhile
@@ -86,22 +85,6 @@ def _hash_quietly(replayers):
         pass  # not this thread's to report (a thread's exception prints a traceback)
 
 
-PREBUILD_MSIS = 1 << 20  # MSIs from which a --jobs parent builds the compiled kernels
-
-
-def _build_kernels_once(replayers, names):
-    """Build the compiled block kernels here, before forking, when the workers would each
-    build them (order-dependent policies, a long trace by its header): one build, inherited."""
-    from gictools.model.cache import jit
-    from gictools.model.cache.base import VmWidePolicy
-
-    if not any(issubclass(POLICIES[n], VmWidePolicy) for n in names if n in POLICIES):
-        return
-    msis = sum((rp.reader.counts or {}).get("msis", 0) for rp in replayers)
-    if msis >= PREBUILD_MSIS:
-        jit.kernels(jit.MIN_EVENTS, True)
-
-
 def _run_parallel(replayers, out, jobs):
     """Policies are independent replays of the same stream: they are dealt round-robin into
     `jobs` groups, each replayed in one pass (one decode) by a fresh process that writes a
@@ -118,7 +101,6 @@ def _run_parallel(replayers, out, jobs):
         rp.close()
     rp0 = replayers[0]
     names = _policy_names(replayers)
-    _build_kernels_once(replayers, names)
     traces = [rp.path for rp in replayers]
     trace_names = [rp.trace for rp in replayers]
     out = os.fspath(out)

@@ -31,6 +31,8 @@ WRITER_OPTIONS = {
     "write_statistics": True,
     # values handed to the encoders per call (default 1024): -16 % of the encode time
     "write_batch_size": 1 << 16,
+    # parts are moved by splice.Joiner, and an OffsetIndex holds absolute page offsets
+    "write_page_index": False,
 }
 
 
@@ -192,6 +194,9 @@ class EventWriter:
         if self.writer is not None:
             self._end_part()
         self.joiner.finish()
+        if self.out.kind == "file":  # read back before it replaces anything
+            self.out.file.flush()
+            self.joiner.check(self.out.tmp)
         self.out.commit()
 
     def abort(self):

@@ -3,12 +3,15 @@
 Several cache policies replay in parallel processes, each writing its own part; the parts'
 row groups are copied byte for byte after one another and their footers merged: only the
 absolute file offsets in the footer (Thrift compact protocol, parquet.thrift) change. The
-footer is decoded generically (field id, type, value), so fields this code does not know
-are carried over unchanged.
+footer is walked, not decoded: the offsets are rewritten in place and every other field,
+known or not, is copied as bytes. check_offsets() then reads the joined file back: every
+column chunk must lie inside it and start at a page header.
 """
 
+import mmap
 import os
 import struct
+from array import array
 
 MAGIC = b"PAR1"
 # compact protocol type ids
@@ -19,6 +22,10 @@ _RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
 _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 2, 3, 4, 6
 _CM_OFFSETS = (9, 10, 11, 14)  # data_page, index_page, dictionary_page, bloom_filter
 _FMD_NUM_ROWS = 3
+_CM_TOTAL_COMPRESSED, _CM_DATA_PAGE, _CM_DICT_PAGE = 7, 9, 11
+# PageHeader: type (PageType), uncompressed_page_size, compressed_page_size
+_DATA_PAGE, _DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 2, 3
+_PAGE_HEADER_I32 = 1 << 4 | 5  # a field header: id + 1, type i32 (compact protocol)
 
 
 class _Reader:
@@ -38,44 +45,6 @@ class _Reader:
     def zigzag(self):
         v = self.varint()
         return (v >> 1) ^ -(v & 1)
-
-    def value(self, t):
-        if t in (_TRUE, _FALSE):
-            return t == _TRUE
-        if t == _BYTE:
-            self.i += 1
-            return self.b[self.i - 1]
-        if t in (_I16, _I32, _I64):
-            return self.zigzag()
-        if t == _DOUBLE:
-            self.i += 8
-            return self.b[self.i - 8 : self.i]
-        if t == _BINARY:
-            n = self.varint()
-            self.i += n
-            return self.b[self.i - n : self.i]
-        if t in (_LIST, _SET):
-            h = self.b[self.i]
-            self.i += 1
-            n, et = h >> 4, h & 0x0F
-            if n == 15:
-                n = self.varint()
-            if et in (_TRUE, _FALSE):
-                items = [self.b[self.i + k] == 1 for k in range(n)]
-                self.i += n
-                return (et, items)
-            return (et, [self.value(et) for _ in range(n)])
-        if t == _MAP:
-            n = self.varint()
-            if n == 0:
-                return (0, 0, [])
-            kv = self.b[self.i]
-            self.i += 1
-            kt, vt = kv >> 4, kv & 0x0F
-            return (kt, vt, [(self.value(kt), self.value(vt)) for _ in range(n)])
-        if t == _STRUCT:
-            return self.struct()
-        raise ValueError(f"Thrift compact type {t} at byte {self.i}")
 
     def skip(self, t):
         """Step over one value of type t without building it (footers are walked often)."""
@@ -130,19 +99,6 @@ class _Reader:
             elif t not in (_TRUE, _FALSE):
                 self.skip(t)
 
-    def struct(self):
-        fields = []
-        last = 0
-        while True:
-            h = self.b[self.i]
-            self.i += 1
-            if h == 0:
-                return fields
-            t, delta = h & 0x0F, h >> 4
-            fid = last + delta if delta else self.zigzag()
-            fields.append([fid, t, self.value(t)])
-            last = fid
-
 
 def _varint(v, out):
     while v >= 0x80:
@@ -155,59 +111,14 @@ def _zigzag(v, out):
     _varint((v << 1) ^ (v >> 63), out)
 
 
-def _write_value(t, v, out):
-    if t in (_TRUE, _FALSE):
-        return
-    if t == _BYTE:
-        out.append(v)
-    elif t in (_I16, _I32, _I64):
-        _zigzag(v, out)
-    elif t == _DOUBLE:
-        out += v
-    elif t == _BINARY:
-        _varint(len(v), out)
-        out += v
-    elif t in (_LIST, _SET):
-        et, items = v
-        if len(items) < 15:
-            out.append(len(items) << 4 | et)
-        else:
-            out.append(0xF0 | et)
-            _varint(len(items), out)
-        for x in items:
-            if et in (_TRUE, _FALSE):
-                out.append(1 if x else 2)
-            else:
-                _write_value(et, x, out)
-    elif t == _MAP:
-        kt, vt, items = v
-        _varint(len(items), out)
-        if items:
-            out.append(kt << 4 | vt)
-            for k, x in items:
-                _write_value(kt, k, out)
-                _write_value(vt, x, out)
-    elif t == _STRUCT:
-        _write_struct(v, out)
-
-
-def _field_header(fid, t, v, last, out):
-    """A compact-protocol field header: the id as a delta from the last one when it fits."""
-    wt = (_TRUE if v else _FALSE) if t in (_TRUE, _FALSE) else t
+def _field_header(fid, t, last, out):
+    """A compact-protocol field header: the id as a delta from the last one when it fits
+    (t: the header's type nibble, which for a bool is its value)."""
     if 0 < fid - last <= 15:
-        out.append((fid - last) << 4 | wt)
+        out.append((fid - last) << 4 | t)
     else:
-        out.append(wt)
+        out.append(t)
         _zigzag(fid, out)
-
-
-def _write_struct(fields, out):
-    last = 0
-    for fid, t, v in sorted(fields, key=lambda f: f[0]):
-        _field_header(fid, t, v, last, out)
-        _write_value(t, v, out)
-        last = fid
-    out.append(0)
 
 
 def _field(fields, fid):
@@ -235,15 +146,11 @@ def _footer_bytes(path):
         return f.read(n), size - 8 - n
 
 
-def _footer(path):
-    buf, end = _footer_bytes(path)
-    return _Reader(buf).struct(), end
-
-
 def _top_fields(buf, whole=True):
-    """FileMetaData's top-level fields, the row groups left unparsed: the row_groups field's
-    value is (start, count, end). whole=False stops at the row groups (end None): the
-    fields before them (num_rows) are all a later part needs."""
+    """FileMetaData's top-level fields as [id, type nibble, value bytes]; num_rows decoded
+    (an int), the row groups' value (start, count, end) left unparsed. whole=False stops at
+    the row groups (end None): the fields before them (num_rows) are all a later part
+    needs."""
     r = _Reader(buf)
     fields, last = [], 0
     while True:
@@ -267,13 +174,18 @@ def _top_fields(buf, whole=True):
             for _ in range(n):  # skip them; the Joiner walks them one at a time
                 r.skip_struct()
             fields.append([fid, t, (start, n, r.i)])
+        elif fid == _FMD_NUM_ROWS and t == _I64:
+            fields.append([fid, t, r.zigzag()])
         else:
-            fields.append([fid, t, r.value(t)])
+            start = r.i
+            r.skip(t)
+            fields.append([fid, t, r.b[start : r.i]])
 
 
-_SHIFT, _ORDINAL, _FIXED = "shift", "ordinal", "fixed"
-# where a row group's absolute file offsets sit (parquet.thrift); anything else is copied
-_CM_PLAN = dict.fromkeys(_CM_OFFSETS, _SHIFT)
+_SHIFT, _ORDINAL, _FIXED, _READ = "shift", "ordinal", "fixed", "read"
+# where a row group's absolute file offsets sit (parquet.thrift); anything else is copied.
+# A ColumnMetaData's page offsets and size are also noted for check_offsets.
+_CM_PLAN = {**dict.fromkeys(_CM_OFFSETS, _SHIFT), _CM_TOTAL_COMPRESSED: _READ}
 _CC_PLAN = {
     _CC_FILE_OFFSET: _SHIFT,
     _CC_META: _CM_PLAN,
@@ -285,18 +197,29 @@ _CC_PLAN = {
 _RG_PLAN = {_RG_COLUMNS: _CC_PLAN, _RG_FILE_OFFSET: _SHIFT, _RG_ORDINAL: _ORDINAL}
 
 
-def _rewrite(r, out, plan, delta, ordinal):
+def _rewrite(r, out, plan, delta, ordinal, chunks):
     """Copy the struct at r into out byte for byte, except the offsets plan names (moved by
     delta) and a row group's ordinal (renumbered while it fits parquet.thrift's i16).
-    Unchanged bytes are copied in runs, up to the next value that changes."""
+    Unchanged bytes are copied in runs, up to the next value that changes. Each column
+    chunk's (data page, dictionary page or -1, compressed size), as written, is appended
+    to chunks (an array)."""
     b = r.b
     last = 0
     run = r.i  # start of the bytes not yet copied
+    seen = {} if plan is _CM_PLAN else None
     while True:
         h = b[r.i]
         r.i += 1
         if h == 0:
             out += b[run : r.i]
+            if seen is not None:
+                chunks.extend(
+                    (
+                        seen.get(_CM_DATA_PAGE, -1),
+                        seen.get(_CM_DICT_PAGE, -1),
+                        seen.get(_CM_TOTAL_COMPRESSED, -1),
+                    )
+                )
             return
         t, d = h & 0x0F, h >> 4
         fid = last + d if d else r.zigzag()
@@ -312,8 +235,15 @@ def _rewrite(r, out, plan, delta, ordinal):
                 r.skip(t)
         elif how == _SHIFT and t in (_I32, _I64):
             out += b[run : r.i]
-            _zigzag(r.zigzag() + delta, out)
+            v = r.zigzag() + delta
+            _zigzag(v, out)
             run = r.i
+            if seen is not None:
+                seen[fid] = v
+        elif how == _READ and t in (_I32, _I64):
+            v = r.zigzag()  # left in the run: copied as it is
+            if seen is not None:
+                seen[fid] = v
         elif how == _FIXED and delta:
             raise ValueError("a Parquet part with page offset indexes cannot be moved")
         elif how == _ORDINAL and t == _I16 and ordinal < 1 << 15:
@@ -323,7 +253,7 @@ def _rewrite(r, out, plan, delta, ordinal):
             run = r.i
         elif isinstance(how, dict) and t == _STRUCT:
             out += b[run : r.i]
-            _rewrite(r, out, how, delta, ordinal)
+            _rewrite(r, out, how, delta, ordinal, chunks)
             run = r.i
         elif isinstance(how, dict) and t == _LIST and b[r.i] & 0x0F == _STRUCT:
             n = b[r.i] >> 4
@@ -332,7 +262,7 @@ def _rewrite(r, out, plan, delta, ordinal):
                 n = r.varint()
             out += b[run : r.i]
             for _ in range(n):
-                _rewrite(r, out, how, delta, ordinal)
+                _rewrite(r, out, how, delta, ordinal, chunks)
             run = r.i
         else:  # not the type expected there: carried over as it is
             r.skip(t)
@@ -353,6 +283,7 @@ class Joiner:
         self.dst = dst
         self.groups = bytearray()
         self.n_groups = self.rows = 0
+        self.chunks = array("q")  # (data page, dictionary page or -1, size) per column chunk
         self.first = None
         self.pos = len(MAGIC)
         dst.write(MAGIC)
@@ -368,12 +299,13 @@ class Joiner:
             start, n, end = rg[2]
             self.groups += buf[start:end]
             self.n_groups = n
+            self.chunks += _chunks(buf, start, n)
         elif rg is not None:
             start, n, _ = rg[2]
             r = _Reader(buf)
             r.i = start
             for _ in range(n):
-                _rewrite(r, self.groups, _RG_PLAN, delta, self.n_groups)
+                _rewrite(r, self.groups, _RG_PLAN, delta, self.n_groups, self.chunks)
                 self.n_groups += 1
 
     def add_file(self, path):
@@ -392,6 +324,10 @@ class Joiner:
         self.pos += end - len(MAGIC)
         self._add_footer(buf, delta)
 
+    def check(self, path) -> None:
+        """check_offsets(path) with the chunks noted while joining (no footer walk)."""
+        check_offsets(path, self.chunks)
+
     def sink(self) -> "PartSink":
         """A file-like for one Parquet writer: its pages go straight into dst."""
         return PartSink(self)
@@ -406,12 +342,14 @@ class Joiner:
         if first is None:
             raise ValueError("no Parquet part to join")
         top = [f for f in first if f[0] not in (_FMD_NUM_ROWS, _ROW_GROUPS)]
-        top.append([_FMD_NUM_ROWS, _I64, self.rows])
+        rows = bytearray()
+        _zigzag(self.rows, rows)
+        top.append([_FMD_NUM_ROWS, _I64, rows])
         top.append([_ROW_GROUPS, _LIST, None])
         head, tail = bytearray(), bytearray()  # the row groups go between, not copied
         out, last = head, 0
         for fid, t, v in sorted(top, key=lambda f: f[0]):
-            _field_header(fid, t, v, last, out)
+            _field_header(fid, t, last, out)
             last = fid
             if fid == _ROW_GROUPS:
                 if self.n_groups < 15:
@@ -421,7 +359,7 @@ class Joiner:
                     _varint(self.n_groups, out)
                 out = tail
             else:
-                _write_value(t, v, out)
+                out += v  # the first part's bytes, as they were
         tail.append(0)
         for piece in (head, self.groups, tail):
             self.dst.write(piece)
@@ -484,9 +422,64 @@ class PartSink:
 def splice(parts, out, footer_of: bytes | None = None):
     """Write out = the row groups of parts (same schema, in order) with one footer (see
     Joiner.finish). Only offsets are rewritten; pages are copied as they are, and the
-    footers are walked one row group at a time."""
+    footers are walked one row group at a time. The result is checked (check_offsets)."""
     with open(out, "wb") as dst:
         j = Joiner(dst)
         for p in parts:
             j.add_file(p)
         j.finish(footer_of)
+    j.check(out)
+
+
+def _chunks(buf, start: int, n: int) -> array:
+    """(data page, dictionary page or -1, size) of every column chunk of the n row groups
+    at buf[start:]."""
+    r, chunks = _Reader(buf), array("q")
+    r.i = start
+    for k in range(n):
+        _rewrite(r, bytearray(), _RG_PLAN, 0, k, chunks)
+    return chunks
+
+
+def _page_type(b: bytes) -> int | None:
+    """The PageType of the page header b starts with (type, uncompressed and compressed
+    sizes as its first three fields, sizes >= 0); None if it is not one."""
+    r = _Reader(b)
+    try:
+        values = []
+        for _ in range(3):
+            if b[r.i] != _PAGE_HEADER_I32:
+                return None
+            r.i += 1
+            values.append(r.zigzag())
+    except IndexError:
+        return None
+    kind, raw, packed = values
+    return kind if raw >= 0 and packed >= 0 else None
+
+
+def check_offsets(path, chunks: array | None = None) -> None:
+    """Every column chunk lies inside the file before its footer and starts at a page
+    header: the dictionary page where the footer names one, a data page at
+    data_page_offset. chunks: the footer's (data page, dictionary page or -1, size)
+    triples, if known (Joiner.check); else the footer is walked. ValueError naming the
+    first chunk that does not."""
+    if chunks is None:
+        buf, _ = _footer_bytes(path)
+        fields, _ = _top_fields(buf, whole=False)
+        rg = _field(fields, _ROW_GROUPS)
+        chunks = array("q") if rg is None else _chunks(buf, rg[2][0], rg[2][1])
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        end = len(m) - 8 - _footer_length(m[-8:], path)  # where the pages end
+        for k in range(0, len(chunks), 3):
+            data, dic, size = chunks[k : k + 3]
+            first = data if dic < 0 else dic
+            if not (len(MAGIC) <= first <= data and size >= 0 and first + size <= end):
+                what = f"bytes {first}..{first + size} outside the pages ({len(MAGIC)}..{end})"
+            elif dic >= 0 and _page_type(m[dic : dic + 32]) != _DICTIONARY_PAGE:
+                what = f"no dictionary page header at byte {dic}"
+            elif _page_type(m[data : data + 32]) not in (_DATA_PAGE, _DATA_PAGE_V2):
+                what = f"no data page header at byte {data}"
+            else:
+                continue
+            raise ValueError(f"{path}: column chunk {k // 3}: {what}")

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 from gictools.errors import ConfigError
 from gictools.model.cache import (
@@ -33,7 +34,7 @@ def _policy(name, nr_vcpus=1):
 
 def _state(pol):
     """Everything a hit may change: entry order and, where the policy has them, counters."""
-    usage = [e.usage for e in pol.order] if hasattr(pol, "order") else None
+    usage = pol.linked() if hasattr(pol, "linked") else None
     return pol.entries(), usage
 
 
@@ -125,7 +126,7 @@ _ops = st.lists(
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(3))
 @given(ops=_ops)
 def test_contains_key_of_add_hits_agree_with_lookup(name, ops):
     pol = _policy(name)

@@ -190,7 +190,7 @@ def test_usage_v2_victim_is_least_used_then_oldest(make):
     r = sig(17)  # all used once now (16 starts at max = 1)
     assert r.victim == (0, 1)  # tie: the oldest, nearest the tail
     s.g.discard(0, 5)  # invalidation empties entries, keeps them
-    assert len(s.its.cache) == 0 and len(s.its.cache.order) == 16
+    assert len(s.its.cache) == 0 and len(s.its.cache.linked()) == 16
     assert sig(6).cache == "miss"  # an emptied entry is recycled, no victim
 
 

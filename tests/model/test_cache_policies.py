@@ -1,18 +1,17 @@
 """Cache policies own their rules: the Outcome table and key helpers, a new policy in one
-file (a toy FIFO cache), compiled block kernels equal to the Python reference, and the
-v6.10 cache key's EventID aliasing on kernels that can restore a >16-bit DTE."""
+file (a toy FIFO cache), and the v6.10 cache key's EventID aliasing on kernels that can
+restore a >16-bit DTE. (The C block loops against the Python reference:
+tests/model/test_cache_native.py.)"""
 
-import os
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_checks import ITS_REGS, one_device, restore_target, write_its_regs
-from strategies import key_streams, msi_runs
+from strategies import msi_runs
 
 from gictools import VM
 from gictools import entries as E
@@ -22,10 +21,8 @@ from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
 from gictools.model.cache import (
     COLUMN_VALUES,
     POLICIES,
-    Block,
     CachePolicy,
     Outcome,
-    jit,
     register,
 )
 from gictools.model.cache.keys import (
@@ -191,228 +188,6 @@ def test_toy_policy_block_equals_per_event(fifo, runs):
         assert vm1.state() == vm2.state()
 
 
-# --- compiled kernels == the Python reference ------------------------------------------------
-needs_kernels = pytest.mark.skipif(not jit.available(), reason="llvmlite not usable here")
-
-
-def _policy_state(pol):
-    if pol.name == "lru-v6.8":
-        return [(k, lpi.intid) for k, lpi in pol.map.items()]
-    return (
-        [(e.key, None if e.lpi is None else e.lpi.intid, e.usage) for e in pol.order],
-        pol.empties,
-        sorted(pol.map),
-    )
-
-
-def _drive(name, nr_vcpus, pool, nofill, ops, use_jit):
-    pol = POLICIES[name](nr_vcpus)
-    itses = [SimpleNamespace(index=i, doorbell=0x0801_0040 + 0x20000 * i) for i in range(3)]
-    for its in itses:
-        pol.doorbells[its.doorbell] = its.index
-    trace = []
-    nofill_keys = {pool[j][1:] for j in nofill}
-    lpi_of = {}
-    for op in ops:
-        if op[0] == "invalidate":
-            pol.invalidate()
-            continue
-        _, i, idx = op
-        if not idx:
-            continue
-        dev = np.array([pool[j][1] for j in idx], dtype=np.uint32)
-        ev = np.array([pool[j][2] for j in idx], dtype=np.uint32)
-        uniq, first, inverse = np.unique(
-            translation_keys(dev, ev), return_index=True, return_inverse=True
-        )
-        # one slow-path answer per key for the whole stream (run_block's precondition:
-        # the cache agrees with the slow path, CachePolicy.consistent)
-        lpis = [
-            None
-            if (d, e) in nofill_keys
-            else lpi_of.setdefault(
-                (i, d, e), SimpleNamespace(intid=8192 + i * 100_000 + d * 64 + e)
-            )
-            for d, e in zip(*(a.tolist() for a in split_translation_keys(uniq)))
-        ]
-        r = pol.run_block(itses[i], Block(uniq, lpis, inverse, first), use_jit=use_jit)
-        trace.append(
-            (
-                r.outcome.tolist(),
-                r.victim_index.tolist(),
-                r.victim_keys.tolist(),
-                _policy_state(pol),
-            )
-        )
-    return trace
-
-
-@needs_kernels
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(["lru-v6.8", "usage-v2"]),
-    nr_vcpus=st.integers(1, 2),
-    stream=key_streams(),
-)
-def test_compiled_block_equals_python_block(name, nr_vcpus, stream):
-    pool, nofill, ops = stream
-    assert _drive(name, nr_vcpus, pool, nofill, ops, True) == _drive(
-        name, nr_vcpus, pool, nofill, ops, False
-    )
-
-
-@needs_kernels
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    name=st.sampled_from(["lru-v6.8", "usage-v2"]),
-    stream=key_streams(),
-)
-def test_in_process_build_equals_python_block(name, stream):
-    """The fallback build (llvmlite's MCJIT in this process) runs the same IR."""
-    from gictools.model.cache import _kernels as K
-
-    _, funcs = _in_process_kernels()
-    pool, nofill, ops = stream
-    want = _drive(name, 1, pool, nofill, ops, False)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(K, "_lru_loop", funcs["lru_loop"])
-        mp.setattr(K, "_usage_loop", funcs["usage_loop"])
-        assert _drive(name, 1, pool, nofill, ops, True) == want
-
-
-_IN_PROCESS = []
-
-
-def _in_process_kernels():
-    from gictools.model.cache import _kernels as K
-
-    if not _IN_PROCESS:
-        _IN_PROCESS.append(K._load_in_process())
-    return _IN_PROCESS[0]
-
-
-@pytest.mark.skipif(
-    not (sys.platform == "linux" and os.uname().machine == "x86_64"), reason="x86-64 Linux path"
-)
-def test_kernels_are_built_without_llvm_in_the_process():
-    code = (
-        "import sys\n"
-        "from gictools.model.cache import jit\n"
-        "k = jit.kernels(0, True)\n"
-        "assert k is not None, jit.unavailable_reason\n"
-        "assert k.how == 'child', k.how\n"
-        "assert 'llvmlite' not in sys.modules, 'llvmlite imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, GICTOOLS_JIT="1"))
-
-
-def test_object_code_needing_relocations_is_refused():
-    """Code that refers to anything outside its own section would need linking: refused
-    (the replay falls back to building in-process)."""
-    llvm = pytest.importorskip("llvmlite.binding")
-    from gictools.model.cache import _kernels as K
-
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    ir = """
-@table = internal constant [4 x i64] [i64 3, i64 1, i64 4, i64 1]
-define i64 @f(i64 %i) {
-  %p = getelementptr [4 x i64], ptr @table, i64 0, i64 %i
-  %v = load i64, ptr %p
-  ret i64 %v
-}
-"""
-    tm = llvm.Target.from_default_triple().create_target_machine(reloc="pic", codemodel="small")
-    obj = tm.emit_object(llvm.parse_assembly(ir))
-    if os.uname().machine != "x86_64":
-        pytest.skip("the child build path is x86-64 only")
-    with pytest.raises(ValueError, match="relocations"):
-        K._text_and_symbols(obj)
-    with pytest.raises(ValueError, match="ELF"):
-        K._text_and_symbols(b"\x7fELF\x01" + obj[5:])
-
-
-@needs_kernels
-def test_kernel_wrappers_refuse_ids_out_of_range():
-    """The native loops index with every id: the wrappers check them first."""
-    k = jit.kernels(0, True)
-    out, vic = np.empty(3, np.int8), np.full(3, -1, np.int64)
-    fill = np.ones(4, np.bool_)
-    with pytest.raises(ValueError, match="out of range"):
-        k.lru_block(np.array([0, 4, 1]), fill, np.zeros(0, np.int64), 2, out, vic)
-    with pytest.raises(ValueError, match="out of range"):
-        k.lru_block(np.array([0, 1, 1]), fill, np.array([-1]), 2, out, vic)
-    with pytest.raises(ValueError, match="repeats"):
-        k.lru_block(np.array([0, 1, 1]), fill, np.array([2, 2]), 2, out, vic)
-    with pytest.raises(ValueError, match="out of range"):
-        k.usage_block(np.array([0, 1, 9]), fill, np.zeros(0, np.int64), np.zeros(0), 2, out, vic)
-    with pytest.raises(ValueError, match="repeats"):
-        k.usage_block(np.array([0, 1, 1]), fill, np.array([3, 3]), np.zeros(2), 2, out, vic)
-    with pytest.raises(ValueError, match="out/victim"):
-        k.usage_block(np.array([0, 1]), fill, np.zeros(0, np.int64), np.zeros(0), 2, out, vic)
-    inv = np.array([0, 1, 2])
-    none = np.zeros(0, np.int64)
-    for bad_out, bad_vic, cap in (
-        (out, vic.astype(np.int32), 2),  # 8-byte victims written into 4-byte slots
-        (out.astype(np.int64), vic, 2),
-        (out, vic[::-1], 2),  # not contiguous
-        (out, vic, -1),  # an empty list "full": the LRU end is -1
-    ):
-        with pytest.raises(ValueError, match=r"out/victim|capacity"):
-            k.lru_block(inv, fill, none, cap, bad_out, bad_vic)
-        with pytest.raises(ValueError, match=r"out/victim|capacity"):
-            k.usage_block(inv, fill, none, none, cap, bad_out, bad_vic)
-    ro = out.copy()
-    ro.flags.writeable = False
-    with pytest.raises(ValueError, match="out/victim"):
-        k.lru_block(inv, fill, none, 2, ro, vic)
-
-
-@needs_kernels
-def test_kernels_load_only_after_the_python_budget(monkeypatch):
-    monkeypatch.setattr(jit, "_loaded", None)
-    monkeypatch.setattr(jit, "_python_s", 0.0)
-    monkeypatch.setattr(jit, "PYTHON_BUDGET_S", 3600.0)
-    big = jit.MIN_EVENTS
-    assert jit.kernels(big) is None and jit.kernels(big - 1, None) is None
-    with jit.python_loop(big - 1):
-        pass
-    assert jit._python_s == 0.0  # small blocks do not count
-    with jit.python_loop(big):
-        pass
-    assert jit._python_s > 0.0 and jit._loaded is None
-    monkeypatch.setattr(jit, "_python_s", 3600.0)
-    assert jit.kernels(big - 1) is None  # small blocks stay Python
-    assert jit.kernels(big) is not None and jit._loaded
-    monkeypatch.setattr(jit, "_python_s", 0.0)
-    assert jit.kernels(big) is not None  # once loaded, large blocks use it
-
-
-@needs_kernels
-def test_large_blocks_take_the_compiled_kernel(monkeypatch):
-    """Above jit.MIN_EVENTS (budget spent) the VM's block path runs compiled and still
-    equals per-event."""
-    calls = []
-    real = jit.kernels
-
-    def spy(n, use_jit=None):
-        k = real(n, use_jit)
-        calls.append(k is not None)
-        return k
-
-    monkeypatch.setattr(jit, "kernels", spy)
-    monkeypatch.setattr(jit, "PYTHON_BUDGET_S", 0.0)
-    for policy in ("lru-v6.8", "usage-v2"):
-        vms = [one_device(policy, 20, 5, kernel="6.8") for _ in range(2)]
-        rng = np.random.default_rng(7)
-        ev = rng.integers(0, 24, jit.MIN_EVENTS + 100).astype(np.uint32)
-        r = inject_block(vms[0][0], vms[0][1], np.zeros_like(ev), ev)
-        per = [vms[1][0].signal_msi(vms[1][1], 0, int(e)) for e in ev]
-        assert [COLUMN_VALUES[c] for c in OUTCOME_TO_COLUMN[r.outcome]] == [p.cache for p in per]
-        assert vms[0][1].cache.entries() == vms[1][1].cache.entries()
-    assert calls and all(calls)
-
-
 def test_the_model_imports_no_numpy():
     code = (
         "import sys\n"
@@ -421,22 +196,6 @@ def test_the_model_imports_no_numpy():
         "assert 'numpy' not in sys.modules, 'numpy imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_small_traces_and_help_never_load_llvm():
-    code = (
-        "import sys, numpy as np\n"
-        "from gictools import VM\n"
-        "from gictools.model.block import inject_block\n"
-        "vm = VM(1, cache='lru-v6.8'); its = vm.add_its()\n"
-        "inject_block(vm, its, np.zeros(100, np.uint32), np.arange(100, dtype=np.uint32))\n"
-        "inject_block(vm, its, np.zeros(5000, np.uint32), np.arange(5000, dtype=np.uint32) % 99)\n"
-        "vm.signal_msi(its, 0, 1)\n"
-        "from gictools import cli\n"
-        "assert 'gictools.model.cache._kernels' not in sys.modules, 'kernels built'\n"
-        "assert 'llvmlite' not in sys.modules, 'llvmlite imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, GICTOOLS_JIT="1"))
 
 
 # --- v6.10 cache key aliasing (issue 10 item 14) ---------------------------------------------------

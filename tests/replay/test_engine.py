@@ -238,38 +238,6 @@ def test_policies_in_parallel_processes_write_the_same_file(stress, hotplug, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.parquet", "par.parquet"]
 
 
-def test_splice_keeps_every_footer_field(tmp_path):
-    """The footer decoder/encoder reproduces a pyarrow footer byte for byte."""
-    from gictools.stats.splice import _footer, _write_struct
-
-    p = tmp_path / "f.parquet"
-    import pyarrow as pa
-
-    t = pa.table({"a": pa.array(range(1000)), "s": pa.array(["x", None] * 500).dictionary_encode()})
-    pq.write_table(t, p, row_group_size=300, write_page_index=True)
-    fmd, end = _footer(p)
-    buf = bytearray()
-    _write_struct(fmd, buf)
-    assert bytes(buf) == p.read_bytes()[end:-8]
-
-
-def test_jobs_parent_builds_the_compiled_kernels_once(stress, tmp_path, monkeypatch):
-    """A long trace (by its header) with an order-dependent policy: the --jobs parent builds
-    the kernels before forking (the workers inherit them); other policies never build them."""
-    import gictools.replay as R
-    import gictools.replay.jobs as replay_jobs
-    from gictools.model.cache import jit
-
-    if not jit.available():
-        pytest.skip(f"no compiled kernels here: {jit.unavailable_reason}")
-    monkeypatch.setattr(jit, "_loaded", None)
-    monkeypatch.setattr(replay_jobs, "PREBUILD_MSIS", 1)
-    R.replay(stress, ["per-its-v6.10", "none"], out=tmp_path / "a.parquet", jobs=2)
-    assert jit._loaded is None
-    R.replay(stress, ["lru-v6.8", "none"], out=tmp_path / "b.parquet", jobs=2)
-    assert jit._loaded
-
-
 def test_the_jobs_hashing_thread_leaves_errors_to_the_parent(stress, tmp_path):
     """The --jobs parent hashes in a thread; a trace that vanished is not a thread
     traceback: the hash is left undone, and asking for it raises in the caller."""

@@ -11,7 +11,7 @@ for its entries (cached). A new policy is one module registered in POLICIES.
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from gictools.model.cache import jit
+from gictools.model.cache import native
 from gictools.model.cache.keys import (
     block_vm_keys,
     split_translation_key,
@@ -172,7 +172,7 @@ class CachePolicy:
 
 class VmWidePolicy(CachePolicy):
     """A cache shared by every ITS of the VM (keys carry the ITS index) whose block rules
-    have a Python reference loop and a compiled kernel (jit) for large blocks."""
+    have a Python reference loop and a C loop (native.py) for all but small blocks."""
 
     scope = "vm"
 
@@ -196,16 +196,15 @@ class VmWidePolicy(CachePolicy):
             if i == its.index:
                 yield d, e, lpi
 
-    def run_block(self, its, block, use_jit=None):
+    def run_block(self, its, block, native_loop=None):
+        """native_loop: None decides (native.use), True forces C where built, False Python."""
         keys = block_vm_keys(its.index, block.keys)
-        kern = jit.kernels(len(block.inverse), use_jit)
-        if kern is not None:
-            return self._run_block_jit(kern, keys, block)
-        with jit.python_loop(len(block.inverse)):
-            return self._run_block_python(keys, block)
+        if native.use(len(block.inverse), native_loop, len(self)):
+            return self._run_block_native(keys, block)
+        return self._run_block_python(keys, block)
 
     def _run_block_python(self, keys, block):
         raise NotImplementedError
 
-    def _run_block_jit(self, kern, keys, block):
+    def _run_block_native(self, keys, block):
         raise NotImplementedError

@@ -8,6 +8,7 @@ invalidation empties the whole list (vgic_its_invalidate_cache, VM-wide).
 
 from collections import OrderedDict
 
+from gictools.model.cache import native
 from gictools.model.cache.base import BlockOutcome, VmWidePolicy
 from gictools.model.cache.keys import split_vm_key
 from gictools.model.cache.outcome import Outcome
@@ -99,7 +100,7 @@ class LruV68(VmWidePolicy):
                 size += 1
         return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey)
 
-    def _run_block_jit(self, kern, keys, block):
+    def _run_block_native(self, keys, block):
         import numpy as np
 
         # ids: the block's keys first, then resident entries the block does not name
@@ -120,7 +121,7 @@ class LruV68(VmWidePolicy):
         n = len(block.inverse)
         out = np.empty(n, dtype=np.int8)
         victim = np.full(n, -1, dtype=np.int64)
-        final = kern.lru_block(
+        final = native.lru_block(
             block.inverse.astype(np.int64),
             fillable,
             np.asarray(order, dtype=np.int64),

@@ -11,8 +11,9 @@ waits for synchronize_rcu() (the cost the latency model charges). Invalidation
 empties entries but keeps them linked, so the count does not drop.
 """
 
-from operator import attrgetter
+import heapq
 
+from gictools.model.cache import native
 from gictools.model.cache.base import BlockOutcome, VmWidePolicy
 from gictools.model.cache.keys import split_vm_key, translation_key
 from gictools.model.cache.outcome import Outcome
@@ -27,31 +28,49 @@ class _Entry:
         self.key, self.lpi, self.usage = key, lpi, usage
 
 
-_usage = attrgetter("usage")
-
-
 class UsageV2(VmWidePolicy):
+    """The kernel's list, kept so that a fill costs O(log n) instead of a scan (mrc runs it at
+    a million entries). Entries never move and only the least used one or an invalidation
+    removes a valid entry, so the list is always: the empty entries (stale counters, `stale`),
+    then the valid ones in `map`'s insertion order, tail first. The scan's answers follow:
+    - with an empty entry, the first from the head is the newest empty one, after every
+      valid entry: the new counter is max(top, its stale counter);
+    - else the victim is the least used, ties to the tail (the oldest): the top of a heap of
+      (usage, sequence) whose keys may lag (counters only grow, so a lagging key is a lower
+      bound: it is refreshed when it reaches the top); the new counter is top;
+    - top, the largest valid counter, only grows until an invalidation: the evicted entry is
+      the least used, and its replacement starts at top.
+    tests/model/test_usage_v2.py checks all of this against a plain list and the scan.
+    """
+
     name = "usage-v2"
     kernel = "v6.8-rc1 + 'Improvements to LPI injection' v2"
     mainline = None  # never merged
 
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
-        self.order = []  # tail first, head last
-        self.map = {}  # vm_key -> _Entry (valid entries only)
-        self.empties = 0  # invalidated entries still linked
+        self.map = {}  # vm_key -> _Entry: the valid entries, tail first
+        self.stale = []  # the empty entries' counters, tail first (all below the valid ones)
+        self.top = 0  # the largest counter of a valid entry (0: none)
+        self._heap = []  # (usage, seq, _Entry) per valid entry; usage may lag the entry's
+        self._seq = 0
+
+    def _hit(self, e, n=1):
+        u = e.usage = e.usage + n
+        if u > self.top:
+            self.top = u
 
     def lookup(self, db, device_id, event_id):
         e = self.map.get(self.key(db, device_id, event_id))
         if e is None:
             return None
-        e.usage += 1
+        self._hit(e)
         return e.lpi
 
     def add_hits(self, db, device_id, event_id, n):
         e = self.map.get(self.key(db, device_id, event_id))
         if e is not None:
-            e.usage += n
+            self._hit(e, n)
 
     def fill(self, db, device_id, event_id, lpi):
         return self.fill_key(self.key(db, device_id, event_id), lpi)
@@ -61,63 +80,69 @@ class UsageV2(VmWidePolicy):
         self.last_victim = None
         e = self.map.get(key)
         if e is not None:  # the fill-time lookup is a hit: it counts a use
-            e.usage += 1
+            self._hit(e)
             return Outcome.MISS
-        order = self.order
         usage = 0
         outcome = Outcome.MISS
-        if len(order) >= self.capacity:
+        if len(self.map) + len(self.stale) >= self.capacity:
             if self.capacity == 0:
                 return Outcome.MISS
-            if self.empties:
-                victim, usage = self._scan_from_head()
-            else:
-                # no empty entry: the scan sees every entry; min() returns the first
-                # smallest from the tail, which is the "ties to the tail" rule
-                victim = min(order, key=_usage)
-                usage = max(order, key=_usage).usage
-            order.remove(victim)
-            if victim.lpi is None:
-                self.empties -= 1
+            if self.stale:  # the scan passes every valid entry, then reads the empty one
+                usage = max(self.top, self.stale.pop())
                 outcome = Outcome.RECYCLE
             else:
+                victim = self._least_used()
+                usage = self.top
                 del self.map[victim.key]
                 self.last_victim = split_vm_key(victim.key)[1:]
                 outcome = Outcome.EVICT
-        e = _Entry(key, lpi, usage)
-        order.append(e)
-        self.map[key] = e
+        self._link(key, lpi, usage)
         return outcome
 
-    def _scan_from_head(self):
-        """The kernel's scan: the first empty entry wins at once, else the least used."""
-        usage = 0
-        victim = None
-        for e in reversed(self.order):
-            if e.usage > usage:  # read before the empty check: a stale counter counts
-                usage = e.usage
-            if e.lpi is None:
-                return e, usage
-            if victim is None or e.usage <= victim.usage:
-                victim = e
-        return victim, usage
+    def _least_used(self):
+        """Pop the least used valid entry, ties to the tail (smallest sequence)."""
+        heap = self._heap
+        while True:
+            u, s, e = heap[0]
+            if u == e.usage:
+                heapq.heappop(heap)
+                return e
+            heapq.heapreplace(heap, (e.usage, s, e))  # lagging key: refresh, look again
+
+    def _link(self, key, lpi, usage):
+        e = _Entry(key, lpi, usage)
+        self.map[key] = e
+        self._seq += 1
+        heapq.heappush(self._heap, (usage, self._seq, e))
+        if usage > self.top:
+            self.top = usage
 
     def invalidate(self):
-        for e in self.order:
-            e.lpi = None
-            e.key = None
-        self.empties = len(self.order)
+        self.stale.extend(e.usage for e in self.map.values())
         self.map.clear()
+        self._heap.clear()
+        self.top = 0
 
     def __len__(self):
         return len(self.map)
 
     def entries(self):
-        return [
-            (*self.decode_key(e.key), e.lpi.intid)
-            for e in reversed(self.order)
-            if e.lpi is not None
-        ]
+        return [(*self.decode_key(k), e.lpi.intid) for k, e in reversed(self.map.items())]
+
+    def linked(self):
+        """(vm_key, usage) of every linked entry, tail first; key None: an empty entry."""
+        return [(None, u) for u in self.stale] + [(k, e.usage) for k, e in self.map.items()]
+
+    def _relink(self, linked):
+        """Rebuild from (vm_key, LPI, usage), tail first (key None: an empty entry)."""
+        self.map, self.stale, self._heap, self.top = {}, [], [], 0
+        for k, lpi, u in linked:
+            if k is None:
+                if self.map:
+                    raise ValueError("an empty entry above a valid one")
+                self.stale.append(u)
+            else:
+                self._link(k, lpi, u)
 
     def resident(self):
         return ((k, e.lpi) for k, e in self.map.items())
@@ -126,7 +151,7 @@ class UsageV2(VmWidePolicy):
         import numpy as np
 
         get = self.map.get
-        fill = self.fill_key
+        fill, hit = self.fill_key, self._hit
         lpis = block.lpis
         inverse = block.inverse.tolist()
         out = bytearray(len(inverse))
@@ -135,7 +160,7 @@ class UsageV2(VmWidePolicy):
             k = keys[j]
             e = get(k)
             if e is not None:
-                e.usage += 1
+                hit(e)
                 continue
             lpi = lpis[j]
             if lpi is None:
@@ -149,31 +174,31 @@ class UsageV2(VmWidePolicy):
                 vkey.append(translation_key(vd, ve))
         return BlockOutcome.build(np.frombuffer(bytes(out), dtype=np.int8), vidx, vkey)
 
-    def _run_block_jit(self, kern, keys, block):
+    def _run_block_native(self, keys, block):
         import numpy as np
 
         ids = {k: j for j, k in enumerate(keys)}
         all_keys = list(keys)
         all_lpis = list(block.lpis)
         ent_id, ent_use = [], []
-        for e in self.order:  # tail first
-            if e.lpi is None:
+        for k, u in self.linked():  # tail first
+            if k is None:
                 j = -1
             else:
-                j = ids.get(e.key)
+                j = ids.get(k)
                 if j is None:
                     j = len(all_keys)
-                    all_keys.append(e.key)
-                    all_lpis.append(e.lpi)
+                    all_keys.append(k)
+                    all_lpis.append(self.map[k].lpi)
             ent_id.append(j)
-            ent_use.append(e.usage)
+            ent_use.append(u)
         fillable = np.fromiter(
             (x is not None for x in all_lpis), dtype=np.bool_, count=len(all_lpis)
         )
         n = len(block.inverse)
         out = np.empty(n, dtype=np.int8)
         victim = np.full(n, -1, dtype=np.int64)
-        fid, fuse = kern.usage_block(
+        fid, fuse = native.usage_block(
             block.inverse.astype(np.int64),
             fillable,
             np.asarray(ent_id, dtype=np.int64),
@@ -182,17 +207,10 @@ class UsageV2(VmWidePolicy):
             out,
             victim,
         )
-        order, m = [], {}
-        empties = 0
-        for j, u in zip(fid.tolist(), fuse.tolist()):
-            if j < 0:
-                order.append(_Entry(None, None, u))
-                empties += 1
-            else:
-                e = _Entry(all_keys[j], all_lpis[j], u)
-                order.append(e)
-                m[e.key] = e
-        self.order, self.map, self.empties = order, m, empties
+        self._relink(
+            (None, None, u) if j < 0 else (all_keys[j], all_lpis[j], u)
+            for j, u in zip(fid.tolist(), fuse.tolist())
+        )
         self.last_victim = None
         vidx = np.flatnonzero(victim >= 0)
         tkeys = np.fromiter((k & _M64 for k in all_keys), dtype=np.uint64, count=len(all_keys))

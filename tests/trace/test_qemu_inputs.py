@@ -141,11 +141,11 @@ def test_largest_legitimate_dumps_fit(tmp_path):
 
 
 def test_binary_log_is_not_a_text_log(tmp_path):
-    """A gictools trace given by mistake (msgpack: binary from its first bytes)."""
+    """A gictools trace given by mistake: the CLI knows the file for what it is."""
     out = tmp_path / "x.msgpack"
     trace = ROOT / "traces" / "lpi-stress-v1-d1-e17.msgpack"
     p = run_cli(trace, "-o", out)
-    assert_one_line_error(p, out, "not a text log", "line 1", str(trace.name))
+    assert_one_line_error(p, out, "a gictools trace already", "not a QEMU text log", trace.name)
 
 
 @pytest.mark.parametrize("log", ["/dev/zero", "/dev/urandom"])

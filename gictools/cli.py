@@ -779,3 +779,9 @@ def mrc(
         files = _plot(r, plot, trace.name) if plot else []
     doc = clikit.json_doc("mrc", **r)
     clikit.print_result(json_out, doc, lambda: format_report(r, trace.name), files)
+
+
+# gictools record kvm / gictools import kvm (gictools/trace/kvm/cli.py)
+from gictools.trace.kvm.cli import register as _register_kvm  # noqa: E402
+
+_register_kvm(app)

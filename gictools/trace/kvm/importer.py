@@ -78,7 +78,8 @@ class ImportStats:
     cache_hits: int = 0
     cache_misses: int = 0
     cache_fills: int = 0
-    cache_invalidations: int = 0
+    cache_invalidations: int = 0  # inside a recorded operation
+    cache_invalidations_outside: int = 0  # outside any (VM teardown: vgic_its_destroy)
     cache_invalidate_all: int = 0
     msi_outcomes: list[str] = field(default_factory=list)  # "hit"/"miss" per imported MSI
 
@@ -86,7 +87,7 @@ class ImportStats:
         return {
             "kernel": self.info.kernel,
             "msis": self.msis,
-            "msi_results": dict(self.msi_results),
+            "msi_results": {str(k): v for k, v in sorted(self.msi_results.items(), key=str)},
             "commands": len(self.commands),
             "reg_writes": self.reg_writes,
             "mem_reads": self.mem_reads,
@@ -97,6 +98,7 @@ class ImportStats:
                 "misses": self.cache_misses,
                 "fills": self.cache_fills,
                 "invalidations": self.cache_invalidations,
+                "invalidations_outside": self.cache_invalidations_outside,
                 "invalidate_all": self.cache_invalidate_all,
             },
         }
@@ -390,7 +392,10 @@ class _Importer:
                 self.stats.cache_fills += 1
             return
         if name == "inval":
-            self.stats.cache_invalidations += 1
+            if op is not None:
+                self.stats.cache_invalidations += 1
+            else:
+                self.stats.cache_invalidations_outside += 1
             return
         if name == "inval_all":
             self.stats.cache_invalidate_all += 1

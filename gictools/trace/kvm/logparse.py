@@ -12,10 +12,12 @@ replay, so nothing in it is guessed.
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, cast
 
 from gictools.errors import ImportFormatError, StrPath
 
@@ -127,15 +129,35 @@ def _comment(info: LogInfo, text: str, line: int, path: StrPath) -> None:
         raise ImportFormatError(f"malformed '# {key}' line", line=line, path=path) from None
 
 
+def _lines(fh, path: StrPath) -> Iterator[bytes]:
+    """The file's lines, each at most MAX_LINE bytes read (a damaged gzip stream is an error)."""
+    n = 0
+    try:
+        while True:
+            raw = fh.readline(MAX_LINE + 1)
+            if not raw:
+                return
+            n += 1
+            yield raw
+    except (OSError, EOFError, zlib.error) as e:
+        raise ImportFormatError(f"damaged compressed log: {e}", line=n + 1, path=path) from None
+
+
 def read_log(path: StrPath, info: LogInfo) -> Iterator[Event]:
     """The events of the log at path, in file order; fills info from its `#` lines."""
+    fh: IO[bytes]
     try:
         fh = open(path, "rb")
+        if fh.read(2) == b"\x1f\x8b":  # gzip (a log compressed to be sent or stored)
+            fh.close()
+            fh = cast(IO[bytes], gzip.open(path, "rb"))
+        else:
+            fh.seek(0)
     except OSError as e:
         raise ImportFormatError(f"cannot read: {e.strerror}", path=path) from None
     with fh:
         first = True
-        for n, raw in enumerate(fh, 1):
+        for n, raw in enumerate(_lines(fh, path), 1):
             if len(raw) > MAX_LINE:
                 raise ImportFormatError(
                     f"line longer than {MAX_LINE} bytes: not a record.sh log", line=n, path=path

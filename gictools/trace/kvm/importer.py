@@ -264,6 +264,8 @@ class _Importer:
             off = attr & 0xFFFF_FFFF
             size = 4 if off < 8 or off >= R.GITS_IDREGS_BASE else 8
             val = f.get("val", 0) & ((1 << (8 * size)) - 1)
+            if off == R.GITS_CBASER:
+                self.cbaser[i] = val
             self.w.reg("its-user", i, off, size, val, True, t_ns=op.t_ns, injector=inj)
             self.stats.reg_writes += 1
         elif grp not in (GRP_ADDR, GRP_CTRL):
@@ -429,6 +431,23 @@ class _Importer:
                 self.close(tid)
 
 
+def _vmm_pid(log: StrPath) -> int | None:
+    """The VMM's pid from the log's `# pid` line (written before the VMM's first event)."""
+    info = LogInfo()
+    for _ in read_log(log, info):
+        if info.pid is not None:
+            break
+    return info.pid
+
+
+def _of_vmm(events, pid: int | None):
+    """The VMM's events: record.sh records every process's, each with its thread group id.
+    (Logs without thread group ids were filtered by the kernel while recording.)"""
+    for ev in events:
+        if pid is None or ev.tgid is None or ev.tgid == pid:
+            yield ev
+
+
 def kernel_version(release: str | None) -> str | None:
     """ "6.12.118+deb12-arm64" -> "6.12.118" (the model's --kernel form)."""
     if not release:
@@ -455,7 +474,8 @@ def import_kvm(
     if expect not in EXPECT_MODES:
         raise ValueError(f"expect {expect!r}: one of {', '.join(EXPECT_MODES)}")
     info1 = LogInfo()
-    vms = _learn(read_log(log, info1))
+    pid = _vmm_pid(log)
+    vms = _learn(_of_vmm(read_log(log, info1), pid))
     with_its = [i for i, v in enumerate(vms) if v.its_devs]
     if vm_index is None:
         if len(with_its) > 1:
@@ -526,7 +546,7 @@ def import_kvm(
     stats = ImportStats()
     with TraceWriter(out, vm=hdr, source="gictools record kvm", metadata=meta) as w:
         imp = _Importer(w, vm, stats, expect, log, vm_index)
-        for ev in read_log(log, stats.info):
+        for ev in _of_vmm(read_log(log, stats.info), pid):
             imp.event(ev)
         imp.finish()
     return stats

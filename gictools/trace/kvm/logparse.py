@@ -21,10 +21,11 @@ from typing import IO, Any, cast
 
 from gictools.errors import ImportFormatError, StrPath
 
+FILTERED_PROBES = ("create_vm", "vm_ioctl")  # record.sh keeps only some of their calls
 MAX_LINE = 8192  # the longest event line the recorder writes is ~900 bytes (a 32-word stack window)
 
 _EVENT = re.compile(
-    r"^\s*(?P<task>.*?)-(?P<pid>\d+)\s+(?:\(\s*[-\d]+\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"^\s*(?P<task>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>-+|\d+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
     r"(?:(?P<flags>[^\s\[]{4,5})\s+)?(?P<sec>\d+)\.(?P<frac>\d{1,9}):\s+"
     r"(?P<name>[A-Za-z_]\w*):\s?(?P<rest>.*)$"
 )
@@ -40,6 +41,7 @@ _KV = re.compile(r"(\w+)=(\S+)")
 class Event:
     line: int
     tid: int
+    tgid: int | None  # the thread group (process), where the log has it (record-tgid)
     t_ns: int
     name: str
     f: dict[str, Any]  # the probe's fields (ints), or the tracepoint's
@@ -55,14 +57,30 @@ class LogInfo:
     cpus: int | None = None
     run: str | None = None  # the command line recorded from its start
     attach: str | None = None  # "PID cmdline": attached mid-life
+    pid: int | None = None  # the VMM's process id: its events are the VM's
     exit: int | None = None
     probes: list[str] = field(default_factory=list)
     noprobe: list[str] = field(default_factory=list)
     overruns: dict[int, tuple[int, int]] = field(default_factory=dict)  # cpu -> (overrun, dropped)
     kprobe_misses: dict[str, int] = field(default_factory=dict)
+    kprobe_hits: dict[str, int] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)  # event lines in the log, by name
     lost_lines: int = 0  # trace_pipe's "CPU:N [LOST M EVENTS]"
     lost_events: int = 0
     end: bool = False  # the recorder finished (a log without "# end" was cut short)
+
+    def unrecorded(self) -> dict[str, int]:
+        """Probe hits with no line in the log, by probe: events the kernel dropped without
+        counting them as overruns. (The ioctl probes are filtered, so their hits exceed their
+        lines by design; a return probe's hits count the calls, some maybe still running.)"""
+        out = {}
+        for name, hits in self.kprobe_hits.items():
+            if name in FILTERED_PROBES:
+                continue
+            n = hits - self.events.get(name, 0)
+            if n > 0:
+                out[name] = n
+        return out
 
     @property
     def lost(self) -> bool:
@@ -70,6 +88,7 @@ class LogInfo:
             self.lost_events
             or any(o or d for o, d in self.overruns.values())
             or any(self.kprobe_misses.values())
+            or self.unrecorded()
         )
 
     def loss_summary(self) -> str:
@@ -85,6 +104,11 @@ class LogInfo:
         miss = {k: v for k, v in self.kprobe_misses.items() if v}
         if miss:
             parts.append("kprobe misses " + ", ".join(f"{k}: {v}" for k, v in miss.items()))
+        un = self.unrecorded()
+        if un:
+            parts.append(
+                "probe hits missing from the log " + ", ".join(f"{k}: {v}" for k, v in un.items())
+            )
         return "; ".join(parts)
 
 
@@ -113,6 +137,8 @@ def _comment(info: LogInfo, text: str, line: int, path: StrPath) -> None:
             info.run = rest
         elif key == "attach":
             info.attach = rest
+        elif key == "pid":
+            info.pid = int(rest)
         elif key == "exit":
             info.exit = int(rest)
         elif key == "probes":
@@ -122,6 +148,7 @@ def _comment(info: LogInfo, text: str, line: int, path: StrPath) -> None:
         elif key == "stats":  # stats cpu N overrun O dropped D
             info.overruns[int(w[1])] = (int(w[3]), int(w[5]))
         elif key == "kprobe":  # kprobe NAME hits H missed M
+            info.kprobe_hits[w[0]] = int(w[2])
             info.kprobe_misses[w[0]] = int(w[4])
         elif key == "end":
             info.end = True
@@ -205,6 +232,8 @@ def read_log(path: StrPath, info: LogInfo) -> Iterator[Event]:
                 close = rest.find(") ")
                 body = rest[close + 2 :] if rest.startswith("(") and close >= 0 else rest
                 f = {k: _int(v, k, n, path) for k, v in _KV.findall(body)}
-            yield Event(n, int(m["pid"]), t_ns, name, f)
+            info.events[name] = info.events.get(name, 0) + 1
+            tg = m["tgid"]
+            yield Event(n, int(m["pid"]), int(tg) if tg and tg[0] != "-" else None, t_ns, name, f)
         if first:
             raise ImportFormatError("empty log", path=path)

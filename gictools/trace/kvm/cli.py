@@ -139,6 +139,8 @@ def import_kvm(
             f"guest-memory reads: {s.reads_unobserved} partly outside the probe's window, "
             f"{s.reads_failed} failed in KVM"
         )
+    if s.unreturned:
+        lines.append(f"{s.unreturned} operations without their return event (no expectation)")
     for what, n in sorted(s.ignored.items()):
         lines.append(f"not imported: {n} x {what}")
     if s.info.lost:

@@ -43,6 +43,7 @@ ITS_CTRL = {1: "reset", 2: "save_tables", 3: "restore_tables"}  # KVM_DEV_ARM_IT
 KVM_DEV_ARM_VGIC_SAVE_PENDING_TABLES = 3
 ITS_FRAME = 0x20000  # KVM_VGIC_V3_ITS_SIZE: control + translation frames
 REDIST_FRAME = 0x20000  # KVM_VGIC_V3_REDIST_SIZE: RD_base + SGI_base
+RETURNING = ("msi", "its_attr", "v3_attr")  # operations that end with a return probe
 WINDOW = 256  # bytes of the caller's stack record.sh reads where return probes lack $argN
 EXPECT_MODES = ("all", "errors", "none")
 
@@ -72,6 +73,7 @@ class ImportStats:
     reads_unobserved: int = 0  # reads whose bytes fell outside what the probe could fetch
     reads_failed: int = 0  # kvm_read_guest returned an error (KVM ignores that command)
     ctrls: int = 0
+    unreturned: int = 0  # operations whose return event is missing (imported without a result)
     ignored: Counter = field(default_factory=Counter)  # what was seen and not imported, by kind
     # the kernel's translation cache, observed (vgic_its_inject_cached_translation's return,
     # vgic_its_resolve_lpi's return, vgic_its_invalidate_cache / _all_caches calls)
@@ -205,6 +207,9 @@ class _Importer:
 
     # --- operations --------------------------------------------------------------------------
     def open(self, ev: Event, kind: str) -> None:
+        prev = self.ops.get(ev.tid)
+        if prev is not None and prev.kind in RETURNING:
+            self.stats.unreturned += 1  # its return event is missing: no result to expect
         self.close(ev.tid)
         self.ops[ev.tid] = _Op(kind, self.t(ev), ev.f)
 

@@ -71,11 +71,12 @@ class LogInfo:
 
     def unrecorded(self) -> dict[str, int]:
         """Probe hits with no line in the log, by probe: events the kernel dropped without
-        counting them as overruns. (The ioctl probes are filtered, so their hits exceed their
-        lines by design; a return probe's hits count the calls, some maybe still running.)"""
+        counting them as overruns. Entry probes only: the ioctl probes are filtered, so their
+        hits exceed their lines by design, and a return probe's hits count calls, one of which may
+        still run when recording stops (a lost return shows as an operation without a result)."""
         out = {}
         for name, hits in self.kprobe_hits.items():
-            if name in FILTERED_PROBES:
+            if name in FILTERED_PROBES or name.endswith("_ret"):
                 continue
             n = hits - self.events.get(name, 0)
             if n > 0:

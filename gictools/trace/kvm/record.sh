@@ -62,6 +62,7 @@ trap 'exit 130' INT TERM HUP
 
 : > "$LOG" || die "cannot write $LOG"
 mkdir "$I" || die "cannot create trace instance $I"
+echo 0 > "$I/tracing_on"   # events are enabled one by one: recording starts when all are
 echo "# gictools-kvm-record 1" >> "$LOG"
 echo "# kernel $(uname -r)" >> "$LOG"
 echo "# machine $(uname -m)" >> "$LOG"
@@ -131,19 +132,33 @@ stats() {  # lost events: ring-buffer overruns and dropped events per CPU, kprob
     echo "# stats cpu $c overrun ${o:-0} dropped ${d:-0}" >> "$LOG"
     [ "${o:-0}" = 0 ] && [ "${d:-0}" = 0 ] || lost=1
   done
-  while read -r ev hits miss; do   # kprobe_profile names events without their group
+  # probe hits and misses while recording (kprobe_profile names events without their group;
+  # its counts run from the probe's creation: the counts at start are subtracted)
+  while read -r ev hits miss; do
     ev=${ev#"$G"/}
-    case " $PROBES " in *" $ev "*) echo "# kprobe $ev hits $hits missed $miss" >> "$LOG"
-      [ "$miss" = 0 ] || lost=1 ;; esac
-  done < "$T/kprobe_profile"
+    case " $PROBES " in *" $ev "*)
+      h0=0; m0=0
+      while read -r e0 a b; do [ "${e0#"$G"/}" = "$ev" ] && h0=$a && m0=$b; done <<EOF0
+$PROFILE0
+EOF0
+      echo "# kprobe $ev hits $((hits - h0)) missed $((miss - m0))" >> "$LOG"
+      [ "$miss" = "$m0" ] || lost=1 ;; esac
+  done <<EOF
+$PROFILE
+EOF
   return $lost
+}
+
+start() {  # tracing on, then the probe hits so far: the log's hits are those counted after this
+  echo 1 > "$I/tracing_on"
+  PROFILE0=$(cat "$T/kprobe_profile")
 }
 
 if [ -n "$PID" ]; then
   [ -d "/proc/$PID" ] || die "no process $PID"
   echo "# attach $PID $(tr '\0' ' ' < /proc/$PID/cmdline)" >> "$LOG"
   echo "# pid $PID" >> "$LOG"
-  echo 1 > "$I/tracing_on"
+  start
   cat "$I/trace_pipe" >> "$LOG" & READER=$!
   echo "record.sh: recording VMM $PID into $LOG; stop with Ctrl-C or kill $$" >&2
   trap 'STOP=1' INT TERM HUP; STOP=; n=0   # (a background job ignores SIGINT: use TERM)
@@ -153,13 +168,15 @@ if [ -n "$PID" ]; then
   RC=0
 else
   echo "# run $*" >> "$LOG"
-  echo 1 > "$I/tracing_on"
+  start
   cat "$I/trace_pipe" >> "$LOG" & READER=$!
   # the child logs its own pid, then becomes the VMM
   sh -c 'echo "# pid $$" >> "$1"; shift; exec "$@"' sh "$LOG" "$@"
   RC=$?
   echo "# exit $RC" >> "$LOG"
 fi
+# probe hits as tracing stops (a VMM attached to runs on, and its calls would count as lost)
+PROFILE=$(cat "$T/kprobe_profile")
 echo 0 > "$I/tracing_on"
 # The reader ends by itself once it has drained the buffer (trace_pipe gives EOF when tracing is
 # off and it has read something). Killing it earlier loses what it holds between a read and its

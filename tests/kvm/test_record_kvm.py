@@ -18,11 +18,14 @@ from gictools.errors import ImportFormatError
 from gictools.replay import replay
 from gictools.trace.gen_lpi_stress import generate
 from gictools.trace.kvm.cli import SCRIPT
-from gictools.trace.kvm.compare import compare_workloads, model_cache_counts
+from gictools.trace.kvm.compare import compare_workloads, model_cache_counts, workload
 from gictools.trace.kvm.importer import import_kvm
 
 FIX = Path(__file__).parents[2] / "fixtures" / "kvm"
 RECORDINGS = sorted(p.name for p in FIX.iterdir() if (p / "record.log.gz").exists())
+LPI_STRESS = [n for n in RECORDINGS if n.startswith("lpi-stress-")]
+KVM_CHECK = [n for n in RECORDINGS if n.startswith("kvm-check-")]
+TRACES = Path(__file__).parents[2] / "traces"
 FLAGS = re.compile(r"-v (\d+) -d (\d+) -e (\d+) -i (\d+)")
 
 
@@ -33,7 +36,7 @@ def _flags(name):
 
 
 def test_recordings_of_two_kernels():
-    assert len(RECORDINGS) == 5
+    assert len(LPI_STRESS) == 5 and len(KVM_CHECK) == 2
     releases = {
         json.loads((FIX / n / "workload.json").read_text())["kernel_release"][:4]
         for n in RECORDINGS
@@ -41,7 +44,7 @@ def test_recordings_of_two_kernels():
     assert releases == {"6.1.", "6.12"}
 
 
-@pytest.mark.parametrize("name", RECORDINGS)
+@pytest.mark.parametrize("name", LPI_STRESS)
 def test_recording_replays_clean_and_equals_gen(name, tmp_path):
     doc, v, d, e, i = _flags(name)
     t = tmp_path / "rec.msgpack"
@@ -63,7 +66,7 @@ def test_recording_replays_clean_and_equals_gen(name, tmp_path):
         assert c["msis_global_order_equal"]
 
 
-@pytest.mark.parametrize("name", RECORDINGS)
+@pytest.mark.parametrize("name", LPI_STRESS)
 def test_kernel_cache_counts_equal_the_model(name, tmp_path):
     """Hits, misses and fills the kernel showed (vgic_its_inject_cached_translation and
     vgic_its_resolve_lpi returns) = the model's under that kernel's policy."""
@@ -83,13 +86,36 @@ def test_kernel_cache_counts_equal_the_model(name, tmp_path):
     assert s.cache_invalidations_outside == d + 1
 
 
+@pytest.mark.parametrize("name", KVM_CHECK)
+def test_kvm_check_recording_replays_to_the_input_answers(name, tmp_path):
+    """kvm-check (the kvmcheck issue's raw-ioctl program) replaying a bundled trace on real KVM,
+    recorded: KVM processed the input's commands byte for byte (userspace GITS_CWRITER writes),
+    its MSIs are the input's followed by kvm-check's own probes, all delivered, and the recording
+    replays clean."""
+    doc = json.loads((FIX / name / "workload.json").read_text())
+    src = TRACES / doc["input"]
+    t = tmp_path / "rec.msgpack"
+    s = import_kvm(FIX / name / "record.log.gz", t)
+    assert not s.info.lost and s.as_dict() == doc["observed"]
+    (rep,) = replay(t)
+    assert rep.failure_count == 0 and rep.msis == rep.delivered == s.msis
+    a, b = workload(t), workload(src)
+    assert a["commands"] == b["commands"] and len(b["commands"]) == 44
+    n = len(b["msis"])
+    assert [m[:2] for m in a["msis"][:n]] == [m[:2] for m in b["msis"]]
+    (inp,) = replay(src)
+    assert inp.delivered == n  # the input's own answers: every MSI delivered, as on KVM
+    m = model_cache_counts(t)
+    assert (s.cache_hits, s.cache_misses, s.cache_fills) == (m["hits"], m["misses"], m["fills"])
+
+
 def test_cli_import_check_cache(tmp_path):
     r = CliRunner().invoke(
         app,
         [
             "import",
             "kvm",
-            str(FIX / RECORDINGS[0] / "record.log.gz"),
+            str(FIX / LPI_STRESS[0] / "record.log.gz"),
             "-o",
             str(tmp_path / "t.msgpack"),
             "--check-cache",
@@ -111,7 +137,7 @@ def test_record_script_printed_and_installed(tmp_path):
 
 # --- hostile and edge-case logs ---------------------------------------------------------------
 def _text(name=None):
-    return gzip.decompress((FIX / (name or RECORDINGS[0]) / "record.log.gz").read_bytes()).decode()
+    return gzip.decompress((FIX / (name or LPI_STRESS[0]) / "record.log.gz").read_bytes()).decode()
 
 
 def _write(tmp_path, text):
@@ -182,7 +208,7 @@ def test_malformed_line_is_named(tmp_path, bad, what):
 
 
 def test_damaged_gzip(tmp_path):
-    data = (FIX / RECORDINGS[0] / "record.log.gz").read_bytes()
+    data = (FIX / LPI_STRESS[0] / "record.log.gz").read_bytes()
     p = tmp_path / "x.log.gz"
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImportFormatError, match="damaged compressed log"):

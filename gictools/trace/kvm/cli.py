@@ -35,18 +35,9 @@ def record_kvm(
 ):
     """Record one VM's ITS activity on an arm64 KVM host (docs/record-kvm.md).
 
-    The host needs no Python: the recorder is a POSIX shell script (busybox is enough) that uses
-    the kernel's own tracing (tracefs kprobes and the kvm:kvm_mmio tracepoint; root). Copy it to
-    the host and run it there:
+    The host needs no Python: the recorder is a POSIX shell script (busybox is enough) using the kernel's own tracing (tracefs kprobes and the kvm:kvm_mmio tracepoint), run as root. 1. Get it: `gictools record kvm --install record.sh` (or `--script > record.sh`) and copy it to the host. 2. Record from VM creation on: `./record.sh -o vm.log -- qemu-system-aarch64 ...`, or attach to a running VMM: `./record.sh -o vm.log [-t SEC] -p PID` (the VM's past is lost). 3. Anywhere: `gictools import kvm vm.log -o vm.msgpack --check-cache`, then `gictools replay vm.msgpack`.
 
-        gictools record kvm --install record.sh      # or: --script > record.sh
-
-        sudo ./record.sh -o vm.log -- qemu-system-aarch64 ...   # from VM creation on
-
-        sudo ./record.sh -o vm.log -p VMM_PID                   # attach (loses the VM's past)
-
-    Lost events (trace-buffer overruns, kprobe misses) are written into the log, reported, and
-    make the script exit 3. Then, on any machine: gictools import kvm vm.log -o vm.msgpack.
+    Lost events (ring-buffer overruns, kprobe misses, probe hits missing from the log) are written into the log and make the script exit 3; the importer refuses such a log unless --allow-lost.
     """
     from gictools import clikit
 
@@ -96,9 +87,10 @@ def import_kvm(
         ),
     ] = False,
 ):
-    """Convert a `gictools record kvm` log into a trace (docs/record-kvm.md): register writes,
-    the guest memory KVM read (command queue entries, LPI configuration, pending bits, tables),
-    device controls and MSIs, with KVM's results as EXPECT records."""
+    """Convert a `gictools record kvm` log into a trace (docs/record-kvm.md).
+
+    The trace holds the VM as its creation showed it, the guest's and the VMM's ITS and redistributor register writes, the guest memory KVM read before each operation (command-queue entries, LPI configuration bytes, pending bits, tables), device controls and MSIs, with KVM's results as EXPECT records: `gictools replay` then checks the model against the kernel that was recorded. The log comes from `record.sh` (see `gictools record kvm --help`); a .gz log is read as is.
+    """
     from gictools import clikit
     from gictools.trace.kvm.importer import EXPECT_MODES
     from gictools.trace.kvm.importer import import_kvm as _import

@@ -121,7 +121,7 @@ def import_kvm(
     lines = [
         f"wrote {out}: kernel {s.info.kernel}, {s.msis:,} MSIs "
         f"(results {dict(sorted(s.msi_results.items(), key=str))}), "
-        f"{len(s.commands)} commands, {s.reg_writes} register writes, "
+        f"{s.n_commands} commands, {s.reg_writes} register writes, "
         f"{s.mem_reads} guest-memory reads, {s.ctrls} controls",
         f"kernel cache: {s.cache_hits} hits, {s.cache_misses} misses, {s.cache_fills} fills, "
         f"{s.cache_invalidations} invalidations (+{s.cache_invalidations_outside} at teardown)",

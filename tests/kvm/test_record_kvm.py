@@ -288,3 +288,31 @@ def test_the_kernels_own_cache_tells_the_policies_apart(kernel, tmp_path):
     assert (lru["misses"], per_its["misses"]) == (170, 17)
     mine, other = (lru, per_its) if kernel == "6.1" else (per_its, lru)
     assert s.cache_misses == mine["misses"] != other["misses"]
+
+
+@pytest.mark.parametrize(
+    "old, new, what",
+    [
+        (
+            "gpa=0xfffffc0000 len=32",
+            "gpa=0x1fffffffffffffffff len=32",
+            r"line \d+: field gpa=.* wider than 64 bits",
+        ),
+        (
+            "gpa=0xfffffc0000 len=32",
+            "gpa=0xfffffffffffffff0 len=32",
+            r"line \d+: kvm_read_guest of 32 bytes at 0xfffffffffffffff0",
+        ),
+        (
+            "u16=0x60000",
+            "u16=0xffffffffffffffff",
+            r"the VM the log describes: vm.memory\[1\]: slot ends beyond 2\^64",
+        ),
+    ],
+)
+def test_values_out_of_range_are_named(tmp_path, old, new, what):
+    text = _text("lpi-stress-v1-d1-e16-i10-6.12")
+    assert old in text
+    with pytest.raises(ImportFormatError, match=what):
+        import_kvm(_write(tmp_path, text.replace(old, new, 1)), tmp_path / "t.msgpack")
+    assert not (tmp_path / "t.msgpack").exists()

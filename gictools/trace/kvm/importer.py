@@ -320,6 +320,12 @@ class _Importer:
             self.stats.reads_failed += 1
             return
         gpa, n = rd["gpa"], rd["len"]
+        if gpa < 0 or n < 0 or gpa + min(n, 32) > 2**64:
+            raise ImportFormatError(
+                f"kvm_read_guest of {n} bytes at {gpa:#x}: beyond guest-physical space",
+                line=rd["line"],
+                path=self.path,
+            )
         if "d0" in f:
             buf = b"".join(struct.pack("<Q", f.get(f"d{k}", 0) & (2**64 - 1)) for k in range(4))
             k = 0
@@ -365,6 +371,7 @@ class _Importer:
             return
         if name == "rd":
             self.reads[tid] = {
+                "line": ev.line,
                 "gpa": f.get("gpa", 0),
                 "len": f.get("len", 0),
                 "data": f.get("data", 0),
@@ -549,9 +556,16 @@ def import_kvm(
         "lost": info1.loss_summary() or None,
     }
     stats = ImportStats()
-    with TraceWriter(out, vm=hdr, source="gictools record kvm", metadata=meta) as w:
+    try:
+        w = TraceWriter(out, vm=hdr, source="gictools record kvm", metadata=meta)
+    except ValueError as e:
+        raise ImportFormatError(f"the VM the log describes: {e}", path=log) from None
+    with w:
         imp = _Importer(w, vm, stats, expect, log, vm_index)
         for ev in _of_vmm(read_log(log, stats.info), pid):
-            imp.event(ev)
+            try:
+                imp.event(ev)
+            except ValueError as e:  # a value the trace format refuses (FieldError)
+                raise ImportFormatError(f"{ev.name} event: {e}", line=ev.line, path=log) from None
         imp.finish()
     return stats

@@ -115,11 +115,14 @@ class LogInfo:
 
 def _int(v: str, name: str, line: int, path: StrPath) -> int:
     try:
-        return int(v, 0)
+        n = int(v, 0)
     except ValueError:
         raise ImportFormatError(
             f"field {name}={v!r} is not a number", line=line, path=path
         ) from None
+    if not -(2**63) <= n < 2**64:  # a probe fetches at most 64 bits
+        raise ImportFormatError(f"field {name}={v} is wider than 64 bits", line=line, path=path)
+    return n
 
 
 def _comment(info: LogInfo, text: str, line: int, path: StrPath) -> None:

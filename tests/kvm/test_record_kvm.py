@@ -316,3 +316,30 @@ def test_values_out_of_range_are_named(tmp_path, old, new, what):
     with pytest.raises(ImportFormatError, match=what):
         import_kvm(_write(tmp_path, text.replace(old, new, 1)), tmp_path / "t.msgpack")
     assert not (tmp_path / "t.msgpack").exists()
+
+
+@pytest.mark.parametrize("name", [n for n in LPI_STRESS if "-6.12" in n])
+def test_6_12_shows_each_msis_lpi_and_vcpu(name, tmp_path):
+    """Where kprobes take BTF-typed arguments (6.12), vgic_queue_irq_unlock's irq gives each MSI's
+    INTID and vCPU; the trace expects them and the replay agrees. The selftest encodes RDbase
+    wrongly (before Oct 2025), so the kernel routed every LPI to vCPU 0: gen lpi-stress's
+    default --routing as-measured, seen on the real kernel."""
+    from gictools.trace import format as F
+    from gictools.trace.reader import TraceReader
+
+    _, v, d, e, i = _flags(name)
+    t = tmp_path / "t.msgpack"
+    s = import_kvm(FIX / name / "record.log.gz", t)
+    assert s.msis_with_lpi == s.msis == d * e * i
+    last, seen = None, []
+    with TraceReader(t) as r:
+        for rec in r:
+            if rec[0] == F.MSI_BLOCK:
+                last = (int(rec[4][-1]), int(rec[5][-1]))
+            elif rec[0] == F.EXPECT and rec[3] == "msi":
+                seen.append((last, rec[4]["intid"], rec[4]["vcpu"]))
+    assert len(seen) == d * e * i
+    assert all(intid == 8192 + dev * e + ev for (dev, ev), intid, _ in seen)
+    assert {vcpu for _, _, vcpu in seen} == {0}
+    (rep,) = replay(t)
+    assert rep.failure_count == 0

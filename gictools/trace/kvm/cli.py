@@ -131,6 +131,8 @@ def import_kvm(
             f"guest-memory reads: {s.reads_unobserved} partly outside the probe's window, "
             f"{s.reads_failed} failed in KVM"
         )
+    if s.msis_with_lpi:
+        lines.append(f"{s.msis_with_lpi} MSIs expected to reach the LPI and vCPU the kernel showed")
     if s.unreturned:
         lines.append(f"{s.unreturned} operations without their return event (no expectation)")
     for what, n in sorted(s.ignored.items()):

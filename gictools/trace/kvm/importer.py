@@ -77,6 +77,7 @@ class ImportStats:
     reads_unobserved: int = 0  # reads whose bytes fell outside what the probe could fetch
     reads_failed: int = 0  # kvm_read_guest returned an error (KVM ignores that command)
     ctrls: int = 0
+    msis_with_lpi: int = 0  # MSIs whose LPI and vCPU the kernel showed (expected in the trace)
     unreturned: int = 0  # operations whose return event is missing (imported without a result)
     ignored: Counter = field(default_factory=Counter)  # what was seen and not imported, by kind
     # the kernel's translation cache, observed (vgic_its_inject_cached_translation's return,
@@ -147,11 +148,12 @@ def _learn(events) -> list[VmConfig]:
 class _Op:
     """One operation in progress on a thread, with the guest-memory reads made inside it."""
 
-    __slots__ = ("kind", "t_ns", "f", "reads")
+    __slots__ = ("kind", "t_ns", "f", "reads", "lpi")
 
     def __init__(self, kind: str, t_ns: int, f: dict[str, Any]) -> None:
         self.kind, self.t_ns, self.f = kind, t_ns, f
         self.reads: list[tuple[int, bytes]] = []
+        self.lpi: tuple[int, int] | None = None  # (INTID, vCPU) made pending, where observed
 
 
 class _Importer:
@@ -308,7 +310,11 @@ class _Importer:
         self.stats.msis += 1
         self.stats.msi_results[ret] += 1
         if ret is not None and (self.expect == "all" or (self.expect == "errors" and ret != 1)):
-            self.w.expect("msi", {"ret": ret}, t_ns=op.t_ns, injector=inj)
+            args = {"ret": ret}
+            if op.lpi is not None and ret == 1:  # vgic_queue_irq_unlock's irq (BTF kernels)
+                args["intid"], args["vcpu"] = op.lpi
+                self.stats.msis_with_lpi += 1
+            self.w.expect("msi", args, t_ns=op.t_ns, injector=inj)
 
     # --- guest-memory reads ------------------------------------------------------------------
     def read_done(self, ev: Event) -> None:
@@ -400,6 +406,10 @@ class _Importer:
                     self.stats.ignored["irqfd MSI that missed the cache (handled off-thread)"] += 1
             return
         if name == "resolve":
+            return
+        if name == "queue":  # the LPI an MSI made pending (inside vgic_its_inject_msi)
+            if op is not None and op.kind in ("msi", "irqfd") and f.get("vcpu", -1) >= 0:
+                op.lpi = (f.get("intid", 0) & 0xFFFF_FFFF, f["vcpu"])
             return
         if name == "resolve_ret":
             if f.get("ret", -1) == 0:

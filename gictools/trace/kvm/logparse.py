@@ -21,7 +21,7 @@ from typing import IO, Any, cast
 
 from gictools.errors import ImportFormatError, StrPath
 
-FILTERED_PROBES = ("create_vm", "vm_ioctl")  # record.sh keeps only some of their calls
+FILTERED_PROBES = ("create_vm", "vm_ioctl", "queue")  # record.sh keeps only some of their calls
 MAX_LINE = 8192  # the longest event line the recorder writes is ~900 bytes (a 32-word stack window)
 
 _EVENT = re.compile(

@@ -104,6 +104,11 @@ addp cached_ret r vgic_its_inject_cached_translation 'ret=$retval:s32'
 addp resolve p vgic_its_resolve_lpi 'devid=$arg3:u32' 'eventid=$arg4:u32'
 addp resolve_ret r vgic_its_resolve_lpi 'ret=$retval:s32'
 addp inval p vgic_its_invalidate_cache 'obj=$arg1:x64'
+# Where kprobes take BTF-typed arguments (README: "<argname>[->field..."): the LPI an MSI made
+# pending and its target vCPU (struct vgic_irq through BTF: no offsets written here)
+if grep -q -- '->field' "$T/README"; then
+  addp queue p vgic_queue_irq_unlock 'intid=irq->intid:u32' 'vcpu=irq->target_vcpu->vcpu_idx:s32'
+fi
 have vgic_its_invalidate_all_caches && addp inval_all p vgic_its_invalidate_all_caches 'kvm=$arg1:x64'
 
 case " $PROBES " in *" rd "*) ;; *) die "kvm_read_guest cannot be probed: commands would be lost" ;; esac
@@ -116,6 +121,7 @@ grep -q mono "$I/trace_clock" && echo mono > "$I/trace_clock"
 # importer keeps the VMM's. The kernel's own pid filter (set_event_pid + event-fork) was measured
 # to drop events without counting them (16 of 16000 MSIs, in the middle of a run, 6.12.118).
 echo 1 > "$I/options/record-tgid"
+[ -d "$I/events/$G/queue" ] && echo 'intid >= 8192' > "$I/events/$G/queue/filter"   # LPIs only
 echo 'cmd == 0xae01' > "$I/events/$G/create_vm/filter"
 # VM ioctls other than the set-up ones (KVM_SIGNAL_MSI, KVM_IRQ_LINE, ...) are not logged
 echo 'cmd == 0xae41 || cmd == 0x4020ae46 || cmd == 0x40a0ae49 || cmd == 0xc00caee0' > "$I/events/$G/vm_ioctl/filter"

@@ -23,6 +23,7 @@ VERB_MODULES = (
     "gictools.cli.analysis",
     "gictools.cli.sweeps",
     "gictools.kvm.cli",
+    "gictools.trace.kvm.cli",
 )
 
 

@@ -91,10 +91,10 @@ def test_overlapping_ranges_are_refused(monkeypatch):
 
 
 def test_cli_choices_and_presets_ask_the_policies():
-    from gictools.cli import options as clikit
+    from gictools.cli import options as cli_options
     from gictools.latency.presets import load_preset, parse_preset
 
-    assert policy_names() == clikit.CACHE_POLICIES
+    assert policy_names() == cli_options.CACHE_POLICIES
     for name in ("v6.8-rc1", "series-v2", "v6.10"):
         p = load_preset(name)
         assert p.walk_moves_on_hit is POLICIES[p.cache].moves_on_hit

@@ -1,0 +1,162 @@
+"""`gictools record kvm` and `gictools import kvm`: the verbs of the KVM recorder.
+
+register(app) adds them to the root app's `record` and `import` groups (made on first use). Only
+typer at module level, so `gictools --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+SCRIPT = Path(__file__).with_name("record.sh")
+
+
+def _group(parent: typer.Typer, name: str, help: str) -> typer.Typer:
+    for g in parent.registered_groups:
+        if g.name == name and g.typer_instance is not None:
+            return g.typer_instance
+    sub = typer.Typer(no_args_is_help=True, help=help)
+    parent.add_typer(sub, name=name)
+    return sub
+
+
+def record_kvm(
+    script: Annotated[
+        bool, typer.Option("--script", help="print the recorder script to stdout")
+    ] = False,
+    install: Annotated[
+        Path | None,
+        typer.Option("--install", help="write the recorder script to this file, executable"),
+    ] = None,
+):
+    """Record one VM's ITS activity on an arm64 KVM host (docs/record-kvm.md).
+
+    The host needs no Python: the recorder is a POSIX shell script (busybox is enough) using the kernel's own tracing (tracefs kprobes and the kvm:kvm_mmio tracepoint), run as root. 1. Get it: `gictools record kvm --install record.sh` (or `--script > record.sh`) and copy it to the host. 2. Record from VM creation on: `./record.sh -o vm.log -- qemu-system-aarch64 ...`, or attach to a running VMM: `./record.sh -o vm.log [-t SEC] -p PID` (the VM's past is lost). 3. Anywhere: `gictools import kvm vm.log -o vm.msgpack --check-cache`, then `gictools replay vm.msgpack`.
+
+    Lost events (ring-buffer overruns, kprobe misses, probe hits missing from the log) are written into the log and make the script exit 3; the importer refuses such a log unless --allow-lost.
+    """
+    from gictools.cli import kit
+
+    text = SCRIPT.read_text()
+    if script:
+        kit.echo(text.rstrip("\n"))
+        return
+    if install is not None:
+        with kit.errors():
+            tmp = install.with_name(f".{install.name}.tmp{os.getpid()}")
+            tmp.write_text(text)
+            tmp.chmod(0o755)
+            os.replace(tmp, install)
+        kit.echo(f"wrote {install}: run it as root on the arm64 KVM host (see -h)")
+        return
+    kit.echo(f"recorder script: {SCRIPT}\n(--script prints it, --install FILE writes it)")
+
+
+def import_kvm(
+    log: Annotated[Path, typer.Argument(help="the log `record.sh` wrote")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="trace file to write")],
+    expect: Annotated[
+        str,
+        typer.Option(help="EXPECT records for MSI results: all, errors (ret != 1) or none"),
+    ] = "all",
+    allow_lost: Annotated[
+        bool, typer.Option("--allow-lost", help="import even if the recorder lost events")
+    ] = False,
+    vm: Annotated[
+        int | None, typer.Option("--vm", help="which VM of the log (k-th KVM_CREATE_VM)")
+    ] = None,
+    vcpus: Annotated[
+        int | None, typer.Option(help="vCPUs, for a log attached mid-life (no creation)")
+    ] = None,
+    its_base: Annotated[
+        str | None, typer.Option(help="ITS base address, for a log attached mid-life")
+    ] = None,
+    redist_base: Annotated[
+        str | None, typer.Option(help="redistributor base, for a log attached mid-life")
+    ] = None,
+    check_cache: Annotated[
+        bool,
+        typer.Option(
+            "--check-cache",
+            help="replay with the recorded kernel's cache policy and compare its hits, misses "
+            "and fills with the kernel's; exit 1 on a difference",
+        ),
+    ] = False,
+):
+    """Convert a `gictools record kvm` log into a trace (docs/record-kvm.md).
+
+    The trace holds the VM as its creation showed it, the guest's and the VMM's ITS and redistributor register writes, the guest memory KVM read before each operation (command-queue entries, LPI configuration bytes, pending bits, tables), device controls and MSIs, with KVM's results as EXPECT records: `gictools replay` then checks the model against the kernel that was recorded. The log comes from `record.sh` (see `gictools record kvm --help`); a .gz log is read as is.
+    """
+    from gictools.cli import files as cli_files
+    from gictools.cli import kit
+    from gictools.trace.kvm.importer import EXPECT_MODES
+    from gictools.trace.kvm.importer import import_kvm as _import
+
+    if expect not in EXPECT_MODES:
+        kit.fail(f"--expect {expect!r}: one of {', '.join(EXPECT_MODES)}")
+    bases = {}
+    for name, v in (("--its-base", its_base), ("--redist-base", redist_base)):
+        if v is not None:
+            try:
+                bases[name] = int(v, 0)
+            except ValueError:
+                kit.fail(f"{name} {v!r}: not a number")
+    if vcpus is not None and not 1 <= vcpus <= 4096:
+        kit.fail(f"--vcpus {vcpus}: 1..4096")
+    cli_files.check_outputs([out], inputs=[log])
+    with kit.errors():
+        s = _import(
+            log,
+            out,
+            expect=expect,
+            allow_lost=allow_lost,
+            vm_index=vm,
+            vcpus=vcpus,
+            its_base=bases.get("--its-base"),
+            redist_base=bases.get("--redist-base"),
+        )
+    lines = [
+        f"wrote {out}: kernel {s.info.kernel}, {s.msis:,} MSIs "
+        f"(results {dict(sorted(s.msi_results.items(), key=str))}), "
+        f"{s.n_commands} commands, {s.reg_writes} register writes, "
+        f"{s.mem_reads} guest-memory reads, {s.ctrls} controls",
+        f"kernel cache: {s.cache_hits} hits, {s.cache_misses} misses, {s.cache_fills} fills, "
+        f"{s.cache_invalidations} invalidations (+{s.cache_invalidations_outside} at teardown)",
+    ]
+    if s.reads_unobserved or s.reads_failed:
+        lines.append(
+            f"guest-memory reads: {s.reads_unobserved} partly outside the probe's window, "
+            f"{s.reads_failed} failed in KVM"
+        )
+    if s.msis_with_lpi:
+        lines.append(f"{s.msis_with_lpi} MSIs expected to reach the LPI and vCPU the kernel showed")
+    if s.unreturned:
+        lines.append(f"{s.unreturned} operations without their return event (no expectation)")
+    for what, n in sorted(s.ignored.items()):
+        lines.append(f"not imported: {n} x {what}")
+    if s.info.lost:
+        lines.append(f"LOST while recording: {s.info.loss_summary()}")
+    kit.echo("\n".join(lines))
+    if check_cache:
+        from gictools.trace.kvm.compare import model_cache_counts
+
+        with kit.errors():
+            m = model_cache_counts(out)
+        kern = {"hits": s.cache_hits, "misses": s.cache_misses, "fills": s.cache_fills}
+        diff = [k for k in kern if kern[k] != m[k]]
+        kit.echo(
+            f"model ({m['policy']}): {m['hits']} hits, {m['misses']} misses, {m['fills']} fills, "
+            f"{m['invalidations']} invalidations: "
+            + ("agrees on hits, misses and fills" if not diff else "DIFFERS on " + ", ".join(diff))
+        )
+        if diff:
+            raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    _group(app, "record", "Record workloads on real hosts.").command("kvm")(record_kvm)
+    _group(app, "import", "Import traces recorded by other tools.").command("kvm")(import_kvm)

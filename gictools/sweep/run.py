@@ -5,18 +5,15 @@ the same `run_cell` either way), report progress, and stop cleanly on Ctrl-C.
 
 import concurrent.futures as cf
 import fcntl
-import multiprocessing
+import json
 import os
 import re
-import select
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools.errors import ConfigError
-from gictools.outputs import remove_stale_temps
+from gictools.outputs import remove_stale_temps, write_atomic
 from gictools.sweep.cell import (
     CELL_FILE,
     CELLS_DIR,
@@ -69,54 +66,51 @@ class SweepResult:
         return sum(1 for r in self.results.values() if r["status"] == status)
 
 
-def _worker_init(driver_pid):
-    """Workers leave Ctrl-C to the driver, which stops them and cleans up. They also exit
-    when the driver does (even killed): pool workers would otherwise wait on their queue
-    forever, and keep the fork server alive with them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        fd = os.pidfd_open(driver_pid)  # Linux >= 5.3
-    except (AttributeError, OSError):
-        return
-
-    def watch():
-        select.select([fd], [], [])
-        os._exit(1)
-
-    threading.Thread(target=watch, name="gictools-driver-watch", daemon=True).start()
-
-
 class LocalExecutor:
-    """A process pool; forkserver (no fork of a threaded parent), gictools preloaded."""
+    """Cells on local processes, through gictools.supervise: a fork server (no fork of a
+    threaded parent) with gictools preloaded; a dead worker fails its own cell only."""
 
     name = "local"
 
-    def __init__(self, jobs):
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["gictools.sweep.cell"])
-        self.slots = jobs
-        self.ex = cf.ProcessPoolExecutor(
-            jobs, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    def __init__(self, jobs, cells, root: Path):
+        from gictools.supervise import Supervisor
+
+        self.cells, self.root = cells, root
+        self.sup = Supervisor(
+            run_cell,
+            [(c, str(root)) for c in cells],
+            names=[c.partition for c in cells],
+            jobs=jobs,
+            start="forkserver",
+            preload=["gictools.sweep.cell"],
+            temp_dirs=[str(root / d) for d in (EVENTS_DIR, CELLS_DIR, MANIFEST_DIR)],
         )
+        self.sup.__enter__()  # SIGTERM/SIGHUP/SIGINT now stop the workers and raise here
 
-    def submit(self, cell, root):
-        return self.ex.submit(run_cell, cell, root)
+    def outcomes(self):
+        """(cell, result dict) as cells end; None every half second."""
+        from gictools.supervise import failure
 
-    def running(self, pending):
-        # a future counts as running once it is queued for a worker: at most one per worker
-        return min(self.slots, sum(1 for f in pending if f.running()))
+        for ev in self.sup.results(timeout=0.5):
+            if ev is None:
+                yield None
+                continue
+            i, status, value = ev
+            c = self.cells[i]
+            if status == "ok":
+                yield c, value
+            else:  # the worker died (or ran out of memory) before it could record it
+                r = {"status": "failed", "error": str(failure(c.partition, status, value))}
+                _record_failure(self.root, c, r)
+                yield c, r
+
+    def running(self, left):
+        return self.sup.running
 
     def abort(self):
-        term = getattr(self.ex, "terminate_workers", None)  # Python 3.14+
-        if term is not None:
-            term()
-        else:
-            for p in list((getattr(self.ex, "_processes", None) or {}).values()):
-                p.terminate()
-        self.ex.shutdown(wait=True, cancel_futures=True)
+        self.sup.__exit__(None, None, None)
 
-    def close(self):
-        self.ex.shutdown(wait=True)
+    close = abort
 
 
 _ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$")
@@ -153,8 +147,8 @@ class DaskExecutor:
     def submit(self, cell, root):
         return self.ex.submit(run_cell, cell, root)
 
-    def running(self, pending):
-        return min(len(pending), self.slots)
+    def running(self, left):
+        return min(left, self.slots)
 
     def abort(self):
         self.ex.shutdown(wait=False)  # cancels what has not finished
@@ -192,10 +186,9 @@ class _Lock:
 
 
 def default_jobs() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    from gictools.supervise import cpu_count
+
+    return cpu_count()
 
 
 def run_sweep(
@@ -254,24 +247,19 @@ def run_sweep(
         if todo:
             if scheduler:
                 ex = DaskExecutor(scheduler)
+                outcomes = _dask_outcomes(ex, todo, root)
             else:
-                ex = LocalExecutor(min(jobs or default_jobs(), len(todo)))
-            futures = {ex.submit(c, str(root)): c for c in todo}
-            pending = set(futures)
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                for f in done:
-                    c = futures[f]
-                    try:
-                        r = f.result()
-                    except Exception as e:  # the worker died, or could not run the cell
-                        r = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                ex = LocalExecutor(min(jobs or default_jobs(), len(todo)), todo, root)
+                outcomes = ex.outcomes()
+            for ev in outcomes:
+                if ev is not None:
+                    c, r = ev
                     results[c.partition] = r
                     if r["status"] == "done":
                         state.done += 1
                     else:
                         state.failed += 1
-                state.running = ex.running(pending)
+                state.running = ex.running(len(todo) - state.done - state.failed)
                 tick()
             ex.close()
             ex = None
@@ -295,6 +283,48 @@ def run_sweep(
     return SweepResult(root, cells, results, _name(ex, scheduler), time.monotonic() - t0)
 
 
+def _dask_outcomes(ex, todo, root):
+    """(cell, result dict) as the cluster finishes cells; None every half second."""
+    futures = {ex.submit(c, str(root)): c for c in todo}
+    pending = set(futures)
+    while pending:
+        done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+        for f in done:
+            try:
+                r = f.result()
+            except Exception as e:  # the worker died, or could not run the cell
+                r = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                _record_failure(root, futures[f], r)
+            yield futures[f], r
+        yield None
+
+
+def _record_failure(root: Path, cell, r):
+    """A cell whose worker died wrote no record: write its `.failed.json` here, and remove
+    any file it published without its manifest entry (the dataset holds finished cells)."""
+    failed = root / MANIFEST_DIR / f"{cell.cell_id}.failed.json"
+    if is_finished(root, cell):
+        return
+    _remove_cell_files(root, cell)
+    try:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"identity": cell.identity(), "error": r.get("error")}
+        write_atomic(failed, [json.dumps(doc, indent=1).encode()])
+    except OSError:
+        pass
+
+
+def _remove_cell_files(root: Path, c):
+    for f in (
+        root / EVENTS_DIR / c.partition / EVENTS_FILE,
+        root / CELLS_DIR / c.partition / CELL_FILE,
+    ):
+        try:
+            f.unlink()
+        except OSError:
+            pass
+
+
 def _settle_unfinished(root: Path, cells, results):
     """After an interrupt: a cell that got its manifest entry before its worker stopped is
     finished; any other cell's files (written, but no manifest entry) are removed, so the
@@ -307,14 +337,7 @@ def _settle_unfinished(root: Path, cells, results):
                 "wall_s": None,
             }
             continue
-        for f in (
-            root / EVENTS_DIR / c.partition / EVENTS_FILE,
-            root / CELLS_DIR / c.partition / CELL_FILE,
-        ):
-            try:
-                f.unlink()
-            except OSError:
-                pass
+        _remove_cell_files(root, c)
 
 
 def _name(ex, scheduler):

@@ -64,7 +64,7 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-_HINTS = {
+_HINTS: dict[int, str] = {
     signal.SIGKILL: " (by a user, or by the kernel out of memory)",
     signal.SIGXCPU: " (its CPU time limit, RLIMIT_CPU)",
     signal.SIGXFSZ: " (its file size limit, RLIMIT_FSIZE)",
@@ -204,7 +204,7 @@ class Supervisor:
         self.fn, self.tasks = fn, list(tasks)
         self.names = list(names) if names is not None else [f"task {i}" for i in range(len(tasks))]
         self.jobs = max(1, min(jobs or cpu_count(), len(self.tasks) or 1))
-        self.ctx = multiprocessing.get_context(start)
+        self.ctx: Any = multiprocessing.get_context(start)
         if start == "forkserver":
             self.ctx.set_forkserver_preload(["gictools.supervise", *preload])
         self.temp_dirs = list(temp_dirs)
@@ -254,8 +254,9 @@ class Supervisor:
         while self._todo or self._running:
             while self._todo and len(self._running) < self.jobs:
                 self._start(self._todo.pop(0))
-            if self.meanwhile is not None and not self._todo:
-                self.meanwhile, meanwhile = None, self.meanwhile
+            meanwhile = self.meanwhile
+            if meanwhile is not None and not self._todo:
+                self.meanwhile = None
                 meanwhile()
             ready = wait(list(self._running), timeout)
             if not ready:
@@ -263,8 +264,9 @@ class Supervisor:
                 continue
             for conn in ready:
                 i, proc = self._running.pop(conn)
+                status: str
                 try:
-                    status, value = conn.recv()
+                    status, value = self._recv(conn)
                 except (EOFError, OSError):
                     proc.join()
                     status, value = "died", exit_cause(proc.exitcode)
@@ -275,6 +277,11 @@ class Supervisor:
                 if status == "died":
                     self._sweep_temps()
                 yield i, status, value
+
+    @staticmethod
+    def _recv(conn: Any) -> tuple[str, Any]:
+        status, value = conn.recv()
+        return status, value
 
     def stop(self) -> None:
         """Stop every worker still running (SIGTERM, SIGKILL after GRACE_S), wait for them,

@@ -102,7 +102,7 @@ def test_a_worker_inherits_no_pool_size():
 def test_worker_exception_is_raised_as_itself():
     from gictools.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="bad input in x.toml"):
+    with pytest.raises(ConfigError, match=r"bad input in x\.toml"):
         run_all(_raise_config, [()], names=["cell a"])
 
 

@@ -258,7 +258,7 @@ class Supervisor:
             if meanwhile is not None and not self._todo:
                 self.meanwhile = None
                 meanwhile()
-            ready = wait(list(self._running), timeout)
+            ready: list[Any] = wait(list(self._running), timeout)
             if not ready:
                 yield None
                 continue

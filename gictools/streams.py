@@ -114,8 +114,8 @@ def spooled_stdin(src: BinaryIO, *, limit: int | None = None) -> Iterator[str]:
     """The path of a checked, bounded copy of the trace on src (see the module doc); the
     copy is removed when the block ends. Raises TraceFormatError (naming "<stdin>") for a
     stream that is not a trace, StdinError when it cannot be copied whole."""
-    from gictools.outputs import scratch_path
     from gictools.errors import TraceFormatError
+    from gictools.outputs import scratch_path
     from gictools.trace.reader import TraceReader
 
     d = tempfile.gettempdir()

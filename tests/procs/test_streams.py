@@ -57,9 +57,8 @@ def test_not_a_trace_stops_on_the_first_bytes():
             return len(b)
 
     src = Endless()
-    with pytest.raises(TraceFormatError, match="looks like a text file"):
-        with spooled_stdin(src):
-            pass
+    with pytest.raises(TraceFormatError, match="looks like a text file"), spooled_stdin(src):
+        pass
     assert src.n <= 1 << 20
 
 

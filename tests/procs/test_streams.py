@@ -41,9 +41,12 @@ def test_spool_is_the_trace_and_is_removed():
 def test_bounded_by_the_limit_given(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
-    with pytest.raises(StdinError, match=r"^<stdin>: longer than 100,000 bytes"):
-        with spooled_stdin(io.BytesIO(TRACE.read_bytes()), limit=100_000):
-            pass
+    src = io.BytesIO(TRACE.read_bytes())
+    with (
+        pytest.raises(StdinError, match=r"^<stdin>: longer than 100,000 bytes"),
+        spooled_stdin(src, limit=100_000),
+    ):
+        pass
     assert _spools(tmp_path) == []
 
 

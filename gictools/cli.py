@@ -721,8 +721,13 @@ def summarize(
     dataset: Annotated[Path, typer.Argument(help="a sweep's dataset directory")],
     plot: PlotOpt = None,
     json_out: JsonOpt = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="exit 0 when damaged files were skipped")
+    ] = False,
 ):
-    """Per policy x kernel x preset: MSIs, hit rate, evictions, p50/p99 latency, LPIs/s."""
+    """Per policy x kernel x preset: MSIs, hit rate, evictions, p50/p99 latency, LPIs/s.
+    A damaged file in the dataset is skipped with a warning, and the exit is 1 unless
+    --skip-bad."""
     from gictools.sweep.summarize import format_summary
     from gictools.sweep.summarize import plot as _plot
     from gictools.sweep.summarize import summarize as _summarize
@@ -733,7 +738,11 @@ def summarize(
         s = _summarize(dataset)
         files = _plot(s, plot) if plot else []
     doc = clikit.json_doc("summarize", **s)
+    for bad in s["skipped"]:
+        clikit.echo(f"warning: {bad['file']}: {bad['reason']}; skipped", err=True)
     clikit.print_result(json_out, doc, lambda: format_summary(s), files)
+    if s["skipped"] and not skip_bad:
+        raise typer.Exit(clikit.EXIT_CHECK_FAILED)
 
 
 @app.command()

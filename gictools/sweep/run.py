@@ -61,6 +61,7 @@ class SweepResult:
     executor: str
     wall_s: float
     interrupted: bool = False
+    warnings: list = field(default_factory=list)  # damaged manifest entries, one line each
 
     def count(self, status):
         return sum(1 for r in self.results.values() if r["status"] == status)
@@ -226,10 +227,12 @@ def run_sweep(
     state = Progress(total=len(cells))
     ex: DaskExecutor | LocalExecutor | None = None
     todo = []
+    warnings: list[str] = []
     try:
+        _refuse_overwriting_inputs(root, cells)
         clean_temp_files(root)
         for c in cells:
-            if is_finished(root, c):
+            if is_finished(root, c, warnings.append):
                 results[c.partition] = {
                     "status": "skipped",
                     "row": read_cell_row(root, c),
@@ -269,7 +272,7 @@ def run_sweep(
         clean_temp_files(root)
         _settle_unfinished(root, [c for c in todo if c.partition not in results], results)
         # the partial result travels with the interrupt (the CLI prints it)
-        result = SweepResult(root, cells, results, _name(ex, scheduler), 0.0, True)
+        result = SweepResult(root, cells, results, _name(ex, scheduler), 0.0, True, warnings)
         result.wall_s = time.monotonic() - t0
         e.result = result  # type: ignore[attr-defined]
         raise
@@ -280,7 +283,39 @@ def run_sweep(
         raise
     finally:
         lock.release()
-    return SweepResult(root, cells, results, _name(ex, scheduler), time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    return SweepResult(root, cells, results, _name(ex, scheduler), wall, warnings=warnings)
+
+
+def _refuse_overwriting_inputs(root: Path, cells):
+    """No cell may write over an input (a trace lying where a cell's output goes): checked
+    by (st_dev, st_ino) before any work, as `replay -o` does (outputs.check_output)."""
+    inputs = {}
+    for c in cells:
+        if c.trace_path:
+            try:
+                st = os.stat(c.trace_path)
+            except OSError:
+                continue  # a missing trace is its cell's failure
+            inputs[(st.st_dev, st.st_ino)] = c.trace_path
+    if not inputs:
+        return
+    for c in cells:
+        for f in (
+            root / EVENTS_DIR / c.partition / EVENTS_FILE,
+            root / CELLS_DIR / c.partition / CELL_FILE,
+            root / MANIFEST_DIR / f"{c.cell_id}.json",
+            root / MANIFEST_DIR / f"{c.cell_id}.failed.json",
+        ):
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            hit = inputs.get((st.st_dev, st.st_ino))
+            if hit is not None:
+                raise ConfigError(
+                    f"{f}: is the same file as the input {hit}; refusing to overwrite an input"
+                )
 
 
 def _dask_outcomes(ex, todo, root):

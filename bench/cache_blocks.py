@@ -46,6 +46,7 @@ def cold_start():
 
 def child(trace, policy, use_jit, out):
     import gictools.replay as rp
+    import gictools.replay.block as rp_block
     from gictools.model import block
     from gictools.model.cache import jit
 
@@ -80,7 +81,7 @@ def child(trace, policy, use_jit, out):
     if use_jit is not None:
         orig = jit.kernels
         jit.kernels = lambda n, u=None: orig(n, use_jit)
-    rp.inject_block = timed
+    rp_block.inject_block = timed
     t, c = time.perf_counter(), time.process_time()
     rep = rp.Replayer(trace, [policy], out=out).run()[0]
     total, total_cpu = time.perf_counter() - t, time.process_time() - c

@@ -622,8 +622,8 @@ def predict_lpi_stress(
     json_out: JsonOpt = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
-    from gictools.latency.predict import format_bands, format_prediction, predict_bands
-    from gictools.latency.predict import predict_lpi_stress as _predict
+    from gictools.analysis.predict import format_bands, format_prediction, predict_bands
+    from gictools.analysis.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
 
     with clikit.errors():
@@ -653,8 +653,8 @@ def compare(
     quiet: QuietOpt = False,
 ):
     """Side-by-side latency presets over one trace: LPIs/s, hit rate, evictions, p50/p99/max."""
-    from gictools.latency.compare import as_json, compare_trace, format_table
-    from gictools.latency.compare import plot as _plot
+    from gictools.analysis.compare import as_json, compare_trace, format_table
+    from gictools.analysis.compare import plot as _plot
     from gictools.latency.presets import load_preset
 
     if plot:

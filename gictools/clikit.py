@@ -27,10 +27,13 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 STDIO = "-"  # a trace read from stdin, an output written to stdout
 
 # --- choices ----------------------------------------------------------------------------------
-# The cache policy names are gictools.model.cache.POLICIES' keys (a test pins them); they are
-# spelled out here so that parsing a command line never imports the model.
-CACHE_POLICIES = ("none", "lru-v6.8", "usage-v2", "per-its-v6.10")
 ROUTINGS = ("as-measured", "fixed")
+
+
+def _policy_names() -> tuple:
+    from gictools.model.cache import policy_names
+
+    return policy_names()
 
 
 def _kernels() -> tuple:
@@ -60,6 +63,8 @@ def _presets() -> tuple:
 
 
 KERNELS = _kernels()
+# the cache policies' registry (importing it loads no numpy and no model beyond the policies)
+CACHE_POLICIES = _policy_names()
 PRESETS = _presets()
 # Literal types are typer's choices: listed in --help, completed, case-insensitive below.
 # (a repeatable option needs an Enum: typer takes list[Enum], not list[Literal]; its members

@@ -25,9 +25,9 @@ from gictools.outputs import check_output
 
 
 def _replayer(trace, name=None):
-    from gictools.replay import Replayer
+    from gictools.replay import Replayer, TraceSource
 
-    return Replayer(trace, ["default"], name=name)
+    return Replayer(trace, ["default"], source=TraceSource(name))
 
 
 def _numbered(out, k):

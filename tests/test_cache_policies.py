@@ -60,8 +60,8 @@ def test_outcome_table_known_answers():
 
 
 def test_parquet_dictionary_and_latency_paths_derive_from_outcome():
-    from gictools.latency.contention import OUTCOME_PATH
     from gictools.latency.presets import load_preset
+    from gictools.latency.simulation import OUTCOME_PATH
     from gictools.stats.schema import DICTIONARIES
 
     # the Parquet dictionary and the preset step names, spelled out: the contract values

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from gictools.analysis.compare import compare_events, compare_trace, format_table
+from gictools.analysis.predict import predict_lpi_stress
 from gictools.cli import app
 from gictools.errors import ConfigError
-from gictools.latency.compare import compare_events, compare_trace, format_table
-from gictools.latency.contention import simulate_events
-from gictools.latency.predict import predict_lpi_stress
+from gictools.latency.events import simulate_events
 from gictools.latency.presets import BUNDLED, bundled_path, load_preset, parse_preset
 from gictools.model.cache import EVICT, HIT, MISS
 
@@ -265,7 +265,7 @@ def test_calibration_rows_reproduced():
     # a regression check on the shipped numbers, as seed medians over 3 seeds at fewer
     # iterations (the steady rate does not depend on -i; docs/latency-model.md has the
     # full rows with 5 seeds and the residuals this tolerance comes from)
-    from gictools.latency.predict import CALIBRATION
+    from gictools.analysis.predict import CALIBRATION
 
     for (v, d, e, i), meas in CALIBRATION.items():
         for name, measured in meas.items():

@@ -41,7 +41,7 @@ def test_predict_json_reports_the_seed_spread():
 
 
 def test_plot_without_matplotlib_fails_before_the_work(trace, monkeypatch, tmp_path):
-    import gictools.latency.compare as compare
+    import gictools.analysis.compare as compare
 
     def boom(*a, **k):
         raise AssertionError("the replay ran")
@@ -99,7 +99,7 @@ def test_mrc_plot_and_report(trace, tmp_path):
 
 
 def test_compare_reports_progress_per_stage(trace):
-    from gictools.latency.compare import compare_trace
+    from gictools.analysis.compare import compare_trace
 
     seen = {}
     compare_trace(

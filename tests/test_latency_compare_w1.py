@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from captures import FIXTURES, capture_inputs
 
-from gictools.latency.compare import msi_outcomes_from_trace
+from gictools.analysis.compare import msi_outcomes_from_trace
 from gictools.model.cache import POLICIES, Outcome
 from gictools.model.cache.keys import vm_keys
 from gictools.model.commands import encode_command

@@ -2,8 +2,10 @@
 
 import numpy as np
 
-from gictools.latency.contention import LOCKSTEP, Simulation, per_injector_lists
+from gictools.latency.events import per_injector_lists
 from gictools.latency.presets import parse_preset
+from gictools.latency.resources import LOCKSTEP
+from gictools.latency.simulation import Injections, RunOptions, Simulation
 from gictools.model.cache import EVICT, HIT, MISS
 
 WAKE = 5000.0
@@ -43,17 +45,8 @@ def _run(preset, streams):
     out = np.concatenate([np.array(s, dtype=np.int8) for s in streams])
     n = len(inj)
     z = np.zeros(n, dtype=np.int64)
-    sim = Simulation(
-        preset,
-        per_injector_lists(inj),
-        dev=z,
-        ev=z,
-        its=z,
-        vcpu=z,
-        outcome=out,
-        interleaving=LOCKSTEP,
-        fast_forward=False,
-    )
+    work = Injections(per_injector_lists(inj), z, z, z, z, outcome=out)
+    sim = Simulation(preset, work, options=RunOptions(interleaving=LOCKSTEP, fast_forward=False))
     sim.run()
     last = np.cumsum([len(s) for s in streams]) - 1
     return sim.t_done[last], sim.t_issue[last]

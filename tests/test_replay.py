@@ -198,7 +198,7 @@ def test_block_and_single_msi_records_agree(tmp_path):
 @pytest.mark.slow  # two 72k-event simulations: the smallest trace with two MSI blocks
 def test_preset_latency_is_one_closed_loop_across_blocks(tmp_path):
     """Blocks are not simulated apart: the rows equal one simulation over every MSI."""
-    from gictools.latency.contention import simulate_events
+    from gictools.latency.events import simulate_events
     from gictools.latency.presets import load_preset
 
     p = tmp_path / "two-blocks.msgpack"

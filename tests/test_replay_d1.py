@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import gictools.replay as replay_mod
+import gictools.replay.block as replay_block
 from gictools.errors import ConfigError
 from gictools.replay import replay
 from gictools.trace.gen_lpi_stress import generate
@@ -55,7 +56,7 @@ def test_per_event_path_equals_block_path(hotplug, tmp_path, monkeypatch):
     vm.signal_msi path give the same rows and reports under every policy."""
     fast = tmp_path / "fast.parquet"
     rf = replay(hotplug, POLICIES, out=fast)
-    monkeypatch.setattr(replay_mod, "SCALAR_MAX", 1)
+    monkeypatch.setattr(replay_block, "SCALAR_MAX", 1)
     slow = tmp_path / "slow.parquet"
     rs = replay(hotplug, POLICIES, out=slow)
     assert [r.as_dict() for r in rf] == [r.as_dict() for r in rs]
@@ -256,12 +257,13 @@ def test_jobs_parent_builds_the_compiled_kernels_once(stress, tmp_path, monkeypa
     """A long trace (by its header) with an order-dependent policy: the --jobs parent builds
     the kernels before forking (the workers inherit them); other policies never build them."""
     import gictools.replay as R
+    import gictools.replay.jobs as replay_jobs
     from gictools.model.cache import jit
 
     if not jit.available():
         pytest.skip(f"no compiled kernels here: {jit.unavailable_reason}")
     monkeypatch.setattr(jit, "_loaded", None)
-    monkeypatch.setattr(R, "PREBUILD_MSIS", 1)
+    monkeypatch.setattr(replay_jobs, "PREBUILD_MSIS", 1)
     R.replay(stress, ["per-its-v6.10", "none"], out=tmp_path / "a.parquet", jobs=2)
     assert jit._loaded is None
     R.replay(stress, ["lru-v6.8", "none"], out=tmp_path / "b.parquet", jobs=2)
@@ -274,12 +276,13 @@ def test_the_jobs_hashing_thread_leaves_errors_to_the_parent(stress, tmp_path):
     import shutil
 
     import gictools.replay as R
+    import gictools.replay.jobs as replay_jobs
 
     t = tmp_path / "t.msgpack"
     shutil.copy(stress, t)
     (rp,) = R.open_replayers([t])
     rp.close()
     t.unlink()
-    R._hash_quietly([rp])
+    replay_jobs._hash_quietly([rp])
     with pytest.raises(FileNotFoundError):
         _ = rp.sha256

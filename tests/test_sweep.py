@@ -327,7 +327,7 @@ def test_summarize_known_answers(swept):
 
 
 def test_single_trace_group_matches_the_replay_and_compare(tmp_path):
-    from gictools.latency.compare import compare_trace
+    from gictools.analysis.compare import compare_trace
     from gictools.latency.presets import load_preset
     from gictools.replay import replay
 
@@ -345,7 +345,7 @@ def test_single_trace_group_matches_the_replay_and_compare(tmp_path):
 
 
 def test_predict_cells_match_predict(tmp_path):
-    from gictools.latency.predict import predict_lpi_stress
+    from gictools.analysis.predict import predict_lpi_stress
 
     g = tmp_path / "grid.toml"
     g.write_text('[predict]\nv = [1, 4]\nd = 2\ne = 3\ni = 100\npreset = "v6.8-rc1"\n')

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from gictools.errors import ConfigError
-from gictools.model.cache import POLICIES, Outcome
+from gictools.model.cache import Outcome, policy_class, policy_names
 
 BUNDLED = ("v6.8-rc1", "series-v2", "v6.10")
 LOCK_SCOPES = ("vm", "its", "vcpu")
@@ -41,13 +41,15 @@ class Lock:
     scope: str  # vm | its | vcpu: one instance per VM, per ITS, per target vCPU
     handoff_ns: float  # added when the section passes to a waiter on another CPU
     doc: str = ""
-    kind: str = "spinlock"  # spinlock (FIFO, waiters spin) or mutex (see contention.Lock)
+    kind: str = (
+        "spinlock"  # spinlock (FIFO, waiters spin) or mutex (see gictools.latency.resources.Lock)
+    )
     wake_ns: float = 10_000.0  # mutex: a sleeping waiter runs this long after its wake-up
 
 
 @dataclass(frozen=True)
 class Rcu:
-    """synchronize_rcu()'s duration (contention.GracePeriod): normal or expedited."""
+    """synchronize_rcu()'s duration (gictools.latency.resources.GracePeriod): normal or expedited."""
 
     hz: int = 250  # CONFIG_HZ: the tick that drives normal grace periods
     expedited: bool = False  # rcupdate.rcu_expedited=1: IPI-driven grace periods
@@ -58,7 +60,7 @@ class Rcu:
 @dataclass(frozen=True)
 class Preset:
     name: str
-    cache: str  # cache policy name (gictools.model.cache.POLICIES)
+    cache: str  # cache policy name (gictools.model.cache.policy_class)
     kernel: str
     description: str
     host_cpus: int  # default host CPU count for the contention model
@@ -67,7 +69,7 @@ class Preset:
     paths: dict  # outcome name -> tuple of step names
     walk_per_entry_ns: float  # list walk: each entry passed
     walk_remote_line_ns: float  # list walk: each entry passed that another CPU modified
-    walk_moves_on_hit: bool  # LRU (hit dirties the head) vs in-place usage counter
+    walk_moves_on_hit: bool  # the cache policy's moves_on_hit (LRU: a hit dirties the head)
     source: str = ""  # file it came from
     rcu: Rcu = Rcu()
 
@@ -210,16 +212,14 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
             raise ConfigError(f"{src}: missing key {key!r}")
     name = _str(f"{src}: name", data["name"])
     cache = _str(f"{src}: cache", data["cache"])
-    if cache not in POLICIES:
-        raise ConfigError(f"{src}: cache {cache!r} is not a policy ({', '.join(POLICIES)})")
+    if cache not in policy_names():
+        raise ConfigError(f"{src}: cache {cache!r} is not a policy ({', '.join(policy_names())})")
+    moves = policy_class(cache).moves_on_hit  # the policy's fact, not the preset's
     host_cpus = data.get("host_cpus", 128)
     if isinstance(host_cpus, bool) or not isinstance(host_cpus, int) or host_cpus < 1:
         raise ConfigError(f"{src}: host_cpus must be a positive integer, got {host_cpus!r}")
     walk = data.get("walk", {})
-    _known(f"{src}: walk", walk, ("per_entry_ns", "remote_line_ns", "moves_on_hit"))
-    moves = walk.get("moves_on_hit", False)
-    if not isinstance(moves, bool):
-        raise ConfigError(f"{src}: walk.moves_on_hit must be true or false")
+    _known(f"{src}: walk", walk, ("per_entry_ns", "remote_line_ns"))
 
     locks = {}
     _known(f"{src}: locks", data["locks"], list(data["locks"]))

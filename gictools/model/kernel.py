@@ -43,7 +43,7 @@ class KernelProfile(NamedTuple):
     movall_filters_source: bool  # <= v6.9: MOVALL moves only vCPU1's LPIs
     zero_on_unmap: bool  # v6.13 (+stable, BACKPORTS): MAPD V=0 zeroes the DTE, DISCARD the ITE
     restore_checks_dte_size: bool  # v7.1 (+stable, BACKPORTS): restore rejects Size+1 > 16
-    default_cache: str  # the translation cache that kernel has
+    default_cache: str  # the translation cache that kernel has (the policies' mainline ranges)
 
 
 def parse_version(name: str) -> tuple:
@@ -72,6 +72,8 @@ def has(feature: str, v: tuple) -> bool:
 
 
 def profile(name: str = DEFAULT_KERNEL) -> KernelProfile:
+    from gictools.model.cache import default_policy  # the policies' ranges decide
+
     v = parse_version(name)
     xy = v[:2]
     return KernelProfile(
@@ -84,5 +86,5 @@ def profile(name: str = DEFAULT_KERNEL) -> KernelProfile:
         movall_filters_source=xy < (6, 10),
         zero_on_unmap=has("zero_on_unmap", v),
         restore_checks_dte_size=has("restore_checks_dte_size", v),
-        default_cache="lru-v6.8" if xy < (6, 10) else "per-its-v6.10",
+        default_cache=default_policy(v),
     )

@@ -192,11 +192,11 @@ class VM:
                 -R.EINVAL,
                 None,
                 None,
-                "bypass" if cache is None or cache.name == "none" else "miss",
+                "bypass" if cache is None or not cache.caches else "miss",
             )
         err, lpi, outcome = target_its.trigger_msi(device_id, event_id)
         if err:
-            name = "bypass" if target_its.cache.name == "none" else Outcome.MISS_NOFILL.column
+            name = "bypass" if not target_its.cache.caches else Outcome.MISS_NOFILL.column
             return MsiResult(err if err < 0 else 0, err, None, None, name)
         assert lpi is not None and outcome is not None  # translated: trigger_msi returns both
         return MsiResult(

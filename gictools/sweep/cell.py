@@ -169,7 +169,7 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
 
 
 def _predict_cell(cell: Cell) -> dict:
-    from gictools.latency.predict import predict_lpi_stress
+    from gictools.analysis.predict import predict_lpi_stress
 
     preset = cell.preset_obj
     assert cell.workload is not None and preset is not None  # a predict cell has both

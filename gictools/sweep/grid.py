@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools import __version__
+from gictools.analysis.predict import check_workload
 from gictools.errors import ConfigError, GictoolsError
-from gictools.latency.predict import check_workload
 from gictools.latency.presets import Preset, load_preset
-from gictools.model.cache import POLICIES
+from gictools.model.cache import policy_class
 from gictools.model.kernel import profile
 
 PARTITION_KEYS = ("policy", "kernel", "preset", "trace")
@@ -160,8 +160,8 @@ def _trace_names(paths, shas):
 def replay_cells(traces, caches=(), kernels=(), presets=(), preset_files=(), host_cpus=None):
     """The product traces x policies x kernels x presets, as cells."""
     for c in caches:
-        if c != DEFAULT and c not in POLICIES:
-            raise ConfigError(f"unknown cache policy {c!r} (known: {', '.join(POLICIES)})")
+        if c != DEFAULT:
+            policy_class(c)
     kvals = []
     for k in kernels or [DEFAULT]:
         kvals.append((DEFAULT, None) if k == DEFAULT else ("v" + profile(k).name, k))

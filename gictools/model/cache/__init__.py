@@ -1,7 +1,10 @@
-"""Translation-cache policies by name (DESIGN.md): each mirrors one kernel's cache.
+"""Translation-cache policies by name: each mirrors one kernel's cache.
 
-A new policy is one module: a CachePolicy subclass, registered with register() (the
-bundled ones are in POLICIES from the start).
+The registry (POLICIES) is what everything asks: policy_class() validates a name,
+policy_names() lists them (CLI choices), default_policy() picks a kernel version's cache
+from the policies' mainline ranges. Importing it loads no numpy. A new policy is one
+module: a CachePolicy subclass, registered with register() (the bundled ones are in
+POLICIES from the start).
 """
 
 from gictools.errors import ConfigError
@@ -29,11 +32,36 @@ def register(cls: type) -> type:
     return cls
 
 
-def policy_class(name: str):
+def policy_class(name: str) -> type[CachePolicy]:
+    """The policy registered as name; ConfigError naming the known ones otherwise."""
     try:
         return POLICIES[name]
     except KeyError:
         raise ConfigError(f"unknown cache policy {name!r} (known: {', '.join(POLICIES)})") from None
+
+
+def policy_names() -> tuple[str, ...]:
+    """The registered names, in registration order (the CLI's choices)."""
+    return tuple(POLICIES)
+
+
+def default_policy(version: tuple) -> str:
+    """The name of the cache mainline kernel `version` ((X, Y, ...)) has: the one policy
+    whose mainline range holds it."""
+    xy = tuple(version[:2])
+    found = [
+        c.name
+        for c in POLICIES.values()
+        if c.mainline is not None
+        and c.mainline[0] <= xy
+        and (c.mainline[1] is None or xy < c.mainline[1])
+    ]
+    if len(found) != 1:
+        raise ConfigError(
+            f"kernel {'.'.join(map(str, xy))}: {len(found)} cache policies claim it "
+            f"({', '.join(found) or 'none'}), expected one"
+        )
+    return found[0]
 
 
 from gictools.model.cache.lru_v6_8 import LruV68  # noqa: E402
@@ -53,7 +81,9 @@ __all__ = [
     "N_OUTCOMES",
     "Outcome",
     "POLICIES",
+    "default_policy",
     "policy_class",
+    "policy_names",
     "register",
     "HIT",
     "MISS",

@@ -63,11 +63,18 @@ class BlockOutcome(NamedTuple):
 
 
 class CachePolicy:
-    """Base: subclasses set name, scope ('vm' = one cache per VM, 'its' = one per ITS)."""
+    """Base: a policy's facts are class attributes, asked by everything else (the latency
+    model, the CLI's choices, each kernel's default cache), never restated there."""
 
     name = "?"
-    scope = "vm"
-    kernel = ""
+    scope = "vm"  # 'vm': one cache per VM (keys carry the ITS index); 'its': one per ITS
+    kernel = ""  # the kernels it mirrors, in words (docs, listings)
+    # (first, end): the mainline (X, Y) releases whose KVM has this cache, end exclusive
+    # (None: still current); the cache of no mainline release (a series never merged, or
+    # none) has None. Each kernel version's default cache is the one range holding it.
+    mainline: tuple[tuple[int, int], tuple[int, int] | None] | None = None
+    caches = True  # False: nothing is ever cached, every injection bypasses
+    moves_on_hit = False  # a hit relinks its entry at the head (LRU): it dirties the list
 
     def __init__(self, nr_vcpus: int):
         self.nr_vcpus = nr_vcpus
@@ -80,6 +87,18 @@ class CachePolicy:
         if idx is None:
             return None
         return vm_key(idx, device_id, event_id)
+
+    def key_of(self, db: int, device_id: int, event_id: int):
+        """The key a fill stores this translation under (None: no entry can hold it)."""
+        return self.key(db, device_id, event_id)
+
+    def contains(self, db: int, device_id: int, event_id: int) -> bool:
+        """Would lookup() hit? Without a lookup's side effects (usage count, LRU order)."""
+        raise NotImplementedError
+
+    def add_hits(self, db: int, device_id: int, event_id: int, n: int) -> None:
+        """The counters n hits of a cached translation would bump, without reordering (a
+        policy that moves_on_hit is reordered by calling lookup() in order)."""
 
     def decode_key(self, key: int):
         its_index = key >> 64
@@ -161,6 +180,11 @@ class VmWidePolicy(CachePolicy):
         super().__init__(nr_vcpus)
         # 16 entries per vCPU online at init (vgic_its_cache_translation's sizing)
         self.capacity = LPI_DEFAULT_PCPU_CACHE_SIZE * nr_vcpus
+
+    map: dict  # vm_key -> the policy's entry, valid entries only
+
+    def contains(self, db, device_id, event_id):
+        return self.key(db, device_id, event_id) in self.map
 
     def resident(self):
         """(vm_key, LPI) of every valid entry."""

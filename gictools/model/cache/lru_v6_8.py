@@ -18,6 +18,10 @@ _M64 = (1 << 64) - 1
 class LruV68(VmWidePolicy):
     name = "lru-v6.8"
     kernel = "v5.4..v6.9"
+    mainline = ((5, 4), (6, 10))
+    moves_on_hit = (
+        True  # vgic_its_check_cache: list_move(&cte->entry, &dist->lpi_translation_cache)
+    )
 
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)

@@ -8,6 +8,13 @@ class NoCache(CachePolicy):
     name = "none"
     scope = "vm"
     kernel = "any (cache disabled)"
+    caches = False
+
+    def key_of(self, db, device_id, event_id):
+        return None
+
+    def contains(self, db, device_id, event_id):
+        return False
 
     def lookup(self, db, device_id, event_id):
         return None

@@ -24,6 +24,7 @@ class PerItsV610(CachePolicy):
     name = "per-its-v6.10"
     scope = "its"
     kernel = "v6.10+"
+    mainline = ((6, 10), None)
 
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
@@ -33,6 +34,14 @@ class PerItsV610(CachePolicy):
         if device_id > VITS_MAX_DEVID or event_id > VITS_MAX_EVENTID:
             return None
         return self.map.get(its_key(device_id, event_id))
+
+    def key_of(self, db, device_id, event_id):
+        return its_key(device_id, event_id)  # unchecked, as the fill stores it
+
+    def contains(self, db, device_id, event_id):
+        if device_id > VITS_MAX_DEVID or event_id > VITS_MAX_EVENTID:
+            return False
+        return its_key(device_id, event_id) in self.map
 
     def fill(self, db, device_id, event_id, lpi):
         self.last_victim = None

@@ -31,6 +31,7 @@ _usage = attrgetter("usage")
 class UsageV2(VmWidePolicy):
     name = "usage-v2"
     kernel = "v6.8-rc1 + 'Improvements to LPI injection' v2"
+    mainline = None  # never merged
 
     def __init__(self, nr_vcpus):
         super().__init__(nr_vcpus)
@@ -44,6 +45,11 @@ class UsageV2(VmWidePolicy):
             return None
         e.usage += 1
         return e.lpi
+
+    def add_hits(self, db, device_id, event_id, n):
+        e = self.map.get(self.key(db, device_id, event_id))
+        if e is not None:
+            e.usage += n
 
     def fill(self, db, device_id, event_id, lpi):
         return self.fill_key(self.key(db, device_id, event_id), lpi)

@@ -8,13 +8,13 @@ The selftest's rate is d*e*i / elapsed, counting KVM_SIGNAL_MSI calls; its
 timer stops when the last device thread ends, so every run is simulated to the
 last thread.
 
-A prediction is several seeded stochastic runs (contention.Interleaving), in
+A prediction is several seeded stochastic runs (gictools.latency.resources.Interleaving), in
 parallel processes; it reports the median and the spread. `seed=S` is one run,
 reproducible; `lockstep=True` the deterministic lock-step run (the worst case for the hit
 rate).
 
 Speed: the simulation fast-forwards phases where every running thread hits
-(contention.Simulation). Beyond that, a run is extrapolated from a window only
+(gictools.latency.simulation). Beyond that, a run is extrapolated from a window only
 when every thread's progress is steady (its rate in the last two quarters of
 the simulated time agrees within STEADY_TOLERANCE) and all threads progress at
 the same rate (else they would finish at different times and the rest speed
@@ -26,9 +26,10 @@ import statistics
 import numpy as np
 
 from gictools.errors import ConfigError
-from gictools.latency.contention import LOCKSTEP, Interleaving, Simulation
 from gictools.latency.presets import load_preset
-from gictools.model.cache import EVICT, HIT, POLICIES, RECYCLE
+from gictools.latency.resources import LOCKSTEP, Interleaving
+from gictools.latency.simulation import Injections, RunOptions, Simulation, shares
+from gictools.model.cache import EVICT, HIT, RECYCLE, policy_class
 from gictools.model.cache.keys import translation_keys
 from gictools.supervise import cpu_count, run_all
 
@@ -133,22 +134,11 @@ def run_once(
     """One closed-loop run of the stress test; a dict of its results and method."""
     vcpus, devices, events, iterations = cfg
     per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, iterations, routing)
-    policy = POLICIES[preset.cache](vcpus)
+    policy = policy_class(preset.cache)(vcpus)
     policy.doorbells[0x0801_0040] = 0
-    sim = Simulation(
-        preset,
-        per_inj,
-        dev=dev,
-        ev=evs,
-        its=np.zeros(len(dev), np.int64),
-        vcpu=vcpu,
-        policy=policy,
-        keys=keys,
-        host_cpus=host_cpus,
-        vcpus_busy=vcpus if vcpu_threads_busy else 0,
-        interleaving=interleaving,
-        fast_forward=fast_forward,
-    )
+    work = Injections(per_inj, dev, evs, np.zeros(len(dev), np.int64), vcpu, keys=keys)
+    opts = RunOptions(host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward)
+    sim = Simulation(preset, work, policy, opts)
     total = sim.n
     method = "simulated"
     rates = None
@@ -184,8 +174,6 @@ def run_once(
         evictions = int(ev_mask[done_mask].sum() + round(float(ev_mask[win].mean()) * rest))
     lat = (sim.t_done - sim.t_issue)[done_mask]
     tot, steps, locks = sim.breakdown()
-    from gictools.latency.contention import shares
-
     return {
         "seed": interleaving.seed,
         "lpis_per_sec": total / elapsed * 1e9 if elapsed > 0 else None,

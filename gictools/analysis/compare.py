@@ -4,7 +4,7 @@ For each preset the trace is replayed through the model with the preset's cache
 policy (gictools.replay.Replayer, per-event rows to a temporary Parquet file);
 the MSI rows, in trace order, with their injector, target vCPU, ITS and cache
 outcome, then go through one closed-loop simulation over the whole trace
-(gictools.latency.contention.simulate_events): cache outcomes as the recorded
+(gictools.latency.events.simulate_events): cache outcomes as the recorded
 order decided them, time closed loop. `compare_events` does the same for an
 iterable of MSI events without a trace file, with the cache policy consulted
 in closed loop (as predict does). matplotlib is imported only for plots.
@@ -16,9 +16,10 @@ import numpy as np
 
 from gictools import plotting
 from gictools.errors import ConfigError
-from gictools.latency.contention import Simulation, simulate_events
+from gictools.latency.events import simulate_events
 from gictools.latency.presets import load_preset
-from gictools.model.cache import BYPASS, EVICT, HIT, POLICIES, RECYCLE, Outcome
+from gictools.latency.simulation import Injections, RunOptions, Simulation
+from gictools.model.cache import BYPASS, EVICT, HIT, RECYCLE, Outcome, policy_class
 from gictools.model.cache.keys import vm_keys
 from gictools.stats.schema import CACHE_VALUES, OP_INDEX
 from gictools.stats.schema import NUMPY as COLUMN_DTYPES
@@ -131,7 +132,7 @@ def compare_trace(trace, presets, host_cpus=None, kernel=None, progress=None):
 
     progress(stage, done, total), if given, is called as the work goes: stage
     "replay POLICY" in trace bytes, then "simulate PRESET" in MSIs. The simulation
-    fast-forwards runs of hits (contention.Simulation), so per-event latencies inside
+    fast-forwards runs of hits (gictools.latency.simulation), so per-event latencies inside
     them are their thread's mean; the summary figures are what compare reports."""
     if not presets:
         raise ConfigError("give at least one --preset")
@@ -208,21 +209,12 @@ def compare_events(events, presets, nr_vcpus, host_cpus=None):
     keys = vm_keys(its, dev, ev)
     out = []
     for p in map(_as_preset, presets):
-        if its.max() > 0 and POLICIES[p.cache].scope == "its":
+        if its.max() > 0 and policy_class(p.cache).scope == "its":
             raise ConfigError("compare_events models one ITS per-ITS cache; give ITS 0 only")
-        policy = POLICIES[p.cache](nr_vcpus)
+        policy = policy_class(p.cache)(nr_vcpus)
         policy.doorbells[0x0801_0040] = 0
-        sim = Simulation(
-            p,
-            per_inj,
-            dev=dev,
-            ev=ev,
-            its=its,
-            vcpu=vcpu,
-            policy=policy,
-            keys=keys,
-            host_cpus=host_cpus,
-        )
+        work = Injections(per_inj, dev, ev, its, vcpu, keys=keys)
+        sim = Simulation(p, work, policy, RunOptions(host_cpus))
         sim.run()
         lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
         out.append(_result(p, lat, sim.wait, sim.out.astype(np.int8), sim.summary()))

@@ -1,0 +1,157 @@
+"""replay --jobs: the policies of one replay in parallel processes, joined into one file.
+
+A hand-rolled fork pool (one fresh process per group of policies, each writing a part
+file), kept in a module of its own: process supervision is being reworked (issue 23).
+"""
+
+import os
+import threading
+
+from gictools.model.cache import POLICIES
+from gictools.replay.runner import _metadata, _policy_names, open_replayers, run_replayers
+
+_UNHASHED = "0" * 64  # a --jobs worker's stand-in: its parent hashes the trace meanwhile
+
+
+def _replay_part(traces, policies, kernel, preset, host_cpus, part, names, trace_names):
+    shas = [_UNHASHED] * len(traces)
+    rps = open_replayers(traces, policies, kernel, preset, host_cpus, trace_names, shas)
+    return run_replayers(rps, part, policy_names=names)
+
+
+def _part_worker(conn, task):
+    try:
+        result = ("ok", _replay_part(*task))
+    except BaseException as e:  # handed to the parent, raised there
+        result = ("error", e)
+    try:
+        conn.send(result)
+    except Exception as e:  # an exception that does not pickle
+        conn.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({e})")))
+    conn.close()
+
+
+def _in_fresh_processes(tasks, jobs, meanwhile=None):
+    """_replay_part(*task) for each task, at most jobs at a time, each in a process of its
+    own (forked from this thread alone: no pool threads, so no lock is inherited held).
+    meanwhile() runs here once every process is started."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("fork")
+    results = [None] * len(tasks)
+    running = {}  # connection -> (index, process)
+    todo = list(enumerate(tasks))
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                i, task = todo.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_part_worker, args=(send, task), daemon=True)
+                proc.start()
+                send.close()
+                running[recv] = (i, proc)
+            if meanwhile is not None and not todo:  # no fork after it starts threads
+                meanwhile()
+                meanwhile = None
+            for conn in wait(list(running)):
+                i, proc = running.pop(conn)
+                try:
+                    status, value = conn.recv()
+                except EOFError:
+                    status, value = (
+                        "error",
+                        RuntimeError(
+                            f"replay worker for policy {tasks[i][1]} died (exit {proc.exitcode})"
+                        ),
+                    )
+                conn.close()
+                proc.join()
+                if status == "error":
+                    raise value
+                results[i] = value
+    finally:
+        for conn, (_, proc) in running.items():
+            proc.terminate()
+            proc.join()
+            conn.close()
+    return results
+
+
+def _hash_quietly(replayers):
+    try:
+        for rp in replayers:
+            _ = rp.sha256  # computed once, kept on rp
+    except Exception:
+        pass  # not this thread's to report (a thread's exception prints a traceback)
+
+
+PREBUILD_MSIS = 1 << 20  # MSIs from which a --jobs parent builds the compiled kernels
+
+
+def _build_kernels_once(replayers, names):
+    """Build the compiled block kernels here, before forking, when the workers would each
+    build them (order-dependent policies, a long trace by its header): one build, inherited."""
+    from gictools.model.cache import jit
+    from gictools.model.cache.base import VmWidePolicy
+
+    if not any(issubclass(POLICIES[n], VmWidePolicy) for n in names if n in POLICIES):
+        return
+    msis = sum((rp.reader.counts or {}).get("msis", 0) for rp in replayers)
+    if msis >= PREBUILD_MSIS:
+        jit.kernels(jit.MIN_EVENTS, True)
+
+
+def _run_parallel(replayers, out, jobs):
+    """Policies are independent replays of the same stream: they are dealt round-robin into
+    `jobs` groups, each replayed in one pass (one decode) by a fresh process that writes a
+    part file; the parts' row groups are then joined into out without re-encoding
+    (gictools.stats.splice). Same rows per policy as one process."""
+    import tempfile
+    from contextlib import ExitStack
+
+    from gictools.outputs import atomic_path, check_output, scratch_path
+    from gictools.stats.parquet import empty_file
+    from gictools.stats.splice import splice
+
+    for rp in replayers:  # the workers open the traces again
+        rp.close()
+    rp0 = replayers[0]
+    names = _policy_names(replayers)
+    _build_kernels_once(replayers, names)
+    traces = [rp.path for rp in replayers]
+    trace_names = [rp.trace for rp in replayers]
+    out = os.fspath(out)
+    kind = check_output(out, traces)
+    # parts beside the output (same filesystem, swept like every temporary file), or in the
+    # temporary directory when the output is a stream
+    d = os.path.dirname(os.path.abspath(out)) if kind == "file" else tempfile.gettempdir()
+    pols = list(rp0.policy_args)
+    k = min(jobs, len(pols))
+    groups = [list(range(g, len(pols), k)) for g in range(k)]  # policy indices per process
+    with ExitStack() as stack:
+        name = os.path.basename(out)
+        parts = [stack.enter_context(scratch_path(d, f"{name}.part{i}")) for i in range(k)]
+        tasks = [
+            (traces, [pols[i] for i in g], rp0.kernel, rp0.preset, rp0.host_cpus, part)
+            + (names, trace_names)
+            for g, part in zip(groups, parts)
+        ]
+        # the workers write stand-in hashes; the file gets the metadata a one-process run
+        # writes (pyarrow's own encoding of it, ARROW:schema included)
+        hashing = threading.Thread(target=_hash_quietly, args=(replayers,))
+        per_group = _in_fresh_processes(tasks, k, meanwhile=hashing.start)
+        hashing.join()  # a failure is raised below, here, as rp.sha256 hashes again
+        with atomic_path(out, inputs=traces) as tmp:
+            splice(parts, tmp, footer_of=empty_file(_metadata(replayers, names)))
+    where = {i: (g, j) for g, idx in enumerate(groups) for j, i in enumerate(idx)}
+    reports = []
+    for t, rp in enumerate(replayers):  # trace-major, policies in the order asked
+        mine = []
+        for i in range(len(pols)):
+            g, j = where[i]
+            mine.append(per_group[g][t * len(groups[g]) + j])
+            mine[-1].trace_sha256 = rp.sha256
+        rp.seq = mine[0].events
+        reports += mine
+    return reports

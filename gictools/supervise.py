@@ -15,7 +15,8 @@ sends its result back through a pipe. What it guarantees:
 - leaving the block (normally, by an exception, or by SIGTERM/SIGINT/SIGHUP to this
   process, which raise Stopped here) stops every worker still running: SIGTERM, which
   makes a worker remove its temporary files and die, then SIGKILL after GRACE_S; temporary
-  files of dead workers in `temp_dirs` are then removed (outputs.remove_stale_temps);
+  files of dead workers in the directories `temp_dirs` are then removed
+  (outputs.remove_stale_temps; not below them);
 - a process stopped by SIGTERM or SIGHUP still dies by that signal (so its parent sees
   it), once the exception has unwound and every cleanup has run;
 - a worker whose supervising process dies, even by SIGKILL, notices (the parent-death
@@ -309,9 +310,8 @@ class Supervisor:
     def _sweep_temps(self) -> None:
         from gictools.outputs import remove_stale_temps
 
-        for d in self.temp_dirs:
-            for dirpath, _, _ in os.walk(d):
-                remove_stale_temps(dirpath)
+        for d in self.temp_dirs:  # each directory itself, not below it
+            remove_stale_temps(d)
 
 
 def failure(name: str, status: str, value: Any) -> BaseException:

@@ -84,7 +84,6 @@ class LocalExecutor:
             jobs=jobs,
             start="forkserver",
             preload=["gictools.sweep.cell"],
-            temp_dirs=[str(root / d) for d in (EVENTS_DIR, CELLS_DIR, MANIFEST_DIR)],
         )
         self.sup.__enter__()  # SIGTERM/SIGHUP/SIGINT now stop the workers and raise here
 
@@ -101,6 +100,7 @@ class LocalExecutor:
             if status == "ok":
                 yield c, value
             else:  # the worker died (or ran out of memory) before it could record it
+                clean_temp_files(self.root)  # a dead writer's only: the others keep theirs
                 r = {"status": "failed", "error": str(failure(c.partition, status, value))}
                 _record_failure(self.root, c, r)
                 yield c, r

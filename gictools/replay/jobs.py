@@ -53,7 +53,7 @@ def _run_parallel(replayers, out, jobs):
     import tempfile
     from contextlib import ExitStack
 
-    from gictools.outputs import atomic_path, check_output, scratch_path
+    from gictools.outputs import atomic_path, check_output, scratch_path, user_error
     from gictools.stats.parquet import empty_file
     from gictools.stats.splice import splice
     from gictools.supervise import run_all
@@ -84,15 +84,18 @@ def _run_parallel(replayers, out, jobs):
         # the workers write stand-in hashes; the file gets the metadata a one-process run
         # writes (pyarrow's own encoding of it, ARROW:schema included)
         hashing = threading.Thread(target=_hash_quietly, args=(replayers,))
-        per_group = run_all(
-            _replay_part,
-            tasks,
-            names=[f"replay of policy {', '.join(map(str, t[1]))}" for t in tasks],
-            jobs=k,
-            start="fork",  # from this thread alone: no lock is inherited held
-            temp_dirs=[d],  # the temporary files of a worker that died
-            meanwhile=hashing.start,  # no fork after it starts
-        )
+        try:
+            per_group = run_all(
+                _replay_part,
+                tasks,
+                names=[f"replay of policy {', '.join(map(str, t[1]))}" for t in tasks],
+                jobs=k,
+                start="fork",  # from this thread alone: no lock is inherited held
+                temp_dirs=[d],  # the temporary files of a worker that died
+                meanwhile=hashing.start,  # no fork after it starts
+            )
+        except OSError as e:  # a full disk names the output, not a part
+            raise user_error(e, dict.fromkeys(parts, out)) from None
         hashing.join()  # a failure is raised below, here, as rp.sha256 hashes again
         with atomic_path(out, inputs=traces) as tmp:
             splice(parts, tmp, footer_of=empty_file(_metadata(replayers, names)))

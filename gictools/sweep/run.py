@@ -85,11 +85,12 @@ class LocalExecutor:
             start="forkserver",
             preload=["gictools.sweep.cell"],
         )
+        _start_fork_server()
         self.sup.__enter__()  # SIGTERM/SIGHUP/SIGINT now stop the workers and raise here
 
     def outcomes(self):
         """(cell, result dict) as cells end; None every half second."""
-        from gictools.supervise import failure
+        from gictools.supervise import WorkerFailed, failure
 
         for ev in self.sup.results(timeout=0.5):
             if ev is None:
@@ -101,7 +102,9 @@ class LocalExecutor:
                 yield c, value
             else:  # the worker died (or ran out of memory) before it could record it
                 clean_temp_files(self.root)  # a dead writer's only: the others keep theirs
-                r = {"status": "failed", "error": str(failure(c.partition, status, value))}
+                err = failure(c.partition, status, value)  # the partition is named beside it
+                msg = f"worker {err.cause}" if isinstance(err, WorkerFailed) else str(err)
+                r = {"status": "failed", "error": msg}
                 _record_failure(self.root, c, r)
                 yield c, r
 
@@ -112,6 +115,31 @@ class LocalExecutor:
         self.sup.__exit__(None, None, None)
 
     close = abort
+
+
+# Arrow's default allocator (mimalloc) reserves about 1 GiB of address space in each
+# process that writes Parquet: under a 1.5 GiB RLIMIT_AS every cell failed. The system
+# allocator keeps a cell's peak address space at ~0.6 GB (a replay's CLI run: ~1.46 GB)
+# at the same speed (issue 23, point 10).
+WORKER_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
+
+
+def _start_fork_server():
+    """Start the fork server (the workers' parent) with WORKER_ENV; the driver's own
+    environment is left as it was."""
+    from multiprocessing import forkserver
+
+    saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    try:
+        for k, v in WORKER_ENV.items():
+            os.environ.setdefault(k, v)  # the user's choice wins
+        forkserver.ensure_running()
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
 
 
 _ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$")

@@ -1293,6 +1293,15 @@ def case_workers(rng, seeds, d, timeout):
             why = f"exit {p.returncode}: {_last_line(err)}"
     else:
         cls, why = classify(Run(args, p.returncode, out, errb, False, 0))
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        if (
+            cls == "memory"
+            and how == "MemoryError"
+            and p.returncode == 2
+            and len(lines) == 1
+            and ": worker ran out of memory" in lines[0]
+        ):
+            cls, why = "refused", lines[0]  # the limit we set, reported as it should be
         if cls == "refused" and "worker" in why and ": worker " not in why:
             problems.append(f"a dead worker not named with its work item: {why}")
         if verb == "replay" and cls == "refused" and (d / "out.parquet").exists():
@@ -1317,10 +1326,11 @@ def case_parentsig(rng, seeds, d, timeout):
         return "accepted", "", desc + " (ended before a worker was seen)", [args]
     time.sleep(delay)
     tree = _proc_tree(p.pid)
+    workers = _workers_of(p.pid, depth)
     if p.poll() is None:
         p.send_signal(sig)
     t0 = time.monotonic()
-    left = _wait_gone([q for q in tree if q != p.pid], 2.0 if sig != signal.SIGKILL else 4.0)
+    left = _wait_gone(workers, 2.0 if sig != signal.SIGKILL else 4.0)
     took = time.monotonic() - t0
     try:
         _, errb = p.communicate(timeout=timeout)
@@ -1330,11 +1340,15 @@ def case_parentsig(rng, seeds, d, timeout):
         return "hang", "the parent did not end after the signal", desc, [args]
     err = errb.decode("utf-8", "replace")
     problems = []
-    if left:
-        for q in left:
+    helpers = _wait_gone([q for q in tree if q not in workers], 3.0)  # after the parent
+    if left or helpers:
+        for q in left + helpers:
             with contextlib.suppress(OSError):
                 os.kill(q, signal.SIGKILL)
+    if left:
         problems.append(f"{len(left)} worker(s) alive {took:.1f} s after {sig.name}")
+    if helpers:
+        problems.append(f"{len(helpers)} helper process(es) outlived the parent by 3 s")
     if "Traceback" in err:
         return "crash", _last_line(err), desc, [args]
     if "resource_tracker" in err or "leaked" in err:
@@ -1411,15 +1425,26 @@ def case_stdin(rng, seeds, d, timeout):
         if p.poll() is None:
             p.send_signal(sig)
         desc += f", {sig.name} during the copy"
+    # the feeder owns stdin: wait, then read the (small) outputs
+    reads = {}
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: reads.__setitem__(k, f.read()), daemon=True)
+        for k, f in (("out", p.stdout), ("err", p.stderr))
+    ]
+    for r_ in readers:
+        r_.start()
     try:
-        out, errb = p.communicate(timeout=timeout)
+        p.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         p.kill()
-        p.communicate()
+        p.wait()
         stop.set()
         return "hang", f"still reading stdin after {sent[0]:,} bytes", desc, [verb]
     stop.set()
     t.join(5)
+    for r_ in readers:
+        r_.join(5)
+    out, errb = reads.get("out", b""), reads.get("err", b"")
     err = errb.decode("utf-8", "replace")
     problems = []
     if os.listdir(tmp):

@@ -147,6 +147,7 @@ def _bootstrap(conn: Any, parent: int, fn: Callable, task: Sequence) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _worker_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held while it was forked
     _watch_parent(parent)
     try:
         result: tuple = ("ok", fn(*task))
@@ -235,17 +236,22 @@ class Supervisor:
         return len(self._running)
 
     def _start(self, i: int) -> None:
+        """Start task i's worker; a stop signal is held back until the worker is on the
+        books (else it could interrupt between the fork and the bookkeeping, leaving a
+        worker that stop() does not know)."""
         recv, send = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(
             target=_bootstrap,
             args=(send, os.getpid(), self.fn, self.tasks[i]),
             name=f"gictools-worker-{i}",
         )
+        held = _hold_signals()
         try:
             proc.start()
+            self._running[recv] = (i, proc)
         finally:
             send.close()
-        self._running[recv] = (i, proc)
+            _release_signals(held)
 
     def results(self, timeout: float | None = None) -> Iterator[tuple[int, str, Any] | None]:
         """(index, "ok" | "error" | "died", value) per task as it ends ("died": the cause in
@@ -264,7 +270,7 @@ class Supervisor:
                 yield None
                 continue
             for conn in ready:
-                i, proc = self._running.pop(conn)
+                i, proc = self._running[conn]  # on the books until it has exited
                 status: str
                 try:
                     status, value = self._recv(conn)
@@ -273,8 +279,9 @@ class Supervisor:
                     status, value = "died", exit_cause(proc.exitcode)
                 except Exception as e:  # a result that does not unpickle here
                     status, value = "error", RuntimeError(f"{type(e).__name__}: {e}")
-                conn.close()
                 proc.join()
+                del self._running[conn]
+                conn.close()
                 if status == "died":
                     self._sweep_temps()
                 yield i, status, value
@@ -312,6 +319,18 @@ class Supervisor:
 
         for d in self.temp_dirs:  # each directory itself, not below it
             remove_stale_temps(d)
+
+
+def _hold_signals() -> bool:
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    return True
+
+
+def _release_signals(held: bool) -> None:
+    if held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def failure(name: str, status: str, value: Any) -> BaseException:

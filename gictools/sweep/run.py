@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,7 +258,6 @@ def run_sweep(
     todo = []
     warnings: list[str] = []
     try:
-        _refuse_overwriting_inputs(root, cells)
         clean_temp_files(root)
         for c in cells:
             if is_finished(root, c, warnings.append):
@@ -269,6 +269,7 @@ def run_sweep(
                 state.skipped += 1
             else:
                 todo.append(c)
+        _check_outputs(root, cells, todo, warnings.append)
 
         def tick():
             if progress is not None:
@@ -315,9 +316,25 @@ def run_sweep(
     return SweepResult(root, cells, results, _name(ex, scheduler), wall, warnings=warnings)
 
 
-def _refuse_overwriting_inputs(root: Path, cells):
-    """No cell may write over an input (a trace lying where a cell's output goes): checked
-    by (st_dev, st_ino) before any work, as `replay -o` does (outputs.check_output)."""
+def _file_kind(mode) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check_outputs(root: Path, cells, todo, warn):
+    """Before any work: no cell may write over an input (a trace lying where a cell's
+    output goes; compared by st_dev/st_ino, as `replay -o` does), and every output that
+    exists must be a regular file (a FIFO would block its writer for ever). A manifest
+    entry that is not one is removed with a warning (it is ours: the cell runs again);
+    anything else refuses the sweep."""
     inputs = {}
     for c in cells:
         if c.trace_path:
@@ -326,14 +343,15 @@ def _refuse_overwriting_inputs(root: Path, cells):
             except OSError:
                 continue  # a missing trace is its cell's failure
             inputs[(st.st_dev, st.st_ino)] = c.trace_path
-    if not inputs:
-        return
-    for c in cells:
+    for c in todo:  # the cells that will write
+        manifests = (
+            root / MANIFEST_DIR / f"{c.cell_id}.json",
+            root / MANIFEST_DIR / f"{c.cell_id}.failed.json",
+        )
         for f in (
             root / EVENTS_DIR / c.partition / EVENTS_FILE,
             root / CELLS_DIR / c.partition / CELL_FILE,
-            root / MANIFEST_DIR / f"{c.cell_id}.json",
-            root / MANIFEST_DIR / f"{c.cell_id}.failed.json",
+            *manifests,
         ):
             try:
                 st = os.stat(f)
@@ -344,6 +362,15 @@ def _refuse_overwriting_inputs(root: Path, cells):
                 raise ConfigError(
                     f"{f}: is the same file as the input {hit}; refusing to overwrite an input"
                 )
+            if stat.S_ISREG(st.st_mode):
+                continue
+            kind = _file_kind(st.st_mode)
+            if f in manifests and not stat.S_ISDIR(st.st_mode):
+                os.unlink(f)
+                if f == manifests[1]:
+                    warn(f"{f}: {kind}, not a failure record; removed")
+                continue
+            raise ConfigError(f"{f}: {kind} where the sweep writes a file; remove it")
 
 
 def _dask_outcomes(ex, todo, root):

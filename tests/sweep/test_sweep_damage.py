@@ -146,3 +146,24 @@ def test_summarize_warns_per_damaged_file_and_exits_1(dataset, tmp_path, damage)
     assert "traces" in r.stdout
     r = _cli("summarize", str(root), "--skip-bad")
     assert r.returncode == 0 and len(r.stderr.splitlines()) == len(want)
+
+
+def test_fifo_manifest_is_removed_and_the_cell_runs_again(tmp_path):
+    out, cells, m = _one_cell_dataset(tmp_path)
+    m.unlink()
+    os.mkfifo(m)
+    r = run_sweep(cells, out, jobs=1)  # would block for ever writing into the FIFO
+    assert r.count("done") == 1
+    assert r.warnings == [f"{m}: not a regular file; the cell runs again"]
+    assert json.loads(m.read_text())["files"]
+
+
+@pytest.mark.parametrize("where", [EVENTS_DIR, CELLS_DIR])
+def test_fifo_at_a_cell_output_refuses_the_sweep(tmp_path, where):
+    out = tmp_path / "ds"
+    (c,) = cells_from_args([str(T1)], ["none"])
+    f = out / where / c.partition / (EVENTS_FILE if where == EVENTS_DIR else CELL_FILE)
+    f.parent.mkdir(parents=True)
+    os.mkfifo(f)
+    with pytest.raises(ConfigError, match="a FIFO where the sweep writes a file; remove it"):
+        run_sweep([c], out, jobs=1)

@@ -1201,8 +1201,9 @@ def _parallel_run(rng, seeds, d, verb):
     if verb == "sweep":
         args = ["sweep", "-t", seeds.big, "-t", seeds.traces[0], "-c", "none", "-c", "lru-v6.8"]
         return [*args, "-o", d / "ds", "-q", "-j", "2"], 2  # the fork server's children
-    v = rng.choice([32, 64])
-    args = ["predict", "lpi-stress", "-v", v, "-d", v, "-e", 16, "-i", 150, "--preset", "v6.8-rc1"]
+    v = rng.choice([32, 64])  # d*e*i >= 100k: the seeds run in processes
+    args = ["predict", "lpi-stress", "-v", v, "-d", v, "-e", 16, "-i", 9600 // v]
+    args += ["--preset", "v6.8-rc1"]
     return [*args, "--routing", "fixed", "--seeds", "3", "-j", "2"], 1
 
 

@@ -224,12 +224,14 @@ class Supervisor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        held = _hold_signals()  # a second signal must not cut the stopping short
         try:
             self.stop()
         finally:
             for s, h in self._saved.items():
                 with contextlib.suppress(ValueError, OSError, TypeError):
                     signal.signal(s, h if h is not None else signal.SIG_DFL)
+            _release_signals(held)  # one that came meanwhile goes to the handler restored
 
     @property
     def running(self) -> int:

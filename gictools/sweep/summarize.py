@@ -135,7 +135,8 @@ def _summarize(root) -> dict:
     from gictools.sweep.cell import CELL_SCHEMA
 
     root = Path(root)
-    open_dataset(root, CELLS_DIR)  # the "not a sweep dataset" check
+    if not (root / CELLS_DIR).is_dir():  # no dataset opened yet: a damaged file would fail it
+        raise ConfigError(f"{root}: not a sweep dataset (no {CELLS_DIR}/ directory)")
     cell_files, bad = checked_files(root, CELLS_DIR, CELL_SCHEMA, one_row=True)
     # the sweep strips the columns named like a partition key (cell._strip_partition_columns)
     events_schema = pa.schema([f for f in SCHEMA if f.name not in PARTITION_KEYS])
@@ -153,6 +154,12 @@ def _summarize(root) -> dict:
             bad.append((str(f), "its cell's events file is missing or damaged"))
             continue
         cells.append(c)
+    # and events without a good cell row likewise (a damaged cell file, or a cell that
+    # never finished): they would count in the percentiles and nowhere else
+    with_row = {"/".join(f"{k}={c[k]}" for k in PARTITION_KEYS) for c in cells}
+    orphans = [f for f in event_files if _partition_of(root / EVENTS_DIR, f) not in with_row]
+    bad += [(str(f), "its cell file is missing or damaged") for f in orphans]
+    event_files = [f for f in event_files if f not in orphans]
     skipped = [{"file": f, "reason": why} for f, why in sorted(bad)]
     if not cells:
         raise ConfigError(f"{root}: the dataset has no finished cells")

@@ -106,7 +106,10 @@ def _part(root, which, trace):
 
 def _damage_cell_by_events(root):
     shutil.copy(_part(root, EVENTS_DIR, T1.stem), _part(root, CELLS_DIR, T4.stem))
-    return [(_part(root, CELLS_DIR, T4.stem), "not a sweep cells file (its schema differs)")]
+    return [
+        (_part(root, CELLS_DIR, T4.stem), "not a sweep cells file (its schema differs)"),
+        (_part(root, EVENTS_DIR, T4.stem), "its cell file is missing or damaged"),
+    ]
 
 
 def _damage_part_schema(root):
@@ -127,8 +130,19 @@ def _damage_part_is_dir(root):
     ]
 
 
+def _damage_empty_cell(root):
+    f = sorted((root / CELLS_DIR).rglob(CELL_FILE))[0]  # the first file a dataset reads
+    f.write_bytes(b"")
+    assert T1.stem in str(f)
+    return [
+        (f, "not a readable Parquet file"),
+        (_part(root, EVENTS_DIR, T1.stem), "its cell file is missing or damaged"),
+    ]
+
+
 @pytest.mark.parametrize(
-    "damage", [_damage_cell_by_events, _damage_part_schema, _damage_part_is_dir]
+    "damage",
+    [_damage_cell_by_events, _damage_part_schema, _damage_part_is_dir, _damage_empty_cell],
 )
 def test_summarize_warns_per_damaged_file_and_exits_1(dataset, tmp_path, damage):
     good = summarize(dataset)
@@ -137,12 +151,17 @@ def test_summarize_warns_per_damaged_file_and_exits_1(dataset, tmp_path, damage)
     shutil.copytree(dataset, root)
     want = damage(root)
     s = summarize(root)
-    assert [(Path(b["file"]), b["reason"]) for b in s["skipped"]] == want
+    got = [(Path(b["file"]), b["reason"]) for b in s["skipped"]]
+    assert [(f, why[: len(w)]) for (f, why), (_, w) in zip(got, want)] == want
     assert s["replay"][0]["traces"] == 2
-    assert s["replay"][0]["msis"] == good["replay"][0]["msis"] - 1600  # the v4 trace's MSIs
+    lost = 1600 if T4.stem in str(want[0][0]) else 17000  # the damaged trace's MSIs
+    assert s["replay"][0]["msis"] == good["replay"][0]["msis"] - lost
     r = _cli("summarize", str(root))
     assert r.returncode == 1
-    assert r.stderr.splitlines() == [f"warning: {f}: {why}; skipped" for f, why in want]
+    lines = r.stderr.splitlines()
+    assert len(lines) == len(want)
+    for line, (f, why) in zip(lines, want):
+        assert line.startswith(f"warning: {f}: {why}") and line.endswith("; skipped")
     assert "traces" in r.stdout
     r = _cli("summarize", str(root), "--skip-bad")
     assert r.returncode == 0 and len(r.stderr.splitlines()) == len(want)

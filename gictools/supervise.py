@@ -73,10 +73,15 @@ _HINTS: dict[int, str] = {
 }
 
 
+_EXIT_UNREPORTED = 121  # a worker that could not send its result (out of memory)
+
+
 def exit_cause(exitcode: int | None) -> str:
     """How a worker ended without a result, in words."""
     if exitcode is None:
         return "did not exit"
+    if exitcode == _EXIT_UNREPORTED:
+        return "could not send its result back (out of memory?)"
     if exitcode < 0:
         return f"killed by {signal_name(-exitcode)}{_HINTS.get(-exitcode, '')}"
     return f"exited with code {exitcode} without a result"
@@ -154,10 +159,16 @@ def _bootstrap(conn: Any, parent: int, fn: Callable, task: Sequence) -> None:
     except BaseException as e:  # handed to the supervisor
         result = ("error", e)
     try:
-        conn.send(result)
-    except Exception as e:  # a result or exception that does not pickle
-        conn.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({e})")))
-    conn.close()
+        try:
+            conn.send(result)
+        except MemoryError:  # no room to pickle it: say so in as few bytes as possible
+            result = ()  # let it go
+            conn.send(("error", MemoryError()))
+        except Exception as e:  # a result or exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({e})")))
+        conn.close()
+    except BaseException:  # not even that: the exit code says it, no traceback
+        os._exit(_EXIT_UNREPORTED)
 
 
 # --- the supervising side -----------------------------------------------------------------------

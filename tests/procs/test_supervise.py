@@ -215,3 +215,20 @@ def test_sigkilled_parent_workers_exit_and_clean_up(tmp_path):
     p.communicate()
     assert _wait_gone(pids, 2.0), "workers outlived their SIGKILLed parent"
     assert _temps(tmp_path) == []
+
+
+def _result_too_big_to_send():
+    """A result that fits in memory, but its pickle does not."""
+    with open("/proc/self/status") as f:
+        vm = dict(ln.split(":", 1) for ln in f if ":" in ln)
+    size = int(vm["VmSize"].split()[0]) * 1024
+    x = bytearray(200 << 20)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (size + (220 << 20), hard))
+    return x
+
+
+def test_result_that_cannot_be_sent_is_one_line(capfd):
+    with pytest.raises(WorkerFailed, match=r"^item: worker ran out of memory \(MemoryError\)$"):
+        run_all(_result_too_big_to_send, [()], names=["item"])
+    assert "Traceback" not in capfd.readouterr().err

@@ -1488,7 +1488,8 @@ def case_sweep(rng, seeds, d, timeout):
         name = "part-0.parquet" if which == "events" else "cell.parquet"
         pol = rng.choice(["none", "lru-v6.8"])
         # a trace named like the cell's file, lying where its own cell writes
-        dst = ds / which / f"policy={pol}/kernel=default/preset=none/trace={Path(name).stem}"
+        preset = next((ds / which).glob(f"policy={pol}/kernel=default/preset=*")).name
+        dst = ds / which / f"policy={pol}/kernel=default/{preset}/trace={Path(name).stem}"
         dst.mkdir(parents=True, exist_ok=True)
         dst = dst / name
         shutil.copy(rng.choice(seeds.sweep_traces), dst)

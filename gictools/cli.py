@@ -31,6 +31,7 @@ from gictools.clikit import (
     PresetsOpt,
     QuietOpt,
     RoutingOpt,
+    SeedOpt,
     SweepPresetsOpt,
     VcpusOpt,
 )
@@ -84,11 +85,12 @@ def replay(
         str | None,
         typer.Option(
             help="latency preset: v6.8-rc1, series-v2, v6.10 (contention model) or fixed-v0 "
-            "(a fixed cost per cache outcome; the default)"
+            "(no contention, a fixed cost per cache outcome; the default)"
         ),
     ] = None,
     preset_file: PresetFileOpt = None,
     host_cpus: HostCpusOpt = None,
+    seed: SeedOpt = None,
     out: Annotated[
         Path | None,
         typer.Option("-o", "--out", help="write per-event Parquet here (- for stdout)"),
@@ -133,6 +135,7 @@ def replay(
             quiet,
             jobs,
             to_stdout,
+            seed=seed,
         )
     raise typer.Exit(code)
 
@@ -162,22 +165,20 @@ def _replay(
     quiet,
     jobs,
     to_stdout,
+    seed=None,
 ) -> int:
     import time
 
-    from gictools.replay import FIXED_PRESET, open_replayers, run_replayers
+    from gictools.latency.presets import DEFAULT_PRESET, load_preset
+    from gictools.replay import open_replayers, run_replayers
     from gictools.report import summary_table
 
     if out is not None and not to_stdout:
         clikit.check_outputs([out], inputs=traces)
     t0 = time.perf_counter()
     with clikit.errors():
-        p = None
-        if preset_file or (preset and preset != FIXED_PRESET):
-            from gictools.latency.presets import load_preset
-
-            p = load_preset(preset, preset_file)
-        rps = open_replayers(traces, cache or ["default"], kernel, p, host_cpus, names)
+        p = load_preset(None if preset_file else preset or DEFAULT_PRESET, preset_file)
+        rps = open_replayers(traces, cache or ["default"], kernel, p, host_cpus, names, seed=seed)
         parallel = jobs > 1 and out is not None and len(cache or []) > 1
         tty = not (quiet or json_out or parallel) and sys.stderr.isatty()
         total = _count_events(rps) if tty else None
@@ -190,7 +191,8 @@ def _replay(
         doc = clikit.json_doc(
             "replay",
             traces=[{"name": rp.trace, "sha256": rp.sha256} for rp in rps],
-            latency_preset=p.name if p else FIXED_PRESET,
+            latency_preset=p.name,
+            latency_seed=seed,
             elapsed_s=round(elapsed, 3),
             events=events_total,
             reports=[rep.as_dict() for rep in reports],
@@ -207,8 +209,13 @@ def _replay(
                     kinds = ", ".join(f"{k} x{v}" for k, v in sorted(rep.unchecked.items()))
                     say(f"[{rep.policy}] unchecked expectations (unknown kinds): {kinds}")
         say(
-            f"latency preset: {p.name if p else FIXED_PRESET}"
-            + ("" if p else " (fixed cost per cache outcome, no contention; see --preset)")
+            f"latency preset: {p.name}"
+            + (
+                " (no contention, fixed cost per cache outcome; see --preset)"
+                if p.contention_free
+                else ""
+            )
+            + (", lock-step" if seed is None else f", stochastic, seed {seed}")
         )
         rate = events_total / elapsed if elapsed > 0 else 0.0
         say(f"replayed {events_total:,} events in {elapsed:.2f} s ({rate:,.0f} events/s)")
@@ -646,6 +653,7 @@ def compare(
     preset: PresetsOpt = None,
     preset_file: PresetFilesOpt = None,
     host_cpus: HostCpusOpt = None,
+    seed: SeedOpt = None,
     plot: PlotOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -667,7 +675,7 @@ def compare(
                 bar.set_total(total)
                 bar.update(done)
 
-            results = compare_trace(trace, presets, host_cpus, progress=staged)
+            results = compare_trace(trace, presets, host_cpus, progress=staged, seed=seed)
         files = _plot(results, plot, trace=trace.name) if plot else []
     doc = clikit.json_doc("compare", results=as_json(results))
     clikit.print_result(json_out, doc, lambda: format_table(results), files)

@@ -71,8 +71,7 @@ PRESETS = _presets()
 # are str, so they pass wherever a policy name does)
 CacheName = StrEnum("CacheName", {n: n for n in CACHE_POLICIES})  # type: ignore[misc]
 PresetChoice = StrEnum("PresetChoice", {n: n for n in PRESETS})  # type: ignore[misc]
-# a sweep axis may also be "none": the replay's fixed placeholder cost (fixed-v0)
-SweepPresetChoice = StrEnum("SweepPresetChoice", {n: n for n in (*PRESETS, "none")})  # type: ignore[misc]
+SweepPresetChoice = PresetChoice  # fixed-v0 (no contention) is one of the bundled presets
 RoutingName = Literal[ROUTINGS]  # type: ignore[valid-type]
 PresetName = Literal[PRESETS]  # type: ignore[valid-type]
 
@@ -130,13 +129,17 @@ SweepPresetsOpt = Annotated[
     typer.Option(
         "--preset",
         case_sensitive=False,
-        help="latency preset (bundled), or none: the fixed placeholder cost (repeat)",
+        help="latency preset (bundled; fixed-v0: no contention, fixed cost per outcome) (repeat)",
     ),
 ]
 PresetFileOpt = Annotated[Path | None, typer.Option(help="latency preset file (TOML)")]
 PresetFilesOpt = Annotated[
     list[Path] | None,
     typer.Option("--preset-file", help="latency preset file (TOML; repeat for several)"),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(help="a stochastic interleaving with this seed [default: lock-step]"),
 ]
 HostCpusOpt = Annotated[
     int | None,

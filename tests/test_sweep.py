@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from gictools.cli import app
 from gictools.errors import ConfigError
-from gictools.sweep.cell import CELLS_DIR, EVENTS_DIR, MANIFEST_DIR, _strip_partition_columns
+from gictools.sweep.cell import CELLS_DIR, EVENTS_DIR, MANIFEST_DIR
 from gictools.sweep.grid import cells_from_args, cells_from_toml, int_range
 from gictools.sweep.run import _Lock, run_sweep
 from gictools.sweep.summarize import open_dataset, summarize
@@ -26,7 +26,7 @@ SMALL = [TRACES / "lpi-stress-v4-d4-e8-fixed.msgpack", TRACES / "lpi-stress-v16-
 runner = CliRunner()
 
 
-def _grid(tmp_path, presets=("none", "v6.10")):
+def _grid(tmp_path, presets=("fixed-v0", "v6.10")):
     for t in SMALL:
         shutil.copy(t, tmp_path / t.name)
     return cells_from_args(
@@ -72,7 +72,7 @@ def test_grid_axes_and_partitions(tmp_path):
     c = cells_from_args([str(SMALL[0])], ["none"], ["6.10", "6.1"], [])
     # "6.10" and "6.1" would be the same number to a reader that infers types
     assert sorted(x.kernel for x in c) == ["v6.1", "v6.10"]
-    assert {x.preset for x in c} == {"none"}
+    assert {x.preset for x in c} == {"fixed-v0"}
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_local_and_dask_give_identical_datasets(tmp_path):
     g = tmp_path / "grid.toml"
     g.write_text(
         '[replay]\ntrace = "*.msgpack"\ncache = ["lru-v6.8", "per-its-v6.10"]\n'
-        'preset = ["none", "v6.10"]\n[predict]\nv = [1, 2]\nd = 2\ne = 3\ni = 64\n'
+        'preset = ["fixed-v0", "v6.10"]\n[predict]\nv = [1, 2]\nd = 2\ne = 3\ni = 64\n'
         'preset = "series-v2"\n'
     )
     cells = cells_from_toml(g)
@@ -212,11 +212,11 @@ def test_failed_cell_is_reported_and_others_finish(tmp_path):
     ]
     r = runner.invoke(app, args)
     assert r.exit_code == 2
-    assert "FAILED policy=lru-v6.8/kernel=default/preset=none/trace=bad:" in r.stderr
+    assert "FAILED policy=lru-v6.8/kernel=default/preset=fixed-v0/trace=bad:" in r.stderr
     assert "bad.msgpack: record" in r.stderr  # the reader's located error, no traceback
     assert "Traceback" not in r.output
     assert set(_snapshot(tmp_path / "ds")) == {
-        "policy=lru-v6.8/kernel=default/preset=none/trace=good"
+        "policy=lru-v6.8/kernel=default/preset=fixed-v0/trace=good"
     }
     r = runner.invoke(app, [*args, "--json"])
     assert r.exit_code == 2
@@ -254,18 +254,6 @@ def test_one_sweep_per_dataset_and_stale_temp_files_removed(tmp_path):
     assert _temp_files(root) == []
 
 
-def test_partition_named_columns_are_dropped(tmp_path):
-    """A file column named like a partition key (e.g. a future `trace` column) would clash
-    with the directory's value in every reader."""
-    p = tmp_path / "f.parquet"
-    t = pa.table({"seq": [1, 2, 3], "trace": ["a", "a", "b"], "policy": ["x"] * 3})
-    pq.write_table(t.replace_schema_metadata({"k": "v"}), p, row_group_size=2)
-    _strip_partition_columns(p)
-    got = pq.read_table(p)
-    assert got.column_names == ["seq"] and got.column("seq").to_pylist() == [1, 2, 3]
-    assert got.schema.metadata == {b"k": b"v"}
-
-
 def test_cli_import_does_not_import_dask():
     code = (
         "import sys, gictools.cli, gictools.sweep.run, gictools.sweep.summarize;"
@@ -292,9 +280,9 @@ def test_summarize_known_answers(swept):
     root, res = swept
     s = summarize(root)
     assert [(g["policy"], g["preset"]) for g in s["replay"]] == [
-        ("lru-v6.8", "none"),
+        ("lru-v6.8", "fixed-v0"),
         ("lru-v6.8", "v6.10"),
-        ("per-its-v6.10", "none"),
+        ("per-its-v6.10", "fixed-v0"),
         ("per-its-v6.10", "v6.10"),
     ]
     events = open_dataset(root).to_table()
@@ -318,12 +306,9 @@ def test_summarize_known_answers(swept):
             for p, r in res.results.items()
             if f"policy={g['policy']}/" in p and f"preset={g['preset']}/" in p
         ]
-        if g["preset"] == "none":
-            assert g["lpis_per_sec"] is None
-        else:
-            assert g["lpis_per_sec"] == pytest.approx(
-                g["msis"] / sum(r["elapsed_ns"] for r in rows) * 1e9
-            )
+        assert g["lpis_per_sec"] == pytest.approx(
+            g["msis"] / sum(r["elapsed_ns"] for r in rows) * 1e9
+        )
 
 
 def test_single_trace_group_matches_the_replay_and_compare(tmp_path):
@@ -399,9 +384,9 @@ def test_duckdb_reads_the_dataset(swept):
     )
     got = duckdb.sql(q).fetchall()
     assert got == [
-        ("lru-v6.8", "none", 6720),
+        ("lru-v6.8", "fixed-v0", 6720),
         ("lru-v6.8", "v6.10", 6720),
-        ("per-its-v6.10", "none", 6720),
+        ("per-its-v6.10", "fixed-v0", 6720),
         ("per-its-v6.10", "v6.10", 6720),
     ]
     n = duckdb.sql(
@@ -502,7 +487,7 @@ def test_ctrl_c_on_the_command_line(tmp_path):
     assert len(snap) == 6
     for pol in ("lru-v6.8", "usage-v2", "none"):
         (ta, ra), (tb, rb) = (
-            snap[f"policy={pol}/kernel=default/preset=none/trace={t}"] for t in "ab"
+            snap[f"policy={pol}/kernel=default/preset=fixed-v0/trace={t}"] for t in "ab"
         )
         assert ta.num_rows > 17000 and ta.equals(tb)
         assert {**ra, "trace_path": None} == {**rb, "trace_path": None}

@@ -1,13 +1,11 @@
 """Compare latency presets over one trace: throughput, hit rate, evictions, latency.
 
-For each preset the trace is replayed through the model with the preset's cache
-policy (gictools.replay.Replayer, per-event rows to a temporary Parquet file);
-the MSI rows, in trace order, with their injector, target vCPU, ITS and cache
-outcome, then go through one closed-loop simulation over the whole trace
-(gictools.latency.events.simulate_events): cache outcomes as the recorded
-order decided them, time closed loop. `compare_events` does the same for an
-iterable of MSI events without a trace file, with the cache policy consulted
-in closed loop (as predict does). matplotlib is imported only for plots.
+For each preset the trace is replayed (gictools.replay.Replayer) with the preset's cache
+policy and the preset as the replay's one latency model: the same path, the same
+numbers as `replay --preset P` (and a sweep cell), per MSI from the real outcome of its
+cache lookup. `compare_events` does the same for an iterable of MSI events without a
+trace file, with the cache policy consulted in closed loop (as predict does).
+matplotlib is imported only for plots.
 """
 
 import os
@@ -16,162 +14,74 @@ import numpy as np
 
 from gictools import plotting
 from gictools.errors import ConfigError
-from gictools.latency.events import simulate_events
+from gictools.latency.model import LatencyModel
 from gictools.latency.presets import load_preset
-from gictools.latency.simulation import Injections, RunOptions, Simulation
-from gictools.model.cache import BYPASS, EVICT, HIT, RECYCLE, Outcome, policy_class
+from gictools.latency.simulation import Injections, RunOptions, Simulation, share_of
+from gictools.model.cache import BYPASS, EVICT, HIT, RECYCLE, policy_class
 from gictools.model.cache.keys import vm_keys
-from gictools.stats.schema import CACHE_VALUES, OP_INDEX
-from gictools.stats.schema import NUMPY as COLUMN_DTYPES
 
 
 def _as_preset(p):
     return load_preset(p) if isinstance(p, str) else p
 
 
-def _result(preset, lat, wait, outcome, summary):
-    n = len(lat)
-    lookups = int((outcome != BYPASS).sum())
-    hits = int((outcome == HIT).sum())
-    elapsed = summary.get("elapsed_ns") or 0.0
+def _result(preset, rep, outcome, lat, host_cpus):
+    """One preset's figures: counts and percentiles are the replay report's own."""
+    d = rep.as_dict()
+    elapsed = d["elapsed_ns"] or 0
     return {
         "preset": preset.name,
         "cache": preset.cache,
-        "msis": n,
-        "lpis_per_sec": n / elapsed * 1e9 if elapsed else None,
+        "msis": d["msis"],
+        "lpis_per_sec": d["msis"] / elapsed * 1e9 if elapsed else None,
         "elapsed_s": elapsed / 1e9,
-        "hit_rate": hits / lookups if lookups else None,
-        "hits": hits,
-        "evictions": int(((outcome == EVICT) | (outcome == RECYCLE)).sum()),
-        "latency_p50_ns": float(np.percentile(lat, 50)) if n else None,
-        "latency_p99_ns": float(np.percentile(lat, 99)) if n else None,
-        "latency_max_ns": float(lat.max()) if n else None,
-        "mean_wait_ns": float(wait.mean()) if n else None,
-        "time_share": summary.get("time_share", {}),
-        "host_cpus": summary.get("host_cpus_for_injectors"),  # compare_trace: the host's
+        "hit_rate": d["hit_rate"],
+        "hits": d["hits"],
+        "evictions": d["evictions"],
+        "recycles": int(rep.outcomes[RECYCLE]),
+        "latency_p50_ns": d["latency_p50_ns"],
+        "latency_p99_ns": d["latency_p99_ns"],
+        "latency_max_ns": d["latency_max_ns"],
+        "host_cpus": host_cpus,
         # kept for plots, dropped by as_json
         "_latency": lat,
         "_outcome": outcome,
     }
 
 
-class MsiColumns:
-    """An EventWriter stand-in (add/flush/close/abort, gictools.stats.parquet) for the
-    replay: keeps, of the MSI rows only, the columns compare needs, in memory, as the
-    Parquet writer would store them (values cast to the column's type, nulls = 0)."""
-
-    NAMES = ("cache", "error", "injector", "vcpu", "its", "device_id", "event_id")
-
-    def __init__(self):
-        self.parts = {name: [] for name in self.NAMES}
-
-    def add(self, cols: dict, masks: dict, n: int, policy: int = 0, trace: int = 0) -> None:
-        op, op_null = _chunk(cols, masks, "op", n)
-        sel = (op == OP_INDEX["msi"]) & ~op_null
-        if not sel.any():
-            return
-        for name in self.NAMES:
-            v, null = _chunk(cols, masks, name, n)
-            if name == "cache" and null[sel].any():
-                raise ValueError("an MSI row without a cache outcome")
-            self.parts[name].append(np.where(null, 0, v)[sel])
-
-    def flush(self, trace=None, policy=None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-    def column(self, name: str) -> np.ndarray:
-        parts = self.parts[name]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
-def _chunk(cols, masks, name, n):
-    """(int64 values, null mask) of one column of an EventWriter.add chunk."""
-    v = cols.get(name)
-    if v is None:
-        return np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
-    dt = COLUMN_DTYPES[name]
-    if isinstance(v, list):
-        null = np.array([x is None for x in v], dtype=bool)
-        v = np.array([0 if x is None else x for x in v], dtype=dt)
-        return v.astype(np.int64), null
-    if not isinstance(v, np.ndarray):
-        v = np.full(n, v, dtype=dt)
-    m = masks.get(name)
-    null = np.zeros(n, dtype=bool) if m is None else np.asarray(m, dtype=bool)
-    return v.astype(dt, copy=False).astype(np.int64), null
-
-
-# Parquet `cache` dictionary index -> outcome, without / with a slow-path error
-_OUTCOME_OF_CACHE = np.array([Outcome.of_column(v) for v in CACHE_VALUES], dtype=np.int8)
-_OUTCOME_OF_CACHE_ERR = np.array([Outcome.of_column(v, 1) for v in CACHE_VALUES], dtype=np.int8)
-
-
-def msi_outcomes_from_trace(trace, policy, kernel=None, progress=None):
-    """(injector, outcome, vcpu, its, keys) arrays for the trace's MSIs in order, as the
-    replay's model decides them for this cache policy."""
-    from gictools.replay import Replayer
-
-    got = MsiColumns()
-    Replayer(trace, [policy], kernel, writer=got).run(progress)
-    cache, err = got.column("cache"), got.column("error")
-    # a failed slow path caches nothing
-    outcome = np.where(err != 0, _OUTCOME_OF_CACHE_ERR[cache], _OUTCOME_OF_CACHE[cache])
-    its = got.column("its")
-    keys = vm_keys(its, got.column("device_id"), got.column("event_id"))
-    return got.column("injector"), outcome.astype(np.int8), got.column("vcpu"), its, keys
-
-
-def compare_trace(trace, presets, host_cpus=None, kernel=None, progress=None):
+def compare_trace(trace, presets, host_cpus=None, kernel=None, progress=None, seed=None):
     """One result dict per preset (see _result) for the trace's MSIs.
 
     progress(stage, done, total), if given, is called as the work goes: stage
-    "replay POLICY" in trace bytes, then "simulate PRESET" in MSIs. The simulation
-    fast-forwards runs of hits (gictools.latency.simulation), so per-event latencies inside
-    them are their thread's mean; the summary figures are what compare reports."""
+    "replay PRESET" in trace bytes. seed None: lock-step (as replay), else stochastic."""
+    from gictools.replay import Replayer
+
     if not presets:
         raise ConfigError("give at least one --preset")
     out = []
-    cached = {}
     size = os.path.getsize(trace)
     for p in map(_as_preset, presets):
-        if p.cache not in cached:
-            step = None
-            if progress is not None:
-
-                def step(offset, _name=f"replay {p.cache}"):
-                    progress(_name, offset, size)
-
-            cached[p.cache] = msi_outcomes_from_trace(trace, p.cache, kernel, step)
-            if step is not None:
-                step(size)  # the reader reports record starts; the end is the whole file
-        inj, outcome, vcpu, its, keys = cached[p.cache]
-        if len(inj) == 0:
-            raise ConfigError(f"{trace}: no MSI injections to compare")
-        sim_step = None
+        step = None
         if progress is not None:
 
-            def sim_step(done, total, _name=f"simulate {p.name}"):
-                progress(_name, done, total)
+            def step(offset, _name=f"replay {p.name}"):
+                progress(_name, offset, size)
 
-        lat, wait, summ = simulate_events(
-            p,
-            inj,
-            outcome,
-            host_cpus,
-            vcpus=vcpu,
-            its=its,
-            keys=keys,
-            fast_forward=True,
-            progress=sim_step,
-        )
-        out.append(_result(p, lat, wait, outcome, summ))
-        out[-1]["host_cpus"] = host_cpus or p.host_cpus
+        model = LatencyModel(p, host_cpus, seed)
+        rp = Replayer(trace, [p.cache], kernel, latency=model)
+        rep = rp.runs[0].report
+        rep.keep = []
+        rp.run(step)
+        if step is not None:
+            step(size)  # the reader reports record starts; the end is the whole file
+        if not rep.msis:
+            raise ConfigError(f"{trace}: no MSI injections to compare")
+        outcome = np.concatenate([o for o, _ in rep.keep]).astype(np.int8)
+        lat = np.concatenate([x for _, x in rep.keep])
+        cpus = host_cpus if host_cpus is not None else p.host_cpus
+        out.append(_result(p, rep, outcome, lat, cpus))
+        spent = rep.spent or model.spent_by_outcome(rep.outcomes)
+        out[-1]["time_share"] = share_of(spent)
     work = _workload_label(trace)
     for r in out:
         r["workload"] = work
@@ -216,9 +126,37 @@ def compare_events(events, presets, nr_vcpus, host_cpus=None):
         work = Injections(per_inj, dev, ev, its, vcpu, keys=keys)
         sim = Simulation(p, work, policy, RunOptions(host_cpus))
         sim.run()
-        lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
-        out.append(_result(p, lat, sim.wait, sim.out.astype(np.int8), sim.summary()))
+        out.append(_sim_result(p, sim))
     return out
+
+
+def _sim_result(preset, sim):
+    """compare_events' figures, from the simulation (percentiles as the replay's)."""
+    lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
+    o = sim.out.astype(np.int8)
+    n = len(lat)
+    lookups = int((o != BYPASS).sum())
+    hits = int((o == HIT).sum())
+    elapsed = float(sim.t_done.max()) if n else 0.0
+    q = np.percentile(lat, [50, 99], method="inverted_cdf") if n else [None, None]
+    return {
+        "preset": preset.name,
+        "cache": preset.cache,
+        "msis": n,
+        "lpis_per_sec": n / elapsed * 1e9 if elapsed else None,
+        "elapsed_s": elapsed / 1e9,
+        "hit_rate": hits / lookups if lookups else None,
+        "hits": hits,
+        "evictions": int((o == EVICT).sum()),
+        "recycles": int((o == RECYCLE).sum()),
+        "latency_p50_ns": int(q[0]) if n else None,
+        "latency_p99_ns": int(q[1]) if n else None,
+        "latency_max_ns": int(lat.max()) if n else None,
+        "host_cpus": sim.cpus,
+        "time_share": share_of(sim.time_spent()),
+        "_latency": lat,
+        "_outcome": o,
+    }
 
 
 def as_json(results):
@@ -265,6 +203,13 @@ def plot(results, outdir, trace=None) -> list:
     out = plotting.outdir(outdir)
     files: list[str] = []
 
+    _plot_cdf(plt, results, trace, out / "latency_cdf.png", files)
+    _plot_hit_rate(plt, results, trace, out / "hit_rate.png", files)
+    _plot_time_share(plt, results, trace, out / "time_share.png", files)
+    return [str(f) for f in files]
+
+
+def _plot_cdf(plt, results, trace, path, files):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k, r in enumerate(results):
         ls, mk = STYLES[k % len(STYLES)]
@@ -288,8 +233,10 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_title(_title("Latency CDF (o p50, ^ p99)", results, trace), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    plotting.save(fig, out / "latency_cdf.png", files, dpi=100, bbox_inches="tight")
+    plotting.save(fig, path, files, dpi=100, bbox_inches="tight")
 
+
+def _plot_hit_rate(plt, results, trace, path, files):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     w = 1
     for k, r in enumerate(results):
@@ -317,8 +264,10 @@ def plot(results, outdir, trace=None) -> list:
     )
     ax.grid(True, alpha=0.3)
     ax.legend()
-    plotting.save(fig, out / "hit_rate.png", files, dpi=100, bbox_inches="tight")
+    plotting.save(fig, path, files, dpi=100, bbox_inches="tight")
 
+
+def _plot_time_share(plt, results, trace, path, files):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels = []
     for r in results:
@@ -348,5 +297,4 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_ylabel("share of injector time")
     ax.set_title(_title("Where the time went", results, trace), fontsize=10)
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    plotting.save(fig, out / "time_share.png", files, dpi=100, bbox_inches="tight")
-    return [str(f) for f in files]
+    plotting.save(fig, path, files, dpi=100, bbox_inches="tight")

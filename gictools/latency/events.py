@@ -47,9 +47,9 @@ def simulate_events(
     measured rate (exact per-event latencies lost inside them; summaries kept).
     progress(done, total) is called every PROGRESS_EVENTS simulated MSIs.
 
-    Returns (latency_ns, wait_ns, summary): int64 arrays in event order; wait_ns is the part
+    Returns (latency_ns, wait_ns, spent): int64 arrays in event order; wait_ns is the part
     of the latency not spent executing steps (lock queueing, handoffs, CPU queueing, RCU
-    grace periods); summary as Simulation.summary().
+    grace periods); spent as Simulation.time_spent().
     """
     inj = np.asarray(injectors)
     outc = np.asarray(outcomes)
@@ -58,7 +58,7 @@ def simulate_events(
         raise ConfigError(f"{n} injectors but {len(outc)} outcomes")
     if n == 0:
         z = np.zeros(0, dtype=np.int64)
-        return z, z.copy(), {"events": 0}
+        return z, z.copy(), {"steps": {}, "locks": {}, "cpu_wait": 0.0}
     zeros = np.zeros(n, dtype=np.int64)
     work = Injections(
         per_injector_lists(inj),
@@ -66,7 +66,7 @@ def simulate_events(
         ev=zeros,
         its=zeros if its is None else np.asarray(its),
         vcpu=zeros if vcpus is None else np.asarray(vcpus),
-        keys=None if keys is None else np.asarray(keys).tolist(),
+        keys=None if keys is None else np.asarray(keys, dtype=np.uint64),
         outcome=outc,
     )
     opts = RunOptions(host_cpus, interleaving=interleaving, fast_forward=fast_forward)
@@ -79,4 +79,4 @@ def simulate_events(
         progress(n, n)
     lat = np.rint(sim.t_done - sim.t_issue).astype(np.int64)
     wait = np.minimum(np.rint(sim.wait).astype(np.int64), lat)
-    return lat, wait, sim.summary()
+    return lat, wait, sim.time_spent()

@@ -7,15 +7,22 @@ copies one, edits it and passes it with --preset-file. The file format is
 documented in the bundled files themselves and in docs/latency-model.md.
 """
 
-import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from gictools.errors import ConfigError
+from gictools.files import parse_toml, read_toml
 from gictools.model.cache import Outcome, policy_class, policy_names
 
-BUNDLED = ("v6.8-rc1", "series-v2", "v6.10")
+BUNDLED = ("fixed-v0", "v6.8-rc1", "series-v2", "v6.10")
+# the preset a replay, compare or sweep uses when none is named: no contention, a fixed
+# cost per cache outcome (a placeholder scale, not a calibrated model)
+DEFAULT_PRESET = "fixed-v0"
+MAX_NS = 1e10  # any one cost (a step, a hand-off, a wake-up, a grace period): 10 s
+MAX_EXTRA_TICKS = 1000.0
+MAX_JITTER = 0.5
+DEFAULT_JITTER = 0.05
 LOCK_SCOPES = ("vm", "its", "vcpu")
 LOCK_KINDS = ("spinlock", "mutex")
 ACTIONS = ("lookup", "fill")
@@ -63,7 +70,7 @@ class Preset:
     cache: str  # cache policy name (gictools.model.cache.policy_class)
     kernel: str
     description: str
-    host_cpus: int  # default host CPU count for the contention model
+    host_cpus: int | None  # default host CPU count for the contention model (None: unlimited)
     steps: dict  # name -> Step
     locks: dict  # name -> Lock
     paths: dict  # outcome name -> tuple of step names
@@ -72,6 +79,24 @@ class Preset:
     walk_moves_on_hit: bool  # the cache policy's moves_on_hit (LRU: a hit dirties the head)
     source: str = ""  # file it came from
     rcu: Rcu = Rcu()
+    jitter: float = DEFAULT_JITTER  # stochastic runs: relative std of every step cost
+
+    def path_of(self, outcome: str) -> tuple:
+        """The step names an injection with this outcome walks: its own path, else the
+        miss path (a hit always has its own)."""
+        return self.paths.get(outcome) or self.paths["miss"]
+
+    @property
+    def contention_free(self) -> bool:
+        """No locks, no list walk, no sleeping step, no jitter: every injection costs exactly
+        the sum of its path's steps, whatever the others do (when CPUs are unlimited)."""
+        return self.jitter == 0 and not any(
+            s.locks or s.walk or s.sleeps or s.grace_period for s in self.steps.values()
+        )
+
+    def path_ns(self, outcome: str) -> float:
+        """The sum of the step costs on the outcome's path."""
+        return sum(self.steps[x].ns for x in self.path_of(outcome))
 
     def as_dict(self):
         """JSON-able parameters (Parquet metadata, --json output)."""
@@ -80,6 +105,7 @@ class Preset:
             "cache": self.cache,
             "kernel": self.kernel,
             "host_cpus": self.host_cpus,
+            "jitter": self.jitter,
             "walk": {
                 "per_entry_ns": self.walk_per_entry_ns,
                 "remote_line_ns": self.walk_remote_line_ns,
@@ -133,43 +159,33 @@ def bundled_path(name: str):
 def load_preset(name: str | None = None, path=None) -> Preset:
     """A bundled preset by name, or a preset file (TOML). Raises ConfigError with the reason."""
     if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"preset file {p}: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"preset file {p}: not UTF-8 text (byte {e.start})") from None
-        src = str(p)
+        src = str(Path(path))
+        data = read_toml(path)
     elif name is not None:
         if name not in BUNDLED:
             raise ConfigError(
                 f"unknown latency preset {name!r} (known: {', '.join(BUNDLED)}; "
                 "or give --preset-file)"
             )
-        text = bundled_path(name).read_text(encoding="utf-8")
         src = f"bundled:{name}"
+        data = parse_toml(bundled_path(name).read_text(encoding="utf-8"), src)
     else:
         raise ConfigError("no latency preset given (--preset NAME or --preset-file FILE)")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"preset {src}: not valid TOML: {e}") from None
-    except RecursionError:  # tomllib recurses per nested array/table
-        raise ConfigError(f"preset {src}: nested too deeply") from None
     preset = parse_preset(data, src)
     if path is None and preset.name != name:
         raise ConfigError(f"bundled preset {name!r} names itself {preset.name!r}")
     return preset
 
 
-def _num(where, v, *, lo=0.0):
+def _num(where, v, *, lo=0.0, hi=float("inf")):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ConfigError(f"{where}: expected a number, got {v!r}")
     if v < lo or v != v:
         raise ConfigError(f"{where}: {v} is below {lo}")
     if v == float("inf"):
         raise ConfigError(f"{where}: {v} is not finite")
+    if v > hi:
+        raise ConfigError(f"{where}: {v:g} is above the maximum {hi:g}")
     return float(v)
 
 
@@ -189,25 +205,25 @@ def _known(where, d, allowed):
         )
 
 
+TOP_KEYS = (
+    "name",
+    "kernel",
+    "cache",
+    "description",
+    "host_cpus",
+    "jitter",
+    "walk",
+    "rcu",
+    "locks",
+    "steps",
+    "paths",
+)
+
+
 def parse_preset(data: dict, src: str = "<preset>") -> Preset:
     """Validate a decoded preset table; every error names the key."""
-    _known(
-        src,
-        data,
-        (
-            "name",
-            "kernel",
-            "cache",
-            "description",
-            "host_cpus",
-            "walk",
-            "rcu",
-            "locks",
-            "steps",
-            "paths",
-        ),
-    )
-    for key in ("name", "cache", "locks", "steps", "paths"):
+    _known(src, data, TOP_KEYS)
+    for key in ("name", "cache", "steps", "paths"):  # no [locks]: nothing is serialized
         if key not in data:
             raise ConfigError(f"{src}: missing key {key!r}")
     name = _str(f"{src}: name", data["name"])
@@ -215,15 +231,49 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
     if cache not in policy_names():
         raise ConfigError(f"{src}: cache {cache!r} is not a policy ({', '.join(policy_names())})")
     moves = policy_class(cache).moves_on_hit  # the policy's fact, not the preset's
-    host_cpus = data.get("host_cpus", 128)
-    if isinstance(host_cpus, bool) or not isinstance(host_cpus, int) or host_cpus < 1:
-        raise ConfigError(f"{src}: host_cpus must be a positive integer, got {host_cpus!r}")
     walk = data.get("walk", {})
     _known(f"{src}: walk", walk, ("per_entry_ns", "remote_line_ns"))
+    locks = _parse_locks(src, data.get("locks", {}))
+    steps = _parse_steps(src, data["steps"], locks)
+    paths = _parse_paths(src, data["paths"], steps)
+    return Preset(
+        name=name,
+        cache=cache,
+        kernel=str(data.get("kernel", "")),
+        description=str(data.get("description", "")).strip(),
+        host_cpus=_host_cpus(src, data.get("host_cpus", 128)),
+        steps=steps,
+        locks=locks,
+        paths=paths,
+        walk_per_entry_ns=_ns(f"{src}: walk.per_entry_ns", walk.get("per_entry_ns", 0)),
+        walk_remote_line_ns=_ns(f"{src}: walk.remote_line_ns", walk.get("remote_line_ns", 0)),
+        walk_moves_on_hit=moves,
+        source=src,
+        rcu=_parse_rcu(src, data.get("rcu", {})),
+        jitter=_num(f"{src}: jitter", data.get("jitter", DEFAULT_JITTER), hi=MAX_JITTER),
+    )
 
+
+def _host_cpus(src, v):
+    """A positive integer, or "unlimited" (no injector ever waits for a CPU)."""
+    if v == "unlimited":
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 20:
+        raise ConfigError(
+            f'{src}: host_cpus must be an integer from 1 to {1 << 20} or "unlimited", got {v!r}'
+        )
+    return v
+
+
+def _ns(where, v):
+    """A cost in ns: finite, from 0 to MAX_NS (so that sums of them stay far from int64)."""
+    return _num(where, v, hi=MAX_NS)
+
+
+def _parse_locks(src, table):
     locks = {}
-    _known(f"{src}: locks", data["locks"], list(data["locks"]))
-    for lname, ld in data["locks"].items():
+    _known(f"{src}: locks", table, list(table) if isinstance(table, dict) else ())
+    for lname, ld in table.items():
         w = f"{src}: locks.{lname}"
         _known(w, ld, ("scope", "kind", "handoff_ns", "wake_ns", "doc"))
         scope = ld.get("scope")
@@ -237,44 +287,54 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         locks[lname] = Lock(
             lname,
             scope,
-            _num(f"{w}.handoff_ns", ld.get("handoff_ns", 0)),
+            _ns(f"{w}.handoff_ns", ld.get("handoff_ns", 0)),
             str(ld.get("doc", "")),
             kind,
-            _num(f"{w}.wake_ns", ld.get("wake_ns", 10_000.0)),
+            _ns(f"{w}.wake_ns", ld.get("wake_ns", 10_000.0)),
         )
+    return locks
 
-    rcu = data.get("rcu", {})
+
+def _parse_rcu(src, rcu):
     _known(f"{src}: rcu", rcu, ("hz", "expedited", "extra_ticks", "expedited_ns"))
     hz = rcu.get("hz", 250)
     if isinstance(hz, bool) or not isinstance(hz, int) or not 1 <= hz <= 10_000:
         raise ConfigError(f"{src}: rcu.hz must be an integer in 1..10000, got {hz!r}")
     if not isinstance(rcu.get("expedited", False), bool):
         raise ConfigError(f"{src}: rcu.expedited must be true or false")
-    rcu = Rcu(
+    return Rcu(
         hz,
         rcu.get("expedited", False),
-        _num(f"{src}: rcu.extra_ticks", rcu.get("extra_ticks", 1.0)),
-        _num(f"{src}: rcu.expedited_ns", rcu.get("expedited_ns", 50_000.0)),
+        _num(f"{src}: rcu.extra_ticks", rcu.get("extra_ticks", 1.0), hi=MAX_EXTRA_TICKS),
+        _ns(f"{src}: rcu.expedited_ns", rcu.get("expedited_ns", 50_000.0)),
     )
 
+
+def _step_locks(w, sd, locks):
+    lk = sd.get("lock", [])
+    lk = [lk] if isinstance(lk, str) else lk
+    if not isinstance(lk, list):
+        raise ConfigError(f"{w}.lock: a lock name or a list of names, outer first")
+    for x in lk:
+        if x not in locks:
+            raise ConfigError(
+                f"{w}.lock: {x!r} is not a lock of this preset "
+                f"({', '.join(locks) or 'none defined'})"
+            )
+    if len(set(lk)) != len(lk):
+        raise ConfigError(f"{w}.lock: a lock listed twice")
+    return lk
+
+
+def _parse_steps(src, table, locks):
     steps = {}
-    for sname, sd in data["steps"].items():
+    _known(f"{src}: steps", table, list(table) if isinstance(table, dict) else ())
+    for sname, sd in table.items():
         w = f"{src}: steps.{sname}"
         _known(w, sd, ("ns", "lock", "walk", "action", "sleeps", "grace_period", "doc"))
         if "ns" not in sd and not sd.get("grace_period"):
             raise ConfigError(f"{w}: missing 'ns'")
-        lk = sd.get("lock", [])
-        lk = [lk] if isinstance(lk, str) else lk
-        if not isinstance(lk, list):
-            raise ConfigError(f"{w}.lock: a lock name or a list of names, outer first")
-        for x in lk:
-            if x not in locks:
-                raise ConfigError(
-                    f"{w}.lock: {x!r} is not a lock of this preset "
-                    f"({', '.join(locks) or 'none defined'})"
-                )
-        if len(set(lk)) != len(lk):
-            raise ConfigError(f"{w}.lock: a lock listed twice")
+        lk = _step_locks(w, sd, locks)
         action = sd.get("action")
         if action is not None and action not in ACTIONS:
             raise ConfigError(f"{w}.action: {action!r} is not one of {', '.join(ACTIONS)}")
@@ -288,7 +348,7 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
             raise ConfigError(f"{w}: a sleeping step can only hold locks of kind 'mutex'")
         steps[sname] = Step(
             sname,
-            _num(f"{w}.ns", sd.get("ns", 0)),
+            _ns(f"{w}.ns", sd.get("ns", 0)),
             tuple(lk),
             sd.get("walk", False),
             action,
@@ -296,10 +356,13 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
             str(sd.get("doc", "")),
             sd.get("grace_period", False),
         )
+    return steps
 
+
+def _parse_paths(src, table, steps):
     paths = {}
-    _known(f"{src}: paths", data["paths"], OUTCOMES)
-    for outcome, seq in data["paths"].items():
+    _known(f"{src}: paths", table, OUTCOMES)
+    for outcome, seq in table.items():
         w = f"{src}: paths.{outcome}"
         if not isinstance(seq, list) or not seq:
             raise ConfigError(f"{w}: a non-empty list of step names")
@@ -311,21 +374,7 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         if need not in paths:
             raise ConfigError(f"{src}: paths.{need} is required")
     _check_prefixes(src, paths, steps)
-    return Preset(
-        name=name,
-        cache=cache,
-        kernel=str(data.get("kernel", "")),
-        description=str(data.get("description", "")).strip(),
-        host_cpus=host_cpus,
-        steps=steps,
-        locks=locks,
-        paths=paths,
-        walk_per_entry_ns=_num(f"{src}: walk.per_entry_ns", walk.get("per_entry_ns", 0)),
-        walk_remote_line_ns=_num(f"{src}: walk.remote_line_ns", walk.get("remote_line_ns", 0)),
-        walk_moves_on_hit=moves,
-        source=src,
-        rcu=rcu,
-    )
+    return paths
 
 
 def _action_index(path, steps, action):

@@ -25,14 +25,12 @@ class Interleaving:
     """What the real machine randomises. seed None: the deterministic lock-step run.
 
     start_spread_ns: the device threads leave pthread_barrier_wait() one futex wake-up
-    after another (a few us each), so their first MSIs spread over tens of us.
-    jitter: relative standard deviation of every step cost (cache-line transfers,
-    interrupts, frequency changes): uniform, so bounded.
+    after another (a few us each), so their first MSIs spread over tens of us. How much
+    every step cost jitters is the preset's `jitter` (a property of the machine modelled).
     """
 
     seed: int | None = 0
     start_spread_ns: float = 20_000.0
-    jitter: float = 0.05
 
     @property
     def lockstep(self) -> bool:
@@ -206,6 +204,7 @@ class ListModel:
     """
 
     def __init__(self, capacity):
+        """capacity: stamps before the first renumbering (it grows with the keys held)."""
         self.n = capacity + 2
         self.tree = [0] * (self.n + 1)
         self.stamp = {}
@@ -262,7 +261,10 @@ class ListModel:
                 return
 
     def _renumber(self):
+        """Out of stamps: the keys get 1..count in order (positions are relative, so the
+        same), in a tree at least 4x the keys present (so renumbering stays rare)."""
         order = sorted(self.stamp.items(), key=lambda kv: kv[1])
+        self.n = max(self.n, 4 * len(order) + 2)
         self.tree = [0] * (self.n + 1)
         self.present = bytearray(self.n + 1)
         self.stamp = {}

@@ -48,6 +48,7 @@ OUTCOME_PATH = {o: o.path for o in Outcome}
 _EVICTING = (EVICT, RECYCLE)
 _NONE, _LOOKUP, _FILL = 0, 1, 2
 _SCOPE_INDEX = {"vm": 0, "its": 1, "vcpu": 2}
+LIST_STAMPS = 1 << 12  # the list model's first tree (it grows with the keys it holds)
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Injections:
     ev: np.ndarray
     its: np.ndarray
     vcpu: np.ndarray
-    keys: list | None = None
+    keys: np.ndarray | None = None  # uint64 (8 B an event; a list of ints takes ~40)
     outcome: np.ndarray | None = None
 
 
@@ -99,7 +100,7 @@ class Simulation(LockQueues, FastForward):
         self.dev, self.ev, self.its, self.vcpu = work.dev, work.ev, work.its, work.vcpu
         self.forced = work.outcome
         self.policy = policy
-        self.keys = work.keys
+        self.keys = None if work.keys is None else np.asarray(work.keys, dtype=np.uint64)
         self.n = n = len(work.dev)
         self._host(preset, len(work.per_injector), options)
         self.injectors = [
@@ -111,30 +112,36 @@ class Simulation(LockQueues, FastForward):
         self.walk_m = preset.walk_remote_line_ns
         self.moves = preset.walk_moves_on_hit
         needs_walk = any(s.walk for s in preset.steps.values())
-        self.list_model = ListModel(n + 1) if (needs_walk and self.keys is not None) else None
+        walked = needs_walk and self.keys is not None
+        self.list_model = ListModel(min(n + 1, LIST_STAMPS)) if walked else None
         self.walks = 0  # list walks so far, by anyone (for the dirty-line count)
         self.no_cache = policy is not None and not policy.caches
         self.locks = {}  # (lock index, instance) -> Lock (typed in LockQueues)
         self._results(n)
         self._ff_countdown = len(self.injectors)
+        self._ff_due = False
         self._forced_runs = self._hit_runs() if self.forced is not None else None
         self._keysets = None
         for j in self.injectors:
             if self._start(j, 0.0):
                 t0 = 0.0 if self.rng is None else self.rng.random() * self.mix.start_spread_ns
+                self.t_issue[j.event] = t0  # issued when it leaves the barrier, not at 0
                 self.schedule(j, t0)
 
     def _host(self, preset, ninj, options):
         host_cpus, vcpus_busy = options.host_cpus, options.vcpus_busy
         cpus = preset.host_cpus if host_cpus is None else int(host_cpus)
-        if cpus < 1:
+        if cpus is None:  # unlimited: a CPU for every injector
+            cpus = ninj
+        elif cpus < 1:
             raise ConfigError(f"host CPUs must be >= 1, got {cpus}")
         # vCPU threads that spin in the guest (the stress test's never WFI) time-share the
         # host with the injectors: injectors get their fair share of the CPUs
-        if vcpus_busy and ninj + vcpus_busy > cpus:
+        elif vcpus_busy and ninj + vcpus_busy > cpus:
             cpus = max(1, (cpus * ninj) // (ninj + vcpus_busy))
         self.cpus = cpus
         self.host = HostCpus(self, cpus, cpus < ninj)
+        self.jitter = preset.jitter
         self.mix = options.interleaving
         self.rng = None if self.mix.lockstep else random.Random(self.mix.seed)
         self.grace = GracePeriod(preset.rcu, self.rng)
@@ -182,7 +189,7 @@ class Simulation(LockQueues, FastForward):
         rng = self.rng
         if rng is None or not ns:
             return ns
-        return ns * (1.0 + self.mix.jitter * 1.7320508 * (2.0 * rng.random() - 1.0))
+        return ns * (1.0 + self.jitter * 1.7320508 * (2.0 * rng.random() - 1.0))
 
     def run(self, until_completed=None):
         """Simulate until every injector is done (True) or until_completed injections
@@ -192,6 +199,13 @@ class Simulation(LockQueues, FastForward):
             t, _, i = pop(heap)
             self.now = t
             self._advance(inj[i], t)
+            if self._ff_due:
+                # only here, between two events, is every thread where a jump expects it:
+                # in flight (scheduled), queued or asleep. A check from inside _complete saw
+                # the completing thread between two MSIs: its finished MSI was moved by the
+                # jump and its next one started at the old time (latency ~ the whole run).
+                self._ff_due = False
+                self._try_fast_forward(t)
             if until_completed is not None and self.completed >= until_completed:
                 return not heap
         return True
@@ -237,7 +251,7 @@ class Simulation(LockQueues, FastForward):
             self._ff_countdown -= 1
             if self._ff_countdown <= 0:
                 self._ff_countdown = 2 * len(self.injectors)
-                self._try_fast_forward(t)
+                self._ff_due = True
 
     def _advance(self, j, t):
         """Run the injector from t until it blocks, sleeps or starts a timed step."""
@@ -302,7 +316,7 @@ class Simulation(LockQueues, FastForward):
 
     def _lookup(self, j, e):
         lm = self.list_model
-        k = self.keys[e] if self.keys is not None else None
+        k = int(self.keys[e]) if self.keys is not None else None
         if self.forced is not None:
             if lm is None:
                 return 1
@@ -339,7 +353,7 @@ class Simulation(LockQueues, FastForward):
                 if o in _EVICTING:
                     lm.remove_oldest()
                 if o in (MISS, EVICT, RECYCLE):
-                    lm.touch(self.keys[e])
+                    lm.touch(int(self.keys[e]))
             return pos
         policy = self.policy
         o = policy.fill(DOORBELL, int(self.dev[e]), int(self.ev[e]), self._lpi_of(e))
@@ -355,7 +369,7 @@ class Simulation(LockQueues, FastForward):
             vic = policy.last_victim
             if vic is not None:
                 lm.remove(translation_key(*vic))
-            k = self.keys[e]
+            k = int(self.keys[e])
             if o != MISS or self.moves or lm.position(k) is None:
                 lm.touch(k)
         return pos
@@ -399,29 +413,29 @@ class Simulation(LockQueues, FastForward):
         )
         return total, steps, locks
 
-    def summary(self):
-        lat = self.t_done - self.t_issue
-        total, steps, locks = self.breakdown()
-        span = float(self.t_done.max()) if self.n else 0.0
+    def time_spent(self) -> dict:
+        """Injector-time (ns) by where it went: steps (work), locks (waiting + hand-off),
+        host CPU queueing; sums, so that windows of a replay add up."""
+        _, steps, locks = self.breakdown()
         return {
-            "events": int(self.n),
-            "elapsed_ns": span,
-            "lpis_per_sec": (self.n / span * 1e9) if span > 0 else None,
-            "hits": int((self.out == HIT).sum()),
-            "evictions": int(np.isin(self.out, _EVICTING).sum()),
-            "latency_p50_ns": float(np.percentile(lat, 50)) if self.n else None,
-            "latency_p99_ns": float(np.percentile(lat, 99)) if self.n else None,
-            "latency_max_ns": float(lat.max()) if self.n else None,
-            "host_cpus_for_injectors": self.cpus,
-            "fast_forwarded": self.fast_forwarded,
-            "time_share": shares(total, steps, locks, self.cpu_wait),
+            "steps": steps,
+            "locks": {k: v["wait_ns"] + v["handoff_ns"] for k, v in locks.items()},
+            "cpu_wait": self.cpu_wait,
         }
 
 
 def shares(total, steps, locks, cpu_wait):
-    """Fractions of all injector-time: per step (work), per lock (waiting + handoff), CPU."""
+    """Fractions of all injector-time: per step (work), per lock (waiting + handoff), CPU.
+    locks: name -> {"wait_ns", "handoff_ns"} or name -> ns."""
     if total <= 0:
         return {"steps": {}, "locks": {}, "cpu_wait": 0.0}
     st = {k: v / total for k, v in steps.items()}
     lk = {k: (v["wait_ns"] + v["handoff_ns"]) / total for k, v in locks.items()}
     return {"steps": st, "locks": lk, "cpu_wait": cpu_wait / total}
+
+
+def share_of(spent: dict) -> dict:
+    """time_spent()'s sums as fractions of all injector-time."""
+    locks = {k: {"wait_ns": v, "handoff_ns": 0.0} for k, v in spent["locks"].items()}
+    total = sum(spent["steps"].values()) + sum(spent["locks"].values()) + spent["cpu_wait"]
+    return shares(total, spent["steps"], locks, spent["cpu_wait"])

@@ -28,8 +28,13 @@ class MsiResult(NamedTuple):
     error: int  # 0, the E_ITS_* code, or -errno
     intid: int | None
     vcpu: int | None
-    cache: str  # hit / miss / miss-evict / bypass
+    outcome: Outcome  # the cache lookup's real outcome (RECYCLE and MISS_NOFILL included)
     victim: tuple[int, int] | None = None
+
+    @property
+    def cache(self) -> str:
+        """The Parquet `cache` value: hit / miss / miss-evict / bypass."""
+        return self.outcome.column
 
 
 class Redistributor:
@@ -166,9 +171,9 @@ class VM:
         flags: int = R.KVM_MSI_VALID_DEVID,
     ) -> MsiResult:
         if not self.itses:
-            return MsiResult(-R.ENODEV, -R.ENODEV, None, None, "bypass")
+            return MsiResult(-R.ENODEV, -R.ENODEV, None, None, Outcome.BYPASS)
         if flags & ~R.KVM_MSI_VALID_DEVID:
-            return MsiResult(-R.EINVAL, -R.EINVAL, None, None, "bypass")
+            return MsiResult(-R.EINVAL, -R.EINVAL, None, None, Outcome.BYPASS)
         if address is None:
             address = self._its(its).doorbell
         device_id &= 0xFFFF_FFFF
@@ -184,7 +189,7 @@ class VM:
             lpi = cache.lookup(address, device_id, event_id)
             if lpi is not None:
                 lpi.pending = True
-                return MsiResult(1, 0, lpi.intid, lpi.target, "hit")
+                return MsiResult(1, 0, lpi.intid, lpi.target, Outcome.HIT)
         target_its = self.its_at(address)
         if not flags & R.KVM_MSI_VALID_DEVID or target_its is None:
             return MsiResult(
@@ -192,19 +197,19 @@ class VM:
                 -R.EINVAL,
                 None,
                 None,
-                "bypass" if cache is None or not cache.caches else "miss",
+                Outcome.BYPASS if cache is None or not cache.caches else Outcome.MISS_NOFILL,
             )
         err, lpi, outcome = target_its.trigger_msi(device_id, event_id)
         if err:
-            name = "bypass" if not target_its.cache.caches else Outcome.MISS_NOFILL.column
-            return MsiResult(err if err < 0 else 0, err, None, None, name)
+            o = Outcome.BYPASS if not target_its.cache.caches else Outcome.MISS_NOFILL
+            return MsiResult(err if err < 0 else 0, err, None, None, o)
         assert lpi is not None and outcome is not None  # translated: trigger_msi returns both
         return MsiResult(
             1,
             0,
             lpi.intid,
             lpi.target,
-            Outcome(outcome).column,  # type: ignore[call-arg]  # value lookup, not __new__
+            Outcome(outcome),  # type: ignore[call-arg]  # value lookup, not __new__
             target_its.cache.last_victim,
         )
 

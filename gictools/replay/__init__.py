@@ -12,16 +12,14 @@ Layers: replay sits on the model (gictools.model) and the model of time
 (gictools.latency); the analysis verbs (gictools.analysis) sit on replay.
 """
 
-from gictools.latency.fixed import FIXED_COMMAND_NS, FIXED_COST_NS, FIXED_PRESET
+from gictools.latency.model import LatencyModel
 from gictools.replay.expect import check_expectation
 from gictools.replay.replayer import Replayer, TraceSource
 from gictools.replay.report import PolicyReport
 from gictools.replay.runner import open_replayers, replay, run_replayers
 
 __all__ = [
-    "FIXED_COMMAND_NS",
-    "FIXED_COST_NS",
-    "FIXED_PRESET",
+    "LatencyModel",
     "PolicyReport",
     "Replayer",
     "TraceSource",

@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from gictools.latency.fixed import FIXED_COST, FIXED_COST_NS
 from gictools.model.block import OUTCOME_TO_COLUMN, inject_block
 from gictools.model.cache import N_OUTCOMES
 from gictools.model.cache.keys import translation_keys
@@ -21,27 +20,13 @@ def msi_record(rp, rec, ri):
     _, t, inj, its_i, dev, ev = rec
     seq = rp.seq
     for run in rp.runs:
-        its = rp.its(run, its_i, ri)
-        if rp.preset is None:
-            msi_scalar(run, its, its_i, t, dev, ev, inj, seq)
-        else:
-            msi_block_run(
-                rp,
-                run,
-                its,
-                its_i,
-                np.array([seq], dtype=np.int64),
-                np.array([t], dtype=np.int64),
-                np.array([dev], dtype=np.uint32),
-                np.array([ev], dtype=np.uint32),
-                None if inj is None else np.array([inj], dtype=np.uint32),
-            )
+        msi_scalar(run, rp.its(run, its_i, ri), its_i, t, dev, ev, inj, seq)
     rp.seq += 1
 
 
 def msi_block_record(rp, rec, ri):
     _, n, its_i, ts, dev, ev, inj = rec
-    if n < SCALAR_MAX and rp.preset is None:
+    if n < SCALAR_MAX:
         tl, dl, el = ts.tolist(), dev.tolist(), ev.tolist()
         il = [None] * n if inj is None else inj.tolist()
         for run in rp.runs:
@@ -53,11 +38,11 @@ def msi_block_record(rp, rec, ri):
     seq = np.arange(rp.seq, rp.seq + n, dtype=np.int64)
     t_ns = ts.astype(np.int64)
     for run in rp.runs:
-        msi_block_run(rp, run, rp.its(run, its_i, ri), its_i, seq, t_ns, dev, ev, inj)
+        msi_block_run(run, rp.its(run, its_i, ri), its_i, seq, t_ns, dev, ev, inj)
     rp.seq += n
 
 
-def msi_block_run(rp, run, its, its_i, seq, t_ns, dev, ev, inj):
+def msi_block_run(run, its, its_i, seq, t_ns, dev, ev, inj):
     n = len(seq)
     r = inject_block(run.vm, its, dev, ev)
     if r is None:
@@ -74,24 +59,21 @@ def msi_block_run(rp, run, its, its_i, seq, t_ns, dev, ev, inj):
             )
         return
     counts = _count(run, r, n)
-    rep = run.report
-    if rp.preset is None:
-        lat = FIXED_COST_NS[r.outcome]
-        for code, k in enumerate(counts[:N_OUTCOMES].tolist()):
-            if k:
-                rep.latency[FIXED_COST[code]] += k
-    else:
-        lat = None  # filled in by the sink's simulation
-    if run.sink is None:
-        return
-    cols, masks = _columns(r, n, (seq, t_ns, its_i, dev, ev, inj))
-    cols["latency_ns"] = lat
-    sim = None
-    if rp.preset is not None:
+    sink = run.sink
+    sim = lat = wait = None
+    if sink.deferred:  # the window's simulation gives the latencies
         injectors = inj if inj is not None else np.zeros(n, dtype=np.uint32)
         keys = translation_keys(dev, ev)
         sim = (injectors, r.outcome, np.maximum(r.vcpu, 0), np.full(n, its_i, np.int64), keys)
-    run.sink.block(cols, masks, n, sim)
+    else:
+        lat = run.costs_ns[r.outcome]
+        wait = np.zeros(n, dtype=np.int64)
+        run.report.add_priced(r.outcome, counts[:N_OUTCOMES], run.costs_ns, inj, lat)
+        if not sink.keep:
+            return
+    cols, masks = _columns(r, n, (seq, t_ns, its_i, dev, ev, inj))
+    cols["latency_ns"], cols["wait_ns"] = lat, wait
+    sink.block(cols, masks, n, sim)
 
 
 def _count(run, r, n):
@@ -149,6 +131,7 @@ def _columns(r, n, given):
         "victim_event_id": vev,
         "cache_entries": r.entries,
         "latency_ns": None,
+        "wait_ns": None,
         "injector": inj,
     }
     masks = {

@@ -77,7 +77,7 @@ def _run_parallel(replayers, out, jobs):
         name = os.path.basename(out)
         parts = [stack.enter_context(scratch_path(d, f"{name}.part{i}")) for i in range(k)]
         tasks = [
-            (traces, [pols[i] for i in g], rp0.kernel, rp0.preset, rp0.host_cpus, part)
+            (traces, [pols[i] for i in g], rp0.kernel, rp0.latency, None, part)
             + (names, trace_names)
             for g, part in zip(groups, parts)
         ]

@@ -26,6 +26,8 @@ class PolicyRun:
         self.index = index  # cache_policy dictionary index
         self.report = PolicyReport(self.policy)
         self.sink = None
+        self.costs_ns = None  # a contention-free latency model's ns by outcome code
+        self.costs: list = []  # the same as a list (the per-event path)
         self.last_cmd_error = None
         self.last_msi = None  # (ret, error, intid, vcpu)
         self.last_ctrl = None

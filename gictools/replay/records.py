@@ -3,7 +3,7 @@ control, acknowledgements and expectations, each applied to every policy's VM.""
 
 from gictools import regs as R
 from gictools.errors import TraceFormatError
-from gictools.latency.fixed import FIXED_COMMAND_NS
+from gictools.latency.model import COMMAND_NS
 from gictools.model.commands import decode_command
 from gictools.model.memory import GuestFault
 from gictools.replay.expect import check_expectation
@@ -52,7 +52,7 @@ def command_record(rp, rec, ri):
                 "command": cmd_index,
                 "error": err,
                 "cache_entries": len(its.cache),
-                "latency_ns": FIXED_COMMAND_NS,
+                "latency_ns": COMMAND_NS,
                 "injector": inj,
                 "icid": icid,
             }

@@ -1,6 +1,5 @@
 """Replayer: one streaming pass over one trace, each record to every policy's VM."""
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -8,7 +7,7 @@ from dataclasses import dataclass
 
 from gictools import __version__
 from gictools.errors import ConfigError, TraceFormatError
-from gictools.latency.fixed import FIXED_COMMAND_NS, FIXED_COST, FIXED_PRESET
+from gictools.files import file_sha256
 from gictools.latency.model import LatencyModel
 from gictools.model.cache import policy_class
 from gictools.model.kernel import parse_version
@@ -29,14 +28,6 @@ class TraceSource:
     name: str | None = None
     sha256: str | None = None
     index: int = 0
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _cannot_build(e, trace):
@@ -99,7 +90,10 @@ class Replayer:
             raise ConfigError(f"cache policy given twice: {names}")
         self.kernel = kernel
         self.latency = latency or LatencyModel()
-        self.preset, self.host_cpus = self.latency.preset, self.latency.host_cpus
+        costs = self.latency.costs
+        for r in self.runs:  # a contention-free model's price per outcome code
+            r.costs_ns, r.costs = costs, costs.tolist()
+            r.sink = Sink(None, r.index, source.index, self.latency, r.report)  # see _open
         self.out = out
         self.writer = writer
         self._own_writer = writer is None
@@ -124,28 +118,22 @@ class Replayer:
         self.header = self.reader.header
 
     def _static_meta(self, names):
-        preset = self.preset
-        preset_name = preset.name if preset else FIXED_PRESET
         for r in self.runs:
-            r.report.trace, r.report.preset = self.trace, preset_name
-        return {
+            r.report.trace, r.report.preset = self.trace, self.latency.name
+        meta = {
             "gictools_version": __version__,
             "cache_policy": json.dumps(names),
             "kernel": json.dumps([r.vm.kernel.name for r in self.runs]),
-            "latency_preset": json.dumps(preset_name),
-            "latency_parameters": json.dumps(
-                preset.as_dict()
-                if preset
-                else {"cost_ns_by_outcome": FIXED_COST, "command_ns": FIXED_COMMAND_NS}
-            ),
-            "vm": json.dumps(self.header["vm"]),
         }
+        meta.update({k: json.dumps(v) for k, v in self.latency.metadata().items()})
+        meta["vm"] = json.dumps(self.header["vm"])
+        return meta
 
     @property
     def sha256(self) -> str:
         """The trace file's SHA-256 (hex)."""
         if self._sha256 is None:
-            self._sha256 = _sha256(self.path)
+            self._sha256 = file_sha256(self.path)
         return self._sha256
 
     @property
@@ -184,9 +172,8 @@ class Replayer:
             self.writer = EventWriter(
                 self.out, self.meta, [r.policy for r in self.runs], [self.trace]
             )
-        if self.writer is not None or self.preset is not None:
-            for r in self.runs:
-                r.sink = Sink(self.writer, r.index, self.trace_index, self.latency, r.report)
+        for r in self.runs:  # every MSI's latency goes through its policy's sink
+            r.sink = Sink(self.writer, r.index, self.trace_index, self.latency, r.report)
 
     def fail(self, run, record, msg):
         rep = run.report

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gictools import regs as R
-from gictools.latency.fixed import FIXED_PRESET
-from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES
+from gictools.latency.presets import DEFAULT_PRESET
+from gictools.model.cache import BYPASS, EVICT, HIT, N_OUTCOMES, RECYCLE
 
 
 @dataclass
@@ -27,7 +27,66 @@ class PolicyReport:
     unchecked: Counter = field(default_factory=Counter)  # EXPECT kinds this version ignores
     trace: str = ""
     trace_sha256: str = ""
-    preset: str = FIXED_PRESET
+    preset: str = DEFAULT_PRESET
+    busy: Counter = field(default_factory=Counter)  # injector -> sum of its MSIs' latency_ns
+    keep: list | None = None  # if a list: (outcome, latency_ns) arrays per window appended
+    spent: dict | None = None  # where the simulated windows' time went (deferred models)
+
+    def add_latencies(self, lat, injectors, outcomes=None, spent=None) -> None:
+        """MSIs' latencies (int64, in trace order) with their injectors (and outcome codes,
+        where the time went)."""
+        if spent is not None:
+            self.spent = _merge(self.spent, spent)
+        vals, cnt = np.unique(lat, return_counts=True)
+        for v, k in zip(vals.tolist(), cnt.tolist()):
+            self.latency[v] += k
+        self._add_busy(lat, injectors)
+        if self.keep is not None:
+            self.keep.append((outcomes, lat))
+
+    def add_priced(self, outcomes, counts, costs: np.ndarray, injectors, lat) -> None:
+        """MSIs priced by outcome (a contention-free model: lat = costs[outcomes]; counts:
+        per outcome code): counted per outcome (and per injector and outcome), not by
+        sorting the latencies."""
+        n = len(costs)
+        for c, k in enumerate(counts.tolist()):
+            if k:
+                self.latency[int(costs[c])] += k
+        hi = int(injectors.max()) if injectors is not None and len(injectors) else 0
+        if injectors is None or hi == int(injectors.min()):  # one injector: the usual block
+            self.busy[hi] += int(counts @ costs)
+        elif hi < 1 << 16:  # exact integer sums per injector and outcome
+            per = np.bincount(injectors.astype(np.int64) * n + outcomes)
+            per = np.pad(per, (0, -len(per) % n)).reshape(-1, n) @ costs
+            for i in np.flatnonzero(per).tolist():
+                self.busy[i] += int(per[i])
+        else:
+            self._add_busy(lat, injectors)
+        if self.keep is not None:
+            self.keep.append((outcomes, lat))
+
+    def _add_busy(self, lat, injectors) -> None:
+        inj, inv = np.unique(injectors, return_inverse=True)
+        if len(inj) == 1:
+            self.busy[int(inj[0])] += int(lat.sum())
+            return
+        sums = np.zeros(len(inj), dtype=np.int64)  # exact: float sums drift past 2**53
+        np.add.at(sums, inv, lat)
+        for i, v in zip(inj.tolist(), sums.tolist()):
+            self.busy[i] += v
+
+    def add_one(self, lat: int, injector: int, outcome: int) -> None:
+        """One MSI's latency (the per-event path, contention-free model)."""
+        self.latency[lat] += 1
+        self.busy[injector] += lat
+        if self.keep is not None:
+            self.keep.append((np.array([outcome], np.int8), np.array([lat], np.int64)))
+
+    @property
+    def elapsed_ns(self) -> int | None:
+        """Modelled closed-loop time: each injector issues its next MSI when the last one
+        completes, so the run lasts as long as the busiest injector's sum of latencies."""
+        return max(self.busy.values()) if self.busy else None
 
     @property
     def hits(self):
@@ -69,12 +128,25 @@ class PolicyReport:
             "hits": self.hits,
             "misses": self.misses,
             "evictions": self.evictions,
+            "recycles": int(self.outcomes[RECYCLE]),
             "hit_rate": self.hit_rate,
             "msi_errors": {R.error_name(k): v for k, v in self.msi_errors.items()},
             "command_errors": {R.error_name(k): v for k, v in self.command_errors.items()},
             "latency_p50_ns": self.percentile(0.5),
             "latency_p99_ns": self.percentile(0.99),
             "latency_max_ns": max(self.latency) if self.latency else None,
+            "elapsed_ns": self.elapsed_ns,
             "failed_expectations": self.failure_count,
             "unchecked_expectations": dict(self.unchecked),
         }
+
+
+def _merge(a: dict | None, b: dict) -> dict:
+    """Sums of two Simulation.time_spent() dicts."""
+    if a is None:
+        return {"steps": dict(b["steps"]), "locks": dict(b["locks"]), "cpu_wait": b["cpu_wait"]}
+    for k in ("steps", "locks"):
+        for name, v in b[k].items():
+            a[k][name] = a[k].get(name, 0.0) + v
+    a["cpu_wait"] += b["cpu_wait"]
+    return a

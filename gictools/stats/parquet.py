@@ -82,8 +82,9 @@ def _column(name, values, mask, n, dictionary):
     return _numpy_array(values.astype(dt, copy=False), typ, mask)
 
 
-def _schema(metadata: dict) -> pa.Schema:
-    return SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()})
+def _schema(metadata: dict, columns=None) -> pa.Schema:
+    schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(n) for n in columns])
+    return schema.with_metadata({k: str(v) for k, v in metadata.items()})
 
 
 def empty_file(metadata: dict) -> bytes:
@@ -101,14 +102,19 @@ class EventWriter:
     of their own, so a filter on cache_policy or trace skips the others' row groups.
     """
 
-    def __init__(self, path, metadata: dict, policies, traces=("",), row_group=None):
+    def __init__(self, path, metadata: dict, policies, traces=("",), row_group=None, columns=None):
         self.path = os.fspath(path)
         self.out = AtomicOutput(self.path)
         self.dicts = {k: string_array(v) for k, v in DICTIONARIES.items()}
         self.dicts["cache_policy"] = string_array(policies)
         self.dicts["trace"] = string_array(traces)
         self.row_group = row_group or ROW_GROUP
-        self.schema = _schema(metadata)
+        if columns is not None and not set(columns) <= set(_TYPES):
+            raise ValueError(f"not event columns: {sorted(set(columns) - set(_TYPES))}")
+        # the columns written, in schema order (default all)
+        self.names = [n for n, _ in COLUMNS if columns is None or n in columns]
+        self.schema = _schema(metadata, self.names)
+        self.batch_schema = self.schema.remove_metadata()
         self.joiner = Joiner(self.out.file)
         self.writer = None  # the current part's, opened by the writer thread
         self.sink = None
@@ -158,10 +164,10 @@ class EventWriter:
         cols = {**cols, "cache_policy": policy, "trace": trace}
         arrays = [
             _column(name, cols.get(name), masks.get(name), n, self.dicts.get(name))
-            for name, _ in COLUMNS
+            for name in self.names
         ]
         buf = self.buffers.setdefault((trace, policy), [[], 0])
-        buf[0].append(pa.RecordBatch.from_arrays(arrays, schema=SCHEMA))
+        buf[0].append(pa.RecordBatch.from_arrays(arrays, schema=self.batch_schema))
         buf[1] += n
         self.rows += n
         if buf[1] >= self.row_group:
@@ -173,7 +179,7 @@ class EventWriter:
         for key in keys:
             batches, n = self.buffers.pop(key, ([], 0))
             if n:
-                self.queue.put(pa.Table.from_batches(batches, schema=SCHEMA))
+                self.queue.put(pa.Table.from_batches(batches, schema=self.batch_schema))
 
     def close(self):
         self.flush()

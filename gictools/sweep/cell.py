@@ -12,13 +12,12 @@ import stat
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gictools import __version__
 from gictools.outputs import AtomicOutput, atomic_path, write_atomic
+from gictools.stats.schema import NAMES
 from gictools.sweep.grid import PARTITION_KEYS, Cell
 
 EVENTS_DIR, CELLS_DIR, MANIFEST_DIR = "events", "cells", "_manifest"
@@ -38,7 +37,8 @@ CELL_SCHEMA = pa.schema(
         ("commands", pa.int64()),
         ("lookups", pa.int64()),
         ("hits", pa.int64()),
-        ("evictions", pa.int64()),
+        ("evictions", pa.int64()),  # valid entries evicted to make room
+        ("recycles", pa.int64()),  # invalidated entries reused (usage-v2: an RCU wait)
         ("hit_rate", pa.float64()),
         ("msi_errors", pa.int64()),
         ("command_errors", pa.int64()),
@@ -72,42 +72,6 @@ def _unlink(p):
         pass
 
 
-def _strip_partition_columns(path: Path):
-    """Drop file columns named like a partition key (a reader would see both): rewrite
-    row group by row group; a no-op for the current replay schema."""
-    pf = pq.ParquetFile(path)
-    clash = [n for n in pf.schema_arrow.names if n in PARTITION_KEYS]
-    if not clash:
-        return
-    keep = [n for n in pf.schema_arrow.names if n not in clash]
-    schema = pa.schema([pf.schema_arrow.field(n) for n in keep], pf.schema_arrow.metadata)
-    with AtomicOutput(path) as out, pq.ParquetWriter(out.file, schema, compression="zstd") as w:
-        for i in range(pf.num_row_groups):
-            w.write_table(pf.read_row_group(i, columns=keep))
-
-
-def closed_loop_elapsed_ns(path: Path) -> float | None:
-    """Modelled time of the replay's MSIs with a preset: the injectors run closed loop
-    (each issues its next MSI when the last completes), so the run ends when the busiest
-    injector has spent the sum of its latencies. Streams the file batch by batch."""
-    busy: dict[int, int] = {}
-    pf = pq.ParquetFile(path)
-    for b in pf.iter_batches(columns=["op", "injector", "latency_ns"], batch_size=1 << 20):
-        op = b.column(0)
-        if isinstance(op, pa.DictionaryArray):
-            op = op.dictionary_decode()
-        b = b.filter(pc.equal(op, "msi"))
-        if b.num_rows == 0:
-            continue
-        inj = pc.fill_null(b.column(1).cast(pa.int64()), -1).to_numpy()
-        lat = pc.fill_null(b.column(2), 0).to_numpy()
-        keys, inv = np.unique(inj, return_inverse=True)
-        sums = np.bincount(inv, weights=lat)
-        for k, v in zip(keys.tolist(), sums.tolist()):
-            busy[k] = busy.get(k, 0.0) + v
-    return max(busy.values()) if busy else None
-
-
 def _fsync(path: Path):
     """Make a renamed file (or a directory's entries) durable before the manifest entry
     that vouches for it."""
@@ -126,6 +90,8 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
     final = d / EVENTS_FILE
     with atomic_path(final) as tmp_name:  # replay writes it whole; published once checked
         tmp = Path(tmp_name)
+        # written once, by the replay's writer, without the columns the partition
+        # directories carry (a reader would see both)
         reports = replay(
             cell.trace_path,
             policies=[cell.cache or "default"],
@@ -133,12 +99,12 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
             out=tmp,
             preset=cell.preset_obj,
             host_cpus=cell.host_cpus,
+            columns=[n for n in NAMES if n not in PARTITION_KEYS],
         )
-        _strip_partition_columns(tmp)
-        meta = pq.read_schema(tmp).metadata or {}
-        rows = pq.ParquetFile(tmp).metadata.num_rows
-        elapsed = closed_loop_elapsed_ns(tmp) if cell.preset_obj is not None else None
+        md = pq.ParquetFile(tmp).metadata
+        meta, rows = md.metadata or {}, md.num_rows
     rep = reports[0].as_dict()
+    elapsed = rep["elapsed_ns"]
     kernels = json.loads(meta.get(b"kernel", b"[null]"))
     sha = meta.get(b"trace_sha256", b"").decode() or None
     row = {
@@ -154,6 +120,7 @@ def _replay_cell(cell: Cell, root: Path) -> tuple[dict, list, int, str | None]:
         "lookups": rep["hits"] + rep["misses"],
         "hits": rep["hits"],
         "evictions": rep["evictions"],
+        "recycles": rep["recycles"],
         "hit_rate": rep["hit_rate"],
         "msi_errors": sum(rep["msi_errors"].values()),
         "command_errors": sum(rep["command_errors"].values()),
@@ -184,6 +151,7 @@ def _predict_cell(cell: Cell) -> dict:
         "lookups": r["injections"],
         "hits": r["hits"],
         "evictions": r["evictions"],
+        "recycles": r["recycles"],
         "hit_rate": r["hit_rate"],
         "latency_p50_ns": r["latency_p50_ns"],
         "latency_p99_ns": r["latency_p99_ns"],

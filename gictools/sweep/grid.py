@@ -12,19 +12,19 @@ import itertools
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools import __version__
 from gictools.analysis.predict import check_workload
 from gictools.errors import ConfigError, GictoolsError
-from gictools.latency.presets import Preset, load_preset
+from gictools.files import file_sha256, read_toml
+from gictools.latency.presets import DEFAULT_PRESET, Preset, load_preset
 from gictools.model.cache import policy_class
 from gictools.model.kernel import profile
 
 PARTITION_KEYS = ("policy", "kernel", "preset", "trace")
-NO_PRESET = "none"  # the replay's fixed placeholder cost (metadata: fixed-v0)
+NO_PRESET = DEFAULT_PRESET  # the default axis: no contention, fixed cost per outcome
 DEFAULT = "default"  # policy / kernel: what the trace's header (or the model) picks
 PREDICT_KERNEL = "preset"  # predict cells: the kernel the preset describes
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
@@ -50,14 +50,6 @@ def _check_size(where, *axes):
         n *= len(a)
     if n > MAX_CELLS:
         raise ConfigError(f"{where}: the grid has {n:,} cells (at most {MAX_CELLS:,})")
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def preset_sha256(preset: Preset | None) -> str | None:
@@ -109,12 +101,10 @@ class Cell:
 
 
 def _presets(names, files=()):
-    """[(partition value, Preset | None)]; 'none' is the fixed placeholder cost."""
+    """[(partition value, Preset)]."""
     out = []
     for n in names:
-        if n == NO_PRESET:
-            out.append((NO_PRESET, None))
-        elif n.endswith(".toml"):
+        if n.endswith(".toml"):
             p = load_preset(path=n)
             out.append((partition_value(p.name), p))
         else:
@@ -250,8 +240,6 @@ def predict_cells(spec: dict, where="predict", host_cpus=None):
             raise ConfigError(f"{where}.routing: {r!r} is not as-measured or fixed")
     names = _strs(f"{where}.preset", spec.get("preset", []))
     files = _strs(f"{where}.preset_file", spec.get("preset_file", []))
-    if NO_PRESET in names:
-        raise ConfigError(f"{where}.preset: a prediction needs a latency preset, not 'none'")
     pvals = _presets(names, files)
     if not pvals:
         raise ConfigError(f"[{where}]: give at least one preset")
@@ -312,14 +300,7 @@ def cells_from_toml(path, host_cpus=None) -> list[Cell]:
     and/or a [predict] table (v, d, e, i, routing, preset, preset_file, host_cpus); relative
     paths are relative to the file. docs/sweep.md has an example."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not a TOML file: {e}") from None
-    except RecursionError:  # tomllib recurses per nested array/table
-        raise ConfigError(f"{path}: nested too deeply") from None
+    data = read_toml(path)
     unknown = set(data) - {"replay", "predict"}
     if unknown or not data:
         raise ConfigError(

@@ -25,6 +25,21 @@ from gictools.sweep.report import _num, _pct, table
 
 HIVE = ds.partitioning(pa.schema([(k, pa.string()) for k in PARTITION_KEYS]), flavor="hive")
 GROUP = ("policy", "kernel", "preset")
+CELL_COLUMNS = (  # what summarize reads of a cell row
+    "kind",
+    "msis",
+    "lookups",
+    "hits",
+    "hit_rate",
+    "evictions",
+    "elapsed_ns",
+    "latency_p50_ns",
+    "latency_p99_ns",
+    "latency_max_ns",
+    "lpis_per_sec",
+    "failed_expectations",
+    "msi_errors",
+)
 
 
 def open_dataset(root, which=EVENTS_DIR, files=None) -> ds.Dataset:
@@ -137,7 +152,9 @@ def _summarize(root) -> dict:
     root = Path(root)
     if not (root / CELLS_DIR).is_dir():  # no dataset opened yet: a damaged file would fail it
         raise ConfigError(f"{root}: not a sweep dataset (no {CELLS_DIR}/ directory)")
-    cell_files, bad = checked_files(root, CELLS_DIR, CELL_SCHEMA, one_row=True)
+    # the columns read here (a dataset of an older gictools, without later columns, reads)
+    cells_schema = pa.schema([CELL_SCHEMA.field(n) for n in CELL_COLUMNS])
+    cell_files, bad = checked_files(root, CELLS_DIR, cells_schema, one_row=True)
     # the sweep strips the columns named like a partition key (cell._strip_partition_columns)
     events_schema = pa.schema([f for f in SCHEMA if f.name not in PARTITION_KEYS])
     event_files, bad_events = checked_files(root, EVENTS_DIR, events_schema)
@@ -146,7 +163,10 @@ def _summarize(root) -> dict:
     # percentiles would disagree)
     have_events = {_partition_of(root / EVENTS_DIR, f) for f in event_files}
     cells = []
-    rows = open_dataset(root, CELLS_DIR, cell_files).to_table().to_pylist() if cell_files else []
+    rows = []
+    if cell_files:
+        cells_ds = open_dataset(root, CELLS_DIR, cell_files)
+        rows = cells_ds.to_table(columns=[*CELL_COLUMNS, *PARTITION_KEYS]).to_pylist()
     for c in rows:
         part = "/".join(f"{k}={c[k]}" for k in PARTITION_KEYS)
         if c["kind"] == "replay" and part not in have_events:
@@ -161,6 +181,12 @@ def _summarize(root) -> dict:
     bad += [(str(f), "its cell file is missing or damaged") for f in orphans]
     event_files = [f for f in event_files if f not in orphans]
     skipped = [{"file": f, "reason": why} for f, why in sorted(bad)]
+    if not cells and skipped:
+        first = skipped[0]
+        raise ConfigError(
+            f"{root}: unreadable sweep dataset: no readable cell ({len(skipped)} damaged "
+            f"file(s), the first {first['file']}: {first['reason']})"
+        )
     if not cells:
         raise ConfigError(f"{root}: the dataset has no finished cells")
     events = None
@@ -191,6 +217,7 @@ def _summarize(root) -> dict:
                 "evictions": sum(c["evictions"] for c in g),
                 "latency_p50_ns": p50,
                 "latency_p99_ns": p99,
+                "latency_max_ns": max((c["latency_max_ns"] or 0 for c in g), default=None),
                 "lpis_per_sec": msis / sum(elapsed) * 1e9 if have_time else None,
                 "failed_expectations": sum(c["failed_expectations"] or 0 for c in g),
                 "msi_errors": sum(c["msi_errors"] or 0 for c in g),

@@ -101,7 +101,8 @@ def dataset(tmp_path_factory):
 
 def _part(root, which, trace):
     name = EVENTS_FILE if which == EVENTS_DIR else CELL_FILE
-    return root / which / f"policy=none/kernel=default/preset=none/trace={trace}" / name
+    (d,) = (root / which).glob(f"policy=none/kernel=default/preset=*/trace={trace}")
+    return d / name
 
 
 def _damage_cell_by_events(root):

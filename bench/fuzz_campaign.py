@@ -25,7 +25,14 @@ recomputed so that the restore validator is reached), qemu (mutated lines of the
 fixtures/qemu captures and their dumps), signal (SIGINT/SIGTERM/SIGHUP/SIGKILL a writer at
 a random time), diskfull (a 2 MiB tmpfs per case; skipped unless mount is permitted),
 concurrent (several writers to one output), outputs (device nodes, FIFOs, the same file
-as an input). Case i is rebuilt from (seed, i) alone, so `--case i` reproduces it.
+as an input); issue 23: workers (a worker of replay --jobs / sweep / predict killed by
+SIGKILL, SIGTERM, SIGXCPU or MemoryError through its lowered rlimits), parentsig
+(SIGTERM/SIGINT/SIGHUP/SIGKILL to their parent: workers gone, no temps, no
+resource_tracker warning), stdin (`replay -`/`save -` on endless text or zeros, garbage
+after a valid trace, a cut trace, a signal during the copy: bounded read, no spool left),
+sweep (a trace at a cell's output path, hand-broken manifests, damaged files for
+summarize, Arrow's default allocator under the limit, a full disk). Case i is rebuilt
+from (seed, i) alone, so `--case i` reproduces it.
 """
 
 from __future__ import annotations
@@ -67,6 +74,11 @@ CATEGORIES = {  # name: weight
     "diskfull": 4,
     "concurrent": 4,
     "outputs": 3,
+    # issue 23: supervised processes, stdin spools, sweeps and datasets
+    "workers": 6,
+    "parentsig": 6,
+    "stdin": 8,
+    "sweep": 8,
 }
 HOSTILE_INTS = (
     -1,
@@ -336,9 +348,16 @@ class Seeds:
         self.refs = {k: d / f"ref-{k}" for k in self.writers}
         stage2 = [["save", t, "-o", i] for t, i in zip(self.traces, self.images)]
         stage2 += [[*args, "-o", self.refs[k]] for k, (args, _) in self.writers.items()]
+        # a finished sweep dataset (2 traces x 2 policies), copied by the sweep cases
+        self.dataset = d / "dataset"
+        self.sweep_traces = [self.traces[0], self.traces[2]]
+        stage2.append(
+            ["sweep", "-t", self.sweep_traces[0], "-t", self.sweep_traces[1], "-c", "none"]
+            + ["-c", "lru-v6.8", "-o", self.dataset, "-q", "-j", "1"]
+        )
         with ThreadPoolExecutor(jobs) as ex:
             for r in ex.map(lambda a: cli(a, d, 300), stage2):
-                assert r.rc == 0, (r.args, r.err)
+                assert r.rc in ((0, 1) if r.args[0] == "sweep" else (0,)), (r.args, r.err)
 
     @staticmethod
     def qemu_args(name, parts=("cmdq", "lpiprop", "cmdline")):
@@ -1109,6 +1128,488 @@ def case_outputs(rng, seeds, d, timeout):
     return cls, why, f"{which}: {key}", [full]
 
 
+# --- processes, streams and sweeps (issue 23) ------------------------------------------------
+
+
+def _proc_children(pid) -> list[int]:
+    out = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                with open(f"/proc/{e}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                out.append(int(e))
+    return out
+
+
+def _proc_tree(pid) -> list[int]:
+    todo, seen = [pid], []
+    while todo:
+        for c in _proc_children(todo.pop()):
+            seen.append(c)
+            todo.append(c)
+    return seen
+
+
+def _proc_alive(pid) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _wait_gone(pids, secs) -> list[int]:
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline and any(_proc_alive(p) for p in pids):
+        time.sleep(0.02)
+    return [p for p in pids if _proc_alive(p)]
+
+
+def temps_below(d) -> list[str]:
+    """gictools temporary files anywhere under d (a sweep dataset is a tree)."""
+    out = []
+    for dirpath, _, files in os.walk(d):
+        out += [os.path.join(dirpath, n) for n in files if ".gictools-" in n]
+    return sorted(out)
+
+
+def popen_pipes(args, cwd, env=None, stdin=subprocess.DEVNULL):
+    cmd = [sys.executable, "-m", "gictools", *map(str, args)]
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=stdin,
+        preexec_fn=_limit,
+        env=env or ENV,
+    )
+
+
+# a parallel run of each verb that lasts a few seconds (its workers are the targets)
+def _parallel_run(rng, seeds, d, verb):
+    if verb == "replay":
+        pols = rng.sample(["none", "lru-v6.8", "usage-v2", "per-its-v6.10"], rng.choice([2, 3, 4]))
+        args = ["replay", "-q", seeds.big, "-o", d / "out.parquet", "-j", str(min(3, len(pols)))]
+        for c in pols:
+            args += ["-c", c]
+        return args, 1  # workers: children of the CLI
+    if verb == "sweep":
+        args = ["sweep", "-t", seeds.big, "-t", seeds.traces[0], "-c", "none", "-c", "lru-v6.8"]
+        return [*args, "-o", d / "ds", "-q", "-j", "2"], 2  # the fork server's children
+    v = rng.choice([32, 64])  # d*e*i >= 100k: the seeds run in processes
+    args = ["predict", "lpi-stress", "-v", v, "-d", v, "-e", 16, "-i", 9600 // v]
+    args += ["--preset", "v6.8-rc1"]
+    return [*args, "--routing", "fixed", "--seeds", "3", "-j", "2"], 1
+
+
+def _workers_of(pid, depth) -> list[int]:
+    level = [pid]
+    for _ in range(depth):
+        level = [c for p in level for c in _proc_children(p)]
+    return level
+
+
+def _start_parallel(args, d, depth, timeout):
+    p = popen_pipes(args, d)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and p.poll() is None:
+        ws = _workers_of(p.pid, depth)
+        if ws:
+            return p, ws
+        time.sleep(0.02)
+    return p, []
+
+
+def _sweep_checks(d, err: str, problems):
+    ds = d / "ds"
+    for line in err.splitlines():
+        if line.startswith("FAILED policy="):
+            part = line.split()[1].rstrip(":")
+            cell = hashlib.sha256(part.encode()).hexdigest()[:20]
+            if not (ds / "_manifest" / f"{cell}.failed.json").exists():
+                problems.append(f"a failed cell without its .failed.json: {part}")
+    if "resource_tracker" in err or "leaked" in err:
+        problems.append(f"resource_tracker warning: {_last_line(err)}")
+
+
+def case_workers(rng, seeds, d, timeout):
+    """One worker of replay --jobs / sweep / predict dies: SIGKILL, SIGTERM, SIGXCPU (its
+    RLIMIT_CPU lowered to what it has used) or MemoryError (its RLIMIT_AS lowered to what it
+    has mapped). One line naming the work item (sweep: only its cell fails, with its
+    .failed.json), the other workers stopped, no temporary file."""
+    verb = rng.choice(["replay", "replay", "sweep", "predict"])
+    how = rng.choice(["SIGKILL", "SIGTERM", "SIGXCPU", "MemoryError"])
+    args, depth = _parallel_run(rng, seeds, d, verb)
+    delay = rng.uniform(0.0, 1.0)
+    desc = f"{verb}: a worker gets {how} {delay:.2f} s after it starts"
+    p, ws = _start_parallel(args, d, depth, timeout)
+    if not ws:
+        out, err = p.communicate(timeout=timeout)
+        return "accepted", "", desc + " (ended before a worker was seen)", [args]
+    time.sleep(delay)
+    tree = _proc_tree(p.pid)
+    victim = ws[0]
+    try:
+        if how in ("SIGKILL", "SIGTERM"):
+            os.kill(victim, getattr(signal, how))
+        elif how == "SIGXCPU":
+            with open(f"/proc/{victim}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            used = (int(fields[11]) + int(fields[12])) // os.sysconf("SC_CLK_TCK")
+            resource.prlimit(victim, resource.RLIMIT_CPU, (used + 1, used + 2))
+        else:
+            with open(f"/proc/{victim}/status") as f:
+                vm = dict(ln.split(":", 1) for ln in f if ":" in ln)
+            size = int(vm["VmSize"].split()[0]) * 1024
+            resource.prlimit(victim, resource.RLIMIT_AS, (size + (8 << 20), AS_LIMIT))
+    except (ProcessLookupError, FileNotFoundError, OSError):
+        pass  # it ended first
+    try:
+        out, errb = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for q in [p.pid, *tree]:
+            with contextlib.suppress(OSError):
+                os.kill(q, signal.SIGKILL)
+        p.communicate()
+        return "hang", "the run did not end after a worker died", desc, [args]
+    err = errb.decode("utf-8", "replace")
+    problems = []
+    left = _wait_gone(tree, 2.0)
+    if left:
+        problems.append(f"{len(left)} process(es) outlived the run")
+    if temps_below(d):
+        problems.append(f"temporary files left: {temps_below(d)[:3]}")
+    if "Traceback" in err:
+        return "crash", _last_line(err), desc, [args]
+    if verb == "sweep":
+        _sweep_checks(d, err, problems)
+        cls = "accepted" if p.returncode in (0, 1) else "refused" if p.returncode == 2 else "crash"
+        why = _last_line(err) if cls != "accepted" else ""
+        if cls == "crash":
+            why = f"exit {p.returncode}: {_last_line(err)}"
+    else:
+        cls, why = classify(Run(args, p.returncode, out, errb, False, 0))
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        if (
+            cls == "memory"
+            and how == "MemoryError"
+            and p.returncode == 2
+            and len(lines) == 1
+            and ": worker ran out of memory" in lines[0]
+        ):
+            cls, why = "refused", lines[0]  # the limit we set, reported as it should be
+        if cls == "refused" and "worker" in why and ": worker " not in why:
+            problems.append(f"a dead worker not named with its work item: {why}")
+        if verb == "replay" and cls == "refused" and (d / "out.parquet").exists():
+            problems.append("an output after a failed run")
+    if problems:
+        return "broken", "; ".join(problems), desc, [args]
+    return cls, why, desc, [args]
+
+
+def case_parentsig(rng, seeds, d, timeout):
+    """SIGTERM/SIGINT/SIGHUP to the parent of replay --jobs / sweep / predict: every worker
+    gone within a second (2 s allowed on a loaded machine) and no temporary file; SIGKILL:
+    the workers notice and exit, and the next run clears what is left."""
+    verb = rng.choice(["replay", "sweep", "predict"])
+    sig = rng.choice([signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL])
+    args, depth = _parallel_run(rng, seeds, d, verb)
+    delay = rng.uniform(0.0, 2.0)
+    desc = f"{verb}: {sig.name} to the parent {delay:.2f} s after its workers start"
+    p, ws = _start_parallel(args, d, depth, timeout)
+    if not ws:
+        p.communicate(timeout=timeout)
+        return "accepted", "", desc + " (ended before a worker was seen)", [args]
+    time.sleep(delay)
+    tree = _proc_tree(p.pid)
+    workers = _workers_of(p.pid, depth)
+    if p.poll() is None:
+        p.send_signal(sig)
+    t0 = time.monotonic()
+    left = _wait_gone(workers, 2.0 if sig != signal.SIGKILL else 4.0)
+    took = time.monotonic() - t0
+    try:
+        _, errb = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        return "hang", "the parent did not end after the signal", desc, [args]
+    err = errb.decode("utf-8", "replace")
+    problems = []
+    helpers = _wait_gone([q for q in tree if q not in workers], 3.0)  # after the parent
+    if left or helpers:
+        for q in left + helpers:
+            with contextlib.suppress(OSError):
+                os.kill(q, signal.SIGKILL)
+    if left:
+        problems.append(f"{len(left)} worker(s) alive {took:.1f} s after {sig.name}")
+    if helpers:
+        problems.append(f"{len(helpers)} helper process(es) outlived the parent by 3 s")
+    if "Traceback" in err:
+        return "crash", _last_line(err), desc, [args]
+    if "resource_tracker" in err or "leaked" in err:
+        problems.append(f"resource_tracker warning: {_last_line(err)}")
+    cmds = [args]
+    if sig == signal.SIGKILL:  # the parent's own temps stay: the next run must clear them
+        follow = args
+        cmds.append(follow)
+        fr = cli(follow, d, timeout)
+        if fr.rc not in (0, 1):
+            problems.append(f"the following run failed: {_last_line(fr.err.decode())}")
+    if temps_below(d):
+        problems.append(f"temporary files left: {temps_below(d)[:3]}")
+    if problems:
+        return "broken", "; ".join(problems), desc, cmds
+    return "accepted", "", desc, cmds
+
+
+def case_stdin(rng, seeds, d, timeout):
+    """`replay -` / `save -` on hostile streams: endless text, endless zeros, a valid trace
+    then endless garbage, a cut trace, a valid one, or a signal while it is copied. The
+    stream is refused within a bounded read, the spool never stays in $TMPDIR."""
+    kind = rng.choice(["yes", "zeros", "valid+garbage", "cut", "valid", "signal"])
+    verb = rng.choice([["replay", "-q", "-"], ["save", "-", "-o", d / "out.img"]])
+    src = rng.choice(seeds.traces)
+    data = src.read_bytes()
+    tmp = d / "tmp"
+    tmp.mkdir()
+    env = dict(ENV, TMPDIR=str(tmp))
+    desc = f"{verb[0]} - <- {kind} ({src.name})"
+    p = popen_pipes(verb, d, env=env, stdin=subprocess.PIPE)
+    sent = [0]
+    stop = threading.Event()
+
+    def feed():
+        try:
+            if kind == "yes":
+                chunk = b"y\n" * (1 << 15)
+                while not stop.is_set():
+                    p.stdin.write(chunk)
+                    sent[0] += len(chunk)
+            elif kind == "zeros":
+                chunk = bytes(1 << 16)
+                while not stop.is_set():
+                    p.stdin.write(chunk)
+                    sent[0] += len(chunk)
+            elif kind == "valid+garbage":
+                p.stdin.write(data)
+                junk = rng.randbytes(1 << 16)
+                while not stop.is_set():
+                    p.stdin.write(junk)
+                    sent[0] += len(junk)
+            elif kind == "cut":
+                p.stdin.write(data[: rng.randrange(1, len(data))])
+            elif kind == "signal":
+                p.stdin.write(data[: len(data) // 2])
+                p.stdin.flush()
+                stop.wait(timeout)
+            else:
+                p.stdin.write(data)
+            p.stdin.close()
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    sig = None
+    if kind == "signal":
+        sig = rng.choice([signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and p.poll() is None and not os.listdir(tmp):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 0.3))
+        if p.poll() is None:
+            p.send_signal(sig)
+        desc += f", {sig.name} during the copy"
+    # the feeder owns stdin: wait, then read the (small) outputs
+    reads = {}
+    readers = [
+        threading.Thread(target=lambda k=k, f=f: reads.__setitem__(k, f.read()), daemon=True)
+        for k, f in (("out", p.stdout), ("err", p.stderr))
+    ]
+    for r_ in readers:
+        r_.start()
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        stop.set()
+        return "hang", f"still reading stdin after {sent[0]:,} bytes", desc, [verb]
+    stop.set()
+    t.join(5)
+    for r_ in readers:
+        r_.join(5)
+    out, errb = reads.get("out", b""), reads.get("err", b"")
+    err = errb.decode("utf-8", "replace")
+    problems = []
+    if os.listdir(tmp):
+        problems.append(f"left in $TMPDIR: {os.listdir(tmp)}")
+    if sent[0] > 64 << 20:
+        problems.append(f"read {sent[0]:,} bytes of a stream that is not a trace")
+    if sig is not None:
+        if "Traceback" in err:
+            return "crash", _last_line(err), desc, [verb]
+        cls, why = "accepted", ""
+    else:
+        cls, why = classify(Run(verb, p.returncode, out, errb, False, 0))
+        if kind == "valid" and cls != "accepted":
+            problems.append(f"a valid trace on stdin was not accepted: {why}")
+        if kind in ("yes", "zeros", "valid+garbage", "cut") and cls == "accepted":
+            problems.append(f"{kind} on stdin was accepted")
+    if problems:
+        return "broken", "; ".join(problems), desc, [verb]
+    return cls, why, desc, [verb]
+
+
+def _sweep_base(seeds, d):
+    shutil.copytree(seeds.dataset, d / "ds", symlinks=True)
+    return d / "ds"
+
+
+def case_sweep(rng, seeds, d, timeout):
+    """Sweeps and datasets: a trace lying at a cell's output path, hand-broken manifest
+    entries, damaged cell/event files for summarize (warned per file, exit 1 unless
+    --skip-bad), a sweep with Arrow's default allocator under the 1.5 GiB limit, a sweep
+    into a full disk."""
+    kind = rng.choice(
+        ["input-at-output", "manifest", "summarize", "summarize", "default-pool", "diskfull"]
+    )
+    t0, t1 = seeds.sweep_traces
+    trace_args = ["-t", t0, "-t", t1, "-c", "none", "-c", "lru-v6.8"]
+    if kind == "input-at-output":
+        ds = _sweep_base(seeds, d)
+        which = rng.choice(["events", "cells"])
+        name = "part-0.parquet" if which == "events" else "cell.parquet"
+        pol = rng.choice(["none", "lru-v6.8"])
+        # a trace named like the cell's file, lying where its own cell writes
+        preset = next((ds / which).glob(f"policy={pol}/kernel=default/preset=*")).name
+        dst = ds / which / f"policy={pol}/kernel=default/{preset}/trace={Path(name).stem}"
+        dst.mkdir(parents=True, exist_ok=True)
+        dst = dst / name
+        shutil.copy(rng.choice(seeds.sweep_traces), dst)
+        before = dst.read_bytes()
+        args = ["sweep", "-t", dst, "-c", pol, "-o", ds, "-q"]
+        r = cli(args, d, timeout)
+        cls, why = classify(r)
+        desc = f"sweep with a trace at its own cell's {which}/.../{name}"
+        if dst.read_bytes() != before:
+            return "broken", "the input was overwritten", desc, [args]
+        if cls != "refused":
+            return "broken", f"not refused: {cls} {why}", desc, [args]
+        return cls, why, desc, [args]
+    if kind == "manifest":
+        ds = _sweep_base(seeds, d)
+        m = rng.choice(sorted((ds / "_manifest").glob("*.json")))
+        how = rng.choice(["nested", "sparse", "fifo", "garbage", "array", "empty", "huge-string"])
+        m.unlink()
+        if how == "nested":
+            m.write_text(rng.choice("[{") * rng.choice([1000, 200_000]))
+        elif how == "sparse":
+            with open(m, "wb") as f:
+                f.truncate(rng.choice([2 << 20, 3 << 30]))
+        elif how == "fifo":
+            os.mkfifo(m)
+        elif how == "garbage":
+            m.write_bytes(rng.randbytes(rng.randrange(1, 5000)))
+        elif how == "array":
+            m.write_text("[1, 2, 3]")
+        elif how == "huge-string":
+            m.write_text('"' + "x" * (2 << 20) + '"')
+        else:
+            m.write_bytes(b"")
+        args = ["sweep", *trace_args, "-o", ds, "-q"]
+        r = cli(args, d, timeout)
+        cls, why = classify(r)
+        err = r.err.decode("utf-8", "replace")
+        desc = f"sweep over a manifest entry that is {how}"
+        if "Traceback" in err:
+            return "crash", _last_line(err), desc, [args]
+        if r.rc not in (0, 1):  # 1: a trace's expectation failed
+            return "broken", f"exit {r.rc}: {_last_line(err)}", desc, [args]
+        if f"warning: {m}" not in err:
+            return "broken", f"no warning naming {m.name}: {err[:200]!r}", desc, [args]
+        return "accepted", "", desc, [args]
+    if kind == "summarize":
+        ds = _sweep_base(seeds, d)
+        which = rng.choice(["cell", "part"])
+        files = sorted(ds.rglob("cell.parquet" if which == "cell" else "part-0.parquet"))
+        f = rng.choice(files)
+        how = rng.choice(["other-file", "wrong-schema", "directory", "garbage", "cut", "empty"])
+        if how == "other-file":
+            other = sorted(ds.rglob("part-0.parquet" if which == "cell" else "cell.parquet"))[0]
+            shutil.copy(other, f)
+        elif how == "wrong-schema":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({"x": [1]}), f)
+        elif how == "directory":
+            f.unlink()
+            f.mkdir()
+        elif how == "garbage":
+            f.write_bytes(rng.randbytes(rng.randrange(1, 4096)))
+        elif how == "cut":
+            data = f.read_bytes()
+            f.write_bytes(data[: rng.randrange(1, len(data))])
+        else:
+            f.write_bytes(b"")
+        desc = f"summarize with a {which} file that is {how}"
+        args = ["summarize", ds]
+        r = cli(args, d, timeout)
+        err = r.err.decode("utf-8", "replace")
+        if "Traceback" in err:
+            return "crash", _last_line(err), desc, [args]
+        if r.rc != 1 or f"warning: {f}:" not in err:
+            return "broken", f"exit {r.rc}, stderr {err[:200]!r}", desc, [args]
+        args2 = ["summarize", ds, "--skip-bad", "--json"]
+        r2 = cli(args2, d, timeout)
+        if r2.rc != 0:
+            return "broken", f"--skip-bad: exit {r2.rc}", desc, [args, args2]
+        return "accepted", "", desc, [args, args2]
+    if kind == "default-pool":
+        env = dict(ENV)
+        env.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+        cmd = [sys.executable, "-m", "gictools", "sweep", *trace_args, "-o", d / "ds", "-q"]
+        r0 = subprocess.run(
+            [str(x) for x in cmd], cwd=d, capture_output=True, timeout=timeout,
+            preexec_fn=_limit, env=env,
+        )  # fmt: skip
+        r = Run(cmd, r0.returncode, r0.stdout, r0.stderr, False, 0)
+        desc = "sweep with Arrow's default allocator under RLIMIT_AS 1.5 GiB"
+        if r.rc not in (0, 1):
+            cls, why = classify(r)
+            if cls in ("accepted", "refused", "crash"):
+                return "memory", f"exit {r.rc}: {_last_line(r.err.decode())}", desc, [cmd]
+            return cls, why, desc, [cmd]
+        return "accepted", "", desc, [cmd]
+    # diskfull
+    with tmpfs(d / "full", rng.choice(["256k", "1m", "2m"])) as fs:
+        if fs is None:
+            return "skipped", "mount not permitted", "sweep diskfull", []
+        args = ["sweep", "-t", seeds.big, *trace_args, "-o", fs / "ds", "-q"]
+        r = cli(args, d, timeout)
+        err = r.err.decode("utf-8", "replace")
+        desc = "sweep into a full tmpfs"
+        if "Traceback" in err:
+            return "crash", _last_line(err), desc, [args]
+        problems = []
+        if ".gictools-" in err or ".tmp" in err:
+            problems.append(f"an error names a temporary file: {_last_line(err)}")
+        if temps_below(fs):
+            problems.append(f"temporary files left: {temps_below(fs)[:3]}")
+        if r.rc not in (0, 2):
+            problems.append(f"exit {r.rc}")
+        if problems:
+            return "broken", "; ".join(problems), desc, [args]
+        return ("refused" if r.rc == 2 else "accepted"), _last_line(err), desc, [args]
+
+
 CASES = {
     "trace": case_trace,
     "image": case_image,
@@ -1117,6 +1618,10 @@ CASES = {
     "diskfull": case_diskfull,
     "concurrent": case_concurrent,
     "outputs": case_outputs,
+    "workers": case_workers,
+    "parentsig": case_parentsig,
+    "stdin": case_stdin,
+    "sweep": case_sweep,
 }
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import io
 import os
@@ -243,7 +244,18 @@ class AtomicOutput:
                 self.kind = "file"
         if self.kind == "file":
             fd = self._create_temp()
-        self.file = io.BufferedWriter(_Raw(fd, self.path), buffering)
+        raw = None
+        try:  # nothing may leak when set-up fails here (MemoryError for the buffer)
+            raw = _Raw(fd, self.path)
+            self.file = io.BufferedWriter(raw, buffering)
+        except BaseException:
+            if raw is None:
+                os.close(fd)
+            else:
+                raw.close()
+            if self.tmp is not None:
+                self._drop_temp()
+            raise
 
     def _create_temp(self) -> int:
         self.target = os.path.realpath(self.path)
@@ -376,6 +388,31 @@ def write_atomic(
     return n
 
 
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def user_error(e: OSError, temps: dict[str, str]) -> OSError:
+    """e as the user should read it: a temporary or scratch path in it (a key of temps) is
+    replaced by the output it stands for; a full-disk error that names no file at all
+    (pyarrow's "Error writing bytes to file") names the output. Any other error (about an
+    input, say) is returned unchanged."""
+    text = e.strerror if e.strerror is not None else str(e)
+    filename = e.filename if isinstance(e.filename, str) else None
+    hit = None
+    for tmp, user in temps.items():
+        if (filename and tmp in filename) or tmp in text:
+            hit = user
+            text = text.replace(tmp, user)
+            filename = filename.replace(tmp, user) if filename else None
+    if hit is None:
+        if filename is not None or e.errno not in _WRITE_ERRNOS or not temps:
+            return e
+        hit = next(iter(temps.values()))
+    if not text.startswith("cannot "):
+        text = f"cannot write: {text}"
+    return OSError(e.errno, text, filename or hit)
+
+
 @contextlib.contextmanager
 def atomic_path(path: StrPath, *, inputs: Iterable[StrPath | None] = ()) -> Iterator[str]:
     """For writers that need a file name (pyarrow paths, splicing parts...): yields a path to
@@ -385,14 +422,18 @@ def atomic_path(path: StrPath, *, inputs: Iterable[StrPath | None] = ()) -> Iter
     cleaned up as AtomicOutput's); for a stream output it is a scratch file whose bytes are
     copied into the stream on exit."""
     out = AtomicOutput(path, inputs=inputs)
+    scratch = None
     try:
         if out.tmp is not None:
             yield out.tmp
         else:
-            with scratch_path(tempfile.gettempdir(), os.path.basename(out.path)) as p:
-                yield p
-                with open(p, "rb") as f:
+            with scratch_path(tempfile.gettempdir(), os.path.basename(out.path)) as scratch:
+                yield scratch
+                with open(scratch, "rb") as f:
                     shutil.copyfileobj(f, out.file, 1 << 20)
+    except OSError as e:  # a full disk names the output, not the file standing in for it
+        out.abort()
+        raise user_error(e, {t: out.path for t in (out.tmp, scratch) if t}) from None
     except BaseException:
         out.abort()
         raise

@@ -21,9 +21,7 @@ the same rate (else they would finish at different times and the rest speed
 up); otherwise it goes on to the end. Each run says which (`method`).
 """
 
-import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -33,6 +31,7 @@ from gictools.latency.resources import LOCKSTEP, Interleaving
 from gictools.latency.simulation import Injections, RunOptions, Simulation, shares
 from gictools.model.cache import EVICT, HIT, RECYCLE, policy_class
 from gictools.model.cache.keys import translation_keys
+from gictools.supervise import cpu_count, run_all
 
 DEFAULT_SEEDS = 5
 CHUNK_EVENTS = 100_000  # simulated injections between two steadiness checks
@@ -268,10 +267,10 @@ def predict_lpi_stress(
     }
     total = devices * events * iterations
     work = [(cfg, preset, m, kw) for m in mixes]
-    jobs = min(len(work), jobs or os.cpu_count() or 1)
-    if jobs > 1 and total >= PARALLEL_MIN_EVENTS:
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
-            runs = list(ex.map(_run_star, work))
+    jobs = min(len(work), jobs or cpu_count())
+    if jobs > 1 and total >= PARALLEL_MIN_EVENTS:  # supervised processes (gictools.supervise)
+        names = [f"predict seed {'lockstep' if m.seed is None else m.seed}" for m in mixes]
+        runs = run_all(_run_star, [(w,) for w in work], names=names, jobs=jobs)
     else:
         runs = [_run_star(w) for w in work]
     return _aggregate(cfg, preset, routing, host_cpus, runs, lockstep)

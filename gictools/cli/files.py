@@ -61,26 +61,20 @@ def spooled_inputs(paths: list[Path]) -> Iterator[tuple[list[Path], list[str]]]:
 
     For verbs that need a trace twice (a replay's SHA-256 goes into the Parquet schema
     metadata, which is fixed when the writer opens; parallel policies reopen the trace):
-    stdin is copied once to $TMPDIR in 1 MiB pieces (memory stays flat), removed on exit."""
-    import shutil
-    import tempfile
+    stdin is checked, then copied (bounded) to $TMPDIR, removed on exit: gictools.streams."""
+    from gictools.errors import GictoolsError
+    from gictools.streams import spooled_stdin
 
-    tmp = None
-    try:
+    with contextlib.ExitStack() as stack:
         out = []
         for p in paths:
             if os.fspath(p) == STDIO:
-                src = input_source(p)
-                fd, tmp = tempfile.mkstemp(prefix="gictools-stdin-", suffix=".trace")
-                with os.fdopen(fd, "wb") as f:
-                    shutil.copyfileobj(src, f, 1 << 20)
-                p = Path(tmp)
+                try:
+                    p = Path(stack.enter_context(spooled_stdin(input_source(p))))
+                except GictoolsError as e:  # not a trace, too long, $TMPDIR full
+                    fail(e)
             out.append(p)
         yield out, [input_name(p) if os.fspath(p) == STDIO else os.fspath(p) for p in paths]
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 @contextlib.contextmanager

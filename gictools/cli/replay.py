@@ -123,11 +123,9 @@ def default_jobs(policies: int, with_out: bool) -> int:
     the parallel path has nothing to splice)."""
     if policies < 2 or not with_out:
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(policies, cpus))
+    from gictools.supervise import cpu_count  # the one CPU-count rule
+
+    return max(1, min(policies, cpu_count()))
 
 
 def _replay(req: Request, show: Show, traces: list[Path], names: list[str], out: Output):

@@ -68,8 +68,13 @@ def summarize(
     dataset: Annotated[Path, typer.Argument(help="a sweep's dataset directory")],
     plot: PlotOpt = None,
     json_out: JsonOpt = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="exit 0 when damaged files were skipped")
+    ] = False,
 ):
-    """Per policy x kernel x preset: MSIs, hit rate, evictions, p50/p99 latency, LPIs/s."""
+    """Per policy x kernel x preset: MSIs, hit rate, evictions, p50/p99 latency, LPIs/s.
+    A damaged file in the dataset is skipped with a warning, and the exit is 1 unless
+    --skip-bad."""
     from gictools.sweep.summarize import format_summary
     from gictools.sweep.summarize import plot as _plot
     from gictools.sweep.summarize import summarize as _summarize
@@ -85,4 +90,8 @@ def summarize(
     for line in skipped if plot else ():
         kit.echo(f"note: {line}", err=True)
     doc = kit.json_doc("summarize", **kit.integer_latencies(s))
+    for bad in s["skipped"]:
+        kit.echo(f"warning: {bad['file']}: {bad['reason']}; skipped", err=True)
     kit.print_result(json_out, doc, lambda: format_summary(s), files)
+    if s["skipped"] and not skip_bad:
+        raise typer.Exit(kit.EXIT_CHECK_FAILED)

@@ -1,7 +1,9 @@
 """replay --jobs: the policies of one replay in parallel processes, joined into one file.
 
-A hand-rolled fork pool (one fresh process per group of policies, each writing a part
-file), kept in a module of its own: process supervision is being reworked (issue 23).
+One fresh process per group of policies, each writing a part file, run by
+gictools.supervise (forked: the workers inherit the compiled kernels): a worker that dies
+is one line naming its policies and the cause, the others are stopped and every temporary
+file removed; SIGTERM/SIGINT/SIGHUP stop them all within a second.
 """
 
 import os
@@ -16,65 +18,6 @@ def _replay_part(traces, policies, kernel, preset, host_cpus, part, names, trace
     shas = [_UNHASHED] * len(traces)
     rps = open_replayers(traces, policies, kernel, preset, host_cpus, trace_names, shas)
     return run_replayers(rps, part, policy_names=names)
-
-
-def _part_worker(conn, task):
-    try:
-        result = ("ok", _replay_part(*task))
-    except BaseException as e:  # handed to the parent, raised there
-        result = ("error", e)
-    try:
-        conn.send(result)
-    except Exception as e:  # an exception that does not pickle
-        conn.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({e})")))
-    conn.close()
-
-
-def _in_fresh_processes(tasks, jobs, meanwhile=None):
-    """_replay_part(*task) for each task, at most jobs at a time, each in a process of its
-    own (forked from this thread alone: no pool threads, so no lock is inherited held).
-    meanwhile() runs here once every process is started."""
-    import multiprocessing
-    from multiprocessing.connection import wait
-
-    ctx = multiprocessing.get_context("fork")
-    results = [None] * len(tasks)
-    running = {}  # connection -> (index, process)
-    todo = list(enumerate(tasks))
-    try:
-        while todo or running:
-            while todo and len(running) < jobs:
-                i, task = todo.pop(0)
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_part_worker, args=(send, task), daemon=True)
-                proc.start()
-                send.close()
-                running[recv] = (i, proc)
-            if meanwhile is not None and not todo:  # no fork after it starts threads
-                meanwhile()
-                meanwhile = None
-            for conn in wait(list(running)):
-                i, proc = running.pop(conn)
-                try:
-                    status, value = conn.recv()
-                except EOFError:
-                    status, value = (
-                        "error",
-                        RuntimeError(
-                            f"replay worker for policy {tasks[i][1]} died (exit {proc.exitcode})"
-                        ),
-                    )
-                conn.close()
-                proc.join()
-                if status == "error":
-                    raise value
-                results[i] = value
-    finally:
-        for conn, (_, proc) in running.items():
-            proc.terminate()
-            proc.join()
-            conn.close()
-    return results
 
 
 def _hash_quietly(replayers):
@@ -93,9 +36,10 @@ def _run_parallel(replayers, out, jobs):
     import tempfile
     from contextlib import ExitStack
 
-    from gictools.outputs import atomic_path, check_output, scratch_path
+    from gictools.outputs import atomic_path, check_output, scratch_path, user_error
     from gictools.stats.parquet import empty_file
     from gictools.stats.splice import splice
+    from gictools.supervise import run_all
 
     for rp in replayers:  # the workers open the traces again
         rp.close()
@@ -122,7 +66,18 @@ def _run_parallel(replayers, out, jobs):
         # the workers write stand-in hashes; the file gets the metadata a one-process run
         # writes (pyarrow's own encoding of it, ARROW:schema included)
         hashing = threading.Thread(target=_hash_quietly, args=(replayers,))
-        per_group = _in_fresh_processes(tasks, k, meanwhile=hashing.start)
+        try:
+            per_group = run_all(
+                _replay_part,
+                tasks,
+                names=[f"replay of policy {', '.join(map(str, t[1]))}" for t in tasks],
+                jobs=k,
+                start="fork",  # from this thread alone: no lock is inherited held
+                temp_dirs=[d],  # the temporary files of a worker that died
+                meanwhile=hashing.start,  # no fork after it starts
+            )
+        except OSError as e:  # a full disk names the output, not a part
+            raise user_error(e, dict.fromkeys(parts, out)) from None
         hashing.join()  # a failure is raised below, here, as rp.sha256 hashes again
         with atomic_path(out, inputs=traces) as tmp:
             splice(parts, tmp, footer_of=empty_file(_metadata(replayers, names)))

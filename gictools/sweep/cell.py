@@ -8,6 +8,7 @@ and an interrupted cell leaves nothing a reader picks up. No dask import here: w
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -233,20 +234,66 @@ def run_cell(cell: Cell, root: str | Path) -> dict:
         return {**base, "status": "failed", "error": msg, "wall_s": time.perf_counter() - t0}
 
 
-def is_finished(root: Path, cell: Cell) -> bool:
-    """A manifest entry with this cell's identity, and its files present."""
+MAX_MANIFEST_BYTES = 1 << 20  # an entry is under a kilobyte: anything larger is not one
+
+
+def read_manifest(path: Path) -> tuple[dict | None, str | None]:
+    """(entry, None); (None, None) when there is none; (None, warning naming the file) when
+    it is damaged (not a regular file, too large, not JSON, nested too deeply): its cell
+    counts as not finished and runs again, which replaces it."""
     try:
-        entry = json.loads(manifest_path(root, cell).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(entry, dict) or entry.get("identity") != cell.identity():
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the driver
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"{path}: cannot read the manifest entry ({e.strerror}); the cell runs again"
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None, f"{path}: not a regular file; the cell runs again"
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as e:
+            return (
+                None,
+                f"{path}: cannot read the manifest entry ({e.strerror}); the cell runs again",
+            )
+    if len(data) > MAX_MANIFEST_BYTES:
+        return None, (
+            f"{path}: larger than {MAX_MANIFEST_BYTES:,} bytes, not a manifest entry; "
+            "the cell runs again"
+        )
+    try:
+        entry = json.loads(data)
+    except RecursionError:
+        return None, f"{path}: nested too deeply, not a manifest entry; the cell runs again"
+    except ValueError as e:
+        return None, f"{path}: not a manifest entry ({e}); the cell runs again"
+    if not isinstance(entry, dict):
+        return None, f"{path}: not a manifest entry (a JSON object); the cell runs again"
+    return entry, None
+
+
+def is_finished(root: Path, cell: Cell, warn=None) -> bool:
+    """A manifest entry with this cell's identity, and its files present. warn(message) is
+    called for a damaged entry (read_manifest)."""
+    entry, problem = read_manifest(manifest_path(root, cell))
+    if problem is not None and warn is not None:
+        warn(problem)
+    if entry is None or entry.get("identity") != cell.identity():
         return False
     files = entry.get("files")
-    return isinstance(files, list) and all((root / f).is_file() for f in files)
+    return isinstance(files, list) and all(
+        isinstance(f, str) and (root / f).is_file() for f in files
+    )
 
 
 def read_cell_row(root: Path, cell: Cell) -> dict | None:
+    """The cell's one summary row (None if its file is not one: a damaged file is never
+    read whole)."""
     try:
-        return pq.read_table(root / CELLS_DIR / cell.partition / CELL_FILE).to_pylist()[0]
+        pf = pq.ParquetFile(root / CELLS_DIR / cell.partition / CELL_FILE)
+        if pf.metadata.num_rows != 1:
+            return None
+        return pf.read().to_pylist()[0]
     except (OSError, IndexError, pa.ArrowException):
         return None

@@ -41,16 +41,20 @@ def run(cells, out, jobs, scheduler, json_out, quiet):
             f"interrupted: {result.count('done') + result.count('skipped')} of "
             f"{len(cells)} cells finished; run the same command again to resume"
         )
-        return EXIT_INTERRUPTED, [_text(result, json_out), msg]
+        return EXIT_INTERRUPTED, [_text(result, json_out), *_warnings(result), msg]
     text = _text(result, json_out)
-    errs = failures(result)
-    if errs:
+    errs = _warnings(result) + failures(result)
+    if failures(result):
         return EXIT_BAD_INPUT, [text, *errs]
     failed_checks = [
         p for p, r in result.results.items() if (r.get("row") or {}).get("failed_expectations")
     ]
     lines = [f"FAILED expectations in {p}" for p in sorted(failed_checks)]
-    return (EXIT_CHECK_FAILED if failed_checks else EXIT_OK), [text, *lines]
+    return (EXIT_CHECK_FAILED if failed_checks else EXIT_OK), [text, *errs, *lines]
+
+
+def _warnings(result):
+    return [f"warning: {w}" for w in result.warnings]
 
 
 def _text(result, json_out):

@@ -5,18 +5,16 @@ the same `run_cell` either way), report progress, and stop cleanly on Ctrl-C.
 
 import concurrent.futures as cf
 import fcntl
-import multiprocessing
+import json
 import os
 import re
-import select
-import signal
-import threading
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools.errors import ConfigError
-from gictools.outputs import remove_stale_temps
+from gictools.outputs import remove_stale_temps, write_atomic
 from gictools.sweep.cell import (
     CELL_FILE,
     CELLS_DIR,
@@ -64,59 +62,85 @@ class SweepResult:
     executor: str
     wall_s: float
     interrupted: bool = False
+    warnings: list = field(default_factory=list)  # damaged manifest entries, one line each
 
     def count(self, status):
         return sum(1 for r in self.results.values() if r["status"] == status)
 
 
-def _worker_init(driver_pid):
-    """Workers leave Ctrl-C to the driver, which stops them and cleans up. They also exit
-    when the driver does (even killed): pool workers would otherwise wait on their queue
-    forever, and keep the fork server alive with them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        fd = os.pidfd_open(driver_pid)  # Linux >= 5.3
-    except (AttributeError, OSError):
-        return
-
-    def watch():
-        select.select([fd], [], [])
-        os._exit(1)
-
-    threading.Thread(target=watch, name="gictools-driver-watch", daemon=True).start()
-
-
 class LocalExecutor:
-    """A process pool; forkserver (no fork of a threaded parent), gictools preloaded."""
+    """Cells on local processes, through gictools.supervise: a fork server (no fork of a
+    threaded parent) with gictools preloaded; a dead worker fails its own cell only."""
 
     name = "local"
 
-    def __init__(self, jobs):
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["gictools.sweep.cell"])
-        self.slots = jobs
-        self.ex = cf.ProcessPoolExecutor(
-            jobs, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    def __init__(self, jobs, cells, root: Path):
+        from gictools.supervise import Supervisor
+
+        self.cells, self.root = cells, root
+        self.sup = Supervisor(
+            run_cell,
+            [(c, str(root)) for c in cells],
+            names=[c.partition for c in cells],
+            jobs=jobs,
+            start="forkserver",
+            preload=["gictools.sweep.cell"],
         )
+        _start_fork_server()
+        self.sup.__enter__()  # SIGTERM/SIGHUP/SIGINT now stop the workers and raise here
 
-    def submit(self, cell, root):
-        return self.ex.submit(run_cell, cell, root)
+    def outcomes(self):
+        """(cell, result dict) as cells end; None every half second."""
+        from gictools.supervise import WorkerFailed, failure
 
-    def running(self, pending):
-        # a future counts as running once it is queued for a worker: at most one per worker
-        return min(self.slots, sum(1 for f in pending if f.running()))
+        for ev in self.sup.results(timeout=0.5):
+            if ev is None:
+                yield None
+                continue
+            i, status, value = ev
+            c = self.cells[i]
+            if status == "ok":
+                yield c, value
+            else:  # the worker died (or ran out of memory) before it could record it
+                clean_temp_files(self.root)  # a dead writer's only: the others keep theirs
+                err = failure(c.partition, status, value)  # the partition is named beside it
+                msg = f"worker {err.cause}" if isinstance(err, WorkerFailed) else str(err)
+                r = {"status": "failed", "error": msg}
+                _record_failure(self.root, c, r)
+                yield c, r
+
+    def running(self, left):
+        return self.sup.running
 
     def abort(self):
-        term = getattr(self.ex, "terminate_workers", None)  # Python 3.14+
-        if term is not None:
-            term()
-        else:
-            for p in list((getattr(self.ex, "_processes", None) or {}).values()):
-                p.terminate()
-        self.ex.shutdown(wait=True, cancel_futures=True)
+        self.sup.__exit__(None, None, None)
 
-    def close(self):
-        self.ex.shutdown(wait=True)
+    close = abort
+
+
+# Arrow's default allocator (mimalloc) reserves about 1 GiB of address space in each
+# process that writes Parquet: under a 1.5 GiB RLIMIT_AS every cell failed. The system
+# allocator keeps a cell's peak address space at ~0.6 GB (a replay's CLI run: ~1.46 GB)
+# at the same speed (issue 23, point 10).
+WORKER_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
+
+
+def _start_fork_server():
+    """Start the fork server (the workers' parent) with WORKER_ENV; the driver's own
+    environment is left as it was."""
+    from multiprocessing import forkserver
+
+    saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    try:
+        for k, v in WORKER_ENV.items():
+            os.environ.setdefault(k, v)  # the user's choice wins
+        forkserver.ensure_running()
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
 
 
 _ADDRESS = re.compile(r"^(?:(tcp|tls|ucx|ws|wss)://)?(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$")
@@ -153,8 +177,8 @@ class DaskExecutor:
     def submit(self, cell, root):
         return self.ex.submit(run_cell, cell, root)
 
-    def running(self, pending):
-        return min(len(pending), self.slots)
+    def running(self, left):
+        return min(left, self.slots)
 
     def abort(self):
         self.ex.shutdown(wait=False)  # cancels what has not finished
@@ -192,10 +216,9 @@ class _Lock:
 
 
 def default_jobs() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    from gictools.supervise import cpu_count
+
+    return cpu_count()
 
 
 def run_sweep(
@@ -233,10 +256,11 @@ def run_sweep(
     state = Progress(total=len(cells))
     ex: DaskExecutor | LocalExecutor | None = None
     todo = []
+    warnings: list[str] = []
     try:
         clean_temp_files(root)
         for c in cells:
-            if is_finished(root, c):
+            if is_finished(root, c, warnings.append):
                 results[c.partition] = {
                     "status": "skipped",
                     "row": read_cell_row(root, c),
@@ -245,6 +269,7 @@ def run_sweep(
                 state.skipped += 1
             else:
                 todo.append(c)
+        _check_outputs(root, cells, todo, warnings.append)
 
         def tick():
             if progress is not None:
@@ -254,24 +279,19 @@ def run_sweep(
         if todo:
             if scheduler:
                 ex = DaskExecutor(scheduler)
+                outcomes = _dask_outcomes(ex, todo, root)
             else:
-                ex = LocalExecutor(min(jobs or default_jobs(), len(todo)))
-            futures = {ex.submit(c, str(root)): c for c in todo}
-            pending = set(futures)
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
-                for f in done:
-                    c = futures[f]
-                    try:
-                        r = f.result()
-                    except Exception as e:  # the worker died, or could not run the cell
-                        r = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                ex = LocalExecutor(min(jobs or default_jobs(), len(todo)), todo, root)
+                outcomes = ex.outcomes()
+            for ev in outcomes:
+                if ev is not None:
+                    c, r = ev
                     results[c.partition] = r
                     if r["status"] == "done":
                         state.done += 1
                     else:
                         state.failed += 1
-                state.running = ex.running(pending)
+                state.running = ex.running(len(todo) - state.done - state.failed)
                 tick()
             ex.close()
             ex = None
@@ -281,7 +301,7 @@ def run_sweep(
         clean_temp_files(root)
         _settle_unfinished(root, [c for c in todo if c.partition not in results], results)
         # the partial result travels with the interrupt (the CLI prints it)
-        result = SweepResult(root, cells, results, _name(ex, scheduler), 0.0, True)
+        result = SweepResult(root, cells, results, _name(ex, scheduler), 0.0, True, warnings)
         result.wall_s = time.monotonic() - t0
         e.result = result  # type: ignore[attr-defined]
         raise
@@ -292,7 +312,107 @@ def run_sweep(
         raise
     finally:
         lock.release()
-    return SweepResult(root, cells, results, _name(ex, scheduler), time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    return SweepResult(root, cells, results, _name(ex, scheduler), wall, warnings=warnings)
+
+
+def _file_kind(mode) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check_outputs(root: Path, cells, todo, warn):
+    """Before any work: no cell may write over an input (a trace lying where a cell's
+    output goes; compared by st_dev/st_ino, as `replay -o` does), and every output that
+    exists must be a regular file (a FIFO would block its writer for ever). A manifest
+    entry that is not one is removed with a warning (it is ours: the cell runs again);
+    anything else refuses the sweep."""
+    inputs = {}
+    for c in cells:
+        if c.trace_path:
+            try:
+                st = os.stat(c.trace_path)
+            except OSError:
+                continue  # a missing trace is its cell's failure
+            inputs[(st.st_dev, st.st_ino)] = c.trace_path
+    for c in todo:  # the cells that will write
+        manifests = (
+            root / MANIFEST_DIR / f"{c.cell_id}.json",
+            root / MANIFEST_DIR / f"{c.cell_id}.failed.json",
+        )
+        for f in (
+            root / EVENTS_DIR / c.partition / EVENTS_FILE,
+            root / CELLS_DIR / c.partition / CELL_FILE,
+            *manifests,
+        ):
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            hit = inputs.get((st.st_dev, st.st_ino))
+            if hit is not None:
+                raise ConfigError(
+                    f"{f}: is the same file as the input {hit}; refusing to overwrite an input"
+                )
+            if stat.S_ISREG(st.st_mode):
+                continue
+            kind = _file_kind(st.st_mode)
+            if f in manifests and not stat.S_ISDIR(st.st_mode):
+                os.unlink(f)
+                if f == manifests[1]:
+                    warn(f"{f}: {kind}, not a failure record; removed")
+                continue
+            raise ConfigError(f"{f}: {kind} where the sweep writes a file; remove it")
+
+
+def _dask_outcomes(ex, todo, root):
+    """(cell, result dict) as the cluster finishes cells; None every half second."""
+    futures = {ex.submit(c, str(root)): c for c in todo}
+    pending = set(futures)
+    while pending:
+        done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+        for f in done:
+            try:
+                r = f.result()
+            except Exception as e:  # the worker died, or could not run the cell
+                r = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                _record_failure(root, futures[f], r)
+            yield futures[f], r
+        yield None
+
+
+def _record_failure(root: Path, cell, r):
+    """A cell whose worker died wrote no record: write its `.failed.json` here, and remove
+    any file it published without its manifest entry (the dataset holds finished cells)."""
+    failed = root / MANIFEST_DIR / f"{cell.cell_id}.failed.json"
+    if is_finished(root, cell):
+        return
+    _remove_cell_files(root, cell)
+    try:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"identity": cell.identity(), "error": r.get("error")}
+        write_atomic(failed, [json.dumps(doc, indent=1).encode()])
+    except OSError:
+        pass
+
+
+def _remove_cell_files(root: Path, c):
+    for f in (
+        root / EVENTS_DIR / c.partition / EVENTS_FILE,
+        root / CELLS_DIR / c.partition / CELL_FILE,
+    ):
+        try:
+            f.unlink()
+        except OSError:
+            pass
 
 
 def _settle_unfinished(root: Path, cells, results):
@@ -307,14 +427,7 @@ def _settle_unfinished(root: Path, cells, results):
                 "wall_s": None,
             }
             continue
-        for f in (
-            root / EVENTS_DIR / c.partition / EVENTS_FILE,
-            root / CELLS_DIR / c.partition / CELL_FILE,
-        ):
-            try:
-                f.unlink()
-            except OSError:
-                pass
+        _remove_cell_files(root, c)
 
 
 def _name(ex, scheduler):

@@ -8,29 +8,101 @@ its summed modelled time (the traces run one after another). Predict cells are l
 one per workload, since pooling different workloads' rates means nothing.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from gictools import plotting
 from gictools.errors import ConfigError
-from gictools.sweep.cell import CELLS_DIR, EVENTS_DIR
+from gictools.sweep.cell import CELL_FILE, CELLS_DIR, EVENTS_DIR
 from gictools.sweep.grid import PARTITION_KEYS
 from gictools.sweep.report import _num, _pct, table
 
 HIVE = ds.partitioning(pa.schema([(k, pa.string()) for k in PARTITION_KEYS]), flavor="hive")
 GROUP = ("policy", "kernel", "preset")
+CELL_COLUMNS = (  # what summarize reads of a cell row
+    "kind",
+    "msis",
+    "lookups",
+    "hits",
+    "hit_rate",
+    "evictions",
+    "elapsed_ns",
+    "latency_p50_ns",
+    "latency_p99_ns",
+    "latency_max_ns",
+    "lpis_per_sec",
+    "failed_expectations",
+    "msi_errors",
+)
 
 
-def open_dataset(root, which=EVENTS_DIR) -> ds.Dataset:
-    """The events or cells table of a sweep, partition columns as strings."""
+def open_dataset(root, which=EVENTS_DIR, files=None) -> ds.Dataset:
+    """The events or cells table of a sweep, partition columns as strings; `files`: only
+    those (checked_files), else every file under it."""
     path = Path(root) / which
     if not path.is_dir():
         raise ConfigError(f"{root}: not a sweep dataset (no {which}/ directory)")
-    return ds.dataset(path, format="parquet", partitioning=HIVE)
+    if files is None:
+        return ds.dataset(path, format="parquet", partitioning=HIVE)
+    return ds.dataset(
+        [str(f) for f in files],
+        format="parquet",
+        partitioning=HIVE,
+        partition_base_dir=str(path),
+    )
+
+
+def _fits(schema: pa.Schema, want: pa.Schema) -> bool:
+    return all(
+        schema.get_field_index(f.name) >= 0 and schema.field(f.name).type.equals(f.type)
+        for f in want
+    )
+
+
+def checked_files(root, which, want: pa.Schema, one_row=False):
+    """(good files, [(file, why skipped)]): every entry under which/ that a reader would
+    pick up (pyarrow skips names starting with . or _) must be a Parquet file with the
+    schema `want` (and one row, for cells). Reads footers only."""
+    from gictools.sweep.grid import PARTITION_KEYS as KEYS
+
+    base = Path(root) / which
+    good, bad = [], []
+    for dirpath, dirnames, filenames in os.walk(base):
+        d = Path(dirpath)
+        depth = len(d.relative_to(base).parts)
+        for name in sorted(dirnames):
+            if name.startswith((".", "_")):
+                dirnames.remove(name)
+            elif depth >= len(KEYS):  # a directory where the partition's file goes
+                bad.append((str(d / name), "a directory where a Parquet file belongs"))
+                dirnames.remove(name)
+        for name in sorted(filenames):
+            if name.startswith((".", "_")):
+                continue
+            f = d / name
+            if depth != len(KEYS):
+                bad.append((str(f), "outside the partition directories"))
+                continue
+            try:
+                meta = pq.read_metadata(f)
+                schema = meta.schema.to_arrow_schema()
+            except (OSError, pa.ArrowException) as e:
+                bad.append((str(f), f"not a readable Parquet file ({e})"))
+                continue
+            if not _fits(schema, want):
+                what = "cells" if which == CELLS_DIR else "events"
+                bad.append((str(f), f"not a sweep {what} file (its schema differs)"))
+            elif one_row and meta.num_rows != 1:
+                bad.append((str(f), f"{meta.num_rows} rows, a cell file has one"))
+            else:
+                good.append(f)
+    return good, bad
 
 
 def percentiles_from_counts(values, counts, qs):
@@ -58,15 +130,63 @@ def group_latency(events: ds.Dataset, key: dict, qs=(0.5, 0.99)):
 
 
 def summarize(root) -> dict:
-    """{"replay": [per policy x kernel x preset], "predict": [per cell]}."""
+    """{"replay": [per policy x kernel x preset], "predict": [per cell], "skipped": [...]}.
+
+    A damaged file (wrong schema, not Parquet, a directory in its place) is left out and
+    listed in "skipped" ({"file", "reason"}), with the cell it belongs to: the CLI warns
+    per file and exits 1 unless --skip-bad."""
     try:
         return _summarize(root)
     except (pa.ArrowException, KeyError) as e:  # a damaged or foreign file in the tree
         raise ConfigError(f"{root}: unreadable sweep dataset: {e}") from None
 
 
+def _partition_of(base: Path, f) -> str:
+    return "/".join(Path(f).relative_to(base).parts[: len(PARTITION_KEYS)])
+
+
 def _summarize(root) -> dict:
-    cells = open_dataset(root, CELLS_DIR).to_table().to_pylist()
+    from gictools.stats.schema import SCHEMA
+    from gictools.sweep.cell import CELL_SCHEMA
+
+    root = Path(root)
+    if not (root / CELLS_DIR).is_dir():  # no dataset opened yet: a damaged file would fail it
+        raise ConfigError(f"{root}: not a sweep dataset (no {CELLS_DIR}/ directory)")
+    # the columns read here (a dataset of an older gictools, without later columns, reads)
+    cells_schema = pa.schema([CELL_SCHEMA.field(n) for n in CELL_COLUMNS])
+    cell_files, bad = checked_files(root, CELLS_DIR, cells_schema, one_row=True)
+    # the sweep strips the columns named like a partition key (cell._strip_partition_columns)
+    events_schema = pa.schema([f for f in SCHEMA if f.name not in PARTITION_KEYS])
+    event_files, bad_events = checked_files(root, EVENTS_DIR, events_schema)
+    bad += bad_events
+    # a replay cell whose events are damaged is left out whole (its sums and its
+    # percentiles would disagree)
+    have_events = {_partition_of(root / EVENTS_DIR, f) for f in event_files}
+    cells = []
+    rows = []
+    if cell_files:
+        cells_ds = open_dataset(root, CELLS_DIR, cell_files)
+        rows = cells_ds.to_table(columns=[*CELL_COLUMNS, *PARTITION_KEYS]).to_pylist()
+    for c in rows:
+        part = "/".join(f"{k}={c[k]}" for k in PARTITION_KEYS)
+        if c["kind"] == "replay" and part not in have_events:
+            f = root / CELLS_DIR / part / CELL_FILE
+            bad.append((str(f), "its cell's events file is missing or damaged"))
+            continue
+        cells.append(c)
+    # and events without a good cell row likewise (a damaged cell file, or a cell that
+    # never finished): they would count in the percentiles and nowhere else
+    with_row = {"/".join(f"{k}={c[k]}" for k in PARTITION_KEYS) for c in cells}
+    orphans = [f for f in event_files if _partition_of(root / EVENTS_DIR, f) not in with_row]
+    bad += [(str(f), "its cell file is missing or damaged") for f in orphans]
+    event_files = [f for f in event_files if f not in orphans]
+    skipped = [{"file": f, "reason": why} for f, why in sorted(bad)]
+    if not cells and skipped:
+        first = skipped[0]
+        raise ConfigError(
+            f"{root}: unreadable sweep dataset: no readable cell ({len(skipped)} damaged "
+            f"file(s), the first {first['file']}: {first['reason']})"
+        )
     if not cells:
         raise ConfigError(f"{root}: the dataset has no finished cells")
     events = None
@@ -83,7 +203,7 @@ def _summarize(root) -> dict:
         elapsed = [c["elapsed_ns"] for c in g]
         have_time = all(e is not None for e in elapsed) and sum(elapsed) > 0
         if events is None:
-            events = open_dataset(root, EVENTS_DIR)
+            events = open_dataset(root, EVENTS_DIR, event_files)
         p50, p99 = group_latency(events, dict(zip(GROUP, key)))
         replay.append(
             {
@@ -124,7 +244,7 @@ def _summarize(root) -> dict:
             key=lambda c: tuple(c[k] for k in PARTITION_KEYS),
         )
     ]
-    return {"dataset": str(root), "replay": replay, "predict": predict}
+    return {"dataset": str(root), "replay": replay, "predict": predict, "skipped": skipped}
 
 
 def format_summary(s: dict) -> str:

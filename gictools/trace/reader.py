@@ -371,6 +371,8 @@ class TraceReader:
             raise self._error(e.what, i, start, e.field) from None
         except msgpack.OutOfData:
             raise self._error(_truncated(src, end), i + 1, end) from None
+        except MemoryError:  # this process ran out (its limit), not the file's fault
+            raise
         except Exception as e:
             # an error while unpacking: the record being read starts at `end`
             raise self._error(_describe(e), i + 1, end) from None

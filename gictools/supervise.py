@@ -1,0 +1,382 @@
+"""The one place gictools runs work in other processes (replay --jobs, sweep's local
+workers, predict's seeds): start, collect, cancel, clean up.
+
+    with Supervisor(fn, tasks, names=names, jobs=cpu_count()) as sup:
+        for i, status, value in sup.results():   # "ok" | "error" | "died", as they end
+            ...
+    results = run_all(fn, tasks, names=names)      # the first failure stops the rest
+
+Each task runs as fn(*task) in a process of its own (at most `jobs` at a time) that
+sends its result back through a pipe. What it guarantees:
+- a worker that dies (a signal: SIGKILL, SIGTERM, SIGXCPU from RLIMIT_CPU...; an exit
+  without a result) is reported as ("died", "killed by SIGKILL"); run_all turns it, and
+  a worker's MemoryError, into WorkerFailed: one line naming the work item and the cause
+  (a GictoolsError: the CLI prints it, exit 2), after stopping the other workers;
+- leaving the block (normally, by an exception, or by SIGTERM/SIGINT/SIGHUP to this
+  process, which raise Stopped here) stops every worker still running: SIGTERM, which
+  makes a worker remove its temporary files and die, then SIGKILL after GRACE_S; temporary
+  files of dead workers in the directories `temp_dirs` are then removed
+  (outputs.remove_stale_temps; not below them);
+- a process stopped by SIGTERM or SIGHUP still dies by that signal (so its parent sees
+  it), once the exception has unwound and every cleanup has run;
+- a worker whose supervising process dies, even by SIGKILL, notices (the parent-death
+  signal, and a pidfd watch that also covers workers started by a fork server) and
+  ends, removing its temporary files.
+
+ONE CPU-count rule: cpu_count() is the CPUs this process may run on (its affinity mask,
+as taskset or a container sets it), and 1 inside a worker (its supervisor already spread
+the work over the CPUs: a worker starting its own pool would oversubscribe them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from gictools.errors import GictoolsError
+
+GRACE_S = 0.5  # from SIGTERM to SIGKILL when stopping workers
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_in_worker = False
+
+
+def cpu_count() -> int:
+    """The default number of worker processes (see the module doc)."""
+    if _in_worker:
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+_HINTS: dict[int, str] = {
+    signal.SIGKILL: " (by a user, or by the kernel out of memory)",
+    signal.SIGXCPU: " (its CPU time limit, RLIMIT_CPU)",
+    signal.SIGXFSZ: " (its file size limit, RLIMIT_FSIZE)",
+    signal.SIGSEGV: " (a crash)",
+}
+
+
+_EXIT_UNREPORTED = 121  # a worker that could not send its result (out of memory)
+
+
+def exit_cause(exitcode: int | None) -> str:
+    """How a worker ended without a result, in words."""
+    if exitcode is None:
+        return "did not exit"
+    if exitcode == _EXIT_UNREPORTED:
+        return "could not send its result back (out of memory?)"
+    if exitcode < 0:
+        return f"killed by {signal_name(-exitcode)}{_HINTS.get(-exitcode, '')}"
+    return f"exited with code {exitcode} without a result"
+
+
+class WorkerFailed(GictoolsError):
+    """A worker died or ran out of memory: one line naming the work item and the cause."""
+
+    def __init__(self, item: str, cause: str):
+        super().__init__(f"{item}: worker {cause}")
+        self.item, self.cause = item, cause
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM/SIGINT/SIGHUP reached a supervising process: unwinds like Ctrl-C (every
+    `except KeyboardInterrupt` and `finally` runs), then the process dies by the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+
+# --- the worker side ----------------------------------------------------------------------------
+
+
+def _worker_signal(signum: int, frame: Any) -> None:
+    """SIGTERM/SIGHUP in a worker: remove its temporary files, die by the signal."""
+    from gictools.outputs import _remove_live_temps
+
+    _remove_live_temps()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _watch_parent(pid: int) -> None:
+    """End this worker when its supervisor ends: the parent-death signal covers a direct
+    child (Linux prctl), a pidfd watch also a worker forked by a fork server."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    try:
+        fd = os.pidfd_open(pid)  # Linux >= 5.3
+    except ProcessLookupError:  # already gone
+        _worker_signal(signal.SIGTERM, None)
+        return
+    except (AttributeError, OSError):
+        return
+
+    def watch():
+        select.select([fd], [], [])
+        os.kill(os.getpid(), signal.SIGTERM)  # cleans up, once the main thread can run it
+        time.sleep(2 * GRACE_S + 1)  # stuck in native code: leave anyway
+        from gictools.outputs import _remove_live_temps
+
+        _remove_live_temps()
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="gictools-parent-watch", daemon=True).start()
+
+
+def _bootstrap(conn: Any, parent: int, fn: Callable, task: Sequence) -> None:
+    """A worker's whole life: signals and the parent watch first, then fn(*task), whose
+    result (or exception) goes back through conn."""
+    global _in_worker
+    _in_worker = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _worker_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held while it was forked
+    _watch_parent(parent)
+    try:
+        result: tuple = ("ok", fn(*task))
+    except BaseException as e:  # handed to the supervisor
+        result = ("error", e)
+    try:
+        try:
+            conn.send(result)
+        except MemoryError:  # no room to pickle it: say so in as few bytes as possible
+            result = ()  # let it go
+            conn.send(("error", MemoryError()))
+        except Exception as e:  # a result or exception that does not pickle
+            conn.send(("error", RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({e})")))
+        conn.close()
+    except BaseException:  # not even that: the exit code says it, no traceback
+        os._exit(_EXIT_UNREPORTED)
+
+
+# --- the supervising side -----------------------------------------------------------------------
+
+_die_by: int | None = None
+
+
+def _die_at_exit() -> None:
+    """Last of all: die by the SIGTERM/SIGHUP that stopped us (the exception was handled)."""
+    if _die_by is not None:
+        from gictools.outputs import _remove_live_temps
+
+        _remove_live_temps()
+        signal.signal(_die_by, signal.SIG_DFL)
+        os.kill(os.getpid(), _die_by)
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    global _die_by
+    if signum != signal.SIGINT and _die_by is None:
+        _die_by = signum
+        atexit.register(_die_at_exit)
+    raise Stopped(signum)
+
+
+class Supervisor:
+    """Runs fn(*task) for each task in its own process (see the module doc)."""
+
+    def __init__(
+        self,
+        fn: Callable,
+        tasks: Sequence[Sequence],
+        *,
+        names: Sequence[str] | None = None,
+        jobs: int | None = None,
+        start: str = "fork",
+        preload: Sequence[str] = (),
+        temp_dirs: Sequence[str] = (),
+        meanwhile: Callable[[], Any] | None = None,
+    ):
+        """start: "fork" (inherits this process: only from a process without threads) or
+        "forkserver" (preload: modules its workers import once). meanwhile() runs here once
+        every worker has started (a thread may start then: no fork follows)."""
+        import multiprocessing
+
+        self.fn, self.tasks = fn, list(tasks)
+        self.names = list(names) if names is not None else [f"task {i}" for i in range(len(tasks))]
+        self.jobs = max(1, min(jobs or cpu_count(), len(self.tasks) or 1))
+        self.ctx: Any = multiprocessing.get_context(start)
+        if start == "forkserver":
+            self.ctx.set_forkserver_preload(["gictools.supervise", *preload])
+        self.temp_dirs = list(temp_dirs)
+        self.meanwhile = meanwhile
+        self._todo = list(range(len(self.tasks)))
+        self._running: dict[Any, tuple[int, Any]] = {}  # connection -> (index, process)
+        self._saved: dict[int, Any] = {}
+
+    # signals: installed for the block's duration (only the main thread can)
+    def __enter__(self) -> Supervisor:
+        if threading.current_thread() is threading.main_thread():
+            for s in _STOP_SIGNALS:
+                with contextlib.suppress(ValueError, OSError):
+                    self._saved[s] = signal.signal(s, _raise_stopped)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        held = _hold_signals()  # a second signal must not cut the stopping short
+        try:
+            self.stop()
+        finally:
+            for s, h in self._saved.items():
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    signal.signal(s, h if h is not None else signal.SIG_DFL)
+            _release_signals(held)  # one that came meanwhile goes to the handler restored
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def _start(self, i: int) -> None:
+        """Start task i's worker; a stop signal is held back until the worker is on the
+        books (else it could interrupt between the fork and the bookkeeping, leaving a
+        worker that stop() does not know)."""
+        recv, send = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(
+            target=_bootstrap,
+            args=(send, os.getpid(), self.fn, self.tasks[i]),
+            name=f"gictools-worker-{i}",
+        )
+        held = _hold_signals()
+        try:
+            proc.start()
+            self._running[recv] = (i, proc)
+        finally:
+            send.close()
+            _release_signals(held)
+
+    def results(self, timeout: float | None = None) -> Iterator[tuple[int, str, Any] | None]:
+        """(index, "ok" | "error" | "died", value) per task as it ends ("died": the cause in
+        words); None whenever timeout seconds pass without one (for progress displays)."""
+        from multiprocessing.connection import wait
+
+        while self._todo or self._running:
+            while self._todo and len(self._running) < self.jobs:
+                self._start(self._todo.pop(0))
+            meanwhile = self.meanwhile
+            if meanwhile is not None and not self._todo:
+                self.meanwhile = None
+                meanwhile()
+            ready: list[Any] = wait(list(self._running), timeout)
+            if not ready:
+                yield None
+                continue
+            for conn in ready:
+                i, proc = self._running[conn]  # on the books until it has exited
+                status: str
+                try:
+                    status, value = self._recv(conn)
+                except (EOFError, OSError):
+                    proc.join()
+                    status, value = "died", exit_cause(proc.exitcode)
+                except Exception as e:  # a result that does not unpickle here
+                    status, value = "error", RuntimeError(f"{type(e).__name__}: {e}")
+                proc.join()
+                del self._running[conn]
+                conn.close()
+                if status == "died":
+                    self._sweep_temps()
+                yield i, status, value
+
+    @staticmethod
+    def _recv(conn: Any) -> tuple[str, Any]:
+        status, value = conn.recv()
+        return status, value
+
+    def stop(self) -> None:
+        """Stop every worker still running (SIGTERM, SIGKILL after GRACE_S), wait for them,
+        remove their temporary files. Idempotent."""
+        self._todo.clear()
+        procs = [p for _, p in self._running.values()]
+        for p in procs:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                p.terminate()
+        deadline = time.monotonic() + GRACE_S
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.exitcode is None:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    p.kill()
+                p.join()
+        for conn in self._running:
+            conn.close()
+        had = bool(self._running)
+        self._running.clear()
+        if had:
+            self._sweep_temps()
+
+    def _sweep_temps(self) -> None:
+        from gictools.outputs import remove_stale_temps
+
+        for d in self.temp_dirs:  # each directory itself, not below it
+            remove_stale_temps(d)
+
+
+def _hold_signals() -> bool:
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    return True
+
+
+def _release_signals(held: bool) -> None:
+    if held:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def failure(name: str, status: str, value: Any) -> BaseException:
+    """What run_all raises for a task that did not succeed: the worker's own exception (the
+    user's input was wrong: it names what and where), or WorkerFailed when the worker died
+    or ran out of memory or stack."""
+    if status == "died":
+        return WorkerFailed(name, value)
+    if isinstance(value, MemoryError):
+        return WorkerFailed(
+            name, f"ran out of memory (MemoryError{': ' if str(value) else ''}{value})"
+        )
+    if isinstance(value, RecursionError):
+        return WorkerFailed(name, f"ran out of stack (RecursionError: {value})")
+    return value
+
+
+def run_all(
+    fn: Callable,
+    tasks: Sequence[Sequence],
+    *,
+    names: Sequence[str] | None = None,
+    jobs: int | None = None,
+    **kw: Any,
+) -> list:
+    """[fn(*task) for task in tasks], each in its own process, at most jobs at a time; the
+    first failure stops the other workers and is raised (see failure())."""
+    out: list = [None] * len(tasks)
+    with Supervisor(fn, tasks, names=names, jobs=jobs, **kw) as sup:
+        for ev in sup.results():
+            assert ev is not None  # no timeout given
+            i, status, value = ev
+            if status != "ok":
+                raise failure(sup.names[i], status, value)
+            out[i] = value
+    return out

@@ -96,6 +96,13 @@ CASES = {
         r"-smp 5000: a VM has 1..4096",
     ),
     "-m 99999T": (BOOT, ("--cmdline", "qemu -smp 1 -m 99999T\n"), None, r"-m 99999T: RAM must be"),
+    "the dump has a MOVI where the log has a MAPC": (
+        # fuzz campaign seed 20261205 case 195: the MAPC check read RDbase from a MOVI (KeyError)
+        BOOT + cmd(0, 9, "gicv3_its_cmd_mapc", "MAPC ICID 0x0 RDbase 0x0 V 1", 2),
+        ("--cmdq", "0x0000 0000001000000001 0000000000000000 0000000000000002 0\n"),
+        4,
+        r"the command queue dump has MOVI .* the trace MAPC .*not the same capture",
+    ),
     "cmdq slot beyond a 1 MiB queue": (
         BOOT,
         ("--cmdq", "0x10000 0 0 0 0\n"),

@@ -47,7 +47,7 @@ class CommandEvents:
         if raw is not None:
             got, gfields = decode_command(raw)
             want = dict(fields)
-            if name == "MAPC":  # QEMU logs a processor number: the RDbase's low 16 bits
+            if got == name == "MAPC":  # QEMU logs a processor number: RDbase's low 16 bits
                 if not fields["V"]:
                     want.pop("RDbase")  # logged as 0
                 gfields = dict(gfields, RDbase=gfields["RDbase"] & QEMU_RDBASE_PROCNUM_MASK)

@@ -11,270 +11,48 @@ edges, and the distributor enabled. Stored in fixtures/kvm-answers/:
 
 Scripts are stored, not regenerated, so the recorded answers stay valid when the generator
 changes. Regenerate with `python -m gictools.kvm.nested --corpus` (docs/kvm-check.md).
+Here: the case classes and generate(); the Builder and the guest-memory layout are in
+casebuilder.py, the file formats in corpusfile.py (both re-exported here).
 """
 
 from __future__ import annotations
 
-import gzip
 import random
 from collections.abc import Callable
-from pathlib import Path
-
-import msgpack
+from typing import Any
 
 from gictools import regs as R
-from gictools.cmdlayout import encode_command
-from gictools.errors import GictoolsError
 from gictools.kvm import ops as O
-
-CASES_FORMAT, ANSWERS_FORMAT, FORMAT_VERSION = "gictools-kvm-cases", "gictools-kvm-answers", 1
-CASES_FILE = "cases.msgpack.gz"
-MAX_FILE = 64 << 20  # bytes of a decompressed corpus file
-
-# Guest-memory layout of every generated case (offsets from MEM_BASE; all inside MEM_SIZE).
-PROP = O.MEM_BASE + 0x1_0000  # LPI configuration table, IDbits 16 (8 KiB used)
-PEND = O.MEM_BASE + 0x2_0000  # + 0x1_0000 * vCPU: pending tables
-DEVT = O.MEM_BASE + 0x10_0000  # device table (flat, one 64 KiB page; or level 1)
-DEVT_L2 = O.MEM_BASE + 0x11_0000  # level-2 device tables (indirect), one 64 KiB page each
-COLLT = O.MEM_BASE + 0x14_0000  # collection table
-QUEUE = O.MEM_BASE + 0x15_0000  # command queue, QUEUE_PAGES 4 KiB pages
-QUEUE_PAGES = 4
-ITT = O.MEM_BASE + 0x20_0000  # + 0x1000 * DeviceID (DeviceID < ITT_DEVICES)
-ITT_DEVICES = 64
-LPI = 8192
-IDBITS = 16
-PEND_BYTES = (1 << IDBITS) // 8
-
-_B, _C = R.GITS_BASER_LAYOUT, R.GITS_CBASER_LAYOUT
-
-
-def cbaser(pa: int = QUEUE, pages: int = QUEUE_PAGES, valid: int = 1) -> int:
-    return _C.encode(
-        Valid=valid,
-        PA=pa >> 12,
-        Size=pages - 1,
-        Shareability=R.GIC_BASER_InnerShareable,
-        InnerCache=R.GIC_BASER_CACHE_RaWb,
-    )
-
-
-def baser(pa: int, valid: int = 1, indirect: int = 0, pages: int = 1) -> int:
-    return _B.encode(
-        Valid=valid,
-        Indirect=indirect,
-        PA=pa >> 16,
-        Size=pages - 1,
-        Shareability=R.GIC_BASER_InnerShareable,
-        InnerCache=R.GIC_BASER_CACHE_RaWb,
-        Page_Size=R.GITS_BASER_PAGE_SIZE_64K,
-    )
-
-
-def itt_of(dev: int) -> int:
-    return ITT + 0x1000 * (dev % ITT_DEVICES)
-
-
-class Builder:
-    """Lines of one case plus what the probes need (IDs used, vCPUs, table layout)."""
-
-    def __init__(self, rng: random.Random, case_id: int, kind: str, vcpus: int) -> None:
-        self.rng, self.case_id, self.kind, self.vcpus = rng, case_id, kind, vcpus
-        self.lines = [O.vm_line(case_id, vcpus)]
-        self.pairs: set[tuple[int, int]] = set()
-        self.devs: set[int] = set()
-        self.indirect = False
-
-    def add(self, name: str, *args: int | bytes) -> None:
-        self.lines.append(O.line(name, *args))
-
-    def rd64(self, vcpu: int, off: int, value: int) -> None:
-        """A 64-bit redistributor register as the two 32-bit halves the uaccess ABI takes."""
-        self.add("rd_w", vcpu, off, value & 0xFFFF_FFFF)
-        self.add("rd_w", vcpu, off + 4, value >> 32)
-
-    def case(self) -> O.Case:
-        return O.Case(self.case_id, self.kind, self.lines)
-
-    # --- the guest driver's set-up ---------------------------------------------------------
-    def lpi_tables(self, enable: list[int], nlpis: int = 64) -> None:
-        prop = R.GICR_PROPBASER_LAYOUT.encode(
-            IDbits=IDBITS - 1,
-            PA=PROP >> 12,
-            Shareability=R.GIC_BASER_InnerShareable,
-            InnerCache=R.GIC_BASER_CACHE_RaWb,
-        )
-        cfg = bytes(
-            (0xA0 if self.rng.random() < 0.9 else 0x40)
-            | R.LPI_PROP_GROUP1
-            | (self.rng.random() < 0.9)
-            for _ in range(nlpis)
-        )
-        self.add("memw", PROP, cfg)
-        for v in range(self.vcpus):
-            self.rd64(v, R.GICR_PROPBASER, prop)
-            pend = R.GICR_PENDBASER_LAYOUT.encode(
-                PA=(PEND + 0x1_0000 * v) >> 16,
-                Shareability=R.GIC_BASER_InnerShareable,
-                InnerCache=R.GIC_BASER_CACHE_RaWb,
-            )
-            self.rd64(v, R.GICR_PENDBASER, pend)
-        for v in enable:
-            self.add("rd_w", v, R.GICR_CTLR, R.GICR_CTLR_ENABLE_LPIS)
-
-    def its_tables(self, indirect: bool = False, enable: bool = True) -> None:
-        self.indirect = indirect
-        self.add("its_w", R.GITS_CBASER, cbaser())
-        self.add("its_w", R.GITS_BASER, baser(DEVT, indirect=int(indirect)))
-        self.add("its_w", R.GITS_BASER + 8, baser(COLLT))
-        if enable:
-            self.add("its_w", R.GITS_CTLR, R.GITS_CTLR_ENABLE)
-
-    def standard(self, nlpis: int = 64) -> None:
-        """LPIs on every vCPU (or most), the ITS tables, the ITS enabled."""
-        enable = [v for v in range(self.vcpus) if self.rng.random() < 0.9] or [0]
-        self.lpi_tables(enable, nlpis)
-        self.its_tables(indirect=self.rng.random() < 0.2)
-
-    # --- commands ---------------------------------------------------------------------------
-    def cmd(self, name: str, **fields: int) -> None:
-        if name == "MAPD" and fields.get("V"):
-            dev = fields["DeviceID"]
-            if self.indirect and dev < 8192 * 4:
-                # the L2 page a guest allocates before mapping (one per 8192 DeviceIDs)
-                l1 = dev // 8192
-                l2 = DEVT_L2 + 0x1_0000 * (l1 % 3)
-                self.add("memw", DEVT + 8 * l1, ((1 << 63) | l2).to_bytes(8, "little"))
-        self.add("cmd", encode_command(name, **fields))
-
-    def rand_dev(self) -> int:
-        r = self.rng.random()
-        if r < 0.9:
-            return self.rng.randrange(4)
-        return self.rng.choice((5, 63, 0x1FFF, 0x2000, 0xFFFF, 0x1_0000, 0xFFFF_FFFF))
-
-    def rand_ev(self, bits: int = 3) -> int:
-        r = self.rng.random()
-        if r < 0.9:
-            return self.rng.randrange(1 << bits)
-        return self.rng.choice(((1 << bits), 0xFF, 0xFFFF, 0x1_0000, 0xFFFF_FFFF))
-
-    def rand_icid(self) -> int:
-        return (
-            self.rng.randrange(4)
-            if self.rng.random() < 0.93
-            else self.rng.choice((0xFF, 0x1FFF, 0x2000, 0xFFFF))
-        )
-
-    def rand_vcpu(self) -> int:
-        return (
-            self.rng.randrange(self.vcpus)
-            if self.rng.random() < 0.93
-            else self.rng.choice((self.vcpus, 0xFF, 0xFFFF))
-        )
-
-    def rand_intid(self) -> int:
-        r = self.rng.random()
-        if r < 0.92:
-            return LPI + self.rng.randrange(64)
-        return self.rng.choice(
-            (LPI - 1, 1023, 0, LPI + 8191, (1 << IDBITS) - 1, 1 << IDBITS, 0xFFFF_FFFF)
-        )
-
-    def random_command(self) -> None:
-        rng = self.rng
-        name = rng.choices(
-            (
-                "MAPD",
-                "MAPC",
-                "MAPTI",
-                "MAPI",
-                "MOVI",
-                "DISCARD",
-                "INT",
-                "CLEAR",
-                "INV",
-                "INVALL",
-                "MOVALL",
-                "SYNC",
-                "UNKNOWN",
-            ),
-            weights=(10, 8, 20, 4, 8, 6, 8, 5, 5, 3, 4, 2, 1),
-        )[0]
-        if name == "UNKNOWN":
-            self.add(
-                "cmd", bytes((rng.choice((0x00, 0x0E, 0x20, 0x22, 0xFF)),)) + rng.randbytes(31)
-            )
-            return
-        dev, ev = self.rand_dev(), self.rand_ev()
-        if name == "MAPD":
-            valid = int(rng.random() < 0.85)
-            bits = (
-                rng.choice((1, 2, 3, 3, 3, 4, 8)) if rng.random() < 0.97 else rng.choice((17, 32))
-            )
-            itt = (
-                itt_of(dev)
-                if rng.random() < 0.95
-                else rng.choice((0, O.MEM_BASE + O.MEM_SIZE, 0x100))
-            )
-            self.cmd("MAPD", DeviceID=dev, Size=bits - 1, ITT_addr=itt >> 8, V=valid)
-            self.devs.add(dev)
-        elif name == "MAPC":
-            self.cmd(
-                "MAPC", ICID=self.rand_icid(), RDbase=self.rand_vcpu(), V=int(rng.random() < 0.85)
-            )
-        elif name == "MAPTI":
-            self.cmd(
-                "MAPTI", DeviceID=dev, EventID=ev, pINTID=self.rand_intid(), ICID=self.rand_icid()
-            )
-            self.pairs.add((dev, ev))
-        elif name == "MAPI":
-            ev = rng.choice((ev, LPI + rng.randrange(8)))
-            self.cmd("MAPI", DeviceID=dev, EventID=ev, ICID=self.rand_icid())
-            self.pairs.add((dev, ev))
-        elif name in ("MOVI",):
-            self.cmd("MOVI", DeviceID=dev, EventID=ev, ICID=self.rand_icid())
-        elif name in ("DISCARD", "INT", "CLEAR", "INV"):
-            self.cmd(name, DeviceID=dev, EventID=ev)
-        elif name == "INVALL":
-            self.cmd("INVALL", ICID=self.rand_icid())
-        elif name == "MOVALL":
-            self.cmd("MOVALL", RDbase=self.rand_vcpu(), RDbase2=self.rand_vcpu())
-        else:
-            self.cmd("SYNC", RDbase=self.rand_vcpu())
-
-    def mapped_world(self, ndev: int = 3, nev: int = 4) -> None:
-        """A well-formed mapping: collections on each vCPU, devices, events (valid IDs)."""
-        for c in range(min(4, self.vcpus + 1)):
-            self.cmd("MAPC", ICID=c, RDbase=c % self.vcpus, V=1)
-        for d in range(ndev):
-            self.cmd("MAPD", DeviceID=d, Size=2, ITT_addr=itt_of(d) >> 8, V=1)
-            self.devs.add(d)
-            for e in range(nev):
-                self.cmd("MAPTI", DeviceID=d, EventID=e, pINTID=LPI + 8 * d + e, ICID=(d + e) % 4)
-                self.pairs.add((d, e))
-
-    # --- probes: what the kernel shows of the state --------------------------------------------
-    def probe_msis(self, extra: int = 2) -> None:
-        pairs = sorted(self.pairs)
-        for _ in range(extra):
-            pairs.append((self.rand_dev(), self.rand_ev()))
-        for d, e in pairs:
-            self.add("msi", d, e)
-
-    def probe_tables(self) -> None:
-        self.add("its_r", R.GITS_CREADR)
-        self.add("save")
-        self.add("memr", DEVT, 0x1_0000)
-        if self.indirect:
-            for i in range(3):
-                self.add("memr", DEVT_L2 + 0x1_0000 * i, 0x200)
-        self.add("memr", COLLT, 0x100)
-        for d in sorted(self.devs):
-            if d < 0x1_0000:
-                self.add("memr", itt_of(d), 0x800)
-        self.add("savep")
-        for v in range(self.vcpus):
-            self.add("memr", PEND + 0x1_0000 * v, PEND_BYTES)
+from gictools.kvm.casebuilder import (  # noqa: F401  (public names of the corpus)
+    COLLT,
+    DEVT,
+    DEVT_L2,
+    IDBITS,
+    ITT,
+    ITT_DEVICES,
+    LPI,
+    PEND,
+    PEND_BYTES,
+    PROP,
+    QUEUE,
+    QUEUE_PAGES,
+    Builder,
+    baser,
+    cbaser,
+    itt_of,
+)
+from gictools.kvm.corpusfile import (  # noqa: F401  (public names of the corpus)
+    ANSWERS_FORMAT,
+    CASES_FILE,
+    CASES_FORMAT,
+    FORMAT_VERSION,
+    MAX_FILE,
+    CorpusError,
+    load_answers,
+    load_cases,
+    save_answers,
+    save_cases,
+)
 
 
 # --- case classes ---------------------------------------------------------------------------
@@ -439,9 +217,9 @@ def gen_dist(b: Builder) -> None:
     b.probe_tables()
 
 
-def gen_saverestore(b: Builder, corrupt: bool) -> None:
-    """An image (tables the model saved for a random mapping) restored in arm-vgic-its.rst's order
-    into a fresh VM, possibly corrupted; then the MSIs, a save and the pending bits."""
+def _saved_world(b: Builder) -> tuple[Any, dict[int, int], dict[int, int]]:
+    """The model's VM after a random mapping and a save, its ITS registers and the non-zero
+    guest-memory qwords (by address); b takes over the source's IDs and table layout."""
     from gictools.kvm.model import ModelRunner
 
     rng = b.rng
@@ -477,34 +255,42 @@ def gen_saverestore(b: Builder, corrupt: bool) -> None:
             if q:
                 words[gpa + off] = q
     b.pairs, b.devs, b.indirect = src.pairs, src.devs, src.indirect
-    if corrupt:
-        tables = [a for a in words if DEVT <= a < QUEUE or ITT <= a < ITT + 0x1000 * ITT_DEVICES]
-        for _ in range(rng.randrange(1, 4)):
-            k = rng.randrange(7)
-            if k == 6 or not tables:
-                which = rng.choice(
-                    (R.GITS_BASER, R.GITS_BASER + 8, R.GITS_CBASER, R.GITS_CREADR, R.GITS_IIDR)
-                )
-                regs[which] = rng.choice(
-                    (0, regs[which] ^ (1 << rng.randrange(64)), rng.getrandbits(64))
-                )
-                continue
-            a = rng.choice(tables)
-            q = words[a]
-            if k == 0:
-                q = rng.getrandbits(64)
-            elif k == 1:
-                q ^= 1 << rng.randrange(64)
-            elif k == 2:
-                q = 0
-            elif k == 3:  # another slot gets this entry: duplicates, out-of-order IDs
-                a = (a & ~0xFFF) + 8 * rng.randrange(16)
-            elif k == 4:
-                q |= rng.choice((0x1F, 0x3FFF << 49, 0xFFFF << 48, 0xFFFF << 16))
-            else:
-                q = (q & (1 << 63)) | (rng.getrandbits(16) << 49) | (q & ((1 << 49) - 1))
-            words[a] = q & ((1 << 64) - 1)
-    # memory first, in runs of consecutive non-zero qwords
+    return vm, regs, words
+
+
+def _corrupt(rng: random.Random, regs: dict[int, int], words: dict[int, int]) -> None:
+    """One to three corruptions of the saved image: a register, or a table entry (random,
+    one bit flipped, zeroed, copied to another slot, fields out of range)."""
+    tables = [a for a in words if DEVT <= a < QUEUE or ITT <= a < ITT + 0x1000 * ITT_DEVICES]
+    for _ in range(rng.randrange(1, 4)):
+        k = rng.randrange(7)
+        if k == 6 or not tables:
+            which = rng.choice(
+                (R.GITS_BASER, R.GITS_BASER + 8, R.GITS_CBASER, R.GITS_CREADR, R.GITS_IIDR)
+            )
+            regs[which] = rng.choice(
+                (0, regs[which] ^ (1 << rng.randrange(64)), rng.getrandbits(64))
+            )
+            continue
+        a = rng.choice(tables)
+        q = words[a]
+        if k == 0:
+            q = rng.getrandbits(64)
+        elif k == 1:
+            q ^= 1 << rng.randrange(64)
+        elif k == 2:
+            q = 0
+        elif k == 3:  # another slot gets this entry: duplicates, out-of-order IDs
+            a = (a & ~0xFFF) + 8 * rng.randrange(16)
+        elif k == 4:
+            q |= rng.choice((0x1F, 0x3FFF << 49, 0xFFFF << 48, 0xFFFF << 16))
+        else:
+            q = (q & (1 << 63)) | (rng.getrandbits(16) << 49) | (q & ((1 << 49) - 1))
+        words[a] = q & ((1 << 64) - 1)
+
+
+def _write_words(b: Builder, words: dict[int, int]) -> None:
+    """Guest memory as memw lines, one per run of consecutive non-zero qwords."""
     run_start: int | None = None
     run = bytearray()
     for w in [*sorted(words), None]:
@@ -515,6 +301,15 @@ def gen_saverestore(b: Builder, corrupt: bool) -> None:
             b.add("memw", run_start, bytes(run))
         if w is not None:
             run_start, run = w, bytearray(words[w].to_bytes(8, "little"))
+
+
+def gen_saverestore(b: Builder, corrupt: bool) -> None:
+    """An image (tables the model saved for a random mapping) restored in arm-vgic-its.rst's order
+    into a fresh VM, possibly corrupted; then the MSIs, a save and the pending bits."""
+    vm, regs, words = _saved_world(b)
+    if corrupt:
+        _corrupt(b.rng, regs, words)
+    _write_words(b, words)  # memory first
     # redistributors (PROPBASER, PENDBASER, then GICR_CTLR), then the ITS: CBASER, IIDR,
     # BASER<n>, CREADR, CWRITER, RESTORE_TABLES, GITS_CTLR last (arm-vgic-its.rst)
     for v in range(b.vcpus):
@@ -779,79 +574,3 @@ def generate(n: int, seed: int = 20) -> list[O.Case]:
         CLASSES[kind][1](b)
         cases.append(b.case())
     return cases
-
-
-# --- storage -------------------------------------------------------------------------------------
-class CorpusError(GictoolsError):
-    """A corpus file is missing, malformed or does not match the cases."""
-
-
-def _dump(path: Path, obj: object) -> None:
-    data = gzip.compress(msgpack.packb(obj, use_bin_type=True), compresslevel=9, mtime=0)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def _load(path: Path, fmt: str) -> dict:
-    try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read(MAX_FILE + 1)
-    except (OSError, EOFError) as e:
-        raise CorpusError(f"{path}: {e}") from None
-    if len(raw) > MAX_FILE:
-        raise CorpusError(f"{path}: more than {MAX_FILE} bytes decompressed")
-    try:
-        obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    except Exception as e:  # msgpack raises several unrelated types for bad input
-        raise CorpusError(f"{path}: not msgpack ({e})") from None
-    if (
-        not isinstance(obj, dict)
-        or obj.get("format") != fmt
-        or obj.get("version") != FORMAT_VERSION
-    ):
-        raise CorpusError(f"{path}: not a {fmt} v{FORMAT_VERSION} file")
-    return obj
-
-
-def save_cases(path: Path, cases: list[O.Case], seed: int) -> None:
-    _dump(
-        path,
-        {
-            "format": CASES_FORMAT,
-            "version": FORMAT_VERSION,
-            "seed": seed,
-            "cases": [[c.case_id, c.kind, "\n".join(c.lines)] for c in cases],
-        },
-    )
-
-
-def load_cases(path: Path) -> list[O.Case]:
-    obj = _load(path, CASES_FORMAT)
-    try:
-        return [O.Case(int(i), str(k), str(s).split("\n")) for i, k, s in obj["cases"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise CorpusError(f"{path}: malformed cases ({e})") from None
-
-
-def save_answers(
-    path: Path, kernel: str, uname: str, cases: list[O.Case], answers: list[list[str]]
-) -> None:
-    _dump(
-        path,
-        {
-            "format": ANSWERS_FORMAT,
-            "version": FORMAT_VERSION,
-            "kernel": kernel,
-            "uname": uname,
-            "answers": [[c.case_id, "\n".join(a)] for c, a in zip(cases, answers, strict=True)],
-        },
-    )
-
-
-def load_answers(path: Path) -> tuple[str, dict[int, list[str]]]:
-    obj = _load(path, ANSWERS_FORMAT)
-    try:
-        return str(obj["kernel"]), {int(i): str(a).split("\n") for i, a in obj["answers"]}
-    except (KeyError, TypeError, ValueError) as e:
-        raise CorpusError(f"{path}: malformed answers ({e})") from None

@@ -238,43 +238,23 @@ def run_sweep(
     exception re-raised with `.result` (a SweepResult, interrupted=True) attached.
     """
     root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"{root}: exists and is not a directory")
-    if jobs is not None and jobs < 1:
-        raise ConfigError(f"-j {jobs}: must be >= 1")
-    if scheduler:
-        if jobs is not None:
-            raise ConfigError(
-                "-j runs the cells on local processes, --scheduler (or DASK_SCHEDULER_ADDRESS) "
-                "on a Dask cluster: give one"
-            )
-        check_scheduler_address(scheduler)
+    _check_sweep_args(root, jobs, scheduler)
     root.mkdir(parents=True, exist_ok=True)
     lock = _Lock(root)
     t0 = time.monotonic()
-    results = {}
+    results: dict = {}
     state = Progress(total=len(cells))
     ex: DaskExecutor | LocalExecutor | None = None
-    todo = []
+    todo: list[Cell] = []
     warnings: list[str] = []
+
+    def tick():
+        if progress is not None:
+            progress(state)
+
     try:
         clean_temp_files(root)
-        for c in cells:
-            if is_finished(root, c, warnings.append):
-                results[c.partition] = {
-                    "status": "skipped",
-                    "row": read_cell_row(root, c),
-                    "wall_s": 0.0,
-                }
-                state.skipped += 1
-            else:
-                todo.append(c)
-        _check_outputs(root, cells, todo, warnings.append)
-
-        def tick():
-            if progress is not None:
-                progress(state)
-
+        _skip_finished(root, cells, (results, state, todo, warnings))
         tick()
         if todo:
             if scheduler:
@@ -283,16 +263,7 @@ def run_sweep(
             else:
                 ex = LocalExecutor(min(jobs or default_jobs(), len(todo)), todo, root)
                 outcomes = ex.outcomes()
-            for ev in outcomes:
-                if ev is not None:
-                    c, r = ev
-                    results[c.partition] = r
-                    if r["status"] == "done":
-                        state.done += 1
-                    else:
-                        state.failed += 1
-                state.running = ex.running(len(todo) - state.done - state.failed)
-                tick()
+            _collect(ex, outcomes, len(todo), results, state, tick)
             ex.close()
             ex = None
     except KeyboardInterrupt as e:
@@ -314,6 +285,53 @@ def run_sweep(
         lock.release()
     wall = time.monotonic() - t0
     return SweepResult(root, cells, results, _name(ex, scheduler), wall, warnings=warnings)
+
+
+def _check_sweep_args(root: Path, jobs: int | None, scheduler: str | None) -> None:
+    """Refuse an output that is a file, -j below 1, and -j with a scheduler."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{root}: exists and is not a directory")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"-j {jobs}: must be >= 1")
+    if scheduler:
+        if jobs is not None:
+            raise ConfigError(
+                "-j runs the cells on local processes, --scheduler (or DASK_SCHEDULER_ADDRESS) "
+                "on a Dask cluster: give one"
+            )
+        check_scheduler_address(scheduler)
+
+
+def _skip_finished(root: Path, cells, into: tuple[dict, Progress, list, list[str]]) -> None:
+    """Append the cells still to run to todo as they are found (an interrupt settles those);
+    each finished one is recorded as skipped in results and state. into: (results, state,
+    todo, warnings), the run's own collections."""
+    results, state, todo, warnings = into
+    for c in cells:
+        if is_finished(root, c, warnings.append):
+            results[c.partition] = {
+                "status": "skipped",
+                "row": read_cell_row(root, c),
+                "wall_s": 0.0,
+            }
+            state.skipped += 1
+        else:
+            todo.append(c)
+    _check_outputs(root, cells, todo, warnings.append)
+
+
+def _collect(ex, outcomes, n: int, results: dict, state: Progress, tick) -> None:
+    """Record each (cell, result) the executor reports out of n, ticking after every event."""
+    for ev in outcomes:
+        if ev is not None:
+            c, r = ev
+            results[c.partition] = r
+            if r["status"] == "done":
+                state.done += 1
+            else:
+                state.failed += 1
+        state.running = ex.running(n - state.done - state.failed)
+        tick()
 
 
 def _file_kind(mode) -> str:

@@ -146,10 +146,19 @@ def _partition_of(base: Path, f) -> str:
 
 
 def _summarize(root) -> dict:
+    root = Path(root)
+    cells, event_files, skipped = _good_cells(root)
+    replay = _replay_rows(root, cells, event_files)
+    predict = _predict_rows(cells)
+    return {"dataset": str(root), "replay": replay, "predict": predict, "skipped": skipped}
+
+
+def _good_cells(root: Path) -> tuple[list[dict], list, list[dict]]:
+    """(cell rows, event files, skipped files): a cell and its events are used together or
+    not at all; ConfigError when no cell is left."""
     from gictools.stats.schema import SCHEMA
     from gictools.sweep.cell import CELL_SCHEMA
 
-    root = Path(root)
     if not (root / CELLS_DIR).is_dir():  # no dataset opened yet: a damaged file would fail it
         raise ConfigError(f"{root}: not a sweep dataset (no {CELLS_DIR}/ directory)")
     # the columns read here (a dataset of an older gictools, without later columns, reads)
@@ -189,6 +198,11 @@ def _summarize(root) -> dict:
         )
     if not cells:
         raise ConfigError(f"{root}: the dataset has no finished cells")
+    return cells, event_files, skipped
+
+
+def _replay_rows(root: Path, cells: list[dict], event_files: list) -> list[dict]:
+    """One row per GROUP of replay cells: sums, rates and the events' latency percentiles."""
     events = None
     groups: dict[tuple, list] = {}
     for c in cells:
@@ -223,7 +237,12 @@ def _summarize(root) -> dict:
                 "msi_errors": sum(c["msi_errors"] or 0 for c in g),
             }
         )
-    predict = [
+    return replay
+
+
+def _predict_rows(cells: list[dict]) -> list[dict]:
+    """The predict cells' own rows, in partition order."""
+    return [
         {
             **{k: c[k] for k in PARTITION_KEYS},
             **{
@@ -244,7 +263,6 @@ def _summarize(root) -> dict:
             key=lambda c: tuple(c[k] for k in PARTITION_KEYS),
         )
     ]
-    return {"dataset": str(root), "replay": replay, "predict": predict, "skipped": skipped}
 
 
 def format_summary(s: dict) -> str:

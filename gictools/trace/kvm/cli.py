@@ -119,41 +119,14 @@ def import_kvm(
             its_base=bases.get("--its-base"),
             redist_base=bases.get("--redist-base"),
         )
-    lines = [
-        f"wrote {out}: kernel {s.info.kernel}, {s.msis:,} MSIs "
-        f"(results {dict(sorted(s.msi_results.items(), key=str))}), "
-        f"{s.n_commands} commands, {s.reg_writes} register writes, "
-        f"{s.mem_reads} guest-memory reads, {s.ctrls} controls",
-        f"kernel cache: {s.cache_hits} hits, {s.cache_misses} misses, {s.cache_fills} fills, "
-        f"{s.cache_invalidations} invalidations (+{s.cache_invalidations_outside} at teardown)",
-    ]
-    if s.reads_unobserved or s.reads_failed:
-        lines.append(
-            f"guest-memory reads: {s.reads_unobserved} partly outside the probe's window, "
-            f"{s.reads_failed} failed in KVM"
-        )
-    if s.msis_with_lpi:
-        lines.append(f"{s.msis_with_lpi} MSIs expected to reach the LPI and vCPU the kernel showed")
-    if s.unreturned:
-        lines.append(f"{s.unreturned} operations without their return event (no expectation)")
-    for what, n in sorted(s.ignored.items()):
-        lines.append(f"not imported: {n} x {what}")
-    if s.info.lost:
-        lines.append(f"LOST while recording: {s.info.loss_summary()}")
-    kit.echo("\n".join(lines))
+    kit.echo("\n".join(s.summary_lines(out)))
     if check_cache:
         from gictools.trace.kvm.compare import model_cache_counts
 
         with kit.errors():
-            m = model_cache_counts(out)
-        kern = {"hits": s.cache_hits, "misses": s.cache_misses, "fills": s.cache_fills}
-        diff = [k for k in kern if kern[k] != m[k]]
-        kit.echo(
-            f"model ({m['policy']}): {m['hits']} hits, {m['misses']} misses, {m['fills']} fills, "
-            f"{m['invalidations']} invalidations: "
-            + ("agrees on hits, misses and fills" if not diff else "DIFFERS on " + ", ".join(diff))
-        )
-        if diff:
+            line, differs = s.cache_verdict(model_cache_counts(out))
+        kit.echo(line)
+        if differs:
             raise typer.Exit(1)
 
 

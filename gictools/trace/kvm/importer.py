@@ -22,13 +22,13 @@ included, before the vCPU runs on).
 from __future__ import annotations
 
 import struct
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from gictools import regs as R
 from gictools.errors import ImportFormatError, StrPath
 from gictools.trace.kvm.logparse import Event, LogInfo, read_log
+from gictools.trace.kvm.stats import ImportStats
 from gictools.trace.writer import TraceWriter
 
 # uapi numbers (include/uapi/linux/kvm.h, arch/arm64/include/uapi/asm/kvm.h)
@@ -58,56 +58,6 @@ class VmConfig:
     its_devs: list[int] = field(default_factory=list)  # kvm_device pointers, in ITS order
     its_bases: dict[int, int] = field(default_factory=dict)  # dev -> base
     redist_regions: list[tuple[int, int, int]] = field(default_factory=list)  # (index, base, count)
-
-
-@dataclass
-class ImportStats:
-    """What the import saw and did: counts for the summary, the cache observation, the checks."""
-
-    info: LogInfo = field(default_factory=LogInfo)
-    msis: int = 0
-    msi_results: Counter = field(default_factory=Counter)
-    commands: list[bytes] = field(
-        default_factory=list
-    )  # the first KEEP_COMMANDS queue entries read
-    n_commands: int = 0  # command-queue entries KVM read
-    reg_writes: int = 0
-    mmio_reads: int = 0
-    mem_reads: int = 0
-    reads_unobserved: int = 0  # reads whose bytes fell outside what the probe could fetch
-    reads_failed: int = 0  # kvm_read_guest returned an error (KVM ignores that command)
-    ctrls: int = 0
-    msis_with_lpi: int = 0  # MSIs whose LPI and vCPU the kernel showed (expected in the trace)
-    unreturned: int = 0  # operations whose return event is missing (imported without a result)
-    ignored: Counter = field(default_factory=Counter)  # what was seen and not imported, by kind
-    # the kernel's translation cache, observed (vgic_its_inject_cached_translation's return,
-    # vgic_its_resolve_lpi's return, vgic_its_invalidate_cache / _all_caches calls)
-    cache_hits: int = 0
-    cache_misses: int = 0
-    cache_fills: int = 0
-    cache_invalidations: int = 0  # inside a recorded operation
-    cache_invalidations_outside: int = 0  # outside any (VM teardown: vgic_its_destroy)
-    cache_invalidate_all: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kernel": self.info.kernel,
-            "msis": self.msis,
-            "msi_results": {str(k): v for k, v in sorted(self.msi_results.items(), key=str)},
-            "commands": self.n_commands,
-            "reg_writes": self.reg_writes,
-            "mem_reads": self.mem_reads,
-            "ctrls": self.ctrls,
-            "lost": self.info.lost,
-            "cache": {
-                "hits": self.cache_hits,
-                "misses": self.cache_misses,
-                "fills": self.cache_fills,
-                "invalidations": self.cache_invalidations,
-                "invalidations_outside": self.cache_invalidations_outside,
-                "invalidate_all": self.cache_invalidate_all,
-            },
-        }
 
 
 def _learn(events) -> list[VmConfig]:
@@ -498,6 +448,29 @@ def import_kvm(
     info1 = LogInfo()
     pid = _vmm_pid(log)
     vms = _learn(_of_vmm(read_log(log, info1), pid))
+    vm_index = _choose_vm(vms, vm_index, log)
+    vm = vms[vm_index]
+    _check_complete(info1, allow_lost, log)
+    _override(vm, (vcpus, its_base, redist_base), log)
+    hdr, meta = _header(vm, info1, vm_index)
+    stats = ImportStats()
+    try:
+        w = TraceWriter(out, vm=hdr, source="gictools record kvm", metadata=meta)
+    except ValueError as e:
+        raise ImportFormatError(f"the VM the log describes: {e}", path=log) from None
+    with w:
+        imp = _Importer(w, vm, stats, expect, log, vm_index)
+        for ev in _of_vmm(read_log(log, stats.info), pid):
+            try:
+                imp.event(ev)
+            except ValueError as e:  # a value the trace format refuses (FieldError)
+                raise ImportFormatError(f"{ev.name} event: {e}", line=ev.line, path=log) from None
+        imp.finish()
+    return stats
+
+
+def _choose_vm(vms: list, vm_index: int | None, log: StrPath) -> int:
+    """The VM to import: --vm, else the one VM with an ITS, else the last one."""
     with_its = [i for i, v in enumerate(vms) if v.its_devs]
     if vm_index is None:
         if len(with_its) > 1:
@@ -510,7 +483,11 @@ def import_kvm(
         vm_index = with_its[0] if with_its else len(vms) - 1
     if not 0 <= vm_index < len(vms):
         raise ImportFormatError(f"--vm {vm_index}: the log holds VMs 0..{len(vms) - 1}", path=log)
-    vm = vms[vm_index]
+    return vm_index
+
+
+def _check_complete(info1: LogInfo, allow_lost: bool, log: StrPath) -> None:
+    """Refuse a log that lost events (unless allowed) or whose recorder never finished."""
     if info1.lost and not allow_lost:
         raise ImportFormatError(
             f"events were lost while recording ({info1.loss_summary()}): the trace would be "
@@ -523,6 +500,12 @@ def import_kvm(
             "(lost events could not be counted)",
             path=log,
         )
+
+
+def _override(vm, bases: tuple[int | None, int | None, int | None], log: StrPath) -> None:
+    """Apply --vcpus, --its-base, --redist-base (bases, in that order) to what the log
+    showed; refuse a VM whose creation the log does not show and the options do not supply."""
+    vcpus, its_base, redist_base = bases
     if vcpus is not None:
         vm.vcpu_ids = list(range(vcpus))
     if its_base is not None:
@@ -544,6 +527,10 @@ def import_kvm(
             + ", ".join(missing),
             path=log,
         )
+
+
+def _header(vm, info1: LogInfo, vm_index: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trace's VM header and its metadata."""
     hdr: dict[str, Any] = {
         "vcpus": len(vm.vcpu_ids),
         "memory": [list(v) for _, v in sorted(vm.memslots.items())],
@@ -565,17 +552,4 @@ def import_kvm(
         "vm": vm_index,
         "lost": info1.loss_summary() or None,
     }
-    stats = ImportStats()
-    try:
-        w = TraceWriter(out, vm=hdr, source="gictools record kvm", metadata=meta)
-    except ValueError as e:
-        raise ImportFormatError(f"the VM the log describes: {e}", path=log) from None
-    with w:
-        imp = _Importer(w, vm, stats, expect, log, vm_index)
-        for ev in _of_vmm(read_log(log, stats.info), pid):
-            try:
-                imp.event(ev)
-            except ValueError as e:  # a value the trace format refuses (FieldError)
-                raise ImportFormatError(f"{ev.name} event: {e}", line=ev.line, path=log) from None
-        imp.finish()
-    return stats
+    return hdr, meta

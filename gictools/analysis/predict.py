@@ -124,6 +124,29 @@ def _steady(sim):
     return rates
 
 
+def _extrapolate(sim, rates, masks):
+    """(done mask, elapsed ns, (hits, evictions, recycles)) of a run stopped at steady state:
+    each injector's remaining events at its steady rate, the counts scaled from the last
+    quarter of the time so far."""
+    t_now = sim.now
+    total = sim.n
+    done_mask = np.zeros(total, dtype=bool)
+    ends = [t_now]
+    for j in sim.injectors:
+        idx = _done_events(j, max(j.pos - 1, 0))
+        done_mask[idx] = True
+        if j.done:
+            done_mask[j.events[-1]] = True
+            ends.append(float(sim.t_done[j.events[-1]]))
+        else:
+            ends.append(t_now + (len(j.events) - (j.pos - 1)) / rates[j.id])
+    elapsed = max(ends)
+    win = done_mask & (sim.t_done > t_now * 0.75)
+    rest = total - int(done_mask.sum())
+    counts = tuple(int(m[done_mask].sum() + round(float(m[win].mean()) * rest)) for m in masks)
+    return done_mask, elapsed, counts
+
+
 def run_once(
     cfg,
     preset,
@@ -162,23 +185,9 @@ def run_once(
         hits, evictions = int(hits_mask.sum()), int(ev_mask.sum())
         recycles = int(rec_mask.sum())
     else:
-        t_now = sim.now
-        done_mask = np.zeros(total, dtype=bool)
-        ends = [t_now]
-        for j in sim.injectors:
-            idx = _done_events(j, max(j.pos - 1, 0))
-            done_mask[idx] = True
-            if j.done:
-                done_mask[j.events[-1]] = True
-                ends.append(float(sim.t_done[j.events[-1]]))
-            else:
-                ends.append(t_now + (len(j.events) - (j.pos - 1)) / rates[j.id])
-        elapsed = max(ends)
-        win = done_mask & (sim.t_done > t_now * 0.75)
-        rest = total - int(done_mask.sum())
-        hits = int(hits_mask[done_mask].sum() + round(float(hits_mask[win].mean()) * rest))
-        evictions = int(ev_mask[done_mask].sum() + round(float(ev_mask[win].mean()) * rest))
-        recycles = int(rec_mask[done_mask].sum() + round(float(rec_mask[win].mean()) * rest))
+        done_mask, elapsed, (hits, evictions, recycles) = _extrapolate(
+            sim, rates, (hits_mask, ev_mask, rec_mask)
+        )
     lat = np.subtract(sim.t_done, sim.t_issue, out=sim.t_done)  # t_done is not needed after
     if not done_mask.all():
         lat = lat[done_mask]

@@ -106,7 +106,7 @@ def test_full_disk_replay_jobs_names_the_output(full_disk, big_trace):
     )  # fmt: skip
     assert r.returncode == 2
     assert r.stderr == (
-        "gictools: error: [Errno 28] cannot write: No space left on device: 'out.parquet'\n"
+        "gictools: error: out.parquet: cannot write: No space left on device\n"
     )
     assert os.listdir(full_disk) == []
 

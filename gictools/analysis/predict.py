@@ -33,6 +33,7 @@ from gictools.latency.resources import LOCKSTEP, Interleaving
 from gictools.latency.simulation import Injections, RunOptions, Simulation, shares
 from gictools.model.cache import EVICT, HIT, RECYCLE, policy_class
 from gictools.model.cache.keys import translation_keys
+from gictools.trace.gen_lpi_stress import selftest_routing
 
 DEFAULT_SEEDS = 5
 CHUNK_EVENTS = 100_000  # simulated injections between two steadiness checks
@@ -131,6 +132,7 @@ def run_once(
     vcpu_threads_busy=True,
     chunk=CHUNK_EVENTS,
     fast_forward=True,
+    acked=False,
 ):
     """One closed-loop run of the stress test; a dict of its results and method."""
     vcpus, devices, events, iterations = cfg
@@ -138,7 +140,9 @@ def run_once(
     policy = policy_class(preset.cache)(vcpus)
     policy.doorbells[0x0801_0040] = 0
     work = Injections(per_inj, dev, evs, np.zeros(len(dev), np.int64), vcpu, keys=keys)
-    opts = RunOptions(host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward)
+    opts = RunOptions(
+        host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward, acked
+    )
     sim = Simulation(preset, work, policy, opts)
     total = sim.n
     method = "simulated"
@@ -216,7 +220,9 @@ def predict_lpi_stress(
     iterations,
     preset,
     *,
-    routing="as-measured",
+    routing=None,
+    selftest="2024",
+    host=None,
     host_cpus=None,
     seeds=DEFAULT_SEEDS,
     seed=None,
@@ -238,8 +244,9 @@ def predict_lpi_stress(
         hit_rate and evictions likewise, elapsed_s, latency percentiles and time_share of
         the median run, `runs` (one dict per seed, with its method), and the inputs.
     """
-    if isinstance(preset, str):
-        preset = load_preset(preset)
+    if isinstance(preset, str) or host is not None:
+        preset = _priced(preset, host)
+    routing, acked = selftest_routing(selftest, routing)
     _check_config(vcpus, devices, events, iterations, routing)
     cfg = (vcpus, devices, events, iterations)
     if lockstep:
@@ -256,6 +263,7 @@ def predict_lpi_stress(
         "vcpu_threads_busy": vcpu_threads_busy,
         "chunk": chunk,
         "fast_forward": fast_forward,
+        "acked": acked,
     }
     total = devices * events * iterations
     work = [(cfg, preset, m, kw) for m in mixes]
@@ -265,7 +273,24 @@ def predict_lpi_stress(
             runs = list(ex.map(_run_star, work))
     else:
         runs = [_run_star(w) for w in work]
-    return _aggregate(cfg, preset, routing, host_cpus, runs, lockstep)
+    out = _aggregate(cfg, preset, routing, host_cpus, runs, lockstep)
+    out["config"]["selftest"] = selftest
+    return out
+
+
+def _priced(preset, host):
+    """A preset name or Preset priced on a host profile (None: the preset's own, or the
+    default host for a name). A Preset is re-read from its source to be re-priced."""
+    if isinstance(preset, str):
+        return load_preset(preset, host=host)
+    if host is None or (preset.host is not None and host in (preset.host, preset.host.name)):
+        return preset
+    src = preset.source
+    if src.startswith("bundled:"):
+        return load_preset(src.split(":", 1)[1], host=host)
+    if src:
+        return load_preset(path=src, host=host)
+    raise ConfigError("a preset built in memory cannot be re-priced on another host")
 
 
 def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
@@ -275,6 +300,7 @@ def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
     out = {
         "config": dict(zip(("vcpus", "devices", "events", "iterations"), cfg), routing=routing),
         "preset": preset.name,
+        "host": None if preset.host is None else preset.host.name,
         "cache": preset.cache,
         "host_cpus": preset.host_cpus if host_cpus is None else host_cpus,
         "injector_cpus": mid["injector_cpus"],

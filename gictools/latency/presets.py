@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from gictools.errors import ConfigError
 from gictools.model.cache import Outcome, policy_class, policy_names
@@ -40,6 +41,8 @@ class Step:
     sleeps: bool = False  # the injector sleeps (gives up its CPU): synchronize_rcu()
     doc: str = ""
     grace_period: bool = False  # lasts one RCU grace period (drawn from [rcu]), not ns
+    atomics: int = 0  # + this many atomics on the target vCPU's shared lines (host atomic_ns)
+    flush: bool = False  # + the target vCPU's loop (its LR flush), shared by its injectors
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Preset:
     source: str = ""  # file it came from
     rcu: Rcu = Rcu()
     jitter: float = DEFAULT_JITTER  # stochastic runs: relative std of every step cost
+    host: Any = None  # gictools.latency.hosts.Host the costs are priced on
 
     def path_of(self, outcome: str) -> tuple:
         """The step names an injection with this outcome walks: its own path, else the
@@ -106,6 +110,7 @@ class Preset:
             "kernel": self.kernel,
             "host_cpus": self.host_cpus,
             "jitter": self.jitter,
+            "host": None if self.host is None else self.host.as_dict(),
             "walk": {
                 "per_entry_ns": self.walk_per_entry_ns,
                 "remote_line_ns": self.walk_remote_line_ns,
@@ -156,8 +161,9 @@ def bundled_path(name: str):
     return resources.files("gictools.latency") / "presets" / f"{name}.toml"
 
 
-def load_preset(name: str | None = None, path=None) -> Preset:
-    """A bundled preset by name, or a preset file (TOML). Raises ConfigError with the reason."""
+def load_preset(name: str | None = None, path=None, host=None) -> Preset:
+    """A bundled preset by name, or a preset file (TOML), priced on a host profile (a
+    gictools.latency.hosts name or Host; default lpi-2024a). Raises ConfigError."""
     if path is not None:
         p = Path(path)
         try:
@@ -183,7 +189,7 @@ def load_preset(name: str | None = None, path=None) -> Preset:
         raise ConfigError(f"preset {src}: not valid TOML: {e}") from None
     except RecursionError:  # tomllib recurses per nested array/table
         raise ConfigError(f"preset {src}: nested too deeply") from None
-    preset = parse_preset(data, src)
+    preset = parse_preset(data, src, host)
     if path is None and preset.name != name:
         raise ConfigError(f"bundled preset {name!r} names itself {preset.name!r}")
     return preset
@@ -232,8 +238,15 @@ TOP_KEYS = (
 )
 
 
-def parse_preset(data: dict, src: str = "<preset>") -> Preset:
-    """Validate a decoded preset table; every error names the key."""
+def parse_preset(data: dict, src: str = "<preset>", host=None) -> Preset:
+    """Validate a decoded preset table (every error names the key) and price it on the
+    host profile (gictools.latency.hosts.apply_host; default lpi-2024a)."""
+    from gictools.latency.hosts import apply_host
+
+    return apply_host(_parse_preset(data, src), host)
+
+
+def _parse_preset(data: dict, src: str) -> Preset:
     _known(src, data, TOP_KEYS)
     for key in ("name", "cache", "steps", "paths"):  # no [locks]: nothing is serialized
         if key not in data:
@@ -258,7 +271,7 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         locks=locks,
         paths=paths,
         walk_per_entry_ns=_ns(f"{src}: walk.per_entry_ns", walk.get("per_entry_ns", 0)),
-        walk_remote_line_ns=_ns(f"{src}: walk.remote_line_ns", walk.get("remote_line_ns", 0)),
+        walk_remote_line_ns=_host_ns(f"{src}: walk.remote_line_ns", walk.get("remote_line_ns", 0)),
         walk_moves_on_hit=moves,
         source=src,
         rcu=_parse_rcu(src, data.get("rcu", {})),
@@ -275,6 +288,11 @@ def _host_cpus(src, v):
             f'{src}: host_cpus must be an integer from 1 to {1 << 20} or "unlimited", got {v!r}'
         )
     return v
+
+
+def _host_ns(where, v):
+    """A cost in ns, or "host": the host profile's (None until priced)."""
+    return None if v == "host" else _ns(where, v)
 
 
 def _ns(where, v):
@@ -299,7 +317,7 @@ def _parse_locks(src, table):
         locks[lname] = Lock(
             lname,
             scope,
-            _ns(f"{w}.handoff_ns", ld.get("handoff_ns", 0)),
+            _host_ns(f"{w}.handoff_ns", ld.get("handoff_ns", 0)),
             str(ld.get("doc", "")),
             kind,
             _ns(f"{w}.wake_ns", ld.get("wake_ns", 10_000.0)),
@@ -343,14 +361,21 @@ def _parse_steps(src, table, locks):
     _known(f"{src}: steps", table, list(table) if isinstance(table, dict) else ())
     for sname, sd in table.items():
         w = f"{src}: steps.{sname}"
-        _known(w, sd, ("ns", "lock", "walk", "action", "sleeps", "grace_period", "doc"))
+        _known(
+            w,
+            sd,
+            ("ns", "lock", "walk", "action", "sleeps", "grace_period", "atomics", "flush", "doc"),
+        )
         if "ns" not in sd and not sd.get("grace_period"):
             raise ConfigError(f"{w}: missing 'ns'")
         lk = _step_locks(w, sd, locks)
         action = sd.get("action")
         if action is not None and action not in ACTIONS:
             raise ConfigError(f"{w}.action: {action!r} is not one of {', '.join(ACTIONS)}")
-        for flag in ("walk", "sleeps", "grace_period"):
+        atomics = sd.get("atomics", 0)
+        if isinstance(atomics, bool) or not isinstance(atomics, int) or not 0 <= atomics <= 64:
+            raise ConfigError(f"{w}.atomics: an integer from 0 to 64, got {atomics!r}")
+        for flag in ("walk", "sleeps", "grace_period", "flush"):
             if not isinstance(sd.get(flag, False), bool):
                 raise ConfigError(f"{w}.{flag}: true or false")
         if sd.get("grace_period") and not sd.get("sleeps"):
@@ -367,6 +392,8 @@ def _parse_steps(src, table, locks):
             sd.get("sleeps", False),
             str(sd.get("doc", "")),
             sd.get("grace_period", False),
+            atomics,
+            sd.get("flush", False),
         )
     return steps
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from gictools import __version__, clikit
+from gictools.cli_hosts import SELFTEST_DEFAULT, HostOpt, SelftestOpt
 from gictools.clikit import (
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
@@ -89,6 +90,7 @@ def replay(
         ),
     ] = None,
     preset_file: PresetFileOpt = None,
+    host: HostOpt = None,
     host_cpus: HostCpusOpt = None,
     seed: SeedOpt = None,
     out: Annotated[
@@ -136,6 +138,7 @@ def replay(
             jobs,
             to_stdout,
             seed=seed,
+            host=host,
         )
     raise typer.Exit(code)
 
@@ -168,6 +171,7 @@ def _replay(
     jobs,
     to_stdout,
     seed=None,
+    host=None,
 ) -> int:
     import time
 
@@ -179,7 +183,7 @@ def _replay(
         clikit.check_outputs([out], inputs=traces)
     t0 = time.perf_counter()
     with clikit.errors():
-        p = load_preset(None if preset_file else preset or DEFAULT_PRESET, preset_file)
+        p = load_preset(None if preset_file else preset or DEFAULT_PRESET, preset_file, host=host)
         rps = open_replayers(traces, cache or ["default"], kernel, p, host_cpus, names, seed=seed)
         parallel = jobs > 1 and out is not None and len(cache or []) > 1
         tty = not (quiet or json_out or parallel) and sys.stderr.isatty()
@@ -387,7 +391,8 @@ def gen_lpi_stress(
     devices: DevicesOpt = 1,
     events: EventsOpt = 16,
     iterations: IterationsOpt = 1000,
-    routing: RoutingOpt = "as-measured",
+    routing: RoutingOpt = None,  # type: ignore[assignment]
+    selftest: SelftestOpt = SELFTEST_DEFAULT,
     out: Annotated[
         Path,
         typer.Option(
@@ -402,8 +407,9 @@ def gen_lpi_stress(
 ):
     """The kernel selftest vgic_lpi_stress's workload as a trace (same flags and defaults)."""
     clikit.check_outputs([out])
-    from gictools.trace.gen_lpi_stress import generate
+    from gictools.trace.gen_lpi_stress import generate, selftest_routing
 
+    routing = selftest_routing(selftest, routing)[0]
     total = devices * events * iterations
     with clikit.errors(), clikit.progress("gen", total, quiet=quiet or json_out) as bar:
         n = generate(
@@ -414,6 +420,7 @@ def gen_lpi_stress(
             iterations,
             routing,
             progress=bar.advance,
+            selftest=selftest,
         )
     to_stdout = os.fspath(out) == clikit.STDIO
     if json_out and not to_stdout:
@@ -610,7 +617,9 @@ def predict_lpi_stress(
     iterations: IterationsOpt = 1000,
     preset: PresetOpt = None,
     preset_file: PresetFileOpt = None,
-    routing: RoutingOpt = "as-measured",
+    routing: RoutingOpt = None,  # type: ignore[assignment]
+    selftest: SelftestOpt = SELFTEST_DEFAULT,
+    host: HostOpt = None,
     host_cpus: HostCpusOpt = None,
     seeds: Annotated[int, typer.Option(help="stochastic runs (seeds 0..N-1): min/median/max")] = 5,
     seed: Annotated[int | None, typer.Option(help="one run with this seed (reproducible)")] = None,
@@ -634,8 +643,8 @@ def predict_lpi_stress(
     from gictools.latency.presets import load_preset
 
     with clikit.errors():
-        p = load_preset(preset, preset_file)
-        kw = {"routing": routing, "host_cpus": host_cpus, "jobs": jobs}
+        p = load_preset(preset, preset_file, host=host)
+        kw = {"routing": routing, "selftest": selftest, "host_cpus": host_cpus, "jobs": jobs}
         r = _predict(
             vcpus, devices, events, iterations, p, seeds=seeds, seed=seed, lockstep=lockstep, **kw
         )
@@ -654,6 +663,7 @@ def compare(
     trace: Annotated[Path, typer.Argument(help="trace file")],
     preset: PresetsOpt = None,
     preset_file: PresetFilesOpt = None,
+    host: HostOpt = None,
     host_cpus: HostCpusOpt = None,
     seed: SeedOpt = None,
     plot: PlotOpt = None,
@@ -668,8 +678,8 @@ def compare(
     if plot:
         clikit.need_matplotlib()
     with clikit.errors():
-        presets = [load_preset(p) for p in preset or []]
-        presets += [load_preset(path=f) for f in preset_file or []]
+        presets = [load_preset(p, host=host) for p in preset or []]
+        presets += [load_preset(path=f, host=host) for f in preset_file or []]
         with clikit.progress(f"compare {trace.name}", quiet=quiet) as bar:
 
             def staged(stage, done, total):

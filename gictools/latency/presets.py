@@ -130,6 +130,7 @@ class Preset:
                     "action": v.action,
                     "sleeps": v.sleeps,
                     "grace_period": v.grace_period,
+                    "flush": v.flush,
                 }
                 for k, v in self.steps.items()
             },
@@ -241,9 +242,18 @@ TOP_KEYS = (
 def parse_preset(data: dict, src: str = "<preset>", host=None) -> Preset:
     """Validate a decoded preset table (every error names the key) and price it on the
     host profile (gictools.latency.hosts.apply_host; default lpi-2024a)."""
-    from gictools.latency.hosts import apply_host
+    from gictools.latency.hosts import apply_host, parse_host
 
-    return apply_host(_parse_preset(data, src), host)
+    priced_on = data.get("host") if isinstance(data, dict) else None
+    if priced_on is None:
+        return apply_host(_parse_preset(data, src), host)
+    # an exported preset (as_dict: Parquet metadata, --json) is already priced on the host
+    # it names: keep its numbers (core 1, atomics folded into ns) and its host's loop
+    h = parse_host(priced_on, f"{src}: host")
+    raw = _parse_preset({k: v for k, v in data.items() if k != "host"}, src)
+    if host is not None:
+        raise ConfigError(f"{src}: already priced on host {h.name!r}")
+    return replace(apply_host(raw, h.with_(core=1.0)), host=h)
 
 
 def _parse_preset(data: dict, src: str) -> Preset:

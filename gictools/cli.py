@@ -391,7 +391,7 @@ def gen_lpi_stress(
     devices: DevicesOpt = 1,
     events: EventsOpt = 16,
     iterations: IterationsOpt = 1000,
-    routing: RoutingOpt = None,  # type: ignore[assignment]
+    routing: RoutingOpt = None,
     selftest: SelftestOpt = SELFTEST_DEFAULT,
     out: Annotated[
         Path,
@@ -617,7 +617,7 @@ def predict_lpi_stress(
     iterations: IterationsOpt = 1000,
     preset: PresetOpt = None,
     preset_file: PresetFileOpt = None,
-    routing: RoutingOpt = None,  # type: ignore[assignment]
+    routing: RoutingOpt = None,
     selftest: SelftestOpt = SELFTEST_DEFAULT,
     host: HostOpt = None,
     host_cpus: HostCpusOpt = None,

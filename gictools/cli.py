@@ -638,7 +638,12 @@ def predict_lpi_stress(
     json_out: JsonOpt = False,
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
-    from gictools.analysis.predict import format_bands, format_prediction, predict_bands
+    from gictools.analysis.predict import (
+        band_envelope,
+        format_bands,
+        format_prediction,
+        predict_bands,
+    )
     from gictools.analysis.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
 
@@ -650,12 +655,13 @@ def predict_lpi_stress(
         )
         if bands:
             r["bands"] = predict_bands(vcpus, devices, events, iterations, p, **kw)
+            r["band"] = band_envelope(r, r["bands"])
     if json_out:
         clikit.print_json(clikit.json_doc("predict", **r))
         return
     clikit.echo(format_prediction(r))
     if bands:
-        clikit.echo(format_bands(r["bands"]))
+        clikit.echo(format_bands(r["bands"], r))
 
 
 @app.command()

@@ -329,14 +329,44 @@ def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
 
 
 # --predict --bands: parameters the calibration rows cannot constrain, over their
-# plausible ranges (docs/latency-model.md "Parameters not fitted")
+# plausible ranges (docs/latency-model.md "Parameters not fitted" and "Host profiles").
+# step__ values are reference ns (x the host's core); host__ values multiply the host
+# profile's own value (parameters no row of its table separates, or the vCPU loop).
 BANDS = (
     ("grace period: HZ", "rcu__hz", (100, 1000), "grace_period"),
     ("grace period: expedited", "rcu__expedited", (True,), "grace_period"),
     ("slow path: translate ns", "step__translate", (150.0, 600.0), "translate"),
     ("slow path: fill ns", "step__fill", (50.0, 300.0), "fill"),
     ("its_lock wake-up ns", "wake__its_lock", (2_000.0, 50_000.0), "mutex"),
+    ("v6.10 SRCU read side ns", "step__srcu", (150.0, 700.0), "srcu"),
+    ("v6.10 kvm_io_bus_get_dev ns", "step__io_bus", (150.0, 800.0), "io_bus"),
+    ("host line transfer x", "host__line_ns", (0.5, 2.0), "walk"),
+    ("host vCPU flush x", "host__flush_ns", (0.5, 2.0), "flush"),
+    ("host atomic x", "host__atomic_ns", (0.8, 1.25), "flush"),
 )
+
+
+def _band_applies(preset, needs) -> bool:
+    steps = preset.steps.values()
+    if needs == "grace_period":
+        return any(s.grace_period for s in steps)
+    if needs == "mutex":
+        return "its_lock" in preset.locks and preset.locks["its_lock"].kind == "mutex"
+    if needs == "walk":
+        return any(s.walk for s in steps)
+    if needs == "flush":
+        return preset.host is not None and any(s.flush for s in steps)
+    return needs in preset.steps
+
+
+def _band_preset(preset, key, v):
+    kind, _, name = key.partition("__")
+    if kind == "host":
+        h = preset.host
+        return _priced(preset, h.with_(**{name: getattr(h, name) * v}))
+    if kind == "step" and preset.host is not None:
+        v = v * preset.host.core  # reference ns on this host
+    return preset.replace_costs(**{key: v})
 
 
 def predict_bands(vcpus, devices, events, iterations, preset, *, seeds=3, **kw):
@@ -346,23 +376,11 @@ def predict_bands(vcpus, devices, events, iterations, preset, *, seeds=3, **kw):
         preset = load_preset(preset)
     rows = []
     for label, key, values, needs in BANDS:
-        if needs == "grace_period" and not any(s.grace_period for s in preset.steps.values()):
-            continue
-        if needs == "mutex" and not (
-            "its_lock" in preset.locks and preset.locks["its_lock"].kind == "mutex"
-        ):
-            continue
-        if needs in ("translate", "fill") and needs not in preset.steps:
+        if not _band_applies(preset, needs):
             continue
         for v in values:
             r = predict_lpi_stress(
-                vcpus,
-                devices,
-                events,
-                iterations,
-                preset.replace_costs(**{key: v}),
-                seeds=seeds,
-                **kw,
+                vcpus, devices, events, iterations, _band_preset(preset, key, v), seeds=seeds, **kw
             )
             rows.append(
                 {
@@ -374,6 +392,18 @@ def predict_bands(vcpus, devices, events, iterations, preset, *, seeds=3, **kw):
                 }
             )
     return rows
+
+
+def band_envelope(prediction, rows) -> dict:
+    """The band: from the lowest to the highest LPIs/s over the prediction's seeds and every
+    band row's seeds, and the parameters setting each end (what drives the width)."""
+    lo = (prediction["lpis_per_sec_min"], "seeds")
+    hi = (prediction["lpis_per_sec_max"], "seeds")
+    for b in rows:
+        who = f"{b['parameter']} = {b['value']}"
+        lo = min(lo, (b["lpis_per_sec_min"], who))
+        hi = max(hi, (b["lpis_per_sec_max"], who))
+    return {"low": lo[0], "low_by": lo[1], "high": hi[0], "high_by": hi[1]}
 
 
 def format_prediction(r) -> str:
@@ -419,8 +449,15 @@ def format_prediction(r) -> str:
     return "\n".join(lines)
 
 
-def format_bands(rows) -> str:
+def format_bands(rows, prediction=None) -> str:
     lines = ["  across the plausible ranges of parameters the calibration does not fix:"]
+    if prediction is not None:
+        env = band_envelope(prediction, rows)
+        lines.insert(
+            0,
+            f"  band           {env['low']:,.0f} .. {env['high']:,.0f} LPIs/s (low end: "
+            f"{env['low_by']}; high end: {env['high_by']})",
+        )
     for b in rows:
         lines.append(
             f"    {b['parameter']:<26} {b['value']!s:>8}: {b['lpis_per_sec']:>14,.0f} LPIs/s "

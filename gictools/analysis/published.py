@@ -145,6 +145,21 @@ def fit_host(rows, start, free, *, seeds=1, per_thread=2000, rounds=3, tie=None)
     return h.with_(free=tuple(free), fitted_on=tuple(r.label for r in rows))
 
 
+def band_check(row, host=None, *, seeds=3, per_thread=CHECK_PER_THREAD, jobs=None) -> dict:
+    """The row's prediction and --bands envelope on its machine's profile: low, high,
+    which parameter sets each end, and whether the measurement lies inside."""
+    from gictools.analysis.predict import band_envelope, predict_bands
+
+    p = load_preset(row.preset, host=host or row.machine)
+    cfg = check_config(row.config, per_thread) if per_thread else row.config
+    r = predict_row(row, host, seeds=seeds, per_thread=per_thread, jobs=jobs)
+    bands = predict_bands(*cfg, p, seeds=seeds, selftest="2024", jobs=jobs)
+    env = band_envelope(r, bands)
+    env["predicted"] = r["lpis_per_sec"]
+    env["contains"] = env["low"] <= row.measured <= env["high"]
+    return env
+
+
 def summarize(results) -> dict:
     """Worst ratios, overall and held out only."""
     ratios = [q for _, _, q, _ in results]

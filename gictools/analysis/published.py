@@ -153,7 +153,8 @@ def band_check(row, host=None, *, seeds=3, per_thread=CHECK_PER_THREAD, jobs=Non
     p = load_preset(row.preset, host=host or row.machine)
     cfg = check_config(row.config, per_thread) if per_thread else row.config
     r = predict_row(row, host, seeds=seeds, per_thread=per_thread, jobs=jobs)
-    bands = predict_bands(*cfg, p, seeds=seeds, selftest="2024", jobs=jobs)
+    v, d, e, i = cfg
+    bands = predict_bands(v, d, e, i, p, seeds=seeds, selftest="2024", jobs=jobs)
     env = band_envelope(r, bands)
     env["predicted"] = r["lpis_per_sec"]
     env["contains"] = env["low"] <= row.measured <= env["high"]

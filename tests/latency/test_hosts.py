@@ -56,7 +56,7 @@ def test_hostile_host_tables_name_the_key(data, msg):
 def test_unknown_host_and_unreadable_file(tmp_path):
     with pytest.raises(ConfigError, match="unknown host profile"):
         load_host("nosuch")
-    with pytest.raises(ConfigError, match="h.toml"):
+    with pytest.raises(ConfigError, match=r"h\.toml"):
         load_host(path=tmp_path / "h.toml")
     (tmp_path / "bad.toml").write_text("name = [")
     with pytest.raises(ConfigError, match="not valid TOML"):

@@ -203,6 +203,13 @@ def plot(results, outdir, trace=None) -> list:
     out = plotting.outdir(outdir)
     files: list[str] = []
 
+    _plot_cdf(plt, results, trace, out / "latency_cdf.png", files)
+    _plot_hit_rate(plt, results, trace, out / "hit_rate.png", files)
+    _plot_time_share(plt, results, trace, out / "time_share.png", files)
+    return [str(f) for f in files]
+
+
+def _plot_cdf(plt, results, trace, path, files):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k, r in enumerate(results):
         ls, mk = STYLES[k % len(STYLES)]
@@ -226,8 +233,10 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_title(_title("Latency CDF (o p50, ^ p99)", results, trace), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    plotting.save(fig, out / "latency_cdf.png", files, dpi=100, bbox_inches="tight")
+    plotting.save(fig, path, files, dpi=100, bbox_inches="tight")
 
+
+def _plot_hit_rate(plt, results, trace, path, files):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     w = 1
     for k, r in enumerate(results):
@@ -255,8 +264,10 @@ def plot(results, outdir, trace=None) -> list:
     )
     ax.grid(True, alpha=0.3)
     ax.legend()
-    plotting.save(fig, out / "hit_rate.png", files, dpi=100, bbox_inches="tight")
+    plotting.save(fig, path, files, dpi=100, bbox_inches="tight")
 
+
+def _plot_time_share(plt, results, trace, path, files):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     labels = []
     for r in results:
@@ -286,5 +297,4 @@ def plot(results, outdir, trace=None) -> list:
     ax.set_ylabel("share of injector time")
     ax.set_title(_title("Where the time went", results, trace), fontsize=10)
     ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
-    plotting.save(fig, out / "time_share.png", files, dpi=100, bbox_inches="tight")
-    return [str(f) for f in files]
+    plotting.save(fig, path, files, dpi=100, bbox_inches="tight")

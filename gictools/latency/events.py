@@ -66,7 +66,7 @@ def simulate_events(
         ev=zeros,
         its=zeros if its is None else np.asarray(its),
         vcpu=zeros if vcpus is None else np.asarray(vcpus),
-        keys=None if keys is None else np.asarray(keys).tolist(),
+        keys=None if keys is None else np.asarray(keys, dtype=np.uint64),
         outcome=outc,
     )
     opts = RunOptions(host_cpus, interleaving=interleaving, fast_forward=fast_forward)

@@ -19,6 +19,19 @@ STEADY_HALVES = 0.02  # the rates of a thread's window's two halves must agree t
 YOUNG_STREAK = 8  # a thread back from a wait joins a jump at the steady threads' pace
 
 
+CHUNK = 1 << 20  # events handled at once in a jump's array work (bounds its temporaries)
+
+
+def _chunks(events):
+    """An injector's events (a range, list or array) as int64 index arrays of <= CHUNK."""
+    for k in range(0, len(events), CHUNK):
+        part = events[k : k + CHUNK]
+        if isinstance(part, range):
+            yield np.arange(part.start, part.stop, part.step, dtype=np.int64)
+        else:
+            yield np.asarray(part, dtype=np.int64)
+
+
 class FastForward:
     """Mixed into Simulation: reads its injectors, policy, forced outcomes and results."""
 
@@ -47,9 +60,10 @@ class FastForward:
         if self._keysets is None:
             self._keysets = []
             for i in self.injectors:
-                idx = np.asarray(i.events, dtype=np.int64)
-                u = np.unique(translation_keys(dev[idx], ev[idx])).tolist()
-                self._keysets.append([split_translation_key(k) for k in u])
+                u = set()
+                for idx in _chunks(i.events):
+                    u.update(np.unique(translation_keys(dev[idx], ev[idx])).tolist())
+                self._keysets.append([split_translation_key(k) for k in sorted(u)])
         if all(cached(DOORBELL, d, v) for d, v in self._keysets[j.id]):
             return rest
         n = 0
@@ -146,9 +160,11 @@ class FastForward:
             lat = min(sum(r[1] - r[0] for r in j.recent) / len(j.recent), period)
             wt = sum(r[2] for r in j.recent) / len(j.recent)
             start = self.t_issue[j.event]
-            issue = start + period * np.arange(n, dtype=np.float64)
-            self.t_issue[evs] = issue
-            self.t_done[evs] = issue + lat
+            for k in range(0, n, CHUNK):  # bounded temporaries: a jump can skip millions
+                part = evs[k : k + CHUNK]
+                issue = start + period * np.arange(k, k + len(part), dtype=np.float64)
+                self.t_issue[part] = issue
+                self.t_done[part] = issue + lat
             self.wait[evs] = wt
             self.out[evs] = HIT
             j.pos += n
@@ -159,11 +175,12 @@ class FastForward:
             j.t_block += dt
             j.recent = deque(((a + dt, b + dt, w) for a, b, w in j.recent), maxlen=STEADY_WINDOW)
             if self.forced is None:
-                packed, cnt = np.unique(
-                    translation_keys(self.dev[evs], self.ev[evs]), return_counts=True
-                )
-                for k, c in zip(packed.tolist(), cnt.tolist()):
-                    touched[split_translation_key(k)] += c
+                for part in _chunks(evs):
+                    packed, cnt = np.unique(
+                        translation_keys(self.dev[part], self.ev[part]), return_counts=True
+                    )
+                    for k, c in zip(packed.tolist(), cnt.tolist()):
+                        touched[split_translation_key(k)] += c
                 tail = evs[-min(n, 4096) :].tolist()
                 order.append([(int(self.dev[x]), int(self.ev[x]), x) for x in tail])
             elif self.list_model is not None and self.moves:
@@ -194,4 +211,4 @@ class FastForward:
                 if policy is not None:
                     policy.lookup(DOORBELL, d, v)
                 if lm is not None:
-                    lm.touch(self.keys[x])
+                    lm.touch(int(self.keys[x]))

@@ -7,13 +7,13 @@ copies one, edits it and passes it with --preset-file. The file format is
 documented in the bundled files themselves and in docs/latency-model.md.
 """
 
-import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from gictools.errors import ConfigError
+from gictools.files import parse_toml, read_toml
 from gictools.model.cache import Outcome, policy_class, policy_names
 
 BUNDLED = ("fixed-v0", "v6.8-rc1", "series-v2", "v6.10")
@@ -166,30 +166,18 @@ def load_preset(name: str | None = None, path=None, host=None) -> Preset:
     """A bundled preset by name, or a preset file (TOML), priced on a host profile (a
     gictools.latency.hosts name or Host; default lpi-2024a). Raises ConfigError."""
     if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"preset file {p}: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"preset file {p}: not UTF-8 text (byte {e.start})") from None
-        src = str(p)
+        src = str(Path(path))
+        data = read_toml(path)
     elif name is not None:
         if name not in BUNDLED:
             raise ConfigError(
                 f"unknown latency preset {name!r} (known: {', '.join(BUNDLED)}; "
                 "or give --preset-file)"
             )
-        text = bundled_path(name).read_text(encoding="utf-8")
         src = f"bundled:{name}"
+        data = parse_toml(bundled_path(name).read_text(encoding="utf-8"), src)
     else:
         raise ConfigError("no latency preset given (--preset NAME or --preset-file FILE)")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"preset {src}: not valid TOML: {e}") from None
-    except RecursionError:  # tomllib recurses per nested array/table
-        raise ConfigError(f"preset {src}: nested too deeply") from None
     preset = parse_preset(data, src, host)
     if path is None and preset.name != name:
         raise ConfigError(f"bundled preset {name!r} names itself {preset.name!r}")

@@ -204,6 +204,7 @@ class ListModel:
     """
 
     def __init__(self, capacity):
+        """capacity: stamps before the first renumbering (it grows with the keys held)."""
         self.n = capacity + 2
         self.tree = [0] * (self.n + 1)
         self.stamp = {}
@@ -260,7 +261,10 @@ class ListModel:
                 return
 
     def _renumber(self):
+        """Out of stamps: the keys get 1..count in order (positions are relative, so the
+        same), in a tree at least 4x the keys present (so renumbering stays rare)."""
         order = sorted(self.stamp.items(), key=lambda kv: kv[1])
+        self.n = max(self.n, 4 * len(order) + 2)
         self.tree = [0] * (self.n + 1)
         self.present = bytearray(self.n + 1)
         self.stamp = {}

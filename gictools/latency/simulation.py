@@ -48,6 +48,7 @@ OUTCOME_PATH = {o: o.path for o in Outcome}
 _EVICTING = (EVICT, RECYCLE)
 _NONE, _LOOKUP, _FILL = 0, 1, 2
 _SCOPE_INDEX = {"vm": 0, "its": 1, "vcpu": 2}
+LIST_STAMPS = 1 << 12  # the list model's first tree (it grows with the keys it holds)
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Injections:
     ev: np.ndarray
     its: np.ndarray
     vcpu: np.ndarray
-    keys: list | None = None
+    keys: np.ndarray | None = None  # uint64 (8 B an event; a list of ints takes ~40)
     outcome: np.ndarray | None = None
 
 
@@ -142,7 +143,7 @@ class Simulation(LockQueues, FastForward):
         self.dev, self.ev, self.its, self.vcpu = work.dev, work.ev, work.its, work.vcpu
         self.forced = work.outcome
         self.policy = policy
-        self.keys = work.keys
+        self.keys = None if work.keys is None else np.asarray(work.keys, dtype=np.uint64)
         self.n = n = len(work.dev)
         self._host(preset, len(work.per_injector), options)
         self.injectors = [
@@ -161,7 +162,8 @@ class Simulation(LockQueues, FastForward):
         self.walk_m = preset.walk_remote_line_ns
         self.moves = preset.walk_moves_on_hit
         needs_walk = any(s.walk for s in preset.steps.values())
-        self.list_model = ListModel(n + 1) if (needs_walk and self.keys is not None) else None
+        walked = needs_walk and self.keys is not None
+        self.list_model = ListModel(min(n + 1, LIST_STAMPS)) if walked else None
         self.walks = 0  # list walks so far, by anyone (for the dirty-line count)
         self.no_cache = policy is not None and not policy.caches
         self.locks = {}  # (lock index, instance) -> Lock (typed in LockQueues)
@@ -373,7 +375,7 @@ class Simulation(LockQueues, FastForward):
 
     def _lookup(self, j, e):
         lm = self.list_model
-        k = self.keys[e] if self.keys is not None else None
+        k = int(self.keys[e]) if self.keys is not None else None
         if self.forced is not None:
             if lm is None:
                 return 1
@@ -410,7 +412,7 @@ class Simulation(LockQueues, FastForward):
                 if o in _EVICTING:
                     lm.remove_oldest()
                 if o in (MISS, EVICT, RECYCLE):
-                    lm.touch(self.keys[e])
+                    lm.touch(int(self.keys[e]))
             return pos
         policy = self.policy
         o = policy.fill(DOORBELL, int(self.dev[e]), int(self.ev[e]), self._lpi_of(e))
@@ -426,7 +428,7 @@ class Simulation(LockQueues, FastForward):
             vic = policy.last_victim
             if vic is not None:
                 lm.remove(translation_key(*vic))
-            k = self.keys[e]
+            k = int(self.keys[e])
             if o != MISS or self.moves or lm.position(k) is None:
                 lm.touch(k)
         return pos

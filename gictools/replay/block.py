@@ -58,17 +58,17 @@ def msi_block_run(run, its, its_i, seq, t_ns, dev, ev, inj):
                 int(seq[i]),
             )
         return
-    _count(run, r, n)
+    counts = _count(run, r, n)
     sink = run.sink
-    injectors = inj if inj is not None else np.zeros(n, dtype=np.uint32)
     sim = lat = wait = None
     if sink.deferred:  # the window's simulation gives the latencies
+        injectors = inj if inj is not None else np.zeros(n, dtype=np.uint32)
         keys = translation_keys(dev, ev)
         sim = (injectors, r.outcome, np.maximum(r.vcpu, 0), np.full(n, its_i, np.int64), keys)
     else:
         lat = run.costs_ns[r.outcome]
         wait = np.zeros(n, dtype=np.int64)
-        run.report.add_latencies(lat, injectors, r.outcome)
+        run.report.add_priced(r.outcome, counts[:N_OUTCOMES], run.costs_ns, inj, lat)
         if not sink.keep:
             return
     cols, masks = _columns(r, n, (seq, t_ns, its_i, dev, ev, inj))

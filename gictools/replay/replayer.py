@@ -1,6 +1,5 @@
 """Replayer: one streaming pass over one trace, each record to every policy's VM."""
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -8,6 +7,7 @@ from dataclasses import dataclass
 
 from gictools import __version__
 from gictools.errors import ConfigError, TraceFormatError
+from gictools.files import file_sha256
 from gictools.latency.model import LatencyModel
 from gictools.model.cache import policy_class
 from gictools.model.kernel import parse_version
@@ -28,14 +28,6 @@ class TraceSource:
     name: str | None = None
     sha256: str | None = None
     index: int = 0
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _cannot_build(e, trace):
@@ -141,7 +133,7 @@ class Replayer:
     def sha256(self) -> str:
         """The trace file's SHA-256 (hex)."""
         if self._sha256 is None:
-            self._sha256 = _sha256(self.path)
+            self._sha256 = file_sha256(self.path)
         return self._sha256
 
     @property

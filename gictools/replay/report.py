@@ -40,16 +40,40 @@ class PolicyReport:
         vals, cnt = np.unique(lat, return_counts=True)
         for v, k in zip(vals.tolist(), cnt.tolist()):
             self.latency[v] += k
+        self._add_busy(lat, injectors)
+        if self.keep is not None:
+            self.keep.append((outcomes, lat))
+
+    def add_priced(self, outcomes, counts, costs: np.ndarray, injectors, lat) -> None:
+        """MSIs priced by outcome (a contention-free model: lat = costs[outcomes]; counts:
+        per outcome code): counted per outcome (and per injector and outcome), not by
+        sorting the latencies."""
+        n = len(costs)
+        for c, k in enumerate(counts.tolist()):
+            if k:
+                self.latency[int(costs[c])] += k
+        hi = int(injectors.max()) if injectors is not None and len(injectors) else 0
+        if injectors is None or hi == int(injectors.min()):  # one injector: the usual block
+            self.busy[hi] += int(counts @ costs)
+        elif hi < 1 << 16:  # exact integer sums per injector and outcome
+            per = np.bincount(injectors.astype(np.int64) * n + outcomes)
+            per = np.pad(per, (0, -len(per) % n)).reshape(-1, n) @ costs
+            for i in np.flatnonzero(per).tolist():
+                self.busy[i] += int(per[i])
+        else:
+            self._add_busy(lat, injectors)
+        if self.keep is not None:
+            self.keep.append((outcomes, lat))
+
+    def _add_busy(self, lat, injectors) -> None:
         inj, inv = np.unique(injectors, return_inverse=True)
         if len(inj) == 1:
             self.busy[int(inj[0])] += int(lat.sum())
-        else:
-            sums = np.zeros(len(inj), dtype=np.int64)  # exact: float sums drift past 2**53
-            np.add.at(sums, inv, lat)
-            for i, v in zip(inj.tolist(), sums.tolist()):
-                self.busy[i] += v
-        if self.keep is not None:
-            self.keep.append((outcomes, lat))
+            return
+        sums = np.zeros(len(inj), dtype=np.int64)  # exact: float sums drift past 2**53
+        np.add.at(sums, inv, lat)
+        for i, v in zip(inj.tolist(), sums.tolist()):
+            self.busy[i] += v
 
     def add_one(self, lat: int, injector: int, outcome: int) -> None:
         """One MSI's latency (the per-event path, contention-free model)."""

@@ -12,13 +12,13 @@ import itertools
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gictools import __version__
 from gictools.analysis.predict import check_workload
 from gictools.errors import ConfigError, GictoolsError
+from gictools.files import file_sha256, read_toml
 from gictools.latency.presets import DEFAULT_PRESET, Preset, load_preset
 from gictools.model.cache import policy_class
 from gictools.model.kernel import profile
@@ -50,14 +50,6 @@ def _check_size(where, *axes):
         n *= len(a)
     if n > MAX_CELLS:
         raise ConfigError(f"{where}: the grid has {n:,} cells (at most {MAX_CELLS:,})")
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def preset_sha256(preset: Preset | None) -> str | None:
@@ -308,14 +300,7 @@ def cells_from_toml(path, host_cpus=None) -> list[Cell]:
     and/or a [predict] table (v, d, e, i, routing, preset, preset_file, host_cpus); relative
     paths are relative to the file. docs/sweep.md has an example."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not a TOML file: {e}") from None
-    except RecursionError:  # tomllib recurses per nested array/table
-        raise ConfigError(f"{path}: nested too deeply") from None
+    data = read_toml(path)
     unknown = set(data) - {"replay", "predict"}
     if unknown or not data:
         raise ConfigError(

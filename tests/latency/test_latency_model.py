@@ -176,3 +176,33 @@ def test_fast_forward_keeps_every_injection_in_its_slot(preset, devices, events,
     sim = Simulation(p, work, policy, RunOptions(interleaving=mix))
     sim.run()
     _closed_loop_intervals_hold(sim)
+
+
+# --- predict's memory per injection (issue 23 point 12) ---------------------------------------
+
+
+def test_predict_memory_per_injection_is_bounded():
+    """Every injection is held in memory: ~60 B each at peak (it was ~136 B, and the
+    documented limit of 2^25 injections died at 1.2 GB with a MemoryError traceback)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from gictools.analysis.predict import predict_lpi_stress\n"
+        "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "predict_lpi_stress(64, 1, 4096, 400, 'v6.10', seed=0, jobs=1)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) * 1024)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    per = int(r.stdout.split()[-1]) / (4096 * 400)
+    assert per < 80, f"{per:.0f} B per injection"
+
+
+def test_predict_refuses_more_injections_than_fit_in_memory():
+    from gictools.analysis.predict import MAX_INJECTIONS, check_workload
+
+    check_workload(64, 1, 8192, 1000)  # the issue's 8.2 M injections: about 500 MB
+    with pytest.raises(ConfigError) as e:
+        check_workload(1, 1, MAX_INJECTIONS, 2)
+    assert "\n" not in str(e.value) and "injections" in str(e.value)

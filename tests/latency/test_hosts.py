@@ -207,3 +207,17 @@ def test_cli_host_and_selftest(tmp_path):
         b = runner.invoke(app, [*verb, "--host", "lpi-2024b", "--json"])
         assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output)
         assert a.output != b.output  # the other machine prices the same MSIs differently
+
+
+def test_fit_host_recovers_a_known_core():
+    # "measure" one single-stream row on a machine whose core is 0.5, then fit core from the
+    # reference profile: the fit finds the machine again
+    from gictools.analysis.published import Row, fit_host, predict_row
+
+    truth = load_host("lpi-2024b").with_(core=0.5)
+    row = Row("lab", (1, 1, 1, 2000), "v6.8-rc1", 0.0)
+    measured = predict_row(row, truth, seeds=1, per_thread=2000, jobs=1)["lpis_per_sec"]
+    row = Row("lab", (1, 1, 1, 2000), "v6.8-rc1", measured)
+    fitted = fit_host([row], load_host("lpi-2024b"), ["core"], per_thread=2000, rounds=1)
+    assert fitted.core == pytest.approx(0.5, rel=0.02)
+    assert fitted.free == ("core",) and fitted.fitted_on == (row.label,)

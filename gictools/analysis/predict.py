@@ -426,8 +426,8 @@ def format_prediction(r) -> str:
     )
     lines = [
         f"lpi-stress -v {c['vcpus']} -d {c['devices']} -e {c['events']} "
-        f"-i {c['iterations']} ({c['routing']} routing), preset {r['preset']} "
-        f"(cache {r['cache']}), {r['host_cpus']} host CPUs",
+        f"-i {c['iterations']} (selftest {c.get('selftest')}, {c['routing']} routing), preset {r['preset']} "
+        f"(cache {r['cache']}), host {r.get('host')}, {r['host_cpus']} host CPUs",
         f"  interleaving   {r['interleaving']}, seed(s) {', '.join(map(str, r['seeds']))}",
         f"  predicted      {r['lpis_per_sec']:,.0f} LPIs/s{spread}",
         f"  hit rate       {r['hit_rate']:.2%} (min {r['hit_rate_min']:.2%}, max "

@@ -70,11 +70,12 @@ def traces(tmp_path_factory):
     for name, make in (("faulty", _faulty), ("recycle", _recycle)):
         (d / name).mkdir()
         out.append(make(d / name / f"{name}.msgpack"))
-    (d / "rebind").mkdir()
-    dst = d / "rebind" / "smp2-rebind.msgpack"
     fx = FIXTURES / "qemu"
-    import_qemu(fx / "smp2-rebind.trace.log.gz", dst, **capture_inputs(fx, "smp2-rebind"))
-    out.append(dst)
+    for cap in ("smp2-rebind", "smp2-traffic-affinity", "smp4-hotplug"):  # imported captures
+        (d / cap).mkdir()
+        dst = d / cap / f"{cap}.msgpack"
+        import_qemu(fx / f"{cap}.trace.log.gz", dst, **capture_inputs(fx, cap))
+        out.append(dst)
     return out
 
 
@@ -99,6 +100,25 @@ def swept(traces, tmp_path_factory):
     return out
 
 
+# the list-cache presets simulate every window MSI by MSI: seconds each, so CI only
+QUICK = [
+    n if n in ("fixed-v0", "v6.10") else pytest.param(n, marks=pytest.mark.slow) for n in BUNDLED
+]
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_replay_and_compare_agree(traces, name):
+    p = load_preset(name)
+    for t in traces:
+        (rep,) = replay(t, [p.cache], preset=p)
+        d = rep.as_dict()
+        (c,) = compare_trace(t, [p])
+        for k in (*KEYS, "recycles"):
+            assert c[k] == d[k], (t.stem, name, k)
+        assert d["elapsed_ns"] == pytest.approx(c["elapsed_s"] * 1e9)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
 def test_replay_compare_sweep_and_summarize_agree(traces, swept, name):
     p = load_preset(name)

@@ -31,6 +31,14 @@ class GictoolsError(Exception):
     """Base of every error in the user's input; reported as one line, exit 2."""
 
 
+def _located(what: str, path: StrPath | None, *where: tuple[str, object]) -> str:
+    """'PATH: PLACE: ...: what': the path, then each (format, value) place whose value is
+    given (not None), in order; one spelling of where for every error below."""
+    parts = [] if path is None else [str(path)]
+    parts += [fmt.format(value) for fmt, value in where if value is not None]
+    return f"{': '.join(parts)}: {what}" if parts else what
+
+
 class TraceFormatError(GictoolsError):
     """A trace file is malformed; says which record, where, and what."""
 
@@ -50,16 +58,15 @@ class TraceFormatError(GictoolsError):
             field,
             path,
         )
-        where = []
-        if path is not None:
-            where.append(str(path))
-        if record is not None:
-            where.append(f"record {record}")
-        if offset is not None:
-            where.append(f"byte offset {offset}")
-        if field is not None:
-            where.append(f"field {field!r}")
-        super().__init__(f"{': '.join(where)}: {what}" if where else what)
+        super().__init__(
+            _located(
+                what,
+                path,
+                ("record {}", record),
+                ("byte offset {}", offset),
+                ("field {!r}", field),
+            )
+        )
 
 
 class ImageError(GictoolsError):
@@ -75,12 +82,7 @@ class ImageError(GictoolsError):
         path: StrPath | None = None,
     ) -> None:
         self.what, self.step, self.errno, self.offset, self.path = what, step, errno, offset, path
-        parts = [str(path)] if path is not None else []
-        if step is not None:
-            parts.append(f"step {step}")
-        if offset is not None:
-            parts.append(f"byte offset {offset}")
-        msg = f"{': '.join(parts)}: {what}" if parts else what
+        msg = _located(what, path, ("step {}", step), ("byte offset {}", offset))
         if errno is not None:
             msg += f" (errno {errno})"
         super().__init__(msg)
@@ -91,10 +93,7 @@ class ImportFormatError(GictoolsError):
 
     def __init__(self, what: str, *, line: int | None = None, path: StrPath | None = None) -> None:
         self.what, self.line, self.path = what, line, path
-        parts = [str(path)] if path is not None else []
-        if line is not None:
-            parts.append(f"line {line}")
-        super().__init__(f"{': '.join(parts)}: {what}" if parts else what)
+        super().__init__(_located(what, path, ("line {}", line)))
 
 
 class ConfigError(GictoolsError, ValueError):
@@ -117,7 +116,7 @@ class OutputError(GictoolsError):
 
     def __init__(self, what: str, *, path: StrPath | None = None) -> None:
         self.what, self.path = what, path
-        super().__init__(f"{path}: {what}" if path is not None else what)
+        super().__init__(_located(what, path))
 
 
 class GuestFault(Exception):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -21,6 +22,25 @@ VM1 = {"vcpus": 1, "itses": [{"base": 0x8080000}]}
 
 def temps(d):
     return sorted(n for n in os.listdir(d) if n.endswith(".tmp"))
+
+
+@contextmanager
+def fifo_read(path):
+    """A FIFO at path and a thread reading it to its end; yields the list that its bytes are
+    appended to once the writer closes it (complete when the with-block has left)."""
+    os.mkfifo(path)
+    got: list[bytes] = []
+
+    def reader():
+        with open(path, "rb") as f:
+            got.append(f.read())
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        yield got
+    finally:
+        t.join(10)
 
 
 @pytest.fixture
@@ -100,17 +120,8 @@ def test_symlink_target_replaced_link_kept(tmp_path):
 
 def test_fifo_is_written_directly_not_replaced(tmp_path):
     fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    got = []
-
-    def reader():
-        with open(fifo, "rb") as f:
-            got.append(f.read())
-
-    t = threading.Thread(target=reader)
-    t.start()
-    write_atomic(fifo, [b"abc", b"def"])
-    t.join(10)
+    with fifo_read(fifo) as got:
+        write_atomic(fifo, [b"abc", b"def"])
     assert got == [b"abcdef"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert temps(tmp_path) == []
 
@@ -288,18 +299,8 @@ def test_atomic_path_into_a_stream_copies_the_bytes(tmp_path):
     from gictools.outputs import atomic_path
 
     fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    got = []
-
-    def reader():
-        with open(fifo, "rb") as f:
-            got.append(f.read())
-
-    t = threading.Thread(target=reader)
-    t.start()
-    with atomic_path(fifo) as p, open(p, "wb") as f:
+    with fifo_read(fifo) as got, atomic_path(fifo) as p, open(p, "wb") as f:
         f.write(b"x" * 100000)
-    t.join(10)
     assert got == [b"x" * 100000] and stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 

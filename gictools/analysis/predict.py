@@ -32,6 +32,7 @@ from gictools.latency.simulation import Injections, RunOptions, Simulation, shar
 from gictools.model.cache import EVICT, HIT, RECYCLE, policy_class
 from gictools.model.cache.keys import translation_keys
 from gictools.supervise import cpu_count, run_all
+from gictools.trace.gen_lpi_stress import selftest_routing
 
 DEFAULT_SEEDS = 5
 CHUNK_EVENTS = 100_000  # simulated injections between two steadiness checks
@@ -157,6 +158,7 @@ def run_once(
     vcpu_threads_busy=True,
     chunk=CHUNK_EVENTS,
     fast_forward=True,
+    acked=False,
 ):
     """One closed-loop run of the stress test; a dict of its results and method."""
     vcpus, devices, events, iterations = cfg
@@ -164,7 +166,9 @@ def run_once(
     policy = policy_class(preset.cache)(vcpus)
     policy.doorbells[0x0801_0040] = 0
     work = Injections(per_inj, dev, evs, np.zeros(len(dev), np.int8), vcpu, keys=keys)
-    opts = RunOptions(host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward)
+    opts = RunOptions(
+        host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward, acked
+    )
     sim = Simulation(preset, work, policy, opts)
     total = sim.n
     method = "simulated"
@@ -233,7 +237,9 @@ def predict_lpi_stress(
     iterations,
     preset,
     *,
-    routing="as-measured",
+    routing=None,
+    selftest="2024",
+    host=None,
     host_cpus=None,
     seeds=DEFAULT_SEEDS,
     seed=None,
@@ -255,8 +261,9 @@ def predict_lpi_stress(
         hit_rate and evictions likewise, elapsed_s, latency percentiles and time_share of
         the median run, `runs` (one dict per seed, with its method), and the inputs.
     """
-    if isinstance(preset, str):
-        preset = load_preset(preset)
+    if isinstance(preset, str) or host is not None:
+        preset = _priced(preset, host)
+    routing, acked = selftest_routing(selftest, routing)
     _check_config(vcpus, devices, events, iterations, routing)
     cfg = (vcpus, devices, events, iterations)
     if lockstep:
@@ -273,6 +280,7 @@ def predict_lpi_stress(
         "vcpu_threads_busy": vcpu_threads_busy,
         "chunk": chunk,
         "fast_forward": fast_forward,
+        "acked": acked,
     }
     total = devices * events * iterations
     work = [(cfg, preset, m, kw) for m in mixes]
@@ -282,7 +290,24 @@ def predict_lpi_stress(
         runs = run_all(_run_star, [(w,) for w in work], names=names, jobs=jobs)
     else:
         runs = [_run_star(w) for w in work]
-    return _aggregate(cfg, preset, routing, host_cpus, runs, lockstep)
+    out = _aggregate(cfg, preset, routing, host_cpus, runs, lockstep)
+    out["config"]["selftest"] = selftest
+    return out
+
+
+def _priced(preset, host):
+    """A preset name or Preset priced on a host profile (None: the preset's own, or the
+    default host for a name). A Preset is re-read from its source to be re-priced."""
+    if isinstance(preset, str):
+        return load_preset(preset, host=host)
+    if host is None or (preset.host is not None and host in (preset.host, preset.host.name)):
+        return preset
+    src = preset.source
+    if src.startswith("bundled:"):
+        return load_preset(src.split(":", 1)[1], host=host)
+    if src:
+        return load_preset(path=src, host=host)
+    raise ConfigError("a preset built in memory cannot be re-priced on another host")
 
 
 def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
@@ -292,6 +317,7 @@ def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
     out = {
         "config": dict(zip(("vcpus", "devices", "events", "iterations"), cfg), routing=routing),
         "preset": preset.name,
+        "host": None if preset.host is None else preset.host.name,
         "cache": preset.cache,
         "host_cpus": preset.host_cpus if host_cpus is None else host_cpus,
         "injector_cpus": mid["injector_cpus"],
@@ -320,14 +346,44 @@ def _aggregate(cfg, preset, routing, host_cpus, runs, lockstep):
 
 
 # --predict --bands: parameters the calibration rows cannot constrain, over their
-# plausible ranges (docs/latency-model.md "Parameters not fitted")
+# plausible ranges (docs/latency-model.md "Parameters not fitted" and "Host profiles").
+# step__ values are reference ns (x the host's core); host__ values multiply the host
+# profile's own value (parameters no row of its table separates, or the vCPU loop).
 BANDS = (
     ("grace period: HZ", "rcu__hz", (100, 1000), "grace_period"),
     ("grace period: expedited", "rcu__expedited", (True,), "grace_period"),
     ("slow path: translate ns", "step__translate", (150.0, 600.0), "translate"),
     ("slow path: fill ns", "step__fill", (50.0, 300.0), "fill"),
     ("its_lock wake-up ns", "wake__its_lock", (2_000.0, 50_000.0), "mutex"),
+    ("v6.10 SRCU read side ns", "step__srcu", (150.0, 700.0), "srcu"),
+    ("v6.10 kvm_io_bus_get_dev ns", "step__io_bus", (150.0, 800.0), "io_bus"),
+    ("host line transfer x", "host__line_ns", (0.5, 2.0), "walk"),
+    ("host vCPU flush x", "host__flush_ns", (0.5, 2.0), "flush"),
+    ("host atomic x", "host__atomic_ns", (0.8, 1.25), "flush"),
 )
+
+
+def _band_applies(preset, needs) -> bool:
+    steps = preset.steps.values()
+    if needs == "grace_period":
+        return any(s.grace_period for s in steps)
+    if needs == "mutex":
+        return "its_lock" in preset.locks and preset.locks["its_lock"].kind == "mutex"
+    if needs == "walk":
+        return any(s.walk for s in steps)
+    if needs == "flush":
+        return preset.host is not None and any(s.flush for s in steps)
+    return needs in preset.steps
+
+
+def _band_preset(preset, key, v):
+    kind, _, name = key.partition("__")
+    if kind == "host":
+        h = preset.host
+        return _priced(preset, h.with_(**{name: getattr(h, name) * v}))
+    if kind == "step" and preset.host is not None:
+        v = v * preset.host.core  # reference ns on this host
+    return preset.replace_costs(**{key: v})
 
 
 def predict_bands(vcpus, devices, events, iterations, preset, *, seeds=3, **kw):
@@ -337,23 +393,11 @@ def predict_bands(vcpus, devices, events, iterations, preset, *, seeds=3, **kw):
         preset = load_preset(preset)
     rows = []
     for label, key, values, needs in BANDS:
-        if needs == "grace_period" and not any(s.grace_period for s in preset.steps.values()):
-            continue
-        if needs == "mutex" and not (
-            "its_lock" in preset.locks and preset.locks["its_lock"].kind == "mutex"
-        ):
-            continue
-        if needs in ("translate", "fill") and needs not in preset.steps:
+        if not _band_applies(preset, needs):
             continue
         for v in values:
             r = predict_lpi_stress(
-                vcpus,
-                devices,
-                events,
-                iterations,
-                preset.replace_costs(**{key: v}),
-                seeds=seeds,
-                **kw,
+                vcpus, devices, events, iterations, _band_preset(preset, key, v), seeds=seeds, **kw
             )
             rows.append(
                 {
@@ -365,6 +409,18 @@ def predict_bands(vcpus, devices, events, iterations, preset, *, seeds=3, **kw):
                 }
             )
     return rows
+
+
+def band_envelope(prediction, rows) -> dict:
+    """The band: from the lowest to the highest LPIs/s over the prediction's seeds and every
+    band row's seeds, and the parameters setting each end (what drives the width)."""
+    lo = (prediction["lpis_per_sec_min"], "seeds")
+    hi = (prediction["lpis_per_sec_max"], "seeds")
+    for b in rows:
+        who = f"{b['parameter']} = {b['value']}"
+        lo = min(lo, (b["lpis_per_sec_min"], who))
+        hi = max(hi, (b["lpis_per_sec_max"], who))
+    return {"low": lo[0], "low_by": lo[1], "high": hi[0], "high_by": hi[1]}
 
 
 def format_prediction(r) -> str:
@@ -379,8 +435,9 @@ def format_prediction(r) -> str:
     )
     lines = [
         f"lpi-stress -v {c['vcpus']} -d {c['devices']} -e {c['events']} "
-        f"-i {c['iterations']} ({c['routing']} routing), preset {r['preset']} "
-        f"(cache {r['cache']}), {r['host_cpus']} host CPUs",
+        f"-i {c['iterations']} (selftest {c.get('selftest')}, {c['routing']} routing), "
+        f"preset {r['preset']} (cache {r['cache']}), host {r.get('host')}, "
+        f"{r['host_cpus']} host CPUs",
         f"  interleaving   {r['interleaving']}"
         + (f", seed(s) {', '.join(map(str, seeds))}" if seeds else ""),
         f"  predicted      {r['lpis_per_sec']:,.0f} LPIs/s{spread}",
@@ -413,8 +470,15 @@ def format_prediction(r) -> str:
     return "\n".join(lines)
 
 
-def format_bands(rows) -> str:
+def format_bands(rows, prediction=None) -> str:
     lines = ["  across the plausible ranges of parameters the calibration does not fix:"]
+    if prediction is not None:
+        env = band_envelope(prediction, rows)
+        lines.insert(
+            0,
+            f"  band           {env['low']:,.0f} .. {env['high']:,.0f} LPIs/s (low end: "
+            f"{env['low_by']}; high end: {env['high_by']})",
+        )
     for b in rows:
         lines.append(
             f"    {b['parameter']:<26} {b['value']!s:>8}: {b['lpis_per_sec']:>14,.0f} LPIs/s "

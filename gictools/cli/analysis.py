@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from gictools.cli import group, kit
+from gictools.cli.hosts import SELFTEST_DEFAULT, HostOpt, SelftestOpt
 from gictools.cli.options import (
     DevicesOpt,
     EventsOpt,
@@ -44,7 +45,9 @@ def predict_lpi_stress(
     iterations: IterationsOpt = 1000,
     preset: PresetOpt = None,
     preset_file: PresetFileOpt = None,
-    routing: RoutingOpt = "as-measured",
+    routing: RoutingOpt = None,
+    selftest: SelftestOpt = SELFTEST_DEFAULT,
+    host: HostOpt = None,
     host_cpus: HostCpusOpt = None,
     seeds: Annotated[int, typer.Option(help="stochastic runs (seeds 0..N-1): min/median/max")] = 5,
     seed: Annotated[int | None, typer.Option(help="one run with this seed (reproducible)")] = None,
@@ -66,7 +69,12 @@ def predict_lpi_stress(
 ):
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
     from gictools import plotting
-    from gictools.analysis.predict import format_bands, format_prediction, predict_bands
+    from gictools.analysis.predict import (
+        band_envelope,
+        format_bands,
+        format_prediction,
+        predict_bands,
+    )
     from gictools.analysis.predict import predict_lpi_stress as _predict
     from gictools.latency.presets import load_preset
 
@@ -74,16 +82,17 @@ def predict_lpi_stress(
         kit.need_matplotlib()
     # the model reports no progress: an indeterminate bar with the time so far
     with kit.errors(), progress("predict", None, quiet=quiet or json_out):
-        p = load_preset(preset, preset_file)
-        kw = {"routing": routing, "host_cpus": host_cpus, "jobs": jobs}
+        p = load_preset(preset, preset_file, host=host)
+        kw = {"routing": routing, "selftest": selftest, "host_cpus": host_cpus, "jobs": jobs}
         r = _predict(
             vcpus, devices, events, iterations, p, seeds=seeds, seed=seed, lockstep=lockstep, **kw
         )
         if bands:
             r["bands"] = predict_bands(vcpus, devices, events, iterations, p, **kw)
+            r["band"] = band_envelope(r, r["bands"])
     with kit.errors():
         files = plotting.predict_plots(r, plot) if plot else []
-    text = format_prediction(r) + ("\n" + format_bands(r["bands"]) if bands else "")
+    text = format_prediction(r) + ("\n" + format_bands(r["bands"], r) if bands else "")
     doc = kit.json_doc("predict", **kit.integer_latencies(r))
     kit.print_result(json_out, doc, lambda: text, files)
 
@@ -92,6 +101,7 @@ def compare(
     trace: Annotated[Path, typer.Argument(help="trace file")],
     preset: PresetsOpt = None,
     preset_file: PresetFilesOpt = None,
+    host: HostOpt = None,
     host_cpus: HostCpusOpt = None,
     seed: SeedOpt = None,
     plot: PlotOpt = None,
@@ -108,8 +118,8 @@ def compare(
     if plot:
         kit.need_matplotlib()
     with kit.errors():
-        presets = [load_preset(p) for p in preset or []]
-        presets += [load_preset(path=f) for f in preset_file or []]
+        presets = [load_preset(p, host=host) for p in preset or []]
+        presets += [load_preset(path=f, host=host) for f in preset_file or []]
         with progress("compare", quiet=quiet or json_out) as bar:
 
             def staged(stage, done, total):

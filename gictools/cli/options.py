@@ -88,26 +88,22 @@ def cache_names(chosen: list | None) -> list[str] | None:
     return names
 
 
-KernelOpt = Annotated[
-    str | None,
-    typer.Option(
-        callback=_kernel_checked,
+def _kernel_option(*names: str, callback, repeat: str = ""):
+    """--kernel, one version (KernelOpt) or several (KernelsOpt): one help text."""
+    return typer.Option(
+        *names,
+        callback=callback,
         autocompletion=lambda: list(KERNELS),
         help=f"KVM version to model, X.Y or X.Y.Z ({', '.join(KERNELS)}, or a stable point "
-        "release) [default: the trace's, else the newest]",
+        f"release){repeat} [default: the trace's, else the newest]",
         show_default=False,
-    ),
-]
+    )
+
+
+KernelOpt = Annotated[str | None, _kernel_option(callback=_kernel_checked)]
 KernelsOpt = Annotated[
     list[str] | None,
-    typer.Option(
-        "--kernel",
-        callback=_kernels_checked,
-        autocompletion=lambda: list(KERNELS),
-        help=f"KVM version to model, X.Y or X.Y.Z ({', '.join(KERNELS)}, or a stable point "
-        "release); repeat for several [default: the trace's, else the newest]",
-        show_default=False,
-    ),
+    _kernel_option("--kernel", callback=_kernels_checked, repeat="; repeat for several"),
 ]
 PresetOpt = Annotated[
     PresetName | None,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from gictools.cli import files, kit
+from gictools.cli.hosts import HostOpt
 from gictools.cli.options import (
     CacheOpt,
     HistOpt,
@@ -37,6 +38,7 @@ def replay(
     kernel: KernelOpt = None,
     preset: ReplayPresetOpt = None,
     preset_file: PresetFileOpt = None,
+    host: HostOpt = None,
     host_cpus: HostCpusOpt = None,
     seed: SeedOpt = None,
     out: Annotated[
@@ -71,7 +73,7 @@ def replay(
         files.check_outputs([out])
     if jobs is None:
         jobs = default_jobs(len(policies or []), out is not None)
-    req = Request(policies, kernel, preset, preset_file, host_cpus, seed, jobs)
+    req = Request(policies, kernel, preset, preset_file, host, host_cpus, seed, jobs)
     show = Show(json_out, quiet, hist)
     with files.spooled_inputs(traces) as (paths, names), files.spooled_output(out) as dest:
         if dest is not None and not to_stdout:
@@ -94,6 +96,7 @@ class Request:
     kernel: str | None
     preset: str | None
     preset_file: Path | None
+    host: str | None  # the host profile pricing the preset
     host_cpus: int | None
     seed: int | None
     jobs: int
@@ -136,7 +139,7 @@ def _replay(req: Request, show: Show, traces: list[Path], names: list[str], out:
     t0 = time.perf_counter()
     with kit.errors():
         name = None if req.preset_file else req.preset or DEFAULT_PRESET
-        p = load_preset(name, req.preset_file)
+        p = load_preset(name, req.preset_file, host=req.host)
         policies = req.policies or ["default"]
         rps = open_replayers(traces, policies, req.kernel, p, req.host_cpus, names, seed=req.seed)
         shown = progress_shown(show.quiet or show.json_out)

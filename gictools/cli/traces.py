@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from gictools.cli import files, group, kit
+from gictools.cli.hosts import SELFTEST_DEFAULT, SelftestOpt
 from gictools.cli.options import (
     DevicesOpt,
     EventsOpt,
@@ -171,7 +172,8 @@ def gen_lpi_stress(
     devices: DevicesOpt = 1,
     events: EventsOpt = 16,
     iterations: IterationsOpt = 1000,
-    routing: RoutingOpt = "as-measured",
+    routing: RoutingOpt = None,
+    selftest: SelftestOpt = SELFTEST_DEFAULT,
     out: Annotated[
         Path,
         typer.Option(
@@ -186,14 +188,25 @@ def gen_lpi_stress(
 ):
     """The kernel selftest vgic_lpi_stress's workload as a trace (same flags and defaults)."""
     files.check_outputs([out])
-    from gictools.trace.gen_lpi_stress import generate
+    from gictools.trace.gen_lpi_stress import generate, selftest_routing
+
+    routing = selftest_routing(selftest, routing)[0]
 
     total = devices * events * iterations
     to_stdout = os.fspath(out) == kit.STDIO
     target = files.output_target(out)
     with kit.errors(), progress("gen", total, quiet=quiet or json_out) as bar:
         try:
-            n = generate(target, vcpus, devices, events, iterations, routing, progress=bar.advance)
+            n = generate(
+                target,
+                vcpus,
+                devices,
+                events,
+                iterations,
+                routing,
+                progress=bar.advance,
+                selftest=selftest,
+            )
         except OSError as e:
             if to_stdout:  # the only stream gen writes to: > /dev/full, a closed pipe
                 kit.stdout_failed(e)

@@ -42,14 +42,11 @@ def kvm_check(
     Exit 0: the kernel and the model agree on every answer; 1: differences (one line each);
     2: bad input, or not an arm64 host with /dev/kvm.
     """
+    from gictools.cli.kit import fail  # one line, exit 2, as every verb
     from gictools.errors import GictoolsError
     from gictools.kvm import compare, convert, corpus, host
     from gictools.kvm import model as M
     from gictools.kvm import ops as O
-
-    def fail(msg: str) -> None:
-        typer.echo(f"error: {msg}", err=True)
-        raise typer.Exit(2)
 
     if platform.machine() not in ARM64:
         fail(f"kvm-check needs an arm64 KVM host (this is {platform.machine()})")

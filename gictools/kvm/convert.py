@@ -15,6 +15,7 @@ import re
 from gictools import regs as R
 from gictools.errors import GictoolsError, StrPath
 from gictools.kvm import ops as O
+from gictools.kvm.corpus import ITS_READBACK, RD_READBACK
 from gictools.kvm.model import ModelRunner
 from gictools.model.its import baser_table_base
 
@@ -226,23 +227,10 @@ def _finish(out: _Out, case_id: int, kind: str) -> O.Case:
     vm, its = runner.vm, runner.its
     if vm is None or its is None:
         return O.Case(case_id, kind, out.lines)
-    for off in (
-        R.GITS_CTLR,
-        R.GITS_CBASER,
-        R.GITS_CWRITER,
-        R.GITS_CREADR,
-        R.GITS_BASER,
-        R.GITS_BASER + 8,
-    ):
+    for off in ITS_READBACK:
         out.add("its_r", off)
     for v in range(vm.nr_vcpus):
-        for off in (
-            R.GICR_CTLR,
-            R.GICR_PROPBASER,
-            R.GICR_PROPBASER + 4,
-            R.GICR_PENDBASER,
-            R.GICR_PENDBASER + 4,
-        ):
+        for off in (R.GICR_CTLR, *RD_READBACK):
             out.add("rd_r", v, off)
     pairs = sorted((d.device_id, e) for d in its.devices.values() for e in d.ites)
     for d, e in pairs[:MAX_PROBE_MSIS]:

@@ -97,27 +97,35 @@ def gen_msi_edge(b: Builder) -> None:
         b.add("memr", PEND + 0x1_0000 * v, PEND_BYTES)
 
 
+# The registers a case reads back at its end (gen_regs here, kvm/convert.py's probes): the
+# ITS's, then each redistributor's table bases
+ITS_READBACK = (
+    R.GITS_CTLR,
+    R.GITS_CBASER,
+    R.GITS_CWRITER,
+    R.GITS_CREADR,
+    R.GITS_BASER,
+    R.GITS_BASER + 8,
+)
+RD_READBACK = (R.GICR_PROPBASER, R.GICR_PROPBASER + 4, R.GICR_PENDBASER, R.GICR_PENDBASER + 4)
 ITS_OFFSETS = (
-    0x0,
-    0x4,
-    0x8,
-    0xC,
-    0x80,
-    0x84,
-    0x88,
-    0x90,
-    0x98,
-    0x100,
-    0x108,
-    0x110,
-    0x138,
-    0x140,
-    0xFFD0,
-    0xFFE8,
-    0xFFFC,
-    0x10000,
-    0x10040,
-    0x2,
+    R.GITS_CTLR,
+    R.GITS_IIDR,
+    R.GITS_TYPER,
+    R.GITS_TYPER + 4,
+    R.GITS_CBASER,
+    R.GITS_CBASER + 4,
+    R.GITS_CWRITER,
+    R.GITS_CREADR,
+    R.GITS_CREADR + 8,  # reserved
+    *(R.GITS_BASER + 8 * n for n in (0, 1, 2, R.GITS_BASER_NR_REGS - 1)),
+    R.GITS_BASER + 8 * R.GITS_BASER_NR_REGS,  # past the last GITS_BASER<n>
+    R.GITS_IDREGS_BASE,
+    R.GITS_PIDR2,
+    R.GITS_IDREGS_BASE + 0x2C,  # the last ID register
+    R.ITS_FRAME_SIZE // 2,  # the translation page, below GITS_TRANSLATER
+    R.GITS_TRANSLATER,
+    0x2,  # unaligned
     0x81,
 )
 RD_OFFSETS = (
@@ -180,10 +188,10 @@ def gen_regs(b: Builder) -> None:
             b.random_command()
         else:
             b.add("msi", b.rand_dev(), b.rand_ev())
-    for off in (0x0, 0x80, 0x88, 0x90, 0x100, 0x108):
+    for off in ITS_READBACK:
         b.add("its_r", off)
     for v in range(b.vcpus):
-        for off in (R.GICR_PROPBASER, R.GICR_PROPBASER + 4, R.GICR_PENDBASER, R.GICR_PENDBASER + 4):
+        for off in RD_READBACK:
             b.add("rd_r", v, off)
 
 

@@ -10,6 +10,7 @@ documented in the bundled files themselves and in docs/latency-model.md.
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from gictools.errors import ConfigError
 from gictools.files import parse_toml, read_toml
@@ -40,6 +41,8 @@ class Step:
     sleeps: bool = False  # the injector sleeps (gives up its CPU): synchronize_rcu()
     doc: str = ""
     grace_period: bool = False  # lasts one RCU grace period (drawn from [rcu]), not ns
+    atomics: int = 0  # + this many atomics on the target vCPU's shared lines (host atomic_ns)
+    flush: bool = False  # + the target vCPU's loop (its LR flush), shared by its injectors
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Preset:
     source: str = ""  # file it came from
     rcu: Rcu = Rcu()
     jitter: float = DEFAULT_JITTER  # stochastic runs: relative std of every step cost
+    host: Any = None  # gictools.latency.hosts.Host the costs are priced on
 
     def path_of(self, outcome: str) -> tuple:
         """The step names an injection with this outcome walks: its own path, else the
@@ -106,6 +110,7 @@ class Preset:
             "kernel": self.kernel,
             "host_cpus": self.host_cpus,
             "jitter": self.jitter,
+            "host": None if self.host is None else self.host.as_dict(),
             "walk": {
                 "per_entry_ns": self.walk_per_entry_ns,
                 "remote_line_ns": self.walk_remote_line_ns,
@@ -125,6 +130,7 @@ class Preset:
                     "action": v.action,
                     "sleeps": v.sleeps,
                     "grace_period": v.grace_period,
+                    "flush": v.flush,
                 }
                 for k, v in self.steps.items()
             },
@@ -156,8 +162,9 @@ def bundled_path(name: str):
     return resources.files("gictools.latency") / "presets" / f"{name}.toml"
 
 
-def load_preset(name: str | None = None, path=None) -> Preset:
-    """A bundled preset by name, or a preset file (TOML). Raises ConfigError with the reason."""
+def load_preset(name: str | None = None, path=None, host=None) -> Preset:
+    """A bundled preset by name, or a preset file (TOML), priced on a host profile (a
+    gictools.latency.hosts name or Host; default lpi-2024a). Raises ConfigError."""
     if path is not None:
         src = str(Path(path))
         data = read_toml(path)
@@ -171,7 +178,7 @@ def load_preset(name: str | None = None, path=None) -> Preset:
         data = parse_toml(bundled_path(name).read_text(encoding="utf-8"), src)
     else:
         raise ConfigError("no latency preset given (--preset NAME or --preset-file FILE)")
-    preset = parse_preset(data, src)
+    preset = parse_preset(data, src, host)
     if path is None and preset.name != name:
         raise ConfigError(f"bundled preset {name!r} names itself {preset.name!r}")
     return preset
@@ -220,8 +227,24 @@ TOP_KEYS = (
 )
 
 
-def parse_preset(data: dict, src: str = "<preset>") -> Preset:
-    """Validate a decoded preset table; every error names the key."""
+def parse_preset(data: dict, src: str = "<preset>", host=None) -> Preset:
+    """Validate a decoded preset table (every error names the key) and price it on the
+    host profile (gictools.latency.hosts.apply_host; default lpi-2024a)."""
+    from gictools.latency.hosts import apply_host, parse_host
+
+    priced_on = data.get("host") if isinstance(data, dict) else None
+    if priced_on is None:
+        return apply_host(_parse_preset(data, src), host)
+    # an exported preset (as_dict: Parquet metadata, --json) is already priced on the host
+    # it names: keep its numbers (core 1, atomics folded into ns) and its host's loop
+    h = parse_host(priced_on, f"{src}: host")
+    raw = _parse_preset({k: v for k, v in data.items() if k != "host"}, src)
+    if host is not None:
+        raise ConfigError(f"{src}: already priced on host {h.name!r}")
+    return replace(apply_host(raw, h.with_(core=1.0)), host=h)
+
+
+def _parse_preset(data: dict, src: str) -> Preset:
     _known(src, data, TOP_KEYS)
     for key in ("name", "cache", "steps", "paths"):  # no [locks]: nothing is serialized
         if key not in data:
@@ -246,7 +269,7 @@ def parse_preset(data: dict, src: str = "<preset>") -> Preset:
         locks=locks,
         paths=paths,
         walk_per_entry_ns=_ns(f"{src}: walk.per_entry_ns", walk.get("per_entry_ns", 0)),
-        walk_remote_line_ns=_ns(f"{src}: walk.remote_line_ns", walk.get("remote_line_ns", 0)),
+        walk_remote_line_ns=_host_ns(f"{src}: walk.remote_line_ns", walk.get("remote_line_ns", 0)),
         walk_moves_on_hit=moves,
         source=src,
         rcu=_parse_rcu(src, data.get("rcu", {})),
@@ -263,6 +286,11 @@ def _host_cpus(src, v):
             f'{src}: host_cpus must be an integer from 1 to {1 << 20} or "unlimited", got {v!r}'
         )
     return v
+
+
+def _host_ns(where, v):
+    """A cost in ns, or "host": the host profile's (None until priced)."""
+    return None if v == "host" else _ns(where, v)
 
 
 def _ns(where, v):
@@ -287,7 +315,7 @@ def _parse_locks(src, table):
         locks[lname] = Lock(
             lname,
             scope,
-            _ns(f"{w}.handoff_ns", ld.get("handoff_ns", 0)),
+            _host_ns(f"{w}.handoff_ns", ld.get("handoff_ns", 0)),
             str(ld.get("doc", "")),
             kind,
             _ns(f"{w}.wake_ns", ld.get("wake_ns", 10_000.0)),
@@ -331,14 +359,21 @@ def _parse_steps(src, table, locks):
     _known(f"{src}: steps", table, list(table) if isinstance(table, dict) else ())
     for sname, sd in table.items():
         w = f"{src}: steps.{sname}"
-        _known(w, sd, ("ns", "lock", "walk", "action", "sleeps", "grace_period", "doc"))
+        _known(
+            w,
+            sd,
+            ("ns", "lock", "walk", "action", "sleeps", "grace_period", "atomics", "flush", "doc"),
+        )
         if "ns" not in sd and not sd.get("grace_period"):
             raise ConfigError(f"{w}: missing 'ns'")
         lk = _step_locks(w, sd, locks)
         action = sd.get("action")
         if action is not None and action not in ACTIONS:
             raise ConfigError(f"{w}.action: {action!r} is not one of {', '.join(ACTIONS)}")
-        for flag in ("walk", "sleeps", "grace_period"):
+        atomics = sd.get("atomics", 0)
+        if isinstance(atomics, bool) or not isinstance(atomics, int) or not 0 <= atomics <= 64:
+            raise ConfigError(f"{w}.atomics: an integer from 0 to 64, got {atomics!r}")
+        for flag in ("walk", "sleeps", "grace_period", "flush"):
             if not isinstance(sd.get(flag, False), bool):
                 raise ConfigError(f"{w}.{flag}: true or false")
         if sd.get("grace_period") and not sd.get("sleeps"):
@@ -355,6 +390,8 @@ def _parse_steps(src, table, locks):
             sd.get("sleeps", False),
             str(sd.get("doc", "")),
             sd.get("grace_period", False),
+            atomics,
+            sd.get("flush", False),
         )
     return steps
 

@@ -76,10 +76,52 @@ class RunOptions:
     vcpus_busy: int = 0
     interleaving: Interleaving = LOCKSTEP
     fast_forward: bool = True
+    acked: bool = False  # the guest takes and EOIs its LPIs (selftest 2025): see VcpuLoop
+
+
+class VcpuLoop:
+    """The target vCPUs' own loops (host profile `flush_ns`, `nr_lr`, `handoff_ns`).
+
+    Each kick makes the target vCPU exit and rerun vgic_flush_lr_state: it walks its
+    pending LPIs under their irq_locks and, above nr_lr of them, sorts them first
+    (vgic_sort_ap_list). While it does, the injectors' atomics on its lines wait. With
+    every injector kicking, one flush passes between two turns of each injector at the
+    target, so each injection carries flush_ns x flush_work(pending) / injectors of that
+    target. Selftest 2024: the guest never takes an LPI (IRQs masked), every injected LPI
+    stays pending. Selftest 2025 (acked): the guest takes and EOIs them, so about one per
+    injector is pending, and a re-injection queues the LPI again under the target's
+    ap_list_lock (vgic_queue_irq_unlock: one hand-off of the line from the vCPU)."""
+
+    def __init__(self, host, vcpu, per_injector, acked):
+        self.host = host
+        self.acked = acked
+        self.pending: dict = {}  # target vCPU -> set of its pending LPIs
+        self.active: Counter = Counter()  # target vCPU -> injectors not done
+        self.targets = []  # per injector: the vCPUs its events target
+        for events in per_injector:
+            idx = np.asarray(events, dtype=np.int64)
+            tv = np.unique(vcpu[idx]).tolist() if len(idx) else []
+            self.targets.append(tv)
+            self.active.update(tv)
+
+    def done(self, injector_id):
+        self.active.subtract(self.targets[injector_id])
+
+    def share(self, v, lpi) -> float:
+        """ns this injection waits for the target's flush (and, acked, re-queues)."""
+        h = self.host
+        pend = self.pending.get(v)
+        if pend is None:
+            pend = self.pending[v] = set()
+        pend.add(lpi)
+        m = max(self.active[v], 1)
+        n = min(len(pend), m) if self.acked else len(pend)
+        extra = h.flush_ns * h.flush_work(n) / m if h.flush_ns else 0.0
+        return extra + (h.handoff_ns if self.acked else 0.0)
 
 
 class _Step:
-    __slots__ = ("index", "ns", "locks", "walk", "action", "sleeps", "grace_period")
+    __slots__ = ("index", "ns", "locks", "walk", "action", "sleeps", "grace_period", "flush")
 
     def __init__(self, index, spec, locks):
         self.index = index
@@ -89,6 +131,7 @@ class _Step:
         self.action = {"lookup": _LOOKUP, "fill": _FILL}.get(spec.action, _NONE)
         self.sleeps = spec.sleeps
         self.grace_period = spec.grace_period
+        self.flush = spec.flush
 
 
 class Simulation(LockQueues, FastForward):
@@ -108,6 +151,13 @@ class Simulation(LockQueues, FastForward):
             for i, lst in enumerate(work.per_injector)
         ]
         self._compile(preset)
+        host = getattr(preset, "host", None)
+        uses_loop = any(s.flush for s in preset.steps.values())
+        self.vcpu_loop = (
+            VcpuLoop(host, self.vcpu, self.injectors_events(work), options.acked)
+            if host is not None and uses_loop and (host.flush_ns or options.acked)
+            else None
+        )
         self.walk_s = preset.walk_per_entry_ns
         self.walk_m = preset.walk_remote_line_ns
         self.moves = preset.walk_moves_on_hit
@@ -127,6 +177,10 @@ class Simulation(LockQueues, FastForward):
                 t0 = 0.0 if self.rng is None else self.rng.random() * self.mix.start_spread_ns
                 self.t_issue[j.event] = t0  # issued when it leaves the barrier, not at 0
                 self.schedule(j, t0)
+
+    @staticmethod
+    def injectors_events(work):
+        return work.per_injector
 
     def _host(self, preset, ninj, options):
         host_cpus, vcpus_busy = options.host_cpus, options.vcpus_busy
@@ -214,6 +268,8 @@ class Simulation(LockQueues, FastForward):
     def _start(self, j, t) -> bool:
         """Begin the injector's next event; False when it has none left."""
         if j.pos >= len(j.events):
+            if not j.done and self.vcpu_loop is not None:
+                self.vcpu_loop.done(j.id)
             j.done = True
             return False
         e = j.events[j.pos]
@@ -312,6 +368,9 @@ class Simulation(LockQueues, FastForward):
             pos = 1
         if step.walk:
             cost += self._walk_cost(j, max(pos, 1))
+        if step.flush and self.vcpu_loop is not None:
+            lpi = int(self.its[e]) << 48 | int(self.dev[e]) << 16 | int(self.ev[e])
+            cost += self._cost(self.vcpu_loop.share(int(self.vcpu[e]), lpi))
         return cost
 
     def _lookup(self, j, e):

@@ -15,6 +15,19 @@ _OP_COMMAND, _OP_REG, _OP_MEM, _OP_CTRL, _OP_EXPECT, _OP_ACK = (
 )
 
 
+def _row(rp, t, inj, op, **fields):
+    """A record's row for the events table: what every row has, then its own columns (a
+    column a row does not name is null)."""
+    return {"seq": rp.seq, "t_ns": t, "op": op, "injector": inj, **fields}
+
+
+def _event(rp, run, t, inj, op, **fields):
+    """Count one record of run, and write its row where run keeps rows."""
+    run.report.events += 1
+    if run.sink is not None:
+        run.sink.row(_row(rp, t, inj, op, **fields))
+
+
 def command_record(rp, rec, ri):
     _, t, inj, its_i, raw = rec
     name, fields = decode_command(raw)
@@ -40,22 +53,22 @@ def command_record(rp, rec, ri):
         elif name == "MAPC" and fields.get("V"):
             vcpu = run.vm.vcpu_from_rdbase(fields["RDbase"])
         run.sink.row(
-            {
-                "seq": rp.seq,
-                "t_ns": t,
-                "op": _OP_COMMAND,
-                "its": its_i,
-                "device_id": dev,
-                "event_id": ev,
-                "intid": intid,
-                "vcpu": vcpu,
-                "command": cmd_index,
-                "error": err,
-                "cache_entries": len(its.cache),
-                "latency_ns": COMMAND_NS,
-                "injector": inj,
-                "icid": icid,
-            }
+            _row(
+                rp,
+                t,
+                inj,
+                _OP_COMMAND,
+                its=its_i,
+                device_id=dev,
+                event_id=ev,
+                intid=intid,
+                vcpu=vcpu,
+                command=cmd_index,
+                error=err,
+                cache_entries=len(its.cache),
+                latency_ns=COMMAND_NS,
+                icid=icid,
+            )
         )
     rp.seq += 1
 
@@ -89,16 +102,16 @@ def reg_record(rp, rec, ri):
             continue
         is_its = frame != "redist"
         run.sink.row(
-            {
-                "seq": rp.seq,
-                "t_ns": t,
-                "op": _OP_REG,
-                "its": index if is_its else None,
-                "vcpu": None if is_its else index,
-                "error": 0,
-                "cache_entries": entries,
-                "injector": inj,
-            }
+            _row(
+                rp,
+                t,
+                inj,
+                _OP_REG,
+                its=index if is_its else None,
+                vcpu=None if is_its else index,
+                error=0,
+                cache_entries=entries,
+            )
         )
     rp.seq += 1
 
@@ -111,9 +124,7 @@ def mem_record(rp, rec, ri):
             err = 0
         except GuestFault:
             err = -R.EFAULT
-        run.report.events += 1
-        if run.sink is not None:
-            run.sink.row({"seq": rp.seq, "t_ns": t, "op": _OP_MEM, "error": err, "injector": inj})
+        _event(rp, run, t, inj, _OP_MEM, error=err)
     rp.seq += 1
 
 
@@ -134,18 +145,7 @@ def ctrl_record(rp, rec, ri):
         run.last_ctrl = got
         if ret is not None and got != ret:
             rp.fail(run, ri, f"{op} returned {R.error_name(got)}, recorded {R.error_name(ret)}")
-        run.report.events += 1
-        if run.sink is not None:
-            run.sink.row(
-                {
-                    "seq": rp.seq,
-                    "t_ns": t,
-                    "op": _OP_CTRL,
-                    "its": its_i,
-                    "error": got,
-                    "injector": inj,
-                }
-            )
+        _event(rp, run, t, inj, _OP_CTRL, its=its_i, error=got)
     rp.seq += 1
 
 
@@ -162,19 +162,7 @@ def ack_record(rp, rec, ri):
                 f"vCPU {vcpu} acknowledged INTID {intid}, which the model "
                 f"does not have pending and enabled there ({lpi!r})",
             )
-        run.report.events += 1
-        if run.sink is not None:
-            run.sink.row(
-                {
-                    "seq": rp.seq,
-                    "t_ns": t,
-                    "op": _OP_ACK,
-                    "intid": intid,
-                    "vcpu": vcpu,
-                    "error": 0,
-                    "injector": inj,
-                }
-            )
+        _event(rp, run, t, inj, _OP_ACK, intid=intid, vcpu=vcpu, error=0)
     rp.seq += 1
 
 
@@ -190,9 +178,5 @@ def expect_record(rp, rec, ri):
         else:  # docs/trace-format.md: unknown kinds pass through unchecked, counted
             run.report.unchecked[str(kind)] += 1
             err = None
-        run.report.events += 1
-        if run.sink is not None:
-            run.sink.row(
-                {"seq": rp.seq, "t_ns": t, "op": _OP_EXPECT, "error": err, "injector": inj}
-            )
+        _event(rp, run, t, inj, _OP_EXPECT, error=err)
     rp.seq += 1

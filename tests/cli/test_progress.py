@@ -1,13 +1,11 @@
 """Issue 25 point 1: on a terminal every path of every long verb draws one progress bar
 (the parallel --jobs replay too), one line that fits 60 columns."""
 
-import os
-import pty
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from ptyrun import on_a_terminal
 
 from gictools.cli.progress import si, stats_text
 
@@ -17,26 +15,10 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 
 
 def _on_a_terminal(args, columns=200, cwd=None):
-    """Run gictools with stdin/stdout/stderr on a pseudo-terminal COLUMNS wide; returns
-    (exit code, the screen lines drawn, ANSI codes removed)."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        if cwd:
-            os.chdir(cwd)
-        env = dict(os.environ, COLUMNS=str(columns), LINES="40")
-        os.execve(sys.executable, [sys.executable, "-m", "gictools", *args], env)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    text = ANSI.sub("", out.decode(errors="replace"))
-    return os.waitstatus_to_exitcode(status), [ln for ln in re.split(r"[\r\n]", text) if ln]
+    """gictools on a pseudo-terminal COLUMNS wide; (exit code, the screen lines drawn, ANSI
+    codes removed)."""
+    code, text = on_a_terminal(args, env={"COLUMNS": str(columns), "LINES": "40"}, cwd=cwd)
+    return code, [ln for ln in re.split(r"[\r\n]", ANSI.sub("", text)) if ln]
 
 
 def _bars(lines, label):

@@ -2,14 +2,13 @@
 type-hint metavars, the verb list is one line per verb, file errors read like the shell's,
 and a verb given the wrong kind of file says what the file is."""
 
-import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import typer.main
+from ptyrun import on_a_terminal
 from typer.testing import CliRunner
 
 from gictools.cli import app
@@ -63,22 +62,9 @@ def test_usage_error_in_a_real_process_piped_stderr():
 
 def test_on_a_terminal_the_error_says_where_help_is():
     """stderr a terminal: the same line, then where to find help (a pseudo-terminal)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # child: stdin/stdout/stderr are the pty
-        os.execv(sys.executable, [sys.executable, "-m", "gictools", "replay", "-j", "0", "t"])
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    text = out.decode().replace("\r", "")
-    assert os.waitstatus_to_exitcode(status) == 2
-    assert text.splitlines() == [
+    code, text = on_a_terminal(["replay", "-j", "0", "t"])
+    assert code == 2
+    assert text.replace("\r", "").splitlines() == [
         "gictools: error: --jobs 0: must be >= 1",
         "Try 'python -m gictools replay --help'.",
     ]

@@ -173,7 +173,7 @@ def test_kvm_check_off_arm64_is_one_line_exit_2():
     )
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [
-        f"error: kvm-check needs an arm64 KVM host (this is {platform.machine()})"
+        f"gictools: error: kvm-check needs an arm64 KVM host (this is {platform.machine()})"
     ]
 
 

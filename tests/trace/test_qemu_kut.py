@@ -288,6 +288,11 @@ class FakeQemu:
             tid=1000 + cpu,
         )
 
+    def deliver(self, dev, ev, cpu, intid):
+        """INT, and the guest on cpu acknowledges the LPI it made pending."""
+        self.int_(dev, ev)
+        self.ack(cpu, intid)
+
     def set_config(self, intid, byte=0xA3):
         self.prop[intid] = byte  # a plain store: no trace event
 
@@ -343,19 +348,15 @@ def _import(tmp_path, q, name, dst=None):
 def test_synthetic_its_trigger(tmp_path):
     q = FakeQemu().boot()
     setup1(q)
-    q.int_(2, 20)
-    q.ack(3, 8195)
-    q.int_(7, 255)
-    q.ack(2, 8196)
+    q.deliver(2, 20, 3, 8195)
+    q.deliver(7, 255, 2, 8196)
     q.set_config(8195, 0xA2)  # disable, INV: the INT does not trigger
     q.inv(2, 20)
     q.int_(2, 20)
     q.set_config(8195, 0xA3)  # re-enable without INV: QEMU delivers at once, KVM at INVALL
-    q.int_(2, 20)
-    q.ack(3, 8195)
+    q.deliver(2, 20, 3, 8195)
     q.invall(3)
-    q.int_(2, 20)
-    q.ack(3, 8195)
+    q.deliver(2, 20, 3, 8195)
     q.mapd(2, 0x4026A000, valid=False)
     q.int_(2, 20, ok=False)  # no LPI after device unmap
     out, s = _import(tmp_path, q, "its-trigger")
@@ -380,10 +381,8 @@ def test_synthetic_its_migration(tmp_path):
     q = FakeQemu().boot()
     setup1(q)
     d = q.destination()
-    d.int_(2, 20)
-    d.ack(3, 8195)
-    d.int_(7, 255)
-    d.ack(2, 8196)
+    d.deliver(2, 20, 3, 8195)
+    d.deliver(7, 255, 2, 8196)
     out, s = _import(tmp_path, q, "its-migration", dst=d)
     m = s["metadata"]
     assert m["migration"]["lpis_carried"] == 2 and m["migration"]["pending_after_restore"] == 0
@@ -401,10 +400,8 @@ def test_synthetic_its_migrate_unmapped_collection(tmp_path):
     d = q.destination()
     d.mapc(0, 0)
     d.invall(0)
-    d.int_(7, 255)
-    d.ack(2, 8196)
-    d.int_(2, 0)
-    d.ack(0, 8192)
+    d.deliver(7, 255, 2, 8196)
+    d.deliver(2, 0, 0, 8192)
     out, s = _import(tmp_path, q, "its-migrate-unmapped-collection", dst=d)
     m = s["metadata"]
     assert m["migration"]["lpis_carried"] == 3
@@ -420,8 +417,7 @@ def test_synthetic_pending_bit_without_enable_is_unexplained(tmp_path):
     fails in replay: the importer invents nothing without evidence."""
     q = FakeQemu().boot()
     setup1(q)
-    q.int_(2, 20)
-    q.ack(3, 8195)
+    q.deliver(2, 20, 3, 8195)
     q.ack(3, 8195)  # a second delivery with no trigger and no EnableLPIs write
     q.write(tmp_path, "x")
     _, meta, _ = convert(
@@ -505,8 +501,7 @@ def test_synthetic_error_cases_replay_as_kvm_answers(tmp_path):
     q.mapc(5, 7)  # PE 7 on a 4-vCPU VM
     q.invall(9)  # collection 9 never mapped
     q.int_(2, 21, ok=False)  # event 21 of device 2 never mapped
-    q.int_(2, 20)
-    q.ack(3, 8195)
+    q.deliver(2, 20, 3, 8195)
     out, s = _import(tmp_path, q, "errors")
     assert s["vm"]["vcpus"] == 4
     flags = s["metadata"]["qemu_only_semantics_and_anomalies"]

@@ -54,9 +54,48 @@ check_ids(const char *name, const int64_t *a, Py_ssize_t n, int64_t lo, int64_t 
     return 0;
 }
 
-static int
-check_outputs(Py_ssize_t n, Py_ssize_t cap, Py_buffer *out, Py_buffer *victim)
+/* What both loops take and check: the events' ids (inverse), which ids may fill
+ * (fillable), the capacity and the two outputs; each loop then takes its own inputs with
+ * block_take. block_close releases every buffer taken, whatever failed. */
+struct block {
+    Py_buffer held[6];
+    int nheld;
+    Py_ssize_t n, nid, cap;
+    const int64_t *x_of;
+    const uint8_t *fillable;
+    int8_t *o;
+    int64_t *victim;
+};
+
+static Py_buffer *
+block_take(struct block *b, PyObject *o, const char *name, const char *formats, Py_ssize_t size,
+           int writable)
 {
+    Py_buffer *v = &b->held[b->nheld];
+    if (get_buf(o, v, name, formats, size, writable) < 0)
+        return NULL;
+    b->nheld++;
+    return v;
+}
+
+static int
+block_open(struct block *b, PyObject *oi, PyObject *of, PyObject *oout, PyObject *ov,
+           Py_ssize_t cap)
+{
+    Py_buffer *inv, *fill, *out, *vic;
+    b->nheld = 0;
+    if (!(inv = block_take(b, oi, "inverse", I64, 8, 0)) ||
+        !(fill = block_take(b, of, "fillable", "B?b", 1, 0)) ||
+        !(out = block_take(b, oout, "out", "b", 1, 1)) ||
+        !(vic = block_take(b, ov, "victim", I64, 8, 1)))
+        return -1;
+    b->n = LEN(*inv);
+    b->nid = LEN(*fill);
+    b->cap = cap;
+    b->x_of = inv->buf;
+    b->fillable = fill->buf;
+    b->o = out->buf;
+    b->victim = vic->buf;
     if (!codes_set) {
         PyErr_SetString(PyExc_RuntimeError, "set_codes() was not called");
         return -1;
@@ -65,141 +104,159 @@ check_outputs(Py_ssize_t n, Py_ssize_t cap, Py_buffer *out, Py_buffer *victim)
         PyErr_Format(PyExc_ValueError, "capacity %zd < 0", cap);
         return -1;
     }
-    if (LEN(*out) != n || LEN(*victim) != n) {
+    if (LEN(*out) != b->n || LEN(*vic) != b->n) {
         PyErr_SetString(PyExc_ValueError, "out/victim must have one item per event");
         return -1;
+    }
+    return check_ids("inverse", b->x_of, b->n, 0, b->nid);
+}
+
+static void
+block_close(struct block *b)
+{
+    while (b->nheld > 0)
+        PyBuffer_Release(&b->held[--b->nheld]);
+}
+
+/* A miss that caches nothing writes its outcome and says 1: the slow path failed (NOFILL),
+ * or the cache holds no entry at all (capacity 0: a plain MISS). Else 0: the caller fills. */
+static inline int
+miss_uncached(struct block *b, Py_ssize_t i, int64_t x)
+{
+    if (!b->fillable[x]) {
+        b->o[i] = NOFILL;
+        return 1;
+    }
+    if (b->cap == 0) {
+        b->o[i] = MISS;
+        return 1;
     }
     return 0;
 }
 
+/* n int64 (one spare: PyMem_Malloc(0) is not an error but says nothing useful) */
+static int64_t *
+ids_alloc(Py_ssize_t n)
+{
+    return PyMem_Malloc(sizeof(int64_t) * (n + 1));
+}
+
+/* A new bytes object of n int64, *data pointing at them */
+static PyObject *
+ids_bytes(Py_ssize_t n, int64_t **data)
+{
+    PyObject *r = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * n);
+    if (r)
+        *data = (int64_t *)PyBytes_AS_STRING(r);
+    return r;
+}
+
+/* An intrusive doubly linked list over ids, LRU at one end and MRU at the other: prv/nxt,
+ * -1 ends it. */
+struct list {
+    int64_t *prv, *nxt;
+    int64_t lru, mru;
+};
+
+static inline void
+list_push_mru(struct list *l, int64_t x)
+{
+    l->prv[x] = l->mru;
+    l->nxt[x] = -1;
+    if (l->mru >= 0)
+        l->nxt[l->mru] = x;
+    else
+        l->lru = x;
+    l->mru = x;
+}
+
+static inline void
+list_unlink(struct list *l, int64_t x)
+{
+    int64_t p = l->prv[x], q = l->nxt[x];
+    if (p >= 0)
+        l->nxt[p] = q;
+    else
+        l->lru = q;
+    if (q >= 0)
+        l->prv[q] = p;
+    else
+        l->mru = p;
+}
+
 /* lru_block(inverse, fillable, order, cap, out, victim) -> bytes: the final ids, LRU
- * first (int64). lru-v6.8: vgic_its_check_cache moves a hit to the head;
- * vgic_its_cache_translation reuses the tail when full. An intrusive doubly linked list
- * over ids: prv/nxt, -1 ends it. */
+ * first (int64). lru-v6.8: vgic_its_check_cache moves a hit to the head (MRU);
+ * vgic_its_cache_translation reuses the tail (LRU) when full. */
 static PyObject *
 lru_block(PyObject *self, PyObject *args)
 {
     PyObject *oi, *of, *oo, *oout, *ov;
     Py_ssize_t cap;
-    Py_buffer inv, fill, ord, out, vic;
+    struct block b;
+    struct list l = {NULL, NULL, -1, -1};
+    Py_buffer *ord;
     PyObject *res = NULL;
-    int64_t *prv = NULL, *nxt = NULL;
     uint8_t *inc = NULL;
     if (!PyArg_ParseTuple(args, "OOOnOO", &oi, &of, &oo, &cap, &oout, &ov))
         return NULL;
-    if (get_buf(oi, &inv, "inverse", I64, 8, 0) < 0)
-        return NULL;
-    if (get_buf(of, &fill, "fillable", "B?b", 1, 0) < 0)
-        goto r1;
-    if (get_buf(oo, &ord, "order", I64, 8, 0) < 0)
-        goto r2;
-    if (get_buf(oout, &out, "out", "b", 1, 1) < 0)
-        goto r3;
-    if (get_buf(ov, &vic, "victim", I64, 8, 1) < 0)
-        goto r4;
-    Py_ssize_t n = LEN(inv), nid = LEN(fill), k = LEN(ord);
-    const int64_t *x_of = inv.buf, *order = ord.buf;
-    const uint8_t *fillable = fill.buf;
-    int8_t *o = out.buf;
-    int64_t *victim = vic.buf;
-    if (check_outputs(n, cap, &out, &vic) < 0 || check_ids("inverse", x_of, n, 0, nid) < 0 ||
-        check_ids("order", order, k, 0, nid) < 0)
-        goto r5;
-    prv = PyMem_Malloc(sizeof(int64_t) * (nid + 1));
-    nxt = PyMem_Malloc(sizeof(int64_t) * (nid + 1));
-    inc = PyMem_Calloc(nid + 1, 1);
-    if (!prv || !nxt || !inc) {
+    if (block_open(&b, oi, of, oout, ov, cap) < 0 ||
+        !(ord = block_take(&b, oo, "order", I64, 8, 0)))
+        goto done;
+    Py_ssize_t k = LEN(*ord);
+    const int64_t *order = ord->buf;
+    if (check_ids("order", order, k, 0, b.nid) < 0)
+        goto done;
+    l.prv = ids_alloc(b.nid);
+    l.nxt = ids_alloc(b.nid);
+    inc = PyMem_Calloc(b.nid + 1, 1);
+    if (!l.prv || !l.nxt || !inc) {
         PyErr_NoMemory();
-        goto r5;
+        goto done;
     }
-    int64_t lru = -1, mru = -1;
     for (Py_ssize_t j = 0; j < k; j++) {
-        int64_t x = order[j];
-        if (inc[x]) {
+        if (inc[order[j]]) {
             PyErr_SetString(PyExc_ValueError, "order repeats an id");
-            goto r5;
+            goto done;
         }
-        inc[x] = 1;
-        prv[x] = mru;
-        nxt[x] = -1;
-        if (mru >= 0)
-            nxt[mru] = x;
-        else
-            lru = x;
-        mru = x;
+        inc[order[j]] = 1;
+        list_push_mru(&l, order[j]);
     }
     Py_ssize_t size = k;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int64_t x = x_of[i];
-        if (inc[x]) { /* hit: unlink, relink at the head */
-            o[i] = HIT;
-            if (x == mru)
-                continue;
-            int64_t p = prv[x], q = nxt[x]; /* q >= 0: x is not the head */
-            if (p >= 0)
-                nxt[p] = q;
-            else
-                lru = q;
-            prv[q] = p;
-            prv[x] = mru;
-            nxt[x] = -1;
-            nxt[mru] = x;
-            mru = x;
+    for (Py_ssize_t i = 0; i < b.n; i++) {
+        int64_t x = b.x_of[i];
+        if (inc[x]) {
+            b.o[i] = HIT;
+            list_unlink(&l, x);
+            list_push_mru(&l, x);
             continue;
         }
-        if (!fillable[x]) { /* the slow path failed: nothing is cached */
-            o[i] = NOFILL;
+        if (miss_uncached(&b, i, x))
             continue;
-        }
         if (size >= cap) {
-            if (cap == 0) {
-                o[i] = MISS;
-                continue;
-            }
-            int64_t v = lru; /* the tail */
-            lru = nxt[v];
-            if (lru >= 0)
-                prv[lru] = -1;
-            else
-                mru = -1;
-            nxt[v] = -1;
+            int64_t v = l.lru;
+            list_unlink(&l, v);
             inc[v] = 0;
-            victim[i] = v;
-            o[i] = EVICT;
+            b.victim[i] = v;
+            b.o[i] = EVICT;
         }
         else {
             size++;
-            o[i] = MISS;
+            b.o[i] = MISS;
         }
-        prv[x] = mru;
-        nxt[x] = -1;
-        if (mru >= 0)
-            nxt[mru] = x;
-        else
-            lru = x;
-        mru = x;
+        list_push_mru(&l, x);
         inc[x] = 1;
     }
-    res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * size);
-    if (res) {
-        int64_t *fin = (int64_t *)PyBytes_AS_STRING(res);
+    int64_t *fin;
+    if ((res = ids_bytes(size, &fin))) {
         Py_ssize_t m = 0;
-        for (int64_t x = lru; x >= 0 && m < size; x = nxt[x])
+        for (int64_t x = l.lru; x >= 0 && m < size; x = l.nxt[x])
             fin[m++] = x;
     }
-r5:
-    PyMem_Free(prv);
-    PyMem_Free(nxt);
+done:
+    PyMem_Free(l.prv);
+    PyMem_Free(l.nxt);
     PyMem_Free(inc);
-    PyBuffer_Release(&vic);
-r4:
-    PyBuffer_Release(&out);
-r3:
-    PyBuffer_Release(&ord);
-r2:
-    PyBuffer_Release(&fill);
-r1:
-    PyBuffer_Release(&inv);
+    block_close(&b);
     return res;
 }
 
@@ -215,53 +272,42 @@ usage_block(PyObject *self, PyObject *args)
 {
     PyObject *oi, *of, *oid, *ouse, *oout, *ov;
     Py_ssize_t cap;
-    Py_buffer inv, fill, eid, euse, out, vic;
+    struct block b;
+    Py_buffer *eid, *euse;
     PyObject *res = NULL, *ids = NULL, *uses = NULL;
     int64_t *slot_of = NULL, *sid = NULL, *suse = NULL, *order = NULL;
     if (!PyArg_ParseTuple(args, "OOOOnOO", &oi, &of, &oid, &ouse, &cap, &oout, &ov))
         return NULL;
-    if (get_buf(oi, &inv, "inverse", I64, 8, 0) < 0)
-        return NULL;
-    if (get_buf(of, &fill, "fillable", "B?b", 1, 0) < 0)
-        goto r1;
-    if (get_buf(oid, &eid, "ent_id", I64, 8, 0) < 0)
-        goto r2;
-    if (get_buf(ouse, &euse, "ent_use", I64, 8, 0) < 0)
-        goto r3;
-    if (get_buf(oout, &out, "out", "b", 1, 1) < 0)
-        goto r4;
-    if (get_buf(ov, &vic, "victim", I64, 8, 1) < 0)
-        goto r5;
-    Py_ssize_t n = LEN(inv), nid = LEN(fill), m = LEN(eid);
-    const int64_t *x_of = inv.buf, *ent_id = eid.buf, *ent_use = euse.buf;
-    const uint8_t *fillable = fill.buf;
-    int8_t *o = out.buf;
-    int64_t *victim = vic.buf;
-    if (check_outputs(n, cap, &out, &vic) < 0 || check_ids("inverse", x_of, n, 0, nid) < 0 ||
-        check_ids("ent_id", ent_id, m, -1, nid) < 0)
-        goto r6;
-    if (LEN(euse) != m) {
+    if (block_open(&b, oi, of, oout, ov, cap) < 0 ||
+        !(eid = block_take(&b, oid, "ent_id", I64, 8, 0)) ||
+        !(euse = block_take(&b, ouse, "ent_use", I64, 8, 0)))
+        goto done;
+    Py_ssize_t n = b.n, m = LEN(*eid);
+    const int64_t *ent_id = eid->buf, *ent_use = euse->buf;
+    if (check_ids("ent_id", ent_id, m, -1, b.nid) < 0)
+        goto done;
+    if (LEN(*euse) != m) {
         PyErr_SetString(PyExc_ValueError, "ent_use does not match ent_id");
-        goto r6;
+        goto done;
     }
     /* slots: the entries, then at most one new one per event up to the capacity */
     Py_ssize_t nslot = cap > m ? (cap - m < n ? cap : m + n) : m;
-    slot_of = PyMem_Malloc(sizeof(int64_t) * (nid + 1));
-    sid = PyMem_Malloc(sizeof(int64_t) * (nslot + 1));
-    suse = PyMem_Malloc(sizeof(int64_t) * (nslot + 1));
-    order = PyMem_Malloc(sizeof(int64_t) * (nslot + 1));
+    slot_of = ids_alloc(b.nid);
+    sid = ids_alloc(nslot);
+    suse = ids_alloc(nslot);
+    order = ids_alloc(nslot);
     if (!slot_of || !sid || !suse || !order) {
         PyErr_NoMemory();
-        goto r6;
+        goto done;
     }
-    for (Py_ssize_t j = 0; j < nid; j++)
+    for (Py_ssize_t j = 0; j < b.nid; j++)
         slot_of[j] = -1;
     for (Py_ssize_t j = 0; j < m; j++) {
         int64_t x = ent_id[j];
         if (x >= 0) {
             if (slot_of[x] >= 0) {
                 PyErr_SetString(PyExc_ValueError, "ent_id repeats an id");
-                goto r6;
+                goto done;
             }
             slot_of[x] = j;
         }
@@ -271,22 +317,16 @@ usage_block(PyObject *self, PyObject *args)
     }
     Py_ssize_t cnt = m;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int64_t x = x_of[i], s0 = slot_of[x];
+        int64_t x = b.x_of[i], s0 = slot_of[x];
         if (s0 >= 0) {
             suse[s0]++;
-            o[i] = HIT;
+            b.o[i] = HIT;
             continue;
         }
-        if (!fillable[x]) {
-            o[i] = NOFILL;
+        if (miss_uncached(&b, i, x))
             continue;
-        }
         int64_t usage = 0, s;
         if (cnt >= cap) {
-            if (cap == 0) {
-                o[i] = MISS;
-                continue;
-            }
             Py_ssize_t vp = -1;
             int64_t best = 0;
             for (Py_ssize_t p = cnt - 1; p >= 0; p--) { /* from the head */
@@ -304,11 +344,11 @@ usage_block(PyObject *self, PyObject *args)
             }
             s = order[vp];
             if (sid[s] < 0)
-                o[i] = RECYCLE;
+                b.o[i] = RECYCLE;
             else {
                 slot_of[sid[s]] = -1;
-                victim[i] = sid[s];
-                o[i] = EVICT;
+                b.victim[i] = sid[s];
+                b.o[i] = EVICT;
             }
             memmove(order + vp, order + vp + 1, sizeof(int64_t) * (cnt - 1 - vp));
             order[cnt - 1] = s;
@@ -316,20 +356,20 @@ usage_block(PyObject *self, PyObject *args)
         else {
             if (cnt >= nslot) { /* cannot happen: nslot counts every possible growth */
                 PyErr_SetString(PyExc_SystemError, "usage_block: slots exhausted");
-                goto r6;
+                goto done;
             }
             s = order[cnt] = cnt;
             cnt++;
-            o[i] = MISS;
+            b.o[i] = MISS;
         }
         sid[s] = x;
         suse[s] = usage;
         slot_of[x] = s;
     }
-    ids = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * cnt);
-    uses = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int64_t) * cnt);
+    int64_t *fi, *fu;
+    ids = ids_bytes(cnt, &fi);
+    uses = ids_bytes(cnt, &fu);
     if (ids && uses) {
-        int64_t *fi = (int64_t *)PyBytes_AS_STRING(ids), *fu = (int64_t *)PyBytes_AS_STRING(uses);
         for (Py_ssize_t p = 0; p < cnt; p++) {
             fi[p] = sid[order[p]];
             fu[p] = suse[order[p]];
@@ -338,22 +378,12 @@ usage_block(PyObject *self, PyObject *args)
     }
     Py_XDECREF(ids);
     Py_XDECREF(uses);
-r6:
+done:
     PyMem_Free(slot_of);
     PyMem_Free(sid);
     PyMem_Free(suse);
     PyMem_Free(order);
-    PyBuffer_Release(&vic);
-r5:
-    PyBuffer_Release(&out);
-r4:
-    PyBuffer_Release(&euse);
-r3:
-    PyBuffer_Release(&eid);
-r2:
-    PyBuffer_Release(&fill);
-r1:
-    PyBuffer_Release(&inv);
+    block_close(&b);
     return res;
 }
 

@@ -208,3 +208,41 @@ class VmWidePolicy(CachePolicy):
 
     def _run_block_native(self, keys, block):
         raise NotImplementedError
+
+
+class NativeIds:
+    """The entries of one C block run (native.py) as small ints: the block's keys first (id =
+    their index), then each resident entry the block does not name, as the policy names
+    them (of()); then the buffers the loop writes, and its result as a BlockOutcome."""
+
+    def __init__(self, keys, block):
+        self._id = {k: j for j, k in enumerate(keys)}
+        self.keys = list(keys)
+        self.lpis = list(block.lpis)
+        self.inverse = block.inverse
+
+    def of(self, key, lpi) -> int:
+        j = self._id.get(key)
+        if j is None:
+            j = self._id[key] = len(self.keys)
+            self.keys.append(key)
+            self.lpis.append(lpi)
+        return j
+
+    def buffers(self):
+        """(inverse, fillable, out, victim) for native.lru_block / usage_block."""
+        import numpy as np
+
+        lpis, n = self.lpis, len(self.inverse)
+        fillable = np.fromiter((x is not None for x in lpis), dtype=np.bool_, count=len(lpis))
+        out = np.empty(n, dtype=np.int8)
+        victim = np.full(n, -1, dtype=np.int64)
+        return self.inverse.astype(np.int64), fillable, out, victim
+
+    def outcome(self, out, victim) -> BlockOutcome:
+        import numpy as np
+
+        vidx = np.flatnonzero(victim >= 0)
+        m64 = (1 << 64) - 1  # a VM key's translation key
+        tkeys = np.fromiter((k & m64 for k in self.keys), dtype=np.uint64, count=len(self.keys))
+        return BlockOutcome.build(out, vidx, tkeys[victim[vidx]])

@@ -9,7 +9,7 @@ invalidation empties the whole list (vgic_its_invalidate_cache, VM-wide).
 from collections import OrderedDict
 
 from gictools.model.cache import native
-from gictools.model.cache.base import BlockOutcome, VmWidePolicy
+from gictools.model.cache.base import BlockOutcome, NativeIds, VmWidePolicy
 from gictools.model.cache.keys import split_vm_key
 from gictools.model.cache.outcome import Outcome
 
@@ -103,37 +103,14 @@ class LruV68(VmWidePolicy):
     def _run_block_native(self, keys, block):
         import numpy as np
 
-        # ids: the block's keys first, then resident entries the block does not name
-        ids = {k: j for j, k in enumerate(keys)}
-        all_keys = list(keys)
-        all_lpis = list(block.lpis)
-        order = []
-        for k, lpi in self.map.items():  # LRU first
-            j = ids.get(k)
-            if j is None:
-                j = len(all_keys)
-                all_keys.append(k)
-                all_lpis.append(lpi)
-            order.append(j)
-        fillable = np.fromiter(
-            (x is not None for x in all_lpis), dtype=np.bool_, count=len(all_lpis)
-        )
-        n = len(block.inverse)
-        out = np.empty(n, dtype=np.int8)
-        victim = np.full(n, -1, dtype=np.int64)
+        ids = NativeIds(keys, block)
+        order = [ids.of(k, lpi) for k, lpi in self.map.items()]  # LRU first
+        inverse, fillable, out, victim = ids.buffers()
         final = native.lru_block(
-            block.inverse.astype(np.int64),
-            fillable,
-            np.asarray(order, dtype=np.int64),
-            self.capacity,
-            out,
-            victim,
+            inverse, fillable, np.asarray(order, dtype=np.int64), self.capacity, out, victim
         )
         od = self.map
         od.clear()
         for j in final.tolist():
-            od[all_keys[j]] = all_lpis[j]
-        vidx = np.flatnonzero(victim >= 0)
-        tkeys = np.fromiter((k & _M64 for k in all_keys), dtype=np.uint64, count=len(all_keys))
-        vkeys = tkeys[victim[vidx]]
-        return BlockOutcome.build(out, vidx, vkeys)
+            od[ids.keys[j]] = ids.lpis[j]
+        return ids.outcome(out, victim)

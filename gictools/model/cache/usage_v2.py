@@ -14,11 +14,9 @@ empties entries but keeps them linked, so the count does not drop.
 import heapq
 
 from gictools.model.cache import native
-from gictools.model.cache.base import BlockOutcome, VmWidePolicy
+from gictools.model.cache.base import BlockOutcome, NativeIds, VmWidePolicy
 from gictools.model.cache.keys import split_vm_key, translation_key
 from gictools.model.cache.outcome import Outcome
-
-_M64 = (1 << 64) - 1
 
 
 class _Entry:
@@ -177,29 +175,14 @@ class UsageV2(VmWidePolicy):
     def _run_block_native(self, keys, block):
         import numpy as np
 
-        ids = {k: j for j, k in enumerate(keys)}
-        all_keys = list(keys)
-        all_lpis = list(block.lpis)
+        ids = NativeIds(keys, block)
         ent_id, ent_use = [], []
         for k, u in self.linked():  # tail first
-            if k is None:
-                j = -1
-            else:
-                j = ids.get(k)
-                if j is None:
-                    j = len(all_keys)
-                    all_keys.append(k)
-                    all_lpis.append(self.map[k].lpi)
-            ent_id.append(j)
+            ent_id.append(-1 if k is None else ids.of(k, self.map[k].lpi))
             ent_use.append(u)
-        fillable = np.fromiter(
-            (x is not None for x in all_lpis), dtype=np.bool_, count=len(all_lpis)
-        )
-        n = len(block.inverse)
-        out = np.empty(n, dtype=np.int8)
-        victim = np.full(n, -1, dtype=np.int64)
+        inverse, fillable, out, victim = ids.buffers()
         fid, fuse = native.usage_block(
-            block.inverse.astype(np.int64),
+            inverse,
             fillable,
             np.asarray(ent_id, dtype=np.int64),
             np.asarray(ent_use, dtype=np.int64),
@@ -208,11 +191,8 @@ class UsageV2(VmWidePolicy):
             victim,
         )
         self._relink(
-            (None, None, u) if j < 0 else (all_keys[j], all_lpis[j], u)
+            (None, None, u) if j < 0 else (ids.keys[j], ids.lpis[j], u)
             for j, u in zip(fid.tolist(), fuse.tolist())
         )
         self.last_victim = None
-        vidx = np.flatnonzero(victim >= 0)
-        tkeys = np.fromiter((k & _M64 for k in all_keys), dtype=np.uint64, count=len(all_keys))
-        vkeys = tkeys[victim[vidx]]
-        return BlockOutcome.build(out, vidx, vkeys)
+        return ids.outcome(out, victim)

@@ -1,7 +1,7 @@
 """`gictools record kvm` and `gictools import kvm`: the verbs of the KVM recorder.
 
 register(app) adds them to the root app's `record` and `import` groups (made on first use). Only
-typer at module level, so `gictools --help` stays fast.
+typer and gictools.cli at module level, so `gictools --help` stays fast.
 """
 
 from __future__ import annotations
@@ -12,16 +12,9 @@ from typing import Annotated
 
 import typer
 
+from gictools.cli import group
+
 SCRIPT = Path(__file__).with_name("record.sh")
-
-
-def _group(parent: typer.Typer, name: str, help: str) -> typer.Typer:
-    for g in parent.registered_groups:
-        if g.name == name and g.typer_instance is not None:
-            return g.typer_instance
-    sub = typer.Typer(no_args_is_help=True, help=help)
-    parent.add_typer(sub, name=name)
-    return sub
 
 
 def record_kvm(
@@ -131,5 +124,5 @@ def import_kvm(
 
 
 def register(app: typer.Typer) -> None:
-    _group(app, "record", "Record workloads on real hosts.").command("kvm")(record_kvm)
-    _group(app, "import", "Import traces recorded by other tools.").command("kvm")(import_kvm)
+    group(app, "record", "Record workloads on real hosts.").command("kvm")(record_kvm)
+    group(app, "import", "Import traces recorded by other tools.").command("kvm")(import_kvm)

@@ -76,52 +76,25 @@ def convert(
     return imp.finish()
 
 
-def import_qemu(
-    log,
-    out,
-    *,
-    cmdq=None,
-    lpiprop=None,
-    cmdline=None,
-    its_base=QEMU_VIRT_ITS_BASE,
-    migrate_to=None,
-    dst_cmdq=None,
-    dst_lpiprop=None,
-    dst_cmdline=None,
-    progress=None,
-) -> ImportSummary:
+# convert()'s file parameters, in the order the trace's metadata lists them
+_FILES = ("cmdq", "lpiprop", "cmdline", "migrate_to", "dst_cmdq", "dst_lpiprop", "dst_cmdline")
+
+
+def import_qemu(log, out, *, progress=None, **options) -> ImportSummary:
     """Convert a QEMU trace log (with migrate_to: a migration's source and destination) into
-    trace file `out`; raises ImportFormatError on bad input (and then writes nothing)."""
+    trace file `out`; options are convert()'s (the dumps, its_base, migrate_to and the
+    destination's dumps). Raises ImportFormatError on bad input (and then writes nothing)."""
     t0 = time.perf_counter()
     # before any work: never overwrite an input
-    check_output(out, [log, cmdq, lpiprop, cmdline, migrate_to, dst_cmdq, dst_lpiprop, dst_cmdline])
-    vm, meta, records = convert(
-        log,
-        cmdq=cmdq,
-        lpiprop=lpiprop,
-        cmdline=cmdline,
-        its_base=its_base,
-        migrate_to=migrate_to,
-        dst_cmdq=dst_cmdq,
-        dst_lpiprop=dst_lpiprop,
-        dst_cmdline=dst_cmdline,
-        progress=progress,
-    )
+    check_output(out, [log, *(options.get(k) for k in _FILES)])
+    vm, meta, records = convert(log, progress=progress, **options)
     inputs = {"log": os.path.basename(os.fspath(log))}
-    for k, v in (
-        ("cmdq", cmdq),
-        ("lpiprop", lpiprop),
-        ("cmdline", cmdline),
-        ("migrate_to", migrate_to),
-        ("dst_cmdq", dst_cmdq),
-        ("dst_lpiprop", dst_lpiprop),
-        ("dst_cmdline", dst_cmdline),
-    ):
-        if v:
-            inputs[k] = os.path.basename(os.fspath(v))
+    for k in _FILES:
+        if options.get(k):
+            inputs[k] = os.path.basename(os.fspath(options[k]))
     meta["inputs"] = inputs
     source = f"qemu import of {inputs['log']}"
-    if migrate_to:
+    if "migrate_to" in inputs:
         source += f" migrated to {inputs['migrate_to']}"
     try:
         nrec, msis = write_trace(out, vm, meta, records, source=source)

@@ -24,50 +24,46 @@ class TranslationEvents:
         self._emit(exp)
         self.side.ctx[tid] = MsiCtx(self.lineno, requester_id, event_id, exp)
 
-    def on_dte_read(self, t, tid, args):
+    def _lookup(self, tid, stage, table, field, got, valid):
+        """The translation on thread tid that this table read continues (stage 0 DTE, 1 ITE,
+        2 CTE), or None: a command's own lookup, or an invalid entry, which ends the
+        translation (QEMU delivers nothing). A read of another entry than the one being
+        translated means the lines are not one capture."""
         c = self.side.ctx.get(tid)
-        if not isinstance(c, MsiCtx) or c.stage != 0:
-            return  # a command's own lookup
-        devid, valid, size, itt = args
-        if devid != c.dev:
+        if not isinstance(c, MsiCtx) or c.stage != stage:
+            return None
+        want = (c.dev, c.ev, c.icid)[stage]
+        if got != want:
             raise self.error(
-                f"Device Table read for DeviceID {devid:#x} inside the translation "
-                f"of DeviceID {c.dev:#x} (line {c.line})"
+                f"{table} read for {field} {got:#x} inside the translation "
+                f"of {field} {want:#x} (line {c.line})"
             )
         if not valid:
             self._close(tid)
-            return
-        c.stage = 1
+            return None
+        return c
+
+    def on_dte_read(self, t, tid, args):
+        devid, valid, size, itt = args
+        c = self._lookup(tid, 0, "Device Table", "DeviceID", devid, valid)
+        if c is not None:
+            c.stage = 1
 
     def on_ite_read(self, t, tid, args):
-        c = self.side.ctx.get(tid)
-        if not isinstance(c, MsiCtx) or c.stage != 1:
-            return
         itt, eventid, valid, inttype, intid, icid, vpeid, doorbell = args
-        if eventid != c.ev:
-            raise self.error(
-                f"Interrupt Table read for EventID {eventid:#x} inside the "
-                f"translation of EventID {c.ev:#x} (line {c.line})"
-            )
-        if not valid or inttype != 1:
-            if valid:
-                self.flags["msi_virtual_ite"] += 1
+        c = self._lookup(tid, 1, "Interrupt Table", "EventID", eventid, valid)
+        if c is None:
+            return
+        if inttype != 1:
+            self.flags["msi_virtual_ite"] += 1
             self._close(tid)
             return
         c.intid, c.icid, c.stage = intid, icid, 2
 
     def on_cte_read(self, t, tid, args):
-        c = self.side.ctx.get(tid)
-        if not isinstance(c, MsiCtx) or c.stage != 2:
-            return
         icid, valid, rdbase = args
-        if icid != c.icid:
-            raise self.error(
-                f"Collection Table read for ICID {icid:#x} inside the translation "
-                f"of ICID {c.icid:#x} (line {c.line})"
-            )
-        if not valid:
-            self._close(tid)
+        c = self._lookup(tid, 2, "Collection Table", "ICID", icid, valid)
+        if c is None:
             return
         self._cpu(rdbase, "RDBase")
         c.expect.args = {"ret": 1, "intid": c.intid, "vcpu": rdbase}

@@ -38,6 +38,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from gictools.errors import GictoolsError
@@ -194,6 +195,18 @@ def _raise_stopped(signum: int, frame: Any) -> None:
     raise Stopped(signum)
 
 
+@dataclass(frozen=True)
+class Start:
+    """How workers start: "fork" (inherits this process: only from a process without threads)
+    or "forkserver" (preload: the modules its workers import once)."""
+
+    method: str = "fork"
+    preload: tuple[str, ...] = ()
+
+
+FORK = Start()
+
+
 class Supervisor:
     """Runs fn(*task) for each task in its own process (see the module doc)."""
 
@@ -204,22 +217,20 @@ class Supervisor:
         *,
         names: Sequence[str] | None = None,
         jobs: int | None = None,
-        start: str = "fork",
-        preload: Sequence[str] = (),
+        start: Start = FORK,
         temp_dirs: Sequence[str] = (),
         meanwhile: Callable[[], Any] | None = None,
     ):
-        """start: "fork" (inherits this process: only from a process without threads) or
-        "forkserver" (preload: modules its workers import once). meanwhile() runs here once
-        every worker has started (a thread may start then: no fork follows)."""
+        """start: how workers start (Start). meanwhile() runs here once every worker has
+        started (a thread may start then: no fork follows)."""
         import multiprocessing
 
         self.fn, self.tasks = fn, list(tasks)
         self.names = list(names) if names is not None else [f"task {i}" for i in range(len(tasks))]
         self.jobs = max(1, min(jobs or cpu_count(), len(self.tasks) or 1))
-        self.ctx: Any = multiprocessing.get_context(start)
-        if start == "forkserver":
-            self.ctx.set_forkserver_preload(["gictools.supervise", *preload])
+        self.ctx: Any = multiprocessing.get_context(start.method)
+        if start.method == "forkserver":
+            self.ctx.set_forkserver_preload(["gictools.supervise", *start.preload])
         self.temp_dirs = list(temp_dirs)
         self.meanwhile = meanwhile
         self._todo = list(range(len(self.tasks)))

@@ -39,7 +39,7 @@ def _run_parallel(replayers, out, jobs):
     from gictools.outputs import atomic_path, check_output, scratch_path, user_error
     from gictools.stats.parquet import empty_file
     from gictools.stats.splice import splice
-    from gictools.supervise import run_all
+    from gictools.supervise import FORK, run_all
 
     for rp in replayers:  # the workers open the traces again
         rp.close()
@@ -72,7 +72,7 @@ def _run_parallel(replayers, out, jobs):
                 tasks,
                 names=[f"replay of policy {', '.join(map(str, t[1]))}" for t in tasks],
                 jobs=k,
-                start="fork",  # from this thread alone: no lock is inherited held
+                start=FORK,  # from this thread alone: no lock is inherited held
                 temp_dirs=[d],  # the temporary files of a worker that died
                 meanwhile=hashing.start,  # no fork after it starts
             )

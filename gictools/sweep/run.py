@@ -75,7 +75,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, jobs, cells, root: Path):
-        from gictools.supervise import Supervisor
+        from gictools.supervise import Start, Supervisor
 
         self.cells, self.root = cells, root
         self.sup = Supervisor(
@@ -83,8 +83,7 @@ class LocalExecutor:
             [(c, str(root)) for c in cells],
             names=[c.partition for c in cells],
             jobs=jobs,
-            start="forkserver",
-            preload=["gictools.sweep.cell"],
+            start=Start("forkserver", preload=("gictools.sweep.cell",)),
         )
         _start_fork_server()
         self.sup.__enter__()  # SIGTERM/SIGHUP/SIGINT now stop the workers and raise here

@@ -1,7 +1,9 @@
 """One cache policy's model VM inside a replay, with its report and output sink."""
 
+from gictools.cmdlayout import decode_command
 from gictools.model.memory import DEFAULT_RAM
 from gictools.model.vm import VM
+from gictools.replay.records import command_fields
 from gictools.replay.report import PolicyReport
 
 
@@ -22,6 +24,7 @@ class PolicyRun:
         for its in vmh.get("itses", []):
             self.vm.add_its(its["base"])
         self._itses = vmh.get("itses", [])
+        self.queued = []  # the row columns of commands taken from a queue (_queued)
         self._hook_queues()
         self.policy = self.vm.cache_policy
         self.index = index  # cache_policy dictionary index
@@ -44,16 +47,23 @@ class PolicyRun:
         return 0
 
     def _hook_queues(self):
-        """Commands an ITS takes from its command queue (a GITS_CWRITER or GITS_CTLR write)
-        counted as COMMAND records are (issue 25 point 4; their Parquet rows: not yet)."""
-        for its in self.vm.itses:
-            its.command_hook = self._queued
+        """Commands an ITS takes from its command queue (a GITS_CWRITER or GITS_CTLR write,
+        vgic_its_process_commands) are counted as COMMAND records are, and get their rows
+        (issue 25 point 4)."""
+        for i, its in enumerate(self.vm.itses):
+            its.command_hook = lambda raw, err, i=i: self._queued(i, raw, err)
 
-    def _queued(self, raw, err):
-        from gictools.cmdlayout import decode_command
-
+    def _queued(self, its_i, raw, err):
+        """One command the ITS executed from its queue: counted; its row's columns wait in
+        self.queued for the register write's row (records.reg_record writes them after it,
+        with that record's seq, time and injector)."""
         rep = self.report
         rep.commands += 1
-        rep.command_counts[decode_command(raw)[0]] += 1
+        if self.sink is not None and self.sink.keep:
+            name, fields = command_fields(self, self.vm.itses[its_i], its_i, raw, err)
+            self.queued.append(fields)
+        else:
+            name = decode_command(raw)[0]
+        rep.command_counts[name] += 1
         if err:
             rep.command_errors[err] += 1

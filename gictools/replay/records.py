@@ -28,11 +28,35 @@ def _event(rp, run, t, inj, op, **fields):
         run.sink.row(_row(rp, t, inj, op, **fields))
 
 
+def command_fields(run, its, its_i, raw, err) -> tuple[str, dict]:
+    """One executed command's mnemonic and its events-row columns (op, seq, time and
+    injector aside): a COMMAND record's or one the ITS took from its command queue."""
+    name, fields = decode_command(raw)
+    dev, ev = fields.get("DeviceID"), fields.get("EventID")
+    intid = vcpu = None
+    if dev is not None and ev is not None:
+        ite = its.find_ite(dev, ev)
+        if ite is not None:  # MOVI: the LPI's new target
+            intid, vcpu = ite.lpi.intid, ite.lpi.target
+    elif name == "MAPC" and fields.get("V"):
+        vcpu = run.vm.vcpu_from_rdbase(fields["RDbase"])
+    return name, {
+        "its": its_i,
+        "device_id": dev,
+        "event_id": ev,
+        "intid": intid,
+        "vcpu": vcpu,
+        "command": COMMAND_INDEX.get(name, COMMAND_INDEX["UNKNOWN"]),
+        "error": err,
+        "cache_entries": len(its.cache),
+        "latency_ns": COMMAND_NS,
+        "icid": fields.get("ICID"),
+    }
+
+
 def command_record(rp, rec, ri):
     _, t, inj, its_i, raw = rec
-    name, fields = decode_command(raw)
-    cmd_index = COMMAND_INDEX.get(name, COMMAND_INDEX["UNKNOWN"])
-    dev, ev, icid = fields.get("DeviceID"), fields.get("EventID"), fields.get("ICID")
+    name = decode_command(raw)[0]
     for run in rp.runs:
         its = rp.its(run, its_i, ri)
         err = its.process_command(raw)
@@ -43,33 +67,9 @@ def command_record(rp, rec, ri):
         if err:
             rep.command_errors[err] += 1
         run.last_cmd_error = err
-        if run.sink is None:
+        if run.sink is None or not run.sink.keep:
             continue
-        intid = vcpu = None
-        if dev is not None and ev is not None:
-            ite = its.find_ite(dev, ev)
-            if ite is not None:  # MOVI: the LPI's new target
-                intid, vcpu = ite.lpi.intid, ite.lpi.target
-        elif name == "MAPC" and fields.get("V"):
-            vcpu = run.vm.vcpu_from_rdbase(fields["RDbase"])
-        run.sink.row(
-            _row(
-                rp,
-                t,
-                inj,
-                _OP_COMMAND,
-                its=its_i,
-                device_id=dev,
-                event_id=ev,
-                intid=intid,
-                vcpu=vcpu,
-                command=cmd_index,
-                error=err,
-                cache_entries=len(its.cache),
-                latency_ns=COMMAND_NS,
-                icid=icid,
-            )
-        )
+        run.sink.row(_row(rp, t, inj, _OP_COMMAND, **command_fields(run, its, its_i, raw, err)[1]))
     rp.seq += 1
 
 
@@ -113,6 +113,10 @@ def reg_record(rp, rec, ri):
                 cache_entries=entries,
             )
         )
+        if run.queued:  # what the write made the ITS take from its command queue
+            for fields in run.queued:
+                run.sink.row(_row(rp, t, inj, _OP_COMMAND, **fields))
+            run.queued.clear()
     rp.seq += 1
 
 

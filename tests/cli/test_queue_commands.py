@@ -84,7 +84,7 @@ def test_a_trace_without_its_registers_loads_no_model(tmp_path):
 
 def test_replay_counts_them(tmp_path):
     """The replay's summary counts queue commands as it counts COMMAND records (their Parquet
-    rows are not written yet: the replay owner's part of point 4)."""
+    rows: tests/replay/test_queue_command_rows.py)."""
     path, _ = _recorded(tmp_path / "q.msgpack")
     r = runner.invoke(app, ["replay", str(path), "--json"])
     assert r.exit_code == 0, r.output

@@ -1,6 +1,21 @@
 """What `import qemu` reports: the summary's text and its --json object."""
 
 
+def _counts(counts: dict) -> str:
+    """A {name: count} mapping as plain text, largest first: '256 delivered_after_invall,
+    3 unmask' (the names are --json's keys; a skipped line's prefix is quoted)."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n:,} {_name(k)}" for k, n in items)
+
+
+def _name(key: str) -> str:
+    return key if key.isidentifier() else f'"{key}"'
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 class ImportSummary(dict):
     """import_qemu()'s result: out, vm, metadata, records, msis, seconds."""
 
@@ -38,6 +53,10 @@ class ImportSummary(dict):
     def text(self):
         m = self["metadata"]
         e = m["emitted"]
+        rc = m["reconstructed"]
+        reasons = rc["lpi_config_bytes_by_reason"]
+        by_reason = f" ({_counts(reasons)})" if reasons else ""
+        pages = _plural(len(rc["device_table_level2"]), "device-table level-2 page")
         lines = [
             f"wrote {self['out']}: {self['records']:,} records from {m['lines']:,} lines "
             f"in {self['seconds']:.2f} s",
@@ -49,10 +68,8 @@ class ImportSummary(dict):
             f"  expectations: msi {e.get('expect_msi', 0):,}, lpi {e.get('expect_lpi', 0):,}, "
             f"its_reg {e.get('expect_its_reg', 0):,}, "
             f"pending after restore {e.get('expect_pending_after_restore', 0):,}",
-            f"  reconstructed: {len(m['reconstructed']['device_table_level2'])} device-table "
-            f"level-2 page(s), {e.get('lpi_config_writes', 0)} LPI config bytes "
-            f"{m['reconstructed']['lpi_config_bytes_by_reason']}, "
-            f"{e.get('pending_bits_reconstructed', 0)} pending bits",
+            f"  reconstructed: {pages}, {e.get('lpi_config_writes', 0):,} LPI config bytes{by_reason}, "
+            f"{e.get('pending_bits_reconstructed', 0):,} pending bits",
         ]
         if "migration" in m:
             mg = m["migration"]
@@ -62,15 +79,15 @@ class ImportSummary(dict):
                 f"{mg['pending_after_restore']} pending after restore"
             )
         if m["unexplained_acks"]["count"]:
-            lines.append(f"  unexplained acknowledges: {m['unexplained_acks']['count']}")
+            lines.append(f"  unexplained acknowledges: {m['unexplained_acks']['count']:,}")
         sk = sum(m["skipped_lines"].values())
         if sk:
-            lines.append(f"  skipped {sk} other lines: {m['skipped_lines']}")
+            lines.append(f"  skipped {_plural(sk, 'other line')}: {_counts(m['skipped_lines'])}")
         if m["register_reads_qemu_vs_kvm"]:
             lines.append(
                 "  register reads where QEMU and KVM differ by design (not compared): "
                 + ", ".join(sorted(m["register_reads_qemu_vs_kvm"]))
             )
         q = m["qemu_only_semantics_and_anomalies"]
-        lines.append(f"  QEMU-only semantics / anomalies: {q or 'none'}")
+        lines.append(f"  QEMU-only semantics / anomalies: {_counts(q) if q else 'none'}")
         return "\n".join(lines)

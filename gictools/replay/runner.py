@@ -58,11 +58,17 @@ def _policy_names(replayers):
 
 
 def _metadata(replayers, names):
+    """The file's metadata: one trace's, or with several, its per-trace keys (vm, kernel,
+    trace_sha256) as lists in trace order, each element what that trace's own file has
+    (docs/replay-output.md)."""
     meta = dict(replayers[0].meta)
     meta["cache_policy"] = json.dumps(names)
-    meta["traces"] = json.dumps([rp.trace_entry() for rp in replayers])
+    entries = [rp.trace_entry() for rp in replayers]
+    meta["traces"] = json.dumps(entries)
     if len(replayers) > 1:
-        meta["trace_sha256"] = json.dumps([rp.sha256 for rp in replayers])
+        meta["trace_sha256"] = json.dumps([e["sha256"] for e in entries])
+        meta["vm"] = json.dumps([e["vm"] for e in entries])
+        meta["kernel"] = json.dumps([e["kernel"] for e in entries])
     return meta
 
 

@@ -281,6 +281,7 @@ def run_sweep(
         clean_temp_files(root)
         raise
     finally:
+        _prune_empty_partitions(root, cells)
         lock.release()
     wall = time.monotonic() - t0
     return SweepResult(root, cells, results, _name(ex, scheduler), wall, warnings=warnings)
@@ -430,6 +431,23 @@ def _remove_cell_files(root: Path, c):
             f.unlink()
         except OSError:
             pass
+
+
+def _prune_empty_partitions(root: Path, cells):
+    """Remove the partition directories a cell created but left empty (stopped by Ctrl-C,
+    failed, or its files removed as unfinished), up to events/ and cells/: a reader sees
+    only finished cells' directories. rmdir removes only an empty directory, so a file
+    anyone wrote stays."""
+    for c in cells:
+        for sub in (EVENTS_DIR, CELLS_DIR):
+            top = root / sub
+            d = top / c.partition
+            while d != top:
+                try:
+                    d.rmdir()
+                except OSError:  # not empty (a finished or running cell's), or absent
+                    break
+                d = d.parent
 
 
 def _settle_unfinished(root: Path, cells, results):

@@ -472,6 +472,8 @@ def test_ctrl_c_on_the_command_line(tmp_path):
     counts = json.loads(out)["counts"]
     assert 1 <= counts["done"] < 6 and counts["failed"] == 0
     assert _temp_files(root) == []
+    dirs = [d for s in (EVENTS_DIR, CELLS_DIR) for d in (root / s).rglob("*") if d.is_dir()]
+    assert [d for d in dirs if not any(f.is_file() for f in d.rglob("*"))] == []  # none empty
     entries = [json.loads(f.read_text()) for f in root.glob(f"{MANIFEST_DIR}/*.json")]
     assert set(_snapshot(root)) == {e["identity"]["partition"] for e in entries}
     assert len(entries) == counts["done"]

@@ -21,7 +21,7 @@ from gictools.trace.reader import TraceReader
 from gictools.trace.writer import TraceWriter
 
 runner = CliRunner()
-T4 = Path("traces/lpi-stress-v4-d4-e8-fixed.msgpack")  # written by format 1.0
+T4 = Path("fixtures/trace-1.0/lpi-stress-v4-d4-e8-fixed.msgpack")  # written by format 1.0
 VM = {"vcpus": 2, "itses": [{"base": 0x0800_0000}]}
 
 

@@ -62,6 +62,9 @@ from pathlib import Path
 import msgpack
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from procwalk import alive, below, descendants  # noqa: E402  (the tests' /proc walk)
+
 FIXTURES = ROOT / "fixtures" / "qemu"
 QEMU_NAMES = ("smp2-rebind", "smp2-traffic-affinity", "smp4-hotplug")
 AS_LIMIT = 3 << 29  # 1.5 GiB
@@ -1132,42 +1135,11 @@ def case_outputs(rng, seeds, d, timeout):
 # --- processes, streams and sweeps (issue 23) ------------------------------------------------
 
 
-def _proc_children(pid) -> list[int]:
-    out = []
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            try:
-                with open(f"/proc/{e}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-                out.append(int(e))
-    return out
-
-
-def _proc_tree(pid) -> list[int]:
-    todo, seen = [pid], []
-    while todo:
-        for c in _proc_children(todo.pop()):
-            seen.append(c)
-            todo.append(c)
-    return seen
-
-
-def _proc_alive(pid) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def _wait_gone(pids, secs) -> list[int]:
     deadline = time.monotonic() + secs
-    while time.monotonic() < deadline and any(_proc_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.02)
-    return [p for p in pids if _proc_alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def temps_below(d) -> list[str]:
@@ -1208,18 +1180,11 @@ def _parallel_run(rng, seeds, d, verb):
     return [*args, "--routing", "fixed", "--seeds", "3", "-j", "2"], 1
 
 
-def _workers_of(pid, depth) -> list[int]:
-    level = [pid]
-    for _ in range(depth):
-        level = [c for p in level for c in _proc_children(p)]
-    return level
-
-
 def _start_parallel(args, d, depth, timeout):
     p = popen_pipes(args, d)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and p.poll() is None:
-        ws = _workers_of(p.pid, depth)
+        ws = below(p.pid, depth)
         if ws:
             return p, ws
         time.sleep(0.02)
@@ -1253,7 +1218,7 @@ def case_workers(rng, seeds, d, timeout):
         out, err = p.communicate(timeout=timeout)
         return "accepted", "", desc + " (ended before a worker was seen)", [args]
     time.sleep(delay)
-    tree = _proc_tree(p.pid)
+    tree = descendants(p.pid)
     victim = ws[0]
     try:
         if how in ("SIGKILL", "SIGTERM"):
@@ -1327,8 +1292,8 @@ def case_parentsig(rng, seeds, d, timeout):
         p.communicate(timeout=timeout)
         return "accepted", "", desc + " (ended before a worker was seen)", [args]
     time.sleep(delay)
-    tree = _proc_tree(p.pid)
-    workers = _workers_of(p.pid, depth)
+    tree = descendants(p.pid)
+    workers = below(p.pid, depth)
     if p.poll() is None:
         p.send_signal(sig)
     t0 = time.monotonic()

@@ -143,16 +143,17 @@ def cli(args, cwd, timeout, stdin=None) -> Run:
         return Run(args, None, e.stdout or b"", e.stderr or b"", True, time.monotonic() - t0)
 
 
-def popen(args, cwd):
+def popen(args, cwd, *, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=None):
+    """`python -m gictools ARGS` under the campaign's limits; stderr is always a pipe."""
     cmd = [sys.executable, "-m", "gictools", *map(str, args)]
     return subprocess.Popen(
         cmd,
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
+        stdout=stdout,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         preexec_fn=_limit,
-        env=ENV,
+        env=env or ENV,
     )
 
 
@@ -1150,19 +1151,6 @@ def temps_below(d) -> list[str]:
     return sorted(out)
 
 
-def popen_pipes(args, cwd, env=None, stdin=subprocess.DEVNULL):
-    cmd = [sys.executable, "-m", "gictools", *map(str, args)]
-    return subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=stdin,
-        preexec_fn=_limit,
-        env=env or ENV,
-    )
-
-
 # a parallel run of each verb that lasts a few seconds (its workers are the targets)
 def _parallel_run(rng, seeds, d, verb):
     if verb == "replay":
@@ -1181,7 +1169,7 @@ def _parallel_run(rng, seeds, d, verb):
 
 
 def _start_parallel(args, d, depth, timeout):
-    p = popen_pipes(args, d)
+    p = popen(args, d, stdout=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and p.poll() is None:
         ws = below(p.pid, depth)
@@ -1346,7 +1334,7 @@ def case_stdin(rng, seeds, d, timeout):
     tmp.mkdir()
     env = dict(ENV, TMPDIR=str(tmp))
     desc = f"{verb[0]} - <- {kind} ({src.name})"
-    p = popen_pipes(verb, d, env=env, stdin=subprocess.PIPE)
+    p = popen(verb, d, stdout=subprocess.PIPE, stdin=subprocess.PIPE, env=env)
     sent = [0]
     stop = threading.Event()
 

@@ -59,7 +59,7 @@ def test_unknown_host_and_unreadable_file(tmp_path):
     with pytest.raises(ConfigError, match=r"h\.toml"):
         load_host(path=tmp_path / "h.toml")
     (tmp_path / "bad.toml").write_text("name = [")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: not a TOML file"):
         load_host(path=tmp_path / "bad.toml")
 
 

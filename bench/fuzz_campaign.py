@@ -157,6 +157,17 @@ def popen(args, cwd, *, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env
     )
 
 
+def _stderr_within(p: subprocess.Popen, timeout: float) -> bytes | None:
+    """What p wrote to stderr once it has ended; None when it is still running after
+    timeout seconds (it is then killed and reaped)."""
+    try:
+        return p.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        return None
+
+
 def classify(r: Run) -> tuple[str, str]:
     """(class, reason) of one CLI run."""
     err = r.err.decode("utf-8", "replace")
@@ -896,11 +907,8 @@ def case_signal(rng, seeds, d, timeout):
     time.sleep(delay)
     if p.poll() is None:
         p.send_signal(sig)
-    try:
-        _, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
+    err = _stderr_within(p, timeout)
+    if err is None:
         return "hang", "writer did not stop after the signal", desc, [full]
     if b"Traceback" in err and sig != signal.SIGINT:
         return "crash", _last_line(err.decode("utf-8", "replace")), desc, [full]
@@ -1287,11 +1295,8 @@ def case_parentsig(rng, seeds, d, timeout):
     t0 = time.monotonic()
     left = _wait_gone(workers, 2.0 if sig != signal.SIGKILL else 4.0)
     took = time.monotonic() - t0
-    try:
-        _, errb = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
+    errb = _stderr_within(p, timeout)
+    if errb is None:
         return "hang", "the parent did not end after the signal", desc, [args]
     err = errb.decode("utf-8", "replace")
     problems = []

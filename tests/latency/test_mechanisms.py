@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_json import cli_json
 from typer.testing import CliRunner
 
 from gictools.analysis.compare import compare_events, compare_trace, format_table
@@ -300,26 +301,7 @@ def test_compare_trace_side_by_side(stress_trace):
 
 
 def test_cli_predict_json():
-    r = runner.invoke(
-        app,
-        [
-            "predict",
-            "lpi-stress",
-            "-v",
-            "2",
-            "-d",
-            "2",
-            "-e",
-            "2",
-            "-i",
-            "50",
-            "--preset",
-            "v6.8-rc1",
-            "--json",
-        ],
-    )
-    assert r.exit_code == 0, r.output
-    d = json.loads(r.output)
+    d = cli_json("predict lpi-stress -v 2 -d 2 -e 2 -i 50 --preset v6.8-rc1")
     assert (
         d["lpis_per_sec"] > 0
         and 0 <= d["hit_rate"] <= 1

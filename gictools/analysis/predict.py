@@ -245,14 +245,15 @@ def predict_lpi_stress(
     seed=None,
     lockstep=False,
     jobs=None,
-    **tuning,
+    vcpu_threads_busy=True,
+    chunk=CHUNK_EVENTS,
+    fast_forward=True,
 ):
     """Predicted selftest result; preset is a Preset or a bundled preset name.
 
         By default `seeds` stochastic runs (seeds 0..seeds-1) in up to `jobs` processes;
         `seed=S` runs that one seed; `lockstep=True` the deterministic lock-step run (the worst case for the hit
     rate).
-        tuning: run_once's vcpu_threads_busy, chunk and fast_forward, passed on with its defaults.
         host_cpus: the host's CPU count (default: the preset's). The selftest's vCPU threads
         spin in the guest without WFI, so with vcpu_threads_busy they take their fair share
         of the CPUs when vCPUs + devices exceed host_cpus.
@@ -260,9 +261,6 @@ def predict_lpi_stress(
         hit_rate and evictions likewise, elapsed_s, latency percentiles and time_share of
         the median run, `runs` (one dict per seed, with its method), and the inputs.
     """
-    unknown = set(tuning) - {"vcpu_threads_busy", "chunk", "fast_forward"}
-    if unknown:  # here, not in a worker process
-        raise TypeError(f"predict_lpi_stress: unexpected keyword(s) {', '.join(sorted(unknown))}")
     if isinstance(preset, str) or host is not None:
         preset = _priced(preset, host)
     routing, acked = selftest_routing(selftest, routing)
@@ -276,7 +274,14 @@ def predict_lpi_stress(
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
             raise ConfigError(f"--seeds {seeds!r}: must be an integer from 1 to {MAX_SEEDS}")
         mixes = [Interleaving(s) for s in range(seeds)]
-    kw = {"routing": routing, "host_cpus": host_cpus, "acked": acked, **tuning}
+    kw = {
+        "routing": routing,
+        "host_cpus": host_cpus,
+        "vcpu_threads_busy": vcpu_threads_busy,
+        "chunk": chunk,
+        "fast_forward": fast_forward,
+        "acked": acked,
+    }
     total = devices * events * iterations
     work = [(cfg, preset, m, kw) for m in mixes]
     jobs = min(len(work), jobs or cpu_count())

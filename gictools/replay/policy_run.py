@@ -45,7 +45,7 @@ class PolicyRun:
 
     def _hook_queues(self):
         """Commands an ITS takes from its command queue (a GITS_CWRITER or GITS_CTLR write)
-        counted as COMMAND records are (issue 25 point 4; their Parquet rows: not yet)."""
+        counted as COMMAND records are (in the counts; they have no Parquet rows yet)."""
         for its in self.vm.itses:
             its.command_hook = self._queued
 

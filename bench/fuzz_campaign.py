@@ -62,6 +62,9 @@ from pathlib import Path
 import msgpack
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from procwalk import alive, below, descendants  # noqa: E402  (the tests' /proc walk)
+
 FIXTURES = ROOT / "fixtures" / "qemu"
 QEMU_NAMES = ("smp2-rebind", "smp2-traffic-affinity", "smp4-hotplug")
 AS_LIMIT = 3 << 29  # 1.5 GiB
@@ -140,17 +143,29 @@ def cli(args, cwd, timeout, stdin=None) -> Run:
         return Run(args, None, e.stdout or b"", e.stderr or b"", True, time.monotonic() - t0)
 
 
-def popen(args, cwd):
+def popen(args, cwd, *, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=None):
+    """`python -m gictools ARGS` under the campaign's limits; stderr is always a pipe."""
     cmd = [sys.executable, "-m", "gictools", *map(str, args)]
     return subprocess.Popen(
         cmd,
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
+        stdout=stdout,
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         preexec_fn=_limit,
-        env=ENV,
+        env=env or ENV,
     )
+
+
+def _stderr_within(p: subprocess.Popen, timeout: float) -> bytes | None:
+    """What p wrote to stderr once it has ended; None when it is still running after
+    timeout seconds (it is then killed and reaped)."""
+    try:
+        return p.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        return None
 
 
 def classify(r: Run) -> tuple[str, str]:
@@ -892,11 +907,8 @@ def case_signal(rng, seeds, d, timeout):
     time.sleep(delay)
     if p.poll() is None:
         p.send_signal(sig)
-    try:
-        _, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
+    err = _stderr_within(p, timeout)
+    if err is None:
         return "hang", "writer did not stop after the signal", desc, [full]
     if b"Traceback" in err and sig != signal.SIGINT:
         return "crash", _last_line(err.decode("utf-8", "replace")), desc, [full]
@@ -1132,42 +1144,11 @@ def case_outputs(rng, seeds, d, timeout):
 # --- processes, streams and sweeps (issue 23) ------------------------------------------------
 
 
-def _proc_children(pid) -> list[int]:
-    out = []
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            try:
-                with open(f"/proc/{e}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-                out.append(int(e))
-    return out
-
-
-def _proc_tree(pid) -> list[int]:
-    todo, seen = [pid], []
-    while todo:
-        for c in _proc_children(todo.pop()):
-            seen.append(c)
-            todo.append(c)
-    return seen
-
-
-def _proc_alive(pid) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 def _wait_gone(pids, secs) -> list[int]:
     deadline = time.monotonic() + secs
-    while time.monotonic() < deadline and any(_proc_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.02)
-    return [p for p in pids if _proc_alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def temps_below(d) -> list[str]:
@@ -1176,19 +1157,6 @@ def temps_below(d) -> list[str]:
     for dirpath, _, files in os.walk(d):
         out += [os.path.join(dirpath, n) for n in files if ".gictools-" in n]
     return sorted(out)
-
-
-def popen_pipes(args, cwd, env=None, stdin=subprocess.DEVNULL):
-    cmd = [sys.executable, "-m", "gictools", *map(str, args)]
-    return subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=stdin,
-        preexec_fn=_limit,
-        env=env or ENV,
-    )
 
 
 # a parallel run of each verb that lasts a few seconds (its workers are the targets)
@@ -1208,18 +1176,11 @@ def _parallel_run(rng, seeds, d, verb):
     return [*args, "--routing", "fixed", "--seeds", "3", "-j", "2"], 1
 
 
-def _workers_of(pid, depth) -> list[int]:
-    level = [pid]
-    for _ in range(depth):
-        level = [c for p in level for c in _proc_children(p)]
-    return level
-
-
 def _start_parallel(args, d, depth, timeout):
-    p = popen_pipes(args, d)
+    p = popen(args, d, stdout=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and p.poll() is None:
-        ws = _workers_of(p.pid, depth)
+        ws = below(p.pid, depth)
         if ws:
             return p, ws
         time.sleep(0.02)
@@ -1253,7 +1214,7 @@ def case_workers(rng, seeds, d, timeout):
         out, err = p.communicate(timeout=timeout)
         return "accepted", "", desc + " (ended before a worker was seen)", [args]
     time.sleep(delay)
-    tree = _proc_tree(p.pid)
+    tree = descendants(p.pid)
     victim = ws[0]
     try:
         if how in ("SIGKILL", "SIGTERM"):
@@ -1327,18 +1288,15 @@ def case_parentsig(rng, seeds, d, timeout):
         p.communicate(timeout=timeout)
         return "accepted", "", desc + " (ended before a worker was seen)", [args]
     time.sleep(delay)
-    tree = _proc_tree(p.pid)
-    workers = _workers_of(p.pid, depth)
+    tree = descendants(p.pid)
+    workers = below(p.pid, depth)
     if p.poll() is None:
         p.send_signal(sig)
     t0 = time.monotonic()
     left = _wait_gone(workers, 2.0 if sig != signal.SIGKILL else 4.0)
     took = time.monotonic() - t0
-    try:
-        _, errb = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
+    errb = _stderr_within(p, timeout)
+    if errb is None:
         return "hang", "the parent did not end after the signal", desc, [args]
     err = errb.decode("utf-8", "replace")
     problems = []
@@ -1381,7 +1339,7 @@ def case_stdin(rng, seeds, d, timeout):
     tmp.mkdir()
     env = dict(ENV, TMPDIR=str(tmp))
     desc = f"{verb[0]} - <- {kind} ({src.name})"
-    p = popen_pipes(verb, d, env=env, stdin=subprocess.PIPE)
+    p = popen(verb, d, stdout=subprocess.PIPE, stdin=subprocess.PIPE, env=env)
     sent = [0]
     stop = threading.Event()
 

@@ -44,7 +44,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from gictools.errors import OutputError, StrPath
 
@@ -221,7 +221,32 @@ def temp_path(path: StrPath) -> str:
     return os.path.join(d, f".{name}.gictools-{os.getpid()}-{secrets.token_hex(4)}.tmp")
 
 
-class AtomicOutput:
+class WholeOrNothing:
+    """A writer used as a context manager: a normal exit commits its output, an exception
+    aborts it, so a ``with`` block leaves the whole output or none (one rule for every writer)."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class AtomicOutput(WholeOrNothing):
     """One output file, written whole or not at all (see the module doc).
 
     `file` is a buffered binary file object; commit() publishes it, abort() drops it.
@@ -346,20 +371,6 @@ class AtomicOutput:
                 self.file.close()
             except OSError:
                 pass  # flushing into the dropped file failed: nothing to keep
-
-    def __enter__(self) -> AtomicOutput:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def _fsync_dir(d: str) -> None:

@@ -6,7 +6,7 @@ reopen it). The copy is checked and bounded, never blind:
   anything more is copied (`yes | gictools replay -` stops at once, naming what stdin
   looks like), then every record as it is copied (the trace reader reads through the
   copy), so garbage after a valid start stops the copy where it begins;
-- the copy stops at MAX_SPOOL_BYTES (documented in docs/cli.md's stdin note) and at the
+- the copy stops at MAX_SPOOL_BYTES (documented in docs/outputs.md "A trace on stdin") and at the
   free space of $TMPDIR less FREE_RESERVE_BYTES or 5 % (a spool never fills the disk
   others use), with one line saying which and what to do;
 - the spool is a gictools temporary file (gictools.outputs.scratch_path): removed when the

@@ -9,6 +9,7 @@ shared, and a per-example time limit would then fail at random.
 """
 
 import os
+import subprocess
 
 import pytest
 from hypothesis import settings
@@ -50,3 +51,26 @@ class Setup:
 @pytest.fixture
 def make():
     return Setup
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """small_tmpfs("48k"): a directory under tmp_path on a tmpfs of that size, for the tests
+    of a full disk (unmounted after the test); the test is skipped where mounting is not
+    allowed (not root)."""
+    mounted = []
+
+    def mount(size: str):
+        d = tmp_path / f"small-{size}"
+        d.mkdir()
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True
+        )
+        if r.returncode:
+            pytest.skip("cannot mount a tmpfs here (not root)")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", str(d)], check=True)

@@ -41,7 +41,9 @@ STEADY_MIN_EVENTS = 200  # per thread and window half
 ROUTINGS = ("as-measured", "fixed")
 PARALLEL_MIN_EVENTS = 100_000  # below this, seeds run in this process
 
-# DESIGN.md "Latency": (v, d, e, i) -> LPIs/s, per preset
+# (v, d, e, i) -> LPIs/s, per preset: the rows of the "KVM: arm64: Improvements to LPI
+# injection" v2 cover letter (13 Feb 2024) whose translations fit the cache
+# (docs/latency-model.md §4 "Rows")
 CALIBRATION = {
     (1, 1, 1, 1_000_000): {"v6.8-rc1": 780151, "series-v2": 1255291},
     (16, 16, 16, 10_000): {"v6.8-rc1": 437082, "series-v2": 5078226},
@@ -489,7 +491,7 @@ def format_bands(rows, prediction=None) -> str:
 
 def calibration_residuals(presets=None, host_cpus=None, seeds=DEFAULT_SEEDS, **kw):
     """[(config, preset, measured, median predicted, relative residual, min, max)] for
-    DESIGN.md's rows, predicted as seed medians."""
+    the CALIBRATION rows, predicted as seed medians."""
     rows = []
     cache = {}
     for cfg, meas in CALIBRATION.items():

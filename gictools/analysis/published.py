@@ -3,7 +3,8 @@ and the fit of a host profile from measured rows.
 
 Both tables are by the series' author, on two unnamed arm64 machines:
 - `lpi-2024a`: "KVM: arm64: Improvements to LPI injection" v2 cover letter (13 Feb 2024),
-  v6.8-rc1 vs the series (DESIGN.md "Latency", kvm-its.md 8.2);
+  v6.8-rc1 vs the series (kvm@vger <20240213093250.3960069-1-oliver.upton@linux.dev>; the
+  table is in docs/latency-model.md §4 "Rows");
 - `lpi-2024b`: "KVM: arm64: Transition to a per-ITS translation cache" v3 cover letter
   (22 Apr 2024), v6.8-rc1 vs the series merged for v6.10, quoted in mainline merge commit
   3d5689e01a42 (kvmarm/next "Merge branch kvm-arm64/lpi-xa-cache";

@@ -1,12 +1,14 @@
-"""Run the differential check on both Debian kernels under ../shared/kvm-nested, in one command.
+"""Run the differential check on both Debian kernels under nested QEMU, in one command.
 
     python -m gictools.kvm.nested                     # the stored corpus, both kernels: diffs
     python -m gictools.kvm.nested --corpus [-n 4000]  # regenerate the corpus and record answers
     python -m gictools.kvm.nested TRACE|IMAGE...      # kvm-check of these inputs, both kernels
 
 kvmcheck.c is cross-compiled with aarch64-linux-gnu-gcc -static; each kernel boots once with
-every case in one script (docs/kvm-check.md). Env: NESTED (nested.sh; default
-/work/shared/kvm-nested/nested.sh), WORK (its work dir, per caller).
+every case in one script (docs/kvm-check.md). The boot is done by nested.sh, a script not
+shipped here that boots Debian's arm64 kernels with EL2 under QEMU TCG (so /dev/kvm and KVM's
+vgic-its run inside) and runs `nested.sh run KERNEL PAYLOAD_DIR OUT`. Env: NESTED (the path of
+nested.sh; the default is the development machine's), WORK (nested.sh's work dir, per caller).
 """
 
 from __future__ import annotations

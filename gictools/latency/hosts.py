@@ -26,12 +26,12 @@ measured rows (gictools.analysis.hostfit, docs/latency-model.md "Host profiles")
 """
 
 import math
-import tomllib
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from gictools.errors import ConfigError
+from gictools.files import parse_toml, read_toml
 
 BUNDLED_HOSTS = ("lpi-2024a", "lpi-2024b")
 DEFAULT_HOST = "lpi-2024a"
@@ -128,26 +128,17 @@ def parse_host(data: dict, src: str = "<host>") -> Host:
 def load_host(name: str | None = None, path=None) -> Host:
     """A bundled host profile by name (default lpi-2024a), or a TOML file."""
     if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"host file {p}: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"host file {p}: not UTF-8 text (byte {e.start})") from None
-        src = str(p)
+        src = str(Path(path))
+        data = read_toml(path)
     else:
         name = name or DEFAULT_HOST
         if name not in BUNDLED_HOSTS:
             raise ConfigError(f"unknown host profile {name!r} (known: {', '.join(BUNDLED_HOSTS)})")
+        src = f"bundled:{name}"
         text = (resources.files("gictools.latency") / "hosts" / f"{name}.toml").read_text(
             encoding="utf-8"
         )
-        src = f"bundled:{name}"
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"host {src}: not valid TOML: {e}") from None
+        data = parse_toml(text, src)
     return parse_host(data, src)
 
 

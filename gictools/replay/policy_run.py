@@ -48,8 +48,7 @@ class PolicyRun:
 
     def _hook_queues(self):
         """Commands an ITS takes from its command queue (a GITS_CWRITER or GITS_CTLR write,
-        vgic_its_process_commands) are counted as COMMAND records are, and get their rows
-        (issue 25 point 4)."""
+        vgic_its_process_commands) are counted as COMMAND records are, and get their rows."""
         for i, its in enumerate(self.vm.itses):
             its.command_hook = lambda raw, err, i=i: self._queued(i, raw, err)
 

@@ -120,7 +120,7 @@ class LocalExecutor:
 # Arrow's default allocator (mimalloc) reserves about 1 GiB of address space in each
 # process that writes Parquet: under a 1.5 GiB RLIMIT_AS every cell failed. The system
 # allocator keeps a cell's peak address space at ~0.6 GB (a replay's CLI run: ~1.46 GB)
-# at the same speed (issue 23, point 10).
+# at the same speed.
 WORKER_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
 
 

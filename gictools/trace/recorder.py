@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from gictools import regs as R
@@ -18,6 +17,7 @@ from gictools.errors import StrPath
 from gictools.model.its import ITS
 from gictools.model.memory import GuestMemory
 from gictools.model.vm import VM, MsiResult
+from gictools.outputs import WholeOrNothing
 from gictools.trace.writer import TraceWriter
 
 
@@ -86,7 +86,7 @@ class _ITS:
         return self._ctrl("reset")
 
 
-class Recorder:
+class Recorder(WholeOrNothing):
     """Record a fresh VM's workload: `with Recorder(vm, "t.msgpack") as rec: Guest(rec, rec.itses[0])`."""
 
     def __init__(
@@ -124,20 +124,15 @@ class Recorder:
     def __getattr__(self, name: str) -> Any:  # nr_vcpus, rdbase_of, lpis, pending_lpis, ...
         return getattr(self.vm_, name)
 
-    def __enter__(self) -> Recorder:
-        self._w.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return self._w.__exit__(exc_type, exc, tb)
-
     def close(self) -> None:
         self._w.close()
+
+    def commit(self) -> None:
+        """Leaving a ``with`` block normally closes the trace; an exception aborts it."""
+        self._w.close()
+
+    def abort(self) -> None:
+        self._w.abort()
 
     def _its(self, its: _ITS | ITS | int) -> ITS:
         if isinstance(its, _ITS):

@@ -22,14 +22,13 @@ import tempfile
 import zlib
 from array import array
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import IO, Any, BinaryIO
 
 import msgpack
 import numpy as np
 
 from gictools.errors import StrPath
-from gictools.outputs import AtomicOutput
+from gictools.outputs import AtomicOutput, WholeOrNothing
 from gictools.trace import format as F
 
 _U32, _T = F.U32_MAX, F.T_MAX
@@ -68,7 +67,7 @@ def _file(out: AtomicOutput | None) -> IO[bytes]:
     return out.file
 
 
-class TraceWriter:
+class TraceWriter(WholeOrNothing):
     """Context manager writing one trace file (see module doc)."""
 
     def __init__(
@@ -152,20 +151,9 @@ class TraceWriter:
             self.abort()
             raise
 
-    # --- context manager ---------------------------------------------------------------
-    def __enter__(self) -> "TraceWriter":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+    def commit(self) -> None:
+        """Leaving a ``with`` block normally closes the writer (WholeOrNothing)."""
+        self.close()
 
     @property
     def msis(self) -> int:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from cli_json import cli_json
 from typer.testing import CliRunner
 
 from gictools.analysis.predict import predict_lpi_stress
@@ -59,7 +60,7 @@ def test_unknown_host_and_unreadable_file(tmp_path):
     with pytest.raises(ConfigError, match=r"h\.toml"):
         load_host(path=tmp_path / "h.toml")
     (tmp_path / "bad.toml").write_text("name = [")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: not a TOML file"):
         load_host(path=tmp_path / "bad.toml")
 
 
@@ -169,28 +170,9 @@ def test_acked_selftest_requeues_under_the_targets_lock():
 
 
 def test_cli_host_and_selftest(tmp_path):
-    r = runner.invoke(
-        app,
-        [
-            "predict",
-            "lpi-stress",
-            "-i",
-            "50",
-            "-e",
-            "2",
-            "--preset",
-            "v6.10",
-            "--host",
-            "lpi-2024b",
-            "--selftest",
-            "2024",
-            "--seeds",
-            "1",
-            "--json",
-        ],
+    doc = cli_json(
+        "predict lpi-stress -i 50 -e 2 --preset v6.10 --host lpi-2024b --selftest 2024 --seeds 1"
     )
-    assert r.exit_code == 0, r.output
-    doc = json.loads(r.output)
     assert doc["host"] == "lpi-2024b" and doc["config"]["routing"] == "as-measured"
     r = runner.invoke(app, ["predict", "lpi-stress", "--preset", "v6.10", "--host", "nosuch"])
     assert r.exit_code == 2 and "unknown host profile" in r.output

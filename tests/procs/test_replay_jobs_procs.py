@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procwalk import alive, children
 
 ROOT = Path(__file__).parents[2]
 POLICIES = ["none", "lru-v6.8", "usage-v2"]
@@ -22,28 +23,6 @@ def big_trace(tmp_path_factory):
     p = tmp_path_factory.mktemp("trace") / "big.msgpack"
     generate(p, 1, 1, 17, 100_000)  # 1.7M MSIs: a few seconds per policy
     return p
-
-
-def _children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-                out.append(int(d))
-    return out
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def _start(trace, out):
@@ -59,7 +38,7 @@ def _start(trace, out):
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        ws = _children(p.pid)
+        ws = children(p.pid)
         if len(ws) == 3:
             time.sleep(0.3)  # writing their parts
             return p, ws
@@ -83,7 +62,7 @@ def test_killed_worker_is_one_line_and_stops_the_others(big_trace, tmp_path):
     assert err.splitlines()[-1].startswith("gictools: error: replay of policy ")
     assert ": worker killed by SIGKILL" in err
     assert "Traceback" not in err
-    assert not any(_alive(w) for w in ws)
+    assert not any(alive(w) for w in ws)
     assert _temps(tmp_path) == [] and not out.exists()
 
 
@@ -94,9 +73,9 @@ def test_signal_to_parent_stops_workers_within_a_second(big_trace, tmp_path, sig
     p, ws = _start(big_trace, out)
     p.send_signal(sig)
     deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline and any(_alive(w) for w in ws):
+    while time.monotonic() < deadline and any(alive(w) for w in ws):
         time.sleep(0.02)
-    assert not any(_alive(w) for w in ws), "workers outlived the stop by a second"
+    assert not any(alive(w) for w in ws), "workers outlived the stop by a second"
     _, err = p.communicate(timeout=30)
     assert "Traceback" not in err
     if sig != signal.SIGINT:

@@ -11,38 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
+from procwalk import alive, below, descendants
 
 ROOT = Path(__file__).parents[2]
 TRACE = ROOT / "traces" / "lpi-stress-v1-d1-e17.msgpack"
 DRIVER = Path(__file__).parent / "sweep_driver.py"
 
 
-def _children(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-                out.append(int(d))
-    return out
-
-
-def _descendants(pid):
-    todo, seen = [pid], []
-    while todo:
-        for c in _children(todo.pop()):
-            seen.append(c)
-            todo.append(c)
-    return seen
-
-
 def _workers(driver):
     """The fork server's children (the cells' workers)."""
-    return [w for c in _children(driver) for w in _children(c)]
+    return below(driver, 2)
 
 
 def _start(tmp_path):
@@ -92,7 +70,7 @@ def test_killed_worker_fails_only_its_cell(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signal_to_driver_stops_workers_no_temps_no_warnings(tmp_path, sig):
     p, out, worker = _start(tmp_path)
-    everyone = _descendants(p.pid)
+    everyone = descendants(p.pid)
     t0 = time.monotonic()
     p.send_signal(sig)
     stdout, err = p.communicate(timeout=30)
@@ -100,16 +78,8 @@ def test_signal_to_driver_stops_workers_no_temps_no_warnings(tmp_path, sig):
     assert p.returncode == (130 if sig == signal.SIGINT else -sig), err
     assert err == "interrupted\n"  # no resource_tracker or other warning
     deadline = time.monotonic() + 1
-    while time.monotonic() < deadline and any(_alive(q) for q in everyone):
+    while time.monotonic() < deadline and any(alive(q) for q in everyone):
         time.sleep(0.02)
-    assert not any(_alive(q) for q in everyone)
+    assert not any(alive(q) for q in everyone)
     assert _temps(out) == []
     assert not list((out / "_manifest").glob("*.failed.json"))  # stopped, not failed
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False

@@ -78,15 +78,8 @@ def test_user_error_names_the_output():
 
 
 @pytest.fixture
-def full_disk(tmp_path):
-    d = tmp_path / "small"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(d)],
-                       capture_output=True)  # fmt: skip
-    if r.returncode:
-        pytest.skip("cannot mount a tmpfs here (not root)")
-    yield d
-    subprocess.run(["umount", str(d)], check=True)
+def full_disk(small_tmpfs):
+    return small_tmpfs("48k")
 
 
 @pytest.fixture(scope="module")

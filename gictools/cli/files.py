@@ -125,19 +125,19 @@ def check_outputs(outs, inputs=(), *, binary: bool = True) -> None:
 
 
 def _check_file_output(p: Path, inputs) -> None:
-    if p.is_dir():
-        fail(f"{p}: is a directory (give a file name)")
+    """gictools.outputs.check_output's rules (one owner: a directory, a block device, a
+    socket, a missing directory, an input's inode), then what only a CLI can say before any
+    work: the file or its directory not writable by this user."""
+    from gictools.errors import OutputError
+    from gictools.outputs import check_output
+
+    try:
+        check_output(p, [i for i in inputs if i is not None and os.fspath(i) != STDIO])
+    except OutputError as e:
+        fail(e)
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        fail(f"{p}: directory {parent} does not exist")
-    if p.exists():
-        if not os.access(p, os.W_OK) and not os.access(parent, os.W_OK):
-            fail(f"{p}: not writable")
-        for i in inputs:
-            if i is not None and os.fspath(i) != STDIO and os.path.exists(i):
-                with contextlib.suppress(OSError):
-                    if os.path.samefile(i, p):
-                        fail(f"{p}: the output is the input {i}; choose another name")
+    if p.exists() and not os.access(p, os.W_OK) and not os.access(parent, os.W_OK):
+        fail(f"{p}: not writable")
     if not os.access(parent, os.W_OK | os.X_OK):
         fail(f"{p}: directory {parent} is not writable")
 

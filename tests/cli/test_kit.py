@@ -133,7 +133,7 @@ def test_outputs_checked_before_work(tmp_path):
     t = tmp_path / "t.msgpack"
     t.write_bytes(Path(T4).read_bytes())
     r = runner.invoke(app, ["save", str(t), "-o", str(t)])
-    assert r.exit_code == 2 and "is the input" in r.output
+    assert r.exit_code == 2 and "is the same file as the input" in r.output
     assert t.read_bytes() == Path(T4).read_bytes()
     if os.geteuid() != 0:  # root writes anywhere
         ro = tmp_path / "ro"

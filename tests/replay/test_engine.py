@@ -170,7 +170,7 @@ def test_cli_output_directory_refused_before_any_work(stress, tmp_path, monkeypa
     assert r.exit_code == 2 and "does not exist" in r.output
     before = stress.read_bytes()
     r = _cli(stress, "-o", stress)
-    assert r.exit_code == 2 and "the output is the input" in r.output
+    assert r.exit_code == 2 and "is the same file as the input" in r.output
     assert stress.read_bytes() == before
 
 

@@ -427,6 +427,8 @@ def band_envelope(prediction, rows) -> dict:
 
 def format_prediction(r) -> str:
     """A human-readable report of predict_lpi_stress's dict."""
+    from gictools.report import percent  # one rule: a miss never prints as 100.00%
+
     c = r["config"]
     n = len(r["runs"])
     seeds = [s for s in r["seeds"] if s is not None]  # --lockstep has none
@@ -443,8 +445,8 @@ def format_prediction(r) -> str:
         f"  interleaving   {r['interleaving']}"
         + (f", seed(s) {', '.join(map(str, seeds))}" if seeds else ""),
         f"  predicted      {r['lpis_per_sec']:,.0f} LPIs/s{spread}",
-        f"  hit rate       {r['hit_rate']:.2%} (min {r['hit_rate_min']:.2%}, max "
-        f"{r['hit_rate_max']:.2%})   evictions {r['evictions']:,} (min "
+        f"  hit rate       {percent(r['hit_rate'])} (min {percent(r['hit_rate_min'])}, max "
+        f"{percent(r['hit_rate_max'])})   evictions {r['evictions']:,} (min "
         f"{r['evictions_min']:,}, max {r['evictions_max']:,})",
         f"  latency        p50 {r['latency_p50_ns']:,.0f} ns   p99 "
         f"{r['latency_p99_ns']:,.0f} ns   max {r['latency_max_ns']:,.0f} ns",

@@ -4,30 +4,17 @@ are counted by info and listed by dump, as the ITS executes them."""
 
 import json
 
+from queued_guest import record_queued
 from typer.testing import CliRunner
 
-from gictools import VM
 from gictools.cli import app
-from gictools.guest import Guest
-from gictools.trace.recorder import Recorder
 
 runner = CliRunner()
 
 
 def _recorded(path):
-    """8 commands through the queue: 2 MAPC, MAPD, 4 MAPTI (one with pINTID 100: refused),
-    SYNC; nothing as COMMAND records."""
-    vm = VM(2)
-    vm.add_its(0x0808_0000)
-    with Recorder(vm, path) as rec:
-        g = Guest(rec, rec.itses[0])
-        g.enable_lpis()
-        results = [g.mapc(0, 0), g.mapc(1, 1), g.mapd(5, 4)]
-        for e in range(3):
-            g.set_lpi_config(8192 + e)
-            results.append(g.mapti(5, e, 8192 + e, e % 2))
-        results += [g.mapti(5, 9, 100, 0), g.sync(0)]
-    return path, results
+    """8 commands through the queue: 2 MAPC, MAPD, 4 MAPTI (one refused), SYNC."""
+    return path, record_queued(path, more=False, msis=False)
 
 
 def test_info_counts_queue_commands(tmp_path):

@@ -7,13 +7,12 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from queued_guest import record_queued
 from typer.testing import CliRunner
 
-from gictools import VM
 from gictools import regs as R
 from gictools.cli import app
 from gictools.guest import Guest
-from gictools.trace.recorder import Recorder
 
 runner = CliRunner()
 
@@ -30,19 +29,7 @@ class _DirectGuest(Guest):
 def _record(path, guest=Guest):
     """10 commands: 2 MAPC, MAPD, 4 MAPTI (one with pINTID 100: refused), MOVI, INVALL,
     SYNC, then an MSI to each mapped event; their KVM results."""
-    vm = VM(2)
-    vm.add_its(0x0808_0000)
-    with Recorder(vm, path) as rec:
-        g = guest(rec, rec.itses[0])
-        g.enable_lpis()
-        results = [g.mapc(0, 0), g.mapc(1, 1), g.mapd(5, 4)]
-        for e in range(3):
-            g.set_lpi_config(8192 + e)
-            results.append(g.mapti(5, e, 8192 + e, e % 2))
-        results += [g.mapti(5, 9, 100, 0), g.movi(5, 0, 1), g.invall(0), g.sync(0)]
-        for e in range(3):
-            rec.signal_msi(0, 5, e)
-    return results
+    return record_queued(path, guest)
 
 
 def _commands(table):

@@ -43,7 +43,7 @@ MAX_NS = 1e7
 class Host:
     name: str
     core: float = 1.0
-    line_ns: float = 34.9
+    line_ns: float = 34.68
     handoff_ns: float = 173.4
     atomic_ns: float = 89.85
     flush_ns: float = 0.0

@@ -63,8 +63,10 @@ def test_compare_and_replay_give_the_same_latencies(tmp_path, trace):
             3092,
             5119,
         )
+        # v6.8-rc1 waits on lpi_list_lock: the model's values on lpi-2024a (line transfer tied
+        # to hand-off / 5), pinned so a change in the lock model shows here
         assert (rc1["latency_p50_ns"], rc1["latency_p99_ns"], rc1["latency_max_ns"]) == (
-            4786,
-            6794,
-            8026,
+            4784,
+            6789,
+            8024,
         )

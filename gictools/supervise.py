@@ -391,3 +391,76 @@ def run_all(
                 raise failure(sup.names[i], status, value)
             out[i] = value
     return out
+
+
+# --- one external program (a compiler, kvmcheck, the nested host) -----------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    """pid's live descendants, children first (Linux /proc; none elsewhere)."""
+    kids: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+            kids.setdefault(ppid, []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), ()):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def _kill_tree(pid: int) -> None:
+    for p in [pid, *_descendants(pid)]:
+        with contextlib.suppress(OSError):
+            os.kill(p, signal.SIGKILL)
+
+
+def _child_dies_with_parent() -> None:  # in the child, before exec
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+def run_program(cmd: Sequence[str], timeout: float) -> tuple[int, str, str]:
+    """Run one external program to its end: (exit status, stdout, stderr).
+
+    The same guarantees as the workers': a timeout, an exception, or SIGTERM/SIGINT/SIGHUP
+    to this process (raised here as Stopped) kill the program and everything it started;
+    the program gets SIGKILL if this process dies, even by SIGKILL (the parent-death signal;
+    a grandchild it started then has only its own bound, e.g. nested.sh's TIMEOUT).
+    Raises subprocess.TimeoutExpired past `timeout` seconds."""
+    import subprocess
+
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        saved = {s: signal.signal(s, _raise_stopped) for s in _STOP_SIGNALS}
+    try:
+        p = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_child_dies_with_parent,
+        )
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except BaseException:
+            _kill_tree(p.pid)
+            p.communicate()
+            raise
+        return p.returncode, out, err
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from gictools.errors import GictoolsError
+from gictools.supervise import run_program
 
 SOURCE = "kvmcheck.c"
 BUILD_TIMEOUT = 120  # s: one small C file
@@ -35,12 +36,12 @@ def build(out: Path, cc: str = "cc", static: bool = True) -> Path:
     for extra in attempts:
         cmd = [cc, "-O2", "-Wall", *extra, "-o", str(out), str(src)]
         try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+            rc, _, stderr = run_program(cmd, BUILD_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise HostError(f"{cc}: building {src} took more than {BUILD_TIMEOUT} s") from None
-        if p.returncode == 0:
+        if rc == 0:
             return out
-        err = (p.stderr.strip().splitlines() or ["?"])[-1]
+        err = (stderr.strip().splitlines() or ["?"])[-1]
     raise HostError(f"{cc} could not build {src}: {err}")
 
 
@@ -61,12 +62,10 @@ def upstream_version(proc_version: str, release: str) -> str:
 def run_binary(binary: Path, script_path: Path, timeout: float) -> str:
     """kvmcheck's answers for a script file on this host's /dev/kvm."""
     try:
-        p = subprocess.run(
-            [str(binary), str(script_path)], capture_output=True, text=True, timeout=timeout
-        )
+        rc, stdout, stderr = run_program([str(binary), str(script_path)], timeout)
     except subprocess.TimeoutExpired:
         raise HostError(f"kvmcheck ran longer than {timeout:.0f} s") from None
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
+    if rc != 0:
+        last = (stderr.strip().splitlines() or [f"exit status {rc}"])[-1]
         raise HostError(f"kvmcheck failed: {last}")
-    return p.stdout
+    return stdout

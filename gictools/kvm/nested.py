@@ -25,10 +25,12 @@ from gictools.errors import GictoolsError
 from gictools.kvm import compare, corpus, host
 from gictools.kvm import model as M
 from gictools.kvm import ops as O
+from gictools.supervise import run_program
 
 KERNELS = ("6.1.0-57-arm64", "6.12.118+deb12-arm64")
 NESTED = os.environ.get("NESTED", "/work/shared/kvm-nested/nested.sh")
 CROSS_CC = "aarch64-linux-gnu-gcc"
+RUN_TIMEOUT = 1900  # s: nested.sh stops QEMU after its TIMEOUT (1800 s by default)
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "kvm-answers"
 RUN_SH = """#!/bin/sh
 cat /proc/version
@@ -50,12 +52,13 @@ def boot(kver: str, cases: list[O.Case], binary: Path) -> tuple[str, str, list[l
         (pay / "run").chmod(0o755)
         out = Path(d) / "out.txt"
         t0 = time.monotonic()
-        p = subprocess.run(
-            [NESTED, "run", kver, str(pay), str(out)], capture_output=True, text=True
-        )
+        try:  # nested.sh bounds QEMU itself (its TIMEOUT); this bounds nested.sh
+            rc, _, stderr = run_program([NESTED, "run", kver, str(pay), str(out)], RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise host.HostError(f"nested run of {kver}: over {RUN_TIMEOUT} s") from None
         secs = time.monotonic() - t0
-        if p.returncode != 0 or not out.exists():
-            raise host.HostError(f"nested run of {kver} failed: {p.stderr.strip()[-300:]}")
+        if rc != 0 or not out.exists():
+            raise host.HostError(f"nested run of {kver} failed: {stderr.strip()[-300:]}")
         lines = out.read_text().split("\n")
     if len(lines) < 3 or not lines[-2].startswith("kvmcheck-rc "):
         raise host.HostError(f"{kver}: kvmcheck did not finish (output {len(lines)} lines)")

@@ -21,6 +21,7 @@ class PolicyRun:
             kw["kernel"] = self.kernel
         self._build = lambda: VM(vmh["vcpus"], cache=None if policy == "default" else policy, **kw)
         self.vm = self._build()
+        self.invalidations_before = 0  # those of the VMs a migration replaced
         for its in vmh.get("itses", []):
             self.vm.add_its(its["base"])
         self._itses = vmh.get("itses", [])
@@ -39,12 +40,18 @@ class PolicyRun:
     def migrate(self):
         """CTRL migrate: a fresh VM from the header that carries the guest memory only."""
         memory = self.vm.memory
+        self.invalidations_before = self.invalidations()
         self.vm = self._build()
         self.vm.memory = memory
         for its in self._itses:
             self.vm.add_its(its["base"])
         self._hook_queues()
         return 0
+
+    def invalidations(self) -> int:
+        """The policy's invalidations so far: each cache object's own count (one per VM, or
+        one per ITS), the replaced VMs' included."""
+        return self.invalidations_before + sum(c.invalidations for c in self.vm.caches())
 
     def _hook_queues(self):
         """Commands an ITS takes from its command queue (a GITS_CWRITER or GITS_CTLR write,

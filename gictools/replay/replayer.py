@@ -218,5 +218,6 @@ class Replayer:
         finally:
             self.close()
         for r in self.runs:
+            r.report.invalidations = r.invalidations()
             r.report.trace_sha256 = self.sha256
         return [r.report for r in self.runs]

@@ -22,6 +22,7 @@ class PolicyReport:
     command_errors: Counter = field(default_factory=Counter)
     command_counts: Counter = field(default_factory=Counter)
     latency: Counter = field(default_factory=Counter)  # MSI latency_ns -> count
+    invalidations: int = 0  # the policy's invalidate() calls (CachePolicy.invalidations)
     failures: list = field(default_factory=list)
     failure_count: int = 0
     unchecked: Counter = field(default_factory=Counter)  # EXPECT kinds this version ignores
@@ -129,6 +130,7 @@ class PolicyReport:
             "misses": self.misses,
             "evictions": self.evictions,
             "recycles": int(self.outcomes[RECYCLE]),
+            "invalidations": self.invalidations,
             "hit_rate": self.hit_rate,
             "msi_errors": {R.error_name(k): v for k, v in self.msi_errors.items()},
             "command_errors": {R.error_name(k): v for k, v in self.command_errors.items()},

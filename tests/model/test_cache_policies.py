@@ -122,7 +122,7 @@ class FifoCache(CachePolicy):
         self.map[self.key(db, device_id, event_id)] = lpi
         return out
 
-    def invalidate(self):
+    def empty(self):
         self.map.clear()
 
     def __len__(self):

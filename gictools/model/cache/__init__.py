@@ -28,6 +28,8 @@ def register(cls: type) -> type:
         "its",
     ):
         raise ConfigError(f"{cls!r} is not a CachePolicy with scope 'vm' or 'its'")
+    if cls.invalidate is not CachePolicy.invalidate:  # the base counts each call
+        raise ConfigError(f"{cls!r} overrides invalidate(): implement empty() instead")
     POLICIES[cls.name] = cls
     return cls
 

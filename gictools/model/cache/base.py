@@ -4,7 +4,7 @@ A policy caches (doorbell, DeviceID, EventID) -> LPI. Its contents are
 semantically invisible (a hit delivers what the slow path would, because the
 model invalidates wherever the kernel does); they change only statistics and
 modelled latency. A policy owns all of its behaviour: the per-event rules
-(lookup, fill, invalidate), the block rules (run_block, same result as the
+(lookup, fill, empty), the block rules (run_block, same result as the
 per-event rules event by event) and what "consistent with the slow path" means
 for its entries (cached). A new policy is one module registered in POLICIES.
 """
@@ -80,6 +80,7 @@ class CachePolicy:
         self.nr_vcpus = nr_vcpus
         self.last_victim = None  # (DeviceID, EventID) evicted by the last fill
         self.doorbells: dict[int, int] = {}  # GITS_TRANSLATER address -> ITS index (VM-scoped keys)
+        self.invalidations = 0  # invalidate() calls: vgic_its_invalidate_cache calls
 
     def key(self, db: int, device_id: int, event_id: int):
         """VM key of (doorbell, DeviceID, EventID); None for a doorbell no ITS has (never hits)."""
@@ -116,6 +117,14 @@ class CachePolicy:
         raise NotImplementedError
 
     def invalidate(self) -> None:
+        """vgic_its_invalidate_cache: empty the cache and count the call, as the kernel's
+        own count does (a call, not entries dropped: an empty cache's invalidation counts).
+        Policies implement empty(); register() refuses one that overrides this."""
+        self.invalidations += 1
+        self.empty()
+
+    def empty(self) -> None:
+        """Drop every valid entry (the policy's own invalidation, uncounted)."""
         raise NotImplementedError
 
     def __len__(self) -> int:

@@ -54,7 +54,7 @@ class LruV68(VmWidePolicy):
         m[key] = lpi
         return outcome
 
-    def invalidate(self):
+    def empty(self):
         self.map.clear()
 
     def __len__(self):

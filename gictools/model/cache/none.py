@@ -23,7 +23,7 @@ class NoCache(CachePolicy):
         self.last_victim = None
         return Outcome.BYPASS
 
-    def invalidate(self):
+    def empty(self):
         pass
 
     def __len__(self):

@@ -48,7 +48,7 @@ class PerItsV610(CachePolicy):
         self.map[its_key(device_id, event_id)] = lpi  # xa_store replaces an aliased entry
         return Outcome.MISS
 
-    def invalidate(self):
+    def empty(self):
         self.map.clear()
 
     def __len__(self):

@@ -115,7 +115,7 @@ class UsageV2(VmWidePolicy):
         if usage > self.top:
             self.top = usage
 
-    def invalidate(self):
+    def empty(self):
         self.stale.extend(e.usage for e in self.map.values())
         self.map.clear()
         self._heap.clear()

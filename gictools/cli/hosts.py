@@ -1,18 +1,25 @@
-"""CLI options of the host profiles and the selftest version (predict, compare, replay, gen)."""
+"""CLI options of the host profiles and the selftest version (predict, compare, replay, gen).
+
+Light, as every gictools.cli module: the names --help shows are constants here, checked
+against the library's (tests/cli/test_hosts_options.py), so that `gictools --help` imports
+neither the latency model (gictools.latency.hosts) nor the generator and numpy
+(gictools.trace.gen_lpi_stress). The library applies the defaults where the option is used
+(host None: DEFAULT_HOST).
+"""
 
 from typing import Annotated, Literal
 
 import typer
 
-from gictools.latency.hosts import BUNDLED_HOSTS, DEFAULT_HOST
-from gictools.trace.gen_lpi_stress import DEFAULT_SELFTEST  # noqa: F401  (the library default)
+HOSTS = ("lpi-2024a", "lpi-2024b")  # gictools.latency.hosts.BUNDLED_HOSTS
+DEFAULT_HOST = "lpi-2024a"  # gictools.latency.hosts.DEFAULT_HOST
 
 HostOpt = Annotated[
     str | None,
     typer.Option(
         "--host",
-        help=f"host profile pricing the preset: {', '.join(BUNDLED_HOSTS)} or a .toml file "
-        f"[default: {DEFAULT_HOST}] (docs/latency-model.md 'Host profiles')",
+        help=f"host profile pricing the preset: {', '.join(HOSTS)} or a .toml file "
+        f"(default: {DEFAULT_HOST}; docs/latency-model.md 'Host profiles')",
         show_default=False,
     ),
 ]
@@ -27,4 +34,4 @@ SelftestOpt = Annotated[
         show_default=True,
     ),
 ]
-SELFTEST_DEFAULT: SelftestName = "2025"  # DEFAULT_SELFTEST
+SELFTEST_DEFAULT: SelftestName = "2025"  # gictools.trace.gen_lpi_stress.DEFAULT_SELFTEST

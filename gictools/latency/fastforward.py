@@ -10,6 +10,7 @@ before the first thread would finish (`leaped` counts those). Methods the engine
 import heapq
 import math
 from collections import Counter, deque
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,22 @@ def _chunks(events):
 
 class FastForward:
     """Mixed into Simulation: reads its injectors, policy, forced outcomes and results."""
+
+    injectors: list
+    policy: Any
+    forced: np.ndarray | None
+    period: int | None
+    t_issue: np.ndarray
+    t_done: np.ndarray
+    wait: np.ndarray
+    out: np.ndarray
+    walks: int
+    completed: int
+    leaped: int
+    leaps: int
+    now: float
+    epoch: float
+    _heap: list
 
     def _hit_runs(self):
         """Per event: how many consecutive forced hits start there in its injector's order."""
@@ -247,12 +264,12 @@ class FastForward:
         goes on through the change. Sound when the cache state does not drift
         (policy.stationary) and each thread skips whole periods of its keys, so its next key
         is the one the state expects. Each skipped injection repeats the one a whole number
-        of periods before it in its thread's window (outcome, latency, wait), evenly spread
-        over the leap. Returns the injections placed; 0 (declined) when that is under
+        of periods before it in its thread's window (outcome, latency, wait, gap to the
+        next; _repeat_window). Returns the injections placed; 0 (declined) when that is under
         min_events or there is no room before the first finish."""
-        if not self.can_leap():
-            return 0
         p = self.period
+        if p is None or not self.can_leap():
+            return 0
         live = [j for j in self.injectors if not j.done]
         if not live or any(j.id not in rates for j in live):
             return 0

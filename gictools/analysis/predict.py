@@ -18,7 +18,9 @@ Speed: the simulation fast-forwards phases where every running thread hits
 when every thread's progress is steady (its rate in the last two quarters of
 the simulated time agrees within STEADY_TOLERANCE) and all threads progress at
 the same rate (else they would finish at different times and the rest speed
-up); otherwise it goes on to the end. Each run says which (`method`).
+up). Threads steady at different rates are leapt to just before the first of them
+finishes (Simulation.leap), and the run goes on through the change. Each run says
+which (`method`) and how many injections were simulated, fast-forwarded and leapt.
 """
 
 import statistics

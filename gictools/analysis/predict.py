@@ -18,7 +18,9 @@ Speed: the simulation fast-forwards phases where every running thread hits
 when every thread's progress is steady (its rate in the last two quarters of
 the simulated time agrees within STEADY_TOLERANCE) and all threads progress at
 the same rate (else they would finish at different times and the rest speed
-up); otherwise it goes on to the end. Each run says which (`method`).
+up). Threads steady at different rates are leapt to just before the first of them
+finishes (Simulation.leap), and the run goes on through the change. Each run says
+which (`method`) and how many injections were simulated, fast-forwarded and leapt.
 """
 
 import statistics
@@ -102,12 +104,12 @@ def _done_events(j, upto):
     return np.asarray(ev[:upto], dtype=np.int64)
 
 
-def _steady(sim):
-    """Per-thread rates over the last quarter of simulated time, if every running thread's
-    rate agrees with its previous quarter's and with every other thread's within
+def _thread_rates(sim):
+    """Per running thread (events per ns, events counted) over the last quarter of the time
+    since the last leap, if each thread's rate agrees with its previous quarter's within
     STEADY_TOLERANCE (else None: the run must go on)."""
-    t_now = sim.now
-    q = t_now / 4
+    t_now, t0 = sim.now, sim.epoch
+    q = (t_now - t0) / 4
     if q <= 0:
         return None
     rates = {}
@@ -119,10 +121,16 @@ def _steady(sim):
         c2 = int((done > t_now - q).sum())
         if min(c1, c2) < STEADY_MIN_EVENTS or abs(c2 / c1 - 1) > STEADY_TOLERANCE:
             return None
-        rates[j.id] = c2 / q
-    # threads progressing at different rates finish at different times, and the others
-    # then speed up: a per-thread extrapolation would be wrong, so simulate on
-    if not rates or max(rates.values()) > min(rates.values()) * (1 + STEADY_TOLERANCE):
+        rates[j.id] = (c2 / q, c2)
+    return rates or None
+
+
+def _same_rate(per_thread):
+    """The rates, if every thread progresses at the same rate within STEADY_TOLERANCE (else
+    None). Threads at different rates finish at different times and the others then speed
+    up: a per-thread extrapolation would be wrong (a leap goes up to the first finish)."""
+    rates = {k: r for k, (r, _) in per_thread.items()}
+    if max(rates.values()) > min(rates.values()) * (1 + STEADY_TOLERANCE):
         return None
     return rates
 
@@ -130,7 +138,7 @@ def _steady(sim):
 def _extrapolate(sim, rates, masks):
     """(done mask, elapsed ns, (hits, evictions, recycles)) of a run stopped at steady state:
     each injector's remaining events at its steady rate, the counts scaled from the last
-    quarter of the time so far."""
+    quarter of the time since the last leap."""
     t_now = sim.now
     total = sim.n
     done_mask = np.zeros(total, dtype=bool)
@@ -144,10 +152,52 @@ def _extrapolate(sim, rates, masks):
         else:
             ends.append(t_now + (len(j.events) - (j.pos - 1)) / rates[j.id])
     elapsed = max(ends)
-    win = done_mask & (sim.t_done > t_now * 0.75)
+    win = done_mask & (sim.t_done > sim.epoch + (t_now - sim.epoch) * 0.75)
     rest = total - int(done_mask.sum())
     counts = tuple(int(m[done_mask].sum() + round(float(m[win].mean()) * rest)) for m in masks)
     return done_mask, elapsed, counts
+
+
+def build_run(
+    cfg,
+    preset,
+    interleaving,
+    *,
+    routing="as-measured",
+    host_cpus=None,
+    vcpu_threads_busy=True,
+    fast_forward=True,
+    acked=False,
+):
+    """The Simulation of one run of the stress test, not yet run."""
+    vcpus, devices, events, iterations = cfg
+    per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, iterations, routing)
+    policy = policy_class(preset.cache)(vcpus)
+    policy.doorbells[0x0801_0040] = 0
+    work = Injections(
+        per_inj, dev, evs, np.zeros(len(dev), np.int8), vcpu, keys=keys, period=events
+    )
+    opts = RunOptions(
+        host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward, acked
+    )
+    return Simulation(preset, work, policy, opts)
+
+
+def drive(sim, chunk=CHUNK_EVENTS, leap=True):
+    """Run sim to the end, or until every thread progresses steadily at one rate: then
+    those rates (to extrapolate from), else None. Between chunks of `chunk` injections,
+    a steady state whose threads progress at different rates is leapt over (leap)."""
+    finished = sim.run(until_completed=chunk if chunk else None)
+    while not finished:
+        per_thread = _thread_rates(sim)
+        if per_thread is not None:
+            rates = _same_rate(per_thread)
+            if rates is not None:
+                return rates
+            if leap:
+                sim.leap(per_thread, min_events=chunk)
+        finished = sim.run(until_completed=sim.completed + chunk)
+    return None
 
 
 def run_once(
@@ -161,27 +211,24 @@ def run_once(
     chunk=CHUNK_EVENTS,
     fast_forward=True,
     acked=False,
+    leap=True,
 ):
-    """One closed-loop run of the stress test; a dict of its results and method."""
-    vcpus, devices, events, iterations = cfg
-    per_inj, dev, evs, vcpu, keys = _workload(vcpus, devices, events, iterations, routing)
-    policy = policy_class(preset.cache)(vcpus)
-    policy.doorbells[0x0801_0040] = 0
-    work = Injections(per_inj, dev, evs, np.zeros(len(dev), np.int8), vcpu, keys=keys)
-    opts = RunOptions(
-        host_cpus, vcpus if vcpu_threads_busy else 0, interleaving, fast_forward, acked
+    """One closed-loop run of the stress test; a dict of its results and method. leap: a
+    steady state whose threads progress at different rates is leapt over up to the first
+    thread's finish (Simulation.leap)."""
+    sim = build_run(
+        cfg,
+        preset,
+        interleaving,
+        routing=routing,
+        host_cpus=host_cpus,
+        vcpu_threads_busy=vcpu_threads_busy,
+        fast_forward=fast_forward,
+        acked=acked,
     )
-    sim = Simulation(preset, work, policy, opts)
     total = sim.n
-    method = "simulated"
-    rates = None
-    finished = sim.run(until_completed=chunk if chunk else None)
-    while not finished:
-        rates = _steady(sim)
-        if rates is not None:
-            method = "extrapolated"
-            break
-        finished = sim.run(until_completed=sim.completed + chunk)
+    rates = drive(sim, chunk, leap)
+    method = "simulated" if rates is None else "extrapolated"
     hits_mask = sim.out == HIT
     ev_mask = sim.out == EVICT
     rec_mask = sim.out == RECYCLE
@@ -215,8 +262,9 @@ def run_once(
         "mean_wait_ns": float(sim.wait.mean(where=done_mask)),
         "time_share": shares(tot, steps, locks, sim.cpu_wait),
         "method": method,
-        "simulated_events": int(sim.completed - sim.fast_forwarded),
+        "simulated_events": int(sim.completed - sim.fast_forwarded - sim.leaped),
         "fast_forwarded_events": int(sim.fast_forwarded),
+        "leaped_events": int(sim.leaped),
         "fast_forward_phases": sim.fast_forward_phases,
         "injector_cpus": sim.cpus,
     }
@@ -250,6 +298,7 @@ def predict_lpi_stress(
     vcpu_threads_busy=True,
     chunk=CHUNK_EVENTS,
     fast_forward=True,
+    leap=True,
 ):
     """Predicted selftest result; preset is a Preset or a bundled preset name.
 
@@ -283,6 +332,7 @@ def predict_lpi_stress(
         "chunk": chunk,
         "fast_forward": fast_forward,
         "acked": acked,
+        "leap": leap,
     }
     total = devices * events * iterations
     work = [(cfg, preset, m, kw) for m in mixes]
@@ -469,7 +519,13 @@ def format_prediction(r) -> str:
         lines.append(
             f"  {which}: {run['lpis_per_sec']:,.0f} LPIs/s, {how} "
             f"({run['simulated_events']:,} simulated, {run['fast_forwarded_events']:,} "
-            "fast-forwarded)"
+            "fast-forwarded"
+            + (
+                f", {run['leaped_events']:,} leapt at steady rates"
+                if run.get("leaped_events")
+                else ""
+            )
+            + ")"
         )
     return "\n".join(lines)
 

@@ -2,11 +2,15 @@
 parked (asleep in a grace period or on a mutex wait list), nothing in the cache can
 change until the next wake-up or the first upcoming miss; the hitting threads are then
 advanced at their measured rates to that horizon in one step (`fast_forwarded` counts
-the injections so placed). Methods the engine (Simulation) mixes in."""
+the injections so placed). A leap (`leap`, asked by a driver that has measured every
+thread steady) does the same for a steady state that mixes hits and misses, up to just
+before the first thread would finish (`leaped` counts those). Methods the engine
+(Simulation) mixes in."""
 
 import heapq
 import math
 from collections import Counter, deque
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +26,14 @@ YOUNG_STREAK = 8  # a thread back from a wait joins a jump at the steady threads
 CHUNK = 1 << 20  # events handled at once in a jump's array work (bounds its temporaries)
 
 
+def _event_array(events, a, b):
+    """events[a:b] (a range, list or array) as an int64 index array."""
+    part = events[a:b]
+    if isinstance(part, range):
+        return np.arange(part.start, part.stop, part.step, dtype=np.int64)
+    return np.asarray(part, dtype=np.int64)
+
+
 def _chunks(events):
     """An injector's events (a range, list or array) as int64 index arrays of <= CHUNK."""
     for k in range(0, len(events), CHUNK):
@@ -34,6 +46,22 @@ def _chunks(events):
 
 class FastForward:
     """Mixed into Simulation: reads its injectors, policy, forced outcomes and results."""
+
+    injectors: list
+    policy: Any
+    forced: np.ndarray | None
+    period: int | None
+    t_issue: np.ndarray
+    t_done: np.ndarray
+    wait: np.ndarray
+    out: np.ndarray
+    walks: int
+    completed: int
+    leaped: int
+    leaps: int
+    now: float
+    epoch: float
+    _heap: list
 
     def _hit_runs(self):
         """Per event: how many consecutive forced hits start there in its injector's order."""
@@ -212,3 +240,97 @@ class FastForward:
                     policy.lookup(DOORBELL, d, v)
                 if lm is not None:
                     lm.touch(int(self.keys[x]))
+
+    # --- leaps over a steady state ------------------------------------------------------------
+    def can_leap(self) -> bool:
+        """A leap needs a periodic workload and a cache whose state does not drift."""
+        return (
+            self.period is not None
+            and self.forced is None
+            and self.policy is not None
+            and self.policy.stationary
+        )
+
+    def leap(self, rates, min_events) -> int:
+        """Advance every running thread at its own steady rate to just before the first of
+        them would finish, the cache, locks and queues kept as they are.
+
+        rates: injector id -> (events per ns, events the rate was measured on), for every
+        running thread, each measured steady by the driver. Fast-forward needs every thread
+        hitting; a cache too small for the keys can still settle into a steady mix of hits
+        and misses in which threads progress at different rates. They then finish at
+        different times and the rest speed up, so no extrapolation to the end is right; a
+        leap stops one window of the first finisher short of its end, and the simulation
+        goes on through the change. Sound when the cache state does not drift
+        (policy.stationary) and each thread skips whole periods of its keys, so its next key
+        is the one the state expects. Each skipped injection repeats the one a whole number
+        of periods before it in its thread's window (outcome, latency, wait, gap to the
+        next; _repeat_window). Returns the injections placed; 0 (declined) when that is under
+        min_events or there is no room before the first finish."""
+        p = self.period
+        if p is None or not self.can_leap():
+            return 0
+        live = [j for j in self.injectors if not j.done]
+        if not live or any(j.id not in rates for j in live):
+            return 0
+        plan, dt = [], math.inf
+        for j in live:
+            rate, seen = rates[j.id]
+            w = min(int(seen), j.pos - 1) // p * p  # the window: whole periods, completed
+            if w < p or not rate > 0:
+                return 0
+            dt = min(dt, (len(j.events) - j.pos - w) / rate)
+            plan.append((j, rate, w))
+        if not dt > 0:
+            return 0
+        counts = [(j, int(dt * rate) // p * p, w) for j, rate, w in plan]
+        total = sum(n for _, n, _ in counts)
+        if total < min_events:
+            return 0
+        for j, n, w in counts:
+            if n > 0:
+                self._repeat_window(j, n, w, dt)
+            self.t_issue[j.event] += dt
+            j.t_block += dt
+            if j.asleep:
+                j.wake_at += dt
+            j.recent = deque(((a + dt, b + dt, x) for a, b, x in j.recent), maxlen=STEADY_WINDOW)
+            if j.last_walk >= 0:  # the walks others made since its last one stay as many
+                j.last_walk += total
+        self.walks += total
+        self.completed += total
+        self.leaped += total
+        self.leaps += 1
+        self._heap[:] = [(tt + dt, s, i) for tt, s, i in self._heap]  # order unchanged
+        self.now += dt
+        self.epoch = self.now
+        return total
+
+    def _repeat_window(self, j, n, w, dt):
+        """Place j's next n events (after its in-flight one) over dt: the k-th repeats event
+        (k + 1) mod w of its window of the last w completed ones, with that event's outcome,
+        latency, wait and the gap to the MSI after it, the gaps scaled to fill dt (by about
+        1 + period / n). A latency never outgrows its gap, so the MSIs of a thread keep
+        disjoint slots as in the closed loop."""
+        win = _event_array(j.events, j.pos - 1 - w, j.pos - 1)
+        start = float(self.t_issue[j.event])
+        t_win = self.t_issue[win]
+        gaps = np.diff(np.append(t_win, start))  # to the next issue (the last: in flight)
+        lat = self.t_done[win] - t_win
+        wait, out = self.wait[win], self.out[win]
+        r = n % w
+        scale = dt / ((n // w) * float(gaps.sum()) + float(gaps[1 : r + 1].sum()))
+        before = 0.0
+        for k in range(0, n, CHUNK):
+            m = min(CHUNK, n - k)
+            part = _event_array(j.events, j.pos + k, j.pos + k + m)
+            src = (np.arange(k, k + m, dtype=np.int64) + 1) % w
+            g = gaps[src] * scale
+            issue = start + before + (np.cumsum(g) - g)
+            before += float(g.sum())
+            took = np.minimum(lat[src], g)
+            self.t_issue[part] = issue
+            self.t_done[part] = issue + took
+            self.wait[part] = np.minimum(wait[src], took)
+            self.out[part] = out[src]
+        j.pos += n

@@ -20,7 +20,8 @@ Two drivers share the engine:
 - `simulate_events` (gictools.latency.events; replay with --preset): outcomes are
   given (open loop with respect to the cache), time is closed loop.
 
-Runs of hits fast-forward (gictools.latency.fastforward).
+Runs of hits fast-forward, and a driver may leap over a steady stretch
+(gictools.latency.fastforward).
 """
 
 import heapq
@@ -56,7 +57,7 @@ class Injections:
     """What is simulated: per injector, its events in issue order (indices into the flat
     per-event arrays dev, ev, its, vcpu). keys: per event cache key for the list-walk model
     (None: no walk model); outcome: per event forced outcome code (None: the policy
-    decides)."""
+    decides); period: see below."""
 
     per_injector: list
     dev: np.ndarray
@@ -65,6 +66,9 @@ class Injections:
     vcpu: np.ndarray
     keys: np.ndarray | None = None  # uint64 (8 B an event; a list of ints takes ~40)
     outcome: np.ndarray | None = None
+    # every injector's key sequence repeats with this period (the selftest's -e): a leap
+    # (FastForward.leap) skips whole periods; None: the workload has no period, no leap
+    period: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class Simulation(LockQueues, FastForward):
         self.dev, self.ev, self.its, self.vcpu = work.dev, work.ev, work.its, work.vcpu
         self.forced = work.outcome
         self.policy = policy
+        self.period = work.period
         self.keys = None if work.keys is None else np.asarray(work.keys, dtype=np.uint64)
         self.n = n = len(work.dev)
         self._host(preset, len(work.per_injector), options)
@@ -229,6 +234,9 @@ class Simulation(LockQueues, FastForward):
         self.completed = 0
         self.fast_forwarded = 0
         self.fast_forward_phases = 0
+        self.leaped = 0  # injections placed by leaps (FastForward.leap)
+        self.leaps = 0
+        self.epoch = 0.0  # end of the last leap: steadiness is measured after it
         self.ff_rejects = Counter()  # why fast-forward checks declined (diagnostics)
         self.now = 0.0
         self._heap = []

@@ -4,6 +4,7 @@ simulation it stands for, preset bounds, and no fast-forwarded injection timed w
 
 import numpy as np
 import pytest
+from closed_loop import closed_loop_intervals_hold
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -135,26 +136,6 @@ def test_largest_allowed_costs_stay_finite():
 # --- fast-forward: no injection timed longer than it was in flight ---------------------------
 
 
-def _closed_loop_intervals_hold(sim):
-    """Per injector, its MSIs occupy disjoint intervals of time: each is issued when (not
-    before) the previous one completed, and completes after it was issued. So no latency
-    is longer than the time its injector actually had it in flight. (A jump places the
-    skipped MSIs before the one in flight, so the order is by issue time, not by index.)"""
-    for j in sim.injectors:
-        idx = np.asarray(list(j.events), dtype=np.int64)
-        idx = idx[np.argsort(sim.t_issue[idx], kind="stable")]
-        issue, done = sim.t_issue[idx], sim.t_done[idx]
-        lat = done - issue
-        assert (lat >= 0).all(), f"injector {j.id}: negative latency {lat.min()}"
-        tol = 1e-6 * np.maximum(lat[:-1], 1.0) + 1e-3
-        gap = issue[1:] - done[:-1]
-        bad = np.flatnonzero(gap < -tol)
-        assert not len(bad), (
-            f"injector {j.id}: an MSI issued {-gap[bad[0]]:.0f} ns before the one before it "
-            f"completed ({len(bad)} such)"
-        )
-
-
 @settings(max_examples=12, deadline=None)
 @given(
     preset=st.sampled_from(["v6.8-rc1", "series-v2", "v6.10"]),
@@ -177,7 +158,7 @@ def test_fast_forward_keeps_every_injection_in_its_slot(preset, devices, events,
     mix = LOCKSTEP if seed is None else Interleaving(seed)
     sim = Simulation(p, work, policy, RunOptions(interleaving=mix))
     sim.run()
-    _closed_loop_intervals_hold(sim)
+    closed_loop_intervals_hold(sim)
 
 
 # --- predict's memory per injection (issue 23 point 12) ---------------------------------------

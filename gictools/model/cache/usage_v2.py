@@ -42,6 +42,7 @@ class UsageV2(VmWidePolicy):
     """
 
     name = "usage-v2"
+    stationary = False  # its usage counters grow with every hit: a later state is not this one
     kernel = "v6.8-rc1 + 'Improvements to LPI injection' v2"
     mainline = None  # never merged
 

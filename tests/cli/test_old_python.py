@@ -52,6 +52,7 @@ OLD = _old_pythons()
 def test_old_python_gets_one_line(python, version, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # Python 2 would leave gictools/__init__.pyc in the tree
     want = f"gictools needs Python >= 3.11 (this is Python {version})\n"
     for args in (["-m", "gictools", "--help"], [str(_script(tmp_path)), "replay", "t"]):
         r = subprocess.run([python, *args], capture_output=True, text=True, env=env, timeout=60)

@@ -1,6 +1,7 @@
 """The two published vgic_lpi_stress tables, each predicted on its machine's host profile
 (gictools.analysis.published): every number and every kernel ratio within 1.5x, the held-out
-rows included, and --bands containing every measurement. Slow: minutes (run with -m slow)."""
+rows included, and --bands containing every measurement. Slow: minutes (run with -m slow).
+The numbers at the published -i; the bands at 4000 injections per thread."""
 
 import pytest
 
@@ -18,7 +19,9 @@ FACTOR = 1.5  # issue 26: every published number within 1.5x
 
 @pytest.fixture(scope="module")
 def results():
-    return residuals(seeds=3, per_thread=4000)
+    # at the published -i (the first pass, every translation missing once, weighs on the
+    # rows at fewer iterations); the heaviest row leaps its steady state (Simulation.leap)
+    return residuals(seeds=3, per_thread=None)
 
 
 def test_every_published_number_within_the_factor(results):

@@ -23,6 +23,7 @@ STEADY_HALVES = 0.02  # the rates of a thread's window's two halves must agree t
 YOUNG_STREAK = 8  # a thread back from a wait joins a jump at the steady threads' pace
 
 
+LEAP_MIN_PERIODS = 16  # a leap moves every thread by at least this many periods of its keys
 CHUNK = 1 << 20  # events handled at once in a jump's array work (bounds its temporaries)
 
 
@@ -266,7 +267,8 @@ class FastForward:
         is the one the state expects. Each skipped injection repeats the one a whole number
         of periods before it in its thread's window (outcome, latency, wait, gap to the
         next; _repeat_window). Returns the injections placed; 0 (declined) when that is under
-        min_events or there is no room before the first finish."""
+        min_events, when the slowest thread would make under LEAP_MIN_PERIODS periods, or
+        when there is no room before the first finish."""
         p = self.period
         if p is None or not self.can_leap():
             return 0
@@ -281,7 +283,9 @@ class FastForward:
                 return 0
             dt = min(dt, (len(j.events) - j.pos - w) / rate)
             plan.append((j, rate, w))
-        if not dt > 0:
+        # whole periods, rounded down: a thread runs up to one period slow in a leap, so the
+        # slowest must make LEAP_MIN_PERIODS of them (else that error is not small)
+        if not dt > 0 or min(dt * rate for _, rate, _ in plan) < LEAP_MIN_PERIODS * p:
             return 0
         counts = [(j, int(dt * rate) // p * p, w) for j, rate, w in plan]
         total = sum(n for _, n, _ in counts)

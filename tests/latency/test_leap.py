@@ -104,3 +104,30 @@ def test_no_leap_without_a_period_or_with_forced_outcomes():
     out = np.array([0 if i % 5 else 1 for i in range(600)], dtype=np.int8)
     lat, _, _ = simulate_events(load_preset("v6.8-rc1"), inj, out, host_cpus=4)
     assert len(lat) == 600 and (lat > 0).all()
+
+
+def test_no_leap_that_would_move_a_thread_by_too_few_periods():
+    from gictools.analysis.predict import _thread_rates
+    from gictools.latency.fastforward import LEAP_MIN_PERIODS
+
+    p = OVER[2]
+
+    def at(slow_periods):
+        """A leap whose slowest thread is set to make slow_periods periods in it."""
+        sim = build_run(OVER, load_preset("v6.8-rc1"), Interleaving(1))
+        sim.run(until_completed=20_000)
+        sim.run(until_completed=40_000)
+        rates = _thread_rates(sim)
+        assert rates is not None
+        slow = next(iter(rates))
+        others = [j for j in sim.injectors if j.id != slow]
+        # the leap's length, as leap() computes it, set by the threads other than `slow`
+        dt = min(
+            (len(j.events) - j.pos - min(rates[j.id][1], j.pos - 1) // p * p) / rates[j.id][0]
+            for j in others
+        )
+        rates[slow] = (slow_periods * p / dt, rates[slow][1])
+        return sim.leap(rates, min_events=1)
+
+    assert at(LEAP_MIN_PERIODS - 1) == 0
+    assert at(LEAP_MIN_PERIODS + 1) > 0

@@ -200,32 +200,11 @@ def drive(sim, chunk=CHUNK_EVENTS, leap=True):
     return None
 
 
-def run_once(
-    cfg,
-    preset,
-    interleaving,
-    *,
-    routing="as-measured",
-    host_cpus=None,
-    vcpu_threads_busy=True,
-    chunk=CHUNK_EVENTS,
-    fast_forward=True,
-    acked=False,
-    leap=True,
-):
-    """One closed-loop run of the stress test; a dict of its results and method. leap: a
-    steady state whose threads progress at different rates is leapt over up to the first
-    thread's finish (Simulation.leap)."""
-    sim = build_run(
-        cfg,
-        preset,
-        interleaving,
-        routing=routing,
-        host_cpus=host_cpus,
-        vcpu_threads_busy=vcpu_threads_busy,
-        fast_forward=fast_forward,
-        acked=acked,
-    )
+def run_once(cfg, preset, interleaving, *, chunk=CHUNK_EVENTS, leap=True, **build):
+    """One closed-loop run of the stress test (build: build_run's options); a dict of its
+    results and method. leap: a steady state whose threads progress at different rates is
+    leapt over up to the first thread's finish (Simulation.leap)."""
+    sim = build_run(cfg, preset, interleaving, **build)
     total = sim.n
     rates = drive(sim, chunk, leap)
     method = "simulated" if rates is None else "extrapolated"

@@ -6,6 +6,10 @@ workers, predict's seeds): start, collect, cancel, clean up.
             ...
     results = run_all(fn, tasks, names=names)      # the first failure stops the rest
 
+A worker may call report_progress(done) with its work done so far (events replayed...);
+given on_progress, the supervisor hands it every worker's latest count (a list in task
+order) at most every PROGRESS_S and as each task ends, from its results() loop.
+
 Each task runs as fn(*task) in a process of its own (at most `jobs` at a time) that
 sends its result back through a pipe. What it guarantees:
 - a worker that dies (a signal: SIGKILL, SIGTERM, SIGXCPU from RLIMIT_CPU...; an exit
@@ -23,6 +27,11 @@ sends its result back through a pipe. What it guarantees:
   signal, and a pidfd watch that also covers workers started by a fork server) and
   ends, removing its temporary files.
 
+The progress counts are shared memory (one 8-byte slot per task, MAP_SHARED: inherited by a
+forked worker, passed by its fd to one a fork server starts): a worker's report is one
+store, never a write it could block on, and the counts coalesce by themselves (the latest
+wins); the supervisor holds no fd for them under fork, and closes the mapping in stop().
+
 ONE CPU-count rule: cpu_count() is the CPUs this process may run on (its affinity mask,
 as taskset or a container sets it), and 1 inside a worker (its supervisor already spread
 the work over the CPUs: a worker starting its own pool would oversubscribe them).
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import mmap
 import os
 import select
 import signal
@@ -44,9 +54,11 @@ from typing import Any
 from gictools.errors import GictoolsError
 
 GRACE_S = 0.5  # from SIGTERM to SIGKILL when stopping workers
+PROGRESS_S = 0.1  # on_progress at most this often (rich redraws a bar 10 times a second)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _in_worker = False
+_my_slot: tuple[Any, int] | None = None  # a worker's progress slot: (the counts' view, index)
 
 
 def cpu_count() -> int:
@@ -105,6 +117,57 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+# --- progress counts ------------------------------------------------------------------------------
+
+
+class _Counts:
+    """One int64 per task in memory shared with the workers: each stores its own slot, the
+    supervisor reads them all (no lock: a slot has one writer, an aligned 8-byte store is
+    whole). Under fork an anonymous shared mapping (no fd); for a fork server a memfd
+    whose descriptor travels with the worker's arguments (multiprocessing's DupFd)."""
+
+    def __init__(self, n: int, by_fd: bool, fd: int = -1):
+        self.n, self.fd = n, fd
+        size = 8 * max(1, n)
+        if by_fd and fd == -1:
+            self.fd = os.memfd_create("gictools-progress", os.MFD_CLOEXEC)
+            os.ftruncate(self.fd, size)
+        self.map = mmap.mmap(self.fd, size)
+        self.view: Any = memoryview(self.map).cast("q")
+
+    def __reduce__(self):  # pickled only to start a worker by a fork server (or spawn)
+        from multiprocessing.reduction import DupFd
+
+        return _attach_counts, (self.n, DupFd(self.fd))
+
+    def read(self) -> list[int]:
+        return self.view.tolist()[: self.n]
+
+    def close(self) -> None:
+        self.view.release()
+        self.map.close()
+        if self.fd != -1:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _attach_counts(n: int, dupfd: Any) -> _Counts:
+    """A fork server's worker: map its supervisor's counts, keep no descriptor."""
+    counts = _Counts(n, True, dupfd.detach())
+    os.close(counts.fd)
+    counts.fd = -1
+    return counts
+
+
+def report_progress(done: int) -> None:
+    """In a supervised worker: its work done so far (a running count in its own unit,
+    e.g. events replayed), for the supervisor's on_progress. One store into shared memory:
+    it never waits for the supervisor, however slow. Does nothing outside a worker or when
+    the supervisor asked for no progress, so a function may call it either way."""
+    if _my_slot is not None:
+        _my_slot[0][_my_slot[1]] = done
+
+
 # --- the worker side ----------------------------------------------------------------------------
 
 
@@ -145,11 +208,15 @@ def _watch_parent(pid: int) -> None:
     threading.Thread(target=watch, name="gictools-parent-watch", daemon=True).start()
 
 
-def _bootstrap(conn: Any, parent: int, fn: Callable, task: Sequence) -> None:
+def _bootstrap(
+    conn: Any, parent: int, fn: Callable, task: Sequence, slot: tuple[Any, int] | None = None
+) -> None:
     """A worker's whole life: signals and the parent watch first, then fn(*task), whose
-    result (or exception) goes back through conn."""
-    global _in_worker
+    result (or exception) goes back through conn. slot: (the supervisor's _Counts, this
+    task's index) when it wants progress, for report_progress."""
+    global _in_worker, _my_slot
     _in_worker = True
+    _my_slot = None if slot is None else (slot[0].view, slot[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _worker_signal)
@@ -220,9 +287,13 @@ class Supervisor:
         start: Start = FORK,
         temp_dirs: Sequence[str] = (),
         meanwhile: Callable[[], Any] | None = None,
+        on_progress: Callable[[list[int]], Any] | None = None,
     ):
         """start: how workers start (Start). meanwhile() runs here once every worker has
-        started (a thread may start then: no fork follows)."""
+        started (a thread may start then: no fork follows). on_progress(counts) runs here,
+        in results(), with every task's latest report_progress count (0 before its first)
+        when they changed: at most every PROGRESS_S, and as each task ends (its final
+        count, before its result is yielded)."""
         import multiprocessing
 
         self.fn, self.tasks = fn, list(tasks)
@@ -236,6 +307,9 @@ class Supervisor:
         self._todo = list(range(len(self.tasks)))
         self._running: dict[Any, tuple[int, Any]] = {}  # connection -> (index, process)
         self._saved: dict[int, Any] = {}
+        self.on_progress = on_progress
+        self._counts: _Counts | None = None  # made with the first worker, closed by stop()
+        self._told: list[int] = [0] * len(self.tasks)  # the counts on_progress last saw
 
     # signals: installed for the block's duration (only the main thread can)
     def __enter__(self) -> Supervisor:
@@ -263,10 +337,13 @@ class Supervisor:
         """Start task i's worker; a stop signal is held back until the worker is on the
         books (else it could interrupt between the fork and the bookkeeping, leaving a
         worker that stop() does not know)."""
+        if self.on_progress is not None and self._counts is None:
+            self._counts = _Counts(len(self.tasks), by_fd=self.ctx.get_start_method() != "fork")
         recv, send = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(
             target=_bootstrap,
-            args=(send, os.getpid(), self.fn, self.tasks[i]),
+            args=(send, os.getpid(), self.fn, self.tasks[i])
+            + (() if self._counts is None else ((self._counts, i),)),
             name=f"gictools-worker-{i}",
         )
         held = _hold_signals()
@@ -280,8 +357,6 @@ class Supervisor:
     def results(self, timeout: float | None = None) -> Iterator[tuple[int, str, Any] | None]:
         """(index, "ok" | "error" | "died", value) per task as it ends ("died": the cause in
         words); None whenever timeout seconds pass without one (for progress displays)."""
-        from multiprocessing.connection import wait
-
         while self._todo or self._running:
             while self._todo and len(self._running) < self.jobs:
                 self._start(self._todo.pop(0))
@@ -289,7 +364,7 @@ class Supervisor:
             if meanwhile is not None and not self._todo:
                 self.meanwhile = None
                 meanwhile()
-            ready: list[Any] = wait(list(self._running), timeout)
+            ready = self._wait(timeout)
             if not ready:
                 yield None
                 continue
@@ -308,7 +383,35 @@ class Supervisor:
                 conn.close()
                 if status == "died":
                     self._sweep_temps()
+                self._tell()  # its final count, before its result
                 yield i, status, value
+
+    def _wait(self, timeout: float | None) -> list[Any]:
+        """The connections ready within timeout; with on_progress, told every PROGRESS_S
+        meanwhile."""
+        from multiprocessing.connection import wait
+
+        if self.on_progress is None:
+            return wait(list(self._running), timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = PROGRESS_S if end is None else min(PROGRESS_S, end - time.monotonic())
+            ready: list[Any] = wait(list(self._running), max(0.0, step))
+            self._tell()
+            if ready or (end is not None and time.monotonic() >= end):
+                return ready
+
+    def _tell(self) -> None:
+        if self._counts is None or self.on_progress is None:
+            return
+        now = self._counts.read()
+        if now != self._told:
+            self._told = now
+            self.on_progress(list(now))
+
+    def counts(self) -> list[int]:
+        """Every task's latest report_progress count (the last read once stopped)."""
+        return self._counts.read() if self._counts is not None else list(self._told)
 
     @staticmethod
     def _recv(conn: Any) -> tuple[str, Any]:
@@ -337,6 +440,10 @@ class Supervisor:
         self._running.clear()
         if had:
             self._sweep_temps()
+        if self._counts is not None:  # every worker is gone: nothing writes them now
+            self._told = self._counts.read()
+            self._counts.close()
+            self._counts = None
 
     def _sweep_temps(self) -> None:
         from gictools.outputs import remove_stale_temps

@@ -15,9 +15,12 @@ _UNHASHED = "0" * 64  # a --jobs worker's stand-in: its parent hashes the trace 
 
 
 def _replay_part(traces, policies, kernel, preset, host_cpus, part, names, trace_names):
+    from gictools.supervise import report_progress
+
     shas = [_UNHASHED] * len(traces)
     rps = open_replayers(traces, policies, kernel, preset, host_cpus, trace_names, shas)
-    return run_replayers(rps, part, policy_names=names)
+    # events replayed so far over all the traces, as the serial path counts them
+    return run_replayers(rps, part, events=report_progress, policy_names=names)
 
 
 def _hash_quietly(replayers):
@@ -28,11 +31,23 @@ def _hash_quietly(replayers):
         pass  # not this thread's to report (a thread's exception prints a traceback)
 
 
-def _run_parallel(replayers, out, jobs):
+def _events_of(groups, policies, events):
+    """on_progress for the workers' counts: events(n) as the serial path calls it. Every
+    group replays every event, so n weighs each group's count by its share of the
+    policies: the traces' events when all are done, as one process reports them."""
+
+    def told(counts):
+        events(sum(c * len(g) for c, g in zip(counts, groups)) // policies)
+
+    return told
+
+
+def _run_parallel(replayers, out, jobs, events=None):
     """Policies are independent replays of the same stream: they are dealt round-robin into
     `jobs` groups, each replayed in one pass (one decode) by a fresh process that writes a
     part file; the parts' row groups are then joined into out without re-encoding
-    (gictools.stats.splice). Same rows per policy as one process."""
+    (gictools.stats.splice). Same rows per policy as one process; events(n) as the serial
+    path calls it (the workers report their counts through gictools.supervise)."""
     import tempfile
     from contextlib import ExitStack
 
@@ -75,6 +90,7 @@ def _run_parallel(replayers, out, jobs):
                 start=FORK,  # from this thread alone: no lock is inherited held
                 temp_dirs=[d],  # the temporary files of a worker that died
                 meanwhile=hashing.start,  # no fork after it starts
+                on_progress=None if events is None else _events_of(groups, len(pols), events),
             )
         except OSError as e:  # a full disk names the output, not a part
             raise user_error(e, dict.fromkeys(parts, out)) from None

@@ -90,7 +90,7 @@ def run_replayers(
     if jobs > 1 and out is not None and len(replayers[0].policy_args) > 1:
         from gictools.replay.jobs import _run_parallel
 
-        return _run_parallel(replayers, out, jobs)
+        return _run_parallel(replayers, out, jobs, events)
     writer = None
     if out is not None:
         from gictools.stats.parquet import EventWriter

@@ -383,12 +383,12 @@ class Supervisor:
                 conn.close()
                 if status == "died":
                     self._sweep_temps()
-                self._tell()  # its final count, before its result
                 yield i, status, value
 
     def _wait(self, timeout: float | None) -> list[Any]:
-        """The connections ready within timeout; with on_progress, told every PROGRESS_S
-        meanwhile."""
+        """The connections ready within timeout; on_progress is told every PROGRESS_S
+        meanwhile and on each return (a worker stores its last count before it sends its
+        result: results() yields none before on_progress has seen it)."""
         from multiprocessing.connection import wait
 
         if self.on_progress is None:

@@ -33,7 +33,7 @@ from gictools.latency.resources import LOCKSTEP, Interleaving
 from gictools.latency.simulation import Injections, RunOptions, Simulation, shares
 from gictools.model.cache import EVICT, HIT, RECYCLE, policy_class
 from gictools.model.cache.keys import translation_keys
-from gictools.supervise import cpu_count, run_all
+from gictools.supervise import cpu_count, report_progress, run_all
 from gictools.trace.gen_lpi_stress import selftest_routing
 
 DEFAULT_SEEDS = 5
@@ -183,12 +183,14 @@ def build_run(
     return Simulation(preset, work, policy, opts)
 
 
-def drive(sim, chunk=CHUNK_EVENTS, leap=True):
+def drive(sim, chunk=CHUNK_EVENTS, leap=True, progress=report_progress):
     """Run sim to the end, or until every thread progresses steadily at one rate: then
     those rates (to extrapolate from), else None. Between chunks of `chunk` injections,
-    a steady state whose threads progress at different rates is leapt over (leap)."""
+    a steady state whose threads progress at different rates is leapt over (leap), and
+    progress(injections done) is told (by default the supervisor, in a worker)."""
     finished = sim.run(until_completed=chunk if chunk else None)
     while not finished:
+        progress(sim.completed)
         per_thread = _thread_rates(sim)
         if per_thread is not None:
             rates = _same_rate(per_thread)
@@ -200,13 +202,17 @@ def drive(sim, chunk=CHUNK_EVENTS, leap=True):
     return None
 
 
-def run_once(cfg, preset, interleaving, *, chunk=CHUNK_EVENTS, leap=True, **build):
+def run_once(
+    cfg, preset, interleaving, *, chunk=CHUNK_EVENTS, leap=True, progress=report_progress, **build
+):
     """One closed-loop run of the stress test (build: build_run's options); a dict of its
     results and method. leap: a steady state whose threads progress at different rates is
-    leapt over up to the first thread's finish (Simulation.leap)."""
+    leapt over up to the first thread's finish (Simulation.leap). progress(injections
+    done, an extrapolated run's rest included at its end): see drive."""
     sim = build_run(cfg, preset, interleaving, **build)
     total = sim.n
-    rates = drive(sim, chunk, leap)
+    rates = drive(sim, chunk, leap, progress)
+    progress(total)
     method = "simulated" if rates is None else "extrapolated"
     hits_mask = sim.out == HIT
     ev_mask = sim.out == EVICT
@@ -249,9 +255,9 @@ def run_once(cfg, preset, interleaving, *, chunk=CHUNK_EVENTS, leap=True, **buil
     }
 
 
-def _run_star(args):
+def _run_star(args, progress=report_progress):
     cfg, preset, mix, kw = args
-    return run_once(cfg, preset, mix, **kw)
+    return run_once(cfg, preset, mix, progress=progress, **kw)
 
 
 def _spread(runs, key):
@@ -278,6 +284,7 @@ def predict_lpi_stress(
     chunk=CHUNK_EVENTS,
     fast_forward=True,
     leap=True,
+    progress=None,
 ):
     """Predicted selftest result; preset is a Preset or a bundled preset name.
 
@@ -287,6 +294,8 @@ def predict_lpi_stress(
         host_cpus: the host's CPU count (default: the preset's). The selftest's vCPU threads
         spin in the guest without WFI, so with vcpu_threads_busy they take their fair share
         of the CPUs when vCPUs + devices exceed host_cpus.
+        progress(done, total): injections simulated, fast-forwarded, leapt or extrapolated
+        so far over every seed, and their total (called now and then).
         Returns a dict: lpis_per_sec (the median over seeds) with lpis_per_sec_min/_max,
         hit_rate and evictions likewise, elapsed_s, latency percentiles and time_share of
         the median run, `runs` (one dict per seed, with its method), and the inputs.
@@ -318,9 +327,18 @@ def predict_lpi_stress(
     jobs = min(len(work), jobs or cpu_count())
     if jobs > 1 and total >= PARALLEL_MIN_EVENTS:  # supervised processes (gictools.supervise)
         names = [f"predict seed {'lockstep' if m.seed is None else m.seed}" for m in mixes]
-        runs = run_all(_run_star, [(w,) for w in work], names=names, jobs=jobs)
+        told = None if progress is None else (lambda c: progress(sum(c), total * len(work)))
+        runs = run_all(_run_star, [(w,) for w in work], names=names, jobs=jobs, on_progress=told)
     else:
-        runs = [_run_star(w) for w in work]
+        runs = []
+        for k, w in enumerate(work):
+            base = k * total
+
+            def told_here(n, base=base):
+                if progress is not None:
+                    progress(base + n, total * len(work))
+
+            runs.append(_run_star(w, told_here))
     out = _aggregate(cfg, preset, routing, host_cpus, runs, lockstep)
     out["config"]["selftest"] = selftest
     return out

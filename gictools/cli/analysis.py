@@ -80,12 +80,27 @@ def predict_lpi_stress(
 
     if plot:
         kit.need_matplotlib()
-    # the model reports no progress: an indeterminate bar with the time so far
-    with kit.errors(), progress("predict", None, quiet=quiet or json_out):
+    # injections of every seed (the bands' runs after them are not counted: time only)
+    with kit.errors(), progress("predict", None, quiet=quiet or json_out) as bar:
         p = load_preset(preset, preset_file, host=host)
         kw = {"routing": routing, "selftest": selftest, "host_cpus": host_cpus, "jobs": jobs}
+
+        def told(done: int, total: int) -> None:
+            if bar.total is None:
+                bar.set_total(total)
+            bar.update(done)
+
         r = _predict(
-            vcpus, devices, events, iterations, p, seeds=seeds, seed=seed, lockstep=lockstep, **kw
+            vcpus,
+            devices,
+            events,
+            iterations,
+            p,
+            seeds=seeds,
+            seed=seed,
+            lockstep=lockstep,
+            progress=None if bands else told,
+            **kw,
         )
         if bands:
             r["bands"] = predict_bands(vcpus, devices, events, iterations, p, **kw)

@@ -179,6 +179,7 @@ def _bootstrap(conn: Any, parent: int, fn: Callable, task: Sequence) -> None:
 _die_by: int | None = None
 _holding = 0  # > 0: the main thread is in a section a stop signal must not cut (_Hold)
 _deferred: list[int] = []  # the stop signals that came meanwhile, oldest first
+_stop_asked: int | None = None  # the last stop signal, while a Supervisor block is open
 
 
 def _die_at_exit() -> None:
@@ -192,7 +193,8 @@ def _die_at_exit() -> None:
 
 
 def _raise_stopped(signum: int, frame: Any) -> None:
-    global _die_by
+    global _die_by, _stop_asked
+    _stop_asked = signum  # results() raises it again if this Stopped is swallowed
     if signum != signal.SIGINT and _die_by is None:
         _die_by = signum
         atexit.register(_die_at_exit)
@@ -246,6 +248,8 @@ class Supervisor:
 
     # signals: installed for the block's duration (only the main thread can)
     def __enter__(self) -> Supervisor:
+        global _stop_asked
+        _stop_asked = None
         if threading.current_thread() is threading.main_thread():
             for s in _STOP_SIGNALS:
                 with contextlib.suppress(ValueError, OSError):
@@ -253,6 +257,8 @@ class Supervisor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        global _stop_asked
+        _stop_asked = None
         with _Hold() as hold:  # a second signal must not cut the stopping short
             try:
                 self.stop()
@@ -293,6 +299,10 @@ class Supervisor:
         from multiprocessing.connection import wait
 
         while self._todo or self._running:
+            if _stop_asked is not None:
+                # a handler that runs inside a finalizer (a Connection's __del__) has its
+                # Stopped printed as "Exception ignored" and dropped: the stop still holds
+                raise Stopped(_stop_asked)
             while self._todo and len(self._running) < self.jobs:
                 self._start(self._todo.pop(0))
             meanwhile = self.meanwhile

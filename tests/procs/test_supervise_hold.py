@@ -92,3 +92,25 @@ def test_signal_outside_a_start_still_raises_at_once():
             if ev is None:
                 os.kill(os.getpid(), signal.SIGINT)
     assert time.monotonic() - t0 < 5 and sup.running == 0
+
+
+class _Finalizer:
+    """Delivers SIGINT from __del__, where Python prints an exception as "Exception
+    ignored" and drops it: the handler runs inside whatever code is executing, a
+    Connection's __del__ included (seen in the sweep's Ctrl-C test: the sweep went on)."""
+
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one
+def test_a_stop_swallowed_by_a_finalizer_still_stops():
+    sup = Supervisor(time.sleep, [(60,), (60,)], jobs=1)
+    polls = 0
+    with pytest.raises(KeyboardInterrupt), sup:
+        for _ in sup.results(timeout=0.05):
+            polls += 1
+            if polls == 1:
+                _Finalizer()  # dropped at once: the Stopped raised in __del__ is lost
+            assert polls < 20, "the Ctrl-C was lost: the workers run on"
+    assert polls == 1 and sup.running == 0

@@ -214,9 +214,11 @@ def _bootstrap(
     """A worker's whole life: signals and the parent watch first, then fn(*task), whose
     result (or exception) goes back through conn. slot: (the supervisor's _Counts, this
     task's index) when it wants progress, for report_progress."""
-    global _in_worker, _my_slot
+    global _in_worker, _my_slot, _holding
     _in_worker = True
     _my_slot = None if slot is None else (slot[0].view, slot[1])
+    _holding = 0  # a forked worker's copy of its supervisor's section is not its own
+    _deferred.clear()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, _worker_signal)
@@ -242,6 +244,9 @@ def _bootstrap(
 # --- the supervising side -----------------------------------------------------------------------
 
 _die_by: int | None = None
+_holding = 0  # > 0: the main thread is in a section a stop signal must not cut (_Hold)
+_deferred: list[int] = []  # the stop signals that came meanwhile, oldest first
+_stop_asked: int | None = None  # the last stop signal, while a Supervisor block is open
 
 
 def _die_at_exit() -> None:
@@ -255,10 +260,14 @@ def _die_at_exit() -> None:
 
 
 def _raise_stopped(signum: int, frame: Any) -> None:
-    global _die_by
+    global _die_by, _stop_asked
+    _stop_asked = signum  # results() raises it again if this Stopped is swallowed
     if signum != signal.SIGINT and _die_by is None:
         _die_by = signum
         atexit.register(_die_at_exit)
+    if _holding:  # noted: the section acts on it when it ends (_Hold)
+        _deferred.append(signum)
+        return
     raise Stopped(signum)
 
 
@@ -313,6 +322,8 @@ class Supervisor:
 
     # signals: installed for the block's duration (only the main thread can)
     def __enter__(self) -> Supervisor:
+        global _stop_asked
+        _stop_asked = None
         if threading.current_thread() is threading.main_thread():
             for s in _STOP_SIGNALS:
                 with contextlib.suppress(ValueError, OSError):
@@ -320,14 +331,17 @@ class Supervisor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        held = _hold_signals()  # a second signal must not cut the stopping short
-        try:
-            self.stop()
-        finally:
-            for s, h in self._saved.items():
-                with contextlib.suppress(ValueError, OSError, TypeError):
-                    signal.signal(s, h if h is not None else signal.SIG_DFL)
-            _release_signals(held)  # one that came meanwhile goes to the handler restored
+        global _stop_asked
+        _stop_asked = None
+        with _Hold() as hold:  # a second signal must not cut the stopping short
+            try:
+                self.stop()
+            finally:
+                for s, h in self._saved.items():
+                    with contextlib.suppress(ValueError, OSError, TypeError):
+                        signal.signal(s, h if h is not None else signal.SIG_DFL)
+        for s in hold.came:  # one that came meanwhile goes to the handler restored
+            signal.raise_signal(s)
 
     @property
     def running(self) -> int:
@@ -336,7 +350,8 @@ class Supervisor:
     def _start(self, i: int) -> None:
         """Start task i's worker; a stop signal is held back until the worker is on the
         books (else it could interrupt between the fork and the bookkeeping, leaving a
-        worker that stop() does not know)."""
+        worker that stop() does not know: it ran on unsupervised, writing into the output
+        after its supervisor had cleaned up and gone)."""
         if self.on_progress is not None and self._counts is None:
             self._counts = _Counts(len(self.tasks), by_fd=self.ctx.get_start_method() != "fork")
         recv, send = self.ctx.Pipe(duplex=False)
@@ -346,18 +361,23 @@ class Supervisor:
             + (() if self._counts is None else ((self._counts, i),)),
             name=f"gictools-worker-{i}",
         )
-        held = _hold_signals()
-        try:
-            proc.start()
-            self._running[recv] = (i, proc)
-        finally:
-            send.close()
-            _release_signals(held)
+        with _Hold() as hold:
+            try:
+                proc.start()
+                self._running[recv] = (i, proc)
+            finally:
+                send.close()
+        if hold.came:  # now that stop() knows the worker
+            raise Stopped(hold.came[0])
 
     def results(self, timeout: float | None = None) -> Iterator[tuple[int, str, Any] | None]:
         """(index, "ok" | "error" | "died", value) per task as it ends ("died": the cause in
         words); None whenever timeout seconds pass without one (for progress displays)."""
         while self._todo or self._running:
+            if _stop_asked is not None:
+                # a handler that runs inside a finalizer (a Connection's __del__) has its
+                # Stopped printed as "Exception ignored" and dropped: the stop still holds
+                raise Stopped(_stop_asked)
             while self._todo and len(self._running) < self.jobs:
                 self._start(self._todo.pop(0))
             meanwhile = self.meanwhile
@@ -452,15 +472,34 @@ class Supervisor:
             remove_stale_temps(d)
 
 
-def _hold_signals() -> bool:
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    return True
+class _Hold:
+    """A section of the main thread that a stop signal must not cut; afterwards `came`
+    lists the stop signals that arrived meanwhile (the caller acts on them).
 
+    Blocking the signals in this thread is not enough: the kernel then delivers a
+    process-wide signal (a terminal's Ctrl-C) to another thread that does not block it
+    (a library's: OpenBLAS starts one when numpy is imported), and the Python handler
+    still runs here, at the next bytecode. So _raise_stopped only notes a signal while a section is open. The block
+    stays for a worker forked meanwhile (it inherits it until its handlers are set).
+    Elsewhere than the main thread (no handlers there) it does nothing."""
 
-def _release_signals(held: bool) -> None:
-    if held:
+    def __enter__(self) -> _Hold:
+        global _holding
+        self.came: list[int] = []
+        self.main = threading.current_thread() is threading.main_thread()
+        if self.main:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            _holding += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _holding
+        if not self.main:
+            return
+        _holding -= 1
+        if not _holding:
+            self.came = list(dict.fromkeys(_deferred))
+            _deferred.clear()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 

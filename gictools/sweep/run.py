@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import re
+import signal
 import stat
 import time
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ class LocalExecutor:
         """(cell, result dict) as cells end; None every half second."""
         from gictools.supervise import WorkerFailed, failure
 
-        for ev in self.sup.results(timeout=0.5):
+        for ev in self.sup.results(timeout=TICK_S):
             if ev is None:
                 yield None
                 continue
@@ -122,19 +123,30 @@ class LocalExecutor:
 # allocator keeps a cell's peak address space at ~0.6 GB (a replay's CLI run: ~1.46 GB)
 # at the same speed.
 WORKER_ENV = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
+TICK_S = 0.5  # the progress display is told at least this often while cells run
 
 
 def _start_fork_server():
-    """Start the fork server (the workers' parent) with WORKER_ENV; the driver's own
-    environment is left as it was."""
-    from multiprocessing import forkserver
+    """Start the fork server (the workers' parent) with WORKER_ENV and SIGINT blocked; the
+    driver's own environment and signal mask are left as they were.
 
+    A worker inherits the block from its fork to supervise._bootstrap, which ignores SIGINT
+    and unblocks it: a Ctrl-C to the process group in between is dropped. Unblocked, it
+    raised KeyboardInterrupt in the starting worker (the fork server gives it Python's
+    default handler), which exited 1: its cell was recorded as failed in an interrupted
+    sweep."""
+    from multiprocessing import forkserver, resource_tracker
+
+    # first: starting it unblocks SIGINT and SIGTERM in this thread, whatever was blocked
+    resource_tracker.ensure_running()
     saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # inherited by exec
     try:
         for k, v in WORKER_ENV.items():
             os.environ.setdefault(k, v)  # the user's choice wins
         forkserver.ensure_running()
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for k, old in saved.items():
             if old is None:
                 os.environ.pop(k, None)
@@ -396,7 +408,7 @@ def _dask_outcomes(ex, todo, root):
     futures = {ex.submit(c, str(root)): c for c in todo}
     pending = set(futures)
     while pending:
-        done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+        done, pending = cf.wait(pending, timeout=TICK_S, return_when=cf.FIRST_COMPLETED)
         for f in done:
             try:
                 r = f.result()

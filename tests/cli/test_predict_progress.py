@@ -34,7 +34,24 @@ def test_progress_counts_every_seeds_injections(jobs):
 
 def test_the_bar_ends_at_the_seeds_injections():
     code, text = on_a_terminal(
-        ["predict", "lpi-stress", *"-v 4 -d 4 -e 4 -i 2000 --seeds 2 --preset v6.8-rc1".split()],
+        [
+            "predict",
+            "lpi-stress",
+            *[
+                "-v",
+                "4",
+                "-d",
+                "4",
+                "-e",
+                "4",
+                "-i",
+                "2000",
+                "--seeds",
+                "2",
+                "--preset",
+                "v6.8-rc1",
+            ],
+        ],
         env={"COLUMNS": "200", "LINES": "40"},
     )
     lines = [ln for ln in re.split(r"[\r\n]", ANSI.sub("", text)) if ln]

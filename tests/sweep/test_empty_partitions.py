@@ -30,10 +30,13 @@ def _partitions(root: Path, sub: str) -> set[str]:
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_interrupt_leaves_no_empty_partition(tmp_path, jobs):
+def test_interrupt_leaves_no_empty_partition(tmp_path, jobs, monkeypatch):
+    from gictools.sweep import run
     from gictools.trace.gen_lpi_stress import generate
 
-    # ~1M MSIs: a cell runs for about a second, so a progress tick (every 0.5 s) sees one
+    # ~1M MSIs: a cell runs for 0.4 s (C block loops) to a second, so a progress tick
+    # (every 20 ms here) sees one running
+    monkeypatch.setattr(run, "TICK_S", 0.02)
     generate(tmp_path / "big.msgpack", 1, 1, 17, 60000, "as-measured")
     cells = cells_from_args(
         [str(tmp_path / "big.msgpack")], ["lru-v6.8", "per-its-v6.10", "usage-v2"], []

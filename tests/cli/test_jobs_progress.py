@@ -38,9 +38,10 @@ def test_the_parallel_bar_ends_at_100_percent_of_the_events(tmp_path):
 
 
 def test_the_parallel_bar_moves_on_a_longer_replay(tmp_path):
-    """163,840 MSIs (~1 s of replay): the bar is drawn part-way too, counting up."""
+    """1.2 M MSIs (~1 s of replay with the C block loops): the bar is drawn part-way too,
+    counting up."""
     trace = tmp_path / "t.msgpack"
-    gen = ["gen", "lpi-stress", "-e", "4096", "-i", "40", "-o", str(trace)]
+    gen = ["gen", "lpi-stress", "-e", "4096", "-i", "300", "-o", str(trace)]
     subprocess.run([sys.executable, "-m", "gictools", *gen], check=True, capture_output=True)
     out = str(tmp_path / "out.parquet")
     code, counts, lines = _bar_counts(["replay", str(trace), *POLICIES, "-o", out, "-j", "2"])

@@ -56,7 +56,10 @@ def test_interrupt_leaves_no_empty_partition(tmp_path, jobs, monkeypatch):
     res = ei.value.result
     root = tmp_path / "ds"
     done = {p for p, r in res.results.items() if r["status"] == "done"}
-    assert 1 <= len(done) < len(cells) and started[-1] > len(done)  # one was cut short
+    assert 1 <= len(done) < len(cells)
+    if jobs == 1:  # the one cell running at the interrupt was cut short; with two workers
+        # both running cells may finish (manifest written) while the sweep stops: done
+        assert started[-1] > len(done)
     assert empty_dirs(root) == []
     assert _partitions(root, EVENTS_DIR) == _partitions(root, CELLS_DIR) == done
     assert len(list((root / MANIFEST_DIR).glob("*.json"))) == len(done)

@@ -37,6 +37,7 @@ from gictools.supervise import cpu_count, report_progress, run_all
 from gictools.trace.gen_lpi_stress import selftest_routing
 
 DEFAULT_SEEDS = 5
+BAND_SEEDS = 3  # seeds of each --bands run
 CHUNK_EVENTS = 100_000  # simulated injections between two steadiness checks
 STEADY_TOLERANCE = 0.03
 STEADY_MIN_EVENTS = 200  # per thread and window half
@@ -435,28 +436,51 @@ def _band_preset(preset, key, v):
     return preset.replace_costs(**{key: v})
 
 
-def predict_bands(vcpus, devices, events, iterations, preset, *, seeds=3, **kw):
+def band_cases(preset) -> list[tuple[str, str, object]]:
+    """(label, key, value) of every band run predict_bands makes for this preset."""
+    return [
+        (label, key, v)
+        for label, key, values, needs in BANDS
+        if _band_applies(preset, needs)
+        for v in values
+    ]
+
+
+def predict_bands(
+    vcpus, devices, events, iterations, preset, *, seeds=BAND_SEEDS, progress=None, **kw
+):
     """The prediction with each unconstrained parameter at the ends of its range:
-    [{parameter, value, lpis_per_sec, lpis_per_sec_min, lpis_per_sec_max}]."""
+    [{parameter, value, lpis_per_sec, lpis_per_sec_min, lpis_per_sec_max}].
+    progress(done, total): injections over every band run and seed so far, and their total."""
     if isinstance(preset, str):
         preset = load_preset(preset)
+    cases = band_cases(preset)
     rows = []
-    for label, key, values, needs in BANDS:
-        if not _band_applies(preset, needs):
-            continue
-        for v in values:
-            r = predict_lpi_stress(
-                vcpus, devices, events, iterations, _band_preset(preset, key, v), seeds=seeds, **kw
-            )
-            rows.append(
-                {
-                    "parameter": label,
-                    "value": v,
-                    "lpis_per_sec": r["lpis_per_sec"],
-                    "lpis_per_sec_min": r["lpis_per_sec_min"],
-                    "lpis_per_sec_max": r["lpis_per_sec_max"],
-                }
-            )
+    for k, (label, key, v) in enumerate(cases):
+
+        def told(done, total, k=k):
+            if progress is not None:
+                progress(k * total + done, len(cases) * total)
+
+        r = predict_lpi_stress(
+            vcpus,
+            devices,
+            events,
+            iterations,
+            _band_preset(preset, key, v),
+            seeds=seeds,
+            progress=told,
+            **kw,
+        )
+        rows.append(
+            {
+                "parameter": label,
+                "value": v,
+                "lpis_per_sec": r["lpis_per_sec"],
+                "lpis_per_sec_min": r["lpis_per_sec_min"],
+                "lpis_per_sec_max": r["lpis_per_sec_max"],
+            }
+        )
     return rows
 
 

@@ -70,6 +70,8 @@ def predict_lpi_stress(
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
     from gictools import plotting
     from gictools.analysis.predict import (
+        BAND_SEEDS,
+        band_cases,
         band_envelope,
         format_bands,
         format_prediction,
@@ -80,14 +82,17 @@ def predict_lpi_stress(
 
     if plot:
         kit.need_matplotlib()
-    # injections of every seed (the bands' runs after them are not counted: time only)
+    # injections of every seed, then of every band run's seeds
     with kit.errors(), progress("predict", None, quiet=quiet or json_out) as bar:
         p = load_preset(preset, preset_file, host=host)
         kw = {"routing": routing, "selftest": selftest, "host_cpus": host_cpus, "jobs": jobs}
+        band_total = len(band_cases(p)) * BAND_SEEDS * devices * events * iterations
+        main_total = [0]
 
         def told(done: int, total: int) -> None:
             if bar.total is None:
-                bar.set_total(total)
+                main_total[0] = total
+                bar.set_total(total + (band_total if bands else 0))
             bar.update(done)
 
         r = _predict(
@@ -99,11 +104,20 @@ def predict_lpi_stress(
             seeds=seeds,
             seed=seed,
             lockstep=lockstep,
-            progress=None if bands else told,
+            progress=told,
             **kw,
         )
         if bands:
-            r["bands"] = predict_bands(vcpus, devices, events, iterations, p, **kw)
+            r["bands"] = predict_bands(
+                vcpus,
+                devices,
+                events,
+                iterations,
+                p,
+                seeds=BAND_SEEDS,
+                progress=lambda d, t: bar.update(main_total[0] + d),
+                **kw,
+            )
             r["band"] = band_envelope(r, r["bands"])
     with kit.errors():
         files = plotting.predict_plots(r, plot) if plot else []

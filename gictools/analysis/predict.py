@@ -28,6 +28,7 @@ import statistics
 import numpy as np
 
 from gictools.errors import ConfigError
+from gictools.latency.fastforward import event_array
 from gictools.latency.presets import load_preset
 from gictools.latency.resources import LOCKSTEP, Interleaving
 from gictools.latency.simulation import Injections, RunOptions, Simulation, shares
@@ -98,11 +99,8 @@ def _check_config(vcpus, devices, events, iterations, routing):
 
 
 def _done_events(j, upto):
-    """Indices of j's first `upto` events as an array (ranges without a Python loop)."""
-    ev = j.events
-    if isinstance(ev, range):
-        return np.arange(ev.start, ev.start + upto * ev.step, ev.step, dtype=np.int64)
-    return np.asarray(ev[:upto], dtype=np.int64)
+    """Indices of j's first `upto` events as an array."""
+    return event_array(j.events, 0, upto)
 
 
 def _thread_rates(sim):

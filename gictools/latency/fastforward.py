@@ -27,8 +27,9 @@ LEAP_MIN_PERIODS = 16  # a leap moves every thread by at least this many periods
 CHUNK = 1 << 20  # events handled at once in a jump's array work (bounds its temporaries)
 
 
-def _event_array(events, a, b):
-    """events[a:b] (a range, list or array) as an int64 index array."""
+def event_array(events, a, b):
+    """events[a:b] of an injector (a range, list or array) as an int64 index array (a range
+    without a Python loop)."""
     part = events[a:b]
     if isinstance(part, range):
         return np.arange(part.start, part.stop, part.step, dtype=np.int64)
@@ -38,11 +39,7 @@ def _event_array(events, a, b):
 def _chunks(events):
     """An injector's events (a range, list or array) as int64 index arrays of <= CHUNK."""
     for k in range(0, len(events), CHUNK):
-        part = events[k : k + CHUNK]
-        if isinstance(part, range):
-            yield np.arange(part.start, part.stop, part.step, dtype=np.int64)
-        else:
-            yield np.asarray(part, dtype=np.int64)
+        yield event_array(events, k, k + CHUNK)
 
 
 class FastForward:
@@ -178,12 +175,7 @@ class FastForward:
         for j, period, n in counts:
             if n <= 0:
                 continue
-            ev_slice = j.events[j.pos : j.pos + n]
-            evs = (
-                np.arange(ev_slice.start, ev_slice.stop, ev_slice.step, dtype=np.int64)
-                if isinstance(ev_slice, range)
-                else np.asarray(ev_slice, dtype=np.int64)
-            )
+            evs = event_array(j.events, j.pos, j.pos + n)
             # closed loop: the next MSI is issued when one completes, so a skipped MSI's
             # latency is at most the period (the window's mean can exceed it by rounding)
             lat = min(sum(r[1] - r[0] for r in j.recent) / len(j.recent), period)
@@ -316,7 +308,7 @@ class FastForward:
         latency, wait and the gap to the MSI after it, the gaps scaled to fill dt (by about
         1 + period / n). A latency never outgrows its gap, so the MSIs of a thread keep
         disjoint slots as in the closed loop."""
-        win = _event_array(j.events, j.pos - 1 - w, j.pos - 1)
+        win = event_array(j.events, j.pos - 1 - w, j.pos - 1)
         start = float(self.t_issue[j.event])
         t_win = self.t_issue[win]
         gaps = np.diff(np.append(t_win, start))  # to the next issue (the last: in flight)
@@ -327,7 +319,7 @@ class FastForward:
         before = 0.0
         for k in range(0, n, CHUNK):
             m = min(CHUNK, n - k)
-            part = _event_array(j.events, j.pos + k, j.pos + k + m)
+            part = event_array(j.events, j.pos + k, j.pos + k + m)
             src = (np.arange(k, k + m, dtype=np.int64) + 1) % w
             g = gaps[src] * scale
             issue = start + before + (np.cumsum(g) - g)

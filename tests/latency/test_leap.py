@@ -23,8 +23,15 @@ def _run(cfg, preset="v6.8-rc1", seed=1, leap=True, chunk=20_000):
     def watched(rates, min_events):
         before = {j.id: j.pos for j in sim.injectors}
         n = orig(rates, min_events)
-        if n:
-            starts.update({j.id: (before[j.id], j.pos) for j in sim.injectors})
+        if n:  # (first leapt, first after the leap, the window leap() copied from)
+            p = sim.period
+            starts.update(
+                {
+                    j.id: (a, j.pos, min(rates[j.id][1], a - 1) // p * p)
+                    for j in sim.injectors
+                    if (a := before[j.id]) != j.pos
+                }
+            )
         return n
 
     sim.leap = watched
@@ -51,12 +58,19 @@ def test_a_leap_skips_whole_periods_and_keeps_every_msi_in_its_slot():
     sim, _, starts = _run(OVER)
     assert sim.leaps >= 1 and starts
     p = OVER[2]
-    for a, b in starts.values():
+    for jid, (a, b, w) in starts.items():
         assert (b - a) % p == 0  # the next key is the one the cache state expects
+        # leapt MSI a+k repeats window MSI (k + 1) mod w, the window starting at a-1-w: the
+        # same EventID (whole periods back), the same outcome, at most its latency
+        ev = np.asarray(sim.injectors[jid].events)
+        leapt = ev[a:b]
+        src = ev[a - 1 - w + (np.arange(b - a) + 1) % w]
+        assert np.array_equal(sim.ev[leapt], sim.ev[src])
+        assert np.array_equal(sim.out[leapt], sim.out[src])
+        lat = sim.t_done - sim.t_issue
+        assert (lat[leapt] <= lat[src] + 1e-6).all()
     assert sim.completed == sim.n
     closed_loop_intervals_hold(sim)
-    # a leapt MSI repeats one of its thread's window: its outcome is one the run had
-    assert set(np.unique(sim.out).tolist()) <= {int(o) for o in Outcome}
 
 
 def test_leap_stops_short_of_the_first_finish():
@@ -94,16 +108,24 @@ def test_no_leap_when_the_cache_state_drifts(preset):
 
 
 def test_no_leap_without_a_period_or_with_forced_outcomes():
-    from gictools.latency.events import simulate_events
+    from gictools.analysis.predict import _workload
+    from gictools.latency.simulation import Injections, RunOptions, Simulation
 
     sim = build_run(OVER, load_preset("v6.8-rc1"), Interleaving(1))
     sim.period = None
     assert not sim.can_leap()
-    # replay --preset: outcomes are given per event, no period: simulated as before
-    inj = np.array([i % 3 for i in range(600)])
-    out = np.array([0 if i % 5 else 1 for i in range(600)], dtype=np.int8)
-    lat, _, _ = simulate_events(load_preset("v6.8-rc1"), inj, out, host_cpus=4)
-    assert len(lat) == 600 and (lat > 0).all()
+    sim.run(until_completed=20_000)
+    assert sim.leap({j.id: (1e-3, 10_000) for j in sim.injectors}, min_events=1) == 0
+    # replay --preset's case: outcomes given per event (open loop), even with a period
+    per_inj, dev, evs, vcpu, keys = _workload(*OVER, "as-measured")
+    out = np.where(evs % 2 == 0, int(Outcome.HIT), int(Outcome.MISS)).astype(np.int8)
+    work = Injections(per_inj, dev, evs, np.zeros(len(dev), np.int8), vcpu, keys, out, OVER[2])
+    forced = Simulation(
+        load_preset("v6.8-rc1"), work, options=RunOptions(interleaving=Interleaving(1))
+    )
+    assert not forced.can_leap()
+    forced.run(until_completed=20_000)
+    assert forced.leap({j.id: (1e-3, 10_000) for j in forced.injectors}, min_events=1) == 0
 
 
 def test_no_leap_that_would_move_a_thread_by_too_few_periods():

@@ -444,6 +444,11 @@ def band_cases(preset) -> list[tuple[str, str, object]]:
     ]
 
 
+def band_injections(preset, injections: int, seeds: int = BAND_SEEDS) -> int:
+    """Injections predict_bands simulates for a workload of `injections` (its progress total)."""
+    return len(band_cases(preset)) * seeds * injections
+
+
 def predict_bands(
     vcpus, devices, events, iterations, preset, *, seeds=BAND_SEEDS, progress=None, **kw
 ):
@@ -457,8 +462,8 @@ def predict_bands(
     for k, (label, key, v) in enumerate(cases):
 
         def told(done, total, k=k):
-            if progress is not None:
-                progress(k * total + done, len(cases) * total)
+            if progress is not None:  # total: one band run's seeds x injections
+                progress(k * total + done, band_injections(preset, total // seeds, seeds))
 
         r = predict_lpi_stress(
             vcpus,

@@ -70,9 +70,8 @@ def predict_lpi_stress(
     """Predicted LPIs/s, hit rate, evictions and where the time went for vgic_lpi_stress."""
     from gictools import plotting
     from gictools.analysis.predict import (
-        BAND_SEEDS,
-        band_cases,
         band_envelope,
+        band_injections,
         format_bands,
         format_prediction,
         predict_bands,
@@ -86,7 +85,7 @@ def predict_lpi_stress(
     with kit.errors(), progress("predict", None, quiet=quiet or json_out) as bar:
         p = load_preset(preset, preset_file, host=host)
         kw = {"routing": routing, "selftest": selftest, "host_cpus": host_cpus, "jobs": jobs}
-        band_total = len(band_cases(p)) * BAND_SEEDS * devices * events * iterations
+        band_total = band_injections(p, devices * events * iterations)
         main_total = [0]
 
         def told(done: int, total: int) -> None:
@@ -114,7 +113,6 @@ def predict_lpi_stress(
                 events,
                 iterations,
                 p,
-                seeds=BAND_SEEDS,
                 progress=lambda d, t: bar.update(main_total[0] + d),
                 **kw,
             )
